@@ -1,0 +1,198 @@
+// Package artifact describes what a model artifact is, independent of where it is
+// stored or how it is run: the input/output signature of an ONNX graph and the model
+// card that travels beside it.
+package artifact
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Errors a caller can branch on.
+var (
+	ErrSignature = errors.New("signature mismatch")
+	ErrCard      = errors.New("invalid model card")
+)
+
+// Tensor names one input or output of a graph. A dimension of -1 is symbolic
+// (the batch).
+type Tensor struct {
+	Name  string  `json:"name"`
+	Type  string  `json:"type"`
+	Shape []int64 `json:"shape"`
+}
+
+func (t Tensor) String() string {
+	dims := make([]string, len(t.Shape))
+	for i, d := range t.Shape {
+		if d < 0 {
+			dims[i] = "batch"
+		} else {
+			dims[i] = fmt.Sprint(d)
+		}
+	}
+	return fmt.Sprintf("%s %s [%s]", t.Name, t.Type, strings.Join(dims, ","))
+}
+
+// Signature is the contract between a model and its callers: one float32 input of
+// shape [batch, features] and one float32 output of shape [batch, outputs].
+type Signature struct {
+	Input  Tensor `json:"input"`
+	Output Tensor `json:"output"`
+}
+
+func (s Signature) String() string { return fmt.Sprintf("input %s, output %s", s.Input, s.Output) }
+
+// Features is the number of input features a row carries.
+func (s Signature) Features() int {
+	if len(s.Input.Shape) != 2 {
+		return 0
+	}
+	return int(s.Input.Shape[1])
+}
+
+// Outputs is the number of values a row yields.
+func (s Signature) Outputs() int {
+	if len(s.Output.Shape) != 2 {
+		return 0
+	}
+	return int(s.Output.Shape[1])
+}
+
+// Servable reports whether the scorer can serve a graph of this signature: one
+// float32 input [batch,N] and one float32 output [batch,M] with a symbolic batch.
+func (s Signature) Servable() error {
+	for _, t := range []struct {
+		role string
+		t    Tensor
+	}{{"input", s.Input}, {"output", s.Output}} {
+		if t.t.Type != "float32" {
+			return fmt.Errorf("%w: %s %q is %s, want float32", ErrSignature, t.role, t.t.Name, t.t.Type)
+		}
+		if len(t.t.Shape) != 2 || t.t.Shape[0] != -1 || t.t.Shape[1] < 1 {
+			return fmt.Errorf("%w: %s %q has shape %v, want [batch,N] with a symbolic batch", ErrSignature, t.role, t.t.Name, t.t.Shape)
+		}
+	}
+	return nil
+}
+
+// Match returns an error naming the first difference between s and want.
+func (s Signature) Match(want Signature) error {
+	if !s.Input.equal(want.Input) {
+		return fmt.Errorf("%w: input is %s, model expects %s", ErrSignature, s.Input, want.Input)
+	}
+	if !s.Output.equal(want.Output) {
+		return fmt.Errorf("%w: output is %s, model expects %s", ErrSignature, s.Output, want.Output)
+	}
+	return nil
+}
+
+func (t Tensor) equal(o Tensor) bool {
+	if t.Name != o.Name || t.Type != o.Type || len(t.Shape) != len(o.Shape) {
+		return false
+	}
+	for i := range t.Shape {
+		if t.Shape[i] != o.Shape[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// CallingScore is the signature every calling-score version must have.
+var CallingScore = Signature{
+	Input:  Tensor{Name: "input", Type: "float32", Shape: []int64{-1, 39}},
+	Output: Tensor{Name: "output", Type: "float32", Shape: []int64{-1, 1}},
+}
+
+// Declared returns the signature fixed up front for a model name, if any. Other
+// models take the signature of their first version.
+func Declared(model string) (Signature, bool) {
+	if model == "calling-score" {
+		return CallingScore, true
+	}
+	return Signature{}, false
+}
+
+// GoldenTolerance is how far a runtime's output may stray from a card's golden
+// output before the artifact is refused.
+const GoldenTolerance = 1e-4
+
+// Golden is one input row with the output the exported graph must produce for it.
+type Golden struct {
+	Input  []float64 `json:"input"`
+	Output []float64 `json:"output"`
+}
+
+// Card is the JSON document stored beside an artifact. Only the fields the platform
+// acts on are typed; the rest (training summary, metrics, reference histograms) is
+// kept as it came.
+type Card struct {
+	Model    string   `json:"model,omitempty"`
+	Features []string `json:"features,omitempty"`
+	Golden   []Golden `json:"golden,omitempty"`
+	raw      json.RawMessage
+}
+
+// MaxCardBytes bounds the size of a card accepted anywhere.
+const MaxCardBytes = 8 << 20
+
+// ParseCard decodes and checks a card. An empty input is an empty card.
+func ParseCard(data []byte) (*Card, error) {
+	c := &Card{}
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 {
+		return c, nil
+	}
+	if len(data) > MaxCardBytes {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrCard, len(data), MaxCardBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCard, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrCard)
+	}
+	for i, g := range c.Golden {
+		for j, v := range g.Input {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("%w: golden[%d].input[%d] is not finite", ErrCard, i, j)
+			}
+		}
+		for j, v := range g.Output {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("%w: golden[%d].output[%d] is not finite", ErrCard, i, j)
+			}
+		}
+	}
+	c.raw = append(json.RawMessage(nil), data...)
+	return c, nil
+}
+
+// Raw returns the card exactly as it was parsed (nil for an empty card).
+func (c *Card) Raw() json.RawMessage { return c.raw }
+
+// Check returns an error when the card cannot describe a graph of signature sig.
+func (c *Card) Check(model string, sig Signature) error {
+	if c.Model != "" && c.Model != model {
+		return fmt.Errorf("%w: card is for model %q, not %q", ErrCard, c.Model, model)
+	}
+	n, m := sig.Features(), sig.Outputs()
+	if len(c.Features) != 0 && len(c.Features) != n {
+		return fmt.Errorf("%w: card names %d features, the graph takes %d", ErrCard, len(c.Features), n)
+	}
+	for i, g := range c.Golden {
+		if len(g.Input) != n {
+			return fmt.Errorf("%w: golden[%d] has %d inputs, the graph takes %d", ErrCard, i, len(g.Input), n)
+		}
+		if len(g.Output) != m {
+			return fmt.Errorf("%w: golden[%d] has %d outputs, the graph yields %d", ErrCard, i, len(g.Output), m)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/modelops/modelops/internal/artifact"
+)
+
+// Errors a caller can branch on.
+var (
+	ErrInvalidModel = errors.New("invalid model")
+	ErrGolden       = errors.New("golden input mismatch")
+	ErrRun          = errors.New("session run failed")
+)
+
+// Options tune the sessions the loader builds.
+type Options struct {
+	// IntraOpThreads is ONNX Runtime's intra-op thread count per session.
+	IntraOpThreads int
+}
+
+// DefaultOptions suit small models served to many concurrent requests: one thread
+// per session, so concurrency comes from requests rather than from inside a run.
+func DefaultOptions() Options { return Options{IntraOpThreads: 1} }
+
+// Session is one ONNX Runtime session with the signature it was built for. It is
+// safe for concurrent Run calls.
+type Session struct {
+	sess *ort.DynamicAdvancedSession
+	sig  artifact.Signature
+}
+
+// Open builds a session from an ONNX file and inspects its signature. The file must
+// have one float32 input [batch,N] and one float32 output [batch,M].
+func Open(path string, opts Options) (*Session, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	ins, outs, err := ort.GetInputOutputInfo(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ONNX Runtime cannot load it: %v", ErrInvalidModel, err)
+	}
+	if len(ins) != 1 || len(outs) != 1 {
+		return nil, fmt.Errorf("%w: %w: graph has %d inputs and %d outputs, want 1 and 1", ErrInvalidModel, artifact.ErrSignature, len(ins), len(outs))
+	}
+	sig := artifact.Signature{Input: tensorOf(ins[0]), Output: tensorOf(outs[0])}
+	if err := sig.Servable(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidModel, err)
+	}
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("session options: %w", err)
+	}
+	defer so.Destroy()
+	threads := opts.IntraOpThreads
+	if threads <= 0 {
+		threads = 1
+	}
+	if err := so.SetIntraOpNumThreads(threads); err != nil {
+		return nil, fmt.Errorf("session options: %w", err)
+	}
+	if err := so.SetInterOpNumThreads(1); err != nil {
+		return nil, fmt.Errorf("session options: %w", err)
+	}
+	s, err := ort.NewDynamicAdvancedSession(path, []string{sig.Input.Name}, []string{sig.Output.Name}, so)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ONNX Runtime cannot build a session: %v", ErrInvalidModel, err)
+	}
+	return &Session{sess: s, sig: sig}, nil
+}
+
+func tensorOf(info ort.InputOutputInfo) artifact.Tensor {
+	t := artifact.Tensor{Name: info.Name, Type: info.DataType.String(), Shape: []int64(info.Dimensions)}
+	if info.OrtValueType != ort.ONNXTypeTensor {
+		t.Type = info.OrtValueType.String()
+	}
+	if info.DataType == ort.TensorElementDataTypeFloat {
+		t.Type = "float32"
+	}
+	return t
+}
+
+// Signature is the signature ONNX Runtime reports for the graph.
+func (s *Session) Signature() artifact.Signature { return s.sig }
+
+// Run scores rows laid out flat (rows × features) and returns rows × outputs values.
+func (s *Session) Run(flat []float32, rows int) ([]float32, error) {
+	n := s.sig.Features()
+	if rows < 1 || len(flat) != rows*n {
+		return nil, fmt.Errorf("%w: %d values for %d rows of %d features", ErrRun, len(flat), rows, n)
+	}
+	in, err := ort.NewTensor(ort.NewShape(int64(rows), int64(n)), flat)
+	if err != nil {
+		return nil, fmt.Errorf("%w: input tensor: %v", ErrRun, err)
+	}
+	defer in.Destroy()
+	outs := []ort.Value{nil}
+	if err := s.sess.Run([]ort.Value{in}, outs); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRun, err)
+	}
+	defer outs[0].Destroy()
+	t, ok := outs[0].(*ort.Tensor[float32])
+	if !ok {
+		return nil, fmt.Errorf("%w: output is %T, want float32 tensor", ErrRun, outs[0])
+	}
+	want := rows * s.sig.Outputs()
+	data := t.GetData()
+	if len(data) != want {
+		return nil, fmt.Errorf("%w: output has %d values, want %d", ErrRun, len(data), want)
+	}
+	return append([]float32(nil), data...), nil
+}
+
+// VerifyGolden runs the card's golden inputs and returns an error naming the first
+// output that differs from the card by more than artifact.GoldenTolerance.
+func (s *Session) VerifyGolden(card *artifact.Card) error {
+	if card == nil || len(card.Golden) == 0 {
+		return nil
+	}
+	n, m := s.sig.Features(), s.sig.Outputs()
+	flat := make([]float32, 0, len(card.Golden)*n)
+	for i, g := range card.Golden {
+		if len(g.Input) != n || len(g.Output) != m {
+			return fmt.Errorf("%w: golden[%d] has %d inputs and %d outputs, the graph takes %d and yields %d", ErrGolden, i, len(g.Input), len(g.Output), n, m)
+		}
+		for _, v := range g.Input {
+			flat = append(flat, float32(v))
+		}
+	}
+	out, err := s.Run(flat, len(card.Golden))
+	if err != nil {
+		return err
+	}
+	for i, g := range card.Golden {
+		for j, want := range g.Output {
+			got := float64(out[i*m+j])
+			if math.IsNaN(got) || math.Abs(got-want) > artifact.GoldenTolerance {
+				return fmt.Errorf("%w: golden[%d] output[%d] is %.7g, card says %.7g (tolerance %g)", ErrGolden, i, j, got, want, artifact.GoldenTolerance)
+			}
+		}
+	}
+	return nil
+}
+
+// WarmUp runs a few batches of zeros so the first real request does not pay for
+// ONNX Runtime's lazy initialisation.
+func (s *Session) WarmUp() error {
+	for _, rows := range []int{1, 8, 1} {
+		if _, err := s.Run(make([]float32, rows*s.sig.Features()), rows); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close destroys the session. It must not be called while a Run is in progress.
+func (s *Session) Close() error { return s.sess.Destroy() }
+
+// Verify builds a session from path, checks it against want (when want has an
+// input) and the card, runs the golden inputs, and closes it. It returns the
+// signature ONNX Runtime reports.
+func Verify(path string, want *artifact.Signature, card *artifact.Card, model string) (artifact.Signature, error) {
+	s, err := Open(path, DefaultOptions())
+	if err != nil {
+		return artifact.Signature{}, err
+	}
+	defer s.Close()
+	sig := s.Signature()
+	if want != nil {
+		if err := sig.Match(*want); err != nil {
+			return sig, fmt.Errorf("%w: %w", ErrInvalidModel, err)
+		}
+	}
+	if card != nil {
+		if err := card.Check(model, sig); err != nil {
+			return sig, fmt.Errorf("%w: %w", ErrInvalidModel, err)
+		}
+	}
+	if err := s.VerifyGolden(card); err != nil {
+		return sig, fmt.Errorf("%w: %w", ErrInvalidModel, err)
+	}
+	return sig, nil
+}

@@ -1,0 +1,122 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	jsonMarshal   = json.Marshal
+	jsonUnmarshal = json.Unmarshal
+)
+
+// AliasRequest moves the production alias.
+type AliasRequest struct {
+	Model   string
+	Version int
+	// ExpectRevision, when non-zero, must equal the model's current revision or the
+	// change is refused with ErrConflict.
+	ExpectRevision uint64
+	Actor          string
+	Reason         string
+}
+
+func (r *Registry) checkRevision(m *Model, expect uint64) error {
+	if expect != 0 && expect != m.Revision {
+		return fmt.Errorf("model %q is at revision %d, the request expects %d: %w", m.Name, m.Revision, expect, ErrConflict)
+	}
+	return nil
+}
+
+// Promote points production at req.Version.
+func (r *Registry) Promote(_ context.Context, req AliasRequest) (*Event, error) {
+	if err := CheckModelName(req.Model); err != nil {
+		return nil, err
+	}
+	var ev *Event
+	err := r.update(func(tx *bolt.Tx) error {
+		m, err := getModel(tx, req.Model)
+		if err != nil {
+			return err
+		}
+		if err := r.checkRevision(m, req.ExpectRevision); err != nil {
+			return err
+		}
+		if _, err := getVersion(tx, req.Model, req.Version); err != nil {
+			return err
+		}
+		if m.Production == req.Version {
+			return fmt.Errorf("%s v%d is already production: %w", req.Model, req.Version, ErrConflict)
+		}
+		ev = &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventPromoted, From: m.Production, To: req.Version, Reason: req.Reason}
+		if m.Production > 0 {
+			m.Previous = append(m.Previous, m.Production)
+		}
+		m.Production = req.Version
+		return r.commitAlias(tx, m, ev)
+	})
+	return ev, err
+}
+
+// Rollback points production back at the version it held before the current one,
+// or at req.Version when that is set.
+func (r *Registry) Rollback(_ context.Context, req AliasRequest) (*Event, error) {
+	if err := CheckModelName(req.Model); err != nil {
+		return nil, err
+	}
+	var ev *Event
+	err := r.update(func(tx *bolt.Tx) error {
+		m, err := getModel(tx, req.Model)
+		if err != nil {
+			return err
+		}
+		if err := r.checkRevision(m, req.ExpectRevision); err != nil {
+			return err
+		}
+		if m.Production == 0 {
+			return fmt.Errorf("%s has no production version to roll back: %w", req.Model, ErrConflict)
+		}
+		to := req.Version
+		if to == 0 {
+			// Skip entries equal to the current version (promote v1, v2, v1 leaves
+			// v1 in the history twice).
+			for len(m.Previous) > 0 && m.Previous[len(m.Previous)-1] == m.Production {
+				m.Previous = m.Previous[:len(m.Previous)-1]
+			}
+			if len(m.Previous) == 0 {
+				return fmt.Errorf("%s v%d has no earlier production version to roll back to: %w", req.Model, m.Production, ErrConflict)
+			}
+			to = m.Previous[len(m.Previous)-1]
+			m.Previous = m.Previous[:len(m.Previous)-1]
+		} else {
+			if _, err := getVersion(tx, req.Model, to); err != nil {
+				return err
+			}
+			if to == m.Production {
+				return fmt.Errorf("%s v%d is already production: %w", req.Model, to, ErrConflict)
+			}
+			// Drop the target and anything newer from the history.
+			for i := len(m.Previous) - 1; i >= 0; i-- {
+				if m.Previous[i] == to {
+					m.Previous = m.Previous[:i]
+					break
+				}
+			}
+		}
+		ev = &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventRolledBack, From: m.Production, To: to, Reason: req.Reason}
+		m.Production = to
+		return r.commitAlias(tx, m, ev)
+	})
+	return ev, err
+}
+
+func (r *Registry) commitAlias(tx *bolt.Tx, m *Model, ev *Event) error {
+	if err := r.appendEvent(tx, ev); err != nil {
+		return err
+	}
+	m.Revision = ev.Revision
+	return putModel(tx, m)
+}

@@ -1,0 +1,44 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+// Error kinds. Every error the registry returns wraps exactly one of them, and
+// internal/api maps each kind to one HTTP status.
+var (
+	ErrNotFound       = errors.New("not found")
+	ErrConflict       = errors.New("conflict")
+	ErrInvalid        = errors.New("invalid request")
+	ErrInvalidModel   = errors.New("invalid model")
+	ErrDigestMismatch = errors.New("digest mismatch")
+	ErrTooLarge       = errors.New("too large")
+	ErrUnavailable    = errors.New("unavailable")
+)
+
+var modelName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// CheckModelName returns an error unless name is a valid model name: lower-case
+// letters, digits and dashes, starting with a letter or digit, at most 63 bytes.
+func CheckModelName(name string) error {
+	if !modelName.MatchString(name) {
+		shown := name
+		if len(shown) > 80 {
+			shown = shown[:80] + "…"
+		}
+		return fmt.Errorf("%w: model name %q must match %s", ErrInvalid, shown, modelName)
+	}
+	return nil
+}
+
+var digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// CheckDigest returns an error unless d is a lower-case hex sha256.
+func CheckDigest(d string) error {
+	if !digestRE.MatchString(d) {
+		return fmt.Errorf("%w: sha256 must be 64 lower-case hex digits", ErrInvalid)
+	}
+	return nil
+}

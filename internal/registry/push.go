@@ -1,0 +1,192 @@
+package registry
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/modelops/modelops/internal/artifact"
+)
+
+// PushRequest is one artifact on its way into the registry.
+type PushRequest struct {
+	Model string
+	// Digest is the sha256 the client states for the artifact.
+	Digest string
+	// Artifact streams the ONNX bytes.
+	Artifact io.Reader
+	// Card is the model card JSON (may be empty).
+	Card  []byte
+	Actor string
+}
+
+// PushResult says which version holds the artifact.
+type PushResult struct {
+	Version *Version
+	// Created is false when the same artifact was already a version of the model.
+	Created bool
+	Event   *Event
+}
+
+// Push stages the artifact while hashing it, verifies the stated digest, loads it
+// in the runtime and checks its signature and golden inputs, stores the blob, and
+// only then records the version and a pushed event in one transaction. Any failure
+// leaves no version behind.
+func (r *Registry) Push(ctx context.Context, req PushRequest) (*PushResult, error) {
+	if err := CheckModelName(req.Model); err != nil {
+		return nil, err
+	}
+	if err := CheckDigest(req.Digest); err != nil {
+		return nil, err
+	}
+	card, err := artifact.ParseCard(req.Card)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+
+	var want *artifact.Signature
+	if m, err := r.Model(ctx, req.Model); err == nil {
+		want = &m.Signature
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	} else if sig, ok := artifact.Declared(req.Model); ok {
+		want = &sig
+	}
+
+	staged, size, err := r.stage(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(staged)
+
+	sig, err := r.Verifier.VerifyArtifact(ctx, staged, req.Model, want, card)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: %w: %v", req.Model, ErrInvalidModel, err)
+	}
+
+	f, err := os.Open(staged)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: %w", req.Model, err)
+	}
+	defer f.Close()
+	if err := r.Blobs.Put(ctx, req.Digest, size, f); err != nil {
+		return nil, fmt.Errorf("push %s: store blob in %s: %w", req.Model, r.Blobs, err)
+	}
+
+	res := &PushResult{}
+	err = r.update(func(tx *bolt.Tx) error {
+		m, err := getModel(tx, req.Model)
+		if errors.Is(err, ErrNotFound) {
+			m = &Model{Name: req.Model, Signature: sig, CreatedAt: r.Now().UTC()}
+		} else if err != nil {
+			return err
+		} else if err := sig.Match(m.Signature); err != nil {
+			// Another push fixed the signature while this one was verifying.
+			return fmt.Errorf("push %s: %w: %v", req.Model, ErrInvalidModel, err)
+		}
+		vb, err := tx.Bucket(bucketVersions).CreateBucketIfNotExists([]byte(req.Model))
+		if err != nil {
+			return err
+		}
+		// The same bytes pushed again (a retry) name the version they already are.
+		err = vb.ForEach(func(_, raw []byte) error {
+			v, err := decodeVersion(raw)
+			if err != nil {
+				return err
+			}
+			if v.Digest == req.Digest {
+				res.Version = v
+				return errStop
+			}
+			return nil
+		})
+		if errors.Is(err, errStop) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		m.Latest++
+		v := &Version{Model: req.Model, Number: m.Latest, Digest: req.Digest, Size: size,
+			CreatedAt: r.Now().UTC(), Actor: actorOr(req.Actor), Card: card.Raw()}
+		e := &Event{Actor: v.Actor, Model: req.Model, Kind: EventPushed, To: v.Number}
+		if err := r.appendEvent(tx, e); err != nil {
+			return err
+		}
+		m.Revision = e.Revision
+		if err := putVersion(vb, v); err != nil {
+			return err
+		}
+		res.Version, res.Created, res.Event = v, true, e
+		return putModel(tx, m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// stage copies the upload to a local file, hashing as it goes, and checks the
+// stated digest and the size limit.
+func (r *Registry) stage(ctx context.Context, req PushRequest) (string, int64, error) {
+	f, err := os.CreateTemp(r.StagingDir, "upload-*")
+	if err != nil {
+		return "", 0, fmt.Errorf("push %s: staging: %w", req.Model, err)
+	}
+	ok := false
+	defer func() {
+		f.Close()
+		if !ok {
+			os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	limit := r.MaxArtifactBytes
+	n, err := io.Copy(io.MultiWriter(f, h), &ctxReader{ctx, io.LimitReader(req.Artifact, limit+1)})
+	if err != nil {
+		return "", 0, fmt.Errorf("push %s: reading the artifact: %w", req.Model, err)
+	}
+	if n > limit {
+		return "", 0, fmt.Errorf("push %s: %w: artifact is larger than %d bytes", req.Model, ErrTooLarge, limit)
+	}
+	if n == 0 {
+		return "", 0, fmt.Errorf("push %s: %w: the artifact is empty", req.Model, ErrInvalid)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != req.Digest {
+		return "", 0, fmt.Errorf("push %s: %w: the artifact hashes to sha256 %s, the request states %s", req.Model, ErrDigestMismatch, got, req.Digest)
+	}
+	if err := f.Close(); err != nil {
+		return "", 0, fmt.Errorf("push %s: staging: %w", req.Model, err)
+	}
+	ok = true
+	return f.Name(), n, nil
+}
+
+func decodeVersion(raw []byte) (*Version, error) {
+	v := &Version{}
+	if err := jsonUnmarshal(raw, v); err != nil {
+		return nil, fmt.Errorf("corrupt version record: %w", err)
+	}
+	return v, nil
+}
+
+func putVersion(b *bolt.Bucket, v *Version) error {
+	buf, err := jsonMarshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(u64(uint64(v.Number)), buf)
+}
+
+func actorOr(a string) string {
+	if a == "" {
+		return "anonymous"
+	}
+	return a
+}
