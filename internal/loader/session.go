@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -161,28 +162,41 @@ func (s *Session) WarmUp() error {
 // Close destroys the session. It must not be called while a Run is in progress.
 func (s *Session) Close() error { return s.sess.Destroy() }
 
-// Verify builds a session from path, checks it against want (when want has an
-// input) and the card, runs the golden inputs, and closes it. It returns the
-// signature ONNX Runtime reports.
-func Verify(path string, want *artifact.Signature, card *artifact.Card, model string) (artifact.Signature, error) {
+// Check verifies an open session: its signature against want (when given), the
+// card against the signature, and the card's golden inputs.
+func (s *Session) Check(model string, want *artifact.Signature, card *artifact.Card) error {
+	sig := s.Signature()
+	if want != nil {
+		if err := sig.Match(*want); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidModel, err)
+		}
+	}
+	if card != nil {
+		if err := card.Check(model, sig); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidModel, err)
+		}
+	}
+	if err := s.VerifyGolden(card); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidModel, err)
+	}
+	return nil
+}
+
+// Verify builds a session from path, checks it (see Check) and closes it. It
+// returns the signature ONNX Runtime reports.
+func Verify(path, model string, want *artifact.Signature, card *artifact.Card) (artifact.Signature, error) {
 	s, err := Open(path, DefaultOptions())
 	if err != nil {
 		return artifact.Signature{}, err
 	}
 	defer s.Close()
-	sig := s.Signature()
-	if want != nil {
-		if err := sig.Match(*want); err != nil {
-			return sig, fmt.Errorf("%w: %w", ErrInvalidModel, err)
-		}
-	}
-	if card != nil {
-		if err := card.Check(model, sig); err != nil {
-			return sig, fmt.Errorf("%w: %w", ErrInvalidModel, err)
-		}
-	}
-	if err := s.VerifyGolden(card); err != nil {
-		return sig, fmt.Errorf("%w: %w", ErrInvalidModel, err)
-	}
-	return sig, nil
+	return s.Signature(), s.Check(model, want, card)
+}
+
+// Verifier adapts Verify to the registry's push check.
+type Verifier struct{}
+
+// VerifyArtifact implements registry.Verifier.
+func (Verifier) VerifyArtifact(_ context.Context, path, model string, want *artifact.Signature, card *artifact.Card) (artifact.Signature, error) {
+	return Verify(path, model, want, card)
 }

@@ -14,6 +14,9 @@ const (
 	OpsetVersion = 17
 	IRVersion    = 8
 	Producer     = "modelops-trainer"
+	// FormatVersion is the producer version written into exported models; it changes
+	// only when the export itself changes, so rebuilding a model is byte-identical.
+	FormatVersion = "1"
 )
 
 // ExportMeta is written into the ONNX model's metadata.

@@ -1,0 +1,120 @@
+// Command modelctl is the operator's tool: `modelctl serve` runs the control plane,
+// and every other verb talks to a control plane over HTTP.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=…".
+var Version = "dev"
+
+// command is one modelctl verb.
+type command interface {
+	Run(ctx context.Context, args []string) error
+	Usage() string
+}
+
+var commands = map[string]func(*env) command{
+	"serve":    func(e *env) command { return &serveCmd{env: e} },
+	"push":     func(e *env) command { return &pushCmd{env: e} },
+	"list":     func(e *env) command { return &listCmd{env: e} },
+	"show":     func(e *env) command { return &showCmd{env: e} },
+	"promote":  func(e *env) command { return &promoteCmd{env: e} },
+	"rollback": func(e *env) command { return &rollbackCmd{env: e} },
+	"history":  func(e *env) command { return &historyCmd{env: e} },
+	"train":    func(e *env) command { return &trainCmd{env: e} },
+}
+
+// env carries what every verb shares: output streams and environment.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	if err := e.run(ctx, os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "modelctl:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func (e *env) run(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		e.usage()
+		if len(args) == 0 {
+			return flag.ErrHelp
+		}
+		return nil
+	}
+	if args[0] == "version" || args[0] == "--version" {
+		fmt.Fprintln(e.stdout, "modelctl", Version)
+		return nil
+	}
+	mk, ok := commands[args[0]]
+	if !ok {
+		e.usage()
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	return mk(e).Run(ctx, args[1:])
+}
+
+func (e *env) usage() {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("modelctl: a control plane for ONNX models with hot reload\n\nCommands:\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %s\n", commands[n](e).Usage())
+	}
+	b.WriteString("\nClient commands take --server (env MODELCTL_SERVER, default http://127.0.0.1:8080) and -o table|json.\n")
+	fmt.Fprint(e.stderr, b.String())
+}
+
+// flags returns a flag set whose errors go to stderr with the verb's usage.
+func (e *env) flags(c command, name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: modelctl %s\n", c.Usage())
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments (`modelctl push model.onnx --model m`), returning the positionals.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

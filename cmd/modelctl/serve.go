@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/modelops/modelops/internal/app"
+)
+
+type serveCmd struct{ *env }
+
+func (c *serveCmd) Usage() string {
+	return "serve [--data DIR] [--listen ADDR] [--store URL]   run the control plane"
+}
+
+func (c *serveCmd) Run(ctx context.Context, args []string) error {
+	cfg := app.DefaultControlPlaneConfig()
+	if v := c.getenv("MODELOPS_DATA"); v != "" {
+		cfg.DataDir = v
+	}
+	if v := c.getenv("MODELOPS_STORE"); v != "" {
+		cfg.Store = v
+	}
+	if v := c.getenv("ONNXRUNTIME_LIB"); v != "" {
+		cfg.ORTLibrary = v
+	}
+	fs := c.flags(c, "serve")
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for registry.db and, by default, the artifacts (env MODELOPS_DATA)")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "API address")
+	fs.StringVar(&cfg.Store, "store", cfg.Store, "blob store URL: file:///dir or s3://bucket/prefix?endpoint=…&region=… (default file://DATA/artifacts; env MODELOPS_STORE)")
+	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
+	fs.Int64Var(&cfg.MaxArtifactBytes, "max-artifact-bytes", cfg.MaxArtifactBytes, "largest artifact a push may carry")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	log := slog.New(slog.NewTextHandler(c.stderr, nil))
+	cp := app.NewControlPlane(cfg, log)
+	if err := cp.Open(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-cp.Server.Done():
+		if err != nil {
+			log.Error("server stopped", "err", err)
+		}
+	}
+	log.Info("shutting down")
+	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return cp.Close(closeCtx)
+}

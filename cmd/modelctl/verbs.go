@@ -1,0 +1,460 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/registry"
+)
+
+// clientFlags are shared by every verb that talks to a control plane.
+type clientFlags struct {
+	server string
+	output string
+}
+
+func (e *env) clientFlags(fs *flag.FlagSet) *clientFlags {
+	cf := &clientFlags{server: e.getenv("MODELCTL_SERVER"), output: "table"}
+	if cf.server == "" {
+		cf.server = "http://127.0.0.1:8080"
+	}
+	fs.StringVar(&cf.server, "server", cf.server, "control plane URL (env MODELCTL_SERVER)")
+	fs.StringVar(&cf.output, "o", cf.output, "output: table or json")
+	return cf
+}
+
+func (cf *clientFlags) client() (*client.Client, error) {
+	if cf.output != "table" && cf.output != "json" {
+		return nil, fmt.Errorf("-o %q: want table or json", cf.output)
+	}
+	c := client.New(cf.server)
+	c.Actor = actorName()
+	return c, nil
+}
+
+func actorName() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "modelctl"
+}
+
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (e *env) table(fn func(w io.Writer)) {
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fn(tw)
+	tw.Flush()
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func versionArg(s string) (int, error) {
+	s = strings.TrimPrefix(s, "v")
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("version %q: want a positive number such as 3 or v3", s)
+	}
+	return n, nil
+}
+
+func orDash(n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return "v" + strconv.Itoa(n)
+}
+
+// push
+
+type pushCmd struct{ *env }
+
+func (c *pushCmd) Usage() string {
+	return "push FILE.onnx --model NAME [--card card.json]   upload a new version"
+}
+
+func (c *pushCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "push")
+	cf := c.clientFlags(fs)
+	model := fs.String("model", "", "model name (required)")
+	cardPath := fs.String("card", "", "model card JSON (default: card.json beside the file, if there)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *model == "" {
+		fs.Usage()
+		return fmt.Errorf("push needs one FILE and --model")
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var card []byte
+	switch {
+	case *cardPath != "":
+		if card, err = os.ReadFile(*cardPath); err != nil {
+			return fmt.Errorf("card: %w", err)
+		}
+	default:
+		beside := strings.TrimSuffix(pos[0], ".onnx") + ".card.json"
+		for _, p := range []string{beside, dirOf(pos[0]) + "card.json"} {
+			if b, err := os.ReadFile(p); err == nil {
+				card = b
+				fmt.Fprintf(c.stderr, "using card %s\n", p)
+				break
+			}
+		}
+	}
+	opts := client.PushOptions{Model: *model, ArtifactPath: pos[0], Card: card}
+	if isTerminal(c.stderr) {
+		opts.Progress = progressBar(c.stderr, pos[0])
+	}
+	res, err := cl.Push(ctx, opts)
+	if opts.Progress != nil {
+		fmt.Fprintln(c.stderr)
+	}
+	if err != nil {
+		return fmt.Errorf("push %s: %w", pos[0], err)
+	}
+	if cf.output == "json" {
+		return c.printJSON(res)
+	}
+	if res.Created {
+		fmt.Fprintf(c.stdout, "pushed %s v%d (sha256 %s, %d bytes)\n", res.Version.Model, res.Version.Number, res.Version.Digest, res.Version.Size)
+	} else {
+		fmt.Fprintf(c.stdout, "already pushed as %s v%d (sha256 %s)\n", res.Version.Model, res.Version.Number, res.Version.Digest)
+	}
+	return nil
+}
+
+func dirOf(p string) string {
+	if i := strings.LastIndex(p, "/"); i >= 0 {
+		return p[:i+1]
+	}
+	return ""
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBar redraws one line at most ten times a second.
+func progressBar(w io.Writer, name string) func(sent, total int64) {
+	var last time.Time
+	return func(sent, total int64) {
+		if sent < total && time.Since(last) < 100*time.Millisecond {
+			return
+		}
+		last = time.Now()
+		pct := 100.0
+		if total > 0 {
+			pct = 100 * float64(sent) / float64(total)
+		}
+		const width = 30
+		fill := int(pct / 100 * width)
+		fmt.Fprintf(w, "\r%s [%s%s] %5.1f%% %s/%s", name, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct, bytesH(sent), bytesH(total))
+	}
+}
+
+func bytesH(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// list
+
+type listCmd struct{ *env }
+
+func (c *listCmd) Usage() string { return "list   models with their production version" }
+
+func (c *listCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "list")
+	cf := c.clientFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ms, err := cl.Models(ctx)
+	if err != nil {
+		return err
+	}
+	if cf.output == "json" {
+		if ms == nil {
+			ms = []registry.Model{}
+		}
+		return c.printJSON(ms)
+	}
+	if len(ms) == 0 {
+		fmt.Fprintln(c.stdout, "no models yet: push one with `modelctl push FILE.onnx --model NAME`")
+		return nil
+	}
+	c.table(func(w io.Writer) {
+		fmt.Fprintln(w, "MODEL\tPRODUCTION\tLATEST\tREVISION\tSIGNATURE")
+		for _, m := range ms {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", m.Name, orDash(m.Production), orDash(m.Latest), m.Revision, m.Signature)
+		}
+	})
+	return nil
+}
+
+// show
+
+type showCmd struct{ *env }
+
+func (c *showCmd) Usage() string { return "show MODEL [VERSION]   a model's versions, or one version with its card" }
+
+func (c *showCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "show")
+	cf := c.clientFlags(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		fs.Usage()
+		return fmt.Errorf("show needs MODEL and optionally VERSION")
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	if len(pos) == 2 {
+		n, err := versionArg(pos[1])
+		if err != nil {
+			return err
+		}
+		v, err := cl.Version(ctx, pos[0], n)
+		if err != nil {
+			return err
+		}
+		if cf.output == "json" {
+			return c.printJSON(v)
+		}
+		c.table(func(w io.Writer) {
+			fmt.Fprintf(w, "model\t%s\nversion\tv%d\nsha256\t%s\nsize\t%s\ncreated\t%s\nby\t%s\n", v.Model, v.Number, v.Digest, bytesH(v.Size), ago(v.CreatedAt), v.Actor)
+		})
+		if len(v.Card) > 0 {
+			fmt.Fprintln(c.stdout, "card:")
+			var pretty any
+			if json.Unmarshal(v.Card, &pretty) == nil {
+				summarizeCard(c.stdout, pretty)
+			}
+		}
+		return nil
+	}
+	m, err := cl.Model(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if cf.output == "json" {
+		return c.printJSON(m)
+	}
+	fmt.Fprintf(c.stdout, "%s  production %s  revision %d\nsignature: %s\n\n", m.Name, orDash(m.Production), m.Revision, m.Signature)
+	c.table(func(w io.Writer) {
+		fmt.Fprintln(w, "VERSION\tSHA256\tSIZE\tCREATED\tBY\tALIAS")
+		for _, v := range m.Versions {
+			alias := ""
+			if v.Number == m.Production {
+				alias = "production"
+			}
+			fmt.Fprintf(w, "v%d\t%s\t%s\t%s\t%s\t%s\n", v.Number, v.Digest[:12], bytesH(v.Size), ago(v.CreatedAt), v.Actor, alias)
+		}
+	})
+	return nil
+}
+
+// summarizeCard prints the card's top-level fields, eliding long arrays.
+func summarizeCard(w io.Writer, card any) {
+	m, ok := card.(map[string]any)
+	if !ok {
+		return
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		switch v := m[k].(type) {
+		case []any:
+			fmt.Fprintf(w, "  %s: %d entries\n", k, len(v))
+		case map[string]any:
+			b, _ := json.Marshal(v)
+			s := string(b)
+			if len(s) > 160 {
+				s = s[:160] + "…"
+			}
+			fmt.Fprintf(w, "  %s: %s\n", k, s)
+		default:
+			fmt.Fprintf(w, "  %s: %v\n", k, v)
+		}
+	}
+}
+
+// promote and rollback
+
+type promoteCmd struct{ *env }
+
+func (c *promoteCmd) Usage() string {
+	return "promote MODEL VERSION [--expect-revision N] [--reason TEXT]   point production at VERSION"
+}
+
+func (c *promoteCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "promote")
+	cf := c.clientFlags(fs)
+	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
+	reason := fs.String("reason", "", "why, recorded in the history")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return fmt.Errorf("promote needs MODEL and VERSION")
+	}
+	n, err := versionArg(pos[1])
+	if err != nil {
+		return err
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ev, err := cl.Promote(ctx, pos[0], api.AliasBody{Version: n, ExpectRevision: *expect, Reason: *reason})
+	if err != nil {
+		return err
+	}
+	return c.printEvent(cf, ev)
+}
+
+func (e *env) printEvent(cf *clientFlags, ev *registry.Event) error {
+	if cf.output == "json" {
+		return e.printJSON(ev)
+	}
+	fmt.Fprintf(e.stdout, "%s %s: production %s → %s (revision %d)\n", ev.Model, strings.ReplaceAll(ev.Kind, "_", " "), orDash(ev.From), orDash(ev.To), ev.Revision)
+	return nil
+}
+
+type rollbackCmd struct{ *env }
+
+func (c *rollbackCmd) Usage() string {
+	return "rollback MODEL [--to VERSION] [--expect-revision N] [--reason TEXT]   production back to the previous version"
+}
+
+func (c *rollbackCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "rollback")
+	cf := c.clientFlags(fs)
+	to := fs.String("to", "", "version to roll back to (default: the previous production version)")
+	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
+	reason := fs.String("reason", "", "why, recorded in the history")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return fmt.Errorf("rollback needs MODEL")
+	}
+	body := api.AliasBody{ExpectRevision: *expect, Reason: *reason}
+	if *to != "" {
+		if body.Version, err = versionArg(*to); err != nil {
+			return err
+		}
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ev, err := cl.Rollback(ctx, pos[0], body)
+	if err != nil {
+		return err
+	}
+	return c.printEvent(cf, ev)
+}
+
+// history
+
+type historyCmd struct{ *env }
+
+func (c *historyCmd) Usage() string { return "history [MODEL] [--since REV] [--limit N]   events, oldest first" }
+
+func (c *historyCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "history")
+	cf := c.clientFlags(fs)
+	since := fs.Uint64("since", 0, "only events after this revision")
+	limit := fs.Int("limit", 1000, "at most this many events")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		fs.Usage()
+		return fmt.Errorf("history takes at most one MODEL")
+	}
+	model := ""
+	if len(pos) == 1 {
+		model = pos[0]
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	evs, err := cl.Events(ctx, model, *since, *limit)
+	if err != nil {
+		return err
+	}
+	if cf.output == "json" {
+		if evs == nil {
+			evs = []registry.Event{}
+		}
+		return c.printJSON(evs)
+	}
+	if len(evs) == 0 {
+		fmt.Fprintln(c.stdout, "no events")
+		return nil
+	}
+	c.table(func(w io.Writer) {
+		fmt.Fprintln(w, "REVISION\tTIME\tMODEL\tEVENT\tFROM\tTO\tACTOR\tREASON")
+		for _, e := range evs {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Revision, ago(e.Time), e.Model, e.Kind, orDash(e.From), orDash(e.To), e.Actor, e.Reason)
+		}
+	})
+	return nil
+}

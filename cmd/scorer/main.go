@@ -1,0 +1,85 @@
+// Command scorer is a scorer node: it serves /v1/score from ONNX Runtime, follows
+// the control plane's deployments and hot-swaps verified versions, and answers
+// from the fallback rules when no verified model can.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/modelops/modelops/internal/app"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=…".
+var Version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "scorer:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	cfg := app.DefaultScorerConfig()
+	if v := os.Getenv("MODELCTL_SERVER"); v != "" {
+		cfg.ControlPlane = v
+	}
+	if v := os.Getenv("ONNXRUNTIME_LIB"); v != "" {
+		cfg.ORTLibrary = v
+	}
+	if v := os.Getenv("SCORER_INTRA_OP_THREADS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("SCORER_INTRA_OP_THREADS=%q: %w", v, err)
+		}
+		cfg.IntraOpThreads = n
+	}
+	// Flags override the environment.
+	fs := flag.NewFlagSet("scorer", flag.ContinueOnError)
+	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane URL (env MODELCTL_SERVER)")
+	fs.StringVar(&cfg.Model, "model", cfg.Model, "model to serve")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "scoring API address")
+	fs.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, "local artifact cache")
+	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
+	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", cfg.IntraOpThreads, "ONNX Runtime intra-op threads per session")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *version {
+		fmt.Println("scorer", Version)
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	s := app.NewScorer(cfg, log)
+	if err := s.Open(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-s.Server.Done():
+		if err != nil {
+			log.Error("server stopped", "err", err)
+		}
+	}
+	log.Info("shutting down")
+	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.Close(closeCtx)
+}

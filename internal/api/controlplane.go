@@ -1,0 +1,412 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/modelops/modelops/internal/artifact"
+	"github.com/modelops/modelops/internal/registry"
+)
+
+// ControlPlane serves /api/v1 over a registry.
+type ControlPlane struct {
+	Registry *registry.Registry
+	Logger   *slog.Logger
+	// MaxPushBytes bounds a push request (artifact plus card).
+	MaxPushBytes int64
+	// PushTimeout bounds how long a push may take to upload and verify.
+	PushTimeout time.Duration
+	// Heartbeat is the interval of keep-alive comments on the watch stream.
+	Heartbeat time.Duration
+}
+
+// NewControlPlane returns a control plane API with defaults.
+func NewControlPlane(reg *registry.Registry, log *slog.Logger) *ControlPlane {
+	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second}
+}
+
+// maxJSONBody bounds every JSON request body on the control plane.
+const maxJSONBody = 1 << 20
+
+// Handler returns the routes.
+func (cp *ControlPlane) Handler() http.Handler {
+	e := newEcho(cp.Logger)
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	g := e.Group("/api/v1")
+	g.GET("/models", cp.listModels)
+	g.GET("/models/:model", cp.getModel)
+	g.GET("/models/:model/versions", cp.listVersions)
+	g.POST("/models/:model/versions", cp.push)
+	g.GET("/models/:model/versions/:version", cp.getVersion)
+	g.GET("/models/:model/versions/:version/artifact", cp.getArtifact)
+	g.GET("/models/:model/deployment", cp.getDeployment)
+	g.POST("/models/:model/promote", cp.promote)
+	g.POST("/models/:model/rollback", cp.rollback)
+	g.GET("/events", cp.listEvents)
+	g.GET("/watch", cp.watch)
+	return e
+}
+
+// ModelView is a model with its versions, as GET /models/{m} returns it.
+type ModelView struct {
+	registry.Model
+	Versions []registry.Version `json:"versions"`
+}
+
+func (cp *ControlPlane) listModels(c echo.Context) error {
+	ms, err := cp.Registry.Models(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if ms == nil {
+		ms = []registry.Model{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"models": ms})
+}
+
+func (cp *ControlPlane) getModel(c echo.Context) error {
+	ctx := c.Request().Context()
+	m, err := cp.Registry.Model(ctx, c.Param("model"))
+	if err != nil {
+		return err
+	}
+	vs, err := cp.Registry.Versions(ctx, m.Name)
+	if err != nil {
+		return err
+	}
+	if vs == nil {
+		vs = []registry.Version{}
+	}
+	return c.JSON(http.StatusOK, ModelView{Model: *m, Versions: vs})
+}
+
+func (cp *ControlPlane) listVersions(c echo.Context) error {
+	vs, err := cp.Registry.Versions(c.Request().Context(), c.Param("model"))
+	if err != nil {
+		return err
+	}
+	if vs == nil {
+		vs = []registry.Version{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"versions": vs})
+}
+
+func versionParam(c echo.Context) (int, error) {
+	s := c.Param("version")
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || len(s) > 10 {
+		return 0, badRequest(fmt.Sprintf("version %q must be a positive whole number", truncate(s, 40)))
+	}
+	return n, nil
+}
+
+func (cp *ControlPlane) getVersion(c echo.Context) error {
+	n, err := versionParam(c)
+	if err != nil {
+		return err
+	}
+	v, err := cp.Registry.Version(c.Request().Context(), c.Param("model"), n)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+// Headers on artifact downloads.
+const (
+	HeaderDigest  = "X-Artifact-Sha256"
+	HeaderVersion = "X-Model-Version"
+)
+
+func (cp *ControlPlane) getArtifact(c echo.Context) error {
+	n, err := versionParam(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	v, rc, err := cp.Registry.OpenArtifact(ctx, c.Param("model"), n)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "application/octet-stream")
+	w.Header().Set(echo.HeaderContentLength, strconv.FormatInt(v.Size, 10))
+	w.Header().Set(HeaderDigest, v.Digest)
+	w.Header().Set(HeaderVersion, strconv.Itoa(v.Number))
+	extendDeadlines(w, 0, 30*time.Minute)
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, rc); err != nil {
+		// Headers are gone; cutting the body short makes the client see a short
+		// read and its digest check fail.
+		cp.Logger.Error("artifact download cut short", "model", v.Model, "version", v.Number, "err", err)
+	}
+	return nil
+}
+
+func (cp *ControlPlane) getDeployment(c echo.Context) error {
+	d, err := cp.Registry.Deployment(c.Request().Context(), c.Param("model"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, d)
+}
+
+// PushResponse is the answer to a push.
+type PushResponse struct {
+	Version  registry.Version `json:"version"`
+	Created  bool             `json:"created"`
+	Revision uint64           `json:"revision,omitempty"`
+}
+
+// push takes multipart/form-data with an optional "card" part (JSON) followed by an
+// "artifact" part (the ONNX file), and the artifact's sha256 in the query
+// (?sha256=) or the X-Artifact-Sha256 header. The artifact streams straight into
+// the registry's staging file.
+func (cp *ControlPlane) push(c echo.Context) error {
+	req := c.Request()
+	model := c.Param("model")
+	if err := registry.CheckModelName(model); err != nil {
+		return err
+	}
+	digest := c.QueryParam("sha256")
+	if digest == "" {
+		digest = req.Header.Get(HeaderDigest)
+	}
+	if digest == "" {
+		return badRequest("push needs the artifact's sha256 in ?sha256= or the " + HeaderDigest + " header")
+	}
+	if err := registry.CheckDigest(digest); err != nil {
+		return err
+	}
+	extendDeadlines(c.Response(), cp.PushTimeout, cp.PushTimeout)
+	req.Body = http.MaxBytesReader(c.Response(), req.Body, cp.MaxPushBytes)
+	mr, err := req.MultipartReader()
+	if err != nil {
+		return badRequest("push must be multipart/form-data with an optional \"card\" part and an \"artifact\" part: " + err.Error())
+	}
+	var card []byte
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return badRequest("push has no \"artifact\" part")
+		}
+		if err != nil {
+			return badRequest("reading multipart body: " + err.Error())
+		}
+		switch part.FormName() {
+		case "card":
+			card, err = io.ReadAll(io.LimitReader(part, artifact.MaxCardBytes+1))
+			if err != nil {
+				return badRequest("reading card: " + err.Error())
+			}
+			if len(card) > artifact.MaxCardBytes {
+				return &requestError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("card is larger than %d bytes", artifact.MaxCardBytes)}
+			}
+		case "artifact":
+			res, err := cp.Registry.Push(req.Context(), registry.PushRequest{
+				Model: model, Digest: digest, Artifact: part, Card: card, Actor: actorOf(c),
+			})
+			if err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					return &requestError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("push is larger than %d bytes", cp.MaxPushBytes)}
+				}
+				return err
+			}
+			status := http.StatusOK
+			out := PushResponse{Version: *res.Version, Created: res.Created}
+			if res.Created {
+				status = http.StatusCreated
+				out.Revision = res.Event.Revision
+			}
+			out.Version.Card = nil
+			return c.JSON(status, out)
+		default:
+			return badRequest(fmt.Sprintf("unexpected multipart part %q (want \"card\" then \"artifact\")", truncate(part.FormName(), 40)))
+		}
+	}
+}
+
+// AliasBody is the body of promote and rollback.
+type AliasBody struct {
+	Version        int    `json:"version"`
+	ExpectRevision uint64 `json:"expect_revision,omitempty"`
+	Reason         string `json:"reason,omitempty"`
+}
+
+func (cp *ControlPlane) promote(c echo.Context) error {
+	var b AliasBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	if b.Version < 1 {
+		return badRequest("promote needs \"version\": a positive whole number")
+	}
+	ev, err := cp.Registry.Promote(c.Request().Context(), registry.AliasRequest{
+		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ev)
+}
+
+func (cp *ControlPlane) rollback(c echo.Context) error {
+	var b AliasBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	if b.Version < 0 {
+		return badRequest("rollback \"version\" must be a positive whole number, or absent for the previous version")
+	}
+	ev, err := cp.Registry.Rollback(c.Request().Context(), registry.AliasRequest{
+		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ev)
+}
+
+func uintQuery(c echo.Context, name string) (uint64, error) {
+	s := c.QueryParam(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, badRequest(fmt.Sprintf("%s=%q must be a whole number", name, truncate(s, 40)))
+	}
+	return n, nil
+}
+
+func (cp *ControlPlane) listEvents(c echo.Context) error {
+	since, err := uintQuery(c, "since")
+	if err != nil {
+		return err
+	}
+	limit, err := uintQuery(c, "limit")
+	if err != nil {
+		return err
+	}
+	if limit > 10000 {
+		limit = 10000
+	}
+	evs, err := cp.Registry.Events(c.Request().Context(), registry.EventQuery{Model: c.QueryParam("model"), Since: since, Limit: int(limit)})
+	if err != nil {
+		return err
+	}
+	if evs == nil {
+		evs = []registry.Event{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"events": evs})
+}
+
+// watch streams events as server-sent events, starting after ?since= (or the
+// Last-Event-ID header a reconnecting client sends). Each event's id is its
+// revision. A ": ping" comment keeps idle connections alive.
+func (cp *ControlPlane) watch(c echo.Context) error {
+	since, err := uintQuery(c, "since")
+	if err != nil {
+		return err
+	}
+	if last := c.Request().Header.Get("Last-Event-ID"); last != "" {
+		if n, err := strconv.ParseUint(last, 10, 64); err == nil && n > since {
+			since = n
+		}
+	}
+	model := c.QueryParam("model")
+	if model != "" {
+		if err := registry.CheckModelName(model); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+	w := c.Response()
+	extendDeadlines(w, 0, -1)
+	w.Header().Set(echo.HeaderContentType, "text/event-stream")
+	w.Header().Set(echo.HeaderCacheControl, "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, "retry: 1000\n: watching from revision %d\n\n", since)
+	w.Flush()
+
+	events := cp.Registry.Watch(ctx, since)
+	tick := time.NewTicker(cp.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				return nil
+			}
+			if model != "" && e.Model != model {
+				continue
+			}
+			data, _ := json.Marshal(e)
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Revision, e.Kind, data); err != nil {
+				return nil
+			}
+			w.Flush()
+		case <-tick.C:
+			if _, err := io.WriteString(w, ": ping\n\n"); err != nil {
+				return nil
+			}
+			w.Flush()
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// decodeJSON reads one JSON object from a bounded body and refuses unknown fields
+// and trailing data.
+func decodeJSON(c echo.Context, v any) error {
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, maxJSONBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &requestError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is larger than %d bytes", maxJSONBody)}
+		}
+		if err == io.EOF {
+			return badRequest("body is empty; want a JSON object")
+		}
+		return badRequest("malformed JSON: " + err.Error())
+	}
+	if dec.More() {
+		return badRequest("malformed JSON: trailing data after the object")
+	}
+	return nil
+}
+
+// HeaderActor names who acts, until authentication replaces it with the token's
+// subject.
+const HeaderActor = "X-Modelops-Actor"
+
+func actorOf(c echo.Context) string {
+	a := c.Request().Header.Get(HeaderActor)
+	if a == "" || len(a) > 64 {
+		return "anonymous"
+	}
+	return a
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,108 @@
+// Package api holds the HTTP surface of both servers: the control plane's /api/v1
+// and the scorer's /v1/score, with request validation, error mapping and SSE.
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/modelops/modelops/internal/registry"
+)
+
+// Error is the body of every error response: {"error":{"code","message"}}.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ErrorBody wraps Error as it appears on the wire.
+type ErrorBody struct {
+	Error Error `json:"error"`
+}
+
+// requestError is a handler's own bad-input error with a status of its choosing.
+type requestError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+func badRequest(msg string) error {
+	return &requestError{http.StatusBadRequest, "invalid_request", msg}
+}
+
+// statusOf is the one mapping from error kinds to HTTP status and code.
+func statusOf(err error) (int, string) {
+	var re *requestError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &re):
+		return re.status, re.code
+	case errors.As(err, &he):
+		switch he.Code {
+		case http.StatusNotFound:
+			return he.Code, "not_found"
+		case http.StatusMethodNotAllowed:
+			return he.Code, "method_not_allowed"
+		case http.StatusRequestEntityTooLarge:
+			return he.Code, "too_large"
+		}
+		return he.Code, "http_error"
+	case errors.Is(err, registry.ErrDigestMismatch):
+		return http.StatusBadRequest, "digest_mismatch"
+	case errors.Is(err, registry.ErrInvalid):
+		return http.StatusBadRequest, "invalid_request"
+	case errors.Is(err, registry.ErrNotFound):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, registry.ErrConflict):
+		return http.StatusConflict, "conflict"
+	case errors.Is(err, registry.ErrInvalidModel):
+		return http.StatusUnprocessableEntity, "invalid_model"
+	case errors.Is(err, registry.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, registry.ErrUnavailable):
+		return http.StatusServiceUnavailable, "unavailable"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// errorHandler writes errors as JSON and logs only the internal ones.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		status, code := statusOf(err)
+		msg := err.Error()
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			if s, ok := he.Message.(string); ok {
+				msg = s
+			}
+		}
+		if status >= 500 {
+			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+			if status == http.StatusInternalServerError {
+				msg = "internal error: " + msg
+			}
+		}
+		if c.Request().Method == http.MethodHead {
+			c.NoContent(status)
+			return
+		}
+		c.JSON(status, ErrorBody{Error{Code: code, Message: msg}})
+	}
+}
+
+func newEcho(log *slog.Logger) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(log)
+	return e
+}

@@ -1,0 +1,111 @@
+// Package app assembles the two processes, the control plane and a scorer node,
+// from their parts, so that the binaries and the end-to-end tests run the very
+// same wiring. Configuration arrives as plain fields; flags and environment stay
+// in cmd/.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/registry"
+)
+
+// ControlPlaneConfig configures `modelctl serve`.
+type ControlPlaneConfig struct {
+	// DataDir holds registry.db and, by default, the artifacts.
+	DataDir string
+	// Listen is the address of the API, e.g. 127.0.0.1:8080 or :0.
+	Listen string
+	// Store is the blob store URL; default file://DATA/artifacts.
+	Store string
+	// ORTLibrary is an explicit path of libonnxruntime (optional).
+	ORTLibrary string
+	// MaxArtifactBytes bounds a push.
+	MaxArtifactBytes int64
+}
+
+// DefaultControlPlaneConfig returns the embedded default.
+func DefaultControlPlaneConfig() ControlPlaneConfig {
+	return ControlPlaneConfig{DataDir: ".data", Listen: "127.0.0.1:8080", MaxArtifactBytes: 1 << 30}
+}
+
+// ControlPlane is the running control plane.
+type ControlPlane struct {
+	Config   ControlPlaneConfig
+	Logger   *slog.Logger
+	Registry *registry.Registry
+	Server   *api.Server
+}
+
+// NewControlPlane returns an unopened control plane.
+func NewControlPlane(cfg ControlPlaneConfig, log *slog.Logger) *ControlPlane {
+	return &ControlPlane{Config: cfg, Logger: log}
+}
+
+// Open initialises ONNX Runtime, opens the blob store and the registry, and binds
+// the API listener.
+func (c *ControlPlane) Open(ctx context.Context) error {
+	if _, err := loader.Init(c.Config.ORTLibrary); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.Config.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	store := c.Config.Store
+	if store == "" {
+		abs, err := filepath.Abs(filepath.Join(c.Config.DataDir, "artifacts"))
+		if err != nil {
+			return err
+		}
+		store = "file://" + abs
+	}
+	blobs, err := registry.OpenBlobStore(ctx, store)
+	if err != nil {
+		return err
+	}
+	reg := registry.New(filepath.Join(c.Config.DataDir, "registry.db"), blobs, loader.Verifier{})
+	reg.Logger = c.Logger.With("component", "registry")
+	if c.Config.MaxArtifactBytes > 0 {
+		reg.MaxArtifactBytes = c.Config.MaxArtifactBytes
+	}
+	if err := reg.Open(); err != nil {
+		return err
+	}
+	c.Registry = reg
+	cp := api.NewControlPlane(reg, c.Logger.With("component", "api"))
+	cp.MaxPushBytes = reg.MaxArtifactBytes + artifactMultipartSlack
+	c.Server = api.NewServer(c.Config.Listen, cp.Handler(), c.Logger)
+	if err := c.Server.Open(); err != nil {
+		reg.Close()
+		return err
+	}
+	c.Logger.Info("control plane listening", "url", c.Server.URL(), "store", blobs.String(), "db", reg.Path, "onnxruntime", loader.Version())
+	return nil
+}
+
+// artifactMultipartSlack is room for the card and multipart framing on top of the
+// artifact limit.
+const artifactMultipartSlack = 16 << 20
+
+// URL is the API's base URL.
+func (c *ControlPlane) URL() string { return c.Server.URL() }
+
+// Close stops the server, then closes the registry.
+func (c *ControlPlane) Close(ctx context.Context) error {
+	var err error
+	if c.Server != nil {
+		err = c.Server.Close(ctx)
+	}
+	if c.Registry != nil {
+		if cerr := c.Registry.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}

@@ -1,0 +1,111 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/fallback"
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/node"
+)
+
+// ScorerConfig configures a scorer node.
+type ScorerConfig struct {
+	ControlPlane string
+	Model        string
+	Listen       string
+	CacheDir     string
+	ORTLibrary   string
+	// IntraOpThreads per ONNX Runtime session.
+	IntraOpThreads int
+}
+
+// DefaultScorerConfig returns the defaults of `scorer`.
+func DefaultScorerConfig() ScorerConfig {
+	return ScorerConfig{
+		ControlPlane:   "http://127.0.0.1:8080",
+		Model:          "calling-score",
+		Listen:         "127.0.0.1:8081",
+		CacheDir:       filepath.Join(".data", "scorer-cache"),
+		IntraOpThreads: 1,
+	}
+}
+
+// Scorer is a running scorer node.
+type Scorer struct {
+	Config   ScorerConfig
+	Logger   *slog.Logger
+	Slot     *loader.Slot
+	Follower *node.Follower
+	Server   *api.Server
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewScorer returns an unopened scorer node.
+func NewScorer(cfg ScorerConfig, log *slog.Logger) *Scorer {
+	return &Scorer{Config: cfg, Logger: log}
+}
+
+// Open initialises ONNX Runtime and the cache, binds the scoring API (which
+// answers from the fallback rules until a model is loaded) and starts following
+// the control plane.
+func (s *Scorer) Open(ctx context.Context) error {
+	if _, err := loader.Init(s.Config.ORTLibrary); err != nil {
+		return err
+	}
+	cache := &loader.Cache{Dir: s.Config.CacheDir}
+	if err := cache.Open(); err != nil {
+		return err
+	}
+	rules, err := fallback.For(s.Config.Model)
+	if err != nil {
+		s.Logger.Warn("no fallback rules: requests fail until a model is loaded", "model", s.Config.Model)
+	}
+	s.Slot = &loader.Slot{}
+	cl := client.New(s.Config.ControlPlane)
+	cl.Actor = "scorer"
+	s.Follower = &node.Follower{
+		Client: cl, Model: s.Config.Model, Slot: s.Slot, Cache: cache,
+		Options: loader.Options{IntraOpThreads: s.Config.IntraOpThreads},
+		Logger:  s.Logger.With("component", "follower"),
+	}
+	scorer := api.NewScorer(s.Logger.With("component", "api"), &api.Served{Name: s.Config.Model, Slot: s.Slot, Rules: rules})
+	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
+	if err := s.Server.Open(); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.Follower.Run(runCtx)
+	}()
+	s.Logger.Info("scorer listening", "url", s.Server.URL(), "model", s.Config.Model, "control_plane", s.Config.ControlPlane)
+	return nil
+}
+
+// URL is the scoring API's base URL.
+func (s *Scorer) URL() string { return s.Server.URL() }
+
+// Close stops following, drains requests in flight, and retires the session.
+func (s *Scorer) Close(ctx context.Context) error {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	var err error
+	if s.Server != nil {
+		err = s.Server.Close(ctx)
+	}
+	s.wg.Wait()
+	if s.Slot != nil {
+		s.Slot.Close()
+	}
+	return err
+}

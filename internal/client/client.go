@@ -1,0 +1,365 @@
+// Package client is the Go client of the control plane's /api/v1, used by the
+// modelctl verbs and by scorer nodes.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/registry"
+)
+
+// Error is an error answer from the server.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (HTTP %d %s)", e.Message, e.Status, e.Code)
+}
+
+// StatusOf returns the HTTP status of an *Error, or 0.
+func StatusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+// Client talks to one control plane.
+type Client struct {
+	BaseURL string
+	HTTP    *http.Client
+	// Actor names who acts, sent with every request.
+	Actor string
+}
+
+// New returns a client for baseURL (e.g. http://127.0.0.1:8080).
+func New(baseURL string) *Client {
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: &http.Client{}}
+}
+
+func (c *Client) url(path string, q url.Values) string {
+	u := c.BaseURL + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	return u
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		buf, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// send performs req and turns non-2xx answers into *Error.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	if c.Actor != "" {
+		req.Header.Set(api.HeaderActor, c.Actor)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("control plane at %s: %w", c.BaseURL, err)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var eb api.ErrorBody
+	if json.Unmarshal(raw, &eb) == nil && eb.Error.Message != "" {
+		return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	}
+	return nil, &Error{Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(raw))}
+}
+
+// Models lists every model.
+func (c *Client) Models(ctx context.Context) ([]registry.Model, error) {
+	var out struct {
+		Models []registry.Model `json:"models"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/v1/models", nil, nil, &out)
+	return out.Models, err
+}
+
+// Model returns a model with its versions.
+func (c *Client) Model(ctx context.Context, name string) (*api.ModelView, error) {
+	var out api.ModelView
+	if err := c.do(ctx, http.MethodGet, "/api/v1/models/"+url.PathEscape(name), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Version returns one version with its card.
+func (c *Client) Version(ctx context.Context, model string, v int) (*registry.Version, error) {
+	var out registry.Version
+	if err := c.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/models/%s/versions/%d", url.PathEscape(model), v), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Deployment returns what a scorer must serve for a model.
+func (c *Client) Deployment(ctx context.Context, model string) (*registry.Deployment, error) {
+	var out registry.Deployment
+	if err := c.do(ctx, http.MethodGet, "/api/v1/models/"+url.PathEscape(model)+"/deployment", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Promote points production at version.
+func (c *Client) Promote(ctx context.Context, model string, body api.AliasBody) (*registry.Event, error) {
+	var out registry.Event
+	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/promote", nil, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Rollback moves production back (to body.Version when set).
+func (c *Client) Rollback(ctx context.Context, model string, body api.AliasBody) (*registry.Event, error) {
+	var out registry.Event
+	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/rollback", nil, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Events returns history after since, for one model when model is set.
+func (c *Client) Events(ctx context.Context, model string, since uint64, limit int) ([]registry.Event, error) {
+	q := url.Values{}
+	if model != "" {
+		q.Set("model", model)
+	}
+	if since > 0 {
+		q.Set("since", strconv.FormatUint(since, 10))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var out struct {
+		Events []registry.Event `json:"events"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/v1/events", q, nil, &out)
+	return out.Events, err
+}
+
+// Artifact opens a version's artifact; the caller verifies the digest (the
+// X-Artifact-Sha256 header and the version record both state it).
+func (c *Client) Artifact(ctx context.Context, model string, v int) (io.ReadCloser, int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(fmt.Sprintf("/api/v1/models/%s/versions/%d/artifact", url.PathEscape(model), v), nil), nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp.Body, resp.ContentLength, nil
+}
+
+// PushOptions describe one push.
+type PushOptions struct {
+	Model string
+	// ArtifactPath is the .onnx file.
+	ArtifactPath string
+	// Card is the model card JSON (may be nil).
+	Card []byte
+	// Progress, when set, is called as bytes go out.
+	Progress func(sent, total int64)
+}
+
+// Push hashes the file, then streams it with its card as multipart.
+func (c *Client) Push(ctx context.Context, o PushOptions) (*api.PushResponse, error) {
+	digest, size, err := FileDigest(o.ArtifactPath)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(o.ArtifactPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		err := func() error {
+			if len(o.Card) > 0 {
+				w, err := mw.CreateFormFile("card", "card.json")
+				if err != nil {
+					return err
+				}
+				if _, err := w.Write(o.Card); err != nil {
+					return err
+				}
+			}
+			w, err := mw.CreateFormFile("artifact", "model.onnx")
+			if err != nil {
+				return err
+			}
+			var src io.Reader = f
+			if o.Progress != nil {
+				src = &progressReader{r: f, total: size, fn: o.Progress}
+			}
+			if _, err := io.Copy(w, src); err != nil {
+				return err
+			}
+			return mw.Close()
+		}()
+		pw.CloseWithError(err)
+	}()
+	q := url.Values{"sha256": {digest}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("/api/v1/models/"+url.PathEscape(o.Model)+"/versions", q), pr)
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := c.send(req)
+	if err != nil {
+		pr.CloseWithError(err)
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out api.PushResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("push: decoding the answer: %w", err)
+	}
+	return &out, nil
+}
+
+// FileDigest returns the sha256 (hex) and size of a file.
+func FileDigest(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+type progressReader struct {
+	r     io.Reader
+	sent  int64
+	total int64
+	fn    func(sent, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.sent += int64(n)
+	p.fn(p.sent, p.total)
+	return n, err
+}
+
+// Watch follows the event stream from revision since and calls fn for each event,
+// until ctx is done or the stream breaks; it returns the last revision seen, so the
+// caller can resume from it.
+func (c *Client) Watch(ctx context.Context, model string, since uint64, fn func(registry.Event)) (uint64, error) {
+	q := url.Values{}
+	if model != "" {
+		q.Set("model", model)
+	}
+	q.Set("since", strconv.FormatUint(since, 10))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("/api/v1/watch", q), nil)
+	if err != nil {
+		return since, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.send(req)
+	if err != nil {
+		return since, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var data []byte
+	for sc.Scan() {
+		line := sc.Bytes()
+		switch {
+		case len(line) == 0:
+			if len(data) > 0 {
+				var e registry.Event
+				if err := json.Unmarshal(data, &e); err != nil {
+					return since, fmt.Errorf("watch: bad event: %w", err)
+				}
+				data = data[:0]
+				fn(e)
+				since = e.Revision
+			}
+		case bytes.HasPrefix(line, []byte("data:")):
+			data = append(data, bytes.TrimSpace(line[5:])...)
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return since, fmt.Errorf("watch: %w", err)
+	}
+	if ctx.Err() != nil {
+		return since, ctx.Err()
+	}
+	return since, io.ErrUnexpectedEOF
+}
+
+// Backoff returns the wait before retry n (0-based): 100 ms doubling to max.
+func Backoff(n int, max time.Duration) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 0; i < n && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d
+}

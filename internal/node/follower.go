@@ -1,0 +1,163 @@
+// Package node runs the control-plane side of a scorer node: it follows a model's
+// deployment on the watch stream, fetches and verifies artifacts through the local
+// cache, and swaps verified sessions into the slot the scorer API serves from.
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/modelops/modelops/internal/artifact"
+	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/registry"
+)
+
+// Follower keeps a slot serving a model's production version.
+type Follower struct {
+	Client  *client.Client
+	Model   string
+	Slot    *loader.Slot
+	Cache   *loader.Cache
+	Options loader.Options
+	Logger  *slog.Logger
+	// MaxBackoff caps the wait between reconnects.
+	MaxBackoff time.Duration
+
+	mu      sync.Mutex
+	lastErr error
+	loads   int
+	failed  int
+}
+
+// Status is what a follower has done so far.
+type Status struct {
+	Loads       int    `json:"loads"`
+	FailedLoads int    `json:"failed_loads"`
+	LastError   string `json:"last_error,omitempty"`
+}
+
+// Status returns counters and the last load error.
+func (f *Follower) Status() Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := Status{Loads: f.loads, FailedLoads: f.failed}
+	if f.lastErr != nil {
+		s.LastError = f.lastErr.Error()
+	}
+	return s
+}
+
+// Run follows the watch stream until ctx is done, reconnecting with backoff and
+// resyncing on every (re)connect, so a control plane that comes back is caught up.
+func (f *Follower) Run(ctx context.Context) error {
+	if f.MaxBackoff == 0 {
+		f.MaxBackoff = 5 * time.Second
+	}
+	var since uint64
+	for attempt := 0; ; {
+		rev, err := f.Sync(ctx)
+		if err == nil {
+			if rev > since {
+				since = rev
+			}
+			var werr error
+			since, werr = f.Client.Watch(ctx, f.Model, since, func(registry.Event) {
+				if _, err := f.Sync(ctx); err != nil && ctx.Err() == nil {
+					f.Logger.Warn("sync failed", "model", f.Model, "err", err)
+				}
+			})
+			if ctx.Err() != nil {
+				return nil
+			}
+			attempt = 0
+			f.Logger.Warn("watch stream ended; reconnecting", "model", f.Model, "err", werr)
+		} else if ctx.Err() == nil {
+			f.Logger.Warn("cannot reach the control plane; serving what is loaded", "model", f.Model, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(client.Backoff(attempt, f.MaxBackoff)):
+			attempt++
+		}
+	}
+}
+
+// Sync loads the model's production version if it is not the one being served. It
+// returns the deployment's revision. A load that fails leaves the slot as it was.
+func (f *Follower) Sync(ctx context.Context) (uint64, error) {
+	d, err := f.Client.Deployment(ctx, f.Model)
+	if client.StatusOf(err) == http.StatusNotFound {
+		return 0, nil // not pushed yet; the watch stream says when it is
+	}
+	if err != nil {
+		return 0, err
+	}
+	if d.Production == nil {
+		return d.Revision, nil
+	}
+	if _, digest, ok := f.Slot.Current(); ok && digest == d.Production.Digest {
+		return d.Revision, nil
+	}
+	if err := f.load(ctx, d); err != nil {
+		f.mu.Lock()
+		f.failed++
+		f.lastErr = err
+		f.mu.Unlock()
+		f.Logger.Error("load failed; keeping the version being served", "model", f.Model, "version", d.Production.Version, "err", err)
+		return d.Revision, nil
+	}
+	return d.Revision, nil
+}
+
+func (f *Follower) load(ctx context.Context, d *registry.Deployment) error {
+	p := d.Production
+	start := time.Now()
+	path, ok := f.Cache.Lookup(p.Digest)
+	if !ok {
+		rc, _, err := f.Client.Artifact(ctx, f.Model, p.Version)
+		if err != nil {
+			return fmt.Errorf("fetch v%d: %w", p.Version, err)
+		}
+		path, err = f.Cache.Store(p.Digest, p.Size, rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("fetch v%d: %w", p.Version, err)
+		}
+	}
+	v, err := f.Client.Version(ctx, f.Model, p.Version)
+	if err != nil {
+		return fmt.Errorf("card of v%d: %w", p.Version, err)
+	}
+	if v.Digest != p.Digest {
+		return fmt.Errorf("v%d: %w: version says %s, deployment says %s", p.Version, loader.ErrDigest, v.Digest, p.Digest)
+	}
+	card, err := artifact.ParseCard(v.Card)
+	if err != nil {
+		return fmt.Errorf("card of v%d: %w", p.Version, err)
+	}
+	s, err := loader.Open(path, f.Options)
+	if err != nil {
+		return fmt.Errorf("v%d: %w", p.Version, err)
+	}
+	err = s.Check(f.Model, &d.Signature, card)
+	if err == nil {
+		err = s.WarmUp()
+	}
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("v%d: %w", p.Version, err)
+	}
+	f.Slot.Swap(loader.NewLoaded(s, p.Version, p.Digest, card))
+	f.mu.Lock()
+	f.loads++
+	f.lastErr = nil
+	f.mu.Unlock()
+	f.Logger.Info("serving new version", "model", f.Model, "version", p.Version, "digest", p.Digest[:12], "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}

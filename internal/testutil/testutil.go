@@ -1,0 +1,83 @@
+// Package testutil holds helpers shared by tests across packages: real ONNX
+// Runtime set-up and real model artifacts made on the spot.
+package testutil
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/modelops/modelops/internal/artifact"
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/trainer"
+)
+
+// InitORT initialises ONNX Runtime for a test binary, or exits: in this project a
+// missing runtime is a failure, never a skip. Call it from TestMain.
+func InitORT() {
+	if _, err := loader.Init(""); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: ONNX Runtime is required for these tests:", err)
+		os.Exit(1)
+	}
+}
+
+// Model is an artifact on disk with its card.
+type Model struct {
+	Path   string
+	Card   []byte
+	Digest string
+	MLP    *trainer.MLP
+}
+
+// MustModel exports an MLP of the given widths (default 39,16,1) seeded with seed
+// into a temp dir, with a card holding 8 golden inputs answered by ONNX Runtime.
+func MustModel(tb testing.TB, seed uint64, widths ...int) Model {
+	tb.Helper()
+	if len(widths) == 0 {
+		widths = []int{39, 16, 1}
+	}
+	m := trainer.NewMLP(seed, widths...)
+	data, err := trainer.ExportONNX(m, trainer.ExportMeta{GraphName: "test"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), fmt.Sprintf("model-%d.onnx", seed))
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	s, err := loader.Open(path, loader.DefaultOptions())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer s.Close()
+	card := &artifact.Card{}
+	sig := s.Signature()
+	if err := trainer.AddGolden(card, s.Run, seed, 8, sig.Features(), sig.Outputs()); err != nil {
+		tb.Fatal(err)
+	}
+	raw, err := json.Marshal(card)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return Model{Path: path, Card: raw, Digest: MustDigest(tb, data), MLP: m}
+}
+
+// MustDigest returns the hex sha256 of data.
+func MustDigest(tb testing.TB, data []byte) string {
+	tb.Helper()
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])
+}
+
+// Row returns a calling-score row with every feature set to v.
+func Row(v float32) []float32 {
+	r := make([]float32, 39)
+	for i := range r {
+		r[i] = v
+	}
+	return r
+}
