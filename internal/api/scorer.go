@@ -142,6 +142,12 @@ func (s *Scorer) score(c echo.Context) error {
 	if err := decodeStrict(buf.Bytes(), &req); err != nil {
 		return badRequest(explainScoreError(buf.Bytes(), err))
 	}
+	// encoding/json reads null as 0 without complaint; a null feature is bad input.
+	if bytes.Contains(buf.Bytes(), []byte("null")) {
+		if msg, bad := firstBadFeature(buf.Bytes()); bad {
+			return badRequest(msg)
+		}
+	}
 	name := req.Model
 	if name == "" {
 		name = s.Default
@@ -259,19 +265,8 @@ func explainScoreError(data []byte, err error) string {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return "body is empty; want {\"features\":[…]} or {\"rows\":[[…],…]}"
 	}
-	var loose struct {
-		Features []json.RawMessage   `json:"features"`
-		Rows     [][]json.RawMessage `json:"rows"`
-	}
-	if json.Unmarshal(data, &loose) == nil {
-		if at, v := firstNonNumber(loose.Features); at >= 0 {
-			return fmt.Sprintf("features position %d: %s is not a finite number", at, truncate(string(v), 40))
-		}
-		for i, r := range loose.Rows {
-			if at, v := firstNonNumber(r); at >= 0 {
-				return fmt.Sprintf("row %d position %d: %s is not a finite number", i, at, truncate(string(v), 40))
-			}
-		}
+	if msg, bad := firstBadFeature(data); bad {
+		return msg
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
@@ -281,6 +276,26 @@ func explainScoreError(data []byte, err error) string {
 		return "malformed JSON: unexpected end of input"
 	}
 	return "malformed request: " + err.Error()
+}
+
+// firstBadFeature names the first feature value that is not a finite number.
+func firstBadFeature(data []byte) (string, bool) {
+	var loose struct {
+		Features []json.RawMessage   `json:"features"`
+		Rows     [][]json.RawMessage `json:"rows"`
+	}
+	if json.Unmarshal(data, &loose) != nil {
+		return "", false
+	}
+	if at, v := firstNonNumber(loose.Features); at >= 0 {
+		return fmt.Sprintf("features position %d: %s is not a finite number", at, truncate(string(v), 40)), true
+	}
+	for i, r := range loose.Rows {
+		if at, v := firstNonNumber(r); at >= 0 {
+			return fmt.Sprintf("row %d position %d: %s is not a finite number", i, at, truncate(string(v), 40)), true
+		}
+	}
+	return "", false
 }
 
 func firstNonNumber(vals []json.RawMessage) (int, json.RawMessage) {

@@ -35,7 +35,7 @@ func (t Tensor) String() string {
 			dims[i] = fmt.Sprint(d)
 		}
 	}
-	return fmt.Sprintf("%s %s [%s]", t.Name, t.Type, strings.Join(dims, ","))
+	return fmt.Sprintf("%q %s [%s]", t.Name, t.Type, strings.Join(dims, ","))
 }
 
 // Signature is the contract between a model and its callers: one float32 input of

@@ -42,3 +42,13 @@ func CheckDigest(d string) error {
 	}
 	return nil
 }
+
+// kindError gives err one of the kinds above without repeating the kind's words
+// (the runtime's own message already says what is wrong).
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }

@@ -67,7 +67,7 @@ func (r *Registry) Push(ctx context.Context, req PushRequest) (*PushResult, erro
 
 	sig, err := r.Verifier.VerifyArtifact(ctx, staged, req.Model, want, card)
 	if err != nil {
-		return nil, fmt.Errorf("push %s: %w: %v", req.Model, ErrInvalidModel, err)
+		return nil, &kindError{ErrInvalidModel, fmt.Errorf("push %s: %w", req.Model, err)}
 	}
 
 	f, err := os.Open(staged)

@@ -1,0 +1,288 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/fallback"
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	testutil.InitORT()
+	os.Exit(m.Run())
+}
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// MustServe serves h on 127.0.0.1:0 until the test ends.
+func MustServe(tb testing.TB, h http.Handler) string {
+	tb.Helper()
+	s := api.NewServer("127.0.0.1:0", h, discard)
+	if err := s.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close(context.Background()) })
+	return s.URL()
+}
+
+// MustScorerAPI serves calling-score with a loaded session of a fresh model.
+func MustScorerAPI(tb testing.TB) (string, *loader.Slot) {
+	tb.Helper()
+	m := testutil.MustModel(tb, 1)
+	s, err := loader.Open(m.Path, loader.DefaultOptions())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	slot := &loader.Slot{}
+	slot.Swap(loader.NewLoaded(s, 1, m.Digest, nil))
+	tb.Cleanup(slot.Close)
+	h := api.NewScorer(discard, &api.Served{Name: "calling-score", Slot: slot, Rules: fallback.CallingScore{}})
+	return MustServe(tb, h.Handler()), slot
+}
+
+func post(tb testing.TB, url, body string) (int, []byte) {
+	tb.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func nums(n int, v string) string { return strings.TrimSuffix(strings.Repeat(v+",", n), ",") }
+
+func TestScoreRefusesBadInput(t *testing.T) {
+	url, _ := MustScorerAPI(t)
+	tests := []struct {
+		name   string
+		body   string
+		status int
+		want   string
+	}{
+		{"malformed JSON", `{"features":[1,2`, 400, "malformed JSON"},
+		{"empty body", ``, 400, "body is empty"},
+		{"not an object", `[1,2,3]`, 400, "malformed request"},
+		{"no input", `{}`, 400, "no input"},
+		{"both forms", `{"features":[` + nums(39, "0") + `],"rows":[[` + nums(39, "0") + `]]}`, 400, "not both"},
+		{"too few features", `{"features":[` + nums(38, "0.1") + `]}`, 400, "features has 38 features, model calling-score takes 39"},
+		{"too many in a row", `{"rows":[[` + nums(39, "0") + `],[` + nums(40, "0") + `]]}`, 400, "row 1 has 40 features"},
+		{"string in a row", `{"rows":[[` + nums(39, "0") + `],[0,0,0,"x",` + nums(35, "0") + `]]}`, 400, `row 1 position 3: "x" is not a finite number`},
+		{"NaN as string", `{"features":["NaN",` + nums(38, "0") + `]}`, 400, `features position 0: "NaN"`},
+		{"null feature", `{"features":[0,null,` + nums(37, "0") + `]}`, 400, "features position 1: null is not a finite number"},
+		{"null row", `{"rows":[[` + nums(39, "0") + `],null]}`, 400, "row 1 has 0 features"},
+		{"beyond float32", `{"features":[1e39,` + nums(38, "0") + `]}`, 400, "features position 0: 1e+39 is outside the float32 range"},
+		{"beyond float64", `{"features":[1e999,` + nums(38, "0") + `]}`, 400, "features position 0: 1e999 is not a finite number"},
+		{"unknown field", `{"feature":[1]}`, 400, "unknown field"},
+		{"unknown model", `{"model":"churn","features":[1]}`, 404, `unknown model "churn"`},
+		{"trailing data", `{"features":[` + nums(39, "0") + `]} {}`, 400, "trailing data"},
+		{"oversized", `{"rows":[` + strings.Repeat("["+nums(39, "0.123456789")+"],", 3000) + `]}`, 413, "larger than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := post(t, url+"/v1/score", tt.body)
+			if status != tt.status {
+				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
+			}
+			var eb api.ErrorBody
+			if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Code == "" {
+				t.Fatalf("error body %s is not {\"error\":{\"code\",\"message\"}}", body)
+			}
+			if !strings.Contains(eb.Error.Message, tt.want) {
+				t.Fatalf("message %q, want it to contain %q", eb.Error.Message, tt.want)
+			}
+		})
+	}
+}
+
+func TestScoreRows(t *testing.T) {
+	url, _ := MustScorerAPI(t)
+	status, body := post(t, url+"/v1/score", `{"rows":[[`+nums(39, "0.2")+`],[`+nums(39, "0.9")+`]]}`)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	var r api.ScoreResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Scores) != 2 || r.Source != api.SourceModel || r.Version != 1 || r.Score != nil {
+		t.Fatalf("rows response %s", body)
+	}
+	if r.Scores[0] == r.Scores[1] {
+		t.Fatalf("two different rows scored the same: %v", r.Scores)
+	}
+}
+
+func TestScoreFallsBackWithoutModel(t *testing.T) {
+	slot := &loader.Slot{}
+	h := api.NewScorer(discard, &api.Served{Name: "calling-score", Slot: slot, Rules: fallback.CallingScore{}})
+	url := MustServe(t, h.Handler())
+	row := testutil.Row(0.4)
+	b, _ := json.Marshal(map[string]any{"features": row})
+	status, body := post(t, url+"/v1/score", string(b))
+	var r api.ScoreResponse
+	json.Unmarshal(body, &r)
+	if status != 200 || r.Source != api.SourceFallback || r.Reason != fallback.ReasonNoModel {
+		t.Fatalf("%d %s, want 200 fallback no_model", status, body)
+	}
+	if want := (fallback.CallingScore{}).Score(row); *r.Score != want {
+		t.Fatalf("fallback score %v, rules say %v", *r.Score, want)
+	}
+}
+
+// MustControlPlaneAPI serves the control plane API over a fresh registry.
+func MustControlPlaneAPI(tb testing.TB) (*client.Client, *registry.Registry) {
+	tb.Helper()
+	dir := tb.TempDir()
+	blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	reg := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
+	if err := reg.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { reg.Close() })
+	url := MustServe(tb, api.NewControlPlane(reg, discard).Handler())
+	return client.New(url), reg
+}
+
+func TestControlPlaneStatuses(t *testing.T) {
+	ctx := context.Background()
+	cl, _ := MustControlPlaneAPI(t)
+	good := testutil.MustModel(t, 1)
+	junk := filepath.Join(t.TempDir(), "junk.onnx")
+	os.WriteFile(junk, []byte("definitely not protobuf"), 0o644)
+
+	_, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: junk})
+	if client.StatusOf(err) != 422 {
+		t.Fatalf("push of a non-ONNX file: %v, want 422", err)
+	}
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "Bad_Name", ArtifactPath: good.Path}); client.StatusOf(err) != 400 {
+		t.Fatalf("push under an invalid name: %v, want 400", err)
+	}
+	res, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: good.Path, Card: good.Card})
+	if err != nil || !res.Created || res.Version.Number != 1 {
+		t.Fatalf("push: %+v %v", res, err)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, ExpectRevision: res.Revision}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, ExpectRevision: res.Revision}); client.StatusOf(err) != 409 {
+		t.Fatalf("stale expect_revision: %v, want 409", err)
+	}
+	if _, err := cl.Promote(ctx, "churn", api.AliasBody{Version: 1}); client.StatusOf(err) != 404 {
+		t.Fatalf("unknown model: %v, want 404", err)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 7}); client.StatusOf(err) != 404 {
+		t.Fatalf("unknown version: %v, want 404", err)
+	}
+	if _, err := cl.Version(ctx, "calling-score", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/api/v1/models/calling-score/promote", `{"version":`, 400},
+		{"POST", "/api/v1/models/calling-score/promote", `{"version":1,"bogus":true}`, 400},
+		{"POST", "/api/v1/models/calling-score/promote", `{}`, 400},
+		{"GET", "/api/v1/models/calling-score/versions/abc", "", 400},
+		{"GET", "/api/v1/models/calling-score/versions/0", "", 400},
+		{"GET", "/api/v1/models/calling-score/versions/1/artifact", "", 200},
+		{"GET", "/api/v1/models/..%2f..%2fetc", "", 400},
+		{"GET", "/api/v1/events?since=-1", "", 400},
+		{"GET", "/api/v1/nowhere", "", 404},
+	} {
+		req, _ := http.NewRequest(tc.method, cl.BaseURL+tc.path, strings.NewReader(tc.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s %s %s: %d %s, want %d", tc.method, tc.path, tc.body, resp.StatusCode, b, tc.status)
+		}
+		if tc.status >= 400 {
+			var eb api.ErrorBody
+			if json.Unmarshal(b, &eb) != nil || eb.Error.Message == "" {
+				t.Errorf("%s %s: error body %s is not JSON {error:{code,message}}", tc.method, tc.path, b)
+			}
+		}
+	}
+}
+
+func TestPushWithWrongDigestStoresNothing(t *testing.T) {
+	cl, reg := MustControlPlaneAPI(t)
+	good := testutil.MustModel(t, 1)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	w, _ := mw.CreateFormFile("artifact", "model.onnx")
+	data, _ := os.ReadFile(good.Path)
+	w.Write(data)
+	mw.Close()
+	resp, err := http.Post(cl.BaseURL+"/api/v1/models/calling-score/versions?sha256="+strings.Repeat("0", 64), mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "digest_mismatch") {
+		t.Fatalf("wrong sha256: %d %s, want 400 digest_mismatch", resp.StatusCode, b)
+	}
+	if list, _ := reg.Blobs.List(context.Background()); len(list) != 0 {
+		t.Fatalf("blobs after a refused push: %v", list)
+	}
+}
+
+func TestWatchStreamResumes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, _ := MustControlPlaneAPI(t)
+	for seed := uint64(1); seed <= 2; seed++ {
+		m := testutil.MustModel(t, seed)
+		if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: m.Path}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan registry.Event, 10)
+	wctx, wcancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cl.Watch(wctx, "calling-score", 1, func(e registry.Event) { got <- e })
+	}()
+	if e := <-got; e.Revision != 2 {
+		t.Fatalf("first event after revision 1: %+v", e)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-got:
+		if e.Revision != 3 || e.Kind != "promoted" || e.To != 2 {
+			t.Fatalf("live event %+v", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no live event on the stream")
+	}
+	wcancel()
+	<-done
+}

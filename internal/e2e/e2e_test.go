@@ -1,0 +1,290 @@
+// Package e2e runs the control plane and scorer nodes together, as the binaries
+// wire them, on :0 with real ONNX Runtime, bbolt and HTTP.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	testutil.InitORT()
+	os.Exit(m.Run())
+}
+
+func quietLogger(tb testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// MustControlPlane starts a control plane on :0 over a temp data dir.
+func MustControlPlane(tb testing.TB) *app.ControlPlane {
+	tb.Helper()
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir = filepath.Join(tb.TempDir(), "data")
+	cfg.Listen = "127.0.0.1:0"
+	cp := app.NewControlPlane(cfg, quietLogger(tb).With("proc", "control-plane"))
+	if err := cp.Open(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cp.Close(context.Background()) })
+	return cp
+}
+
+// MustScorer starts a scorer node on :0 following cpURL.
+func MustScorer(tb testing.TB, cpURL string) *app.Scorer {
+	tb.Helper()
+	cfg := app.DefaultScorerConfig()
+	cfg.ControlPlane = cpURL
+	cfg.Listen = "127.0.0.1:0"
+	cfg.CacheDir = filepath.Join(tb.TempDir(), "cache")
+	s := app.NewScorer(cfg, quietLogger(tb).With("proc", "scorer"))
+	if err := s.Open(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+func mustPush(tb testing.TB, cl *client.Client, m testutil.Model) int {
+	tb.Helper()
+	res, err := cl.Push(context.Background(), client.PushOptions{Model: "calling-score", ArtifactPath: m.Path, Card: m.Card})
+	if err != nil {
+		tb.Fatalf("push: %v", err)
+	}
+	return res.Version.Number
+}
+
+type scored struct {
+	status int
+	resp   api.ScoreResponse
+	err    error
+}
+
+func score(hc *http.Client, url string, row []float32) scored {
+	body, _ := json.Marshal(map[string]any{"features": row})
+	resp, err := hc.Post(url+"/v1/score", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return scored{err: err}
+	}
+	defer resp.Body.Close()
+	var out scored
+	out.status = resp.StatusCode
+	out.err = json.NewDecoder(resp.Body).Decode(&out.resp)
+	return out
+}
+
+// waitFor polls fn until it returns true or the deadline passes.
+func waitFor(tb testing.TB, what string, timeout time.Duration, fn func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !fn() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPushPromoteScoreSwapRollback(t *testing.T) {
+	ctx := context.Background()
+	cp := MustControlPlane(t)
+	cl := client.New(cp.URL())
+	m1, m2 := testutil.MustModel(t, 1), testutil.MustModel(t, 2)
+	if v := mustPush(t, cl, m1); v != 1 {
+		t.Fatalf("first push is v%d", v)
+	}
+	if v := mustPush(t, cl, m2); v != 2 {
+		t.Fatalf("second push is v%d", v)
+	}
+
+	sc := MustScorer(t, cp.URL())
+	hc := &http.Client{Timeout: 10 * time.Second}
+	row := testutil.Row(0.3)
+
+	// Nothing promoted: the fallback answers, and says so.
+	r := score(hc, sc.URL(), row)
+	if r.err != nil || r.status != 200 || r.resp.Source != api.SourceFallback || r.resp.Reason != "no_model" {
+		t.Fatalf("before promotion: %+v, want 200 fallback no_model", r)
+	}
+
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "v1 to serve", 10*time.Second, func() bool {
+		r := score(hc, sc.URL(), row)
+		return r.status == 200 && r.resp.Source == api.SourceModel && r.resp.Version == 1
+	})
+	r = score(hc, sc.URL(), row)
+	if want := m1.MLP.Forward(row)[0]; math.Abs(float64(*r.resp.Score-want)) > 1e-5 {
+		t.Fatalf("v1 scored %v, its Go forward pass says %v", *r.resp.Score, want)
+	}
+
+	// Promote v2 while clients score without pause.
+	const clients = 4
+	const maxPerClient = 20000
+	var (
+		wg       sync.WaitGroup
+		stop     = make(chan struct{})
+		mu       sync.Mutex
+		failures []string
+		counts   = map[int]int{}
+	)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			sawV2 := false
+			for i := 0; i < maxPerClient; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := score(hc, sc.URL(), row)
+				mu.Lock()
+				switch {
+				case r.err != nil || r.status != 200:
+					failures = append(failures, fmt.Sprintf("client %d request %d: status %d err %v", c, i, r.status, r.err))
+				case r.resp.Source != api.SourceModel:
+					failures = append(failures, fmt.Sprintf("client %d request %d: source %s reason %s", c, i, r.resp.Source, r.resp.Reason))
+				case r.resp.Version != 1 && r.resp.Version != 2:
+					failures = append(failures, fmt.Sprintf("client %d request %d: version %d", c, i, r.resp.Version))
+				case sawV2 && r.resp.Version == 1:
+					failures = append(failures, fmt.Sprintf("client %d request %d: v1 after this client saw v2", c, i))
+				}
+				counts[r.resp.Version]++
+				mu.Unlock()
+				if r.resp.Version == 2 {
+					sawV2 = true
+				}
+			}
+		}(c)
+	}
+	waitFor(t, "load to start", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return counts[1] >= 200 })
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "v2 to serve under load", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return counts[2] >= 200 })
+	close(stop)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d bad responses during the swap, first: %s", len(failures), failures[0])
+	}
+	t.Logf("responses during the swap: v1 %d, v2 %d", counts[1], counts[2])
+	for i := 0; i < 20; i++ {
+		if r := score(hc, sc.URL(), row); r.resp.Version != 2 {
+			t.Fatalf("after the swap a request was answered by v%d", r.resp.Version)
+		}
+	}
+
+	if _, err := cl.Rollback(ctx, "calling-score", api.AliasBody{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "rollback to v1", 10*time.Second, func() bool {
+		r := score(hc, sc.URL(), row)
+		return r.status == 200 && r.resp.Version == 1
+	})
+
+	if got := sc.Slot.Swaps(); got != 2 {
+		t.Fatalf("%d swaps, want 2 (v1→v2, v2→v1)", got)
+	}
+	waitFor(t, "retired sessions to be destroyed", 5*time.Second, func() bool { return sc.Slot.Destroyed() == sc.Slot.Swaps() })
+
+	evs, err := cl.Events(ctx, "calling-score", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range evs {
+		kinds = append(kinds, e.Kind)
+	}
+	if fmt.Sprint(kinds) != "[pushed pushed promoted promoted rolled_back]" {
+		t.Fatalf("history %v", kinds)
+	}
+}
+
+func TestScorerStartsBeforeTheModelExists(t *testing.T) {
+	ctx := context.Background()
+	cp := MustControlPlane(t)
+	sc := MustScorer(t, cp.URL())
+	hc := &http.Client{Timeout: 10 * time.Second}
+	row := testutil.Row(0.7)
+
+	resp, err := hc.Get(sc.URL() + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz with fallback only: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	r := score(hc, sc.URL(), row)
+	if r.status != 200 || r.resp.Source != api.SourceFallback || r.resp.Score == nil {
+		t.Fatalf("no model in the registry: %+v, want a fallback score", r)
+	}
+
+	cl := client.New(cp.URL())
+	m := testutil.MustModel(t, 5)
+	mustPush(t, cl, m)
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the scorer to switch to the model without restart", 10*time.Second, func() bool {
+		r := score(hc, sc.URL(), row)
+		return r.resp.Source == api.SourceModel && r.resp.Version == 1
+	})
+}
+
+func TestScorerKeepsServingWhenALoadFails(t *testing.T) {
+	ctx := context.Background()
+	cp := MustControlPlane(t)
+	cl := client.New(cp.URL())
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	sc := MustScorer(t, cp.URL())
+	hc := &http.Client{Timeout: 10 * time.Second}
+	waitFor(t, "v1", 10*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 1 })
+
+	// Damage v2's blob behind the registry's back: the download fails its digest
+	// check and the scorer keeps v1.
+	v2, err := cl.Version(ctx, "calling-score", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := filepath.Join(cp.Config.DataDir, "artifacts", "blobs", "sha256", v2.Digest)
+	data, err := os.ReadFile(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-10] ^= 0x55
+	if err := os.WriteFile(blob, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the failed load to be recorded", 10*time.Second, func() bool { return sc.Follower.Status().FailedLoads > 0 })
+	r := score(hc, sc.URL(), testutil.Row(0.1))
+	if r.status != 200 || r.resp.Source != api.SourceModel || r.resp.Version != 1 {
+		t.Fatalf("after a failed load: %+v, want v1 still serving", r)
+	}
+}

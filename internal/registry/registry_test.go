@@ -1,0 +1,363 @@
+package registry_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	testutil.InitORT()
+	os.Exit(m.Run())
+}
+
+// MustOpen opens a registry over a file blob store in a temp dir and, when the
+// test ends, closes it and checks the bbolt file's consistency.
+func MustOpen(tb testing.TB) (*registry.Registry, string) {
+	tb.Helper()
+	dir := tb.TempDir()
+	blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
+	if err := r.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		MustCheck(tb, r)
+		r.Close()
+	})
+	return r, dir
+}
+
+// MustCheck runs bbolt's consistency check.
+func MustCheck(tb testing.TB, r *registry.Registry) {
+	tb.Helper()
+	err := r.DB().View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("bbolt check: %v", err)
+	}
+}
+
+func push(t *testing.T, r *registry.Registry, model string, m testutil.Model) (*registry.PushResult, error) {
+	t.Helper()
+	data, err := os.ReadFile(m.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Push(context.Background(), registry.PushRequest{Model: model, Digest: m.Digest, Artifact: bytes.NewReader(data), Card: m.Card, Actor: "tester"})
+}
+
+func mustPush(t *testing.T, r *registry.Registry, model string, m testutil.Model) *registry.Version {
+	t.Helper()
+	res, err := push(t, r, model, m)
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	return res.Version
+}
+
+func blobCount(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "artifacts", "blobs", "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+func TestPushPromoteRollback(t *testing.T) {
+	ctx := context.Background()
+	r, _ := MustOpen(t)
+	v1 := mustPush(t, r, "calling-score", testutil.MustModel(t, 1))
+	v2 := mustPush(t, r, "calling-score", testutil.MustModel(t, 2))
+	if v1.Number != 1 || v2.Number != 2 {
+		t.Fatalf("versions numbered %d, %d; want 1, 2", v1.Number, v2.Number)
+	}
+	d, err := r.Deployment(ctx, "calling-score")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Production != nil {
+		t.Fatalf("production = %+v before any promotion", d.Production)
+	}
+	if _, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2, Actor: "alice", Reason: "better"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Kind != registry.EventPromoted || ev.From != 1 || ev.To != 2 || ev.Actor != "alice" {
+		t.Fatalf("promote event = %+v", ev)
+	}
+	d, _ = r.Deployment(ctx, "calling-score")
+	if d.Production.Version != 2 || d.Production.Digest != v2.Digest {
+		t.Fatalf("deployment = %+v, want v2 %s", d.Production, v2.Digest)
+	}
+	ev, err = r.Rollback(ctx, registry.AliasRequest{Model: "calling-score"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Kind != registry.EventRolledBack || ev.From != 2 || ev.To != 1 {
+		t.Fatalf("rollback event = %+v", ev)
+	}
+	if _, err := r.Rollback(ctx, registry.AliasRequest{Model: "calling-score"}); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("second rollback with no earlier version: err = %v, want ErrConflict", err)
+	}
+	evs, err := r.Events(ctx, registry.EventQuery{Model: "calling-score"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for i, e := range evs {
+		kinds = append(kinds, e.Kind)
+		if e.Revision != uint64(i+1) {
+			t.Fatalf("event %d has revision %d, want %d", i, e.Revision, i+1)
+		}
+	}
+	if got := strings.Join(kinds, ","); got != "pushed,pushed,promoted,promoted,rolled_back" {
+		t.Fatalf("history = %s", got)
+	}
+}
+
+func TestRollbackTo(t *testing.T) {
+	ctx := context.Background()
+	r, _ := MustOpen(t)
+	for seed := uint64(1); seed <= 3; seed++ {
+		mustPush(t, r, "calling-score", testutil.MustModel(t, seed))
+	}
+	for v := 1; v <= 3; v++ {
+		if _, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Rollback(ctx, registry.AliasRequest{Model: "calling-score", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Rollback(ctx, registry.AliasRequest{Model: "calling-score", Version: 9}); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("rollback to a missing version: err = %v, want ErrNotFound", err)
+	}
+	m, _ := r.Model(ctx, "calling-score")
+	if m.Production != 1 {
+		t.Fatalf("production = %d, want 1", m.Production)
+	}
+}
+
+func TestStaleExpectRevisionConflicts(t *testing.T) {
+	ctx := context.Background()
+	r, _ := MustOpen(t)
+	mustPush(t, r, "calling-score", testutil.MustModel(t, 1))
+	mustPush(t, r, "calling-score", testutil.MustModel(t, 2))
+	m, _ := r.Model(ctx, "calling-score")
+	if _, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 1, ExpectRevision: m.Revision}); err != nil {
+		t.Fatalf("promote at the current revision: %v", err)
+	}
+	_, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2, ExpectRevision: m.Revision})
+	if !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("promote with a stale revision: err = %v, want ErrConflict", err)
+	}
+	after, _ := r.Model(ctx, "calling-score")
+	if after.Production != 1 {
+		t.Fatalf("a refused promote moved production to %d", after.Production)
+	}
+	if _, err := r.Rollback(ctx, registry.AliasRequest{Model: "calling-score", ExpectRevision: m.Revision}); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("rollback with a stale revision: err = %v, want ErrConflict", err)
+	}
+}
+
+func TestPushRefusesBadArtifacts(t *testing.T) {
+	good := testutil.MustModel(t, 1)
+	goodData, _ := os.ReadFile(good.Path)
+	wide := testutil.MustModel(t, 2, 40, 8, 1)
+	twoOut := testutil.MustModel(t, 3, 39, 8, 2)
+
+	tests := []struct {
+		name   string
+		model  string
+		data   []byte
+		digest string
+		card   []byte
+		kind   error
+		want   string
+	}{
+		{"not onnx", "calling-score", []byte("this is not an onnx file"), "", nil, registry.ErrInvalidModel, "ONNX Runtime cannot load"},
+		{"wrong input width", "calling-score", mustRead(t, wide.Path), "", nil, registry.ErrInvalidModel, `input is "input" float32 [batch,40], model expects "input" float32 [batch,39]`},
+		{"wrong output width", "calling-score", mustRead(t, twoOut.Path), "", nil, registry.ErrInvalidModel, "output"},
+		{"wrong sha256", "calling-score", goodData, strings.Repeat("ab", 32), nil, registry.ErrDigestMismatch, "hashes to sha256"},
+		{"bad digest syntax", "calling-score", goodData, "xyz", nil, registry.ErrInvalid, "64 lower-case hex"},
+		{"empty", "calling-score", nil, "", nil, registry.ErrInvalid, "empty"},
+		{"malformed card", "calling-score", goodData, "", []byte("{not json"), registry.ErrInvalid, "invalid model card"},
+		{"card for another width", "calling-score", goodData, "", []byte(`{"features":["a","b"]}`), registry.ErrInvalidModel, "card names 2 features"},
+		{"hostile name", "../etc", goodData, "", nil, registry.ErrInvalid, "must match"},
+		{"upper-case name", "Calling", goodData, "", nil, registry.ErrInvalid, "must match"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, dir := MustOpen(t)
+			digest := tt.digest
+			if digest == "" {
+				digest = testutil.MustDigest(t, tt.data)
+			}
+			_, err := r.Push(context.Background(), registry.PushRequest{Model: tt.model, Digest: digest, Artifact: bytes.NewReader(tt.data), Card: tt.card})
+			if !errors.Is(err, tt.kind) {
+				t.Fatalf("err = %v, want %v", err, tt.kind)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %q, want it to say %q", err, tt.want)
+			}
+			if ms, _ := r.Models(context.Background()); len(ms) != 0 {
+				t.Fatalf("a refused push left models %+v", ms)
+			}
+			if n := blobCount(t, dir); n != 0 {
+				t.Fatalf("a refused push left %d blobs under blobs/sha256", n)
+			}
+			if rev, _ := r.Revision(); rev != 0 {
+				t.Fatalf("a refused push moved the revision to %d", rev)
+			}
+		})
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestPushRefusesGoldenMismatch(t *testing.T) {
+	r, _ := MustOpen(t)
+	m := testutil.MustModel(t, 1)
+	// A card whose golden outputs belong to another model: the artifact's own
+	// outputs differ, as they would for a tampered weight.
+	other := testutil.MustModel(t, 2)
+	_, err := r.Push(context.Background(), registry.PushRequest{Model: "calling-score", Digest: m.Digest, Artifact: bytes.NewReader(mustRead(t, m.Path)), Card: other.Card})
+	if !errors.Is(err, registry.ErrInvalidModel) || !strings.Contains(err.Error(), "golden[0] output[0]") {
+		t.Fatalf("err = %v, want invalid model naming golden[0] output[0]", err)
+	}
+}
+
+func TestSignatureFixedByFirstVersion(t *testing.T) {
+	r, _ := MustOpen(t)
+	mustPush(t, r, "churn", testutil.MustModel(t, 1, 12, 4, 1))
+	_, err := push(t, r, "churn", testutil.MustModel(t, 2, 13, 4, 1))
+	if !errors.Is(err, registry.ErrInvalidModel) {
+		t.Fatalf("push of another signature: err = %v, want ErrInvalidModel", err)
+	}
+	vs, _ := r.Versions(context.Background(), "churn")
+	if len(vs) != 1 {
+		t.Fatalf("%d versions, want 1", len(vs))
+	}
+}
+
+func TestPushSameBytesTwiceIsOneVersion(t *testing.T) {
+	r, _ := MustOpen(t)
+	m := testutil.MustModel(t, 1)
+	first, err := push(t, r, "calling-score", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := push(t, r, "calling-score", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Created || again.Created || again.Version.Number != first.Version.Number {
+		t.Fatalf("first %+v, again %+v: a retried push must name the same version", first, again)
+	}
+}
+
+func TestArtifactIsVerifiedOnRead(t *testing.T) {
+	ctx := context.Background()
+	r, dir := MustOpen(t)
+	v := mustPush(t, r, "calling-score", testutil.MustModel(t, 1))
+	p := filepath.Join(dir, "artifacts", "blobs", "sha256", v.Digest)
+	data := mustRead(t, p)
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, rc, err := r.OpenArtifact(ctx, "calling-score", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var sink bytes.Buffer
+	if _, err := sink.ReadFrom(rc); !errors.Is(err, registry.ErrDigestMismatch) {
+		t.Fatalf("reading a corrupted blob: err = %v, want ErrDigestMismatch", err)
+	}
+}
+
+func TestWatchResumesFromRevision(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, _ := MustOpen(t)
+	mustPush(t, r, "calling-score", testutil.MustModel(t, 1))
+	mustPush(t, r, "calling-score", testutil.MustModel(t, 2))
+
+	events := r.Watch(ctx, 1)
+	if e := <-events; e.Revision != 2 || e.Kind != registry.EventPushed {
+		t.Fatalf("first event after revision 1 = %+v, want revision 2 pushed", e)
+	}
+	go r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2})
+	select {
+	case e := <-events:
+		if e.Revision != 3 || e.Kind != registry.EventPromoted {
+			t.Fatalf("live event = %+v, want revision 3 promoted", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no live event")
+	}
+}
+
+func TestReopenKeepsEverything(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func() *registry.Registry {
+		blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
+		if err := r.Open(); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := open()
+	mustPush(t, r, "calling-score", testutil.MustModel(t, 1))
+	if _, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+
+	r = open()
+	defer r.Close()
+	defer MustCheck(t, r)
+	d, err := r.Deployment(ctx, "calling-score")
+	if err != nil || d.Production == nil || d.Production.Version != 1 {
+		t.Fatalf("after reopen: deployment %+v, err %v", d, err)
+	}
+	if rev, _ := r.Revision(); rev != 2 {
+		t.Fatalf("after reopen: revision %d, want 2", rev)
+	}
+}
