@@ -238,7 +238,9 @@ func (c *listCmd) Run(ctx context.Context, args []string) error {
 
 type showCmd struct{ *env }
 
-func (c *showCmd) Usage() string { return "show MODEL [VERSION]   a model's versions, or one version with its card" }
+func (c *showCmd) Usage() string {
+	return "show MODEL [VERSION]   a model's versions, or one version with its card"
+}
 
 func (c *showCmd) Run(ctx context.Context, args []string) error {
 	fs := c.flags(c, "show")
@@ -413,7 +415,9 @@ func (c *rollbackCmd) Run(ctx context.Context, args []string) error {
 
 type historyCmd struct{ *env }
 
-func (c *historyCmd) Usage() string { return "history [MODEL] [--since REV] [--limit N]   events, oldest first" }
+func (c *historyCmd) Usage() string {
+	return "history [MODEL] [--since REV] [--limit N]   events, oldest first"
+}
 
 func (c *historyCmd) Run(ctx context.Context, args []string) error {
 	fs := c.flags(c, "history")

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	testutil.InitORT()
+	os.Exit(m.Run())
+}
+
+// cli runs modelctl in-process against server and returns stdout, stderr, error.
+func cli(t *testing.T, server string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &env{stdout: &out, stderr: &errb, getenv: func(k string) string {
+		if k == "MODELCTL_SERVER" {
+			return server
+		}
+		return ""
+	}}
+	err := e.run(context.Background(), args)
+	return out.String(), errb.String(), err
+}
+
+func mustControlPlane(t *testing.T) string {
+	t.Helper()
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cp := app.NewControlPlane(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := cp.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cp.Close(context.Background()) })
+	return cp.URL()
+}
+
+func TestVerbsAgainstARealControlPlane(t *testing.T) {
+	url := mustControlPlane(t)
+	dir := t.TempDir()
+	for _, seed := range []string{"1", "2"} {
+		if _, _, err := cli(t, url, "train", "--seed", seed, "--out", filepath.Join(dir, seed)); err != nil {
+			t.Fatalf("train: %v", err)
+		}
+	}
+	out, _, err := cli(t, url, "list")
+	if err != nil || !strings.Contains(out, "no models yet") {
+		t.Fatalf("list on an empty registry: %q %v", out, err)
+	}
+	out, _, err = cli(t, url, "push", filepath.Join(dir, "1", "model.onnx"), "--model", "calling-score")
+	if err != nil || !strings.Contains(out, "pushed calling-score v1") {
+		t.Fatalf("push: %q %v", out, err)
+	}
+	out, _, err = cli(t, url, "push", "-o", "json", "--model", "calling-score", filepath.Join(dir, "2", "model.onnx"))
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	var pushed struct {
+		Version registry.Version `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(out), &pushed); err != nil || pushed.Version.Number != 2 {
+		t.Fatalf("push -o json: %q %v", out, err)
+	}
+	if _, _, err := cli(t, url, "promote", "calling-score", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = cli(t, url, "promote", "calling-score", "2", "--reason", "fresher")
+	if err != nil || !strings.Contains(out, "production v1 → v2") {
+		t.Fatalf("promote: %q %v", out, err)
+	}
+	out, _, err = cli(t, url, "show", "calling-score")
+	if err != nil || !strings.Contains(out, "production v2") || !strings.Contains(out, "v1") {
+		t.Fatalf("show: %q %v", out, err)
+	}
+	out, _, err = cli(t, url, "show", "calling-score", "1")
+	if err != nil || !strings.Contains(out, "golden: 32 entries") {
+		t.Fatalf("show version: %q %v", out, err)
+	}
+	out, _, err = cli(t, url, "rollback", "calling-score")
+	if err != nil || !strings.Contains(out, "production v2 → v1") {
+		t.Fatalf("rollback: %q %v", out, err)
+	}
+	out, _, err = cli(t, url, "history", "calling-score", "-o", "json")
+	var evs []registry.Event
+	if err != nil || json.Unmarshal([]byte(out), &evs) != nil || len(evs) != 5 || evs[3].Reason != "fresher" {
+		t.Fatalf("history: %q %v", out, err)
+	}
+	out, _, err = cli(t, url, "list", "-o", "json")
+	var ms []registry.Model
+	if err != nil || json.Unmarshal([]byte(out), &ms) != nil || len(ms) != 1 || ms[0].Production != 1 {
+		t.Fatalf("list -o json: %q %v", out, err)
+	}
+}
+
+func TestVerbsFailWithTheServersMessage(t *testing.T) {
+	url := mustControlPlane(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"promote", "calling-score", "1"}, `model "calling-score": not found`},
+		{[]string{"promote", "calling-score", "x"}, "want a positive number"},
+		{[]string{"rollback", "Bad!"}, "must match"},
+		{[]string{"show", "calling-score"}, "HTTP 404"},
+		{[]string{"push", "/nonexistent.onnx", "--model", "m"}, "no such file"},
+		{[]string{"push", "--model", "m"}, "push needs one FILE"},
+		{[]string{"list", "-o", "yaml"}, "want table or json"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+	}
+	for _, tt := range tests {
+		_, _, err := cli(t, url, tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("modelctl %s: err = %v, want it to contain %q", strings.Join(tt.args, " "), err, tt.want)
+		}
+	}
+	if _, _, err := cli(t, "http://127.0.0.1:1", "list"); err == nil || !strings.Contains(err.Error(), "control plane at http://127.0.0.1:1") {
+		t.Errorf("unreachable server: err = %v", err)
+	}
+}

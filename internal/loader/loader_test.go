@@ -1,0 +1,116 @@
+package loader_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	testutil.InitORT()
+	os.Exit(m.Run())
+}
+
+func TestFindLibraryNamesTheWayOut(t *testing.T) {
+	_, err := loader.FindLibrary("/nonexistent/libonnxruntime.so")
+	if err == nil || !strings.Contains(err.Error(), "make ort") || !strings.Contains(err.Error(), loader.LibraryEnv) {
+		t.Fatalf("err = %v, want it to name `make ort` and %s", err, loader.LibraryEnv)
+	}
+	t.Setenv(loader.LibraryEnv, "/also/missing.so")
+	if _, err := loader.FindLibrary(""); err == nil || !strings.Contains(err.Error(), "/also/missing.so") {
+		t.Fatalf("err = %v, want it to name the path in %s", err, loader.LibraryEnv)
+	}
+}
+
+func TestFindLibraryPrefersExplicitPath(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "libonnxruntime.so")
+	os.WriteFile(p, nil, 0o644)
+	t.Setenv(loader.LibraryEnv, "/elsewhere.so")
+	got, err := loader.FindLibrary(p)
+	if err != nil || got != p {
+		t.Fatalf("FindLibrary(%s) = %s, %v", p, got, err)
+	}
+}
+
+func mustLoaded(t *testing.T, seed uint64, version int) *loader.Loaded {
+	t.Helper()
+	m := testutil.MustModel(t, seed)
+	s, err := loader.Open(m.Path, loader.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loader.NewLoaded(s, version, m.Digest, nil)
+}
+
+func TestSlotDestroysRetiredSessionAfterLastRequest(t *testing.T) {
+	slot := &loader.Slot{}
+	if slot.Acquire() != nil {
+		t.Fatal("an empty slot gave a session")
+	}
+	slot.Swap(mustLoaded(t, 1, 1))
+	inFlight := slot.Acquire()
+	slot.Swap(mustLoaded(t, 2, 2))
+	if slot.Destroyed() != 0 {
+		t.Fatal("the retired session was destroyed while a request still held it")
+	}
+	// The request that started on v1 finishes on v1.
+	if _, err := inFlight.Run(testutil.Row(0.5), 1); err != nil {
+		t.Fatalf("run on the retired session: %v", err)
+	}
+	inFlight.Release()
+	if slot.Destroyed() != 1 || slot.Swaps() != 1 {
+		t.Fatalf("destroyed %d, swaps %d; want 1 and 1", slot.Destroyed(), slot.Swaps())
+	}
+	cur := slot.Acquire()
+	if cur.Version != 2 {
+		t.Fatalf("serving v%d, want v2", cur.Version)
+	}
+	cur.Release()
+	slot.Close()
+}
+
+func TestSessionRefusesWrongRowWidth(t *testing.T) {
+	l := mustLoaded(t, 1, 1)
+	defer l.Release()
+	if _, err := l.Run(make([]float32, 38), 1); !errors.Is(err, loader.ErrRun) {
+		t.Fatalf("38 values for one row of 39: err = %v, want ErrRun", err)
+	}
+}
+
+func TestCacheStoresOnlyVerifiedBytes(t *testing.T) {
+	c := &loader.Cache{Dir: t.TempDir()}
+	if err := c.Open(); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("artifact bytes")
+	digest := testutil.MustDigest(t, data)
+	if _, err := c.Store(digest, -1, bytes.NewReader([]byte("other bytes"))); !errors.Is(err, loader.ErrDigest) {
+		t.Fatalf("storing bytes of another digest: err = %v, want ErrDigest", err)
+	}
+	if _, ok := c.Lookup(digest); ok {
+		t.Fatal("a refused download is in the cache")
+	}
+	p, err := c.Store(digest, int64(len(data)), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := c.Lookup(digest); !ok || got != p {
+		t.Fatalf("Lookup = %s, %v", got, ok)
+	}
+	os.WriteFile(p, []byte("tampered"), 0o644)
+	if _, ok := c.Lookup(digest); ok {
+		t.Fatal("a tampered cache file was returned")
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatal("a tampered cache file was left in place")
+	}
+	if _, err := c.Path("../../etc/passwd"); err == nil {
+		t.Fatal("a non-digest reached a cache path")
+	}
+}
