@@ -46,7 +46,7 @@ fmt:
 
 ## model: regenerate models/calling_score from its seed
 model: ort
-	$(GO) run ./cmd/modelctl train --seed 42 --out models/calling_score
+	$(GO) run ./cmd/modelctl train --seed 42 --samples 10000 --out models/calling_score
 
 ## bench: benchmarks with baselines measured in the same run
 bench: ort

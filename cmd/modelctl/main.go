@@ -33,6 +33,8 @@ var commands = map[string]func(*env) command{
 	"rollback": func(e *env) command { return &rollbackCmd{env: e} },
 	"history":  func(e *env) command { return &historyCmd{env: e} },
 	"train":    func(e *env) command { return &trainCmd{env: e} },
+	"gen-data": func(e *env) command { return &genDataCmd{env: e} },
+	"card":     func(e *env) command { return &cardCmd{env: e} },
 }
 
 // env carries what every verb shares: output streams and environment.

@@ -3,78 +3,247 @@ package main
 import (
 	"context"
 	"encoding/json"
+
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
 
-	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/trainer"
 )
 
+// parityTolerance is how far ONNX Runtime may stray from the trainer's own forward
+// pass on the test split before train refuses its export.
+const parityTolerance = 1e-5
+
+// goldenRows is how many golden inputs a card records.
+const goldenRows = 32
+
 type trainCmd struct{ *env }
 
 func (c *trainCmd) Usage() string {
-	return "train [--seed 42] --out DIR   make a calling-score model: DIR/model.onnx and DIR/card.json"
+	return "train [--data FILE | --samples 10000] [--seed 42] [--epochs 100] [--batch 32] [--lr 0.001] --out DIR   train calling-score"
+}
+
+// trainOptions is one run of `modelctl train`.
+type trainOptions struct {
+	data    string
+	samples int
+	out     string
+	cfg     trainer.Config
+	quiet   bool
+}
+
+// trainReport is what a run measured.
+type trainReport struct {
+	ModelPath, CardPath string
+	Card                *trainer.Card
+	Result              *trainer.Result
+	Parity              float64
 }
 
 func (c *trainCmd) Run(ctx context.Context, args []string) error {
+	o := trainOptions{cfg: trainer.DefaultConfig(), samples: 10000}
 	fs := c.flags(c, "train")
-	seed := fs.Uint64("seed", 42, "seed of every random choice")
-	out := fs.String("out", "", "output directory (required)")
-	golden := fs.Int("golden", 32, "golden inputs recorded in the card")
+	fs.StringVar(&o.data, "data", "", "training data: CSV with a header, or .jsonl; the 39 feature columns plus \"label\" (default: synthetic)")
+	fs.IntVar(&o.samples, "samples", o.samples, "synthetic samples to generate when --data is not given")
+	fs.Uint64Var(&o.cfg.Seed, "seed", o.cfg.Seed, "seed of every random choice (data, split, init, dropout, shuffles)")
+	fs.IntVar(&o.cfg.Epochs, "epochs", o.cfg.Epochs, "maximum epochs")
+	fs.IntVar(&o.cfg.Batch, "batch", o.cfg.Batch, "mini-batch size")
+	fs.Float64Var(&o.cfg.LR, "lr", o.cfg.LR, "Adam learning rate")
+	fs.IntVar(&o.cfg.Patience, "patience", o.cfg.Patience, "early stopping: epochs without a better validation loss")
+	fs.StringVar(&o.out, "out", "", "output directory for model.onnx and card.json (required)")
+	fs.BoolVar(&o.quiet, "quiet", false, "no per-epoch progress")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *out == "" || fs.NArg() > 0 {
+	if o.out == "" || fs.NArg() > 0 {
 		fs.Usage()
 		return fmt.Errorf("train needs --out DIR")
+	}
+	if o.cfg.Epochs < 1 || o.cfg.Batch < 1 || !(o.cfg.LR > 0) || o.samples < 20 {
+		return fmt.Errorf("train: --epochs, --batch and --lr must be positive and --samples at least 20")
 	}
 	if _, err := loader.Init(c.getenv("ONNXRUNTIME_LIB")); err != nil {
 		return err
 	}
-	m := trainer.NewMLP(*seed, fallback.CallingScoreFeatures, 128, 64, 1)
-	onnx, err := trainer.ExportONNX(m, trainer.ExportMeta{GraphName: "calling_score", ProducerVersion: trainer.FormatVersion})
+	rep, err := runTrain(ctx, o, c.stderr)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return err
+	c.summary(rep)
+	return nil
+}
+
+func runTrain(_ context.Context, o trainOptions, progress io.Writer) (*trainReport, error) {
+	var (
+		d      *trainer.Dataset
+		source string
+		err    error
+	)
+	if o.data != "" {
+		if d, err = trainer.ReadFile(o.data, trainer.FeatureNames(), true); err != nil {
+			return nil, err
+		}
+		source = "file " + filepath.Base(o.data)
+	} else {
+		d = trainer.Generate(o.samples, o.cfg.Seed)
+		source = fmt.Sprintf("synthetic, %d samples, seed %d", o.samples, o.cfg.Seed)
 	}
-	modelPath := filepath.Join(*out, "model.onnx")
-	if err := writeFileAtomic(modelPath, onnx); err != nil {
-		return err
+	if progress != nil && !o.quiet {
+		fmt.Fprintf(progress, "training on %d rows (%s)\n", d.Len(), source)
 	}
-	card, err := goldenCard(modelPath, *seed, *golden)
+	res, err := trainer.Train(d, o.cfg, func(e trainer.Epoch) {
+		if progress == nil || o.quiet {
+			return
+		}
+		mark := ""
+		if e.Best {
+			mark = " *"
+		}
+		fmt.Fprintf(progress, "epoch %3d/%d  train %.5f  val %.5f%s  %s\n", e.N, o.cfg.Epochs, e.TrainLoss, e.ValLoss, mark, e.Elapsed.Round(10*time.Millisecond))
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
+
+	onnx, err := trainer.ExportONNX(res.MLP, trainer.ExportMeta{
+		GraphName: "calling_score", ProducerVersion: trainer.FormatVersion,
+		Doc: "calling score: 39 features → MLP 39-128-64-1 (ReLU, sigmoid); normalisation folded into the first layer",
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return nil, err
+	}
+	rep := &trainReport{ModelPath: filepath.Join(o.out, "model.onnx"), CardPath: filepath.Join(o.out, "card.json"), Result: res}
+	tmpModel := rep.ModelPath + ".tmp"
+	if err := os.WriteFile(tmpModel, onnx, 0o644); err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmpModel)
+
+	s, err := loader.Open(tmpModel, loader.DefaultOptions())
+	if err != nil {
+		return nil, fmt.Errorf("self-check: %w", err)
+	}
+	defer s.Close()
+	testRows := res.Split.Test.Rows32(0)
+	ortTest, err := runRows(s, testRows)
+	if err != nil {
+		return nil, fmt.Errorf("self-check: %w", err)
+	}
+	for i, r := range testRows {
+		rep.Parity = math.Max(rep.Parity, math.Abs(ortTest[i]-float64(res.MLP.Forward(r)[0])))
+	}
+	if rep.Parity > parityTolerance {
+		return nil, fmt.Errorf("self-check: ONNX Runtime and the trainer's forward pass differ by up to %.3g on the test split (tolerance %g); nothing written", rep.Parity, parityTolerance)
+	}
+
+	card := &trainer.Card{
+		Model: "calling-score", Format: trainer.CardFormat, Features: d.Features,
+		Export: trainer.ExportInfo{Opset: trainer.OpsetVersion, IRVersion: trainer.IRVersion, Producer: trainer.Producer, ProducerVersion: trainer.FormatVersion,
+			Input: "input float32 [batch,39]", Output: "output float32 [batch,1]"},
+		Training: &trainer.TrainingInfo{
+			Source: source, Seed: o.cfg.Seed, Architecture: archString(res.MLP), Optimizer: "adam", LR: o.cfg.LR, Batch: o.cfg.Batch,
+			Dropout: o.cfg.Dropout, MaxEpochs: o.cfg.Epochs, Patience: o.cfg.Patience, EpochsRun: len(res.Epochs), BestEpoch: res.BestEpoch,
+			TrainRows: res.Split.Train.Len(), ValRows: res.Split.Val.Len(), TestRows: res.Split.Test.Len(),
+			Normalize: "standardisation fitted on the training split, folded into layer 0",
+		},
+		Metrics: map[string]trainer.Metrics{
+			"test_model":    trainer.Score(ortTest, res.Split.Test.Y),
+			"test_fallback": trainer.Score(fallbackScores(testRows), res.Split.Test.Y),
+		},
+	}
+	trainPred, err := runRows(s, res.Split.Train.Rows32(0))
+	if err != nil {
+		return nil, err
+	}
+	card.Describe(res.Split.Train, trainPred)
+	if card.Golden, err = trainer.Golden(s.Run, testRows[:min(goldenRows, len(testRows))], 1); err != nil {
+		return nil, err
+	}
+	if err := writeCard(rep.CardPath, card); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmpModel, rep.ModelPath); err != nil {
+		return nil, err
+	}
+	rep.Card = card
+	return rep, nil
+}
+
+func archString(m *trainer.MLP) string {
+	var parts []string
+	for _, w := range m.Widths() {
+		parts = append(parts, fmt.Sprint(w))
+	}
+	return strings.Join(parts, "-") + " relu, dropout 0.2 (training), sigmoid"
+}
+
+// runRows scores rows with a session, in batches, as float64.
+func runRows(s *loader.Session, rows [][]float32) ([]float64, error) {
+	const batch = 512
+	out := make([]float64, 0, len(rows))
+	for b0 := 0; b0 < len(rows); b0 += batch {
+		b1 := min(b0+batch, len(rows))
+		flat := make([]float32, 0, (b1-b0)*len(rows[0]))
+		for _, r := range rows[b0:b1] {
+			flat = append(flat, r...)
+		}
+		res, err := s.Run(flat, b1-b0)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range res {
+			out = append(out, float64(v))
+		}
+	}
+	return out, nil
+}
+
+func fallbackScores(rows [][]float32) []float64 {
+	out := make([]float64, len(rows))
+	for i, r := range rows {
+		out[i] = float64(fallback.CallingScore{}.Score(r))
+	}
+	return out
+}
+
+func writeCard(path string, card any) error {
 	buf, err := json.MarshalIndent(card, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(*out, "card.json"), append(buf, '\n')); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "wrote %s and %s\n", modelPath, filepath.Join(*out, "card.json"))
-	return nil
+	return writeFileAtomic(path, append(buf, '\n'))
 }
 
-// goldenCard runs golden inputs through ONNX Runtime on the exported file and
-// records what it answers.
-func goldenCard(modelPath string, seed uint64, n int) (*artifact.Card, error) {
-	s, err := loader.Open(modelPath, loader.DefaultOptions())
-	if err != nil {
-		return nil, err
+func (c *trainCmd) summary(rep *trainReport) {
+	res, m := rep.Result, rep.Card.Metrics
+	model, fb := m["test_model"], m["test_fallback"]
+	fmt.Fprintf(c.stdout, "\nwrote %s and %s\n\n", rep.ModelPath, rep.CardPath)
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "epochs run\t%d (best %d, early stop patience %d)\n", len(res.Epochs), res.BestEpoch, rep.Card.Training.Patience)
+	fmt.Fprintf(tw, "training time\t%s\n", res.Duration.Round(10*time.Millisecond))
+	fmt.Fprintf(tw, "rows train/val/test\t%d / %d / %d\n", res.Split.Train.Len(), res.Split.Val.Len(), res.Split.Test.Len())
+	fmt.Fprintf(tw, "ONNX Runtime vs Go forward pass\tmax |Δ| %.2g (tolerance %g)\n", rep.Parity, parityTolerance)
+	tw.Flush()
+	fmt.Fprintln(c.stdout)
+	tw = tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TEST SPLIT\tMSE\tMAE\tR²")
+	fmt.Fprintf(tw, "model\t%.5f\t%.5f\t%.3f\n", model.MSE, model.MAE, model.R2)
+	fmt.Fprintf(tw, "fallback rules\t%.5f\t%.5f\t%.3f\n", fb.MSE, fb.MAE, fb.R2)
+	tw.Flush()
+	if fb.MSE > 0 {
+		fmt.Fprintf(c.stdout, "\nmodel MSE is %.1f%% lower than the fallback rules' (target ≥ 30%%)\n", 100*(1-model.MSE/fb.MSE))
 	}
-	defer s.Close()
-	sig := s.Signature()
-	card := &artifact.Card{Model: "calling-score"}
-	for i := 0; i < sig.Features(); i++ {
-		card.Features = append(card.Features, fmt.Sprintf("f%02d", i))
-	}
-	return card, trainer.AddGolden(card, s.Run, seed, n, sig.Features(), sig.Outputs())
 }
 
 func writeFileAtomic(path string, data []byte) error {

@@ -54,11 +54,12 @@ func MustModel(tb testing.TB, seed uint64, widths ...int) Model {
 		tb.Fatal(err)
 	}
 	defer s.Close()
-	card := &artifact.Card{}
 	sig := s.Signature()
-	if err := trainer.AddGolden(card, s.Run, seed, 8, sig.Features(), sig.Outputs()); err != nil {
+	golden, err := trainer.Golden(s.Run, trainer.GoldenInputs(seed, 8, sig.Features()), sig.Outputs())
+	if err != nil {
 		tb.Fatal(err)
 	}
+	card := &artifact.Card{Golden: golden}
 	raw, err := json.Marshal(card)
 	if err != nil {
 		tb.Fatal(err)

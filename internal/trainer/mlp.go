@@ -40,7 +40,7 @@ func NewMLP(seed uint64, widths ...int) *MLP {
 		d := Dense{In: in, Out: out, W: make([]float32, in*out), B: make([]float32, out)}
 		scale := math.Sqrt(2 / float64(in))
 		for j := range d.W {
-			d.W[j] = float32(rng.NormFloat64() * scale)
+			d.W[j] = float32(normal(rng) * scale)
 		}
 		m.Layers = append(m.Layers, d)
 	}
@@ -72,7 +72,7 @@ func (m *MLP) Forward(x []float32) []float32 {
 				s += float64(w) * cur[i]
 			}
 			if li == len(m.Layers)-1 {
-				s = 1 / (1 + math.Exp(-s))
+				s = sigmoid(s)
 			} else if s < 0 {
 				s = 0
 			}
