@@ -8,7 +8,9 @@ LDFLAGS  := -X main.Version=$(VERSION)
 ORT_LIB  := .cache/onnxruntime/libonnxruntime.so.1
 DATA     ?= .data
 
-.PHONY: all ort build run test test-short lint fmt vet model bench clean
+VERSITYGW_VERSION := v1.8.0
+
+.PHONY: all ort s3 s3-run build run test test-short lint fmt vet model bench clean
 
 all: build
 
@@ -17,6 +19,18 @@ ort: $(ORT_LIB)
 
 $(ORT_LIB): scripts/fetch-ort.sh
 	bash scripts/fetch-ort.sh
+
+## s3: install the Versity S3 Gateway the S3 tests start (into $(go env GOPATH)/bin)
+s3:
+	@command -v versitygw >/dev/null 2>&1 || [ -x "$$($(GO) env GOPATH)/bin/versitygw" ] || \
+	  (echo "s3: go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION) (a few minutes the first time)"; \
+	   $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION))
+
+## s3-run: a local S3 gateway on 127.0.0.1:7070 over .data/s3 (bucket "models"), for trying --store s3://
+s3-run: s3
+	mkdir -p .data/s3/models
+	AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-modelops} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-modelops-secret} \
+	  sh -c 'exec "$$(command -v versitygw || echo $$($(GO) env GOPATH)/bin/versitygw)" --access "$$AWS_ACCESS_KEY_ID" --secret "$$AWS_SECRET_ACCESS_KEY" --port 127.0.0.1:7070 posix .data/s3'
 
 ## build: bin/modelctl and bin/scorer
 build:
@@ -28,11 +42,11 @@ run: ort build
 	DATA=$(DATA) bash scripts/run.sh
 
 ## test: the whole suite with the race detector, exactly what CI runs
-test: ort lint
+test: ort s3 lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 ## test-short: the quick subset
-test-short: ort
+test-short: ort s3
 	$(GO) test -short -count=1 ./...
 
 ## lint: gofmt and go vet

@@ -35,6 +35,7 @@ var commands = map[string]func(*env) command{
 	"train":    func(e *env) command { return &trainCmd{env: e} },
 	"gen-data": func(e *env) command { return &genDataCmd{env: e} },
 	"card":     func(e *env) command { return &cardCmd{env: e} },
+	"gc":       func(e *env) command { return &gcCmd{env: e} },
 }
 
 // env carries what every verb shares: output streams and environment.

@@ -130,3 +130,14 @@ func TestVerbsFailWithTheServersMessage(t *testing.T) {
 		t.Errorf("unreachable server: err = %v", err)
 	}
 }
+
+func TestGCVerb(t *testing.T) {
+	url := mustControlPlane(t)
+	out, _, err := cli(t, url, "gc", "--grace", "0s")
+	if err != nil || !strings.Contains(out, "no unreferenced blobs") {
+		t.Fatalf("gc on an empty registry: %q %v", out, err)
+	}
+	if _, _, err := cli(t, url, "gc", "--grace", "soon"); err == nil {
+		t.Fatal("gc --grace soon was accepted")
+	}
+}

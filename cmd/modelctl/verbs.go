@@ -462,3 +462,53 @@ func (c *historyCmd) Run(ctx context.Context, args []string) error {
 	})
 	return nil
 }
+
+// gc
+
+type gcCmd struct{ *env }
+
+func (c *gcCmd) Usage() string {
+	return "gc [--apply] [--grace 24h]   blobs no version references (deleted only with --apply)"
+}
+
+func (c *gcCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "gc")
+	cf := c.clientFlags(fs)
+	apply := fs.Bool("apply", false, "delete the unreferenced blobs (default: only list them)")
+	grace := fs.Duration("grace", 24*time.Hour, "keep blobs younger than this (an upload may still be on its way to a version)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("gc: unexpected argument %q", fs.Arg(0))
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	res, err := cl.GC(ctx, api.GCBody{Grace: grace.String(), Apply: *apply})
+	if err != nil {
+		return err
+	}
+	if cf.output == "json" {
+		return c.printJSON(res)
+	}
+	if len(res.Unreferenced) == 0 {
+		fmt.Fprintf(c.stdout, "no unreferenced blobs older than %s (%d younger kept)\n", grace, res.Kept)
+		return nil
+	}
+	var total int64
+	c.table(func(w io.Writer) {
+		fmt.Fprintln(w, "SHA256\tSIZE\tSTORED")
+		for _, b := range res.Unreferenced {
+			total += b.Size
+			fmt.Fprintf(w, "%s\t%s\t%s\n", b.Digest, bytesH(b.Size), ago(b.ModTime))
+		}
+	})
+	if res.Deleted {
+		fmt.Fprintf(c.stdout, "deleted %d blobs, %s\n", len(res.Unreferenced), bytesH(total))
+	} else {
+		fmt.Fprintf(c.stdout, "%d unreferenced blobs, %s; run with --apply to delete them\n", len(res.Unreferenced), bytesH(total))
+	}
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -27,11 +28,20 @@ type ControlPlane struct {
 	PushTimeout time.Duration
 	// Heartbeat is the interval of keep-alive comments on the watch stream.
 	Heartbeat time.Duration
+
+	closeOnce sync.Once
+	closing   chan struct{}
+}
+
+// CloseStreams ends every watch stream, so that a server shutdown does not wait
+// for clients that never go idle. Call it before closing the server.
+func (cp *ControlPlane) CloseStreams() {
+	cp.closeOnce.Do(func() { close(cp.closing) })
 }
 
 // NewControlPlane returns a control plane API with defaults.
 func NewControlPlane(reg *registry.Registry, log *slog.Logger) *ControlPlane {
-	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second}
+	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second, closing: make(chan struct{})}
 }
 
 // maxJSONBody bounds every JSON request body on the control plane.
@@ -53,6 +63,7 @@ func (cp *ControlPlane) Handler() http.Handler {
 	g.POST("/models/:model/rollback", cp.rollback)
 	g.GET("/events", cp.listEvents)
 	g.GET("/watch", cp.watch)
+	g.POST("/gc", cp.gc)
 	return e
 }
 
@@ -366,6 +377,8 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 			w.Flush()
 		case <-ctx.Done():
 			return nil
+		case <-cp.closing:
+			return nil
 		}
 	}
 }
@@ -409,4 +422,32 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// GCBody asks for garbage collection of unreferenced blobs.
+type GCBody struct {
+	// Grace is a duration such as "24h": younger blobs are kept (default 24h).
+	Grace string `json:"grace,omitempty"`
+	// Apply deletes; without it the answer only lists.
+	Apply bool `json:"apply,omitempty"`
+}
+
+func (cp *ControlPlane) gc(c echo.Context) error {
+	var b GCBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	grace := 24 * time.Hour
+	if b.Grace != "" {
+		d, err := time.ParseDuration(b.Grace)
+		if err != nil || d < 0 {
+			return badRequest(fmt.Sprintf("grace %q must be a duration such as 24h or 30m", truncate(b.Grace, 40)))
+		}
+		grace = d
+	}
+	res, err := cp.Registry.GC(c.Request().Context(), grace, b.Apply)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
 }

@@ -24,6 +24,8 @@ type Served struct {
 	Name  string
 	Slot  *loader.Slot
 	Rules fallback.Rules
+	// Status, when set, reports how the node keeps the slot up to date.
+	Status func() any
 }
 
 // width is the row width requests must carry: the loaded session's, else the
@@ -91,13 +93,18 @@ type ModelStatus struct {
 	Swaps     int64  `json:"swaps"`
 	Destroyed int64  `json:"sessions_destroyed"`
 	Fallback  bool   `json:"has_fallback"`
+	Sync      any    `json:"sync,omitempty"`
 }
 
 func (s *Scorer) status(c echo.Context) error {
 	var out []ModelStatus
 	for _, m := range s.Models {
 		v, d, _ := m.Slot.Current()
-		out = append(out, ModelStatus{Model: m.Name, Version: v, Digest: d, Swaps: m.Slot.Swaps(), Destroyed: m.Slot.Destroyed(), Fallback: m.Rules != nil})
+		st := ModelStatus{Model: m.Name, Version: v, Digest: d, Swaps: m.Slot.Swaps(), Destroyed: m.Slot.Destroyed(), Fallback: m.Rules != nil}
+		if m.Status != nil {
+			st.Sync = m.Status()
+		}
+		out = append(out, st)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"models": out})
 }

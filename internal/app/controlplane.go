@@ -41,6 +41,7 @@ type ControlPlane struct {
 	Logger   *slog.Logger
 	Registry *registry.Registry
 	Server   *api.Server
+	api      *api.ControlPlane
 }
 
 // NewControlPlane returns an unopened control plane.
@@ -80,6 +81,7 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	c.Registry = reg
 	cp := api.NewControlPlane(reg, c.Logger.With("component", "api"))
 	cp.MaxPushBytes = reg.MaxArtifactBytes + artifactMultipartSlack
+	c.api = cp
 	c.Server = api.NewServer(c.Config.Listen, cp.Handler(), c.Logger)
 	if err := c.Server.Open(); err != nil {
 		reg.Close()
@@ -99,6 +101,9 @@ func (c *ControlPlane) URL() string { return c.Server.URL() }
 // Close stops the server, then closes the registry.
 func (c *ControlPlane) Close(ctx context.Context) error {
 	var err error
+	if c.api != nil {
+		c.api.CloseStreams()
+	}
 	if c.Server != nil {
 		err = c.Server.Close(ctx)
 	}

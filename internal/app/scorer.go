@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -75,7 +77,13 @@ func (s *Scorer) Open(ctx context.Context) error {
 		Options: loader.Options{IntraOpThreads: s.Config.IntraOpThreads},
 		Logger:  s.Logger.With("component", "follower"),
 	}
-	scorer := api.NewScorer(s.Logger.With("component", "api"), &api.Served{Name: s.Config.Model, Slot: s.Slot, Rules: rules})
+	if err := s.Follower.Restore(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.Logger.Warn("cannot serve the cached deployment", "err", err)
+	}
+	scorer := api.NewScorer(s.Logger.With("component", "api"), &api.Served{
+		Name: s.Config.Model, Slot: s.Slot, Rules: rules,
+		Status: func() any { return s.Follower.Status() },
+	})
 	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
 	if err := s.Server.Open(); err != nil {
 		return err

@@ -171,6 +171,15 @@ func (c *Client) Rollback(ctx context.Context, model string, body api.AliasBody)
 	return &out, nil
 }
 
+// GC lists (and with apply deletes) blobs no version references.
+func (c *Client) GC(ctx context.Context, body api.GCBody) (*registry.GCResult, error) {
+	var out registry.GCResult
+	if err := c.do(ctx, http.MethodPost, "/api/v1/gc", nil, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Events returns history after since, for one model when model is set.
 func (c *Client) Events(ctx context.Context, model string, since uint64, limit int) ([]registry.Event, error) {
 	q := url.Values{}

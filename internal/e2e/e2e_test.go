@@ -35,12 +35,16 @@ func quietLogger(tb testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// MustControlPlane starts a control plane on :0 over a temp data dir.
-func MustControlPlane(tb testing.TB) *app.ControlPlane {
+// MustControlPlane starts a control plane on :0 over a temp data dir, with its
+// blobs in store (default: the data dir).
+func MustControlPlane(tb testing.TB, store ...string) *app.ControlPlane {
 	tb.Helper()
 	cfg := app.DefaultControlPlaneConfig()
 	cfg.DataDir = filepath.Join(tb.TempDir(), "data")
 	cfg.Listen = "127.0.0.1:0"
+	if len(store) > 0 {
+		cfg.Store = store[0]
+	}
 	cp := app.NewControlPlane(cfg, quietLogger(tb).With("proc", "control-plane"))
 	if err := cp.Open(context.Background()); err != nil {
 		tb.Fatal(err)
@@ -49,13 +53,17 @@ func MustControlPlane(tb testing.TB) *app.ControlPlane {
 	return cp
 }
 
-// MustScorer starts a scorer node on :0 following cpURL.
-func MustScorer(tb testing.TB, cpURL string) *app.Scorer {
+// MustScorer starts a scorer node on :0 following cpURL, with its artifact cache
+// in cacheDir (default: a new temp dir).
+func MustScorer(tb testing.TB, cpURL string, cacheDir ...string) *app.Scorer {
 	tb.Helper()
 	cfg := app.DefaultScorerConfig()
 	cfg.ControlPlane = cpURL
 	cfg.Listen = "127.0.0.1:0"
 	cfg.CacheDir = filepath.Join(tb.TempDir(), "cache")
+	if len(cacheDir) > 0 {
+		cfg.CacheDir = cacheDir[0]
+	}
 	s := app.NewScorer(cfg, quietLogger(tb).With("proc", "scorer"))
 	if err := s.Open(context.Background()); err != nil {
 		tb.Fatal(err)

@@ -3,12 +3,16 @@ package loader
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+
+	"github.com/modelops/modelops/internal/artifact"
 )
 
 // ErrDigest means bytes did not hash to the digest they were fetched for.
@@ -99,4 +103,80 @@ func (c *Cache) Store(digest string, size int64, r io.Reader) (string, error) {
 		return "", err
 	}
 	return final, nil
+}
+
+// CachedDeployment is the deployment a scorer served last, kept beside the
+// artifacts so a restarted scorer serves it at once, even with no control plane.
+type CachedDeployment struct {
+	Model     string             `json:"model"`
+	Version   int                `json:"version"`
+	Digest    string             `json:"digest"`
+	Signature artifact.Signature `json:"signature"`
+	Card      json.RawMessage    `json:"card,omitempty"`
+	// Recent lists the digests served, newest last; the cache keeps these files.
+	Recent []string `json:"recent"`
+}
+
+var modelNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+func (c *Cache) deploymentPath(model string) (string, error) {
+	if !modelNameRE.MatchString(model) {
+		return "", fmt.Errorf("artifact cache: invalid model name %q", model)
+	}
+	return filepath.Join(c.Dir, "deployments", model+".json"), nil
+}
+
+// SaveDeployment records d as the last deployment of its model and removes the
+// cached artifacts of that model beyond the newest keep.
+func (c *Cache) SaveDeployment(d CachedDeployment, keep int) error {
+	p, err := c.deploymentPath(d.Model)
+	if err != nil {
+		return err
+	}
+	if prev, err := c.LoadDeployment(d.Model); err == nil {
+		d.Recent = prev.Recent
+	}
+	d.Recent = append(slices.DeleteFunc(d.Recent, func(s string) bool { return s == d.Digest }), d.Digest)
+	var drop []string
+	if keep > 0 && len(d.Recent) > keep {
+		drop = d.Recent[:len(d.Recent)-keep]
+		d.Recent = d.Recent[len(d.Recent)-keep:]
+	}
+	buf, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, buf, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return err
+	}
+	for _, digest := range drop {
+		if fp, err := c.Path(digest); err == nil {
+			os.Remove(fp)
+		}
+	}
+	return nil
+}
+
+// LoadDeployment returns the last deployment saved for model.
+func (c *Cache) LoadDeployment(model string) (*CachedDeployment, error) {
+	p, err := c.deploymentPath(model)
+	if err != nil {
+		return nil, err
+	}
+	buf, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	d := &CachedDeployment{}
+	if err := json.Unmarshal(buf, d); err != nil {
+		return nil, fmt.Errorf("artifact cache: %s: %w", p, err)
+	}
+	return d, nil
 }

@@ -114,3 +114,37 @@ func TestCacheStoresOnlyVerifiedBytes(t *testing.T) {
 		t.Fatal("a non-digest reached a cache path")
 	}
 }
+
+func TestCacheKeepsNewestVersionsAndLastDeployment(t *testing.T) {
+	c := &loader.Cache{Dir: t.TempDir()}
+	if err := c.Open(); err != nil {
+		t.Fatal(err)
+	}
+	var digests []string
+	for i := 0; i < 3; i++ {
+		data := []byte{byte(i), 1, 2, 3}
+		d := testutil.MustDigest(t, data)
+		if _, err := c.Store(d, -1, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SaveDeployment(loader.CachedDeployment{Model: "calling-score", Version: i + 1, Digest: d}, 2); err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, d)
+	}
+	if _, ok := c.Lookup(digests[0]); ok {
+		t.Fatal("the oldest of three versions is still cached with keep=2")
+	}
+	for _, d := range digests[1:] {
+		if _, ok := c.Lookup(d); !ok {
+			t.Fatalf("%s dropped from the cache", d[:12])
+		}
+	}
+	last, err := c.LoadDeployment("calling-score")
+	if err != nil || last.Version != 3 || last.Digest != digests[2] {
+		t.Fatalf("last deployment %+v %v", last, err)
+	}
+	if err := c.SaveDeployment(loader.CachedDeployment{Model: "../evil", Digest: digests[2]}, 2); err == nil {
+		t.Fatal("a hostile model name reached a cache path")
+	}
+}

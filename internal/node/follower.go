@@ -27,6 +27,8 @@ type Follower struct {
 	Logger  *slog.Logger
 	// MaxBackoff caps the wait between reconnects.
 	MaxBackoff time.Duration
+	// KeepVersions bounds the cached artifacts of the model (default 3).
+	KeepVersions int
 
 	mu      sync.Mutex
 	lastErr error
@@ -141,23 +143,63 @@ func (f *Follower) load(ctx context.Context, d *registry.Deployment) error {
 	if err != nil {
 		return fmt.Errorf("card of v%d: %w", p.Version, err)
 	}
+	if err := f.swapIn(path, p.Version, p.Digest, d.Signature, card); err != nil {
+		return err
+	}
+	keep := f.KeepVersions
+	if keep <= 0 {
+		keep = 3
+	}
+	if err := f.Cache.SaveDeployment(loader.CachedDeployment{
+		Model: f.Model, Version: p.Version, Digest: p.Digest, Signature: d.Signature, Card: v.Card,
+	}, keep); err != nil {
+		f.Logger.Warn("cannot record the deployment in the cache", "err", err)
+	}
+	f.Logger.Info("serving new version", "model", f.Model, "version", p.Version, "digest", p.Digest[:12], "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// swapIn builds a session from a verified artifact, checks it against the
+// signature and card, warms it up and publishes it.
+func (f *Follower) swapIn(path string, version int, digest string, sig artifact.Signature, card *artifact.Card) error {
 	s, err := loader.Open(path, f.Options)
 	if err != nil {
-		return fmt.Errorf("v%d: %w", p.Version, err)
+		return fmt.Errorf("v%d: %w", version, err)
 	}
-	err = s.Check(f.Model, &d.Signature, card)
+	err = s.Check(f.Model, &sig, card)
 	if err == nil {
 		err = s.WarmUp()
 	}
 	if err != nil {
 		s.Close()
-		return fmt.Errorf("v%d: %w", p.Version, err)
+		return fmt.Errorf("v%d: %w", version, err)
 	}
-	f.Slot.Swap(loader.NewLoaded(s, p.Version, p.Digest, card))
+	f.Slot.Swap(loader.NewLoaded(s, version, digest, card))
 	f.mu.Lock()
 	f.loads++
 	f.lastErr = nil
 	f.mu.Unlock()
-	f.Logger.Info("serving new version", "model", f.Model, "version", p.Version, "digest", p.Digest[:12], "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// Restore serves the deployment the cache recorded last, if its artifact is still
+// there and verifies; it needs no control plane.
+func (f *Follower) Restore() error {
+	d, err := f.Cache.LoadDeployment(f.Model)
+	if err != nil {
+		return err
+	}
+	path, ok := f.Cache.Lookup(d.Digest)
+	if !ok {
+		return fmt.Errorf("cached deployment v%d: artifact %s is missing or fails its digest", d.Version, d.Digest[:12])
+	}
+	card, err := artifact.ParseCard(d.Card)
+	if err != nil {
+		return fmt.Errorf("cached deployment v%d: %w", d.Version, err)
+	}
+	if err := f.swapIn(path, d.Version, d.Digest, d.Signature, card); err != nil {
+		return fmt.Errorf("cached deployment: %w", err)
+	}
+	f.Logger.Info("serving the cached deployment until the control plane answers", "model", f.Model, "version", d.Version, "digest", d.Digest[:12])
 	return nil
 }

@@ -11,9 +11,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
+	"time"
 )
 
 // BlobStore keeps artifacts content-addressed by their sha256. Blobs are written
@@ -30,10 +29,17 @@ type BlobStore interface {
 	Stat(ctx context.Context, digest string) (int64, error)
 	// Delete removes a blob; deleting a missing blob is not an error.
 	Delete(ctx context.Context, digest string) error
-	// List returns the digests of all blobs.
-	List(ctx context.Context) ([]string, error)
+	// List returns every blob, sorted by digest.
+	List(ctx context.Context) ([]BlobInfo, error)
 	// String names the store for logs, without credentials.
 	String() string
+}
+
+// BlobInfo describes a stored blob.
+type BlobInfo struct {
+	Digest  string    `json:"digest"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mod_time"`
 }
 
 // BlobDriver opens a store from a parsed URL.
@@ -249,18 +255,22 @@ func (s *FileStore) Delete(_ context.Context, digest string) error {
 	return syncDir(filepath.Dir(p))
 }
 
-func (s *FileStore) List(_ context.Context) ([]string, error) {
+func (s *FileStore) List(_ context.Context) ([]BlobInfo, error) {
 	entries, err := os.ReadDir(filepath.Join(s.root, "blobs", "sha256"))
 	if err != nil {
 		return nil, fmt.Errorf("list blobs: %w", err)
 	}
-	var out []string
+	var out []BlobInfo
 	for _, e := range entries {
-		if CheckDigest(e.Name()) == nil && !strings.HasPrefix(e.Name(), ".") {
-			out = append(out, e.Name())
+		if CheckDigest(e.Name()) != nil {
+			continue
 		}
+		info, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		out = append(out, BlobInfo{Digest: e.Name(), Size: info.Size(), ModTime: info.ModTime()})
 	}
-	sort.Strings(out)
 	return out, nil
 }
 

@@ -75,6 +75,8 @@ func (r *Registry) Push(ctx context.Context, req PushRequest) (*PushResult, erro
 		return nil, fmt.Errorf("push %s: %w", req.Model, err)
 	}
 	defer f.Close()
+	r.pushMu.RLock()
+	defer r.pushMu.RUnlock()
 	if err := r.Blobs.Put(ctx, req.Digest, size, f); err != nil {
 		return nil, fmt.Errorf("push %s: store blob in %s: %w", req.Model, r.Blobs, err)
 	}

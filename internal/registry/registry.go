@@ -118,6 +118,9 @@ type Registry struct {
 
 	db *bolt.DB
 
+	// pushMu keeps GC from running between a push's blob upload and its commit.
+	pushMu sync.RWMutex
+
 	mu      sync.Mutex
 	changed chan struct{}
 }

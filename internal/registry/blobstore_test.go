@@ -1,0 +1,137 @@
+package registry_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+// storeDrivers opens one fresh store per driver; the contract runs on each.
+var storeDrivers = []struct {
+	name string
+	open func(t *testing.T, extra string) registry.BlobStore
+}{
+	{"file", func(t *testing.T, _ string) registry.BlobStore {
+		s, err := registry.OpenBlobStore(context.Background(), "file://"+filepath.Join(t.TempDir(), "artifacts"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+	{"s3", func(t *testing.T, extra string) registry.BlobStore {
+		gw := testutil.MustS3(t, "models")
+		s, err := registry.OpenBlobStore(context.Background(), gw.StoreURL("models", "prod/registry", extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+}
+
+func randomBlob(t *testing.T, n int) ([]byte, string) {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	return b, testutil.MustDigest(t, b)
+}
+
+func TestBlobStoreContract(t *testing.T) {
+	for _, drv := range storeDrivers {
+		t.Run(drv.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := drv.open(t, "multipart_threshold=6291456&part_size=5242880")
+
+			data, digest := randomBlob(t, 4096)
+			if _, err := s.Stat(ctx, digest); !errors.Is(err, registry.ErrNotFound) {
+				t.Fatalf("Stat of a missing blob: %v, want ErrNotFound", err)
+			}
+			if _, _, err := s.Open(ctx, digest); !errors.Is(err, registry.ErrNotFound) {
+				t.Fatalf("Open of a missing blob: %v, want ErrNotFound", err)
+			}
+			if err := s.Put(ctx, digest, int64(len(data)), bytes.NewReader(data)); err != nil {
+				t.Fatalf("Put: %v", err)
+			}
+			if n, err := s.Stat(ctx, digest); err != nil || n != int64(len(data)) {
+				t.Fatalf("Stat = %d, %v", n, err)
+			}
+			rc, n, err := s.Open(ctx, digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			if n != int64(len(data)) || !bytes.Equal(got, data) {
+				t.Fatalf("Open returned %d bytes (size %d), want the %d put", len(got), n, len(data))
+			}
+
+			// The same content again is accepted (it is already there).
+			if err := s.Put(ctx, digest, int64(len(data)), bytes.NewReader(data)); err != nil {
+				t.Fatalf("Put of an existing blob: %v", err)
+			}
+
+			// Bytes that do not hash to the stated digest never land.
+			other, otherDigest := randomBlob(t, 4096)
+			other[0] ^= 1
+			if err := s.Put(ctx, otherDigest, int64(len(other)), bytes.NewReader(other)); !errors.Is(err, registry.ErrDigestMismatch) {
+				t.Fatalf("Put of mismatching bytes: %v, want a digest error", err)
+			}
+			if _, err := s.Stat(ctx, otherDigest); !errors.Is(err, registry.ErrNotFound) {
+				t.Fatalf("after a refused Put: Stat = %v, want ErrNotFound", err)
+			}
+
+			// Large blobs (multipart on S3), streamed.
+			big, bigDigest := randomBlob(t, 13<<20)
+			if err := s.Put(ctx, bigDigest, int64(len(big)), io.MultiReader(bytes.NewReader(big))); err != nil {
+				t.Fatalf("Put of 13 MiB: %v", err)
+			}
+			rc, _, err = s.Open(ctx, bigDigest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, registry.NewVerifyingReader(rc, bigDigest, int64(len(big)))); err != nil {
+				t.Fatalf("reading back 13 MiB: %v", err)
+			}
+			rc.Close()
+			badBig := append([]byte(nil), big...)
+			badBig[len(badBig)-1] ^= 1
+			if err := s.Put(ctx, strings.Repeat("ab", 32), int64(len(badBig)), bytes.NewReader(badBig)); !errors.Is(err, registry.ErrDigestMismatch) {
+				t.Fatalf("Put of 13 MiB under the wrong digest: %v, want ErrDigestMismatch", err)
+			}
+			if _, err := s.Stat(ctx, strings.Repeat("ab", 32)); !errors.Is(err, registry.ErrNotFound) {
+				t.Fatalf("after a refused large Put: Stat = %v, want ErrNotFound", err)
+			}
+
+			list, err := s.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(list) != 2 {
+				t.Fatalf("List = %v, want the 2 blobs put", list)
+			}
+			if err := s.Delete(ctx, digest); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Delete(ctx, digest); err != nil {
+				t.Fatalf("deleting a missing blob: %v", err)
+			}
+			if _, err := s.Stat(ctx, digest); !errors.Is(err, registry.ErrNotFound) {
+				t.Fatalf("after Delete: %v", err)
+			}
+
+			// No caller input reaches a key unchecked.
+			for _, bad := range []string{"../x", "", strings.Repeat("A", 64), strings.Repeat("a", 63) + "/"} {
+				if err := s.Put(ctx, bad, 1, strings.NewReader("x")); !errors.Is(err, registry.ErrInvalid) {
+					t.Fatalf("Put(%q): %v, want ErrInvalid", bad, err)
+				}
+			}
+		})
+	}
+}

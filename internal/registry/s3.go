@@ -1,0 +1,373 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// S3Store keeps blobs in an S3 bucket under PREFIX/blobs/sha256/<hex>.
+//
+// URL: s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true
+// &multipart_threshold=BYTES&part_size=BYTES&timeout=DURATION&retries=N.
+// Credentials come from the SDK's default chain (AWS_ACCESS_KEY_ID, …).
+type S3Store struct {
+	Client *s3.Client
+	Bucket string
+	Prefix string
+	// MultipartThreshold: artifacts at least this large go up in parts.
+	MultipartThreshold int64
+	// PartSize is the size of each part; memory per upload is one part.
+	PartSize int64
+	// Timeout bounds each call that moves no artifact body (head, delete, list…);
+	// uploads and downloads are bounded by their context.
+	Timeout time.Duration
+
+	endpoint string
+}
+
+var _ BlobStore = (*S3Store)(nil)
+
+func init() {
+	RegisterBlobDriver("s3", func(ctx context.Context, u *url.URL) (BlobStore, error) {
+		return OpenS3(ctx, u)
+	})
+}
+
+// OpenS3 builds an S3 store from a parsed s3:// URL and checks the bucket.
+func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
+	if u.Host == "" {
+		return nil, fmt.Errorf("%w: s3 URL needs a bucket: s3://BUCKET/PREFIX", ErrInvalid)
+	}
+	q := u.Query()
+	s := &S3Store{
+		Bucket:             u.Host,
+		Prefix:             strings.Trim(u.Path, "/"),
+		MultipartThreshold: 64 << 20,
+		PartSize:           16 << 20,
+		Timeout:            30 * time.Second,
+		endpoint:           q.Get("endpoint"),
+	}
+	intParam := func(name string, dst *int64, min int64) error {
+		if v := q.Get(name); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < min {
+				return fmt.Errorf("%w: s3 URL: %s=%q must be a whole number ≥ %d", ErrInvalid, name, v, min)
+			}
+			*dst = n
+		}
+		return nil
+	}
+	if err := intParam("multipart_threshold", &s.MultipartThreshold, 1); err != nil {
+		return nil, err
+	}
+	if err := intParam("part_size", &s.PartSize, 5<<20); err != nil {
+		return nil, err
+	}
+	if v := q.Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%w: s3 URL: timeout=%q must be a duration such as 30s", ErrInvalid, v)
+		}
+		s.Timeout = d
+	}
+	retries := int64(5)
+	if err := intParam("retries", &retries, 1); err != nil {
+		return nil, err
+	}
+	opts := []func(*config.LoadOptions) error{
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = int(retries)
+				o.MaxBackoff = 5 * time.Second
+			})
+		}),
+		config.WithHTTPClient(awshttp.NewBuildableClient().
+			WithDialerOptions(func(d *net.Dialer) { d.Timeout = 5 * time.Second; d.KeepAlive = 30 * time.Second }).
+			WithTransportOptions(func(t *http.Transport) {
+				t.TLSHandshakeTimeout = 10 * time.Second
+				t.ResponseHeaderTimeout = s.Timeout
+				t.IdleConnTimeout = 90 * time.Second
+				t.MaxIdleConnsPerHost = 16
+			})),
+	}
+	if r := q.Get("region"); r != "" {
+		opts = append(opts, config.WithRegion(r))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3: load AWS config: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	pathStyle := q.Get("path_style") == "true"
+	s.Client = s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if s.endpoint != "" {
+			o.BaseEndpoint = aws.String(s.endpoint)
+		}
+		o.UsePathStyle = pathStyle
+		// Checksums are the ones this store states (sha256), not the SDK's CRCs.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+	hctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	if _, err := s.Client.HeadBucket(hctx, &s3.HeadBucketInput{Bucket: &s.Bucket}); err != nil {
+		return nil, fmt.Errorf("s3: bucket %q at %s: %w", s.Bucket, s.endpointName(), s.wrap(err))
+	}
+	return s, nil
+}
+
+func (s *S3Store) endpointName() string {
+	if s.endpoint != "" {
+		return s.endpoint
+	}
+	return "AWS"
+}
+
+func (s *S3Store) String() string {
+	return fmt.Sprintf("s3://%s/%s (%s)", s.Bucket, s.Prefix, s.endpointName())
+}
+
+func (s *S3Store) key(digest string) (string, error) {
+	k, err := blobKey(digest)
+	if err != nil {
+		return "", err
+	}
+	if s.Prefix != "" {
+		k = s.Prefix + "/" + k
+	}
+	return k, nil
+}
+
+// wrap maps S3 errors to registry kinds: a missing object is ErrNotFound, and a
+// store that cannot be reached is ErrUnavailable.
+func (s *S3Store) wrap(err error) error {
+	if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrInvalid) {
+		return err
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		code := ae.ErrorCode()
+		switch {
+		case code == "NoSuchKey" || code == "NotFound" || code == "NoSuchBucket":
+			return fmt.Errorf("%w: %v", ErrNotFound, err)
+		case strings.Contains(code, "Digest") || strings.Contains(code, "Checksum"):
+			return fmt.Errorf("%w: S3 refused the bytes: %v", ErrDigestMismatch, err)
+		}
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+func isPreconditionFailed(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && (ae.ErrorCode() == "PreconditionFailed" || strings.Contains(ae.ErrorCode(), "412"))
+}
+
+// Put uploads with the blob's sha256 stated (x-amz-checksum-sha256) and
+// If-None-Match: *, so S3 refuses bytes that do not match and never overwrites. A
+// 412 means the digest is already stored: the stored bytes are verified instead.
+// Large blobs go up in parts, each with its own checksum, one part in memory.
+func (s *S3Store) Put(ctx context.Context, digest string, size int64, r io.Reader) error {
+	key, err := s.key(digest)
+	if err != nil {
+		return err
+	}
+	if size >= s.MultipartThreshold {
+		err = s.putMultipart(ctx, key, digest, size, r)
+	} else {
+		err = s.putSingle(ctx, key, digest, size, r)
+	}
+	if isPreconditionFailed(err) {
+		return s.confirm(ctx, digest, size)
+	}
+	if err != nil {
+		return fmt.Errorf("put blob %s to %s: %w", digest, s, s.wrap(err))
+	}
+	return nil
+}
+
+func (s *S3Store) putSingle(ctx context.Context, key, digest string, size int64, r io.Reader) error {
+	// The SDK signs the payload and may retry, so it needs to seek: a file does;
+	// anything else is read into memory (it is below the multipart threshold).
+	body, ok := r.(io.ReadSeeker)
+	if !ok {
+		b, err := io.ReadAll(io.LimitReader(r, size+1))
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	sum, err := hex.DecodeString(digest)
+	if err != nil {
+		return err
+	}
+	_, err = s.Client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &s.Bucket, Key: &key, Body: body, ContentLength: aws.Int64(size),
+		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum)),
+		IfNoneMatch:    aws.String("*"),
+		ContentType:    aws.String("application/octet-stream"),
+	})
+	return err
+}
+
+func (s *S3Store) putMultipart(ctx context.Context, key, digest string, size int64, r io.Reader) error {
+	up, err := s.Client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: &s.Bucket, Key: &key, ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
+		ContentType: aws.String("application/octet-stream"),
+	})
+	if err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Timeout)
+			s.Client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &s.Bucket, Key: &key, UploadId: up.UploadId})
+			cancel()
+		}
+	}()
+	whole := sha256.New()
+	buf := make([]byte, s.PartSize)
+	var parts []types.CompletedPart
+	var sent int64
+	for n := int32(1); ; n++ {
+		k, err := io.ReadFull(r, buf)
+		if err == io.EOF {
+			break
+		}
+		if err != nil && err != io.ErrUnexpectedEOF {
+			return err
+		}
+		whole.Write(buf[:k])
+		sent += int64(k)
+		ps := sha256.Sum256(buf[:k])
+		psum := base64.StdEncoding.EncodeToString(ps[:])
+		out, err := s.Client.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket: &s.Bucket, Key: &key, UploadId: up.UploadId, PartNumber: aws.Int32(n),
+			Body: bytes.NewReader(buf[:k]), ContentLength: aws.Int64(int64(k)),
+			ChecksumSHA256: aws.String(psum),
+		})
+		if err != nil {
+			return fmt.Errorf("part %d: %w", n, err)
+		}
+		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n), ChecksumSHA256: aws.String(psum)})
+		if k < len(buf) {
+			break
+		}
+	}
+	// Nothing is visible under the key until Complete; check the whole first.
+	if sent != size {
+		return fmt.Errorf("%w: got %d bytes, %d stated", ErrDigestMismatch, sent, size)
+	}
+	if got := hex.EncodeToString(whole.Sum(nil)); got != digest {
+		return fmt.Errorf("%w: content hashes to sha256 %s, %s stated", ErrDigestMismatch, got, digest)
+	}
+	_, err = s.Client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &s.Bucket, Key: &key, UploadId: up.UploadId,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		IfNoneMatch:     aws.String("*"),
+	})
+	if err == nil {
+		done = true
+	}
+	return err
+}
+
+// confirm verifies that the blob already stored under digest really holds it.
+func (s *S3Store) confirm(ctx context.Context, digest string, size int64) error {
+	rc, _, err := s.Open(ctx, digest)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if _, err := io.Copy(io.Discard, NewVerifyingReader(rc, digest, size)); err != nil {
+		return fmt.Errorf("existing blob %s in %s is damaged: %w", digest, s, err)
+	}
+	return nil
+}
+
+func (s *S3Store) Open(ctx context.Context, digest string) (io.ReadCloser, int64, error) {
+	key, err := s.key(digest)
+	if err != nil {
+		return nil, 0, err
+	}
+	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.Bucket, Key: &key})
+	if err != nil {
+		return nil, 0, fmt.Errorf("blob %s: %w", digest, s.wrap(err))
+	}
+	return out.Body, aws.ToInt64(out.ContentLength), nil
+}
+
+func (s *S3Store) Stat(ctx context.Context, digest string) (int64, error) {
+	key, err := s.key(digest)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	out, err := s.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.Bucket, Key: &key})
+	if err != nil {
+		return 0, fmt.Errorf("blob %s: %w", digest, s.wrap(err))
+	}
+	return aws.ToInt64(out.ContentLength), nil
+}
+
+func (s *S3Store) Delete(ctx context.Context, digest string) error {
+	key, err := s.key(digest)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	if _, err := s.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.Bucket, Key: &key}); err != nil {
+		return fmt.Errorf("delete blob %s: %w", digest, s.wrap(err))
+	}
+	return nil
+}
+
+func (s *S3Store) List(ctx context.Context) ([]BlobInfo, error) {
+	prefix, _ := s.key(strings.Repeat("0", 64))
+	prefix = strings.TrimSuffix(prefix, strings.Repeat("0", 64))
+	var out []BlobInfo
+	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix})
+	for p.HasMorePages() {
+		cctx, cancel := context.WithTimeout(ctx, s.Timeout)
+		page, err := p.NextPage(cctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("list blobs in %s: %w", s, s.wrap(err))
+		}
+		for _, o := range page.Contents {
+			d := strings.TrimPrefix(aws.ToString(o.Key), prefix)
+			if CheckDigest(d) == nil {
+				out = append(out, BlobInfo{Digest: d, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
+			}
+		}
+	}
+	return out, nil
+}
