@@ -52,7 +52,7 @@ func TestVerbsAgainstARealControlPlane(t *testing.T) {
 	url := mustControlPlane(t)
 	dir := t.TempDir()
 	for _, seed := range []string{"1", "2"} {
-		if _, _, err := cli(t, url, "train", "--seed", seed, "--out", filepath.Join(dir, seed)); err != nil {
+		if _, _, err := cli(t, url, "train", "--seed", seed, "--samples", "300", "--epochs", "3", "--quiet", "--out", filepath.Join(dir, seed)); err != nil {
 			t.Fatalf("train: %v", err)
 		}
 	}
