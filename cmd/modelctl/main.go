@@ -36,6 +36,8 @@ var commands = map[string]func(*env) command{
 	"gen-data": func(e *env) command { return &genDataCmd{env: e} },
 	"card":     func(e *env) command { return &cardCmd{env: e} },
 	"gc":       func(e *env) command { return &gcCmd{env: e} },
+	"canary":   func(e *env) command { return &canaryCmd{env: e} },
+	"blend":    func(e *env) command { return &blendCmd{env: e} },
 }
 
 // env carries what every verb shares: output streams and environment.

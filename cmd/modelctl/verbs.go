@@ -226,9 +226,9 @@ func (c *listCmd) Run(ctx context.Context, args []string) error {
 		return nil
 	}
 	c.table(func(w io.Writer) {
-		fmt.Fprintln(w, "MODEL\tPRODUCTION\tLATEST\tREVISION\tSIGNATURE")
+		fmt.Fprintln(w, "MODEL\tPRODUCTION\tCANARY\tBLEND\tLATEST\tREVISION\tSIGNATURE")
 		for _, m := range ms {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", m.Name, orDash(m.Production), orDash(m.Latest), m.Revision, m.Signature)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%g\t%s\t%d\t%s\n", m.Name, orDash(m.Production), canaryString(m.Candidate), m.BlendWeight(), orDash(m.Latest), m.Revision, m.Signature)
 		}
 	})
 	return nil
@@ -288,13 +288,15 @@ func (c *showCmd) Run(ctx context.Context, args []string) error {
 	if cf.output == "json" {
 		return c.printJSON(m)
 	}
-	fmt.Fprintf(c.stdout, "%s  production %s  revision %d\nsignature: %s\n\n", m.Name, orDash(m.Production), m.Revision, m.Signature)
+	fmt.Fprintf(c.stdout, "%s  production %s  canary %s  blend %g  revision %d\nsignature: %s\n\n", m.Name, orDash(m.Production), canaryString(m.Candidate), m.BlendWeight(), m.Revision, m.Signature)
 	c.table(func(w io.Writer) {
 		fmt.Fprintln(w, "VERSION\tSHA256\tSIZE\tCREATED\tBY\tALIAS")
 		for _, v := range m.Versions {
 			alias := ""
 			if v.Number == m.Production {
 				alias = "production"
+			} else if m.Candidate != nil && v.Number == m.Candidate.Version {
+				alias = "candidate"
 			}
 			fmt.Fprintf(w, "v%d\t%s\t%s\t%s\t%s\t%s\n", v.Number, v.Digest[:12], bytesH(v.Size), ago(v.CreatedAt), v.Actor, alias)
 		}
@@ -511,4 +513,103 @@ func (c *gcCmd) Run(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.stdout, "%d unreferenced blobs, %s; run with --apply to delete them\n", len(res.Unreferenced), bytesH(total))
 	}
 	return nil
+}
+
+// canary and blend
+
+type canaryCmd struct{ *env }
+
+func (c *canaryCmd) Usage() string {
+	return "canary MODEL VERSION --traffic 10 [--mode ab|shadow] | canary MODEL --clear   set or clear the challenger"
+}
+
+func (c *canaryCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "canary")
+	cf := c.clientFlags(fs)
+	traffic := fs.Float64("traffic", 0, "percentage of traffic for the challenger (ab) or scored in its shadow")
+	mode := fs.String("mode", "ab", "ab: the challenger answers its share; shadow: it scores beside the champion, unseen")
+	clear := fs.Bool("clear", false, "remove the canary")
+	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
+	reason := fs.String("reason", "", "why, recorded in the history")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var ev *registry.Event
+	switch {
+	case *clear && len(pos) == 1:
+		ev, err = cl.ClearCanary(ctx, pos[0], *expect, *reason)
+	case !*clear && len(pos) == 2:
+		n, verr := versionArg(pos[1])
+		if verr != nil {
+			return verr
+		}
+		if *traffic <= 0 || *traffic > 100 {
+			return fmt.Errorf("canary needs --traffic, a percentage above 0 and at most 100")
+		}
+		ev, err = cl.SetCanary(ctx, pos[0], api.CanaryBody{Version: n, Traffic: *traffic, Mode: *mode, ExpectRevision: *expect, Reason: *reason})
+	default:
+		fs.Usage()
+		return fmt.Errorf("canary needs MODEL VERSION --traffic N, or MODEL --clear")
+	}
+	if err != nil {
+		return err
+	}
+	if cf.output == "json" {
+		return c.printJSON(ev)
+	}
+	if ev.Kind == registry.EventCanaryCleared {
+		fmt.Fprintf(c.stdout, "%s canary v%d cleared (revision %d)\n", ev.Model, ev.From, ev.Revision)
+	} else {
+		fmt.Fprintf(c.stdout, "%s canary → v%d: %s (revision %d)\n", ev.Model, ev.To, ev.Reason, ev.Revision)
+	}
+	return nil
+}
+
+type blendCmd struct{ *env }
+
+func (c *blendCmd) Usage() string {
+	return "blend MODEL W   score = W·model + (1−W)·rules, W from 0 to 1"
+}
+
+func (c *blendCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "blend")
+	cf := c.clientFlags(fs)
+	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return fmt.Errorf("blend needs MODEL and W")
+	}
+	w, err := strconv.ParseFloat(pos[1], 64)
+	if err != nil {
+		return fmt.Errorf("blend weight %q: want a number from 0 to 1", pos[1])
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ev, err := cl.SetBlend(ctx, pos[0], api.BlendBody{Weight: &w, ExpectRevision: *expect})
+	if err != nil {
+		return err
+	}
+	if cf.output == "json" {
+		return c.printJSON(ev)
+	}
+	fmt.Fprintf(c.stdout, "%s blend: %s (revision %d)\n", ev.Model, ev.Reason, ev.Revision)
+	return nil
+}
+
+func canaryString(c *registry.Canary) string {
+	if c == nil {
+		return "-"
+	}
+	return fmt.Sprintf("v%d %s %g%%", c.Version, c.Mode, c.Traffic)
 }

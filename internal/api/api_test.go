@@ -48,11 +48,11 @@ func MustScorerAPI(tb testing.TB) (string, *loader.Slot) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	slot := &loader.Slot{}
-	slot.Swap(loader.NewLoaded(s, 1, m.Digest, nil))
-	tb.Cleanup(slot.Close)
-	h := api.NewScorer(discard, &api.Served{Name: "calling-score", Slot: slot, Rules: fallback.CallingScore{}})
-	return MustServe(tb, h.Handler()), slot
+	served := api.NewServed("calling-score", fallback.CallingScore{})
+	served.Slot.Swap(loader.NewLoaded(s, 1, m.Digest, nil))
+	tb.Cleanup(served.Slot.Close)
+	h := api.NewScorer(discard, served)
+	return MustServe(tb, h.Handler()), served.Slot
 }
 
 func post(tb testing.TB, url, body string) (int, []byte) {
@@ -130,8 +130,7 @@ func TestScoreRows(t *testing.T) {
 }
 
 func TestScoreFallsBackWithoutModel(t *testing.T) {
-	slot := &loader.Slot{}
-	h := api.NewScorer(discard, &api.Served{Name: "calling-score", Slot: slot, Rules: fallback.CallingScore{}})
+	h := api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{}))
 	url := MustServe(t, h.Handler())
 	row := testutil.Row(0.4)
 	b, _ := json.Marshal(map[string]any{"features": row})

@@ -61,6 +61,9 @@ func (cp *ControlPlane) Handler() http.Handler {
 	g.GET("/models/:model/deployment", cp.getDeployment)
 	g.POST("/models/:model/promote", cp.promote)
 	g.POST("/models/:model/rollback", cp.rollback)
+	g.POST("/models/:model/canary", cp.canary)
+	g.DELETE("/models/:model/canary", cp.clearCanary)
+	g.POST("/models/:model/blend", cp.blend)
 	g.GET("/events", cp.listEvents)
 	g.GET("/watch", cp.watch)
 	g.POST("/gc", cp.gc)
@@ -221,7 +224,7 @@ func (cp *ControlPlane) push(c echo.Context) error {
 				return badRequest("reading card: " + err.Error())
 			}
 			if len(card) > artifact.MaxCardBytes {
-				return &requestError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("card is larger than %d bytes", artifact.MaxCardBytes)}
+				return &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: fmt.Sprintf("card is larger than %d bytes", artifact.MaxCardBytes)}
 			}
 		case "artifact":
 			res, err := cp.Registry.Push(req.Context(), registry.PushRequest{
@@ -230,7 +233,7 @@ func (cp *ControlPlane) push(c echo.Context) error {
 			if err != nil {
 				var mbe *http.MaxBytesError
 				if errors.As(err, &mbe) {
-					return &requestError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("push is larger than %d bytes", cp.MaxPushBytes)}
+					return &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: fmt.Sprintf("push is larger than %d bytes", cp.MaxPushBytes)}
 				}
 				return err
 			}
@@ -392,7 +395,7 @@ func decodeJSON(c echo.Context, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &requestError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is larger than %d bytes", maxJSONBody)}
+			return &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: fmt.Sprintf("body is larger than %d bytes", maxJSONBody)}
 		}
 		if err == io.EOF {
 			return badRequest("body is empty; want a JSON object")
@@ -450,4 +453,69 @@ func (cp *ControlPlane) gc(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, res)
+}
+
+// CanaryBody sets the candidate alias.
+type CanaryBody struct {
+	Version        int     `json:"version"`
+	Traffic        float64 `json:"traffic"`
+	Mode           string  `json:"mode,omitempty"`
+	ExpectRevision uint64  `json:"expect_revision,omitempty"`
+	Reason         string  `json:"reason,omitempty"`
+}
+
+func (cp *ControlPlane) canary(c echo.Context) error {
+	var b CanaryBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	if b.Version < 1 {
+		return badRequest("canary needs \"version\": a positive whole number")
+	}
+	ev, err := cp.Registry.SetCanary(c.Request().Context(), registry.CanaryRequest{
+		Model: c.Param("model"), Version: b.Version, Traffic: b.Traffic, Mode: b.Mode,
+		ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ev)
+}
+
+func (cp *ControlPlane) clearCanary(c echo.Context) error {
+	exp, err := uintQuery(c, "expect_revision")
+	if err != nil {
+		return err
+	}
+	ev, err := cp.Registry.SetCanary(c.Request().Context(), registry.CanaryRequest{
+		Model: c.Param("model"), Clear: true, ExpectRevision: exp, Actor: actorOf(c), Reason: c.QueryParam("reason"),
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ev)
+}
+
+// BlendBody sets a model's blend weight.
+type BlendBody struct {
+	Weight         *float64 `json:"weight"`
+	ExpectRevision uint64   `json:"expect_revision,omitempty"`
+	Reason         string   `json:"reason,omitempty"`
+}
+
+func (cp *ControlPlane) blend(c echo.Context) error {
+	var b BlendBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	if b.Weight == nil {
+		return badRequest("blend needs \"weight\": a number from 0 to 1")
+	}
+	ev, err := cp.Registry.SetBlend(c.Request().Context(), registry.BlendRequest{
+		Model: c.Param("model"), Weight: *b.Weight, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ev)
 }

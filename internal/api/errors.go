@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -25,15 +26,16 @@ type ErrorBody struct {
 
 // requestError is a handler's own bad-input error with a status of its choosing.
 type requestError struct {
-	status int
-	code   string
-	msg    string
+	status     int
+	code       string
+	msg        string
+	retryAfter int // seconds; set on 429 and 503
 }
 
 func (e *requestError) Error() string { return e.msg }
 
 func badRequest(msg string) error {
-	return &requestError{http.StatusBadRequest, "invalid_request", msg}
+	return &requestError{status: http.StatusBadRequest, code: "invalid_request", msg: msg}
 }
 
 // statusOf is the one mapping from error kinds to HTTP status and code.
@@ -90,6 +92,10 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			if status == http.StatusInternalServerError {
 				msg = "internal error: " + msg
 			}
+		}
+		var re *requestError
+		if errors.As(err, &re) && re.retryAfter > 0 {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(re.retryAfter))
 		}
 		if c.Request().Method == http.MethodHead {
 			c.NoContent(status)

@@ -2,45 +2,96 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
 )
 
-// Served is one model a scorer answers for: the slot its verified sessions are
-// published in, and its fallback rules (nil when the model has none).
-type Served struct {
-	Name  string
-	Slot  *loader.Slot
-	Rules fallback.Rules
-	// Status, when set, reports how the node keeps the slot up to date.
-	Status func() any
+// Arms of a model with a canary.
+const (
+	ArmChampion   = "champion"
+	ArmChallenger = "challenger"
+)
+
+// Routing is how a model's traffic is split and blended right now.
+type Routing struct {
+	// Traffic is the challenger's percentage (0–100).
+	Traffic float64
+	// Mode is "ab" or "shadow" ("" when there is no canary).
+	Mode string
+	// Blend is w in score = w·model + (1−w)·rules.
+	Blend float64
 }
 
-// width is the row width requests must carry: the loaded session's, else the
-// rules'; 0 when neither is there.
-func (m *Served) width(l *loader.Loaded) int {
-	if l != nil {
-		return l.Signature().Features()
+// Served is one model a scorer answers for: the slots its verified sessions are
+// published in (champion and challenger), its fallback rules (nil when the model
+// has none), the breaker in front of the model, and the routing in force.
+type Served struct {
+	Name      string
+	Slot      *loader.Slot
+	Candidate *loader.Slot
+	Rules     fallback.Rules
+	Breaker   *fallback.Breaker
+	// Status, when set, reports how the node keeps the slots up to date.
+	Status func() any
+	// FailedLoads, when set, counts versions that failed to load.
+	FailedLoads func() int
+
+	routing atomic.Pointer[Routing]
+}
+
+// NewServed returns a model with empty slots, a breaker (5 consecutive model
+// errors open it for 5 s) and no canary.
+func NewServed(name string, rules fallback.Rules) *Served {
+	m := &Served{Name: name, Slot: &loader.Slot{}, Candidate: &loader.Slot{}, Rules: rules, Breaker: fallback.NewBreaker(5, 5*time.Second)}
+	m.SetRouting(Routing{Blend: 1})
+	return m
+}
+
+// SetRouting changes the traffic split and blend.
+func (m *Served) SetRouting(r Routing) { m.routing.Store(&r) }
+
+// Routing returns the traffic split and blend in force.
+func (m *Served) Routing() Routing { return *m.routing.Load() }
+
+func (m *Served) failedLoads() int {
+	if m.FailedLoads == nil {
+		return 0
 	}
+	return m.FailedLoads()
+}
+
+// width is the row width requests must carry: the rules' if the model has rules,
+// else the loaded session's; 0 when neither is there.
+func (m *Served) width() int {
 	if m.Rules != nil {
 		return m.Rules.Features()
+	}
+	if l := m.Slot.Acquire(); l != nil {
+		defer l.Release()
+		return l.Signature().Features()
 	}
 	return 0
 }
 
-// Scorer serves /v1/score for a set of models.
+// Scorer serves /v1/score and the Open Inference Protocol v2 for a set of models.
 type Scorer struct {
 	Models map[string]*Served
 	// Default answers requests that name no model.
@@ -50,11 +101,23 @@ type Scorer struct {
 	MaxBodyBytes int64
 	// MaxRows bounds the rows of one request (default 4096).
 	MaxRows int
+	// Budget is a request's latency budget unless it names its own (default 50 ms).
+	Budget time.Duration
+	// MaxInFlight requests score at once; up to MaxQueue more wait for a turn, and
+	// beyond that the answer is 429 with Retry-After.
+	MaxInFlight, MaxQueue int
+
+	metrics   *scorerMetrics
+	sem       chan struct{}
+	waiting   atomic.Int64
+	shadowSem chan struct{}
+	once      sync.Once
 }
 
 // NewScorer returns a scorer API for the given models; the first is the default.
 func NewScorer(log *slog.Logger, models ...*Served) *Scorer {
-	s := &Scorer{Models: map[string]*Served{}, Logger: log, MaxBodyBytes: 1 << 20, MaxRows: 4096}
+	s := &Scorer{Models: map[string]*Served{}, Logger: log, MaxBodyBytes: 1 << 20, MaxRows: 4096,
+		Budget: 50 * time.Millisecond, MaxInFlight: 256, MaxQueue: 4096}
 	for i, m := range models {
 		s.Models[m.Name] = m
 		if i == 0 {
@@ -64,43 +127,70 @@ func NewScorer(log *slog.Logger, models ...*Served) *Scorer {
 	return s
 }
 
+func (s *Scorer) init() {
+	s.once.Do(func() {
+		s.metrics = newScorerMetrics(s)
+		s.sem = make(chan struct{}, max(1, s.MaxInFlight))
+		s.shadowSem = make(chan struct{}, 4)
+	})
+}
+
 // Handler returns the scorer's routes.
 func (s *Scorer) Handler() http.Handler {
+	s.init()
 	e := newEcho(s.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
 	e.POST("/v1/score", s.score)
 	e.GET("/v1/status", s.status)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
+	s.oipRoutes(e)
 	return e
 }
 
-// ready is true once every model can answer, from a session or from its rules.
+// isReady is true once every model can answer, from a session or from its rules.
 // A swap never makes it false: the old session serves until the new one is in.
-func (s *Scorer) ready(c echo.Context) error {
+func (s *Scorer) isReady() (bool, string) {
 	for _, m := range s.Models {
 		if _, _, ok := m.Slot.Current(); !ok && m.Rules == nil {
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "model": m.Name})
+			return false, m.Name
 		}
+	}
+	return true, ""
+}
+
+func (s *Scorer) ready(c echo.Context) error {
+	if ok, name := s.isReady(); !ok {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "model": name})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
 // ModelStatus is what a scorer says of one model it serves.
 type ModelStatus struct {
-	Model     string `json:"model"`
-	Version   int    `json:"version,omitempty"`
-	Digest    string `json:"digest,omitempty"`
-	Swaps     int64  `json:"swaps"`
-	Destroyed int64  `json:"sessions_destroyed"`
-	Fallback  bool   `json:"has_fallback"`
-	Sync      any    `json:"sync,omitempty"`
+	Model            string  `json:"model"`
+	Version          int     `json:"version,omitempty"`
+	Digest           string  `json:"digest,omitempty"`
+	CandidateVersion int     `json:"candidate_version,omitempty"`
+	Traffic          float64 `json:"traffic,omitempty"`
+	Mode             string  `json:"mode,omitempty"`
+	Blend            float64 `json:"blend"`
+	Swaps            int64   `json:"swaps"`
+	Destroyed        int64   `json:"sessions_destroyed"`
+	Breaker          string  `json:"breaker"`
+	Fallback         bool    `json:"has_fallback"`
+	Sync             any     `json:"sync,omitempty"`
 }
 
 func (s *Scorer) status(c echo.Context) error {
 	var out []ModelStatus
 	for _, m := range s.Models {
 		v, d, _ := m.Slot.Current()
-		st := ModelStatus{Model: m.Name, Version: v, Digest: d, Swaps: m.Slot.Swaps(), Destroyed: m.Slot.Destroyed(), Fallback: m.Rules != nil}
+		cv, _, _ := m.Candidate.Current()
+		r := m.Routing()
+		st := ModelStatus{Model: m.Name, Version: v, Digest: d, CandidateVersion: cv, Traffic: r.Traffic, Mode: r.Mode, Blend: r.Blend,
+			Swaps: m.Slot.Swaps() + m.Candidate.Swaps(), Destroyed: m.Slot.Destroyed() + m.Candidate.Destroyed(),
+			Breaker: m.Breaker.State(), Fallback: m.Rules != nil}
 		if m.Status != nil {
 			st.Sync = m.Status()
 		}
@@ -109,11 +199,14 @@ func (s *Scorer) status(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"models": out})
 }
 
-// ScoreRequest is one row in "features" or many in "rows".
+// ScoreRequest is one row in "features" or many in "rows". Key routes sticky A/B
+// traffic; BudgetMS overrides the scorer's latency budget.
 type ScoreRequest struct {
 	Model    string      `json:"model,omitempty"`
 	Features []float64   `json:"features,omitempty"`
 	Rows     [][]float64 `json:"rows,omitempty"`
+	Key      string      `json:"key,omitempty"`
+	BudgetMS *float64    `json:"budget_ms,omitempty"`
 }
 
 // ScoreResponse answers a score request; Score for one row, Scores for many.
@@ -123,6 +216,7 @@ type ScoreResponse struct {
 	Scores  []float32 `json:"scores,omitempty"`
 	Source  string    `json:"source"`
 	Version int       `json:"version,omitempty"`
+	Arm     string    `json:"arm"`
 	Reason  string    `json:"reason,omitempty"`
 }
 
@@ -134,6 +228,34 @@ const (
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// admit takes a turn to score: at once if one is free, else after waiting in a
+// bounded queue. A full queue answers 429, a wait longer than the budget 503.
+func (s *Scorer) admit(ctx context.Context, wait time.Duration) (func(), error) {
+	release := func() { <-s.sem }
+	select {
+	case s.sem <- struct{}{}:
+		return release, nil
+	default:
+	}
+	if s.waiting.Add(1) > int64(s.MaxQueue) {
+		s.waiting.Add(-1)
+		s.metrics.rejected.WithLabelValues("429").Inc()
+		return nil, &requestError{status: http.StatusTooManyRequests, code: "over_capacity", msg: "too many requests waiting; retry shortly", retryAfter: 1}
+	}
+	defer s.waiting.Add(-1)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case s.sem <- struct{}{}:
+		return release, nil
+	case <-t.C:
+		s.metrics.rejected.WithLabelValues("503").Inc()
+		return nil, &requestError{status: http.StatusServiceUnavailable, code: "over_capacity", msg: "no capacity within the latency budget; retry shortly", retryAfter: 1}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 func (s *Scorer) score(c echo.Context) error {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -141,18 +263,18 @@ func (s *Scorer) score(c echo.Context) error {
 	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), c.Request().Body, s.MaxBodyBytes)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &requestError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is larger than %d bytes", s.MaxBodyBytes)}
+			return s.reject(&requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: fmt.Sprintf("body is larger than %d bytes", s.MaxBodyBytes)})
 		}
-		return badRequest("reading body: " + err.Error())
+		return s.reject(badRequest("reading body: " + err.Error()))
 	}
 	var req ScoreRequest
 	if err := decodeStrict(buf.Bytes(), &req); err != nil {
-		return badRequest(explainScoreError(buf.Bytes(), err))
+		return s.reject(badRequest(explainScoreError(buf.Bytes(), err)))
 	}
 	// encoding/json reads null as 0 without complaint; a null feature is bad input.
 	if bytes.Contains(buf.Bytes(), []byte("null")) {
 		if msg, bad := firstBadFeature(buf.Bytes()); bad {
-			return badRequest(msg)
+			return s.reject(badRequest(msg))
 		}
 	}
 	name := req.Model
@@ -161,52 +283,78 @@ func (s *Scorer) score(c echo.Context) error {
 	}
 	m, ok := s.Models[name]
 	if !ok {
-		return &requestError{http.StatusNotFound, "not_found", fmt.Sprintf("unknown model %q", truncate(name, 80))}
+		return s.reject(&requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("unknown model %q", truncate(name, 80))})
+	}
+	budget := s.Budget
+	if req.BudgetMS != nil {
+		if !(*req.BudgetMS > 0) || *req.BudgetMS > 60000 {
+			return s.reject(badRequest("budget_ms must be above 0 and at most 60000"))
+		}
+		budget = time.Duration(*req.BudgetMS * float64(time.Millisecond))
 	}
 	single := req.Features != nil
 	rows := req.Rows
 	switch {
 	case single && rows != nil:
-		return badRequest("send \"features\" (one row) or \"rows\" (many), not both")
+		return s.reject(badRequest("send \"features\" (one row) or \"rows\" (many), not both"))
 	case single:
 		rows = [][]float64{req.Features}
 	case len(rows) == 0:
-		return badRequest("no input: send {\"features\":[…]} or {\"rows\":[[…],…]}")
+		return s.reject(badRequest("no input: send {\"features\":[…]} or {\"rows\":[[…],…]}"))
 	case len(rows) > s.MaxRows:
-		return badRequest(fmt.Sprintf("%d rows, at most %d per request", len(rows), s.MaxRows))
+		return s.reject(badRequest(fmt.Sprintf("%d rows, at most %d per request", len(rows), s.MaxRows)))
 	}
-	l := m.Slot.Acquire()
-	if l != nil {
-		defer l.Release()
-	}
-	width := m.width(l)
+	width := m.width()
 	if width == 0 {
-		return &requestError{http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("model %s has no verified version loaded yet and no fallback rules", m.Name)}
+		return &requestError{status: http.StatusServiceUnavailable, code: "unavailable", msg: fmt.Sprintf("model %s has no verified version loaded yet and no fallback rules", m.Name), retryAfter: 1}
 	}
 	flat := make([]float32, 0, len(rows)*width)
 	for i, r := range rows {
 		if len(r) != width {
-			return badRequest(fmt.Sprintf("%s has %d features, model %s takes %d", rowName(single, i), len(r), m.Name, width))
+			return s.reject(badRequest(fmt.Sprintf("%s has %d features, model %s takes %d", rowName(single, i), len(r), m.Name, width)))
 		}
 		for j, v := range r {
 			f := float32(v)
 			if math.IsInf(float64(f), 0) || math.IsNaN(v) {
-				return badRequest(fmt.Sprintf("%s position %d: %g is outside the float32 range", rowName(single, i), j, v))
+				return s.reject(badRequest(fmt.Sprintf("%s position %d: %g is outside the float32 range", rowName(single, i), j, v)))
 			}
 			flat = append(flat, f)
 		}
 	}
-	scores, source, version, reason := m.scoreRows(l, flat, len(rows))
-	if scores == nil {
-		return &requestError{http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("model %s cannot answer (%s) and has no fallback rules", m.Name, reason)}
+	start := time.Now()
+	release, err := s.admit(c.Request().Context(), budget)
+	if err != nil {
+		return err
 	}
-	resp := ScoreResponse{Model: m.Name, Source: source, Version: version, Reason: reason}
+	out, err := s.scoreFlat(m, flat, len(rows), req.Key, budget)
+	release()
+	if err != nil {
+		return err
+	}
+	s.observe(m, out, len(rows), start)
+	resp := ScoreResponse{Model: m.Name, Source: out.source, Version: out.version, Arm: out.arm, Reason: out.reason}
 	if single {
-		resp.Score = &scores[0]
+		resp.Score = &out.scores[0]
 	} else {
-		resp.Scores = scores
+		resp.Scores = out.scores
 	}
 	return c.JSON(http.StatusOK, resp)
+}
+
+func (s *Scorer) reject(err error) error {
+	if re, ok := err.(*requestError); ok {
+		s.metrics.rejected.WithLabelValues(strconv.Itoa(re.status)).Inc()
+	}
+	return err
+}
+
+func (s *Scorer) observe(m *Served, out outcome, rows int, start time.Time) {
+	s.metrics.requests.WithLabelValues(m.Name, out.arm, out.source).Inc()
+	s.metrics.rows.WithLabelValues(m.Name, out.arm, out.source).Add(float64(rows))
+	s.metrics.latency.WithLabelValues(m.Name, out.arm).Observe(time.Since(start).Seconds())
+	if out.source == SourceFallback {
+		s.metrics.fallbacks.WithLabelValues(m.Name, out.arm, out.reason).Inc()
+	}
 }
 
 func rowName(single bool, i int) string {
@@ -216,33 +364,159 @@ func rowName(single bool, i int) string {
 	return "row " + strconv.Itoa(i)
 }
 
-// scoreRows answers from the current session, or from the rules when there is no
-// session, it fails, or any output is not a finite number in [0,1]. When neither
-// can answer, scores is nil.
-func (m *Served) scoreRows(l *loader.Loaded, flat []float32, n int) (scores []float32, source string, version int, reason string) {
-	if l != nil {
-		out, err := l.Run(flat, n)
-		version = l.Version
-		switch {
-		case err != nil:
-			reason = fallback.ReasonModelError
-		case !validScores(out):
-			reason = fallback.ReasonInvalidOutput
-		default:
-			return out, SourceModel, version, ""
+// outcome is how a request was answered.
+type outcome struct {
+	scores  []float32
+	source  string
+	reason  string
+	arm     string
+	version int
+}
+
+// errUnanswerable is returned when neither a session nor rules can answer.
+var errUnanswerable = errors.New("unanswerable")
+
+// scoreFlat answers rows laid out flat: from the arm the routing picks, within the
+// budget, behind the breaker; from the rules when there is no session, it fails,
+// runs out of budget, or any output is not a finite number in [0,1].
+func (s *Scorer) scoreFlat(m *Served, flat []float32, n int, key string, budget time.Duration) (outcome, error) {
+	r := m.Routing()
+	out := outcome{arm: ArmChampion}
+	var l *loader.Loaded
+	if r.Mode == "ab" && r.Traffic > 0 && pick(key, r.Traffic) {
+		if l = m.Candidate.Acquire(); l != nil {
+			out.arm = ArmChallenger
 		}
-	} else {
-		reason = fallback.ReasonNoModel
+	}
+	if l == nil {
+		l = m.Slot.Acquire()
+	}
+	switch {
+	case l == nil:
+		out.reason = fallback.ReasonNoModel
+	case !m.Breaker.Allow():
+		l.Release()
+		out.reason = fallback.ReasonCircuitOpen
+	default:
+		out.version = l.Version
+		scores, err, timedOut := runWithBudget(l, flat, n, budget)
+		switch {
+		case timedOut:
+			out.reason = fallback.ReasonTimeout
+		case err != nil:
+			m.Breaker.Record(false)
+			out.reason = fallback.ReasonModelError
+			s.Logger.Warn("session run failed", "model", m.Name, "version", out.version, "err", err)
+		case !validScores(scores):
+			m.Breaker.Record(false)
+			out.reason = fallback.ReasonInvalidOutput
+		default:
+			m.Breaker.Record(true)
+			out.scores, out.source = scores, SourceModel
+		}
+	}
+	if out.source == SourceModel {
+		if r.Blend < 1 && m.Rules != nil {
+			w := float32(r.Blend)
+			width := m.Rules.Features()
+			for i := range out.scores {
+				out.scores[i] = w*out.scores[i] + (1-w)*m.Rules.Score(flat[i*width:(i+1)*width])
+			}
+		}
+		if r.Mode == "shadow" && r.Traffic > 0 && out.arm == ArmChampion && pick(key, r.Traffic) {
+			s.shadow(m, flat, n, out.scores)
+		}
+		return out, nil
 	}
 	if m.Rules == nil {
-		return nil, "", 0, reason
+		return out, &requestError{status: http.StatusServiceUnavailable, code: "unavailable", msg: fmt.Sprintf("model %s cannot answer (%s) and has no fallback rules", m.Name, out.reason), retryAfter: 1}
 	}
-	out := make([]float32, n)
-	w := m.Rules.Features()
-	for i := range out {
-		out[i] = m.Rules.Score(flat[i*w : (i+1)*w])
+	out.source, out.version = SourceFallback, 0
+	out.scores = make([]float32, n)
+	width := m.Rules.Features()
+	for i := range out.scores {
+		out.scores[i] = m.Rules.Score(flat[i*width : (i+1)*width])
 	}
-	return out, SourceFallback, 0, reason
+	return out, nil
+}
+
+// shadow scores the same rows on the challenger in the background and records how
+// far it is from the champion; it never changes what the caller gets. At most a few
+// shadow runs are in flight; beyond that, rows are not shadowed.
+func (s *Scorer) shadow(m *Served, flat []float32, n int, champion []float32) {
+	select {
+	case s.shadowSem <- struct{}{}:
+	default:
+		return
+	}
+	l := m.Candidate.Acquire()
+	if l == nil {
+		<-s.shadowSem
+		return
+	}
+	champ := append([]float32(nil), champion...)
+	go func() {
+		defer func() { <-s.shadowSem }()
+		out, err := l.Run(flat, n)
+		l.Release()
+		if err != nil {
+			return
+		}
+		h := s.metrics.shadow.WithLabelValues(m.Name)
+		for i, v := range out {
+			h.Observe(math.Abs(float64(v - champ[i])))
+		}
+	}()
+}
+
+type runResult struct {
+	out []float32
+	err error
+}
+
+// runWithBudget runs the session, giving up after budget. It owns l's reference:
+// a run that outlives its budget releases it when it ends.
+func runWithBudget(l *loader.Loaded, flat []float32, n int, budget time.Duration) ([]float32, error, bool) {
+	ch := make(chan runResult, 1)
+	go func() {
+		out, err := l.Run(flat, n)
+		l.Release()
+		ch <- runResult{out, err}
+	}()
+	t := time.NewTimer(budget)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.out, r.err, false
+	case <-t.C:
+		return nil, nil, true
+	}
+}
+
+// pick reports whether a request falls in the challenger's share: by a stable hash
+// of its key (the same key always lands on the same side), or at random without one.
+func pick(key string, percent float64) bool {
+	if percent >= 100 {
+		return true
+	}
+	if key == "" {
+		return rand.Float64()*100 < percent
+	}
+	return keyFraction(key)*100 < percent
+}
+
+// keyFraction maps a key to [0,1) uniformly: FNV-1a, then a splitmix64 finaliser
+// so that similar keys spread.
+func keyFraction(key string) float64 {
+	h := fnv.New64a()
+	io.WriteString(h, key)
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11) / (1 << 53)
 }
 
 func validScores(out []float32) bool {

@@ -42,6 +42,7 @@ type Scorer struct {
 	Config   ScorerConfig
 	Logger   *slog.Logger
 	Slot     *loader.Slot
+	Served   *api.Served
 	Follower *node.Follower
 	Server   *api.Server
 
@@ -69,21 +70,25 @@ func (s *Scorer) Open(ctx context.Context) error {
 	if err != nil {
 		s.Logger.Warn("no fallback rules: requests fail until a model is loaded", "model", s.Config.Model)
 	}
-	s.Slot = &loader.Slot{}
+	served := api.NewServed(s.Config.Model, rules)
+	s.Served = served
+	s.Slot = served.Slot
 	cl := client.New(s.Config.ControlPlane)
 	cl.Actor = "scorer"
 	s.Follower = &node.Follower{
-		Client: cl, Model: s.Config.Model, Slot: s.Slot, Cache: cache,
+		Client: cl, Model: s.Config.Model, Slot: served.Slot, CandidateSlot: served.Candidate, Cache: cache,
+		OnRouting: func(traffic float64, mode string, blend float64) {
+			served.SetRouting(api.Routing{Traffic: traffic, Mode: mode, Blend: blend})
+		},
 		Options: loader.Options{IntraOpThreads: s.Config.IntraOpThreads},
 		Logger:  s.Logger.With("component", "follower"),
 	}
 	if err := s.Follower.Restore(); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.Logger.Warn("cannot serve the cached deployment", "err", err)
 	}
-	scorer := api.NewScorer(s.Logger.With("component", "api"), &api.Served{
-		Name: s.Config.Model, Slot: s.Slot, Rules: rules,
-		Status: func() any { return s.Follower.Status() },
-	})
+	served.Status = func() any { return s.Follower.Status() }
+	served.FailedLoads = func() int { return s.Follower.Status().FailedLoads }
+	scorer := api.NewScorer(s.Logger.With("component", "api"), served)
 	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
 	if err := s.Server.Open(); err != nil {
 		return err
@@ -112,8 +117,9 @@ func (s *Scorer) Close(ctx context.Context) error {
 		err = s.Server.Close(ctx)
 	}
 	s.wg.Wait()
-	if s.Slot != nil {
-		s.Slot.Close()
+	if s.Served != nil {
+		s.Served.Slot.Close()
+		s.Served.Candidate.Close()
 	}
 	return err
 }

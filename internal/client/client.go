@@ -171,6 +171,40 @@ func (c *Client) Rollback(ctx context.Context, model string, body api.AliasBody)
 	return &out, nil
 }
 
+// SetCanary points the candidate alias at a version.
+func (c *Client) SetCanary(ctx context.Context, model string, body api.CanaryBody) (*registry.Event, error) {
+	var out registry.Event
+	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/canary", nil, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ClearCanary removes the candidate alias.
+func (c *Client) ClearCanary(ctx context.Context, model string, expectRevision uint64, reason string) (*registry.Event, error) {
+	q := url.Values{}
+	if expectRevision > 0 {
+		q.Set("expect_revision", strconv.FormatUint(expectRevision, 10))
+	}
+	if reason != "" {
+		q.Set("reason", reason)
+	}
+	var out registry.Event
+	if err := c.do(ctx, http.MethodDelete, "/api/v1/models/"+url.PathEscape(model)+"/canary", q, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetBlend sets the model's blend weight.
+func (c *Client) SetBlend(ctx context.Context, model string, body api.BlendBody) (*registry.Event, error) {
+	var out registry.Event
+	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/blend", nil, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // GC lists (and with apply deletes) blobs no version references.
 func (c *Client) GC(ctx context.Context, body api.GCBody) (*registry.GCResult, error) {
 	var out registry.GCResult

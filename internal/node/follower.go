@@ -19,12 +19,17 @@ import (
 
 // Follower keeps a slot serving a model's production version.
 type Follower struct {
-	Client  *client.Client
-	Model   string
-	Slot    *loader.Slot
-	Cache   *loader.Cache
-	Options loader.Options
-	Logger  *slog.Logger
+	Client *client.Client
+	Model  string
+	// Slot serves production; CandidateSlot the canary (when set).
+	Slot          *loader.Slot
+	CandidateSlot *loader.Slot
+	// OnRouting, when set, receives the canary share and mode and the blend weight
+	// of every deployment seen.
+	OnRouting func(traffic float64, mode string, blend float64)
+	Cache     *loader.Cache
+	Options   loader.Options
+	Logger    *slog.Logger
 	// MaxBackoff caps the wait between reconnects.
 	MaxBackoff time.Duration
 	// KeepVersions bounds the cached artifacts of the model (default 3).
@@ -90,8 +95,9 @@ func (f *Follower) Run(ctx context.Context) error {
 	}
 }
 
-// Sync loads the model's production version if it is not the one being served. It
-// returns the deployment's revision. A load that fails leaves the slot as it was.
+// Sync loads the model's production (and canary) version if it is not the one
+// being served. It returns the deployment's revision. A load that fails leaves the
+// slot as it was.
 func (f *Follower) Sync(ctx context.Context) (uint64, error) {
 	d, err := f.Client.Deployment(ctx, f.Model)
 	if client.StatusOf(err) == http.StatusNotFound {
@@ -100,25 +106,37 @@ func (f *Follower) Sync(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if d.Production == nil {
-		return d.Revision, nil
+	if d.Production != nil {
+		f.ensure(ctx, f.Slot, d.Production, d.Signature, true)
 	}
-	if _, digest, ok := f.Slot.Current(); ok && digest == d.Production.Digest {
-		return d.Revision, nil
+	if f.CandidateSlot != nil {
+		if d.Candidate == nil {
+			f.CandidateSlot.Close()
+		} else {
+			f.ensure(ctx, f.CandidateSlot, d.Candidate, d.Signature, false)
+		}
 	}
-	if err := f.load(ctx, d); err != nil {
-		f.mu.Lock()
-		f.failed++
-		f.lastErr = err
-		f.mu.Unlock()
-		f.Logger.Error("load failed; keeping the version being served", "model", f.Model, "version", d.Production.Version, "err", err)
-		return d.Revision, nil
+	if f.OnRouting != nil {
+		f.OnRouting(d.Traffic, d.Mode, d.Blend)
 	}
 	return d.Revision, nil
 }
 
-func (f *Follower) load(ctx context.Context, d *registry.Deployment) error {
-	p := d.Production
+// ensure loads want into slot unless it already serves it, and records a failure.
+func (f *Follower) ensure(ctx context.Context, slot *loader.Slot, want *registry.Deployed, sig artifact.Signature, production bool) {
+	if _, digest, ok := slot.Current(); ok && digest == want.Digest {
+		return
+	}
+	if err := f.load(ctx, slot, want, sig, production); err != nil {
+		f.mu.Lock()
+		f.failed++
+		f.lastErr = err
+		f.mu.Unlock()
+		f.Logger.Error("load failed; keeping the version being served", "model", f.Model, "version", want.Version, "production", production, "err", err)
+	}
+}
+
+func (f *Follower) load(ctx context.Context, slot *loader.Slot, p *registry.Deployed, sig artifact.Signature, production bool) error {
 	start := time.Now()
 	path, ok := f.Cache.Lookup(p.Digest)
 	if !ok {
@@ -143,25 +161,29 @@ func (f *Follower) load(ctx context.Context, d *registry.Deployment) error {
 	if err != nil {
 		return fmt.Errorf("card of v%d: %w", p.Version, err)
 	}
-	if err := f.swapIn(path, p.Version, p.Digest, d.Signature, card); err != nil {
+	if err := f.swapIn(slot, path, p.Version, p.Digest, sig, card); err != nil {
 		return err
 	}
-	keep := f.KeepVersions
-	if keep <= 0 {
-		keep = 3
+	role := "candidate"
+	if production {
+		role = "production"
+		keep := f.KeepVersions
+		if keep <= 0 {
+			keep = 3
+		}
+		if err := f.Cache.SaveDeployment(loader.CachedDeployment{
+			Model: f.Model, Version: p.Version, Digest: p.Digest, Signature: sig, Card: v.Card,
+		}, keep); err != nil {
+			f.Logger.Warn("cannot record the deployment in the cache", "err", err)
+		}
 	}
-	if err := f.Cache.SaveDeployment(loader.CachedDeployment{
-		Model: f.Model, Version: p.Version, Digest: p.Digest, Signature: d.Signature, Card: v.Card,
-	}, keep); err != nil {
-		f.Logger.Warn("cannot record the deployment in the cache", "err", err)
-	}
-	f.Logger.Info("serving new version", "model", f.Model, "version", p.Version, "digest", p.Digest[:12], "took", time.Since(start).Round(time.Millisecond))
+	f.Logger.Info("serving new version", "model", f.Model, "role", role, "version", p.Version, "digest", p.Digest[:12], "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
 // swapIn builds a session from a verified artifact, checks it against the
 // signature and card, warms it up and publishes it.
-func (f *Follower) swapIn(path string, version int, digest string, sig artifact.Signature, card *artifact.Card) error {
+func (f *Follower) swapIn(slot *loader.Slot, path string, version int, digest string, sig artifact.Signature, card *artifact.Card) error {
 	s, err := loader.Open(path, f.Options)
 	if err != nil {
 		return fmt.Errorf("v%d: %w", version, err)
@@ -174,7 +196,7 @@ func (f *Follower) swapIn(path string, version int, digest string, sig artifact.
 		s.Close()
 		return fmt.Errorf("v%d: %w", version, err)
 	}
-	f.Slot.Swap(loader.NewLoaded(s, version, digest, card))
+	slot.Swap(loader.NewLoaded(s, version, digest, card))
 	f.mu.Lock()
 	f.loads++
 	f.lastErr = nil
@@ -197,7 +219,7 @@ func (f *Follower) Restore() error {
 	if err != nil {
 		return fmt.Errorf("cached deployment v%d: %w", d.Version, err)
 	}
-	if err := f.swapIn(path, d.Version, d.Digest, d.Signature, card); err != nil {
+	if err := f.swapIn(f.Slot, path, d.Version, d.Digest, d.Signature, card); err != nil {
 		return fmt.Errorf("cached deployment: %w", err)
 	}
 	f.Logger.Info("serving the cached deployment until the control plane answers", "model", f.Model, "version", d.Version, "digest", d.Digest[:12])

@@ -56,6 +56,10 @@ func (r *Registry) Promote(_ context.Context, req AliasRequest) (*Event, error) 
 			m.Previous = append(m.Previous, m.Production)
 		}
 		m.Production = req.Version
+		if m.Candidate != nil && m.Candidate.Version == req.Version {
+			// The challenger won: it serves everything now.
+			m.Candidate = nil
+		}
 		return r.commitAlias(tx, m, ev)
 	})
 	return ev, err
@@ -108,6 +112,9 @@ func (r *Registry) Rollback(_ context.Context, req AliasRequest) (*Event, error)
 		}
 		ev = &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventRolledBack, From: m.Production, To: to, Reason: req.Reason}
 		m.Production = to
+		if m.Candidate != nil && m.Candidate.Version == to {
+			m.Candidate = nil
+		}
 		return r.commitAlias(tx, m, ev)
 	})
 	return ev, err

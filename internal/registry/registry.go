@@ -36,6 +36,10 @@ type Model struct {
 	Previous []int `json:"previous,omitempty"`
 	// Latest is the highest version number assigned.
 	Latest int `json:"latest"`
+	// Candidate is the challenger, when a canary is set.
+	Candidate *Canary `json:"candidate,omitempty"`
+	// Blend is the weight of the model against its rules (nil: 1).
+	Blend *float64 `json:"blend,omitempty"`
 }
 
 // Version is one immutable artifact of a model.
@@ -74,6 +78,12 @@ type Deployment struct {
 	Revision   uint64             `json:"revision"`
 	Signature  artifact.Signature `json:"signature"`
 	Production *Deployed          `json:"production,omitempty"`
+	Candidate  *Deployed          `json:"candidate,omitempty"`
+	// Traffic and Mode describe the candidate's share.
+	Traffic float64 `json:"traffic,omitempty"`
+	Mode    string  `json:"mode,omitempty"`
+	// Blend is the weight of the model against its rules.
+	Blend float64 `json:"blend"`
 }
 
 // Deployed names one version a scorer must load.
@@ -355,13 +365,24 @@ func (r *Registry) Deployment(_ context.Context, model string) (*Deployment, err
 		if err != nil {
 			return err
 		}
-		d = &Deployment{Model: m.Name, Revision: m.Revision, Signature: m.Signature}
-		if m.Production > 0 {
-			v, err := getVersion(tx, model, m.Production)
+		d = &Deployment{Model: m.Name, Revision: m.Revision, Signature: m.Signature, Blend: m.BlendWeight()}
+		deployed := func(n int) (*Deployed, error) {
+			v, err := getVersion(tx, model, n)
 			if err != nil {
+				return nil, err
+			}
+			return &Deployed{Version: v.Number, Digest: v.Digest, Size: v.Size}, nil
+		}
+		if m.Production > 0 {
+			if d.Production, err = deployed(m.Production); err != nil {
 				return err
 			}
-			d.Production = &Deployed{Version: v.Number, Digest: v.Digest, Size: v.Size}
+		}
+		if m.Candidate != nil {
+			if d.Candidate, err = deployed(m.Candidate.Version); err != nil {
+				return err
+			}
+			d.Traffic, d.Mode = m.Candidate.Traffic, m.Candidate.Mode
 		}
 		return nil
 	})

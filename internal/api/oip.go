@@ -1,0 +1,261 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// The Open Inference Protocol v2 (KServe / Triton "v2" REST), for the scorer's
+// models: FP32 input "input" of shape [N, features], FP32 output "output" [N, 1].
+// Errors are {"error": "…"} as the protocol says.
+
+func (s *Scorer) oipRoutes(e *echo.Echo) {
+	e.GET("/v2", s.oipServer)
+	e.GET("/v2/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]bool{"live": true}) })
+	e.GET("/v2/health/ready", func(c echo.Context) error {
+		ok, _ := s.isReady()
+		status := http.StatusOK
+		if !ok {
+			status = http.StatusServiceUnavailable
+		}
+		return c.JSON(status, map[string]bool{"ready": ok})
+	})
+	e.GET("/v2/models/:model", s.oipMetadata)
+	e.GET("/v2/models/:model/ready", s.oipModelReady)
+	e.POST("/v2/models/:model/infer", s.oipInfer)
+}
+
+func oipError(c echo.Context, status int, msg string) error {
+	return c.JSON(status, map[string]string{"error": msg})
+}
+
+// OIPTensor is a tensor's metadata.
+type OIPTensor struct {
+	Name     string  `json:"name"`
+	Datatype string  `json:"datatype"`
+	Shape    []int64 `json:"shape"`
+}
+
+// OIPModelMetadata is GET /v2/models/{m}.
+type OIPModelMetadata struct {
+	Name     string      `json:"name"`
+	Versions []string    `json:"versions,omitempty"`
+	Platform string      `json:"platform"`
+	Inputs   []OIPTensor `json:"inputs"`
+	Outputs  []OIPTensor `json:"outputs"`
+}
+
+func (s *Scorer) oipServer(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"name": "modelops-scorer", "version": "2", "extensions": []string{}})
+}
+
+func (s *Scorer) oipModel(c echo.Context) (*Served, error) {
+	m, ok := s.Models[c.Param("model")]
+	if !ok {
+		return nil, oipError(c, http.StatusNotFound, fmt.Sprintf("unknown model %q", truncate(c.Param("model"), 80)))
+	}
+	return m, nil
+}
+
+func (s *Scorer) oipMetadata(c echo.Context) error {
+	m, err := s.oipModel(c)
+	if m == nil {
+		return err
+	}
+	md := OIPModelMetadata{Name: m.Name, Platform: "onnxruntime_onnx",
+		Inputs:  []OIPTensor{{Name: "input", Datatype: "FP32", Shape: []int64{-1, int64(m.width())}}},
+		Outputs: []OIPTensor{{Name: "output", Datatype: "FP32", Shape: []int64{-1, 1}}}}
+	if l := m.Slot.Acquire(); l != nil {
+		sig := l.Signature()
+		md.Versions = []string{strconv.Itoa(l.Version)}
+		md.Inputs = []OIPTensor{{Name: sig.Input.Name, Datatype: "FP32", Shape: sig.Input.Shape}}
+		md.Outputs = []OIPTensor{{Name: sig.Output.Name, Datatype: "FP32", Shape: sig.Output.Shape}}
+		l.Release()
+	}
+	return c.JSON(http.StatusOK, md)
+}
+
+func (s *Scorer) oipModelReady(c echo.Context) error {
+	m, err := s.oipModel(c)
+	if m == nil {
+		return err
+	}
+	_, _, loaded := m.Slot.Current()
+	ready := loaded || m.Rules != nil
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, map[string]any{"name": m.Name, "ready": ready})
+}
+
+// OIPInferRequest is POST /v2/models/{m}/infer.
+type OIPInferRequest struct {
+	ID         string           `json:"id,omitempty"`
+	Parameters map[string]any   `json:"parameters,omitempty"`
+	Inputs     []OIPInputTensor `json:"inputs"`
+	Outputs    []struct {
+		Name       string         `json:"name"`
+		Parameters map[string]any `json:"parameters,omitempty"`
+	} `json:"outputs,omitempty"`
+}
+
+// OIPInputTensor carries data flat (row-major) or nested.
+type OIPInputTensor struct {
+	Name       string          `json:"name"`
+	Shape      []int64         `json:"shape"`
+	Datatype   string          `json:"datatype"`
+	Parameters map[string]any  `json:"parameters,omitempty"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// OIPOutputTensor is one output of an inference response.
+type OIPOutputTensor struct {
+	Name     string    `json:"name"`
+	Shape    []int64   `json:"shape"`
+	Datatype string    `json:"datatype"`
+	Data     []float32 `json:"data"`
+}
+
+// OIPInferResponse answers an inference request. Parameters say where the scores
+// came from (source, arm, reason), as /v1/score does.
+type OIPInferResponse struct {
+	ModelName    string            `json:"model_name"`
+	ModelVersion string            `json:"model_version,omitempty"`
+	ID           string            `json:"id,omitempty"`
+	Parameters   map[string]any    `json:"parameters,omitempty"`
+	Outputs      []OIPOutputTensor `json:"outputs"`
+}
+
+func (s *Scorer) oipInfer(c echo.Context) error {
+	m, err := s.oipModel(c)
+	if m == nil {
+		return err
+	}
+	body, err := readBody(c, s.MaxBodyBytes)
+	if err != nil {
+		var re *requestError
+		if errors.As(err, &re) {
+			return oipError(c, re.status, re.msg)
+		}
+		return oipError(c, http.StatusBadRequest, err.Error())
+	}
+	var req OIPInferRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return oipError(c, http.StatusBadRequest, "malformed inference request: "+err.Error())
+	}
+	width := m.width()
+	if width == 0 {
+		return oipError(c, http.StatusServiceUnavailable, fmt.Sprintf("model %s has no verified version loaded yet and no fallback rules", m.Name))
+	}
+	if len(req.Inputs) != 1 {
+		return oipError(c, http.StatusBadRequest, fmt.Sprintf("expected 1 input tensor \"input\", got %d", len(req.Inputs)))
+	}
+	in := req.Inputs[0]
+	if in.Name != "input" {
+		return oipError(c, http.StatusBadRequest, fmt.Sprintf("unexpected input %q: the model takes \"input\"", truncate(in.Name, 40)))
+	}
+	if in.Datatype != "FP32" {
+		return oipError(c, http.StatusBadRequest, fmt.Sprintf("input datatype %q: the model takes FP32", truncate(in.Datatype, 20)))
+	}
+	if len(in.Shape) != 2 || in.Shape[1] != int64(width) || in.Shape[0] < 1 || in.Shape[0] > int64(s.MaxRows) {
+		return oipError(c, http.StatusBadRequest, fmt.Sprintf("input shape %v: want [N,%d] with 1 ≤ N ≤ %d", in.Shape, width, s.MaxRows))
+	}
+	for _, o := range req.Outputs {
+		if o.Name != "output" {
+			return oipError(c, http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields \"output\"", truncate(o.Name, 40)))
+		}
+	}
+	n := int(in.Shape[0])
+	flat, err := flattenFP32(in.Data, n*width)
+	if err != nil {
+		return oipError(c, http.StatusBadRequest, "input data: "+err.Error())
+	}
+	key, _ := req.Parameters["key"].(string)
+	start := time.Now()
+	release, err := s.admit(c.Request().Context(), s.Budget)
+	if err != nil {
+		var re *requestError
+		if errors.As(err, &re) {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(re.retryAfter))
+			return oipError(c, re.status, re.msg)
+		}
+		return err
+	}
+	out, err := s.scoreFlat(m, flat, n, key, s.Budget)
+	release()
+	if err != nil {
+		var re *requestError
+		if errors.As(err, &re) {
+			return oipError(c, re.status, re.msg)
+		}
+		return err
+	}
+	s.observe(m, out, n, start)
+	resp := OIPInferResponse{ModelName: m.Name, ID: req.ID,
+		Parameters: map[string]any{"source": out.source, "arm": out.arm},
+		Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{int64(n), 1}, Datatype: "FP32", Data: out.scores}}}
+	if out.reason != "" {
+		resp.Parameters["reason"] = out.reason
+	}
+	if out.version > 0 {
+		resp.ModelVersion = strconv.Itoa(out.version)
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+func readBody(c echo.Context, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), c.Request().Body, limit)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: fmt.Sprintf("body is larger than %d bytes", limit)}
+		}
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// flattenFP32 reads tensor data given flat or nested to any depth, and checks that
+// it holds exactly want finite float32 values.
+func flattenFP32(raw json.RawMessage, want int) ([]float32, error) {
+	var flat []float64
+	if err := json.Unmarshal(raw, &flat); err != nil {
+		var nested []json.RawMessage
+		if err2 := json.Unmarshal(raw, &nested); err2 != nil {
+			return nil, fmt.Errorf("want an array of numbers: %v", err)
+		}
+		flat = flat[:0]
+		for _, part := range nested {
+			sub, err := flattenFP32(part, -1)
+			if err != nil {
+				return nil, err
+			}
+			for _, v := range sub {
+				flat = append(flat, float64(v))
+			}
+		}
+	} else if bytes.Contains(raw, []byte("null")) {
+		return nil, errors.New("null is not a number")
+	}
+	if want >= 0 && len(flat) != want {
+		return nil, fmt.Errorf("%d values for the shape, which needs %d", len(flat), want)
+	}
+	out := make([]float32, len(flat))
+	for i, v := range flat {
+		f := float32(v)
+		if math.IsInf(float64(f), 0) || math.IsNaN(v) {
+			return nil, fmt.Errorf("value %d (%g) is outside the float32 range", i, v)
+		}
+		out[i] = f
+	}
+	return out, nil
+}

@@ -1,0 +1,142 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Canary modes.
+const (
+	ModeAB     = "ab"
+	ModeShadow = "shadow"
+)
+
+// More event kinds.
+const (
+	EventCanarySet     = "canary_set"
+	EventCanaryCleared = "canary_cleared"
+	EventBlendSet      = "blend_set"
+)
+
+// Canary is the candidate alias: a challenger version with a share of traffic.
+type Canary struct {
+	Version int `json:"version"`
+	// Traffic is the percentage of requests (ab) or the share scored in the
+	// background (shadow), 0–100.
+	Traffic float64 `json:"traffic"`
+	Mode    string  `json:"mode"`
+}
+
+// CanaryRequest sets or clears the candidate alias.
+type CanaryRequest struct {
+	Model          string
+	Version        int
+	Traffic        float64
+	Mode           string
+	Clear          bool
+	ExpectRevision uint64
+	Actor, Reason  string
+}
+
+// SetCanary points the candidate alias at a version with a traffic share and mode,
+// or clears it.
+func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, error) {
+	if err := CheckModelName(req.Model); err != nil {
+		return nil, err
+	}
+	if !req.Clear {
+		if req.Mode == "" {
+			req.Mode = ModeAB
+		}
+		if req.Mode != ModeAB && req.Mode != ModeShadow {
+			return nil, fmt.Errorf("%w: canary mode %q: want ab or shadow", ErrInvalid, req.Mode)
+		}
+		if math.IsNaN(req.Traffic) || req.Traffic <= 0 || req.Traffic > 100 {
+			return nil, fmt.Errorf("%w: canary traffic %v: want a percentage above 0 and at most 100", ErrInvalid, req.Traffic)
+		}
+	}
+	var ev *Event
+	err := r.update(func(tx *bolt.Tx) error {
+		m, err := getModel(tx, req.Model)
+		if err != nil {
+			return err
+		}
+		if err := r.checkRevision(m, req.ExpectRevision); err != nil {
+			return err
+		}
+		if req.Clear {
+			if m.Candidate == nil {
+				return fmt.Errorf("%s has no canary to clear: %w", req.Model, ErrConflict)
+			}
+			ev = &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventCanaryCleared, From: m.Candidate.Version, Reason: req.Reason}
+			m.Candidate = nil
+			return r.commitAlias(tx, m, ev)
+		}
+		if _, err := getVersion(tx, req.Model, req.Version); err != nil {
+			return err
+		}
+		if req.Version == m.Production {
+			return fmt.Errorf("%s v%d is production; a canary must be another version: %w", req.Model, req.Version, ErrConflict)
+		}
+		from := 0
+		if m.Candidate != nil {
+			from = m.Candidate.Version
+		}
+		reason := req.Reason
+		if reason == "" {
+			reason = fmt.Sprintf("%s, %g%% of traffic", req.Mode, req.Traffic)
+		}
+		ev = &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventCanarySet, From: from, To: req.Version, Reason: reason}
+		m.Candidate = &Canary{Version: req.Version, Traffic: req.Traffic, Mode: req.Mode}
+		return r.commitAlias(tx, m, ev)
+	})
+	return ev, err
+}
+
+// BlendRequest sets a model's blend weight w: score = w·model + (1−w)·rules.
+type BlendRequest struct {
+	Model          string
+	Weight         float64
+	ExpectRevision uint64
+	Actor, Reason  string
+}
+
+// SetBlend records the weight the model's score gets against its fallback rules.
+func (r *Registry) SetBlend(_ context.Context, req BlendRequest) (*Event, error) {
+	if err := CheckModelName(req.Model); err != nil {
+		return nil, err
+	}
+	if math.IsNaN(req.Weight) || req.Weight < 0 || req.Weight > 1 {
+		return nil, fmt.Errorf("%w: blend weight %v: want a number from 0 to 1", ErrInvalid, req.Weight)
+	}
+	var ev *Event
+	err := r.update(func(tx *bolt.Tx) error {
+		m, err := getModel(tx, req.Model)
+		if err != nil {
+			return err
+		}
+		if err := r.checkRevision(m, req.ExpectRevision); err != nil {
+			return err
+		}
+		reason := req.Reason
+		if reason == "" {
+			reason = fmt.Sprintf("weight %g (was %g)", req.Weight, m.BlendWeight())
+		}
+		ev = &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventBlendSet, Reason: reason}
+		w := req.Weight
+		m.Blend = &w
+		return r.commitAlias(tx, m, ev)
+	})
+	return ev, err
+}
+
+// BlendWeight is the model's weight against its rules (1 unless set).
+func (m *Model) BlendWeight() float64 {
+	if m.Blend == nil {
+		return 1
+	}
+	return *m.Blend
+}
