@@ -141,3 +141,42 @@ func TestGCVerb(t *testing.T) {
 		t.Fatal("gc --grace soon was accepted")
 	}
 }
+
+func TestCanaryAndBlendVerbs(t *testing.T) {
+	url := mustControlPlane(t)
+	dir := t.TempDir()
+	for _, seed := range []string{"1", "2"} {
+		if _, _, err := cli(t, url, "train", "--seed", seed, "--samples", "200", "--epochs", "1", "--quiet", "--out", filepath.Join(dir, seed)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := cli(t, url, "push", filepath.Join(dir, seed, "model.onnx"), "--model", "calling-score"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cli(t, url, "promote", "calling-score", "1")
+	out, _, err := cli(t, url, "canary", "calling-score", "2", "--traffic", "10", "--mode", "shadow")
+	if err != nil || !strings.Contains(out, "canary → v2: shadow, 10% of traffic") {
+		t.Fatalf("canary: %q %v", out, err)
+	}
+	out, _, _ = cli(t, url, "list")
+	if !strings.Contains(out, "v2 shadow 10%") {
+		t.Fatalf("list does not show the canary: %q", out)
+	}
+	for _, bad := range [][]string{
+		{"canary", "calling-score", "2"},
+		{"canary", "calling-score", "2", "--traffic", "10", "--mode", "blue"},
+		{"canary", "calling-score", "1", "--traffic", "10"},
+		{"blend", "calling-score", "1.5"},
+		{"blend", "calling-score", "x"},
+	} {
+		if _, _, err := cli(t, url, bad...); err == nil {
+			t.Errorf("modelctl %s succeeded", strings.Join(bad, " "))
+		}
+	}
+	if out, _, err := cli(t, url, "canary", "calling-score", "--clear"); err != nil || !strings.Contains(out, "cleared") {
+		t.Fatalf("clear: %q %v", out, err)
+	}
+	if out, _, err := cli(t, url, "blend", "calling-score", "0.5"); err != nil || !strings.Contains(out, "weight 0.5 (was 1)") {
+		t.Fatalf("blend: %q %v", out, err)
+	}
+}

@@ -1,0 +1,129 @@
+package api_test
+
+import (
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+func getJSON(t *testing.T, url string, out any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func TestOIPv2HealthAndMetadata(t *testing.T) {
+	url, _ := MustScorerAPI(t)
+	var live, ready map[string]bool
+	if getJSON(t, url+"/v2/health/live", &live) != 200 || !live["live"] {
+		t.Fatalf("live: %v", live)
+	}
+	if getJSON(t, url+"/v2/health/ready", &ready) != 200 || !ready["ready"] {
+		t.Fatalf("ready: %v", ready)
+	}
+	var md api.OIPModelMetadata
+	if getJSON(t, url+"/v2/models/calling-score", &md) != 200 {
+		t.Fatal("metadata status")
+	}
+	if md.Name != "calling-score" || md.Platform != "onnxruntime_onnx" || len(md.Versions) != 1 || md.Versions[0] != "1" ||
+		len(md.Inputs) != 1 || md.Inputs[0].Name != "input" || md.Inputs[0].Datatype != "FP32" || md.Inputs[0].Shape[0] != -1 || md.Inputs[0].Shape[1] != 39 ||
+		len(md.Outputs) != 1 || md.Outputs[0].Name != "output" || md.Outputs[0].Shape[1] != 1 {
+		t.Fatalf("metadata %+v", md)
+	}
+	var mr map[string]any
+	if getJSON(t, url+"/v2/models/calling-score/ready", &mr) != 200 || mr["ready"] != true {
+		t.Fatalf("model ready: %v", mr)
+	}
+	var e map[string]string
+	if getJSON(t, url+"/v2/models/churn", &e) != 404 || !strings.Contains(e["error"], "churn") {
+		t.Fatalf("unknown model: %v", e)
+	}
+}
+
+func TestOIPv2Infer(t *testing.T) {
+	url, slot := MustScorerAPI(t)
+	l := slot.Acquire()
+	rows := [][]float32{testutil.Row(0.1), testutil.Row(0.9)}
+	want, err := l.Run(append(append([]float32{}, rows[0]...), rows[1]...), 2)
+	l.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat, _ := json.Marshal(append(append([]float32{}, rows[0]...), rows[1]...))
+	nested, _ := json.Marshal(rows)
+	for name, data := range map[string]string{"flat": string(flat), "nested": string(nested)} {
+		t.Run(name, func(t *testing.T) {
+			body := `{"id":"42","inputs":[{"name":"input","shape":[2,39],"datatype":"FP32","data":` + data + `}],"outputs":[{"name":"output"}]}`
+			resp, err := http.Post(url+"/v2/models/calling-score/infer", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var r api.OIPInferResponse
+			if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%d %v", resp.StatusCode, err)
+			}
+			if r.ID != "42" || r.ModelName != "calling-score" || r.ModelVersion != "1" || len(r.Outputs) != 1 {
+				t.Fatalf("response %+v", r)
+			}
+			o := r.Outputs[0]
+			if o.Name != "output" || o.Datatype != "FP32" || len(o.Shape) != 2 || o.Shape[0] != 2 || o.Shape[1] != 1 || len(o.Data) != 2 {
+				t.Fatalf("output %+v", o)
+			}
+			for i := range want {
+				if math.Abs(float64(o.Data[i]-want[i])) > 1e-6 {
+					t.Fatalf("output %v, session says %v", o.Data, want)
+				}
+			}
+		})
+	}
+}
+
+func TestOIPv2InferErrors(t *testing.T) {
+	url, _ := MustScorerAPI(t)
+	row := nums(39, "0.5")
+	tests := []struct {
+		name, model, body string
+		status            int
+		want              string
+	}{
+		{"malformed", "calling-score", `{"inputs":`, 400, "malformed"},
+		{"wrong name", "calling-score", `{"inputs":[{"name":"x","shape":[1,39],"datatype":"FP32","data":[` + row + `]}]}`, 400, `unexpected input "x"`},
+		{"wrong type", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"INT64","data":[` + row + `]}]}`, 400, "FP32"},
+		{"wrong shape", "calling-score", `{"inputs":[{"name":"input","shape":[1,38],"datatype":"FP32","data":[` + row + `]}]}`, 400, "want [N,39]"},
+		{"data short", "calling-score", `{"inputs":[{"name":"input","shape":[2,39],"datatype":"FP32","data":[` + row + `]}]}`, 400, "39 values for the shape, which needs 78"},
+		{"string data", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":["a"]}]}`, 400, "input data"},
+		{"null data", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[null,` + nums(38, "0") + `]}]}`, 400, "null"},
+		{"unknown output", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[` + row + `]}],"outputs":[{"name":"probs"}]}`, 400, `unknown output "probs"`},
+		{"unknown model", "churn", `{}`, 404, "unknown model"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := http.Post(url+"/v2/models/"+tt.model+"/infer", "application/json", strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var e map[string]string
+			if resp.StatusCode != tt.status || json.Unmarshal(b, &e) != nil || !strings.Contains(e["error"], tt.want) {
+				t.Fatalf("%d %s; want %d with error containing %q", resp.StatusCode, b, tt.status, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,186 @@
+package api_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/fallback"
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/trainer"
+)
+
+// mustLoad opens a model file and wraps it for a slot.
+func mustLoad(t *testing.T, m testutil.Model, version int) *loader.Loaded {
+	t.Helper()
+	s, err := loader.Open(m.Path, loader.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loader.NewLoaded(s, version, m.Digest, nil)
+}
+
+func scoreJSON(t *testing.T, url, body string) api.ScoreResponse {
+	t.Helper()
+	status, b := post(t, url+"/v1/score", body)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, b)
+	}
+	var r api.ScoreResponse
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func rowBody(key string, v float32) string {
+	b, _ := json.Marshal(map[string]any{"features": testutil.Row(v), "key": key})
+	return string(b)
+}
+
+// twoArms serves v1 as champion and v2 as challenger with the given routing.
+func twoArms(t *testing.T, r api.Routing) (string, *api.Served, testutil.Model, testutil.Model) {
+	t.Helper()
+	m1, m2 := testutil.MustModel(t, 1), testutil.MustModel(t, 2)
+	served := api.NewServed("calling-score", fallback.CallingScore{})
+	served.Slot.Swap(mustLoad(t, m1, 1))
+	served.Candidate.Swap(mustLoad(t, m2, 2))
+	t.Cleanup(func() { served.Slot.Close(); served.Candidate.Close() })
+	served.SetRouting(r)
+	return MustServe(t, api.NewScorer(discard, served).Handler()), served, m1, m2
+}
+
+func TestABArmsAreStickyAndNamed(t *testing.T) {
+	url, _, _, _ := twoArms(t, api.Routing{Traffic: 50, Mode: "ab", Blend: 1})
+	arms := map[string]int{}
+	for i := 0; i < 60; i++ {
+		key := fmt.Sprintf("user-%d", i)
+		first := scoreJSON(t, url, rowBody(key, 0.3))
+		for j := 0; j < 3; j++ {
+			if again := scoreJSON(t, url, rowBody(key, 0.3)); again.Arm != first.Arm || again.Version != first.Version {
+				t.Fatalf("key %s: arm %s then %s", key, first.Arm, again.Arm)
+			}
+		}
+		if (first.Arm == api.ArmChallenger) != (first.Version == 2) {
+			t.Fatalf("arm %s answered by v%d", first.Arm, first.Version)
+		}
+		arms[first.Arm]++
+	}
+	if arms[api.ArmChampion] == 0 || arms[api.ArmChallenger] == 0 {
+		t.Fatalf("arms over 60 keys at 50%%: %v", arms)
+	}
+}
+
+func TestShadowNeverChangesTheAnswer(t *testing.T) {
+	url, _, m1, _ := twoArms(t, api.Routing{Traffic: 100, Mode: "shadow", Blend: 1})
+	for i := 0; i < 20; i++ {
+		v := float32(i) / 20
+		r := scoreJSON(t, url, rowBody("", v))
+		want := m1.MLP.Forward(testutil.Row(v))[0]
+		if r.Arm != api.ArmChampion || r.Version != 1 || math.Abs(float64(*r.Score-want)) > 1e-5 {
+			t.Fatalf("shadow mode answered %+v (score %v), want the champion's %v", r, *r.Score, want)
+		}
+	}
+	waitMetric(t, url, "modelops_scorer_shadow_abs_diff_count")
+}
+
+func waitMetric(t *testing.T, url, name string) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		resp, err := http.Get(url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, name) && !strings.HasSuffix(line, " 0") {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("metric %s never moved", name)
+}
+
+func TestBlendMixesModelAndRules(t *testing.T) {
+	url, served, m1, _ := twoArms(t, api.Routing{Blend: 0.25})
+	row := testutil.Row(0.8)
+	r := scoreJSON(t, url, rowBody("", 0.8))
+	want := 0.25*m1.MLP.Forward(row)[0] + 0.75*served.Rules.Score(row)
+	if math.Abs(float64(*r.Score-want)) > 1e-5 || r.Source != api.SourceModel {
+		t.Fatalf("blended score %v (%s), want %v", *r.Score, r.Source, want)
+	}
+}
+
+func nanModel(t *testing.T) testutil.Model {
+	t.Helper()
+	mlp := trainer.NewMLP(1, 39, 4, 1)
+	mlp.Layers[1].B[0] = float32(math.NaN())
+	data, err := trainer.ExportONNX(mlp, trainer.ExportMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "nan.onnx")
+	os.WriteFile(p, data, 0o644)
+	return testutil.Model{Path: p, Digest: testutil.MustDigest(t, data)}
+}
+
+func TestNaNOutputFallsBackAndOpensTheBreaker(t *testing.T) {
+	served := api.NewServed("calling-score", fallback.CallingScore{})
+	served.Slot.Swap(mustLoad(t, nanModel(t), 1))
+	t.Cleanup(served.Slot.Close)
+	url := MustServe(t, api.NewScorer(discard, served).Handler())
+	row := testutil.Row(0.5)
+	for i := 0; i < served.Breaker.Threshold; i++ {
+		r := scoreJSON(t, url, rowBody("", 0.5))
+		if r.Source != api.SourceFallback || r.Reason != fallback.ReasonInvalidOutput || *r.Score != served.Rules.Score(row) {
+			t.Fatalf("NaN output answered %+v, want the rules with reason invalid_output", r)
+		}
+	}
+	r := scoreJSON(t, url, rowBody("", 0.5))
+	if r.Reason != fallback.ReasonCircuitOpen {
+		t.Fatalf("after %d bad outputs: reason %q, want circuit_open", served.Breaker.Threshold, r.Reason)
+	}
+}
+
+func TestTimeoutFallsBack(t *testing.T) {
+	url, _ := MustScorerAPI(t)
+	r := scoreJSON(t, url, `{"rows":[`+strings.TrimSuffix(strings.Repeat("["+nums(39, "0.5")+"],", 4000), ",")+`],"budget_ms":0.001}`)
+	if r.Source != api.SourceFallback || r.Reason != fallback.ReasonTimeout || len(r.Scores) != 4000 {
+		t.Fatalf("a 1 µs budget: source %s reason %s, %d scores; want fallback timeout", r.Source, r.Reason, len(r.Scores))
+	}
+}
+
+func TestMetricsCountRequestsAndFallbacks(t *testing.T) {
+	h := api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{}))
+	url := MustServe(t, h.Handler())
+	scoreJSON(t, url, rowBody("", 0.1))
+	post(t, url+"/v1/score", `{"features":[1]}`)
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`modelops_scorer_requests_total{arm="champion",model="calling-score",source="fallback"} 1`,
+		`modelops_scorer_fallbacks_total{arm="champion",model="calling-score",reason="no_model"} 1`,
+		`modelops_scorer_rejected_total{code="400"} 1`,
+		`modelops_scorer_loaded_version{arm="champion",model="calling-score"} 0`,
+		`modelops_scorer_request_duration_seconds_bucket`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+func scoreKey(hc *http.Client, url, key string) scored {
+	body, _ := json.Marshal(map[string]any{"features": testutil.Row(0.4), "key": key})
+	resp, err := hc.Post(url+"/v1/score", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return scored{err: err}
+	}
+	defer resp.Body.Close()
+	out := scored{status: resp.StatusCode}
+	out.err = json.NewDecoder(resp.Body).Decode(&out.resp)
+	return out
+}
+
+func TestCanaryThroughTheControlPlane(t *testing.T) {
+	ctx := context.Background()
+	cp := MustControlPlane(t)
+	cl := client.New(cp.URL())
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	sc := MustScorer(t, cp.URL())
+	hc := &http.Client{Timeout: 10 * time.Second}
+	waitFor(t, "v1", 10*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.4)).resp.Version == 1 })
+
+	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 50, Mode: "ab"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the challenger to load", 10*time.Second, func() bool { return sc.Served.Routing().Mode == "ab" })
+	arms := map[string]int{}
+	for i := 0; i < 100; i++ {
+		r := scoreKey(hc, sc.URL(), fmt.Sprintf("k%d", i))
+		if r.status != 200 {
+			t.Fatalf("status %d", r.status)
+		}
+		arms[fmt.Sprintf("%s/v%d", r.resp.Arm, r.resp.Version)]++
+	}
+	if arms["champion/v1"] == 0 || arms["challenger/v2"] == 0 || len(arms) != 2 {
+		t.Fatalf("arms at 50%%: %v", arms)
+	}
+
+	if _, err := cl.ClearCanary(ctx, "calling-score", 0, "enough"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the canary to clear", 10*time.Second, func() bool {
+		_, _, loaded := sc.Served.Candidate.Current()
+		return !loaded && sc.Served.Routing().Mode == ""
+	})
+	for i := 0; i < 50; i++ {
+		if r := scoreKey(hc, sc.URL(), fmt.Sprintf("k%d", i)); r.resp.Arm != api.ArmChampion || r.resp.Version != 1 {
+			t.Fatalf("after clearing: %+v", r.resp)
+		}
+	}
+	if _, err := cl.SetBlend(ctx, "calling-score", api.BlendBody{Weight: ptr(0.0)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the blend", 10*time.Second, func() bool { return sc.Served.Routing().Blend == 0 })
+	r := score(hc, sc.URL(), testutil.Row(0.4))
+	if want := sc.Served.Rules.Score(testutil.Row(0.4)); *r.resp.Score != want {
+		t.Fatalf("blend 0 scored %v, the rules say %v", *r.resp.Score, want)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
