@@ -55,6 +55,26 @@ type Served struct {
 	FailedLoads func() int
 
 	routing atomic.Pointer[Routing]
+	// batchers gather small requests per slot (nil: every request runs alone).
+	batchers map[*loader.Slot]*loader.Batcher
+	batchMax int
+}
+
+// EnableBatching gathers concurrent requests of at most maxRows/4 rows into runs of
+// up to maxRows rows, with workers runs at a time per arm.
+func (m *Served) EnableBatching(maxRows, workers int) {
+	m.batchMax = maxRows
+	m.batchers = map[*loader.Slot]*loader.Batcher{
+		m.Slot:      loader.NewBatcher(m.Slot, maxRows, workers),
+		m.Candidate: loader.NewBatcher(m.Candidate, maxRows, workers),
+	}
+}
+
+// Close stops the batchers.
+func (m *Served) Close() {
+	for _, b := range m.batchers {
+		b.Close()
+	}
 }
 
 // NewServed returns a model with empty slots, a breaker (5 consecutive model
@@ -382,37 +402,42 @@ var errUnanswerable = errors.New("unanswerable")
 func (s *Scorer) scoreFlat(m *Served, flat []float32, n int, key string, budget time.Duration) (outcome, error) {
 	r := m.Routing()
 	out := outcome{arm: ArmChampion}
-	var l *loader.Loaded
+	slot := m.Slot
 	if r.Mode == "ab" && r.Traffic > 0 && pick(key, r.Traffic) {
-		if l = m.Candidate.Acquire(); l != nil {
-			out.arm = ArmChallenger
+		if _, _, ok := m.Candidate.Current(); ok {
+			slot, out.arm = m.Candidate, ArmChallenger
 		}
 	}
-	if l == nil {
-		l = m.Slot.Acquire()
-	}
-	switch {
-	case l == nil:
+	if _, _, ok := slot.Current(); !ok {
 		out.reason = fallback.ReasonNoModel
-	case !m.Breaker.Allow():
-		l.Release()
+	} else if !m.Breaker.Allow() {
 		out.reason = fallback.ReasonCircuitOpen
-	default:
-		out.version = l.Version
-		scores, err, timedOut := runWithBudget(l, flat, n, budget)
+	} else {
+		var res runResult
+		var timedOut bool
+		if b := m.batchers[slot]; b != nil && n <= m.batchMax/4 {
+			res, timedOut = waitBatch(b.Submit(flat, n), budget)
+		} else if l := slot.Acquire(); l != nil {
+			res, timedOut = runWithBudget(l, flat, n, budget)
+		} else {
+			res.err = loader.ErrNoSession
+		}
+		out.version = res.version
 		switch {
 		case timedOut:
 			out.reason = fallback.ReasonTimeout
-		case err != nil:
+		case errors.Is(res.err, loader.ErrNoSession):
+			out.reason = fallback.ReasonNoModel
+		case res.err != nil:
 			m.Breaker.Record(false)
 			out.reason = fallback.ReasonModelError
-			s.Logger.Warn("session run failed", "model", m.Name, "version", out.version, "err", err)
-		case !validScores(scores):
+			s.Logger.Warn("session run failed", "model", m.Name, "version", out.version, "err", res.err)
+		case !validScores(res.out):
 			m.Breaker.Record(false)
 			out.reason = fallback.ReasonInvalidOutput
 		default:
 			m.Breaker.Record(true)
-			out.scores, out.source = scores, SourceModel
+			out.scores, out.source = res.out, SourceModel
 		}
 	}
 	if out.source == SourceModel {
@@ -470,26 +495,39 @@ func (s *Scorer) shadow(m *Served, flat []float32, n int, champion []float32) {
 }
 
 type runResult struct {
-	out []float32
-	err error
+	out     []float32
+	version int
+	err     error
 }
 
 // runWithBudget runs the session, giving up after budget. It owns l's reference:
 // a run that outlives its budget releases it when it ends.
-func runWithBudget(l *loader.Loaded, flat []float32, n int, budget time.Duration) ([]float32, error, bool) {
+func runWithBudget(l *loader.Loaded, flat []float32, n int, budget time.Duration) (runResult, bool) {
 	ch := make(chan runResult, 1)
 	go func() {
 		out, err := l.Run(flat, n)
+		ch <- runResult{out, l.Version, err}
 		l.Release()
-		ch <- runResult{out, err}
 	}()
 	t := time.NewTimer(budget)
 	defer t.Stop()
 	select {
 	case r := <-ch:
-		return r.out, r.err, false
+		return r, false
 	case <-t.C:
-		return nil, nil, true
+		return runResult{}, true
+	}
+}
+
+// waitBatch waits for a batched run's result, giving up after budget.
+func waitBatch(ch <-chan loader.BatchResult, budget time.Duration) (runResult, bool) {
+	t := time.NewTimer(budget)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return runResult{r.Out, r.Version, r.Err}, false
+	case <-t.C:
+		return runResult{}, true
 	}
 }
 

@@ -3,9 +3,12 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 
 	"github.com/modelops/modelops/internal/api"
@@ -24,6 +27,11 @@ type ScorerConfig struct {
 	ORTLibrary   string
 	// IntraOpThreads per ONNX Runtime session.
 	IntraOpThreads int
+	// ModelDir, when set, serves MODEL.onnx from this directory (watched) instead
+	// of following a control plane.
+	ModelDir string
+	// BatchMaxRows > 0 turns on micro-batching of small requests.
+	BatchMaxRows int
 }
 
 // DefaultScorerConfig returns the defaults of `scorer`.
@@ -44,6 +52,7 @@ type Scorer struct {
 	Slot     *loader.Slot
 	Served   *api.Served
 	Follower *node.Follower
+	Dir      *node.DirWatcher
 	Server   *api.Server
 
 	cancel context.CancelFunc
@@ -71,23 +80,39 @@ func (s *Scorer) Open(ctx context.Context) error {
 		s.Logger.Warn("no fallback rules: requests fail until a model is loaded", "model", s.Config.Model)
 	}
 	served := api.NewServed(s.Config.Model, rules)
+	if s.Config.BatchMaxRows > 0 {
+		served.EnableBatching(s.Config.BatchMaxRows, runtime.GOMAXPROCS(0))
+	}
 	s.Served = served
 	s.Slot = served.Slot
-	cl := client.New(s.Config.ControlPlane)
-	cl.Actor = "scorer"
-	s.Follower = &node.Follower{
-		Client: cl, Model: s.Config.Model, Slot: served.Slot, CandidateSlot: served.Candidate, Cache: cache,
-		OnRouting: func(traffic float64, mode string, blend float64) {
-			served.SetRouting(api.Routing{Traffic: traffic, Mode: mode, Blend: blend})
-		},
-		Options: loader.Options{IntraOpThreads: s.Config.IntraOpThreads},
-		Logger:  s.Logger.With("component", "follower"),
+	opts := loader.Options{IntraOpThreads: s.Config.IntraOpThreads}
+	var run func(context.Context)
+	if s.Config.ModelDir != "" {
+		s.Dir = &node.DirWatcher{Dir: s.Config.ModelDir, Model: s.Config.Model, Slot: served.Slot, Options: opts, Logger: s.Logger.With("component", "dir")}
+		if st, err := os.Stat(s.Config.ModelDir); err != nil || !st.IsDir() {
+			return fmt.Errorf("--model-dir %s: not a directory", s.Config.ModelDir)
+		}
+		s.Dir.Load()
+		served.Status = func() any { return s.Dir.Status() }
+		served.FailedLoads = func() int { return s.Dir.Status().FailedLoads }
+		run = func(ctx context.Context) { s.Dir.Run(ctx) }
+	} else {
+		cl := client.New(s.Config.ControlPlane)
+		cl.Actor = "scorer"
+		s.Follower = &node.Follower{
+			Client: cl, Model: s.Config.Model, Slot: served.Slot, CandidateSlot: served.Candidate, Cache: cache, Options: opts,
+			OnRouting: func(traffic float64, mode string, blend float64) {
+				served.SetRouting(api.Routing{Traffic: traffic, Mode: mode, Blend: blend})
+			},
+			Logger: s.Logger.With("component", "follower"),
+		}
+		if err := s.Follower.Restore(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.Logger.Warn("cannot serve the cached deployment", "err", err)
+		}
+		served.Status = func() any { return s.Follower.Status() }
+		served.FailedLoads = func() int { return s.Follower.Status().FailedLoads }
+		run = func(ctx context.Context) { s.Follower.Run(ctx) }
 	}
-	if err := s.Follower.Restore(); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.Logger.Warn("cannot serve the cached deployment", "err", err)
-	}
-	served.Status = func() any { return s.Follower.Status() }
-	served.FailedLoads = func() int { return s.Follower.Status().FailedLoads }
 	scorer := api.NewScorer(s.Logger.With("component", "api"), served)
 	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
 	if err := s.Server.Open(); err != nil {
@@ -98,7 +123,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.Follower.Run(runCtx)
+		run(runCtx)
 	}()
 	s.Logger.Info("scorer listening", "url", s.Server.URL(), "model", s.Config.Model, "control_plane", s.Config.ControlPlane)
 	return nil
@@ -118,6 +143,7 @@ func (s *Scorer) Close(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	if s.Served != nil {
+		s.Served.Close()
 		s.Served.Slot.Close()
 		s.Served.Candidate.Close()
 	}

@@ -1,0 +1,417 @@
+// Command modelbench is `make bench`: in one run on this machine it measures a raw
+// onnxruntime_go loop on the shipped model, a null-model HTTP handler that decodes
+// the same JSON, and the real scorer, side by side over loopback, then promotes
+// 100 times under load. It prints one table with the ratios and whether each
+// target is met. All traffic goes to 127.0.0.1, bounded in time.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/fallback"
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/trainer"
+)
+
+type options struct {
+	model     string
+	duration  time.Duration
+	conns     int
+	swaps     int
+	swapEvery time.Duration
+}
+
+func main() {
+	o := options{}
+	flag.StringVar(&o.model, "model", "models/calling_score/model.onnx", "ONNX model to measure")
+	flag.DurationVar(&o.duration, "duration", 4*time.Second, "length of each load run")
+	flag.IntVar(&o.conns, "conns", 16, "concurrent connections for maximum-load runs")
+	flag.IntVar(&o.swaps, "swaps", 100, "promotions in the hot-swap run")
+	flag.DurationVar(&o.swapEvery, "swap-every", 150*time.Millisecond, "time between promotions in the hot-swap run")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "modelbench:", err)
+		os.Exit(1)
+	}
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func row(v float32) []float32 {
+	r := make([]float32, 39)
+	for i := range r {
+		r[i] = v + float32(i)/100
+	}
+	return r
+}
+
+func bodies() (single, multi []byte) {
+	single, _ = json.Marshal(map[string]any{"features": row(0.3)})
+	rows := make([][]float32, 256)
+	for i := range rows {
+		rows[i] = row(float32(i) / 512)
+	}
+	multi, _ = json.Marshal(map[string]any{"rows": rows})
+	return single, multi
+}
+
+func run(o options) error {
+	if _, err := loader.Init(""); err != nil {
+		return err
+	}
+	fmt.Printf("modelbench: %s, %d CPUs, %s, ONNX Runtime %s, %s per run, %d connections\n\n",
+		runtime.Version(), runtime.NumCPU(), cpuName(), loader.Version(), o.duration, o.conns)
+	single, multi := bodies()
+
+	raw1, err := rawLoop(o.model, 1, o.duration)
+	if err != nil {
+		return err
+	}
+	raw256, err := rawLoop(o.model, 256, o.duration)
+	if err != nil {
+		return err
+	}
+
+	nullURL, stopNull := serve(nullHandler())
+	defer stopNull()
+	batchURL, stopBatch, err := scorer(o.model, true)
+	if err != nil {
+		return err
+	}
+	defer stopBatch()
+	scorerURL, stopScorer, err := scorer(o.model, false)
+	if err != nil {
+		return err
+	}
+	defer stopScorer()
+	// Interleave short rounds so that drift on a shared 2-core machine (GC state,
+	// other load) falls on every contender alike.
+	const rounds = 4
+	var nulls, ones, batched []loadResult
+	for i := 0; i < rounds; i++ {
+		nulls = append(nulls, closedLoop(nullURL+"/v1/score", single, o.conns, o.duration/rounds))
+		ones = append(ones, closedLoop(scorerURL+"/v1/score", single, o.conns, o.duration/rounds))
+		batched = append(batched, closedLoop(batchURL+"/v1/score", single, o.conns, o.duration/rounds))
+	}
+	null, one, oneBatched := merge(nulls...), merge(ones...), merge(batched...)
+	best, bestURL, bestName := one, scorerURL, "off"
+	if oneBatched.rps() > one.rps() {
+		best, bestURL, bestName = oneBatched, batchURL, "on"
+	}
+	rate := 0.7 * best.rps()
+	at70 := paced(context.Background(), bestURL+"/v1/score", single, rate, o.duration)
+	many := closedLoop(bestURL+"/v1/score", multi, o.conns/2, o.duration)
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\trequests/s\trows/s\tp50\tp99\tfailed\t")
+	line := func(name string, r loadResult, rows int) {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%d\t\n", name, r.rps(), r.rps()*float64(rows), r.quantile(.5).Round(time.Microsecond), r.quantile(.99).Round(time.Microsecond), r.failed)
+	}
+	fmt.Fprintf(tw, "raw onnxruntime_go loop, batch 1\t%.0f\t%.0f\t%s\t\t\t\n", raw1.runs, raw1.runs, raw1.perRun.Round(time.Microsecond))
+	fmt.Fprintf(tw, "raw onnxruntime_go loop, batch 256\t%.0f\t%.0f\t%s\t\t\t\n", raw256.runs, raw256.runs*256, raw256.perRun.Round(time.Microsecond))
+	line("null-model handler, 1 row", null, 1)
+	line("scorer, 1 row, max load", one, 1)
+	line("scorer, micro-batching on, 1 row, max load", oneBatched, 1)
+	line(fmt.Sprintf("scorer (batching %s), 1 row, 70%% load (%.0f/s)", bestName, rate), at70, 1)
+	line("scorer, 256 rows, max load", many, 256)
+	fmt.Fprintf(tw, "micro-batching on vs off, 1 row\t%.2f×\t\t\t\t\t\n", oneBatched.rps()/one.rps())
+	tw.Flush()
+
+	swap, err := hotSwap(o, single, rate)
+	if err != nil {
+		return err
+	}
+
+	fmt.Println()
+	targets := []struct {
+		name string
+		got  string
+		ok   bool
+	}{
+		{"single-row ≥ 85% of the null-model handler's requests/s (batching " + bestName + ")", pct(best.rps() / null.rps()), best.rps() >= 0.85*null.rps()},
+		{"p99 under 2 ms at 70% load", at70.quantile(.99).Round(time.Microsecond).String(), at70.quantile(.99) < 2*time.Millisecond},
+		{"256-row requests ≥ 70% of the raw loop's rows/s at batch 256", pct(many.rps() * 256 / (raw256.runs * 256)), many.rps()*256 >= 0.7*raw256.runs*256},
+		{fmt.Sprintf("%d swaps: 0 failed requests", swap.swaps), fmt.Sprint(swap.during.failed), swap.during.failed == 0},
+		{fmt.Sprintf("%d swaps: 0 swap-caused fallbacks", swap.swaps), fmt.Sprint(swap.during.fallbacks), swap.during.fallbacks == 0},
+		{"p99 during swaps ≤ 1.5× steady p99", fmt.Sprintf("%s vs %s (%.2f×)", swap.during.quantile(.99).Round(time.Microsecond), swap.steady.quantile(.99).Round(time.Microsecond), float64(swap.during.quantile(.99))/float64(swap.steady.quantile(.99))), swap.during.quantile(.99) <= swap.steady.quantile(.99)*3/2},
+		{"memory after the swaps within 10 MB of before", fmt.Sprintf("%+.1f MB (RSS %.1f → %.1f MB)", (swap.rssAfter-swap.rssBefore)/1e6, swap.rssBefore/1e6, swap.rssAfter/1e6), swap.rssAfter-swap.rssBefore <= 10e6},
+	}
+	tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "target\tmeasured\tmet")
+	for _, t := range targets {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.name, t.got, yes(t.ok))
+	}
+	tw.Flush()
+	fmt.Printf("\nhot swap: %d promotions in %s at %.0f requests/s, %d requests, %d sessions destroyed\n",
+		swap.swaps, swap.took.Round(time.Millisecond), rate, swap.during.requests, swap.destroyed)
+	return nil
+}
+
+func pct(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) }
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "NO"
+}
+
+func cpuName() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			if i := strings.Index(l, ":"); i >= 0 {
+				return strings.TrimSpace(l[i+1:])
+			}
+		}
+	}
+	return "unknown CPU"
+}
+
+type rawResult struct {
+	runs   float64 // runs per second over all workers
+	perRun time.Duration
+}
+
+// rawLoop runs the model with onnxruntime_go directly, one session with
+// preallocated tensors per CPU, as fast as it goes: the ceiling for the scorer.
+func rawLoop(path string, batch int, d time.Duration) (rawResult, error) {
+	workers := runtime.NumCPU()
+	var wg sync.WaitGroup
+	counts := make([]int, workers)
+	errs := make([]error, workers)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			in := make([]float32, batch*39)
+			for i := range in {
+				in[i] = float32(i%97) / 97
+			}
+			it, err := ort.NewTensor(ort.NewShape(int64(batch), 39), in)
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			defer it.Destroy()
+			ot, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(batch), 1))
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			defer ot.Destroy()
+			so, _ := ort.NewSessionOptions()
+			so.SetIntraOpNumThreads(1)
+			so.SetInterOpNumThreads(1)
+			s, err := ort.NewAdvancedSession(path, []string{"input"}, []string{"output"}, []ort.Value{it}, []ort.Value{ot}, so)
+			so.Destroy()
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			defer s.Destroy()
+			for time.Now().Before(deadline) {
+				if err := s.Run(); err != nil {
+					errs[w] = err
+					return
+				}
+				counts[w]++
+			}
+		}(w)
+	}
+	wg.Wait()
+	el := time.Since(start)
+	total := 0
+	for w := range counts {
+		if errs[w] != nil {
+			return rawResult{}, errs[w]
+		}
+		total += counts[w]
+	}
+	rps := float64(total) / el.Seconds()
+	return rawResult{runs: rps, perRun: time.Duration(float64(el) * float64(workers) / float64(total))}, nil
+}
+
+func serve(h http.Handler) (string, func()) {
+	s := api.NewServer("127.0.0.1:0", h, quiet)
+	if err := s.Open(); err != nil {
+		panic(err)
+	}
+	return s.URL(), func() { s.Close(context.Background()) }
+}
+
+// nullHandler decodes the same request the scorer does, checks the row width, and
+// answers a constant: the cost of HTTP and JSON alone.
+func nullHandler() http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	score := float32(0.5)
+	e.POST("/v1/score", func(c echo.Context) error {
+		b, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20))
+		if err != nil {
+			return err
+		}
+		var req api.ScoreRequest
+		if err := json.Unmarshal(b, &req); err != nil || len(req.Features) != 39 {
+			return c.JSON(http.StatusBadRequest, map[string]string{"error": "bad"})
+		}
+		return c.JSON(http.StatusOK, api.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmChampion})
+	})
+	return e
+}
+
+// scorer serves the real scoring API with the model loaded into its slot.
+func scorer(path string, batching bool) (string, func(), error) {
+	s, err := loader.Open(path, loader.DefaultOptions())
+	if err != nil {
+		return "", nil, err
+	}
+	served := api.NewServed("calling-score", fallback.CallingScore{})
+	if batching {
+		served.EnableBatching(64, runtime.NumCPU())
+	}
+	served.Slot.Swap(loader.NewLoaded(s, 1, "bench", nil))
+	url, stop := serve(api.NewScorer(quiet, served).Handler())
+	return url, func() { stop(); served.Close(); served.Slot.Close() }, nil
+}
+
+type swapResult struct {
+	swaps, destroyed    int
+	steady, during      loadResult
+	took                time.Duration
+	rssBefore, rssAfter float64
+}
+
+// hotSwap runs a control plane and a scorer node in this process, measures steady
+// latency at rate, then promotes two versions back and forth while the same load
+// runs, and compares.
+func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "modelbench-*")
+	if err != nil {
+		return swapResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir, cfg.Listen = filepath.Join(dir, "data"), "127.0.0.1:0"
+	cp := app.NewControlPlane(cfg, quiet)
+	if err := cp.Open(ctx); err != nil {
+		return swapResult{}, err
+	}
+	defer cp.Close(ctx)
+	cl := client.New(cp.URL())
+	second := filepath.Join(dir, "v2.onnx")
+	onnx, err := trainer.ExportONNX(trainer.NewMLP(7, 39, 128, 64, 1), trainer.ExportMeta{GraphName: "bench"})
+	if err != nil {
+		return swapResult{}, err
+	}
+	if err := os.WriteFile(second, onnx, 0o644); err != nil {
+		return swapResult{}, err
+	}
+	card, _ := os.ReadFile(filepath.Join(filepath.Dir(o.model), "card.json"))
+	for _, p := range []client.PushOptions{{Model: "calling-score", ArtifactPath: o.model, Card: card}, {Model: "calling-score", ArtifactPath: second}} {
+		if _, err := cl.Push(ctx, p); err != nil {
+			return swapResult{}, err
+		}
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		return swapResult{}, err
+	}
+	scfg := app.DefaultScorerConfig()
+	scfg.ControlPlane, scfg.Listen, scfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(dir, "cache")
+	sc := app.NewScorer(scfg, quiet)
+	if err := sc.Open(ctx); err != nil {
+		return swapResult{}, err
+	}
+	defer sc.Close(ctx)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if v, _, _ := sc.Slot.Current(); v == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return swapResult{}, fmt.Errorf("hot swap: the scorer never loaded v1")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	url := sc.URL() + "/v1/score"
+	res := swapResult{swaps: o.swaps}
+	res.steady = paced(ctx, url, body, rate, o.duration)
+	res.rssBefore = settledRSS()
+
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	done := make(chan loadResult)
+	go func() { done <- paced(loadCtx, url, body, rate, 10*time.Minute) }()
+	start := time.Now()
+	next := time.Now()
+	for i := 0; i < o.swaps; i++ {
+		time.Sleep(time.Until(next))
+		next = next.Add(o.swapEvery)
+		want := 2 - i%2 // 2, 1, 2, 1, …
+		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: want}); err != nil {
+			stopLoad()
+			<-done
+			return res, err
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if v, _, _ := sc.Slot.Current(); v == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				stopLoad()
+				<-done
+				return res, fmt.Errorf("hot swap %d: v%d never served", i, want)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	res.took = time.Since(start)
+	stopLoad()
+	res.during = <-done
+	res.rssAfter = settledRSS()
+	res.destroyed = int(sc.Slot.Destroyed())
+	return res, nil
+}
+
+// settledRSS returns the resident set size after a collection.
+func settledRSS() float64 {
+	runtime.GC()
+	debug.FreeOSMemory()
+	time.Sleep(200 * time.Millisecond)
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:")), "%f", &kb)
+			return kb * 1024
+		}
+	}
+	return 0
+}
