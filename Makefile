@@ -62,9 +62,10 @@ fmt:
 model: ort
 	$(GO) run ./cmd/modelctl train --seed 42 --samples 10000 --out models/calling_score
 
-## bench: benchmarks with baselines measured in the same run
+## bench: serving against its baselines (raw onnxruntime_go loop, null-model handler), hot swap, training
 bench: ort
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(GO) run ./cmd/modelbench
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./internal/trainer/
 
 clean:
 	rm -rf $(BIN) $(DATA)

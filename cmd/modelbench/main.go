@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -48,8 +49,17 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 16, "concurrent connections for maximum-load runs")
 	flag.IntVar(&o.swaps, "swaps", 100, "promotions in the hot-swap run")
 	flag.DurationVar(&o.swapEvery, "swap-every", 150*time.Millisecond, "time between promotions in the hot-swap run")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if err := run(o); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "modelbench:", err)
 		os.Exit(1)
 	}
@@ -277,7 +287,7 @@ func nullHandler() http.Handler {
 			return err
 		}
 		var req api.ScoreRequest
-		if err := json.Unmarshal(b, &req); err != nil || len(req.Features) != 39 {
+		if err := api.DecodeScoreRequest(b, &req); err != nil || len(req.Features) != 39 {
 			return c.JSON(http.StatusBadRequest, map[string]string{"error": "bad"})
 		}
 		return c.JSON(http.StatusOK, api.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmChampion})

@@ -500,23 +500,16 @@ type runResult struct {
 	err     error
 }
 
-// runWithBudget runs the session, giving up after budget. It owns l's reference:
-// a run that outlives its budget releases it when it ends.
+// runWithBudget runs the session on the caller's goroutine, asking ONNX Runtime to
+// stop when the budget runs out, and releases l.
 func runWithBudget(l *loader.Loaded, flat []float32, n int, budget time.Duration) (runResult, bool) {
-	ch := make(chan runResult, 1)
-	go func() {
-		out, err := l.Run(flat, n)
-		ch <- runResult{out, l.Version, err}
-		l.Release()
-	}()
-	t := time.NewTimer(budget)
-	defer t.Stop()
-	select {
-	case r := <-ch:
-		return r, false
-	case <-t.C:
+	out, err := l.RunBudget(flat, n, budget)
+	r := runResult{out, l.Version, err}
+	l.Release()
+	if errors.Is(err, loader.ErrBudget) {
 		return runResult{}, true
 	}
+	return r, false
 }
 
 // waitBatch waits for a batched run's result, giving up after budget.
@@ -565,6 +558,11 @@ func validScores(out []float32) bool {
 	}
 	return true
 }
+
+// DecodeScoreRequest decodes a /v1/score body the way the scorer does: one JSON
+// object, no unknown fields, nothing after it. (make bench's null-model handler
+// uses it too, so the two are compared on the same decoding.)
+func DecodeScoreRequest(data []byte, req *ScoreRequest) error { return decodeStrict(data, req) }
 
 func decodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sync"
+	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -91,6 +93,10 @@ func (s *Session) Signature() artifact.Signature { return s.sig }
 
 // Run scores rows laid out flat (rows × features) and returns rows × outputs values.
 func (s *Session) Run(flat []float32, rows int) ([]float32, error) {
+	return s.run(flat, rows, nil)
+}
+
+func (s *Session) run(flat []float32, rows int, opts *ort.RunOptions) ([]float32, error) {
 	n := s.sig.Features()
 	if rows < 1 || len(flat) != rows*n {
 		return nil, fmt.Errorf("%w: %d values for %d rows of %d features", ErrRun, len(flat), rows, n)
@@ -107,7 +113,7 @@ func (s *Session) Run(flat []float32, rows int) ([]float32, error) {
 		return nil, fmt.Errorf("%w: output tensor: %v", ErrRun, err)
 	}
 	defer out.Destroy()
-	if err := s.sess.Run([]ort.Value{in}, []ort.Value{out}); err != nil {
+	if err := s.sess.RunWithOptions([]ort.Value{in}, []ort.Value{out}, opts); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRun, err)
 	}
 	return result, nil
@@ -195,4 +201,37 @@ type Verifier struct{}
 // VerifyArtifact implements registry.Verifier.
 func (Verifier) VerifyArtifact(_ context.Context, path, model string, want *artifact.Signature, card *artifact.Card) (artifact.Signature, error) {
 	return Verify(path, model, want, card)
+}
+
+var runOptionsPool = sync.Pool{New: func() any {
+	o, err := ort.NewRunOptions()
+	if err != nil {
+		return nil
+	}
+	return o
+}}
+
+// ErrBudget means a run was stopped because its latency budget ran out.
+var ErrBudget = errors.New("latency budget exceeded")
+
+// RunBudget is Run with a latency budget: ONNX Runtime is asked to terminate the
+// run when the budget runs out (it stops between operators), and the call returns
+// ErrBudget. It runs on the caller's goroutine: no hand-off per request.
+func (s *Session) RunBudget(flat []float32, rows int, budget time.Duration) ([]float32, error) {
+	opts, _ := runOptionsPool.Get().(*ort.RunOptions)
+	if opts == nil {
+		return s.Run(flat, rows)
+	}
+	timer := time.AfterFunc(budget, func() { opts.Terminate() })
+	out, err := s.run(flat, rows, opts)
+	if !timer.Stop() {
+		// The timer fired (during or just after the run): clear the flag before
+		// the options are used again.
+		opts.UnsetTerminate()
+		if err != nil {
+			err = fmt.Errorf("%w: after %s", ErrBudget, budget)
+		}
+	}
+	runOptionsPool.Put(opts)
+	return out, err
 }
