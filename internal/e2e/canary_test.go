@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -15,15 +13,7 @@ import (
 )
 
 func scoreKey(hc *http.Client, url, key string) scored {
-	body, _ := json.Marshal(map[string]any{"features": testutil.Row(0.4), "key": key})
-	resp, err := hc.Post(url+"/v1/score", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return scored{err: err}
-	}
-	defer resp.Body.Close()
-	out := scored{status: resp.StatusCode}
-	out.err = json.NewDecoder(resp.Body).Decode(&out.resp)
-	return out
+	return scoreBody(hc, url, map[string]any{"features": testutil.Row(0.4), "key": key})
 }
 
 func TestCanaryThroughTheControlPlane(t *testing.T) {

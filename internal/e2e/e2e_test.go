@@ -88,14 +88,17 @@ type scored struct {
 }
 
 func score(hc *http.Client, url string, row []float32) scored {
-	body, _ := json.Marshal(map[string]any{"features": row})
+	return scoreBody(hc, url, map[string]any{"features": row})
+}
+
+func scoreBody(hc *http.Client, url string, req map[string]any) scored {
+	body, _ := json.Marshal(req)
 	resp, err := hc.Post(url+"/v1/score", "application/json", bytes.NewReader(body))
 	if err != nil {
 		return scored{err: err}
 	}
 	defer resp.Body.Close()
-	var out scored
-	out.status = resp.StatusCode
+	out := scored{status: resp.StatusCode}
 	out.err = json.NewDecoder(resp.Body).Decode(&out.resp)
 	return out
 }

@@ -24,34 +24,47 @@ type AliasRequest struct {
 	Reason         string
 }
 
-func (r *Registry) checkRevision(m *Model, expect uint64) error {
-	if expect != 0 && expect != m.Revision {
-		return fmt.Errorf("model %q is at revision %d, the request expects %d: %w", m.Name, m.Revision, expect, ErrConflict)
-	}
-	return nil
-}
-
-// Promote points production at req.Version.
-func (r *Registry) Promote(_ context.Context, req AliasRequest) (*Event, error) {
-	if err := CheckModelName(req.Model); err != nil {
+// changeModel is the one shape of every alias change: in one transaction, read the
+// model, refuse a stale expected revision, let change edit the model and name the
+// event, then append the event and store the model at the event's revision.
+func (r *Registry) changeModel(name string, expect uint64, change func(tx *bolt.Tx, m *Model) (*Event, error)) (*Event, error) {
+	if err := CheckModelName(name); err != nil {
 		return nil, err
 	}
 	var ev *Event
 	err := r.update(func(tx *bolt.Tx) error {
-		m, err := getModel(tx, req.Model)
+		m, err := getModel(tx, name)
 		if err != nil {
 			return err
 		}
-		if err := r.checkRevision(m, req.ExpectRevision); err != nil {
+		if expect != 0 && expect != m.Revision {
+			return fmt.Errorf("model %q is at revision %d, the request expects %d: %w", m.Name, m.Revision, expect, ErrConflict)
+		}
+		if ev, err = change(tx, m); err != nil {
 			return err
 		}
-		if _, err := getVersion(tx, req.Model, req.Version); err != nil {
+		if err := r.appendEvent(tx, ev); err != nil {
 			return err
+		}
+		m.Revision = ev.Revision
+		return putModel(tx, m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// Promote points production at req.Version.
+func (r *Registry) Promote(_ context.Context, req AliasRequest) (*Event, error) {
+	return r.changeModel(req.Model, req.ExpectRevision, func(tx *bolt.Tx, m *Model) (*Event, error) {
+		if _, err := getVersion(tx, req.Model, req.Version); err != nil {
+			return nil, err
 		}
 		if m.Production == req.Version {
-			return fmt.Errorf("%s v%d is already production: %w", req.Model, req.Version, ErrConflict)
+			return nil, fmt.Errorf("%s v%d is already production: %w", req.Model, req.Version, ErrConflict)
 		}
-		ev = &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventPromoted, From: m.Production, To: req.Version, Reason: req.Reason}
+		ev := &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventPromoted, From: m.Production, To: req.Version, Reason: req.Reason}
 		if m.Production > 0 {
 			m.Previous = append(m.Previous, m.Production)
 		}
@@ -60,28 +73,16 @@ func (r *Registry) Promote(_ context.Context, req AliasRequest) (*Event, error) 
 			// The challenger won: it serves everything now.
 			m.Candidate = nil
 		}
-		return r.commitAlias(tx, m, ev)
+		return ev, nil
 	})
-	return ev, err
 }
 
 // Rollback points production back at the version it held before the current one,
 // or at req.Version when that is set.
 func (r *Registry) Rollback(_ context.Context, req AliasRequest) (*Event, error) {
-	if err := CheckModelName(req.Model); err != nil {
-		return nil, err
-	}
-	var ev *Event
-	err := r.update(func(tx *bolt.Tx) error {
-		m, err := getModel(tx, req.Model)
-		if err != nil {
-			return err
-		}
-		if err := r.checkRevision(m, req.ExpectRevision); err != nil {
-			return err
-		}
+	return r.changeModel(req.Model, req.ExpectRevision, func(tx *bolt.Tx, m *Model) (*Event, error) {
 		if m.Production == 0 {
-			return fmt.Errorf("%s has no production version to roll back: %w", req.Model, ErrConflict)
+			return nil, fmt.Errorf("%s has no production version to roll back: %w", req.Model, ErrConflict)
 		}
 		to := req.Version
 		if to == 0 {
@@ -91,16 +92,16 @@ func (r *Registry) Rollback(_ context.Context, req AliasRequest) (*Event, error)
 				m.Previous = m.Previous[:len(m.Previous)-1]
 			}
 			if len(m.Previous) == 0 {
-				return fmt.Errorf("%s v%d has no earlier production version to roll back to: %w", req.Model, m.Production, ErrConflict)
+				return nil, fmt.Errorf("%s v%d has no earlier production version to roll back to: %w", req.Model, m.Production, ErrConflict)
 			}
 			to = m.Previous[len(m.Previous)-1]
 			m.Previous = m.Previous[:len(m.Previous)-1]
 		} else {
 			if _, err := getVersion(tx, req.Model, to); err != nil {
-				return err
+				return nil, err
 			}
 			if to == m.Production {
-				return fmt.Errorf("%s v%d is already production: %w", req.Model, to, ErrConflict)
+				return nil, fmt.Errorf("%s v%d is already production: %w", req.Model, to, ErrConflict)
 			}
 			// Drop the target and anything newer from the history.
 			for i := len(m.Previous) - 1; i >= 0; i-- {
@@ -110,20 +111,11 @@ func (r *Registry) Rollback(_ context.Context, req AliasRequest) (*Event, error)
 				}
 			}
 		}
-		ev = &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventRolledBack, From: m.Production, To: to, Reason: req.Reason}
+		ev := &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventRolledBack, From: m.Production, To: to, Reason: req.Reason}
 		m.Production = to
 		if m.Candidate != nil && m.Candidate.Version == to {
 			m.Candidate = nil
 		}
-		return r.commitAlias(tx, m, ev)
+		return ev, nil
 	})
-	return ev, err
-}
-
-func (r *Registry) commitAlias(tx *bolt.Tx, m *Model, ev *Event) error {
-	if err := r.appendEvent(tx, ev); err != nil {
-		return err
-	}
-	m.Revision = ev.Revision
-	return putModel(tx, m)
 }

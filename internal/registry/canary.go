@@ -44,9 +44,6 @@ type CanaryRequest struct {
 // SetCanary points the candidate alias at a version with a traffic share and mode,
 // or clears it.
 func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, error) {
-	if err := CheckModelName(req.Model); err != nil {
-		return nil, err
-	}
 	if !req.Clear {
 		if req.Mode == "" {
 			req.Mode = ModeAB
@@ -58,28 +55,20 @@ func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, erro
 			return nil, fmt.Errorf("%w: canary traffic %v: want a percentage above 0 and at most 100", ErrInvalid, req.Traffic)
 		}
 	}
-	var ev *Event
-	err := r.update(func(tx *bolt.Tx) error {
-		m, err := getModel(tx, req.Model)
-		if err != nil {
-			return err
-		}
-		if err := r.checkRevision(m, req.ExpectRevision); err != nil {
-			return err
-		}
+	return r.changeModel(req.Model, req.ExpectRevision, func(tx *bolt.Tx, m *Model) (*Event, error) {
 		if req.Clear {
 			if m.Candidate == nil {
-				return fmt.Errorf("%s has no canary to clear: %w", req.Model, ErrConflict)
+				return nil, fmt.Errorf("%s has no canary to clear: %w", req.Model, ErrConflict)
 			}
-			ev = &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventCanaryCleared, From: m.Candidate.Version, Reason: req.Reason}
+			ev := &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventCanaryCleared, From: m.Candidate.Version, Reason: req.Reason}
 			m.Candidate = nil
-			return r.commitAlias(tx, m, ev)
+			return ev, nil
 		}
 		if _, err := getVersion(tx, req.Model, req.Version); err != nil {
-			return err
+			return nil, err
 		}
 		if req.Version == m.Production {
-			return fmt.Errorf("%s v%d is production; a canary must be another version: %w", req.Model, req.Version, ErrConflict)
+			return nil, fmt.Errorf("%s v%d is production; a canary must be another version: %w", req.Model, req.Version, ErrConflict)
 		}
 		from := 0
 		if m.Candidate != nil {
@@ -89,11 +78,9 @@ func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, erro
 		if reason == "" {
 			reason = fmt.Sprintf("%s, %g%% of traffic", req.Mode, req.Traffic)
 		}
-		ev = &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventCanarySet, From: from, To: req.Version, Reason: reason}
 		m.Candidate = &Canary{Version: req.Version, Traffic: req.Traffic, Mode: req.Mode}
-		return r.commitAlias(tx, m, ev)
+		return &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventCanarySet, From: from, To: req.Version, Reason: reason}, nil
 	})
-	return ev, err
 }
 
 // BlendRequest sets a model's blend weight w: score = w·model + (1−w)·rules.
@@ -106,31 +93,18 @@ type BlendRequest struct {
 
 // SetBlend records the weight the model's score gets against its fallback rules.
 func (r *Registry) SetBlend(_ context.Context, req BlendRequest) (*Event, error) {
-	if err := CheckModelName(req.Model); err != nil {
-		return nil, err
-	}
 	if math.IsNaN(req.Weight) || req.Weight < 0 || req.Weight > 1 {
 		return nil, fmt.Errorf("%w: blend weight %v: want a number from 0 to 1", ErrInvalid, req.Weight)
 	}
-	var ev *Event
-	err := r.update(func(tx *bolt.Tx) error {
-		m, err := getModel(tx, req.Model)
-		if err != nil {
-			return err
-		}
-		if err := r.checkRevision(m, req.ExpectRevision); err != nil {
-			return err
-		}
+	return r.changeModel(req.Model, req.ExpectRevision, func(_ *bolt.Tx, m *Model) (*Event, error) {
 		reason := req.Reason
 		if reason == "" {
 			reason = fmt.Sprintf("weight %g (was %g)", req.Weight, m.BlendWeight())
 		}
-		ev = &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventBlendSet, Reason: reason}
 		w := req.Weight
 		m.Blend = &w
-		return r.commitAlias(tx, m, ev)
+		return &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventBlendSet, Reason: reason}, nil
 	})
-	return ev, err
 }
 
 // BlendWeight is the model's weight against its rules (1 unless set).
