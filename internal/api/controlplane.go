@@ -15,13 +15,16 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/modelops/modelops/internal/artifact"
+	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 )
 
 // ControlPlane serves /api/v1 over a registry.
 type ControlPlane struct {
 	Registry *registry.Registry
-	Logger   *slog.Logger
+	// Monitor, when set, takes reports and answers health and fleet.
+	Monitor *monitor.Monitor
+	Logger  *slog.Logger
 	// MaxPushBytes bounds a push request (artifact plus card).
 	MaxPushBytes int64
 	// PushTimeout bounds how long a push may take to upload and verify.
@@ -67,6 +70,11 @@ func (cp *ControlPlane) Handler() http.Handler {
 	g.GET("/events", cp.listEvents)
 	g.GET("/watch", cp.watch)
 	g.POST("/gc", cp.gc)
+	g.POST("/reports", cp.report)
+	g.GET("/fleet", cp.fleet)
+	g.GET("/models/:model/health", cp.health)
+	g.GET("/models/:model/policy", cp.getPolicy)
+	g.PUT("/models/:model/policy", cp.putPolicy)
 	return e
 }
 
@@ -256,6 +264,8 @@ type AliasBody struct {
 	Version        int    `json:"version"`
 	ExpectRevision uint64 `json:"expect_revision,omitempty"`
 	Reason         string `json:"reason,omitempty"`
+	// Force promotes a version the monitor rejected.
+	Force bool `json:"force,omitempty"`
 }
 
 func (cp *ControlPlane) promote(c echo.Context) error {
@@ -267,7 +277,7 @@ func (cp *ControlPlane) promote(c echo.Context) error {
 		return badRequest("promote needs \"version\": a positive whole number")
 	}
 	ev, err := cp.Registry.Promote(c.Request().Context(), registry.AliasRequest{
-		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
+		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason, Force: b.Force,
 	})
 	if err != nil {
 		return err
@@ -518,4 +528,101 @@ func (cp *ControlPlane) blend(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, ev)
+}
+
+// maxReportBytes bounds one scorer report.
+const maxReportBytes = 8 << 20
+
+func (cp *ControlPlane) report(c echo.Context) error {
+	if cp.Monitor == nil {
+		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this control plane runs no monitor"}
+	}
+	body, err := readBody(c, maxReportBytes)
+	if err != nil {
+		return err
+	}
+	var r monitor.Report
+	if err := json.Unmarshal(body, &r); err != nil {
+		return badRequest("malformed report: " + err.Error())
+	}
+	if r.Node == "" || len(r.Node) > 200 {
+		return badRequest("report needs \"node\", at most 200 bytes")
+	}
+	cp.Monitor.Ingest(r)
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (cp *ControlPlane) fleet(c echo.Context) error {
+	if cp.Monitor == nil {
+		return c.JSON(http.StatusOK, map[string]any{"nodes": []monitor.NodeState{}})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"nodes": cp.Monitor.Fleet()})
+}
+
+func (cp *ControlPlane) health(c echo.Context) error {
+	if cp.Monitor == nil {
+		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this control plane runs no monitor"}
+	}
+	h, err := cp.Monitor.Health(c.Request().Context(), c.Param("model"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, h)
+}
+
+func (cp *ControlPlane) getPolicy(c echo.Context) error {
+	m, err := cp.Registry.Model(c.Request().Context(), c.Param("model"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, m.EffectivePolicy())
+}
+
+// PolicyBody changes some settings of a model's policy; absent ones keep their
+// current value.
+type PolicyBody struct {
+	MaxErrorRate    *float64           `json:"max_error_rate,omitempty"`
+	MaxFallbackRate *float64           `json:"max_fallback_rate,omitempty"`
+	MaxP99Ms        *float64           `json:"max_p99_ms,omitempty"`
+	MaxPredPSI      *float64           `json:"max_prediction_psi,omitempty"`
+	MinSamples      *int64             `json:"min_samples,omitempty"`
+	BakeTime        *registry.Duration `json:"bake_time,omitempty"`
+	FailureLimit    *int               `json:"failure_limit,omitempty"`
+	ExpectRevision  uint64             `json:"expect_revision,omitempty"`
+}
+
+func (cp *ControlPlane) putPolicy(c echo.Context) error {
+	var b PolicyBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	m, err := cp.Registry.Model(ctx, c.Param("model"))
+	if err != nil {
+		return err
+	}
+	p := m.EffectivePolicy()
+	set := func(dst *float64, v *float64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&p.MaxErrorRate, b.MaxErrorRate)
+	set(&p.MaxFallbackRate, b.MaxFallbackRate)
+	set(&p.MaxP99Ms, b.MaxP99Ms)
+	set(&p.MaxPredPSI, b.MaxPredPSI)
+	if b.MinSamples != nil {
+		p.MinSamples = *b.MinSamples
+	}
+	if b.BakeTime != nil {
+		p.BakeTime = *b.BakeTime
+	}
+	if b.FailureLimit != nil {
+		p.FailureLimit = *b.FailureLimit
+	}
+	ev, err := cp.Registry.SetPolicy(ctx, m.Name, p, b.ExpectRevision, actorOf(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"policy": p, "event": ev})
 }

@@ -199,7 +199,7 @@ func (s *Scorer) oipInfer(c echo.Context) error {
 		}
 		return err
 	}
-	s.observe(m, out, n, start)
+	s.observe(m, out, flat, n, start)
 	resp := OIPInferResponse{ModelName: m.Name, ID: req.ID,
 		Parameters: map[string]any{"source": out.source, "arm": out.arm},
 		Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{int64(n), 1}, Datatype: "FP32", Data: out.scores}}}

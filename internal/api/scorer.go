@@ -22,6 +22,7 @@ import (
 
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/monitor"
 )
 
 // Arms of a model with a canary.
@@ -127,6 +128,9 @@ type Scorer struct {
 	// beyond that the answer is 429 with Retry-After.
 	MaxInFlight, MaxQueue int
 
+	// Recorder, when set, counts every answer for the monitor.
+	Recorder *monitor.Recorder
+
 	metrics   *scorerMetrics
 	sem       chan struct{}
 	waiting   atomic.Int64
@@ -167,6 +171,9 @@ func (s *Scorer) Handler() http.Handler {
 	s.oipRoutes(e)
 	return e
 }
+
+// Ready reports whether every model can answer (see /readyz), and if not, which.
+func (s *Scorer) Ready() (bool, string) { return s.isReady() }
 
 // isReady is true once every model can answer, from a session or from its rules.
 // A swap never makes it false: the old session serves until the new one is in.
@@ -351,7 +358,7 @@ func (s *Scorer) score(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.observe(m, out, len(rows), start)
+	s.observe(m, out, flat, len(rows), start)
 	resp := ScoreResponse{Model: m.Name, Source: out.source, Version: out.version, Arm: out.arm, Reason: out.reason}
 	if single {
 		resp.Score = &out.scores[0]
@@ -368,10 +375,20 @@ func (s *Scorer) reject(err error) error {
 	return err
 }
 
-func (s *Scorer) observe(m *Served, out outcome, rows int, start time.Time) {
+func (s *Scorer) observe(m *Served, out outcome, flat []float32, rows int, start time.Time) {
+	latency := time.Since(start)
+	if s.Recorder != nil {
+		o := monitor.Observation{Version: out.attempted, Arm: out.arm, Rows: rows, Flat: flat, Error: out.reason == fallback.ReasonModelError, Latency: latency}
+		if out.source == SourceModel {
+			o.Scores = out.scores
+		} else {
+			o.Fallback = out.reason
+		}
+		s.Recorder.Observe(o)
+	}
 	s.metrics.requests.WithLabelValues(m.Name, out.arm, out.source).Inc()
 	s.metrics.rows.WithLabelValues(m.Name, out.arm, out.source).Add(float64(rows))
-	s.metrics.latency.WithLabelValues(m.Name, out.arm).Observe(time.Since(start).Seconds())
+	s.metrics.latency.WithLabelValues(m.Name, out.arm).Observe(latency.Seconds())
 	if out.source == SourceFallback {
 		s.metrics.fallbacks.WithLabelValues(m.Name, out.arm, out.reason).Inc()
 	}
@@ -391,6 +408,8 @@ type outcome struct {
 	reason  string
 	arm     string
 	version int
+	// attempted is the version that was asked, even when the rules answered.
+	attempted int
 }
 
 // errUnanswerable is returned when neither a session nor rules can answer.
@@ -412,6 +431,7 @@ func (s *Scorer) scoreFlat(m *Served, flat []float32, n int, key string, budget 
 		out.reason = fallback.ReasonNoModel
 	} else if !m.Breaker.Allow() {
 		out.reason = fallback.ReasonCircuitOpen
+		out.attempted, _, _ = slot.Current()
 	} else {
 		var res runResult
 		var timedOut bool
@@ -423,6 +443,10 @@ func (s *Scorer) scoreFlat(m *Served, flat []float32, n int, key string, budget 
 			res.err = loader.ErrNoSession
 		}
 		out.version = res.version
+		if out.version == 0 {
+			out.version, _, _ = slot.Current()
+		}
+		out.attempted = out.version
 		switch {
 		case timedOut:
 			out.reason = fallback.ReasonTimeout

@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 )
 
@@ -28,11 +30,15 @@ type ControlPlaneConfig struct {
 	ORTLibrary string
 	// MaxArtifactBytes bounds a push.
 	MaxArtifactBytes int64
+	// MonitorWindow is how far back health and rollback decisions look.
+	MonitorWindow time.Duration
+	// EvalInterval is how often the monitor evaluates every model.
+	EvalInterval time.Duration
 }
 
 // DefaultControlPlaneConfig returns the embedded default.
 func DefaultControlPlaneConfig() ControlPlaneConfig {
-	return ControlPlaneConfig{DataDir: ".data", Listen: "127.0.0.1:8080", MaxArtifactBytes: 1 << 30}
+	return ControlPlaneConfig{DataDir: ".data", Listen: "127.0.0.1:8080", MaxArtifactBytes: 1 << 30, MonitorWindow: 30 * time.Second, EvalInterval: time.Second}
 }
 
 // ControlPlane is the running control plane.
@@ -41,7 +47,10 @@ type ControlPlane struct {
 	Logger   *slog.Logger
 	Registry *registry.Registry
 	Server   *api.Server
+	Monitor  *monitor.Monitor
 	api      *api.ControlPlane
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 // NewControlPlane returns an unopened control plane.
@@ -82,11 +91,26 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	cp := api.NewControlPlane(reg, c.Logger.With("component", "api"))
 	cp.MaxPushBytes = reg.MaxArtifactBytes + artifactMultipartSlack
 	c.api = cp
+	c.Monitor = monitor.New(reg, c.Logger.With("component", "monitor"))
+	if c.Config.MonitorWindow > 0 {
+		c.Monitor.Window = c.Config.MonitorWindow
+	}
+	cp.Monitor = c.Monitor
 	c.Server = api.NewServer(c.Config.Listen, cp.Handler(), c.Logger)
 	if err := c.Server.Open(); err != nil {
 		reg.Close()
 		return err
 	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	c.stop, c.done = stop, make(chan struct{})
+	interval := c.Config.EvalInterval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	go func() {
+		defer close(c.done)
+		c.Monitor.Run(runCtx, interval)
+	}()
 	c.Logger.Info("control plane listening", "url", c.Server.URL(), "store", blobs.String(), "db", reg.Path, "onnxruntime", loader.Version())
 	return nil
 }
@@ -101,6 +125,10 @@ func (c *ControlPlane) URL() string { return c.Server.URL() }
 // Close stops the server, then closes the registry.
 func (c *ControlPlane) Close(ctx context.Context) error {
 	var err error
+	if c.stop != nil {
+		c.stop()
+		<-c.done
+	}
 	if c.api != nil {
 		c.api.CloseStreams()
 	}

@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/node"
 )
 
@@ -32,6 +34,10 @@ type ScorerConfig struct {
 	ModelDir string
 	// BatchMaxRows > 0 turns on micro-batching of small requests.
 	BatchMaxRows int
+	// ReportInterval is how often the node reports to the monitor (0: 1 s).
+	ReportInterval time.Duration
+	// Node names this node in reports (default: host name and listen address).
+	Node string
 }
 
 // DefaultScorerConfig returns the defaults of `scorer`.
@@ -54,6 +60,8 @@ type Scorer struct {
 	Follower *node.Follower
 	Dir      *node.DirWatcher
 	Server   *api.Server
+	Recorder *monitor.Recorder
+	reporter *monitor.Reporter
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -85,6 +93,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 	}
 	s.Served = served
 	s.Slot = served.Slot
+	s.Recorder = monitor.NewRecorder()
 	opts := loader.Options{IntraOpThreads: s.Config.IntraOpThreads}
 	var run func(context.Context)
 	if s.Config.ModelDir != "" {
@@ -104,6 +113,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 			OnRouting: func(traffic float64, mode string, blend float64) {
 				served.SetRouting(api.Routing{Traffic: traffic, Mode: mode, Blend: blend})
 			},
+			OnLoad: s.Recorder.SetReference,
 			Logger: s.Logger.With("component", "follower"),
 		}
 		if err := s.Follower.Restore(); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -114,12 +124,39 @@ func (s *Scorer) Open(ctx context.Context) error {
 		run = func(ctx context.Context) { s.Follower.Run(ctx) }
 	}
 	scorer := api.NewScorer(s.Logger.With("component", "api"), served)
+	scorer.Recorder = s.Recorder
 	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
 	if err := s.Server.Open(); err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
+	if s.Follower != nil {
+		nodeName := s.Config.Node
+		if nodeName == "" {
+			host, _ := os.Hostname()
+			nodeName = host + "/" + s.Server.URL()
+		}
+		s.reporter = &monitor.Reporter{
+			ControlPlane: s.Config.ControlPlane, Node: nodeName, Address: s.Server.URL(), Model: s.Config.Model,
+			Interval: s.Config.ReportInterval, Recorder: s.Recorder, Logger: s.Logger.With("component", "reporter"),
+			Ready: func() bool { ok, _ := scorer.Ready(); return ok },
+			Served: func() []monitor.Served {
+				var out []monitor.Served
+				for arm, slot := range map[string]*loader.Slot{api.ArmChampion: served.Slot, api.ArmChallenger: served.Candidate} {
+					if v, d, ok := slot.Current(); ok {
+						out = append(out, monitor.Served{Arm: arm, Version: v, Digest: d})
+					}
+				}
+				return out
+			},
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.reporter.Run(runCtx)
+		}()
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

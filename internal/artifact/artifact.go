@@ -128,6 +128,20 @@ type Golden struct {
 	Output []float64 `json:"output"`
 }
 
+// Histogram is a reference distribution: inner bin edges and the share of values
+// in each of the len(Edges)+1 bins. A value v falls in the first bin whose upper
+// edge is ≥ v.
+type Histogram struct {
+	Edges       []float64 `json:"edges"`
+	Proportions []float64 `json:"proportions"`
+}
+
+// Reference holds the histograms drift is measured against.
+type Reference struct {
+	Features   map[string]Histogram `json:"features"`
+	Prediction Histogram            `json:"prediction"`
+}
+
 // Card is the JSON document stored beside an artifact. Only the fields the platform
 // acts on are typed; the rest (training summary, metrics, reference histograms) is
 // kept as it came.
@@ -135,7 +149,9 @@ type Card struct {
 	Model    string   `json:"model,omitempty"`
 	Features []string `json:"features,omitempty"`
 	Golden   []Golden `json:"golden,omitempty"`
-	raw      json.RawMessage
+	// Reference, when present, is what drift is measured against.
+	Reference *Reference `json:"reference,omitempty"`
+	raw       json.RawMessage
 }
 
 // MaxCardBytes bounds the size of a card accepted anywhere.
@@ -167,6 +183,29 @@ func ParseCard(data []byte) (*Card, error) {
 		for j, v := range g.Output {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return nil, fmt.Errorf("%w: golden[%d].output[%d] is not finite", ErrCard, i, j)
+			}
+		}
+	}
+	if c.Reference != nil {
+		check := func(name string, h Histogram) error {
+			if len(h.Proportions) != len(h.Edges)+1 {
+				return fmt.Errorf("%w: reference %s has %d edges and %d proportions, want one more proportion than edges", ErrCard, name, len(h.Edges), len(h.Proportions))
+			}
+			for i := 1; i < len(h.Edges); i++ {
+				if !(h.Edges[i] > h.Edges[i-1]) {
+					return fmt.Errorf("%w: reference %s edges are not increasing", ErrCard, name)
+				}
+			}
+			return nil
+		}
+		for name, h := range c.Reference.Features {
+			if err := check("feature "+name, h); err != nil {
+				return nil, err
+			}
+		}
+		if len(c.Reference.Prediction.Proportions) > 0 {
+			if err := check("prediction", c.Reference.Prediction); err != nil {
+				return nil, err
 			}
 		}
 	}

@@ -34,6 +34,8 @@ type Follower struct {
 	MaxBackoff time.Duration
 	// KeepVersions bounds the cached artifacts of the model (default 3).
 	KeepVersions int
+	// OnLoad, when set, hears of every version swapped in, with its card.
+	OnLoad func(version int, card *artifact.Card)
 
 	mu      sync.Mutex
 	lastErr error
@@ -195,6 +197,9 @@ func (f *Follower) swapIn(slot *loader.Slot, path string, version int, digest st
 	if err != nil {
 		s.Close()
 		return fmt.Errorf("v%d: %w", version, err)
+	}
+	if f.OnLoad != nil {
+		f.OnLoad(version, card)
 	}
 	slot.Swap(loader.NewLoaded(s, version, digest, card))
 	f.mu.Lock()

@@ -22,6 +22,8 @@ type AliasRequest struct {
 	ExpectRevision uint64
 	Actor          string
 	Reason         string
+	// Force promotes a version the monitor rejected.
+	Force bool
 }
 
 // changeModel is the one shape of every alias change: in one transaction, read the
@@ -64,6 +66,13 @@ func (r *Registry) Promote(_ context.Context, req AliasRequest) (*Event, error) 
 		if m.Production == req.Version {
 			return nil, fmt.Errorf("%s v%d is already production: %w", req.Model, req.Version, ErrConflict)
 		}
+		if why, bad := m.Rejected[req.Version]; bad {
+			if !req.Force {
+				return nil, fmt.Errorf("%s v%d was rejected by the monitor (%s); promote with force to override: %w", req.Model, req.Version, why, ErrConflict)
+			}
+			delete(m.Rejected, req.Version)
+		}
+		m.PromotedAt = r.Now().UTC()
 		ev := &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventPromoted, From: m.Production, To: req.Version, Reason: req.Reason}
 		if m.Production > 0 {
 			m.Previous = append(m.Previous, m.Production)
@@ -113,6 +122,7 @@ func (r *Registry) Rollback(_ context.Context, req AliasRequest) (*Event, error)
 		}
 		ev := &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventRolledBack, From: m.Production, To: to, Reason: req.Reason}
 		m.Production = to
+		m.PromotedAt = r.Now().UTC()
 		if m.Candidate != nil && m.Candidate.Version == to {
 			m.Candidate = nil
 		}

@@ -67,6 +67,9 @@ func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, erro
 		if _, err := getVersion(tx, req.Model, req.Version); err != nil {
 			return nil, err
 		}
+		if why, bad := m.Rejected[req.Version]; bad {
+			return nil, fmt.Errorf("%s v%d was rejected by the monitor (%s): %w", req.Model, req.Version, why, ErrConflict)
+		}
 		if req.Version == m.Production {
 			return nil, fmt.Errorf("%s v%d is production; a canary must be another version: %w", req.Model, req.Version, ErrConflict)
 		}

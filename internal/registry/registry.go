@@ -40,6 +40,13 @@ type Model struct {
 	Candidate *Canary `json:"candidate,omitempty"`
 	// Blend is the weight of the model against its rules (nil: 1).
 	Blend *float64 `json:"blend,omitempty"`
+	// PromotedAt is when production last changed (the bake time counts from it).
+	PromotedAt time.Time `json:"promoted_at,omitempty"`
+	// Policy is the rollback policy (nil: DefaultPolicy).
+	Policy *Policy `json:"policy,omitempty"`
+	// Rejected maps versions the monitor rolled back to why; they are not promoted
+	// again without force.
+	Rejected map[int]string `json:"rejected,omitempty"`
 }
 
 // Version is one immutable artifact of a model.

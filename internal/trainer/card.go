@@ -61,10 +61,7 @@ type DataInfo struct {
 }
 
 // Reference holds the histograms drift is measured against.
-type Reference struct {
-	Features   map[string]Histogram `json:"features"`
-	Prediction Histogram            `json:"prediction"`
-}
+type Reference = artifact.Reference
 
 // GoldenInputs returns n rows of width features drawn uniformly from [0,1] by a
 // PCG seeded with seed.

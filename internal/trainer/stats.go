@@ -3,6 +3,8 @@ package trainer
 import (
 	"math"
 	"sort"
+
+	"github.com/modelops/modelops/internal/artifact"
 )
 
 // Metrics compare predictions with labels.
@@ -35,13 +37,8 @@ func Score(pred, y []float64) Metrics {
 	return m
 }
 
-// Histogram is a reference distribution: inner bin edges (deciles, with ties
-// merged) and the share of values in each of the len(Edges)+1 bins. A value v falls
-// in the first bin whose upper edge is ≥ v.
-type Histogram struct {
-	Edges       []float64 `json:"edges"`
-	Proportions []float64 `json:"proportions"`
-}
+// Histogram is a reference distribution (deciles, with ties merged).
+type Histogram = artifact.Histogram
 
 // Deciles builds a Histogram from values: edges at the 10th…90th percentiles.
 func Deciles(values []float64) Histogram {

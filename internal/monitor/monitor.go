@@ -1,0 +1,405 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/modelops/modelops/internal/artifact"
+	"github.com/modelops/modelops/internal/registry"
+)
+
+type seriesKey struct {
+	model   string
+	version int
+	arm     string
+}
+
+type point struct {
+	t time.Time
+	w Window
+}
+
+// NodeState is the last word of a scorer node.
+type NodeState struct {
+	Node       string    `json:"node"`
+	Address    string    `json:"address"`
+	Ready      bool      `json:"ready"`
+	LastReport time.Time `json:"last_report"`
+	Served     []struct {
+		Model string `json:"model"`
+		Served
+	} `json:"served"`
+}
+
+// Monitor keeps sliding windows of reports and makes the rollback decisions.
+type Monitor struct {
+	Registry *registry.Registry
+	Logger   *slog.Logger
+	Now      func() time.Time
+	// Window is how far back health and decisions look (default 30 s).
+	Window time.Duration
+	// Retain is how long points are kept for charts (default 15 min).
+	Retain time.Duration
+
+	mu      sync.Mutex
+	series  map[seriesKey][]point
+	nodes   map[string]*NodeState
+	fails   map[seriesKey]int
+	alerted map[seriesKey]bool
+	cards   map[seriesKey]*artifact.Card // by model and version (arm empty)
+	decided int64
+}
+
+// New returns a monitor over a registry.
+func New(reg *registry.Registry, log *slog.Logger) *Monitor {
+	return &Monitor{Registry: reg, Logger: log, Now: time.Now, Window: 30 * time.Second, Retain: 15 * time.Minute,
+		series: map[seriesKey][]point{}, nodes: map[string]*NodeState{}, fails: map[seriesKey]int{},
+		alerted: map[seriesKey]bool{}, cards: map[seriesKey]*artifact.Card{}}
+}
+
+// Ingest stores a report.
+func (m *Monitor) Ingest(r Report) {
+	now := m.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ns := &NodeState{Node: r.Node, Address: r.Address, Ready: r.Ready, LastReport: now}
+	for _, mr := range r.Models {
+		for _, s := range mr.Served {
+			ns.Served = append(ns.Served, struct {
+				Model string `json:"model"`
+				Served
+			}{mr.Model, s})
+		}
+		for _, w := range mr.Windows {
+			k := seriesKey{mr.Model, w.Version, w.Arm}
+			m.series[k] = append(m.series[k], point{now, w})
+		}
+	}
+	m.nodes[r.Node] = ns
+	cutoff := now.Add(-m.Retain)
+	for k, ps := range m.series {
+		i := sort.Search(len(ps), func(i int) bool { return ps[i].t.After(cutoff) })
+		if i == len(ps) {
+			delete(m.series, k)
+		} else if i > 0 {
+			m.series[k] = append(ps[:0:0], ps[i:]...)
+		}
+	}
+}
+
+// window merges the points of a series between from and to.
+func (m *Monitor) window(k seriesKey, from, to time.Time) Window {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w := Window{Version: k.version, Arm: k.arm}
+	for _, p := range m.series[k] {
+		if p.t.After(from) && !p.t.After(to) {
+			w.Add(p.w)
+		}
+	}
+	return w
+}
+
+// Fleet returns every node that reported, by name.
+func (m *Monitor) Fleet() []NodeState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]NodeState, 0, len(m.nodes))
+	for _, n := range m.nodes {
+		out = append(out, *n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}
+
+func (m *Monitor) card(ctx context.Context, model string, version int) *artifact.Card {
+	k := seriesKey{model: model, version: version}
+	m.mu.Lock()
+	c, ok := m.cards[k]
+	m.mu.Unlock()
+	if ok {
+		return c
+	}
+	v, err := m.Registry.Version(ctx, model, version)
+	if err != nil {
+		return nil
+	}
+	c, err = artifact.ParseCard(v.Card)
+	if err != nil {
+		c = nil
+	}
+	m.mu.Lock()
+	m.cards[k] = c
+	m.mu.Unlock()
+	return c
+}
+
+// ArmHealth is the measured state of one (version, arm) over the window.
+type ArmHealth struct {
+	Version      int                `json:"version"`
+	Arm          string             `json:"arm"`
+	Requests     int64              `json:"requests"`
+	Rows         int64              `json:"rows"`
+	RequestRate  float64            `json:"request_rate"`
+	ErrorRate    float64            `json:"error_rate"`
+	FallbackRate float64            `json:"fallback_rate"`
+	Fallbacks    map[string]int64   `json:"fallbacks,omitempty"`
+	P50Ms        float64            `json:"p50_ms"`
+	P99Ms        float64            `json:"p99_ms"`
+	FeaturePSI   map[string]float64 `json:"feature_psi,omitempty"`
+	MaxPSI       float64            `json:"max_feature_psi"`
+	MaxPSIFeat   string             `json:"max_feature_psi_name,omitempty"`
+	PredPSI      float64            `json:"prediction_psi"`
+	Drift        string             `json:"drift"`
+}
+
+// ModelHealth is GET /api/v1/models/{m}/health.
+type ModelHealth struct {
+	Model      string          `json:"model"`
+	Window     string          `json:"window"`
+	Production int             `json:"production"`
+	Candidate  int             `json:"candidate,omitempty"`
+	Policy     registry.Policy `json:"policy"`
+	Arms       []ArmHealth     `json:"arms"`
+}
+
+func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span time.Duration) ArmHealth {
+	h := ArmHealth{Version: k.version, Arm: k.arm, Requests: w.Requests, Rows: w.Rows, Fallbacks: w.Fallbacks,
+		P50Ms: w.QuantileMs(.5), P99Ms: w.QuantileMs(.99), Drift: "green"}
+	if span > 0 {
+		h.RequestRate = float64(w.Requests) / span.Seconds()
+	}
+	if w.Requests > 0 {
+		h.ErrorRate = float64(w.Errors) / float64(w.Requests)
+		h.FallbackRate = float64(w.FallbackCount()) / float64(w.Requests)
+	}
+	card := m.card(ctx, k.model, k.version)
+	if card == nil || card.Reference == nil {
+		return h
+	}
+	if len(w.Features) == len(card.Features) {
+		h.FeaturePSI = map[string]float64{}
+		for i, name := range card.Features {
+			psi := PSI(card.Reference.Features[name].Proportions, w.Features[i])
+			h.FeaturePSI[name] = round4(psi)
+			if psi > h.MaxPSI {
+				h.MaxPSI, h.MaxPSIFeat = psi, name
+			}
+		}
+		h.MaxPSI = round4(h.MaxPSI)
+	}
+	if len(w.RefPrediction) == len(card.Reference.Prediction.Proportions) {
+		h.PredPSI = round4(PSI(card.Reference.Prediction.Proportions, w.RefPrediction))
+	}
+	h.Drift = Status(max(h.MaxPSI, h.PredPSI))
+	return h
+}
+
+func round4(v float64) float64 { return float64(int64(v*1e4+0.5)) / 1e4 }
+
+// Health measures every (version, arm) of a model that reported in the window.
+func (m *Monitor) Health(ctx context.Context, model string) (*ModelHealth, error) {
+	md, err := m.Registry.Model(ctx, model)
+	if err != nil {
+		return nil, err
+	}
+	now := m.Now()
+	out := &ModelHealth{Model: model, Window: m.Window.String(), Production: md.Production, Policy: md.EffectivePolicy(), Arms: []ArmHealth{}}
+	if md.Candidate != nil {
+		out.Candidate = md.Candidate.Version
+	}
+	m.mu.Lock()
+	var keys []seriesKey
+	for k := range m.series {
+		if k.model == model {
+			keys = append(keys, k)
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].version != keys[j].version {
+			return keys[i].version > keys[j].version
+		}
+		return keys[i].arm < keys[j].arm
+	})
+	for _, k := range keys {
+		w := m.window(k, now.Add(-m.Window), now)
+		if w.Requests == 0 {
+			continue
+		}
+		out.Arms = append(out.Arms, m.armHealth(ctx, k, w, m.Window))
+	}
+	return out, nil
+}
+
+// Series returns per-interval health of a model for the last span, for charts.
+func (m *Monitor) Series(ctx context.Context, model string, span, step time.Duration) map[string][]ArmHealth {
+	now := m.Now()
+	out := map[string][]ArmHealth{}
+	m.mu.Lock()
+	var keys []seriesKey
+	for k := range m.series {
+		if k.model == model {
+			keys = append(keys, k)
+		}
+	}
+	m.mu.Unlock()
+	for _, k := range keys {
+		name := fmt.Sprintf("v%d/%s", k.version, k.arm)
+		for t := now.Add(-span); t.Before(now); t = t.Add(step) {
+			w := m.window(k, t, t.Add(step))
+			h := m.armHealth(ctx, k, w, step)
+			h.FeaturePSI = nil
+			out[name] = append(out[name], h)
+		}
+	}
+	return out
+}
+
+// Run evaluates every model each interval until ctx is done.
+func (m *Monitor) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.Evaluate(ctx)
+		}
+	}
+}
+
+// Decisions counts automatic decisions taken.
+func (m *Monitor) Decisions() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.decided
+}
+
+// Evaluate checks every model once against its policy.
+func (m *Monitor) Evaluate(ctx context.Context) {
+	models, err := m.Registry.Models(ctx)
+	if err != nil {
+		m.Logger.Error("monitor: list models", "err", err)
+		return
+	}
+	for _, md := range models {
+		m.evaluate(ctx, md)
+	}
+}
+
+func (m *Monitor) evaluate(ctx context.Context, md registry.Model) {
+	now := m.Now()
+	pol := md.EffectivePolicy()
+	if md.Production > 0 {
+		k := seriesKey{md.Name, md.Production, "champion"}
+		baking := now.Sub(md.PromotedAt) < time.Duration(pol.BakeTime)
+		from := now.Add(-m.Window)
+		if md.PromotedAt.After(from) {
+			from = md.PromotedAt
+		}
+		w := m.window(k, from, now)
+		if baking {
+			reason := m.breach(ctx, md, k, w, pol, md.PromotedAt)
+			m.decide(ctx, k, reason, pol, registry.Decision{Model: md.Name, Version: md.Production})
+		} else {
+			m.driftAlert(ctx, md, k, w, pol)
+		}
+	}
+	if md.Candidate != nil && md.Candidate.Mode == registry.ModeAB {
+		k := seriesKey{md.Name, md.Candidate.Version, "challenger"}
+		w := m.window(k, now.Add(-m.Window), now)
+		reason := m.breach(ctx, md, k, w, pol, time.Time{})
+		m.decide(ctx, k, reason, pol, registry.Decision{Model: md.Name, Version: md.Candidate.Version, Candidate: true})
+	}
+}
+
+// breach returns why w breaks the policy, or "" when it does not (or has too few
+// samples to say).
+func (m *Monitor) breach(ctx context.Context, md registry.Model, k seriesKey, w Window, pol registry.Policy, promotedAt time.Time) string {
+	if w.Requests < pol.MinSamples {
+		return ""
+	}
+	h := m.armHealth(ctx, k, w, 0)
+	switch {
+	case h.ErrorRate > pol.MaxErrorRate:
+		return fmt.Sprintf("error rate %.3f > %.3f over %d requests", h.ErrorRate, pol.MaxErrorRate, w.Requests)
+	case h.FallbackRate > pol.MaxFallbackRate:
+		return fmt.Sprintf("fallback rate %.3f > %.3f over %d requests (%v)", h.FallbackRate, pol.MaxFallbackRate, w.Requests, w.Fallbacks)
+	case h.P99Ms > pol.MaxP99Ms:
+		return fmt.Sprintf("p99 latency %.1f ms > %.1f ms over %d requests", h.P99Ms, pol.MaxP99Ms, w.Requests)
+	}
+	// Prediction drift against the version it replaced, on the traffic it saw
+	// just before the promotion.
+	if !promotedAt.IsZero() && len(md.Previous) > 0 {
+		prev := seriesKey{md.Name, md.Previous[len(md.Previous)-1], "champion"}
+		before := m.window(prev, promotedAt.Add(-m.Window), promotedAt)
+		if before.Requests >= pol.MinSamples {
+			psi := PSICounts(before.Prediction, w.Prediction)
+			if psi > pol.MaxPredPSI {
+				return fmt.Sprintf("prediction PSI %.3f > %.3f against v%d on the same traffic (%d vs %d requests)", psi, pol.MaxPredPSI, prev.version, w.Requests, before.Requests)
+			}
+		}
+	}
+	return ""
+}
+
+func (m *Monitor) decide(ctx context.Context, k seriesKey, reason string, pol registry.Policy, d registry.Decision) {
+	m.mu.Lock()
+	if reason == "" {
+		delete(m.fails, k)
+		m.mu.Unlock()
+		return
+	}
+	m.fails[k]++
+	n := m.fails[k]
+	m.mu.Unlock()
+	if n < pol.FailureLimit {
+		return
+	}
+	d.Reason = fmt.Sprintf("%s; %d consecutive failing evaluations (limit %d)", reason, n, pol.FailureLimit)
+	ev, err := m.Registry.AutoRollback(ctx, d)
+	if err != nil {
+		if !errors.Is(err, registry.ErrConflict) {
+			m.Logger.Error("monitor: automatic rollback failed", "model", d.Model, "version", d.Version, "err", err)
+		}
+		return
+	}
+	m.mu.Lock()
+	delete(m.fails, k)
+	m.decided++
+	m.mu.Unlock()
+	m.Logger.Warn("monitor: automatic decision", "model", d.Model, "kind", ev.Kind, "from", ev.From, "to", ev.To, "reason", d.Reason)
+}
+
+// driftAlert raises one drift_alert event when a settled version's input drifts
+// past PSIAct, and re-arms once it falls below PSIWarn.
+func (m *Monitor) driftAlert(ctx context.Context, md registry.Model, k seriesKey, w Window, pol registry.Policy) {
+	if w.Rows < pol.MinSamples {
+		return
+	}
+	h := m.armHealth(ctx, k, w, 0)
+	m.mu.Lock()
+	already := m.alerted[k]
+	if h.MaxPSI < PSIWarn {
+		delete(m.alerted, k)
+	}
+	m.mu.Unlock()
+	if already || h.MaxPSI < PSIAct {
+		return
+	}
+	reason := fmt.Sprintf("input drift on v%d: PSI %.3f ≥ %.2f on %s over %d rows (warn %.2f)", k.version, h.MaxPSI, PSIAct, h.MaxPSIFeat, w.Rows, PSIWarn)
+	if _, err := m.Registry.Alert(ctx, md.Name, k.version, registry.EventDriftAlert, reason); err != nil {
+		m.Logger.Error("monitor: drift alert", "err", err)
+		return
+	}
+	m.mu.Lock()
+	m.alerted[k] = true
+	m.mu.Unlock()
+}

@@ -1,0 +1,83 @@
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Reporter sends a Recorder's counts to the control plane every Interval, with
+// what the node serves: the report doubles as the node's heartbeat. A report that
+// cannot be delivered is dropped; serving never waits on it.
+type Reporter struct {
+	ControlPlane string
+	Node         string
+	Address      string
+	Model        string
+	Interval     time.Duration
+	Recorder     *Recorder
+	// Served and Ready describe the node at report time.
+	Served func() []Served
+	Ready  func() bool
+	HTTP   *http.Client
+	Logger *slog.Logger
+}
+
+// Run reports until ctx is done.
+func (r *Reporter) Run(ctx context.Context) {
+	if r.Interval <= 0 {
+		r.Interval = time.Second
+	}
+	if r.HTTP == nil {
+		r.HTTP = &http.Client{Timeout: 2 * time.Second}
+	}
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := r.send(ctx)
+		if err != nil && !failing && ctx.Err() == nil {
+			r.Logger.Warn("cannot deliver reports; dropping them until the control plane answers", "err", err)
+		}
+		failing = err != nil
+	}
+}
+
+func (r *Reporter) send(ctx context.Context) error {
+	rep := Report{Node: r.Node, Address: r.Address, Time: time.Now().UTC(), Interval: r.Interval.Seconds(),
+		Models: []ModelReport{{Model: r.Model, Windows: r.Recorder.Flush()}}}
+	if r.Ready != nil {
+		rep.Ready = r.Ready()
+	}
+	if r.Served != nil {
+		rep.Models[0].Served = r.Served()
+	}
+	body, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(r.ControlPlane, "/")+"/api/v1/reports", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("report refused: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
