@@ -38,6 +38,8 @@ var commands = map[string]func(*env) command{
 	"gc":       func(e *env) command { return &gcCmd{env: e} },
 	"canary":   func(e *env) command { return &canaryCmd{env: e} },
 	"blend":    func(e *env) command { return &blendCmd{env: e} },
+	"status":   func(e *env) command { return &statusCmd{env: e} },
+	"policy":   func(e *env) command { return &policyCmd{env: e} },
 }
 
 // env carries what every verb shares: output streams and environment.

@@ -180,3 +180,29 @@ func TestCanaryAndBlendVerbs(t *testing.T) {
 		t.Fatalf("blend: %q %v", out, err)
 	}
 }
+
+func TestPolicyAndStatusVerbs(t *testing.T) {
+	url := mustControlPlane(t)
+	dir := t.TempDir()
+	if _, _, err := cli(t, url, "train", "--seed", "1", "--samples", "200", "--epochs", "1", "--quiet", "--out", dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cli(t, url, "push", filepath.Join(dir, "model.onnx"), "--model", "calling-score"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := cli(t, url, "policy", "calling-score")
+	if err != nil || !strings.Contains(out, "max error rate") || !strings.Contains(out, "10m0s") {
+		t.Fatalf("policy: %q %v", out, err)
+	}
+	out, _, err = cli(t, url, "policy", "calling-score", "--max-error-rate", "0.02", "--bake-time", "5m", "-o", "json")
+	if err != nil || !strings.Contains(out, `"max_error_rate": 0.02`) || !strings.Contains(out, `"bake_time": "5m0s"`) {
+		t.Fatalf("policy set: %q %v", out, err)
+	}
+	if _, _, err := cli(t, url, "policy", "calling-score", "--max-error-rate", "2"); err == nil || !strings.Contains(err.Error(), "max_error_rate") {
+		t.Fatalf("an out-of-range policy: %v", err)
+	}
+	out, _, err = cli(t, url, "status")
+	if err != nil || !strings.Contains(out, "calling-score") || !strings.Contains(out, "no traffic reported") || !strings.Contains(out, "no scorer nodes") {
+		t.Fatalf("status: %q %v", out, err)
+	}
+}

@@ -32,6 +32,8 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Store, "store", cfg.Store, "blob store URL: file:///dir or s3://bucket/prefix?endpoint=…&region=… (default file://DATA/artifacts; env MODELOPS_STORE)")
 	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
 	fs.Int64Var(&cfg.MaxArtifactBytes, "max-artifact-bytes", cfg.MaxArtifactBytes, "largest artifact a push may carry")
+	fs.DurationVar(&cfg.MonitorWindow, "monitor-window", cfg.MonitorWindow, "how far back health and rollback decisions look")
+	fs.DurationVar(&cfg.EvalInterval, "eval-interval", cfg.EvalInterval, "how often the monitor evaluates every model")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -337,7 +337,7 @@ func summarizeCard(w io.Writer, card any) {
 type promoteCmd struct{ *env }
 
 func (c *promoteCmd) Usage() string {
-	return "promote MODEL VERSION [--expect-revision N] [--reason TEXT]   point production at VERSION"
+	return "promote MODEL VERSION [--expect-revision N] [--reason TEXT] [--force]   point production at VERSION"
 }
 
 func (c *promoteCmd) Run(ctx context.Context, args []string) error {
@@ -345,6 +345,7 @@ func (c *promoteCmd) Run(ctx context.Context, args []string) error {
 	cf := c.clientFlags(fs)
 	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
 	reason := fs.String("reason", "", "why, recorded in the history")
+	force := fs.Bool("force", false, "promote a version the monitor rejected")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -361,7 +362,7 @@ func (c *promoteCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ev, err := cl.Promote(ctx, pos[0], api.AliasBody{Version: n, ExpectRevision: *expect, Reason: *reason})
+	ev, err := cl.Promote(ctx, pos[0], api.AliasBody{Version: n, ExpectRevision: *expect, Reason: *reason, Force: *force})
 	if err != nil {
 		return err
 	}

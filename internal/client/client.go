@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 )
 
@@ -203,6 +204,44 @@ func (c *Client) SetBlend(ctx context.Context, model string, body api.BlendBody)
 		return nil, err
 	}
 	return &out, nil
+}
+
+// Health returns the monitor's view of a model.
+func (c *Client) Health(ctx context.Context, model string) (*monitor.ModelHealth, error) {
+	var out monitor.ModelHealth
+	if err := c.do(ctx, http.MethodGet, "/api/v1/models/"+url.PathEscape(model)+"/health", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Fleet returns the scorer nodes that report.
+func (c *Client) Fleet(ctx context.Context) ([]monitor.NodeState, error) {
+	var out struct {
+		Nodes []monitor.NodeState `json:"nodes"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/v1/fleet", nil, nil, &out)
+	return out.Nodes, err
+}
+
+// Policy returns a model's rollback policy.
+func (c *Client) Policy(ctx context.Context, model string) (*registry.Policy, error) {
+	var out registry.Policy
+	if err := c.do(ctx, http.MethodGet, "/api/v1/models/"+url.PathEscape(model)+"/policy", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetPolicy changes some of a model's policy settings.
+func (c *Client) SetPolicy(ctx context.Context, model string, body api.PolicyBody) (*registry.Policy, error) {
+	var out struct {
+		Policy registry.Policy `json:"policy"`
+	}
+	if err := c.do(ctx, http.MethodPut, "/api/v1/models/"+url.PathEscape(model)+"/policy", nil, body, &out); err != nil {
+		return nil, err
+	}
+	return &out.Policy, nil
 }
 
 // GC lists (and with apply deletes) blobs no version references.

@@ -59,3 +59,47 @@ func Status(psi float64) string {
 	}
 	return "green"
 }
+
+// DriftAlpha is the family-wise false-alarm rate of the KS tests in one window,
+// split over the features by Bonferroni.
+const DriftAlpha = 0.001
+
+// KS is the Kolmogorov–Smirnov statistic of observed counts against expected
+// proportions over the same bins: the largest gap between the two cumulative
+// distributions at the bin edges. It also returns the sample size.
+func KS(expected []float64, observed []int64) (float64, int64) {
+	var n int64
+	for _, c := range observed {
+		n += c
+	}
+	if n == 0 || len(expected) != len(observed) {
+		return 0, n
+	}
+	var ce, co, d float64
+	for i := range expected {
+		ce += expected[i]
+		co += float64(observed[i]) / float64(n)
+		d = math.Max(d, math.Abs(ce-co))
+	}
+	return d, n
+}
+
+// KSCritical is the one-sample KS critical value at level alpha for n samples.
+func KSCritical(n int64, alpha float64) float64 {
+	return math.Sqrt(-0.5*math.Log(alpha/2)) / math.Sqrt(float64(n))
+}
+
+// Drifted says whether a feature has drifted: PSI at the act level, or a KS test
+// significant at DriftAlpha/tests (Bonferroni over the features tested together)
+// with PSI at least at the warning level. Below minRows it never says so.
+func Drifted(expected []float64, observed []int64, tests int, minRows int64) (bool, float64) {
+	psi := PSI(expected, observed)
+	d, n := KS(expected, observed)
+	if n < minRows {
+		return false, psi
+	}
+	if psi >= PSIAct {
+		return true, psi
+	}
+	return psi >= PSIWarn && d > KSCritical(n, DriftAlpha/float64(max(1, tests))), psi
+}

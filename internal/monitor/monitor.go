@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -154,8 +155,10 @@ type ArmHealth struct {
 	FeaturePSI   map[string]float64 `json:"feature_psi,omitempty"`
 	MaxPSI       float64            `json:"max_feature_psi"`
 	MaxPSIFeat   string             `json:"max_feature_psi_name,omitempty"`
-	PredPSI      float64            `json:"prediction_psi"`
-	Drift        string             `json:"drift"`
+	// Drifted lists the features whose drift is established (see Drifted).
+	Drifted []string `json:"drifted,omitempty"`
+	PredPSI float64  `json:"prediction_psi"`
+	Drift   string   `json:"drift"`
 }
 
 // ModelHealth is GET /api/v1/models/{m}/health.
@@ -184,8 +187,12 @@ func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span tim
 	}
 	if len(w.Features) == len(card.Features) {
 		h.FeaturePSI = map[string]float64{}
+		minRows := int64(20 * 11)
 		for i, name := range card.Features {
-			psi := PSI(card.Reference.Features[name].Proportions, w.Features[i])
+			drifted, psi := Drifted(card.Reference.Features[name].Proportions, w.Features[i], len(card.Features), minRows)
+			if drifted {
+				h.Drifted = append(h.Drifted, name)
+			}
 			h.FeaturePSI[name] = round4(psi)
 			if psi > h.MaxPSI {
 				h.MaxPSI, h.MaxPSIFeat = psi, name
@@ -197,6 +204,9 @@ func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span tim
 		h.PredPSI = round4(PSI(card.Reference.Prediction.Proportions, w.RefPrediction))
 	}
 	h.Drift = Status(max(h.MaxPSI, h.PredPSI))
+	if len(h.Drifted) > 0 {
+		h.Drift = "red"
+	}
 	return h
 }
 
@@ -340,7 +350,7 @@ func (m *Monitor) breach(ctx context.Context, md registry.Model, k seriesKey, w 
 	if !promotedAt.IsZero() && len(md.Previous) > 0 {
 		prev := seriesKey{md.Name, md.Previous[len(md.Previous)-1], "champion"}
 		before := m.window(prev, promotedAt.Add(-m.Window), promotedAt)
-		if before.Requests >= pol.MinSamples {
+		if n := minPSIRows(len(w.Prediction), pol); before.Rows >= n && w.Rows >= n {
 			psi := PSICounts(before.Prediction, w.Prediction)
 			if psi > pol.MaxPredPSI {
 				return fmt.Sprintf("prediction PSI %.3f > %.3f against v%d on the same traffic (%d vs %d requests)", psi, pol.MaxPredPSI, prev.version, w.Requests, before.Requests)
@@ -381,20 +391,21 @@ func (m *Monitor) decide(ctx context.Context, k seriesKey, reason string, pol re
 // driftAlert raises one drift_alert event when a settled version's input drifts
 // past PSIAct, and re-arms once it falls below PSIWarn.
 func (m *Monitor) driftAlert(ctx context.Context, md registry.Model, k seriesKey, w Window, pol registry.Policy) {
-	if w.Rows < pol.MinSamples {
+	if w.Rows < minPSIRows(11, pol) {
 		return
 	}
 	h := m.armHealth(ctx, k, w, 0)
 	m.mu.Lock()
 	already := m.alerted[k]
-	if h.MaxPSI < PSIWarn {
+	if len(h.Drifted) == 0 && h.MaxPSI < PSIWarn {
 		delete(m.alerted, k)
 	}
 	m.mu.Unlock()
-	if already || h.MaxPSI < PSIAct {
+	if already || len(h.Drifted) == 0 {
 		return
 	}
-	reason := fmt.Sprintf("input drift on v%d: PSI %.3f ≥ %.2f on %s over %d rows (warn %.2f)", k.version, h.MaxPSI, PSIAct, h.MaxPSIFeat, w.Rows, PSIWarn)
+	reason := fmt.Sprintf("input drift on v%d over %d rows: %s (largest PSI %.3f on %s; warn %.2f, act %.2f; KS at %.4g with Bonferroni)",
+		k.version, w.Rows, strings.Join(h.Drifted, ", "), h.MaxPSI, h.MaxPSIFeat, PSIWarn, PSIAct, DriftAlpha)
 	if _, err := m.Registry.Alert(ctx, md.Name, k.version, registry.EventDriftAlert, reason); err != nil {
 		m.Logger.Error("monitor: drift alert", "err", err)
 		return
@@ -402,4 +413,11 @@ func (m *Monitor) driftAlert(ctx context.Context, md registry.Model, k seriesKey
 	m.mu.Lock()
 	m.alerted[k] = true
 	m.mu.Unlock()
+}
+
+// minPSIRows is the sample size below which a PSI over bins is mostly noise: its
+// expected value on identical distributions is about (bins−1)/n per side, so 20
+// rows a bin keep that under 0.1, the warning level.
+func minPSIRows(bins int, pol registry.Policy) int64 {
+	return max(pol.MinSamples, int64(20*bins))
 }

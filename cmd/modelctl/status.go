@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/registry"
+)
+
+type statusCmd struct{ *env }
+
+func (c *statusCmd) Usage() string {
+	return "status [MODEL]   health per version and arm (requests, errors, fallbacks, latency, drift) and the scorer fleet"
+}
+
+func (c *statusCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "status")
+	cf := c.clientFlags(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		fs.Usage()
+		return fmt.Errorf("status takes at most one MODEL")
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var models []string
+	if len(pos) == 1 {
+		models = pos
+	} else {
+		ms, err := cl.Models(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			models = append(models, m.Name)
+		}
+	}
+	var healths []*monitor.ModelHealth
+	for _, m := range models {
+		h, err := cl.Health(ctx, m)
+		if err != nil {
+			return err
+		}
+		healths = append(healths, h)
+	}
+	fleet, err := cl.Fleet(ctx)
+	if err != nil {
+		return err
+	}
+	if cf.output == "json" {
+		return c.printJSON(map[string]any{"models": healths, "fleet": fleet})
+	}
+	for _, h := range healths {
+		fmt.Fprintf(c.stdout, "%s  production %s  candidate %s  (window %s)\n", h.Model, orDash(h.Production), orDash(h.Candidate), h.Window)
+		if len(h.Arms) == 0 {
+			fmt.Fprintln(c.stdout, "  no traffic reported in the window")
+		} else {
+			c.table(func(w io.Writer) {
+				fmt.Fprintln(w, "  VERSION\tARM\tREQ/S\tERRORS\tFALLBACKS\tP50\tP99\tDRIFT")
+				for _, a := range h.Arms {
+					drift := a.Drift
+					if a.MaxPSIFeat != "" {
+						drift = fmt.Sprintf("%s (PSI %.3f %s, pred %.3f)", a.Drift, a.MaxPSI, a.MaxPSIFeat, a.PredPSI)
+					}
+					fmt.Fprintf(w, "  v%d\t%s\t%.1f\t%.2f%%\t%.2f%%\t%gms\t%gms\t%s\n", a.Version, a.Arm, a.RequestRate, 100*a.ErrorRate, 100*a.FallbackRate, a.P50Ms, a.P99Ms, drift)
+				}
+			})
+		}
+		fmt.Fprintln(c.stdout)
+	}
+	if len(fleet) == 0 {
+		fmt.Fprintln(c.stdout, "no scorer nodes have reported")
+		return nil
+	}
+	c.table(func(w io.Writer) {
+		fmt.Fprintln(w, "NODE\tREADY\tSERVES\tLAST REPORT")
+		for _, n := range fleet {
+			var serves []string
+			for _, s := range n.Served {
+				serves = append(serves, fmt.Sprintf("%s v%d (%s)", s.Model, s.Version, s.Arm))
+			}
+			fmt.Fprintf(w, "%s\t%v\t%s\t%s ago\n", n.Node, n.Ready, strings.Join(serves, ", "), time.Since(n.LastReport).Round(time.Second))
+		}
+	})
+	return nil
+}
+
+type policyCmd struct{ *env }
+
+func (c *policyCmd) Usage() string {
+	return "policy MODEL [--max-error-rate 0.01] [--max-fallback-rate 0.05] [--max-p99-ms 50] [--max-prediction-psi 0.25] [--min-samples 100] [--bake-time 10m] [--failure-limit 3]   show or change the rollback policy"
+}
+
+func (c *policyCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "policy")
+	cf := c.clientFlags(fs)
+	var b api.PolicyBody
+	floatFlag := func(name, usage string, dst **float64) {
+		fs.Func(name, usage, func(s string) error {
+			var v float64
+			if _, err := fmt.Sscanf(s, "%g", &v); err != nil {
+				return fmt.Errorf("want a number")
+			}
+			*dst = &v
+			return nil
+		})
+	}
+	floatFlag("max-error-rate", "largest error rate a new version may show (0–1)", &b.MaxErrorRate)
+	floatFlag("max-fallback-rate", "largest fallback rate (0–1)", &b.MaxFallbackRate)
+	floatFlag("max-p99-ms", "largest p99 latency in milliseconds", &b.MaxP99Ms)
+	floatFlag("max-prediction-psi", "largest prediction PSI against the previous version", &b.MaxPredPSI)
+	fs.Func("min-samples", "requests needed before judging", func(s string) error {
+		var v int64
+		if _, err := fmt.Sscanf(s, "%d", &v); err != nil {
+			return fmt.Errorf("want a whole number")
+		}
+		b.MinSamples = &v
+		return nil
+	})
+	fs.Func("bake-time", "how long after a promotion a version is judged (e.g. 10m)", func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		rd := registry.Duration(d)
+		b.BakeTime = &rd
+		return nil
+	})
+	fs.Func("failure-limit", "consecutive failing evaluations before acting", func(s string) error {
+		var v int
+		if _, err := fmt.Sscanf(s, "%d", &v); err != nil {
+			return fmt.Errorf("want a whole number")
+		}
+		b.FailureLimit = &v
+		return nil
+	})
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return fmt.Errorf("policy needs MODEL")
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var p *registry.Policy
+	if b == (api.PolicyBody{}) {
+		p, err = cl.Policy(ctx, pos[0])
+	} else {
+		p, err = cl.SetPolicy(ctx, pos[0], b)
+	}
+	if err != nil {
+		return err
+	}
+	if cf.output == "json" {
+		return c.printJSON(p)
+	}
+	c.table(func(w io.Writer) {
+		fmt.Fprintf(w, "max error rate\t%g\nmax fallback rate\t%g\nmax p99\t%g ms\nmax prediction PSI\t%g\nmin samples\t%d\nbake time\t%s\nfailure limit\t%d\n",
+			p.MaxErrorRate, p.MaxFallbackRate, p.MaxP99Ms, p.MaxPredPSI, p.MinSamples, time.Duration(p.BakeTime), p.FailureLimit)
+	})
+	return nil
+}

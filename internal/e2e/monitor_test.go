@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/trainer"
+)
+
+// fastMonitor is a control plane whose monitor looks at 3 s and decides every
+// 100 ms, with scorers reporting every 100 ms.
+func fastMonitor(t *testing.T) (*app.ControlPlane, *client.Client) {
+	t.Helper()
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg.Listen = "127.0.0.1:0"
+	cfg.MonitorWindow, cfg.EvalInterval = 3*time.Second, 100*time.Millisecond
+	cp := app.NewControlPlane(cfg, quietLogger(t))
+	if err := cp.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cp.Close(context.Background()) })
+	return cp, client.New(cp.URL())
+}
+
+func fastScorer(t *testing.T, cpURL string) *app.Scorer {
+	t.Helper()
+	cfg := app.DefaultScorerConfig()
+	cfg.ControlPlane, cfg.Listen, cfg.CacheDir = cpURL, "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
+	cfg.ReportInterval = 100 * time.Millisecond
+	s := app.NewScorer(cfg, quietLogger(t))
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+// traffic scores continuously until stop is closed.
+func traffic(t *testing.T, urls []string, stop chan struct{}) *sync.WaitGroup {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	for _, u := range urls {
+		wg.Add(1)
+		go func(u string) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(1, 2))
+			row := make([]float32, 39)
+			for i := 0; i < 200000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for j := range row {
+					row[j] = rng.Float32()
+				}
+				score(hc, u, row)
+				time.Sleep(500 * time.Microsecond)
+			}
+		}(u)
+	}
+	return &wg
+}
+
+func nanArtifact(t *testing.T) string {
+	t.Helper()
+	mlp := trainer.NewMLP(3, 39, 8, 1)
+	mlp.Layers[1].B[0] = float32(math.NaN())
+	data, err := trainer.ExportONNX(mlp, trainer.ExportMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "nan.onnx")
+	os.WriteFile(p, data, 0o644)
+	return p
+}
+
+func TestBadPromotionIsRolledBackOnEveryScorer(t *testing.T) {
+	t.Run("NaN outputs", func(t *testing.T) { badPromotion(t, nanArtifact(t), "fallback rate") })
+	t.Run("scores far off the previous version", func(t *testing.T) {
+		data, err := trainer.ExportONNX(trainer.NewMLP(99, 39, 16, 1), trainer.ExportMeta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "far.onnx")
+		os.WriteFile(p, data, 0o644)
+		badPromotion(t, p, "prediction PSI")
+	})
+}
+
+func badPromotion(t *testing.T, bad, why string) {
+	ctx := context.Background()
+	cp, cl := fastMonitor(t)
+	good := testutil.MustModel(t, 1)
+	mustPush(t, cl, good)
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: bad}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2)}); err != nil {
+		t.Fatal(err)
+	}
+	s1, s2 := fastScorer(t, cp.URL()), fastScorer(t, cp.URL())
+	stop := make(chan struct{})
+	wg := traffic(t, []string{s1.URL(), s2.URL()}, stop)
+	defer func() { close(stop); wg.Wait() }()
+	waitFor(t, "both scorers on v1", 10*time.Second, func() bool {
+		v1, _, _ := s1.Slot.Current()
+		v2, _, _ := s2.Slot.Current()
+		return v1 == 1 && v2 == 1
+	})
+	time.Sleep(2 * time.Second) // traffic on v1 that the next version is compared with
+
+	promoted := time.Now()
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2, Reason: "looks fine"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the automatic rollback to reach every scorer", 20*time.Second, func() bool {
+		m, err := cl.Model(ctx, "calling-score")
+		if err != nil || m.Production != 1 {
+			return false
+		}
+		v1, _, _ := s1.Slot.Current()
+		v2, _, _ := s2.Slot.Current()
+		return v1 == 1 && v2 == 1
+	})
+	t.Logf("promotion to rollback on every scorer: %s", time.Since(promoted).Round(time.Millisecond))
+
+	evs, err := cl.Events(ctx, "calling-score", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := evs[len(evs)-1]
+	if last.Kind != registry.EventAutoRollback || last.Actor != "monitor" || last.From != 2 || last.To != 1 ||
+		!strings.Contains(last.Reason, why) || !strings.Contains(last.Reason, ">") {
+		t.Fatalf("last event %+v: want auto_rollback by the monitor with the numbers", last)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); client.StatusOf(err) != 409 || !strings.Contains(err.Error(), "rejected") {
+		t.Fatalf("promoting the rejected version again: %v, want 409 naming the rejection", err)
+	}
+	fleet, err := cl.Fleet(ctx)
+	if err != nil || len(fleet) != 2 || !fleet[0].Ready {
+		t.Fatalf("fleet %+v %v: want both nodes, ready", fleet, err)
+	}
+	h, err := cl.Health(ctx, "calling-score")
+	if err != nil || len(h.Arms) == 0 {
+		t.Fatalf("health %+v %v", h, err)
+	}
+}
+
+func TestGoodPromotionsAreNeverRolledBack(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := fastMonitor(t)
+	// Three versions of one model, each a small retouch of the last: good
+	// promotions whose scores stay close.
+	base := trainer.NewMLP(11, 39, 16, 1)
+	for v := 1; v <= 3; v++ {
+		base.Layers[1].B[0] += 0.02
+		data, err := trainer.ExportONNX(base, trainer.ExportMeta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "m.onnx")
+		os.WriteFile(p, data, 0o644)
+		if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	sc := fastScorer(t, cp.URL())
+	stop := make(chan struct{})
+	wg := traffic(t, []string{sc.URL()}, stop)
+	defer func() { close(stop); wg.Wait() }()
+	for i := 0; i < 6; i++ {
+		want := 2 + i%2 // 2, 3, 2, 3…
+		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: want}); err != nil {
+			evs, _ := cl.Events(ctx, "calling-score", 0, 0)
+			t.Fatalf("promotion %d: %v; history %+v", i, err, evs)
+		}
+		waitFor(t, "the promotion to serve", 10*time.Second, func() bool { v, _, _ := sc.Slot.Current(); return v == want })
+		time.Sleep(1500 * time.Millisecond) // many evaluations on the new version
+	}
+	evs, _ := cl.Events(ctx, "calling-score", 0, 0)
+	for _, e := range evs {
+		if e.Kind == registry.EventAutoRollback {
+			t.Fatalf("a good promotion was rolled back: %+v", e)
+		}
+	}
+}

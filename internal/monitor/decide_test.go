@@ -1,0 +1,177 @@
+package monitor_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/modelops/modelops/internal/artifact"
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	testutil.InitORT()
+	os.Exit(m.Run())
+}
+
+// setup opens a registry with two pushed versions of calling-score whose cards
+// carry a reference (uniform deciles on every feature), v1 promoted.
+func setup(t *testing.T) (*registry.Registry, *monitor.Monitor, *time.Time) {
+	t.Helper()
+	dir := t.TempDir()
+	blobs, _ := registry.NewFileStore(filepath.Join(dir, "a"))
+	reg := registry.New(filepath.Join(dir, "r.db"), blobs, loader.Verifier{})
+	if err := reg.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	now := time.Unix(1_000_000, 0)
+	reg.Now = func() time.Time { return now }
+	ref := &artifact.Reference{Features: map[string]artifact.Histogram{}, Prediction: artifact.Histogram{Edges: []float64{.5}, Proportions: []float64{.5, .5}}}
+	var names []string
+	for i := 0; i < 39; i++ {
+		n := "f" + string(rune('A'+i))
+		names = append(names, n)
+		ref.Features[n] = artifact.Histogram{Edges: []float64{.1, .2, .3, .4, .5, .6, .7, .8, .9}, Proportions: []float64{.1, .1, .1, .1, .1, .1, .1, .1, .1, .1}}
+	}
+	for seed := uint64(1); seed <= 2; seed++ {
+		m := testutil.MustModel(t, seed)
+		var card artifact.Card
+		json.Unmarshal(m.Card, &card)
+		card.Features, card.Reference = names, ref
+		raw, _ := json.Marshal(card)
+		data, _ := os.ReadFile(m.Path)
+		if _, err := reg.Push(context.Background(), registry.PushRequest{Model: "calling-score", Digest: m.Digest, Artifact: bytes.NewReader(data), Card: raw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := reg.Promote(context.Background(), registry.AliasRequest{Model: "calling-score", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	mon := monitor.New(reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	mon.Now = func() time.Time { return now }
+	return reg, mon, &now
+}
+
+// window is one second of traffic on (version, arm): uniform features, or the
+// first feature pushed up by shift; predictions uniform over [lo, lo+0.5).
+func window(rng *rand.Rand, version int, arm string, rows int, shift float64, lo float64, fallbacks int64) monitor.Window {
+	w := monitor.Window{Version: version, Arm: arm, Requests: int64(rows), Rows: int64(rows),
+		Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins), RefPrediction: make([]int64, 2)}
+	w.Latency[3] = int64(rows)
+	if fallbacks > 0 {
+		w.Fallbacks = map[string]int64{"invalid_output": fallbacks}
+	}
+	w.Features = make([][]int64, 39)
+	for f := range w.Features {
+		w.Features[f] = make([]int64, 10)
+	}
+	for r := 0; r < rows; r++ {
+		for f := 0; f < 39; f++ {
+			v := rng.Float64()
+			if f == 0 {
+				v = min(0.999, v+shift)
+			}
+			w.Features[f][int(v*10)]++
+		}
+		p := lo + rng.Float64()*0.5
+		w.Prediction[int(p*monitor.PredictionBins)]++
+		if p > .5 {
+			w.RefPrediction[1]++
+		} else {
+			w.RefPrediction[0]++
+		}
+	}
+	return w
+}
+
+func ingest(mon *monitor.Monitor, w monitor.Window) {
+	mon.Ingest(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w}}}})
+}
+
+func kinds(t *testing.T, reg *registry.Registry) map[string]int {
+	evs, err := reg.Events(context.Background(), registry.EventQuery{Model: "calling-score"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range evs {
+		out[e.Kind]++
+	}
+	return out
+}
+
+func TestGoodPromotionsSurviveTwentyTrials(t *testing.T) {
+	for trial := 0; trial < 20; trial++ {
+		reg, mon, now := setup(t)
+		rng := rand.New(rand.NewPCG(uint64(trial), 5))
+		ctx := context.Background()
+		for s := 0; s < 10; s++ { // v1 settled traffic before the promotion
+			*now = now.Add(time.Second)
+			ingest(mon, window(rng, 1, "champion", 300, 0, 0.2, 0))
+		}
+		*now = now.Add(time.Second)
+		if _, err := reg.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2}); err != nil {
+			t.Fatal(err)
+		}
+		for s := 0; s < 20; s++ {
+			*now = now.Add(time.Second)
+			ingest(mon, window(rng, 2, "champion", 300, 0, 0.2, 0)) // same predictions, a handful of fallbacks never
+			mon.Evaluate(ctx)
+		}
+		if k := kinds(t, reg); k[registry.EventAutoRollback] != 0 {
+			t.Fatalf("trial %d: a good promotion was rolled back", trial)
+		}
+	}
+}
+
+func TestFallbackStormIsRolledBackWithTheNumbers(t *testing.T) {
+	reg, mon, now := setup(t)
+	rng := rand.New(rand.NewPCG(1, 1))
+	ctx := context.Background()
+	if _, err := reg.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for s := 0; s < 5; s++ {
+		*now = now.Add(time.Second)
+		ingest(mon, window(rng, 2, "champion", 300, 0, 0.2, 60))
+		mon.Evaluate(ctx)
+	}
+	m, _ := reg.Model(ctx, "calling-score")
+	if m.Production != 1 || m.Rejected[2] == "" {
+		t.Fatalf("production v%d, rejected %v: want v1 back and v2 rejected", m.Production, m.Rejected)
+	}
+	if k := kinds(t, reg); k[registry.EventAutoRollback] != 1 {
+		t.Fatalf("events %v", k)
+	}
+}
+
+func TestInputDriftOnASettledVersionAlertsOnce(t *testing.T) {
+	reg, mon, now := setup(t)
+	rng := rand.New(rand.NewPCG(2, 2))
+	ctx := context.Background()
+	*now = now.Add(time.Hour) // long past the bake time
+	for s := 0; s < 10; s++ {
+		*now = now.Add(time.Second)
+		ingest(mon, window(rng, 1, "champion", 500, 0.3, 0.2, 0))
+		mon.Evaluate(ctx)
+	}
+	k := kinds(t, reg)
+	if k[registry.EventDriftAlert] != 1 || k[registry.EventAutoRollback] != 0 {
+		t.Fatalf("events %v: want exactly one drift alert and no rollback", k)
+	}
+	h, err := mon.Health(ctx, "calling-score")
+	if err != nil || len(h.Arms) != 1 || h.Arms[0].Drift != "red" || h.Arms[0].MaxPSIFeat != "fA" {
+		t.Fatalf("health %+v %v", h, err)
+	}
+}
