@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -152,6 +153,11 @@ func run(o options) error {
 		return err
 	}
 
+	rb, err := rollbackRun(o, single)
+	if err != nil {
+		return err
+	}
+
 	fmt.Println()
 	targets := []struct {
 		name string
@@ -164,6 +170,7 @@ func run(o options) error {
 		{fmt.Sprintf("%d swaps: 0 failed requests", swap.swaps), fmt.Sprint(swap.during.failed), swap.during.failed == 0},
 		{fmt.Sprintf("%d swaps: 0 swap-caused fallbacks", swap.swaps), fmt.Sprint(swap.during.fallbacks), swap.during.fallbacks == 0},
 		{"p99 during swaps ≤ 1.5× steady p99", fmt.Sprintf("%s vs %s (%.2f×)", swap.during.quantile(.99).Round(time.Microsecond), swap.steady.quantile(.99).Round(time.Microsecond), float64(swap.during.quantile(.99))/float64(swap.steady.quantile(.99))), swap.during.quantile(.99) <= swap.steady.quantile(.99)*3/2},
+		{"bad promotion rolled back on every scorer within 5 s (1 s reports)", rb.Round(time.Millisecond).String(), rb < 5*time.Second},
 		{"memory after the swaps within 10 MB of before", fmt.Sprintf("%+.1f MB (RSS %.1f → %.1f MB)", (swap.rssAfter-swap.rssBefore)/1e6, swap.rssBefore/1e6, swap.rssAfter/1e6), swap.rssAfter-swap.rssBefore <= 10e6},
 	}
 	tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -424,4 +431,90 @@ func settledRSS() float64 {
 		}
 	}
 	return 0
+}
+
+// rollbackRun promotes a version that answers NaN to two scorers under load, with
+// the default policy and 1 s reports, and times how long until both serve the
+// previous version again.
+func rollbackRun(o options, body []byte) (time.Duration, error) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "modelbench-rb-*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir, cfg.Listen = filepath.Join(dir, "data"), "127.0.0.1:0"
+	cp := app.NewControlPlane(cfg, quiet)
+	if err := cp.Open(ctx); err != nil {
+		return 0, err
+	}
+	defer cp.Close(ctx)
+	cl := client.New(cp.URL())
+	mlp := trainer.NewMLP(3, 39, 8, 1)
+	mlp.Layers[1].B[0] = float32(math.NaN())
+	onnx, err := trainer.ExportONNX(mlp, trainer.ExportMeta{})
+	if err != nil {
+		return 0, err
+	}
+	bad := filepath.Join(dir, "nan.onnx")
+	if err := os.WriteFile(bad, onnx, 0o644); err != nil {
+		return 0, err
+	}
+	card, _ := os.ReadFile(filepath.Join(filepath.Dir(o.model), "card.json"))
+	for _, p := range []client.PushOptions{{Model: "calling-score", ArtifactPath: o.model, Card: card}, {Model: "calling-score", ArtifactPath: bad}} {
+		if _, err := cl.Push(ctx, p); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		return 0, err
+	}
+	var scorers []*app.Scorer
+	for i := 0; i < 2; i++ {
+		scfg := app.DefaultScorerConfig()
+		scfg.ControlPlane, scfg.Listen, scfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(dir, fmt.Sprint("cache", i))
+		sc := app.NewScorer(scfg, quiet)
+		if err := sc.Open(ctx); err != nil {
+			return 0, err
+		}
+		defer sc.Close(ctx)
+		scorers = append(scorers, sc)
+	}
+	on := func(v int) bool {
+		for _, sc := range scorers {
+			if cur, _, _ := sc.Slot.Current(); cur != v {
+				return false
+			}
+		}
+		return true
+	}
+	wait := func(v int) error {
+		for deadline := time.Now().Add(30 * time.Second); !on(v); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("rollback run: scorers never all served v%d", v)
+			}
+		}
+		return nil
+	}
+	if err := wait(1); err != nil {
+		return 0, err
+	}
+	loadCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	for _, sc := range scorers {
+		go paced(loadCtx, sc.URL()+"/v1/score", body, 300, time.Minute)
+	}
+	time.Sleep(3 * time.Second)
+	start := time.Now()
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+		return 0, err
+	}
+	if err := wait(2); err != nil {
+		return 0, err
+	}
+	if err := wait(1); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
 }

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/monitor"
@@ -54,6 +57,12 @@ const maxJSONBody = 1 << 20
 func (cp *ControlPlane) Handler() http.Handler {
 	e := newEcho(cp.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cp.Monitor != nil {
+		reg.MustRegister(monitor.Collector{M: cp.Monitor})
+	}
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	g := e.Group("/api/v1")
 	g.GET("/models", cp.listModels)
 	g.GET("/models/:model", cp.getModel)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -161,6 +162,17 @@ func badPromotion(t *testing.T, bad, why string) {
 	h, err := cl.Health(ctx, "calling-score")
 	if err != nil || len(h.Arms) == 0 {
 		t.Fatalf("health %+v %v", h, err)
+	}
+	resp, err := http.Get(cp.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"modelops_monitor_decisions_total 1", "modelops_monitor_nodes 2", `modelops_monitor_fallback_rate{arm="champion",model="calling-score",version="2"}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("control plane /metrics lacks %s", want)
+		}
 	}
 }
 

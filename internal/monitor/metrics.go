@@ -1,0 +1,65 @@
+package monitor
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collector exposes the monitor on the control plane's /metrics: per model,
+// version and arm over the window, the request rate, error and fallback rates,
+// p99, the largest feature PSI and the prediction PSI; the automatic decisions
+// taken; the nodes reporting.
+type Collector struct {
+	M *Monitor
+}
+
+var (
+	descRate      = prometheus.NewDesc("modelops_monitor_request_rate", "Requests per second over the monitor window.", []string{"model", "version", "arm"}, nil)
+	descErrors    = prometheus.NewDesc("modelops_monitor_error_rate", "Share of requests whose session failed, over the window.", []string{"model", "version", "arm"}, nil)
+	descFallbacks = prometheus.NewDesc("modelops_monitor_fallback_rate", "Share of requests answered by the rules, over the window.", []string{"model", "version", "arm"}, nil)
+	descP99       = prometheus.NewDesc("modelops_monitor_p99_seconds", "p99 latency over the window (histogram upper edge).", []string{"model", "version", "arm"}, nil)
+	descPSI       = prometheus.NewDesc("modelops_monitor_feature_psi_max", "Largest feature PSI against the card's reference.", []string{"model", "version", "arm"}, nil)
+	descPredPSI   = prometheus.NewDesc("modelops_monitor_prediction_psi", "Prediction PSI against the card's reference.", []string{"model", "version", "arm"}, nil)
+	descDecisions = prometheus.NewDesc("modelops_monitor_decisions_total", "Automatic rollbacks and canary clearings taken.", nil, nil)
+	descNodes     = prometheus.NewDesc("modelops_monitor_nodes", "Scorer nodes that reported in the last minute.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRate, descErrors, descFallbacks, descP99, descPSI, descPredPSI, descDecisions, descNodes} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	models, _ := c.M.Registry.Models(ctx)
+	for _, md := range models {
+		h, err := c.M.Health(ctx, md.Name)
+		if err != nil {
+			continue
+		}
+		for _, a := range h.Arms {
+			l := []string{md.Name, strconv.Itoa(a.Version), a.Arm}
+			ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, a.RequestRate, l...)
+			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.GaugeValue, a.ErrorRate, l...)
+			ch <- prometheus.MustNewConstMetric(descFallbacks, prometheus.GaugeValue, a.FallbackRate, l...)
+			ch <- prometheus.MustNewConstMetric(descP99, prometheus.GaugeValue, a.P99Ms/1000, l...)
+			ch <- prometheus.MustNewConstMetric(descPSI, prometheus.GaugeValue, a.MaxPSI, l...)
+			ch <- prometheus.MustNewConstMetric(descPredPSI, prometheus.GaugeValue, a.PredPSI, l...)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(c.M.Decisions()))
+	recent := 0
+	for _, n := range c.M.Fleet() {
+		if c.M.Now().Sub(n.LastReport) < time.Minute {
+			recent++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(recent))
+}
