@@ -66,13 +66,13 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 			fmt.Fprintln(c.stdout, "  no traffic reported in the window")
 		} else {
 			c.table(func(w io.Writer) {
-				fmt.Fprintln(w, "  VERSION\tARM\tREQ/S\tERRORS\tFALLBACKS\tP50\tP99\tDRIFT")
+				fmt.Fprintln(w, "  VERSION\tARM\tREQ/S\tERRORS\tFALLBACKS\tP50\tP99\tOUTCOMES\tMSE\tMAE\tDRIFT")
 				for _, a := range h.Arms {
 					drift := a.Drift
 					if a.MaxPSIFeat != "" {
 						drift = fmt.Sprintf("%s (PSI %.3f %s, pred %.3f)", a.Drift, a.MaxPSI, a.MaxPSIFeat, a.PredPSI)
 					}
-					fmt.Fprintf(w, "  v%d\t%s\t%.1f\t%.2f%%\t%.2f%%\t%gms\t%gms\t%s\n", a.Version, a.Arm, a.RequestRate, 100*a.ErrorRate, 100*a.FallbackRate, a.P50Ms, a.P99Ms, drift)
+					fmt.Fprintf(w, "  v%d\t%s\t%.1f\t%.2f%%\t%.2f%%\t%gms\t%gms\t%d\t%.4f\t%.4f\t%s\n", a.Version, a.Arm, a.RequestRate, 100*a.ErrorRate, 100*a.FallbackRate, a.P50Ms, a.P99Ms, a.Outcomes, a.OutcomeMSE, a.OutcomeMAE, drift)
 				}
 			})
 		}

@@ -130,6 +130,8 @@ type Scorer struct {
 
 	// Recorder, when set, counts every answer for the monitor.
 	Recorder *monitor.Recorder
+	// Join, when set, remembers answers for POST /v1/feedback.
+	Join *monitor.Join
 
 	metrics   *scorerMetrics
 	sem       chan struct{}
@@ -166,6 +168,7 @@ func (s *Scorer) Handler() http.Handler {
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
 	e.POST("/v1/score", s.score)
+	e.POST("/v1/feedback", s.feedback)
 	e.GET("/v1/status", s.status)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
 	s.oipRoutes(e)
@@ -245,6 +248,8 @@ type ScoreResponse struct {
 	Version int       `json:"version,omitempty"`
 	Arm     string    `json:"arm"`
 	Reason  string    `json:"reason,omitempty"`
+	// RequestID names the answer for POST /v1/feedback (model answers only).
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Sources.
@@ -360,12 +365,57 @@ func (s *Scorer) score(c echo.Context) error {
 	}
 	s.observe(m, out, flat, len(rows), start)
 	resp := ScoreResponse{Model: m.Name, Source: out.source, Version: out.version, Arm: out.arm, Reason: out.reason}
+	if s.Join != nil && out.source == SourceModel {
+		resp.RequestID = strconv.FormatUint(rand.Uint64(), 16)
+		s.Join.Remember(resp.RequestID, out.version, out.arm, out.scores)
+	}
 	if single {
 		resp.Score = &out.scores[0]
 	} else {
 		resp.Scores = out.scores
 	}
 	return c.JSON(http.StatusOK, resp)
+}
+
+// FeedbackRequest joins real outcomes to an earlier answer: "outcome" for a
+// one-row request, "outcomes" (one per row) for many.
+type FeedbackRequest struct {
+	RequestID string    `json:"request_id"`
+	Outcome   *float64  `json:"outcome,omitempty"`
+	Outcomes  []float64 `json:"outcomes,omitempty"`
+}
+
+func (s *Scorer) feedback(c echo.Context) error {
+	if s.Join == nil {
+		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this scorer keeps no answers for feedback"}
+	}
+	body, err := readBody(c, s.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	var req FeedbackRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return badRequest("malformed feedback: " + err.Error())
+	}
+	outcomes := req.Outcomes
+	if req.Outcome != nil {
+		outcomes = append([]float64{*req.Outcome}, outcomes...)
+	}
+	if req.RequestID == "" || len(outcomes) == 0 {
+		return badRequest("feedback needs \"request_id\" and \"outcome\" (or \"outcomes\")")
+	}
+	for i, v := range outcomes {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return badRequest(fmt.Sprintf("outcome %d is not a finite number", i))
+		}
+	}
+	if err := s.Join.Feedback(req.RequestID, outcomes); err != nil {
+		if errors.Is(err, monitor.ErrUnknownRequest) {
+			return &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("request_id %q: %v", truncate(req.RequestID, 40), err)}
+		}
+		return badRequest(err.Error())
+	}
+	return c.NoContent(http.StatusNoContent)
 }
 
 func (s *Scorer) reject(err error) error {

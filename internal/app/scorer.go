@@ -125,6 +125,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 	}
 	scorer := api.NewScorer(s.Logger.With("component", "api"), served)
 	scorer.Recorder = s.Recorder
+	scorer.Join = monitor.NewJoin(s.Recorder, 100000)
 	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
 	if err := s.Server.Open(); err != nil {
 		return err

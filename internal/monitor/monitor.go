@@ -159,6 +159,10 @@ type ArmHealth struct {
 	Drifted []string `json:"drifted,omitempty"`
 	PredPSI float64  `json:"prediction_psi"`
 	Drift   string   `json:"drift"`
+	// Outcomes joined by feedback, with the model's MSE and MAE against them.
+	Outcomes   int64   `json:"outcomes"`
+	OutcomeMSE float64 `json:"outcome_mse,omitempty"`
+	OutcomeMAE float64 `json:"outcome_mae,omitempty"`
 }
 
 // ModelHealth is GET /api/v1/models/{m}/health.
@@ -176,6 +180,11 @@ func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span tim
 		P50Ms: w.QuantileMs(.5), P99Ms: w.QuantileMs(.99), Drift: "green"}
 	if span > 0 {
 		h.RequestRate = float64(w.Requests) / span.Seconds()
+	}
+	if w.Outcomes > 0 {
+		h.Outcomes = w.Outcomes
+		h.OutcomeMSE = w.OutcomeSE / float64(w.Outcomes)
+		h.OutcomeMAE = w.OutcomeAE / float64(w.Outcomes)
 	}
 	if w.Requests > 0 {
 		h.ErrorRate = float64(w.Errors) / float64(w.Requests)
@@ -239,7 +248,7 @@ func (m *Monitor) Health(ctx context.Context, model string) (*ModelHealth, error
 	})
 	for _, k := range keys {
 		w := m.window(k, now.Add(-m.Window), now)
-		if w.Requests == 0 {
+		if w.Requests == 0 && w.Outcomes == 0 {
 			continue
 		}
 		out.Arms = append(out.Arms, m.armHealth(ctx, k, w, m.Window))

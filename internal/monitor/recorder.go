@@ -143,6 +143,27 @@ func (r *Recorder) Observe(o Observation) {
 	}
 }
 
+// ObserveOutcomes records real outcomes for scores a (version, arm) gave.
+func (r *Recorder) ObserveOutcomes(version int, arm string, scores []float32, outcomes []float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := accKey{version, arm}
+	w := r.accs[k]
+	if w == nil {
+		w = &Window{Version: version, Arm: arm, Latency: make([]int64, len(LatencyBucketsMs)+1), Prediction: make([]int64, PredictionBins)}
+		r.accs[k] = w
+	}
+	for i, s := range scores {
+		e := float64(s) - outcomes[i]
+		w.Outcomes++
+		w.OutcomeSE += e * e
+		if e < 0 {
+			e = -e
+		}
+		w.OutcomeAE += e
+	}
+}
+
 // Flush returns the counts since the last Flush and starts afresh.
 func (r *Recorder) Flush() []Window {
 	r.mu.Lock()

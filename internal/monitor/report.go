@@ -58,11 +58,19 @@ type Window struct {
 	// Features counts rows per feature over the card's reference edges (in the
 	// card's feature order); empty when the card has no reference.
 	Features [][]int64 `json:"features,omitempty"`
+	// Outcomes joined by feedback: how many, and the summed squared and absolute
+	// errors of the scores against them.
+	Outcomes  int64   `json:"outcomes,omitempty"`
+	OutcomeSE float64 `json:"outcome_se,omitempty"`
+	OutcomeAE float64 `json:"outcome_ae,omitempty"`
 }
 
 // Add merges o into w (same version and arm).
 func (w *Window) Add(o Window) {
 	w.Requests += o.Requests
+	w.Outcomes += o.Outcomes
+	w.OutcomeSE += o.OutcomeSE
+	w.OutcomeAE += o.OutcomeAE
 	w.Rows += o.Rows
 	w.Errors += o.Errors
 	if len(o.Fallbacks) > 0 && w.Fallbacks == nil {
