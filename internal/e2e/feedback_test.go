@@ -58,10 +58,10 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 	}
 	for body, want := range map[string]int{
 		fmt.Sprintf(`{"request_id":%q,"outcome":1}`, firstID): 404, // a second feedback
-		`{"request_id":"nope","outcome":1}`:                    404,
-		`{"request_id":"x"}`:                                   400,
-		`{"request_id":"x","outcome":"high"}`:                  400,
-		`{"outcome":1}`:                                        400,
+		`{"request_id":"nope","outcome":1}`:                   404,
+		`{"request_id":"x"}`:                                  400,
+		`{"request_id":"x","outcome":"high"}`:                 400,
+		`{"outcome":1}`:                                       400,
 	} {
 		if code := post(body); code != want {
 			t.Errorf("feedback %s: %d, want %d", body, code, want)
