@@ -557,6 +557,7 @@ func (s *Scorer) shadow(m *Served, flat []float32, n int, champion []float32) {
 	go func() {
 		defer func() { <-s.shadowSem }()
 		out, err := l.Run(flat, n)
+		version := l.Version
 		l.Release()
 		if err != nil {
 			return
@@ -564,6 +565,9 @@ func (s *Scorer) shadow(m *Served, flat []float32, n int, champion []float32) {
 		h := s.metrics.shadow.WithLabelValues(m.Name)
 		for i, v := range out {
 			h.Observe(math.Abs(float64(v - champ[i])))
+		}
+		if s.Recorder != nil {
+			s.Recorder.ObserveShadow(version, out, champ)
 		}
 	}()
 }

@@ -222,15 +222,35 @@ func (s *Session) RunBudget(flat []float32, rows int, budget time.Duration) ([]f
 	if opts == nil {
 		return s.Run(flat, rows)
 	}
-	timer := time.AfterFunc(budget, func() { opts.Terminate() })
-	out, err := s.run(flat, rows, opts)
-	if !timer.Stop() {
-		// The timer fired (during or just after the run): clear the flag before
-		// the options are used again.
-		opts.UnsetTerminate()
-		if err != nil {
-			err = fmt.Errorf("%w: after %s", ErrBudget, budget)
+	// The timer may only touch opts while the run is going: it checks under b.mu,
+	// and once the run has ended (done) it leaves opts alone, so they can go back
+	// to the pool with the flag cleared.
+	var b struct {
+		mu          sync.Mutex
+		done, fired bool
+	}
+	start := time.Now()
+	timer := time.AfterFunc(budget, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if !b.done {
+			b.fired = true
+			opts.Terminate()
 		}
+	})
+	out, err := s.run(flat, rows, opts)
+	b.mu.Lock()
+	b.done = true
+	fired := b.fired
+	b.mu.Unlock()
+	timer.Stop()
+	if fired {
+		opts.UnsetTerminate()
+	}
+	// A run that ends past its budget is over budget, whether ONNX Runtime
+	// stopped it or it finished late.
+	if elapsed := time.Since(start); elapsed > budget {
+		out, err = nil, fmt.Errorf("%w: %s > %s", ErrBudget, elapsed.Round(time.Microsecond), budget)
 	}
 	runOptionsPool.Put(opts)
 	return out, err

@@ -163,6 +163,9 @@ type ArmHealth struct {
 	Outcomes   int64   `json:"outcomes"`
 	OutcomeMSE float64 `json:"outcome_mse,omitempty"`
 	OutcomeMAE float64 `json:"outcome_mae,omitempty"`
+	// ShadowRows and ShadowMeanAbsDiff describe shadow runs of this version.
+	ShadowRows       int64   `json:"shadow_rows,omitempty"`
+	ShadowP50AbsDiff float64 `json:"shadow_p50_abs_diff,omitempty"`
 }
 
 // ModelHealth is GET /api/v1/models/{m}/health.
@@ -180,6 +183,23 @@ func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span tim
 		P50Ms: w.QuantileMs(.5), P99Ms: w.QuantileMs(.99), Drift: "green"}
 	if span > 0 {
 		h.RequestRate = float64(w.Requests) / span.Seconds()
+	}
+	if len(w.ShadowDiff) > 0 {
+		var n, seen int64
+		for _, c := range w.ShadowDiff {
+			n += c
+		}
+		h.ShadowRows = n
+		for i, c := range w.ShadowDiff {
+			seen += c
+			if seen*2 >= n {
+				h.ShadowP50AbsDiff = 1
+				if i < len(ShadowDiffEdges) {
+					h.ShadowP50AbsDiff = ShadowDiffEdges[i]
+				}
+				break
+			}
+		}
 	}
 	if w.Outcomes > 0 {
 		h.Outcomes = w.Outcomes
@@ -248,7 +268,7 @@ func (m *Monitor) Health(ctx context.Context, model string) (*ModelHealth, error
 	})
 	for _, k := range keys {
 		w := m.window(k, now.Add(-m.Window), now)
-		if w.Requests == 0 && w.Outcomes == 0 {
+		if w.Requests == 0 && w.Outcomes == 0 && w.Rows == 0 {
 			continue
 		}
 		out.Arms = append(out.Arms, m.armHealth(ctx, k, w, m.Window))

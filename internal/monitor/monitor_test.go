@@ -154,3 +154,12 @@ func BenchmarkRecorderObservePerRow(b *testing.B) {
 		r.Observe(Observation{Version: 1, Arm: "champion", Rows: 1, Flat: flat, Scores: scores, Latency: 400 * time.Microsecond})
 	}
 }
+
+func TestShadowRunsAreCountedApart(t *testing.T) {
+	r := NewRecorder()
+	r.ObserveShadow(2, []float32{0.5, 0.7}, []float32{0.5, 0.4})
+	ws := r.Flush()
+	if len(ws) != 1 || ws[0].Arm != "shadow" || ws[0].Requests != 0 || ws[0].Rows != 2 || ws[0].ShadowDiff[0] != 1 || ws[0].ShadowDiff[7] != 1 {
+		t.Fatalf("shadow window %+v", ws)
+	}
+}

@@ -143,6 +143,30 @@ func (r *Recorder) Observe(o Observation) {
 	}
 }
 
+// ObserveShadow records a shadow run: the challenger's scores and their distance
+// from the champion's on the same rows. The challenger's window counts them as
+// rows without requests, so they never weigh on rates.
+func (r *Recorder) ObserveShadow(version int, scores, champion []float32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := accKey{version, "shadow"}
+	w := r.accs[k]
+	if w == nil {
+		w = &Window{Version: version, Arm: "shadow", Latency: make([]int64, len(LatencyBucketsMs)+1), Prediction: make([]int64, PredictionBins), ShadowDiff: make([]int64, len(ShadowDiffEdges)+1)}
+		r.accs[k] = w
+	}
+	for i, s := range scores {
+		w.Rows++
+		b := int(s * PredictionBins)
+		w.Prediction[min(max(b, 0), PredictionBins-1)]++
+		d := float64(s - champion[i])
+		if d < 0 {
+			d = -d
+		}
+		w.ShadowDiff[bin(ShadowDiffEdges, d)]++
+	}
+}
+
 // ObserveOutcomes records real outcomes for scores a (version, arm) gave.
 func (r *Recorder) ObserveOutcomes(version int, arm string, scores []float32, outcomes []float64) {
 	r.mu.Lock()

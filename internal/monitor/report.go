@@ -13,6 +13,10 @@ import (
 // one more bucket counts everything slower.
 var LatencyBucketsMs = []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000}
 
+// ShadowDiffEdges are the upper edges of the |challenger − champion| histogram of
+// shadow runs; one more bin counts larger differences.
+var ShadowDiffEdges = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5}
+
 // PredictionBins is the number of equal-width bins over [0,1] of the prediction
 // histogram, used to compare versions with each other.
 const PredictionBins = 20
@@ -63,6 +67,9 @@ type Window struct {
 	Outcomes  int64   `json:"outcomes,omitempty"`
 	OutcomeSE float64 `json:"outcome_se,omitempty"`
 	OutcomeAE float64 `json:"outcome_ae,omitempty"`
+	// ShadowDiff counts |challenger − champion| per row over ShadowDiffEdges, on the
+	// challenger's window in shadow mode.
+	ShadowDiff []int64 `json:"shadow_diff,omitempty"`
 }
 
 // Add merges o into w (same version and arm).
@@ -81,6 +88,7 @@ func (w *Window) Add(o Window) {
 	}
 	w.Latency = addCounts(w.Latency, o.Latency)
 	w.Prediction = addCounts(w.Prediction, o.Prediction)
+	w.ShadowDiff = addCounts(w.ShadowDiff, o.ShadowDiff)
 	w.RefPrediction = addCounts(w.RefPrediction, o.RefPrediction)
 	if len(o.Features) > 0 {
 		if len(w.Features) != len(o.Features) {
