@@ -11,6 +11,15 @@ SCORER_ADDR=${SCORER_ADDR:-127.0.0.1:8081}
 export MODELCTL_SERVER="http://$CP_ADDR"
 mkdir -p "$DATA"
 
+# A local admin token, made once and kept in $DATA (mode 600), so the CLI and the
+# scorer work without ceremony. Production sets MODELOPS_ADMIN_TOKEN itself.
+newtoken() { printf 'mo_%s_%s' "$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')" "$(od -An -tx1 -N20 /dev/urandom | tr -d ' \n')"; }
+if [ ! -s "$DATA/admin.token" ]; then
+  (umask 077; newtoken > "$DATA/admin.token")
+fi
+export MODELOPS_ADMIN_TOKEN=$(cat "$DATA/admin.token")
+export MODELCTL_TOKEN=$MODELOPS_ADMIN_TOKEN
+
 pids=()
 cleanup() {
   trap - INT TERM EXIT
@@ -41,7 +50,11 @@ else
   bin/modelctl promote calling-score 1 --reason "shipped model, promoted by make run"
 fi
 
-bin/scorer --control-plane "$MODELCTL_SERVER" --listen "$SCORER_ADDR" --cache-dir "$DATA/scorer-cache" 2>"$DATA/scorer.log" &
+if [ ! -s "$DATA/scorer.token" ]; then
+  (umask 077; bin/modelctl token create --name local-scorer --role scorer 2>/dev/null > "$DATA/scorer.token")
+fi
+MODELOPS_SCORER_TOKEN=$(cat "$DATA/scorer.token") \
+  bin/scorer --control-plane "$MODELCTL_SERVER" --listen "$SCORER_ADDR" --cache-dir "$DATA/scorer-cache" 2>"$DATA/scorer.log" &
 pids+=($!)
 for _ in $(seq 1 100); do
   curl -fsS "http://$SCORER_ADDR/readyz" >/dev/null 2>&1 && break
@@ -55,9 +68,13 @@ modelops is running.
   control plane  $MODELCTL_SERVER   (log: $DATA/control-plane.log)
   scorer         http://$SCORER_ADDR   (log: $DATA/scorer.log)
 
+The admin token is in $DATA/admin.token; for the CLI in another terminal:
+  export MODELCTL_TOKEN=\$(cat $DATA/admin.token)
+
 Try:
   curl -s http://$SCORER_ADDR/v1/score -d '{"features":[$row]}'
   bin/modelctl list
+  bin/modelctl status
   bin/modelctl history calling-score
 
 Ctrl-C stops both.

@@ -32,6 +32,7 @@ import (
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/trainer"
 )
 
@@ -65,6 +66,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// benchToken is the admin token of the control planes the bench starts.
+var benchToken = registry.NewTokenSecret()
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -336,12 +340,14 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 	defer os.RemoveAll(dir)
 	cfg := app.DefaultControlPlaneConfig()
 	cfg.DataDir, cfg.Listen = filepath.Join(dir, "data"), "127.0.0.1:0"
+	cfg.AdminToken = benchToken
 	cp := app.NewControlPlane(cfg, quiet)
 	if err := cp.Open(ctx); err != nil {
 		return swapResult{}, err
 	}
 	defer cp.Close(ctx)
 	cl := client.New(cp.URL())
+	cl.Token = benchToken
 	second := filepath.Join(dir, "v2.onnx")
 	onnx, err := trainer.ExportONNX(trainer.NewMLP(7, 39, 128, 64, 1), trainer.ExportMeta{GraphName: "bench"})
 	if err != nil {
@@ -361,6 +367,7 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 	}
 	scfg := app.DefaultScorerConfig()
 	scfg.ControlPlane, scfg.Listen, scfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(dir, "cache")
+	scfg.Token = benchToken
 	sc := app.NewScorer(scfg, quiet)
 	if err := sc.Open(ctx); err != nil {
 		return swapResult{}, err
@@ -445,12 +452,14 @@ func rollbackRun(o options, body []byte) (time.Duration, error) {
 	defer os.RemoveAll(dir)
 	cfg := app.DefaultControlPlaneConfig()
 	cfg.DataDir, cfg.Listen = filepath.Join(dir, "data"), "127.0.0.1:0"
+	cfg.AdminToken = benchToken
 	cp := app.NewControlPlane(cfg, quiet)
 	if err := cp.Open(ctx); err != nil {
 		return 0, err
 	}
 	defer cp.Close(ctx)
 	cl := client.New(cp.URL())
+	cl.Token = benchToken
 	mlp := trainer.NewMLP(3, 39, 8, 1)
 	mlp.Layers[1].B[0] = float32(math.NaN())
 	onnx, err := trainer.ExportONNX(mlp, trainer.ExportMeta{})
@@ -474,6 +483,7 @@ func rollbackRun(o options, body []byte) (time.Duration, error) {
 	for i := 0; i < 2; i++ {
 		scfg := app.DefaultScorerConfig()
 		scfg.ControlPlane, scfg.Listen, scfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(dir, fmt.Sprint("cache", i))
+		scfg.Token = benchToken
 		sc := app.NewScorer(scfg, quiet)
 		if err := sc.Open(ctx); err != nil {
 			return 0, err

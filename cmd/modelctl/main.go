@@ -40,6 +40,7 @@ var commands = map[string]func(*env) command{
 	"blend":    func(e *env) command { return &blendCmd{env: e} },
 	"status":   func(e *env) command { return &statusCmd{env: e} },
 	"policy":   func(e *env) command { return &policyCmd{env: e} },
+	"token":    func(e *env) command { return &tokenCmd{env: e} },
 }
 
 // env carries what every verb shares: output streams and environment.
@@ -91,7 +92,7 @@ func (e *env) usage() {
 	for _, n := range names {
 		fmt.Fprintf(&b, "  %s\n", commands[n](e).Usage())
 	}
-	b.WriteString("\nClient commands take --server (env MODELCTL_SERVER, default http://127.0.0.1:8080) and -o table|json.\n")
+	b.WriteString("\nClient commands take --server (env MODELCTL_SERVER, default http://127.0.0.1:8080) and -o table|json,\nand send the token in MODELCTL_TOKEN.\n")
 	fmt.Fprint(e.stderr, b.String())
 }
 

@@ -26,12 +26,16 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	if v := c.getenv("ONNXRUNTIME_LIB"); v != "" {
 		cfg.ORTLibrary = v
 	}
+	cfg.AdminToken = c.getenv("MODELOPS_ADMIN_TOKEN")
 	fs := c.flags(c, "serve")
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for registry.db and, by default, the artifacts (env MODELOPS_DATA)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "API address")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, "blob store URL: file:///dir or s3://bucket/prefix?endpoint=…&region=… (default file://DATA/artifacts; env MODELOPS_STORE)")
 	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
 	fs.Int64Var(&cfg.MaxArtifactBytes, "max-artifact-bytes", cfg.MaxArtifactBytes, "largest artifact a push may carry")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
+	fs.BoolVar(&cfg.NoAuth, "insecure-no-auth", false, "serve the API without tokens (never on a shared network)")
 	fs.DurationVar(&cfg.MonitorWindow, "monitor-window", cfg.MonitorWindow, "how far back health and rollback decisions look")
 	fs.DurationVar(&cfg.EvalInterval, "eval-interval", cfg.EvalInterval, "how often the monitor evaluates every model")
 	if err := fs.Parse(args); err != nil {

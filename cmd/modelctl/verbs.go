@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,10 +22,11 @@ import (
 type clientFlags struct {
 	server string
 	output string
+	token  string
 }
 
 func (e *env) clientFlags(fs *flag.FlagSet) *clientFlags {
-	cf := &clientFlags{server: e.getenv("MODELCTL_SERVER"), output: "table"}
+	cf := &clientFlags{server: e.getenv("MODELCTL_SERVER"), output: "table", token: e.getenv("MODELCTL_TOKEN")}
 	if cf.server == "" {
 		cf.server = "http://127.0.0.1:8080"
 	}
@@ -40,15 +40,8 @@ func (cf *clientFlags) client() (*client.Client, error) {
 		return nil, fmt.Errorf("-o %q: want table or json", cf.output)
 	}
 	c := client.New(cf.server)
-	c.Actor = actorName()
+	c.Token = cf.token
 	return c, nil
-}
-
-func actorName() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
-	}
-	return "modelctl"
 }
 
 func (e *env) printJSON(v any) error {
@@ -613,4 +606,66 @@ func canaryString(c *registry.Canary) string {
 		return "-"
 	}
 	return fmt.Sprintf("v%d %s %g%%", c.Version, c.Mode, c.Traffic)
+}
+
+// token
+
+type tokenCmd struct{ *env }
+
+func (c *tokenCmd) Usage() string {
+	return "token create --name NAME --role admin|viewer|scorer | token list | token revoke ID   manage access (admin)"
+}
+
+func (c *tokenCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "token")
+	cf := c.clientFlags(fs)
+	name := fs.String("name", "", "who or what the token is for (create)")
+	role := fs.String("role", "", "admin, viewer or scorer (create)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) == 1 && pos[0] == "create":
+		if *name == "" || *role == "" {
+			return fmt.Errorf("token create needs --name and --role")
+		}
+		t, err := cl.CreateToken(ctx, *name, *role)
+		if err != nil {
+			return err
+		}
+		if cf.output == "json" {
+			return c.printJSON(t)
+		}
+		fmt.Fprintf(c.stderr, "token %s for %s (role %s); the secret is shown only now:\n", t.ID, t.Name, t.Role)
+		fmt.Fprintln(c.stdout, t.Secret)
+		return nil
+	case len(pos) == 1 && pos[0] == "list":
+		ts, err := cl.Tokens(ctx)
+		if err != nil {
+			return err
+		}
+		if cf.output == "json" {
+			return c.printJSON(ts)
+		}
+		c.table(func(w io.Writer) {
+			fmt.Fprintln(w, "ID\tNAME\tROLE\tCREATED\tREVOKED")
+			for _, t := range ts {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\n", t.ID, t.Name, t.Role, ago(t.CreatedAt), t.Revoked)
+			}
+		})
+		return nil
+	case len(pos) == 2 && pos[0] == "revoke":
+		if err := cl.RevokeToken(ctx, pos[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "token %s revoked\n", pos[1])
+		return nil
+	}
+	fs.Usage()
+	return fmt.Errorf("token needs create, list or revoke ID")
 }

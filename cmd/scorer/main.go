@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,6 +48,13 @@ func run(ctx context.Context, args []string) error {
 		}
 		cfg.IntraOpThreads = n
 	}
+	cfg.Token = os.Getenv("MODELCTL_TOKEN")
+	if v := os.Getenv("MODELOPS_SCORER_TOKEN"); v != "" {
+		cfg.Token = v
+	}
+	if v := os.Getenv("SCORER_API_KEYS"); v != "" {
+		cfg.APIKeys = strings.Split(v, ",")
+	}
 	// Flags override the environment.
 	fs := flag.NewFlagSet("scorer", flag.ContinueOnError)
 	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane URL (env MODELCTL_SERVER)")
@@ -59,6 +67,12 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.BatchMaxRows, "batch-max-rows", cfg.BatchMaxRows, "micro-batch concurrent small requests into runs of up to this many rows (0: off; `make bench` measures both)")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", time.Second, "how often to report to the control plane's monitor")
 	fs.StringVar(&cfg.Node, "node", cfg.Node, "node name in reports (default: host name and listen address)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
+	fs.Func("api-key", "require this API key on /v1/score, /v1/feedback and /v2 infer (repeatable; env SCORER_API_KEYS, comma-separated)", func(v string) error {
+		cfg.APIKeys = append(cfg.APIKeys, v)
+		return nil
+	})
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -27,7 +27,9 @@ type ControlPlane struct {
 	Registry *registry.Registry
 	// Monitor, when set, takes reports and answers health and fleet.
 	Monitor *monitor.Monitor
-	Logger  *slog.Logger
+	// RequireAuth makes every /api/v1 route need a bearer token of the right role.
+	RequireAuth bool
+	Logger      *slog.Logger
 	// MaxPushBytes bounds a push request (artifact plus card).
 	MaxPushBytes int64
 	// PushTimeout bounds how long a push may take to upload and verify.
@@ -64,26 +66,31 @@ func (cp *ControlPlane) Handler() http.Handler {
 	}
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	g := e.Group("/api/v1")
-	g.GET("/models", cp.listModels)
-	g.GET("/models/:model", cp.getModel)
-	g.GET("/models/:model/versions", cp.listVersions)
-	g.POST("/models/:model/versions", cp.push)
-	g.GET("/models/:model/versions/:version", cp.getVersion)
-	g.GET("/models/:model/versions/:version/artifact", cp.getArtifact)
-	g.GET("/models/:model/deployment", cp.getDeployment)
-	g.POST("/models/:model/promote", cp.promote)
-	g.POST("/models/:model/rollback", cp.rollback)
-	g.POST("/models/:model/canary", cp.canary)
-	g.DELETE("/models/:model/canary", cp.clearCanary)
-	g.POST("/models/:model/blend", cp.blend)
-	g.GET("/events", cp.listEvents)
-	g.GET("/watch", cp.watch)
-	g.POST("/gc", cp.gc)
-	g.POST("/reports", cp.report)
-	g.GET("/fleet", cp.fleet)
-	g.GET("/models/:model/health", cp.health)
-	g.GET("/models/:model/policy", cp.getPolicy)
-	g.PUT("/models/:model/policy", cp.putPolicy)
+	read, scorer, admin := cp.authorize(permRead), cp.authorize(permScorer), cp.authorize(permAdmin)
+	g.GET("/models", cp.listModels, read)
+	g.GET("/models/:model", cp.getModel, read)
+	g.GET("/models/:model/versions", cp.listVersions, read)
+	g.POST("/models/:model/versions", cp.push, admin)
+	g.GET("/models/:model/versions/:version", cp.getVersion, read)
+	g.GET("/models/:model/versions/:version/artifact", cp.getArtifact, scorer)
+	g.GET("/models/:model/deployment", cp.getDeployment, read)
+	g.POST("/models/:model/promote", cp.promote, admin)
+	g.POST("/models/:model/rollback", cp.rollback, admin)
+	g.POST("/models/:model/canary", cp.canary, admin)
+	g.DELETE("/models/:model/canary", cp.clearCanary, admin)
+	g.POST("/models/:model/blend", cp.blend, admin)
+	g.GET("/models/:model/health", cp.health, read)
+	g.GET("/models/:model/policy", cp.getPolicy, read)
+	g.PUT("/models/:model/policy", cp.putPolicy, admin)
+	g.GET("/events", cp.listEvents, read)
+	g.GET("/watch", cp.watch, scorer)
+	g.POST("/reports", cp.report, scorer)
+	g.GET("/fleet", cp.fleet, read)
+	g.POST("/gc", cp.gc, admin)
+	g.GET("/tokens", cp.listTokens, admin)
+	g.POST("/tokens", cp.createToken, admin)
+	g.DELETE("/tokens/:id", cp.revokeToken, admin)
+	g.GET("/whoami", cp.whoami, read)
 	return e
 }
 
@@ -427,18 +434,6 @@ func decodeJSON(c echo.Context, v any) error {
 	return nil
 }
 
-// HeaderActor names who acts, until authentication replaces it with the token's
-// subject.
-const HeaderActor = "X-Modelops-Actor"
-
-func actorOf(c echo.Context) string {
-	a := c.Request().Header.Get(HeaderActor)
-	if a == "" || len(a) > 64 {
-		return "anonymous"
-	}
-	return a
-}
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -634,4 +629,54 @@ func (cp *ControlPlane) putPolicy(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"policy": p, "event": ev})
+}
+
+// TokenBody creates a token.
+type TokenBody struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// TokenCreated answers a token creation; the secret is shown this once.
+type TokenCreated struct {
+	registry.Token
+	Secret string `json:"secret"`
+}
+
+func (cp *ControlPlane) listTokens(c echo.Context) error {
+	ts, err := cp.Registry.Tokens(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if ts == nil {
+		ts = []registry.Token{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"tokens": ts})
+}
+
+func (cp *ControlPlane) createToken(c echo.Context) error {
+	var b TokenBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	t, secret, err := cp.Registry.CreateToken(c.Request().Context(), b.Name, b.Role)
+	if err != nil {
+		return err
+	}
+	t.Hash = ""
+	return c.JSON(http.StatusCreated, TokenCreated{Token: *t, Secret: secret})
+}
+
+func (cp *ControlPlane) revokeToken(c echo.Context) error {
+	if err := cp.Registry.RevokeToken(c.Request().Context(), c.Param("id")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (cp *ControlPlane) whoami(c echo.Context) error {
+	if t, ok := c.Get(tokenKey).(*registry.Token); ok {
+		return c.JSON(http.StatusOK, t)
+	}
+	return c.JSON(http.StatusOK, map[string]string{"name": "anonymous", "role": "admin"})
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,6 +133,9 @@ type Scorer struct {
 	Recorder *monitor.Recorder
 	// Join, when set, remembers answers for POST /v1/feedback.
 	Join *monitor.Join
+	// APIKeys, when set, are required on scoring and feedback (Authorization:
+	// Bearer KEY or X-API-Key: KEY).
+	APIKeys []string
 
 	metrics   *scorerMetrics
 	sem       chan struct{}
@@ -167,12 +171,33 @@ func (s *Scorer) Handler() http.Handler {
 	e := newEcho(s.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
-	e.POST("/v1/score", s.score)
-	e.POST("/v1/feedback", s.feedback)
+	e.POST("/v1/score", s.score, s.requireKey)
+	e.POST("/v1/feedback", s.feedback, s.requireKey)
 	e.GET("/v1/status", s.status)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
 	s.oipRoutes(e)
 	return e
+}
+
+// requireKey checks the API key when the scorer has any, comparing in constant time.
+func (s *Scorer) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if len(s.APIKeys) == 0 {
+			return next(c)
+		}
+		key := c.Request().Header.Get("X-API-Key")
+		if key == "" {
+			key = bearer(c.Request())
+		}
+		ok := 0
+		for _, k := range s.APIKeys {
+			ok |= subtle.ConstantTimeCompare([]byte(key), []byte(k))
+		}
+		if key == "" || ok != 1 {
+			return s.reject(&requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "this scorer needs an API key: Authorization: Bearer KEY or X-API-Key: KEY"})
+		}
+		return next(c)
+	}
 }
 
 // Ready reports whether every model can answer (see /readyz), and if not, which.

@@ -2,11 +2,13 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -22,10 +24,17 @@ type Server struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
+	// TLSCert and TLSKey, when both set, serve HTTPS.
+	TLSCert, TLSKey string
 
-	ln   net.Listener
-	srv  *http.Server
-	done chan error
+	ln     net.Listener
+	scheme string
+	srv    *http.Server
+	// fresh holds connections that have not sent a request yet: Shutdown would
+	// wait five seconds for each, so Close closes them at once.
+	mu    sync.Mutex
+	fresh map[net.Conn]struct{}
+	done  chan error
 }
 
 // NewServer returns a server for addr with default timeouts. ReadTimeout and
@@ -43,9 +52,24 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *Server {
 
 // Open binds the listener and starts serving.
 func (s *Server) Open() error {
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		return fmt.Errorf("TLS needs both a certificate and a key")
+	}
+	var tlsCfg *tls.Config
+	if s.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
+		if err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.Addr, err)
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+		s.scheme = "https"
 	}
 	s.ln = ln
 	s.srv = &http.Server{
@@ -56,7 +80,17 @@ func (s *Server) Open() error {
 		IdleTimeout:       s.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
+		ConnState: func(c net.Conn, st http.ConnState) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if st == http.StateNew {
+				s.fresh[c] = struct{}{}
+			} else {
+				delete(s.fresh, c)
+			}
+		},
 	}
+	s.fresh = map[net.Conn]struct{}{}
 	s.done = make(chan error, 1)
 	go func() {
 		err := s.srv.Serve(ln)
@@ -69,7 +103,12 @@ func (s *Server) Open() error {
 }
 
 // URL is the base URL the server listens on, e.g. http://127.0.0.1:41234.
-func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+func (s *Server) URL() string {
+	if s.scheme == "" {
+		return "http://" + s.ln.Addr().String()
+	}
+	return s.scheme + "://" + s.ln.Addr().String()
+}
 
 // Done reports the server stopping by itself.
 func (s *Server) Done() <-chan error { return s.done }
@@ -79,6 +118,12 @@ func (s *Server) Close(ctx context.Context) error {
 	if s.srv == nil {
 		return nil
 	}
+	s.srv.SetKeepAlivesEnabled(false)
+	s.mu.Lock()
+	for c := range s.fresh {
+		c.Close()
+	}
+	s.mu.Unlock()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()

@@ -34,6 +34,13 @@ type ControlPlaneConfig struct {
 	MonitorWindow time.Duration
 	// EvalInterval is how often the monitor evaluates every model.
 	EvalInterval time.Duration
+	// AdminToken is a bootstrap admin token (MODELOPS_ADMIN_TOKEN); without one
+	// and with no token in the registry, one is created and printed once.
+	AdminToken string
+	// NoAuth serves the API without tokens. Only for experiments on a laptop.
+	NoAuth bool
+	// TLSCert and TLSKey, when set, serve HTTPS.
+	TLSCert, TLSKey string
 }
 
 // DefaultControlPlaneConfig returns the embedded default.
@@ -88,7 +95,14 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 		return err
 	}
 	c.Registry = reg
+	if !c.Config.NoAuth {
+		if err := c.bootstrapToken(); err != nil {
+			reg.Close()
+			return err
+		}
+	}
 	cp := api.NewControlPlane(reg, c.Logger.With("component", "api"))
+	cp.RequireAuth = !c.Config.NoAuth
 	cp.MaxPushBytes = reg.MaxArtifactBytes + artifactMultipartSlack
 	c.api = cp
 	c.Monitor = monitor.New(reg, c.Logger.With("component", "monitor"))
@@ -97,6 +111,7 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	}
 	cp.Monitor = c.Monitor
 	c.Server = api.NewServer(c.Config.Listen, cp.Handler(), c.Logger)
+	c.Server.TLSCert, c.Server.TLSKey = c.Config.TLSCert, c.Config.TLSKey
 	if err := c.Server.Open(); err != nil {
 		reg.Close()
 		return err
@@ -112,6 +127,27 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 		c.Monitor.Run(runCtx, interval)
 	}()
 	c.Logger.Info("control plane listening", "url", c.Server.URL(), "store", blobs.String(), "db", reg.Path, "onnxruntime", loader.Version())
+	return nil
+}
+
+// bootstrapToken makes sure an admin can get in: the configured token is stored
+// (hashed) if it is not there yet; with none configured and none stored, a new one
+// is created and printed once.
+func (c *ControlPlane) bootstrapToken() error {
+	if c.Config.AdminToken != "" {
+		if _, err := c.Registry.AddToken("bootstrap-admin", registry.RoleAdmin, c.Config.AdminToken); err != nil {
+			return fmt.Errorf("MODELOPS_ADMIN_TOKEN: %w", err)
+		}
+		return nil
+	}
+	if c.Registry.HasTokens() {
+		return nil
+	}
+	t, secret, err := c.Registry.CreateToken(context.Background(), "first-admin", registry.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\nCreated the first admin token (id %s). It is shown only now; keep it:\n\n    export MODELCTL_TOKEN=%s\n\n", t.ID, secret)
 	return nil
 }
 

@@ -38,6 +38,12 @@ type ScorerConfig struct {
 	ReportInterval time.Duration
 	// Node names this node in reports (default: host name and listen address).
 	Node string
+	// Token authenticates the node to the control plane (role scorer).
+	Token string
+	// APIKeys, when set, are required on the scoring API.
+	APIKeys []string
+	// TLSCert and TLSKey, when set, serve HTTPS.
+	TLSCert, TLSKey string
 }
 
 // DefaultScorerConfig returns the defaults of `scorer`.
@@ -107,7 +113,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 		run = func(ctx context.Context) { s.Dir.Run(ctx) }
 	} else {
 		cl := client.New(s.Config.ControlPlane)
-		cl.Actor = "scorer"
+		cl.Token = s.Config.Token
 		s.Follower = &node.Follower{
 			Client: cl, Model: s.Config.Model, Slot: served.Slot, CandidateSlot: served.Candidate, Cache: cache, Options: opts,
 			OnRouting: func(traffic float64, mode string, blend float64) {
@@ -126,7 +132,9 @@ func (s *Scorer) Open(ctx context.Context) error {
 	scorer := api.NewScorer(s.Logger.With("component", "api"), served)
 	scorer.Recorder = s.Recorder
 	scorer.Join = monitor.NewJoin(s.Recorder, 100000)
+	scorer.APIKeys = s.Config.APIKeys
 	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
+	s.Server.TLSCert, s.Server.TLSKey = s.Config.TLSCert, s.Config.TLSKey
 	if err := s.Server.Open(); err != nil {
 		return err
 	}
@@ -140,7 +148,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 		}
 		s.reporter = &monitor.Reporter{
 			ControlPlane: s.Config.ControlPlane, Node: nodeName, Address: s.Server.URL(), Model: s.Config.Model,
-			Interval: s.Config.ReportInterval, Recorder: s.Recorder, Logger: s.Logger.With("component", "reporter"),
+			Interval: s.Config.ReportInterval, Recorder: s.Recorder, Logger: s.Logger.With("component", "reporter"), Token: s.Config.Token,
 			Ready: func() bool { ok, _ := scorer.Ready(); return ok },
 			Served: func() []monitor.Served {
 				var out []monitor.Served

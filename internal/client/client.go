@@ -49,8 +49,8 @@ func StatusOf(err error) int {
 type Client struct {
 	BaseURL string
 	HTTP    *http.Client
-	// Actor names who acts, sent with every request.
-	Actor string
+	// Token is the bearer token sent with every request (MODELCTL_TOKEN).
+	Token string
 }
 
 // New returns a client for baseURL (e.g. http://127.0.0.1:8080).
@@ -99,8 +99,8 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 
 // send performs req and turns non-2xx answers into *Error.
 func (c *Client) send(req *http.Request) (*http.Response, error) {
-	if c.Actor != "" {
-		req.Header.Set(api.HeaderActor, c.Actor)
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
@@ -242,6 +242,29 @@ func (c *Client) SetPolicy(ctx context.Context, model string, body api.PolicyBod
 		return nil, err
 	}
 	return &out.Policy, nil
+}
+
+// CreateToken makes a token; its secret is in the answer only.
+func (c *Client) CreateToken(ctx context.Context, name, role string) (*api.TokenCreated, error) {
+	var out api.TokenCreated
+	if err := c.do(ctx, http.MethodPost, "/api/v1/tokens", nil, api.TokenBody{Name: name, Role: role}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Tokens lists tokens (without secrets).
+func (c *Client) Tokens(ctx context.Context) ([]registry.Token, error) {
+	var out struct {
+		Tokens []registry.Token `json:"tokens"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/v1/tokens", nil, nil, &out)
+	return out.Tokens, err
+}
+
+// RevokeToken revokes a token by id.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(id), nil, nil, nil)
 }
 
 // GC lists (and with apply deletes) blobs no version references.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/modelops/modelops/internal/api"
-	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
@@ -19,7 +18,7 @@ func scoreKey(hc *http.Client, url, key string) scored {
 func TestCanaryThroughTheControlPlane(t *testing.T) {
 	ctx := context.Background()
 	cp := MustControlPlane(t)
-	cl := client.New(cp.URL())
+	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
 	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {

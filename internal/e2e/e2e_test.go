@@ -20,6 +20,7 @@ import (
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
@@ -35,6 +36,27 @@ func quietLogger(tb testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// Tokens every test control plane accepts: an admin's and a scorer node's.
+var (
+	adminToken  = registry.NewTokenSecret()
+	scorerToken = registry.NewTokenSecret()
+)
+
+// adminClient talks to a control plane with the admin token.
+func adminClient(url string) *client.Client {
+	c := client.New(url)
+	c.Token = adminToken
+	return c
+}
+
+// addScorerToken stores the scorer node token in a running control plane.
+func addScorerToken(tb testing.TB, cp *app.ControlPlane) {
+	tb.Helper()
+	if _, err := cp.Registry.AddToken("test-scorer", registry.RoleScorer, scorerToken); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // MustControlPlane starts a control plane on :0 over a temp data dir, with its
 // blobs in store (default: the data dir).
 func MustControlPlane(tb testing.TB, store ...string) *app.ControlPlane {
@@ -45,11 +67,13 @@ func MustControlPlane(tb testing.TB, store ...string) *app.ControlPlane {
 	if len(store) > 0 {
 		cfg.Store = store[0]
 	}
+	cfg.AdminToken = adminToken
 	cp := app.NewControlPlane(cfg, quietLogger(tb).With("proc", "control-plane"))
 	if err := cp.Open(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { cp.Close(context.Background()) })
+	addScorerToken(tb, cp)
 	return cp
 }
 
@@ -59,6 +83,7 @@ func MustScorer(tb testing.TB, cpURL string, cacheDir ...string) *app.Scorer {
 	tb.Helper()
 	cfg := app.DefaultScorerConfig()
 	cfg.ControlPlane = cpURL
+	cfg.Token = scorerToken
 	cfg.Listen = "127.0.0.1:0"
 	cfg.CacheDir = filepath.Join(tb.TempDir(), "cache")
 	if len(cacheDir) > 0 {
@@ -118,7 +143,7 @@ func waitFor(tb testing.TB, what string, timeout time.Duration, fn func() bool) 
 func TestPushPromoteScoreSwapRollback(t *testing.T) {
 	ctx := context.Background()
 	cp := MustControlPlane(t)
-	cl := client.New(cp.URL())
+	cl := adminClient(cp.URL())
 	m1, m2 := testutil.MustModel(t, 1), testutil.MustModel(t, 2)
 	if v := mustPush(t, cl, m1); v != 1 {
 		t.Fatalf("first push is v%d", v)
@@ -250,7 +275,7 @@ func TestScorerStartsBeforeTheModelExists(t *testing.T) {
 		t.Fatalf("no model in the registry: %+v, want a fallback score", r)
 	}
 
-	cl := client.New(cp.URL())
+	cl := adminClient(cp.URL())
 	m := testutil.MustModel(t, 5)
 	mustPush(t, cl, m)
 	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
@@ -265,7 +290,7 @@ func TestScorerStartsBeforeTheModelExists(t *testing.T) {
 func TestScorerKeepsServingWhenALoadFails(t *testing.T) {
 	ctx := context.Background()
 	cp := MustControlPlane(t)
-	cl := client.New(cp.URL())
+	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
 	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {

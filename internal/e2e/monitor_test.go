@@ -29,18 +29,21 @@ func fastMonitor(t *testing.T) (*app.ControlPlane, *client.Client) {
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.Listen = "127.0.0.1:0"
 	cfg.MonitorWindow, cfg.EvalInterval = 3*time.Second, 100*time.Millisecond
+	cfg.AdminToken = adminToken
 	cp := app.NewControlPlane(cfg, quietLogger(t))
 	if err := cp.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cp.Close(context.Background()) })
-	return cp, client.New(cp.URL())
+	addScorerToken(t, cp)
+	return cp, adminClient(cp.URL())
 }
 
 func fastScorer(t *testing.T, cpURL string) *app.Scorer {
 	t.Helper()
 	cfg := app.DefaultScorerConfig()
 	cfg.ControlPlane, cfg.Listen, cfg.CacheDir = cpURL, "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
+	cfg.Token = scorerToken
 	cfg.ReportInterval = 100 * time.Millisecond
 	s := app.NewScorer(cfg, quietLogger(t))
 	if err := s.Open(context.Background()); err != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/modelops/modelops/internal/api"
-	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
@@ -37,7 +36,7 @@ func TestS3StoreEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	gw := testutil.MustS3(t, "models")
 	cp := MustControlPlane(t, gw.StoreURL("models", "team-a", ""))
-	cl := client.New(cp.URL())
+	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
 	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
@@ -78,7 +77,7 @@ func TestS3StoreEndToEnd(t *testing.T) {
 func TestScorerRestartsFromCacheWithoutControlPlane(t *testing.T) {
 	ctx := context.Background()
 	cp := MustControlPlane(t)
-	cl := client.New(cp.URL())
+	cl := adminClient(cp.URL())
 	m := testutil.MustModel(t, 4)
 	mustPush(t, cl, m)
 	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {

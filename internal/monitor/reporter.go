@@ -26,6 +26,8 @@ type Reporter struct {
 	Ready  func() bool
 	HTTP   *http.Client
 	Logger *slog.Logger
+	// Token authenticates the reports (role scorer).
+	Token string
 }
 
 // Run reports until ctx is done.
@@ -71,6 +73,9 @@ func (r *Reporter) send(ctx context.Context) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if r.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.Token)
+	}
 	resp, err := r.HTTP.Do(req)
 	if err != nil {
 		return err

@@ -1,0 +1,195 @@
+package api_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/fallback"
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+func TestRolesAndTokens(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	blobs, _ := registry.NewFileStore(filepath.Join(dir, "a"))
+	reg := registry.New(filepath.Join(dir, "r.db"), blobs, loader.Verifier{})
+	if err := reg.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	cp := api.NewControlPlane(reg, discard)
+	cp.RequireAuth = true
+	url := MustServe(t, cp.Handler())
+	adminSecret := registry.NewTokenSecret()
+	if _, err := reg.AddToken("alice", registry.RoleAdmin, adminSecret); err != nil {
+		t.Fatal(err)
+	}
+	as := func(secret string) *client.Client { c := client.New(url); c.Token = secret; return c }
+	admin := as(adminSecret)
+	viewer, err := admin.CreateToken(ctx, "dashboard", registry.RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := admin.CreateToken(ctx, "node-1", registry.RoleScorer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := testutil.MustModel(t, 1)
+	push := func(c *client.Client) error {
+		_, err := c.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: m.Path, Card: m.Card})
+		return err
+	}
+
+	if _, err := client.New(url).Models(ctx); client.StatusOf(err) != 401 {
+		t.Fatalf("no token: %v, want 401", err)
+	}
+	if _, err := as("mo_000000000000_" + strings.Repeat("0", 40)).Models(ctx); client.StatusOf(err) != 401 {
+		t.Fatalf("unknown token: %v, want 401", err)
+	}
+	if _, err := as("Bearer nonsense").Models(ctx); client.StatusOf(err) != 401 {
+		t.Fatalf("malformed token: %v, want 401", err)
+	}
+	if err := push(as(viewer.Secret)); client.StatusOf(err) != 403 {
+		t.Fatalf("viewer push: %v, want 403", err)
+	}
+	if err := push(as(node.Secret)); client.StatusOf(err) != 403 {
+		t.Fatalf("scorer push: %v, want 403", err)
+	}
+	if err := push(admin); err != nil {
+		t.Fatalf("admin push: %v", err)
+	}
+	ev, err := admin.Promote(ctx, "calling-score", api.AliasBody{Version: 1})
+	if err != nil || ev.Actor != "alice" {
+		t.Fatalf("promote: %+v %v; want the event to name the token", ev, err)
+	}
+	if _, err := as(viewer.Secret).Models(ctx); err != nil {
+		t.Fatalf("viewer read: %v", err)
+	}
+	if _, err := as(viewer.Secret).Rollback(ctx, "calling-score", api.AliasBody{}); client.StatusOf(err) != 403 {
+		t.Fatalf("viewer rollback: %v, want 403", err)
+	}
+	if rc, _, err := as(viewer.Secret).Artifact(ctx, "calling-score", 1); client.StatusOf(err) != 403 {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Fatalf("viewer artifact download: %v, want 403 (scorers only)", err)
+	}
+	rc, _, err := as(node.Secret).Artifact(ctx, "calling-score", 1)
+	if err != nil {
+		t.Fatalf("scorer artifact download: %v", err)
+	}
+	rc.Close()
+	if _, err := as(node.Secret).CreateToken(ctx, "x", registry.RoleAdmin); client.StatusOf(err) != 403 {
+		t.Fatalf("scorer creating tokens: %v, want 403", err)
+	}
+	if _, err := admin.CreateToken(ctx, "x", "root"); client.StatusOf(err) != 400 {
+		t.Fatalf("unknown role: %v, want 400", err)
+	}
+	if err := admin.RevokeToken(ctx, viewer.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := as(viewer.Secret).Models(ctx); client.StatusOf(err) != 401 {
+		t.Fatalf("revoked token: %v, want 401", err)
+	}
+	ts, err := admin.Tokens(ctx)
+	if err != nil || len(ts) != 3 {
+		t.Fatalf("tokens %+v %v", ts, err)
+	}
+	for _, tk := range ts {
+		if tk.Hash != "" {
+			t.Fatal("the token list shows a hash")
+		}
+	}
+}
+
+func TestScorerAPIKeys(t *testing.T) {
+	h := api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{}))
+	h.APIKeys = []string{"k-123"}
+	url := MustServe(t, h.Handler())
+	body := `{"features":[` + nums(39, "0.5") + `]}`
+	for _, tc := range []struct {
+		header, value string
+		want          int
+	}{{"", "", 401}, {"X-API-Key", "wrong", 401}, {"X-API-Key", "k-123", 200}, {"Authorization", "Bearer k-123", 200}} {
+		req, _ := http.NewRequest("POST", url+"/v1/score", strings.NewReader(body))
+		if tc.header != "" {
+			req.Header.Set(tc.header, tc.value)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %q: %d, want %d", tc.header, tc.value, resp.StatusCode, tc.want)
+		}
+	}
+	if resp, err := http.Get(url + "/readyz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz needs no key: %v", resp)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	kb, _ := x509.MarshalECPrivateKey(key)
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+
+	s := api.NewServer("127.0.0.1:0", api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{})).Handler(), discard)
+	s.TLSCert, s.TLSKey = certPath, keyPath
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if !strings.HasPrefix(s.URL(), "https://") {
+		t.Fatalf("URL %s", s.URL())
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(mustParse(t, der))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := hc.Get(s.URL() + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("over TLS: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if resp, err := http.Get(strings.Replace(s.URL(), "https", "http", 1) + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP was served on the TLS port")
+		}
+	}
+}
+
+func mustParse(t *testing.T, der []byte) *x509.Certificate {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
