@@ -10,7 +10,7 @@ DATA     ?= .data
 
 VERSITYGW_VERSION := v1.8.0
 
-.PHONY: all ort s3 s3-run build run test test-short lint fmt vet model bench clean
+.PHONY: all ort s3 s3-run build run test test-short lint fmt vet model bench fuzz clean
 
 all: build
 
@@ -41,9 +41,20 @@ build:
 run: ort build
 	DATA=$(DATA) bash scripts/run.sh
 
-## test: the whole suite with the race detector, exactly what CI runs
+## test: the whole suite with the race detector, then each fuzz target briefly; exactly what CI runs
 test: ort s3 lint
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+
+FUZZTIME ?= 10m
+FUZZ_TARGETS := FuzzInspect:./internal/artifact FuzzParseCard:./internal/artifact FuzzNames:./internal/registry FuzzScoreRequest:./internal/api FuzzOIPData:./internal/api
+
+## fuzz: run every fuzz target for FUZZTIME (default 10m each)
+fuzz: ort
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  name=$${t%%:*}; pkg=$${t#*:}; echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 ## test-short: the quick subset
 test-short: ort s3

@@ -62,6 +62,11 @@ func (w *DirWatcher) Load() error {
 	if err != nil {
 		return w.fail(err)
 	}
+	// A cheap look at the protobuf first: a half-written or foreign file is named
+	// as such before ONNX Runtime is asked to load it.
+	if _, err := artifact.Inspect(data); err != nil {
+		return w.fail(err)
+	}
 	sum := sha256.Sum256(data)
 	digest := hex.EncodeToString(sum[:])
 	if _, cur, ok := w.Slot.Current(); ok && cur == digest {
