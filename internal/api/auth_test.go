@@ -193,3 +193,35 @@ func mustParse(t *testing.T, der []byte) *x509.Certificate {
 	}
 	return c
 }
+
+func TestSlowClientsCannotHoldTheServer(t *testing.T) {
+	s := api.NewServer("127.0.0.1:0", api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{})).Handler(), discard)
+	s.ReadHeaderTimeout, s.ReadTimeout = 200*time.Millisecond, 400*time.Millisecond
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	addr := strings.TrimPrefix(s.URL(), "http://")
+	for name, send := range map[string]string{
+		"headers never finish": "POST /v1/score HTTP/1.1\r\nHost: x\r\n",
+		"body never finishes":  "POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"features\":[",
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write([]byte(send))
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		start := time.Now()
+		buf := make([]byte, 512)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				break
+			}
+		}
+		conn.Close()
+		if waited := time.Since(start); waited > 3*time.Second {
+			t.Errorf("%s: the server held the connection %s", name, waited)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
@@ -110,4 +111,90 @@ func abs32(v float32) float32 {
 		return -v
 	}
 	return v
+}
+
+// TestScorerKilledMidDownloadServesOnlyVerifiedArtifacts leaves the cache as a
+// scorer killed while writing an artifact would (a partial temp file, and a final
+// file cut short by a crash of the disk beneath it), restarts the scorer without
+// a control plane, and checks it serves the rules, not the broken bytes; then,
+// with the control plane back, it fetches, verifies and serves the model.
+func TestScorerKilledMidDownloadServesOnlyVerifiedArtifacts(t *testing.T) {
+	ctx := context.Background()
+	cp := MustControlPlane(t)
+	cl := adminClient(cp.URL())
+	mustPush(t, cl, testutil.MustModel(t, 6))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(t.TempDir(), "cache")
+	sc := MustScorer(t, cp.URL(), cache)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	waitFor(t, "v1", 10*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.3)).resp.Version == 1 })
+	digest := func() string { _, d, _ := sc.Slot.Current(); return d }()
+	sc.Close(ctx)
+
+	final := filepath.Join(cache, "sha256", digest+".onnx")
+	data, err := os.ReadFile(final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(cache, "tmp", digest[:16]+"-partial"), data[:len(data)/3], 0o644)
+	os.WriteFile(final, data[:len(data)/2], 0o644)
+
+	again := MustScorer(t, "http://127.0.0.1:1", cache) // no control plane
+	if r := score(hc, again.URL(), testutil.Row(0.3)); r.resp.Source != api.SourceFallback {
+		t.Fatalf("with a damaged cache and no control plane: %+v, want the rules", r.resp)
+	}
+	if _, err := os.Stat(final); !os.IsNotExist(err) {
+		t.Fatal("the damaged artifact was left in the cache")
+	}
+	again.Close(ctx)
+
+	healed := MustScorer(t, cp.URL(), cache)
+	waitFor(t, "the verified download", 10*time.Second, func() bool {
+		r := score(hc, healed.URL(), testutil.Row(0.3))
+		return r.resp.Source == api.SourceModel && r.resp.Version == 1
+	})
+}
+
+// TestScorerRidesOutAControlPlaneOutage stops the control plane, checks the scorer
+// keeps serving, starts the control plane again on the same address and data,
+// promotes, and checks the scorer reconnected and caught up.
+func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
+	ctx := context.Background()
+	cp := MustControlPlane(t)
+	cl := adminClient(cp.URL())
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	sc := MustScorer(t, cp.URL())
+	hc := &http.Client{Timeout: 10 * time.Second}
+	waitFor(t, "v1", 10*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.3)).resp.Version == 1 })
+
+	addr := strings.TrimPrefix(cp.URL(), "http://")
+	cfg := cp.Config
+	if err := cp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if r := score(hc, sc.URL(), testutil.Row(0.3)); r.status != 200 || r.resp.Version != 1 || r.resp.Source != api.SourceModel {
+			t.Fatalf("during the outage: %+v", r)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // let the follower notice and back off
+
+	cfg.Listen = addr
+	back := app.NewControlPlane(cfg, quietLogger(t))
+	if err := back.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { back.Close(ctx) })
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the scorer to reconnect and serve v2", 15*time.Second, func() bool {
+		return score(hc, sc.URL(), testutil.Row(0.3)).resp.Version == 2
+	})
 }

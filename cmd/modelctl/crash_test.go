@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/trainer"
+)
+
+// TestKillNineDuringAStorm SIGKILLs the control plane at random moments while
+// clients push, promote and roll back, restarts it each time, and checks that
+// the bbolt file is consistent, every acknowledged operation is there, revisions
+// only grow, and no version points at a missing blob.
+func TestKillNineDuringAStorm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short: 20 kills of a real process")
+	}
+	bin := filepath.Join(t.TempDir(), "modelctl")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	// Small distinct models to push.
+	var models []string
+	for i := 0; i < 60; i++ {
+		data, err := trainer.ExportONNX(trainer.NewMLP(uint64(100+i), 39, 4, 1), trainer.ExportMeta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), fmt.Sprintf("m%d.onnx", i))
+		os.WriteFile(p, data, 0o644)
+		models = append(models, p)
+	}
+	data := t.TempDir()
+	token := registry.NewTokenSecret()
+
+	var (
+		mu       sync.Mutex
+		led      = &ledger{pushes: map[int]string{}, events: map[uint64]registry.Event{}}
+		restarts int
+	)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for round := 0; round < 20; round++ {
+		port := freePort(t)
+		url := fmt.Sprintf("http://127.0.0.1:%d", port)
+		cmd := exec.Command(bin, "serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+		cmd.Env = append(os.Environ(), "MODELOPS_ADMIN_TOKEN="+token)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cl := client.New(url)
+		cl.Token = token
+		cl.HTTP.Timeout = 5 * time.Second
+		if err := waitHealthy(url); err != nil {
+			cmd.Process.Kill()
+			t.Fatalf("round %d: %v", round, err)
+		}
+		// After a restart, everything acknowledged before must be there.
+		mu.Lock()
+		led.verify(t, cl)
+		mu.Unlock()
+		restarts++
+
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; ctx.Err() == nil && i < 200; i++ {
+					switch w {
+					case 0, 3:
+						res, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: models[rand.IntN(len(models))]})
+						if err == nil {
+							mu.Lock()
+							led.pushes[res.Version.Number] = res.Version.Digest
+							mu.Unlock()
+						}
+					case 1:
+						m, err := cl.Model(ctx, "calling-score")
+						if err != nil || len(m.Versions) < 2 {
+							continue
+						}
+						v := m.Versions[(i*7)%len(m.Versions)].Number
+						if ev, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: v}); err == nil {
+							mu.Lock()
+							led.events[ev.Revision] = *ev
+							mu.Unlock()
+						}
+					case 2:
+						if ev, err := cl.Rollback(ctx, "calling-score", api.AliasBody{}); err == nil {
+							mu.Lock()
+							led.events[ev.Revision] = *ev
+							mu.Unlock()
+						}
+					}
+				}
+			}(w)
+		}
+		time.Sleep(time.Duration(30+rng.IntN(300)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		cancel()
+		wg.Wait()
+		checkBolt(t, filepath.Join(data, "registry.db"))
+	}
+	// One last start to check the final state.
+	port := freePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cmd := exec.Command(bin, "serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	cmd.Env = append(os.Environ(), "MODELOPS_ADMIN_TOKEN="+token)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if err := waitHealthy(url); err != nil {
+		t.Fatal(err)
+	}
+	cl := client.New(url)
+	cl.Token = token
+	led.verify(t, cl)
+	t.Logf("%d kills; %d pushes and %d alias changes acknowledged, all found", restarts, len(led.pushes), len(led.events))
+	if len(led.pushes) < 10 || len(led.events) < 10 {
+		t.Fatalf("the storm did too little to prove anything: %d pushes, %d events", len(led.pushes), len(led.events))
+	}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitHealthy(url string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url + "/healthz"); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("control plane at %s never became healthy", url)
+}
+
+// ledger is what the control plane acknowledged.
+type ledger struct {
+	pushes  map[int]string            // version → digest
+	events  map[uint64]registry.Event // revision → event
+	lastRev uint64
+}
+
+// verify checks a freshly restarted control plane against the ledger.
+func (l *ledger) verify(t *testing.T, cl *client.Client) {
+	t.Helper()
+	ctx := context.Background()
+	m, err := cl.Model(ctx, "calling-score")
+	if client.StatusOf(err) == http.StatusNotFound && len(l.pushes) == 0 {
+		return
+	}
+	if err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	have := map[int]string{}
+	for _, v := range m.Versions {
+		have[v.Number] = v.Digest
+		// No version points at a missing or damaged blob.
+		rc, _, err := cl.Artifact(ctx, "calling-score", v.Number)
+		if err != nil {
+			t.Fatalf("v%d: artifact: %v", v.Number, err)
+		}
+		if _, err := io.Copy(io.Discard, registry.NewVerifyingReader(rc, v.Digest, v.Size)); err != nil {
+			t.Fatalf("v%d: artifact does not verify after kill -9: %v", v.Number, err)
+		}
+		rc.Close()
+	}
+	for n, d := range l.pushes {
+		if have[n] != d {
+			t.Fatalf("acknowledged push v%d (%s) is %q after restart", n, d[:12], have[n])
+		}
+	}
+	evs, err := cl.Events(ctx, "", 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byRev := map[uint64]registry.Event{}
+	var prev uint64
+	for _, e := range evs {
+		if e.Revision <= prev {
+			t.Fatalf("revisions do not grow: %d after %d", e.Revision, prev)
+		}
+		prev = e.Revision
+		byRev[e.Revision] = e
+	}
+	if prev < l.lastRev {
+		t.Fatalf("revision went back from %d to %d", l.lastRev, prev)
+	}
+	l.lastRev = prev
+	for rev, want := range l.events {
+		got, ok := byRev[rev]
+		if !ok || got.Kind != want.Kind || got.From != want.From || got.To != want.To {
+			t.Fatalf("acknowledged event %d (%s v%d→v%d) is %+v after restart", rev, want.Kind, want.From, want.To, got)
+		}
+	}
+}
+
+func checkBolt(t *testing.T, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("open %s after kill -9: %v", path, err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("bbolt check after kill -9: %v", err)
+	}
+}
