@@ -41,6 +41,7 @@ var commands = map[string]func(*env) command{
 	"status":   func(e *env) command { return &statusCmd{env: e} },
 	"policy":   func(e *env) command { return &policyCmd{env: e} },
 	"token":    func(e *env) command { return &tokenCmd{env: e} },
+	"backup":   func(e *env) command { return &backupCmd{env: e} },
 }
 
 // env carries what every verb shares: output streams and environment.

@@ -241,3 +241,27 @@ func TestTokenVerbs(t *testing.T) {
 		t.Fatalf("list without a token: %v", err)
 	}
 }
+
+func TestBackupWhileRunning(t *testing.T) {
+	url := mustControlPlane(t)
+	dir := t.TempDir()
+	if _, _, err := cli(t, url, "train", "--seed", "1", "--samples", "200", "--epochs", "1", "--quiet", "--out", dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cli(t, url, "push", filepath.Join(dir, "model.onnx"), "--model", "calling-score"); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "backup.db")
+	if o, _, err := cli(t, url, "backup", "--out", out); err != nil || !strings.Contains(o, "consistency checked") {
+		t.Fatalf("backup: %q %v", o, err)
+	}
+	// The copy opens as a registry with the model in it.
+	r := registry.New(out, nil, nil)
+	if err := r.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if m, err := r.Model(context.Background(), "calling-score"); err != nil || m.Latest != 1 {
+		t.Fatalf("backup holds %+v %v", m, err)
+	}
+}

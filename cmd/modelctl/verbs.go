@@ -669,3 +669,53 @@ func (c *tokenCmd) Run(ctx context.Context, args []string) error {
 	fs.Usage()
 	return fmt.Errorf("token needs create, list or revoke ID")
 }
+
+// backup
+
+type backupCmd struct{ *env }
+
+func (c *backupCmd) Usage() string {
+	return "backup --out FILE   a consistent copy of the registry's bbolt file, taken while it runs (admin)"
+}
+
+func (c *backupCmd) Run(ctx context.Context, args []string) error {
+	fs := c.flags(c, "backup")
+	cf := c.clientFlags(fs)
+	out := fs.String("out", "", "file to write (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("backup needs --out FILE")
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	tmp := *out + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	n, err := cl.Backup(ctx, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := checkBoltFile(tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("backup: the copy does not check out: %w", err)
+	}
+	if err := os.Rename(tmp, *out); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "wrote %s (%s), consistency checked\n", *out, bytesH(n))
+	return nil
+}

@@ -91,6 +91,7 @@ func (cp *ControlPlane) Handler() http.Handler {
 	g.POST("/tokens", cp.createToken, admin)
 	g.DELETE("/tokens/:id", cp.revokeToken, admin)
 	g.GET("/whoami", cp.whoami, read)
+	g.GET("/backup", cp.backup, admin)
 	return e
 }
 
@@ -679,4 +680,17 @@ func (cp *ControlPlane) whoami(c echo.Context) error {
 		return c.JSON(http.StatusOK, t)
 	}
 	return c.JSON(http.StatusOK, map[string]string{"name": "anonymous", "role": "admin"})
+}
+
+// backup streams a consistent snapshot of the registry's bbolt file.
+func (cp *ControlPlane) backup(c echo.Context) error {
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "application/octet-stream")
+	w.Header().Set(echo.HeaderContentDisposition, `attachment; filename="registry.db"`)
+	extendDeadlines(w, 0, 30*time.Minute)
+	w.WriteHeader(http.StatusOK)
+	if _, err := cp.Registry.Backup(w); err != nil {
+		cp.Logger.Error("backup cut short", "err", err)
+	}
+	return nil
 }

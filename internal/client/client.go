@@ -267,6 +267,20 @@ func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(id), nil, nil, nil)
 }
 
+// Backup streams a consistent copy of the registry's bbolt file into w.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("/api/v1/backup", nil), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(w, resp.Body)
+}
+
 // GC lists (and with apply deletes) blobs no version references.
 func (c *Client) GC(ctx context.Context, body api.GCBody) (*registry.GCResult, error) {
 	var out registry.GCResult

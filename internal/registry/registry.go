@@ -419,3 +419,14 @@ type readCloser struct {
 }
 
 var errStop = errors.New("stop")
+
+// Backup writes a consistent copy of the bbolt file while the registry runs.
+func (r *Registry) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := r.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
