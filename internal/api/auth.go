@@ -55,6 +55,18 @@ func (cp *ControlPlane) authorize(p permission) echo.MiddlewareFunc {
 			}
 			secret := bearer(c.Request())
 			if secret == "" {
+				// A dashboard session stands in for the token.
+				t, err := cp.fromSession(c)
+				if err != nil {
+					return err
+				}
+				if t != nil {
+					if !p.allows(t.Role) {
+						return &requestError{status: http.StatusForbidden, code: "forbidden", msg: "signed in as " + t.Name + " with role " + t.Role + "; this needs " + p.String()}
+					}
+					c.Set(tokenKey, t)
+					return next(c)
+				}
 				return &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "this needs " + p.String() + ": send Authorization: Bearer TOKEN (modelctl reads MODELCTL_TOKEN)"}
 			}
 			t, err := cp.Registry.Authenticate(secret)

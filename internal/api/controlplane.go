@@ -39,6 +39,7 @@ type ControlPlane struct {
 
 	closeOnce sync.Once
 	closing   chan struct{}
+	sessions  sessions
 }
 
 // CloseStreams ends every watch stream, so that a server shutdown does not wait
@@ -65,6 +66,10 @@ func (cp *ControlPlane) Handler() http.Handler {
 		reg.MustRegister(monitor.Collector{M: cp.Monitor})
 	}
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	e.POST("/ui/login", cp.login)
+	e.POST("/ui/logout", cp.logout)
+	e.GET("/ui/session", cp.sessionInfo)
+	dashboard(e)
 	g := e.Group("/api/v1")
 	read, scorer, admin := cp.authorize(permRead), cp.authorize(permScorer), cp.authorize(permAdmin)
 	g.GET("/models", cp.listModels, read)
@@ -80,10 +85,11 @@ func (cp *ControlPlane) Handler() http.Handler {
 	g.DELETE("/models/:model/canary", cp.clearCanary, admin)
 	g.POST("/models/:model/blend", cp.blend, admin)
 	g.GET("/models/:model/health", cp.health, read)
+	g.GET("/models/:model/series", cp.series, read)
 	g.GET("/models/:model/policy", cp.getPolicy, read)
 	g.PUT("/models/:model/policy", cp.putPolicy, admin)
 	g.GET("/events", cp.listEvents, read)
-	g.GET("/watch", cp.watch, scorer)
+	g.GET("/watch", cp.watch, read)
 	g.POST("/reports", cp.report, scorer)
 	g.GET("/fleet", cp.fleet, read)
 	g.POST("/gc", cp.gc, admin)
@@ -693,4 +699,28 @@ func (cp *ControlPlane) backup(c echo.Context) error {
 		cp.Logger.Error("backup cut short", "err", err)
 	}
 	return nil
+}
+
+// series answers ?span=15m&step=30s with per-step health per version and arm.
+func (cp *ControlPlane) series(c echo.Context) error {
+	if cp.Monitor == nil {
+		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this control plane runs no monitor"}
+	}
+	span, step := 15*time.Minute, 30*time.Second
+	for name, dst := range map[string]*time.Duration{"span": &span, "step": &step} {
+		if v := c.QueryParam(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return badRequest(fmt.Sprintf("%s=%q must be a duration such as 15m", name, truncate(v, 20)))
+			}
+			*dst = d
+		}
+	}
+	if span/step > 500 {
+		return badRequest("span/step is at most 500 points")
+	}
+	if _, err := cp.Registry.Model(c.Request().Context(), c.Param("model")); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"span": span.String(), "step": step.String(), "series": cp.Monitor.Series(c.Request().Context(), c.Param("model"), span, step)})
 }

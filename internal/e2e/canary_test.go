@@ -12,7 +12,7 @@ import (
 )
 
 func scoreKey(hc *http.Client, url, key string) scored {
-	return scoreBody(hc, url, map[string]any{"features": testutil.Row(0.4), "key": key})
+	return scoreBody(hc, url, map[string]any{"features": testutil.Row(0.4), "key": key, "budget_ms": 10000})
 }
 
 func TestCanaryThroughTheControlPlane(t *testing.T) {

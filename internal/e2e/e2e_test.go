@@ -112,8 +112,11 @@ type scored struct {
 	err    error
 }
 
+// score asks for one row with a generous latency budget: these tests are about
+// which version answers, and a loaded CI machine under the race detector must not
+// turn a slow run into a fallback.
 func score(hc *http.Client, url string, row []float32) scored {
-	return scoreBody(hc, url, map[string]any{"features": row})
+	return scoreBody(hc, url, map[string]any{"features": row, "budget_ms": 10000})
 }
 
 func scoreBody(hc *http.Client, url string, req map[string]any) scored {

@@ -276,10 +276,17 @@ func (m *Monitor) Health(ctx context.Context, model string) (*ModelHealth, error
 	return out, nil
 }
 
-// Series returns per-interval health of a model for the last span, for charts.
-func (m *Monitor) Series(ctx context.Context, model string, span, step time.Duration) map[string][]ArmHealth {
+// SeriesPoint is one step of a chart.
+type SeriesPoint struct {
+	Time time.Time `json:"time"`
+	ArmHealth
+}
+
+// Series returns per-step health of each (version, arm) of a model over the last
+// span, for the dashboard's charts and drift heatmap.
+func (m *Monitor) Series(ctx context.Context, model string, span, step time.Duration) map[string][]SeriesPoint {
 	now := m.Now()
-	out := map[string][]ArmHealth{}
+	out := map[string][]SeriesPoint{}
 	m.mu.Lock()
 	var keys []seriesKey
 	for k := range m.series {
@@ -292,9 +299,7 @@ func (m *Monitor) Series(ctx context.Context, model string, span, step time.Dura
 		name := fmt.Sprintf("v%d/%s", k.version, k.arm)
 		for t := now.Add(-span); t.Before(now); t = t.Add(step) {
 			w := m.window(k, t, t.Add(step))
-			h := m.armHealth(ctx, k, w, step)
-			h.FeaturePSI = nil
-			out[name] = append(out[name], h)
+			out[name] = append(out[name], SeriesPoint{Time: t.Add(step), ArmHealth: m.armHealth(ctx, k, w, step)})
 		}
 	}
 	return out

@@ -189,3 +189,25 @@ func (r *Registry) HasTokens() bool {
 	}
 	return false
 }
+
+// TokenByID returns a live token by id (no secret needed: for sessions that
+// were opened with the secret).
+func (r *Registry) TokenByID(id string) (*Token, error) {
+	var t Token
+	err := r.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTokens)
+		if b == nil {
+			return ErrUnauthenticated
+		}
+		v := b.Get([]byte(id))
+		if v == nil {
+			return ErrUnauthenticated
+		}
+		return json.Unmarshal(v, &t)
+	})
+	if err != nil || t.Revoked {
+		return nil, ErrUnauthenticated
+	}
+	t.Hash = ""
+	return &t, nil
+}

@@ -1,0 +1,154 @@
+package api
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/modelops/modelops/internal/registry"
+)
+
+// SessionCookie names the dashboard's session cookie.
+const SessionCookie = "modelops_session"
+
+// sessionTTL bounds a dashboard session.
+const sessionTTL = 12 * time.Hour
+
+type session struct {
+	tokenID string
+	csrf    string
+	expires time.Time
+}
+
+// sessions are the dashboard's signed-in browsers, in memory: a restart signs
+// everyone out, which is the safe direction.
+type sessions struct {
+	mu sync.Mutex
+	m  map[string]session
+}
+
+func randomID() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *sessions) create(tokenID string) (id string, ss session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]session{}
+	}
+	now := time.Now()
+	for k, v := range s.m {
+		if now.After(v.expires) {
+			delete(s.m, k)
+		}
+	}
+	id = randomID()
+	ss = session{tokenID: tokenID, csrf: randomID(), expires: now.Add(sessionTTL)}
+	s.m[id] = ss
+	return id, ss
+}
+
+func (s *sessions) get(id string) (session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.m[id]
+	if !ok || time.Now().After(ss.expires) {
+		delete(s.m, id)
+		return session{}, false
+	}
+	return ss, true
+}
+
+func (s *sessions) drop(id string) {
+	s.mu.Lock()
+	delete(s.m, id)
+	s.mu.Unlock()
+}
+
+// fromSession authenticates a dashboard request by its cookie. Requests that
+// change anything must also carry the session's CSRF token in X-CSRF-Token.
+func (cp *ControlPlane) fromSession(c echo.Context) (*registry.Token, error) {
+	ck, err := c.Cookie(SessionCookie)
+	if err != nil || ck.Value == "" {
+		return nil, nil
+	}
+	ss, ok := cp.sessions.get(ck.Value)
+	if !ok {
+		return nil, &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "the session expired; sign in again"}
+	}
+	t, err := cp.Registry.TokenByID(ss.tokenID)
+	if err != nil {
+		cp.sessions.drop(ck.Value)
+		return nil, &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "the session's token was revoked; sign in again"}
+	}
+	m := c.Request().Method
+	if m != http.MethodGet && m != http.MethodHead {
+		got := c.Request().Header.Get("X-CSRF-Token")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(ss.csrf)) != 1 {
+			return nil, &requestError{status: http.StatusForbidden, code: "csrf", msg: "missing or wrong X-CSRF-Token"}
+		}
+	}
+	return t, nil
+}
+
+// SessionInfo tells the dashboard who is signed in.
+type SessionInfo struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+	CSRF string `json:"csrf"`
+}
+
+func (cp *ControlPlane) login(c echo.Context) error {
+	var b struct {
+		Token string `json:"token"`
+	}
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	t, err := cp.Registry.Authenticate(b.Token)
+	if err != nil {
+		return &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "that token is not valid"}
+	}
+	id, ss := cp.sessions.create(t.ID)
+	c.SetCookie(&http.Cookie{Name: SessionCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: c.IsTLS(), Expires: ss.expires})
+	return c.JSON(http.StatusOK, SessionInfo{Name: t.Name, Role: t.Role, CSRF: ss.csrf})
+}
+
+func (cp *ControlPlane) logout(c echo.Context) error {
+	if ck, err := c.Cookie(SessionCookie); err == nil {
+		if _, err := cp.fromSession(c); err != nil {
+			return err
+		}
+		cp.sessions.drop(ck.Value)
+	}
+	c.SetCookie(&http.Cookie{Name: SessionCookie, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (cp *ControlPlane) sessionInfo(c echo.Context) error {
+	if !cp.RequireAuth {
+		return c.JSON(http.StatusOK, SessionInfo{Name: "anonymous", Role: registry.RoleAdmin})
+	}
+	ck, err := c.Cookie(SessionCookie)
+	if err != nil {
+		return &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "not signed in"}
+	}
+	ss, ok := cp.sessions.get(ck.Value)
+	if !ok {
+		return &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "not signed in"}
+	}
+	t, err := cp.Registry.TokenByID(ss.tokenID)
+	if err != nil {
+		return &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "the token was revoked"}
+	}
+	return c.JSON(http.StatusOK, SessionInfo{Name: t.Name, Role: t.Role, CSRF: ss.csrf})
+}
