@@ -29,6 +29,15 @@ func TestMain(m *testing.M) {
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// newScorer is the scoring API with a generous latency budget: a loaded CI
+// machine under the race detector must not turn a slow run into a fallback in
+// tests that are about something else (the budget has tests of its own).
+func newScorer(models ...*api.Served) *api.Scorer {
+	s := api.NewScorer(discard, models...)
+	s.Budget = 10 * time.Second
+	return s
+}
+
 // MustServe serves h on 127.0.0.1:0 until the test ends.
 func MustServe(tb testing.TB, h http.Handler) string {
 	tb.Helper()
@@ -51,7 +60,7 @@ func MustScorerAPI(tb testing.TB) (string, *loader.Slot) {
 	served := api.NewServed("calling-score", fallback.CallingScore{})
 	served.Slot.Swap(loader.NewLoaded(s, 1, m.Digest, nil))
 	tb.Cleanup(served.Slot.Close)
-	h := api.NewScorer(discard, served)
+	h := newScorer(served)
 	return MustServe(tb, h.Handler()), served.Slot
 }
 
@@ -130,7 +139,7 @@ func TestScoreRows(t *testing.T) {
 }
 
 func TestScoreFallsBackWithoutModel(t *testing.T) {
-	h := api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{}))
+	h := newScorer(api.NewServed("calling-score", fallback.CallingScore{}))
 	url := MustServe(t, h.Handler())
 	row := testutil.Row(0.4)
 	b, _ := json.Marshal(map[string]any{"features": row})

@@ -56,7 +56,7 @@ func twoArms(t *testing.T, r api.Routing) (string, *api.Served, testutil.Model, 
 	served.Candidate.Swap(mustLoad(t, m2, 2))
 	t.Cleanup(func() { served.Slot.Close(); served.Candidate.Close() })
 	served.SetRouting(r)
-	return MustServe(t, api.NewScorer(discard, served).Handler()), served, m1, m2
+	return MustServe(t, newScorer(served).Handler()), served, m1, m2
 }
 
 func TestABArmsAreStickyAndNamed(t *testing.T) {
@@ -139,7 +139,7 @@ func TestNaNOutputFallsBackAndOpensTheBreaker(t *testing.T) {
 	served := api.NewServed("calling-score", fallback.CallingScore{})
 	served.Slot.Swap(mustLoad(t, nanModel(t), 1))
 	t.Cleanup(served.Slot.Close)
-	url := MustServe(t, api.NewScorer(discard, served).Handler())
+	url := MustServe(t, newScorer(served).Handler())
 	row := testutil.Row(0.5)
 	for i := 0; i < served.Breaker.Threshold; i++ {
 		r := scoreJSON(t, url, rowBody("", 0.5))
@@ -162,7 +162,7 @@ func TestTimeoutFallsBack(t *testing.T) {
 }
 
 func TestMetricsCountRequestsAndFallbacks(t *testing.T) {
-	h := api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{}))
+	h := newScorer(api.NewServed("calling-score", fallback.CallingScore{}))
 	url := MustServe(t, h.Handler())
 	scoreJSON(t, url, rowBody("", 0.1))
 	post(t, url+"/v1/score", `{"features":[1]}`)
