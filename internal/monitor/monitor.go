@@ -179,8 +179,9 @@ type ModelHealth struct {
 }
 
 func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span time.Duration) ArmHealth {
+	// Drift stays "" (unknown) unless the version's card has a reference.
 	h := ArmHealth{Version: k.version, Arm: k.arm, Requests: w.Requests, Rows: w.Rows, Fallbacks: w.Fallbacks,
-		P50Ms: w.QuantileMs(.5), P99Ms: w.QuantileMs(.99), Drift: "green"}
+		P50Ms: w.QuantileMs(.5), P99Ms: w.QuantileMs(.99)}
 	if span > 0 {
 		h.RequestRate = float64(w.Requests) / span.Seconds()
 	}

@@ -168,7 +168,9 @@ async function overview() {
   const rows = models.map((m, i) => {
     const hl = healths[i];
     const arm = hl && hl.arms.find((a) => a.version === m.production && a.arm === "champion");
-    const drift = arm ? badge(arm.drift, arm.drift + " " + Math.max(arm.max_feature_psi, arm.prediction_psi).toFixed(3)) : badge("grey", "no traffic");
+    const drift = !arm ? badge("grey", "no traffic")
+      : arm.drift ? badge(arm.drift, arm.drift + " " + Math.max(arm.max_feature_psi, arm.prediction_psi).toFixed(3))
+      : badge("grey", "no reference");
     const canary = m.candidate ? `v${m.candidate.version} ${m.candidate.mode} ${m.candidate.traffic}%` : "-";
     return h("tr", { "data-model": m.name },
       h("td", {}, h("a", { href: "#/model/" + encodeURIComponent(m.name) }, m.name)),

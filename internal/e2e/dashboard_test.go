@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+// chromiumPath finds Debian's chromium: $CHROMIUM, then PATH. A missing browser
+// fails the test (CI installs it).
+func chromiumPath(t *testing.T) string {
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("no chromium found: `apt-get install chromium` (.ci/run does) or set CHROMIUM")
+	return ""
+}
+
+// browser starts a headless Chromium with a fresh profile and collects console
+// errors and uncaught exceptions.
+func browser(t *testing.T) (context.Context, *[]string) {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
+		chromedp.WindowSize(1280, 800))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelB := chromedp.NewContext(actx)
+	ctx, cancelC := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelC(); cancelB(); cancelA() })
+	var mu sync.Mutex
+	problems := &[]string{}
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	chromedp.Listen(ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.ConsoleAPICalledTypeError {
+				var parts []string
+				for _, a := range e.Args {
+					parts = append(parts, string(a.Value))
+				}
+				*problems = append(*problems, "console.error: "+strings.Join(parts, " "))
+			}
+		case *runtime.EventExceptionThrown:
+			*problems = append(*problems, "exception: "+e.ExceptionDetails.Text)
+		}
+	})
+	return ctx, problems
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	dir := filepath.Join("..", "..", "testout", "dashboard")
+	os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func signIn(t *testing.T, ctx context.Context, url, token string) {
+	t.Helper()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(url+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#signin #token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), token),
+		chromedp.Click(chromedp.CSS(`#signin button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#signout")),
+	)
+	if err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+}
+
+func TestDashboardInARealBrowser(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := fastMonitor(t)
+	viewer, err := cl.CreateToken(ctx, "vera-viewer", registry.RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Two unrelated test models score far apart; keep the monitor from undoing the
+	// promotion this test makes.
+	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MaxPredPSI: ptr(1000.0)}); err != nil {
+		t.Fatal(err)
+	}
+	sc := fastScorer(t, cp.URL())
+	stop := make(chan struct{})
+	wg := traffic(t, []string{sc.URL()}, stop)
+	defer func() { close(stop); wg.Wait() }()
+	waitFor(t, "traffic in the monitor", 10*time.Second, func() bool {
+		h, err := cl.Health(ctx, "calling-score")
+		return err == nil && len(h.Arms) > 0
+	})
+
+	b, problems := browser(t)
+
+	// Signed out: the page asks for a token and shows nothing else.
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/"), chromedp.WaitVisible(chromedp.CSS("#signin"))); err != nil {
+		t.Fatal(err)
+	}
+	body, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("main")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(body, "Sign in with a token") {
+		t.Fatalf("signed-out page says %q", body)
+	}
+
+	// Admin: the overview shows what the API says.
+	signIn(t, b, cp.URL(), adminToken)
+	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS(`#models tr[data-model="calling-score"]`))); err != nil {
+		t.Fatal(err)
+	}
+	table, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#models")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := cl.Health(ctx, "calling-score")
+	drift := h.Arms[0].Drift
+	if drift == "" {
+		drift = "no reference"
+	}
+	if !strings.Contains(table, "calling-score") || !strings.Contains(table, "v1") || !strings.Contains(table, drift) {
+		t.Fatalf("overview table %q does not show the API's model, production and drift", table)
+	}
+	screenshot(t, b, "overview")
+
+	// Promote v2 through the UI, behind the confirmation.
+	err = chromedp.Do(b,
+		chromedp.Navigate(cp.URL()+"/#/model/calling-score"),
+		chromedp.WaitVisible(chromedp.CSS(`#versions button.promote[data-version="2"]`)),
+		chromedp.Click(chromedp.CSS(`#versions button.promote[data-version="2"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+	)
+	if err != nil {
+		t.Fatalf("open the promote confirmation: %v", err)
+	}
+	confirmText, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = chromedp.Do(b,
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#production") && document.querySelector("#production").textContent === "v2"`, chromedp.WithPollingTimeout(15*time.Second)),
+	)
+	if err != nil {
+		t.Fatalf("promote through the UI: %v", err)
+	}
+	if !strings.Contains(confirmText, "Promote calling-score v2") || !strings.Contains(confirmText, "now v1") {
+		t.Fatalf("the confirmation says %q, want what will change", confirmText)
+	}
+	m, _ := cl.Model(ctx, "calling-score")
+	evs, _ := cl.Events(ctx, "calling-score", 0, 0)
+	last := evs[len(evs)-1]
+	if m.Production != 2 || last.Kind != registry.EventPromoted || last.Actor != "bootstrap-admin" {
+		t.Fatalf("after the UI promote: production v%d, last event %+v; want v2 by the signed-in admin", m.Production, last)
+	}
+	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS("#timeline"))); err != nil {
+		t.Fatal(err)
+	}
+	timeline, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#timeline")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(timeline, "promoted") || !strings.Contains(timeline, "bootstrap-admin") {
+		t.Fatalf("history timeline %q lacks the promotion and its actor", timeline)
+	}
+	screenshot(t, b, "model")
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/fleet"), chromedp.WaitVisible(chromedp.CSS("#nodes"))); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, b, "fleet")
+
+	// A narrow phone screen still shows the page.
+	if err := chromedp.Do(b, chromedp.EmulateViewport(390, 844), chromedp.Navigate(cp.URL()+"/#/"), chromedp.WaitVisible(chromedp.CSS("#models"))); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, b, "overview-phone")
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+
+	// A viewer sees everything but cannot act; the server refuses it anyway.
+	v, vproblems := browser(t)
+	signIn(t, v, cp.URL(), viewer.Secret)
+	if err := chromedp.Do(v, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#viewer-note"))); err != nil {
+		t.Fatalf("viewer: %v", err)
+	}
+	disabled, err := chromedp.Run(v, chromedp.Evaluate[bool](`Array.from(document.querySelectorAll("button.promote, #set-canary, #rollback")).every(b => b.disabled)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := chromedp.Run(v, chromedp.Evaluate[int](fmt.Sprintf(`fetch("/ui/session").then(r => r.json()).then(s => fetch("/api/v1/models/calling-score/promote", {method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": s.csrf}, body: JSON.stringify({version: %d})})).then(r => r.status)`, 1), chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !disabled || status != 403 {
+		t.Fatalf("viewer: buttons disabled %v, direct promote answered %d; want disabled and 403", disabled, status)
+	}
+	screenshot(t, v, "model-viewer")
+	if m, _ := cl.Model(ctx, "calling-score"); m.Production != 2 {
+		t.Fatalf("a viewer moved production to v%d", m.Production)
+	}
+	if len(*vproblems) > 0 {
+		t.Fatalf("browser console (viewer): %v", *vproblems)
+	}
+}
+
+func TestDashboardCSRFAndEmptyState(t *testing.T) {
+	cp, cl := fastMonitor(t)
+	_ = cl
+	b, problems := browser(t)
+	signIn(t, b, cp.URL(), adminToken)
+	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS("#empty"))); err != nil {
+		t.Fatal(err)
+	}
+	empty, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#empty")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The session cookie alone does not authorise a change: the CSRF header must match.
+	status, err := chromedp.Run(b, chromedp.Evaluate[int](`fetch("/api/v1/gc", {method: "POST", headers: {"Content-Type": "application/json"}, body: "{}"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(empty, "modelctl push") {
+		t.Fatalf("empty state %q does not say what to do next", empty)
+	}
+	if status != 403 {
+		t.Fatalf("a change without the CSRF token answered %d, want 403", status)
+	}
+	screenshot(t, b, "empty")
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
