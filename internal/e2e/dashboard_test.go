@@ -202,6 +202,14 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/fleet"), chromedp.WaitVisible(chromedp.CSS("#nodes"))); err != nil {
 		t.Fatal(err)
 	}
+	nodes, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#nodes")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, _ := cl.Fleet(ctx)
+	if len(fleet) != 1 || !strings.Contains(nodes, fleet[0].Node) || !strings.Contains(nodes, "ready") || !strings.Contains(nodes, "calling-score v2") {
+		t.Fatalf("fleet page %q does not show the API's node %+v", nodes, fleet)
+	}
 	screenshot(t, b, "fleet")
 
 	// A narrow phone screen still shows the page.
