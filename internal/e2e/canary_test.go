@@ -17,16 +17,7 @@ func scoreKey(hc *http.Client, url, key string) scored {
 
 func TestCanaryThroughTheControlPlane(t *testing.T) {
 	ctx := context.Background()
-	cp := MustControlPlane(t)
-	cl := adminClient(cp.URL())
-	mustPush(t, cl, testutil.MustModel(t, 1))
-	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
-		t.Fatal(err)
-	}
-	sc := MustScorer(t, cp.URL())
-	hc := &http.Client{Timeout: 10 * time.Second}
-	waitFor(t, "v1", 10*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.4)).resp.Version == 1 })
+	_, cl, sc, hc := servingV1(t)
 
 	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 50, Mode: "ab"}); err != nil {
 		t.Fatal(err)

@@ -106,6 +106,23 @@ func mustPush(tb testing.TB, cl *client.Client, m testutil.Model) int {
 	return res.Version.Number
 }
 
+// servingV1 starts a control plane (blobs in store, if given) with two pushed
+// versions, v1 promoted, and a scorer serving it.
+func servingV1(t *testing.T, store ...string) (*app.ControlPlane, *client.Client, *app.Scorer, *http.Client) {
+	t.Helper()
+	cp := MustControlPlane(t, store...)
+	cl := adminClient(cp.URL())
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(context.Background(), "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	sc := MustScorer(t, cp.URL())
+	hc := &http.Client{Timeout: 10 * time.Second}
+	waitFor(t, "v1", 10*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 1 })
+	return cp, cl, sc, hc
+}
+
 type scored struct {
 	status int
 	resp   api.ScoreResponse
@@ -292,16 +309,7 @@ func TestScorerStartsBeforeTheModelExists(t *testing.T) {
 
 func TestScorerKeepsServingWhenALoadFails(t *testing.T) {
 	ctx := context.Background()
-	cp := MustControlPlane(t)
-	cl := adminClient(cp.URL())
-	mustPush(t, cl, testutil.MustModel(t, 1))
-	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
-		t.Fatal(err)
-	}
-	sc := MustScorer(t, cp.URL())
-	hc := &http.Client{Timeout: 10 * time.Second}
-	waitFor(t, "v1", 10*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 1 })
+	cp, cl, sc, hc := servingV1(t)
 
 	// Damage v2's blob behind the registry's back: the download fails its digest
 	// check and the scorer keeps v1.

@@ -36,16 +36,7 @@ func scorerStatus(t *testing.T, url string) api.ModelStatus {
 func TestS3StoreEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	gw := testutil.MustS3(t, "models")
-	cp := MustControlPlane(t, gw.StoreURL("models", "team-a", ""))
-	cl := adminClient(cp.URL())
-	mustPush(t, cl, testutil.MustModel(t, 1))
-	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
-		t.Fatal(err)
-	}
-	sc := MustScorer(t, cp.URL())
-	hc := &http.Client{Timeout: 10 * time.Second}
-	waitFor(t, "v1 from S3", 10*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.2)).resp.Version == 1 })
+	_, cl, sc, hc := servingV1(t, gw.StoreURL("models", "team-a", ""))
 
 	v2, err := cl.Version(ctx, "calling-score", 2)
 	if err != nil {
@@ -162,16 +153,7 @@ func TestScorerKilledMidDownloadServesOnlyVerifiedArtifacts(t *testing.T) {
 // promotes, and checks the scorer reconnected and caught up.
 func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
 	ctx := context.Background()
-	cp := MustControlPlane(t)
-	cl := adminClient(cp.URL())
-	mustPush(t, cl, testutil.MustModel(t, 1))
-	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
-		t.Fatal(err)
-	}
-	sc := MustScorer(t, cp.URL())
-	hc := &http.Client{Timeout: 10 * time.Second}
-	waitFor(t, "v1", 10*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.3)).resp.Version == 1 })
+	cp, cl, sc, hc := servingV1(t)
 
 	addr := strings.TrimPrefix(cp.URL(), "http://")
 	cfg := cp.Config

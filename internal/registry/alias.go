@@ -2,15 +2,9 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
-)
-
-var (
-	jsonMarshal   = json.Marshal
-	jsonUnmarshal = json.Unmarshal
 )
 
 // AliasRequest moves the production alias.

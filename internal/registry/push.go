@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -172,14 +173,14 @@ func (r *Registry) stage(ctx context.Context, req PushRequest) (string, int64, e
 
 func decodeVersion(raw []byte) (*Version, error) {
 	v := &Version{}
-	if err := jsonUnmarshal(raw, v); err != nil {
+	if err := json.Unmarshal(raw, v); err != nil {
 		return nil, fmt.Errorf("corrupt version record: %w", err)
 	}
 	return v, nil
 }
 
 func putVersion(b *bolt.Bucket, v *Version) error {
-	buf, err := jsonMarshal(v)
+	buf, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
