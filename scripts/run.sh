@@ -67,6 +67,7 @@ cat <<MSG
 modelops is running.
   control plane  $MODELCTL_SERVER   (log: $DATA/control-plane.log)
   scorer         http://$SCORER_ADDR   (log: $DATA/scorer.log)
+  dashboard      $MODELCTL_SERVER/   (sign in with the admin token below)
 
 The admin token is in $DATA/admin.token; for the CLI in another terminal:
   export MODELCTL_TOKEN=\$(cat $DATA/admin.token)
