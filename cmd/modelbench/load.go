@@ -46,8 +46,21 @@ func newClient(conns int) *http.Client {
 
 // fire sends one request and reports its latency, success and source.
 func fire(hc *http.Client, url string, body []byte) (time.Duration, bool, bool) {
+	return fireWith(hc, url, body, nil)
+}
+
+// fireWith is fire with extra headers (nil: a JSON body).
+func fireWith(hc *http.Client, url string, body []byte, headers map[string]string) (time.Duration, bool, bool) {
 	start := time.Now()
-	resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, false, false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return time.Since(start), false, false
 	}
@@ -77,6 +90,11 @@ func merge(rs ...loadResult) loadResult {
 
 // closedLoop runs conns workers back to back for d: the maximum load.
 func closedLoop(url string, body []byte, conns int, d time.Duration) loadResult {
+	return closedLoopWith(url, body, nil, conns, d)
+}
+
+// closedLoopWith is closedLoop with extra request headers.
+func closedLoopWith(url string, body []byte, headers map[string]string, conns int, d time.Duration) loadResult {
 	hc := newClient(conns)
 	defer hc.CloseIdleConnections()
 	var mu sync.Mutex
@@ -91,7 +109,7 @@ func closedLoop(url string, body []byte, conns int, d time.Duration) loadResult 
 			var lats []time.Duration
 			var failed, fb int
 			for time.Now().Before(deadline) {
-				lat, ok, isFB := fire(hc, url, body)
+				lat, ok, isFB := fireWith(hc, url, body, headers)
 				lats = append(lats, lat)
 				if !ok {
 					failed++

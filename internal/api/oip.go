@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,10 +120,11 @@ type OIPInputTensor struct {
 
 // OIPOutputTensor is one output of an inference response.
 type OIPOutputTensor struct {
-	Name     string    `json:"name"`
-	Shape    []int64   `json:"shape"`
-	Datatype string    `json:"datatype"`
-	Data     []float32 `json:"data"`
+	Name       string         `json:"name"`
+	Shape      []int64        `json:"shape"`
+	Datatype   string         `json:"datatype"`
+	Parameters map[string]any `json:"parameters,omitempty"`
+	Data       []float32      `json:"data,omitempty"`
 }
 
 // OIPInferResponse answers an inference request. Parameters say where the scores
@@ -148,6 +150,16 @@ func (s *Scorer) oipInfer(c echo.Context) error {
 		}
 		return oipError(c, http.StatusBadRequest, err.Error())
 	}
+	// The binary tensor extension: the JSON header comes first, its length in
+	// Inference-Header-Content-Length, and raw tensor bytes follow it.
+	var tensorBytes []byte
+	if hl := c.Request().Header.Get(HeaderInferenceLength); hl != "" {
+		n, err := strconv.Atoi(hl)
+		if err != nil || n < 0 || n > len(body) {
+			return oipError(c, http.StatusBadRequest, fmt.Sprintf("%s %q does not fit a %d-byte body", HeaderInferenceLength, truncate(hl, 20), len(body)))
+		}
+		body, tensorBytes = body[:n], body[n:]
+	}
 	var req OIPInferRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return oipError(c, http.StatusBadRequest, "malformed inference request: "+err.Error())
@@ -169,14 +181,26 @@ func (s *Scorer) oipInfer(c echo.Context) error {
 	if len(in.Shape) != 2 || in.Shape[1] != int64(width) || in.Shape[0] < 1 || in.Shape[0] > int64(s.MaxRows) {
 		return oipError(c, http.StatusBadRequest, fmt.Sprintf("input shape %v: want [N,%d] with 1 ≤ N ≤ %d", in.Shape, width, s.MaxRows))
 	}
+	binaryOut := false
 	for _, o := range req.Outputs {
 		if o.Name != "output" {
 			return oipError(c, http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields \"output\"", truncate(o.Name, 40)))
 		}
+		binaryOut = binaryOut || o.Parameters["binary_data"] == true
 	}
 	n := int(in.Shape[0])
-	flat, err := flattenFP32(in.Data, n*width)
-	if err != nil {
+	var flat []float32
+	if size, ok := in.Parameters["binary_data_size"].(float64); ok {
+		if tensorBytes == nil {
+			return oipError(c, http.StatusBadRequest, "binary_data_size without the "+HeaderInferenceLength+" header")
+		}
+		if int(size) != 4*n*width || len(tensorBytes) != int(size) {
+			return oipError(c, http.StatusBadRequest, fmt.Sprintf("binary input has %d bytes (binary_data_size %v); shape [%d,%d] FP32 needs %d", len(tensorBytes), size, n, width, 4*n*width))
+		}
+		if flat, err = decodeFP32(tensorBytes); err != nil {
+			return oipError(c, http.StatusBadRequest, "input data: "+err.Error())
+		}
+	} else if flat, err = flattenFP32(in.Data, n*width); err != nil {
 		return oipError(c, http.StatusBadRequest, "input data: "+err.Error())
 	}
 	key, _ := req.Parameters["key"].(string)
@@ -209,11 +233,50 @@ func (s *Scorer) oipInfer(c echo.Context) error {
 	if out.version > 0 {
 		resp.ModelVersion = strconv.Itoa(out.version)
 	}
-	return c.JSON(http.StatusOK, resp)
+	if !binaryOut {
+		return c.JSON(http.StatusOK, resp)
+	}
+	raw := encodeFP32(resp.Outputs[0].Data)
+	resp.Outputs[0].Data = nil
+	resp.Outputs[0].Parameters = map[string]any{"binary_data_size": len(raw)}
+	header, err := json.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(HeaderInferenceLength, strconv.Itoa(len(header)))
+	return c.Blob(http.StatusOK, "application/octet-stream", append(header, raw...))
+}
+
+// HeaderInferenceLength carries the length of the JSON header in the OIP v2
+// binary tensor extension.
+const HeaderInferenceLength = "Inference-Header-Content-Length"
+
+// decodeFP32 reads little-endian float32 values and refuses non-finite ones.
+func decodeFP32(b []byte) ([]float32, error) {
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("value %d is not a finite number", i)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func encodeFP32(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return b
 }
 
 func readBody(c echo.Context, limit int64) ([]byte, error) {
 	var buf bytes.Buffer
+	if n := c.Request().ContentLength; n > 0 && n <= limit {
+		buf.Grow(int(n) + 1) // one read, no regrowth, for bodies that say their length
+	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), c.Request().Body, limit)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -1,10 +1,14 @@
 package api_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -125,5 +129,76 @@ func TestOIPv2InferErrors(t *testing.T) {
 				t.Fatalf("%d %s; want %d with error containing %q", resp.StatusCode, b, tt.status, tt.want)
 			}
 		})
+	}
+}
+
+// binaryInfer sends rows with the binary tensor extension, asking for a binary
+// output too.
+func binaryInfer(t *testing.T, url string, rows [][]float32, tamper func(header []byte, data []byte) ([]byte, []byte)) (*http.Response, []byte) {
+	t.Helper()
+	var flat []float32
+	for _, r := range rows {
+		flat = append(flat, r...)
+	}
+	data := make([]byte, 4*len(flat))
+	for i, v := range flat {
+		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(v))
+	}
+	header := []byte(fmt.Sprintf(`{"inputs":[{"name":"input","shape":[%d,39],"datatype":"FP32","parameters":{"binary_data_size":%d}}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]}`, len(rows), len(data)))
+	if tamper != nil {
+		header, data = tamper(header, data)
+	}
+	req, _ := http.NewRequest("POST", url+"/v2/models/calling-score/infer", bytes.NewReader(append(header, data...)))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set(api.HeaderInferenceLength, strconv.Itoa(len(header)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, body
+}
+
+func TestOIPv2BinaryTensors(t *testing.T) {
+	url, slot := MustScorerAPI(t)
+	rows := [][]float32{testutil.Row(0.2), testutil.Row(0.7), testutil.Row(0.9)}
+	l := slot.Acquire()
+	want, _ := l.Run(append(append(append([]float32{}, rows[0]...), rows[1]...), rows[2]...), 3)
+	l.Release()
+
+	resp, body := binaryInfer(t, url, rows, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	n, err := strconv.Atoi(resp.Header.Get(api.HeaderInferenceLength))
+	if err != nil || n > len(body) {
+		t.Fatalf("response header length %q", resp.Header.Get(api.HeaderInferenceLength))
+	}
+	var r api.OIPInferResponse
+	if err := json.Unmarshal(body[:n], &r); err != nil {
+		t.Fatal(err)
+	}
+	raw := body[n:]
+	if r.Outputs[0].Parameters["binary_data_size"] != float64(12) || len(raw) != 12 {
+		t.Fatalf("binary output: %+v, %d bytes", r.Outputs[0], len(raw))
+	}
+	for i := range want {
+		if got := math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:])); math.Abs(float64(got-want[i])) > 1e-6 {
+			t.Fatalf("row %d: %v, session says %v", i, got, want[i])
+		}
+	}
+
+	for name, tamper := range map[string]func([]byte, []byte) ([]byte, []byte){
+		"short data": func(h, d []byte) ([]byte, []byte) { return h, d[:len(d)-4] },
+		"NaN value": func(h, d []byte) ([]byte, []byte) {
+			binary.LittleEndian.PutUint32(d[8:], math.Float32bits(float32(math.NaN())))
+			return h, d
+		},
+	} {
+		resp, body := binaryInfer(t, url, rows, tamper)
+		if resp.StatusCode != 400 || !strings.Contains(string(body), "error") {
+			t.Errorf("%s: %d %s, want 400", name, resp.StatusCode, body)
+		}
 	}
 }
