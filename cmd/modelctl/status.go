@@ -72,7 +72,14 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 					if a.MaxPSIFeat != "" {
 						drift = fmt.Sprintf("%s (PSI %.3f %s, pred %.3f)", a.Drift, a.MaxPSI, a.MaxPSIFeat, a.PredPSI)
 					}
-					fmt.Fprintf(w, "  v%d\t%s\t%.1f\t%.2f%%\t%.2f%%\t%gms\t%gms\t%d\t%.4f\t%.4f\t%s\n", a.Version, a.Arm, a.RequestRate, 100*a.ErrorRate, 100*a.FallbackRate, a.P50Ms, a.P99Ms, a.Outcomes, a.OutcomeMSE, a.OutcomeMAE, drift)
+					mse, mae := "-", "-"
+					if a.Outcomes > 0 {
+						mse, mae = fmt.Sprintf("%.4f", a.OutcomeMSE), fmt.Sprintf("%.4f", a.OutcomeMAE)
+					}
+					if drift == "" {
+						drift = "no reference"
+					}
+					fmt.Fprintf(w, "  v%d\t%s\t%.1f\t%.2f%%\t%.2f%%\t%gms\t%gms\t%d\t%s\t%s\t%s\n", a.Version, a.Arm, a.RequestRate, 100*a.ErrorRate, 100*a.FallbackRate, a.P50Ms, a.P99Ms, a.Outcomes, mse, mae, drift)
 				}
 			})
 		}
