@@ -30,9 +30,11 @@ import (
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/trainer"
 )
@@ -334,8 +336,19 @@ func scorer(path string, batching bool) (string, func(), error) {
 	if batching {
 		served.EnableBatching(64, runtime.NumCPU())
 	}
-	served.Slot.Swap(loader.NewLoaded(s, 1, "bench", nil))
-	url, stop := serve(api.NewScorer(quiet, served).Handler())
+	// Monitoring on, as a scorer node runs it: the shipped card's reference bins
+	// every row, and model answers are remembered for feedback.
+	raw, _ := os.ReadFile(filepath.Join(filepath.Dir(path), "card.json"))
+	card, err := artifact.ParseCard(raw)
+	if err != nil {
+		return "", nil, err
+	}
+	served.Slot.Swap(loader.NewLoaded(s, 1, "bench", card))
+	sc := api.NewScorer(quiet, served)
+	sc.Recorder = monitor.NewRecorder()
+	sc.Recorder.SetReference(1, card)
+	sc.Join = monitor.NewJoin(sc.Recorder, 100000)
+	url, stop := serve(sc.Handler())
 	return url, func() { stop(); served.Close(); served.Slot.Close() }, nil
 }
 
