@@ -9,7 +9,6 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/labstack/echo/v4"
 )
@@ -204,26 +203,17 @@ func (s *Scorer) oipInfer(c echo.Context) error {
 		return oipError(c, http.StatusBadRequest, "input data: "+err.Error())
 	}
 	key, _ := req.Parameters["key"].(string)
-	start := time.Now()
-	release, err := s.admit(c.Request().Context(), s.Budget)
+	out, err := s.answer(c.Request().Context(), m, flat, n, key, s.Budget)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
-			c.Response().Header().Set("Retry-After", strconv.Itoa(re.retryAfter))
+			if re.retryAfter > 0 {
+				c.Response().Header().Set("Retry-After", strconv.Itoa(re.retryAfter))
+			}
 			return oipError(c, re.status, re.msg)
 		}
 		return err
 	}
-	out, err := s.scoreFlat(m, flat, n, key, s.Budget)
-	release()
-	if err != nil {
-		var re *requestError
-		if errors.As(err, &re) {
-			return oipError(c, re.status, re.msg)
-		}
-		return err
-	}
-	s.observe(m, out, flat, n, start)
 	resp := OIPInferResponse{ModelName: m.Name, ID: req.ID,
 		Parameters: map[string]any{"source": out.source, "arm": out.arm},
 		Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{int64(n), 1}, Datatype: "FP32", Data: out.scores}}}

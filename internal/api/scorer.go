@@ -378,17 +378,10 @@ func (s *Scorer) score(c echo.Context) error {
 			flat = append(flat, f)
 		}
 	}
-	start := time.Now()
-	release, err := s.admit(c.Request().Context(), budget)
+	out, err := s.answer(c.Request().Context(), m, flat, len(rows), req.Key, budget)
 	if err != nil {
 		return err
 	}
-	out, err := s.scoreFlat(m, flat, len(rows), req.Key, budget)
-	release()
-	if err != nil {
-		return err
-	}
-	s.observe(m, out, flat, len(rows), start)
 	resp := ScoreResponse{Model: m.Name, Source: out.source, Version: out.version, Arm: out.arm, Reason: out.reason}
 	if s.Join != nil && out.source == SourceModel {
 		resp.RequestID = strconv.FormatUint(rand.Uint64(), 16)
@@ -441,6 +434,23 @@ func (s *Scorer) feedback(c echo.Context) error {
 		return badRequest(err.Error())
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// answer takes a turn, scores the rows and counts the outcome: what /v1/score and
+// the OIP v2 infer route share once they have decoded their rows.
+func (s *Scorer) answer(ctx context.Context, m *Served, flat []float32, n int, key string, budget time.Duration) (outcome, error) {
+	start := time.Now()
+	release, err := s.admit(ctx, budget)
+	if err != nil {
+		return outcome{}, err
+	}
+	out, err := s.scoreFlat(m, flat, n, key, budget)
+	release()
+	if err != nil {
+		return outcome{}, err
+	}
+	s.observe(m, out, flat, n, start)
+	return out, nil
 }
 
 func (s *Scorer) reject(err error) error {
