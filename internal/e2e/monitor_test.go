@@ -95,6 +95,7 @@ func nanArtifact(t *testing.T) string {
 
 func TestBadPromotionIsRolledBackOnEveryScorer(t *testing.T) {
 	t.Run("NaN outputs", func(t *testing.T) { badPromotion(t, nanArtifact(t), "fallback rate") })
+	t.Run("session fails on traffic", func(t *testing.T) { badPromotion(t, failingArtifact(t), "error rate") })
 	t.Run("scores far off the previous version", func(t *testing.T) {
 		data, err := trainer.ExportONNX(trainer.NewMLP(99, 39, 16, 1), trainer.ExportMeta{})
 		if err != nil {
