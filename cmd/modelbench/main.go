@@ -399,6 +399,9 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 	scfg := app.DefaultScorerConfig()
 	scfg.ControlPlane, scfg.Listen, scfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(dir, "cache")
 	scfg.Token = benchToken
+	// The feedback join is bounded; keep it small enough that the steady run fills
+	// it, so the memory comparison sees the swaps and not the join filling up.
+	scfg.FeedbackCapacity = 10000
 	sc := app.NewScorer(scfg, quiet)
 	if err := sc.Open(ctx); err != nil {
 		return swapResult{}, err

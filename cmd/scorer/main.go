@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.BatchMaxRows, "batch-max-rows", cfg.BatchMaxRows, "micro-batch concurrent small requests into runs of up to this many rows (0: off; `make bench` measures both)")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", time.Second, "how often to report to the control plane's monitor")
 	fs.StringVar(&cfg.Node, "node", cfg.Node, "node name in reports (default: host name and listen address)")
+	fs.IntVar(&cfg.FeedbackCapacity, "feedback-capacity", cfg.FeedbackCapacity, "answers remembered for POST /v1/feedback (bounded memory)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
 	fs.Func("api-key", "require this API key on /v1/score, /v1/feedback and /v2 infer (repeatable; env SCORER_API_KEYS, comma-separated)", func(v string) error {

@@ -44,16 +44,19 @@ type ScorerConfig struct {
 	APIKeys []string
 	// TLSCert and TLSKey, when set, serve HTTPS.
 	TLSCert, TLSKey string
+	// FeedbackCapacity is how many answers the feedback join remembers.
+	FeedbackCapacity int
 }
 
 // DefaultScorerConfig returns the defaults of `scorer`.
 func DefaultScorerConfig() ScorerConfig {
 	return ScorerConfig{
-		ControlPlane:   "http://127.0.0.1:8080",
-		Model:          "calling-score",
-		Listen:         "127.0.0.1:8081",
-		CacheDir:       filepath.Join(".data", "scorer-cache"),
-		IntraOpThreads: 1,
+		ControlPlane:     "http://127.0.0.1:8080",
+		Model:            "calling-score",
+		Listen:           "127.0.0.1:8081",
+		CacheDir:         filepath.Join(".data", "scorer-cache"),
+		IntraOpThreads:   1,
+		FeedbackCapacity: 100000,
 	}
 }
 
@@ -131,7 +134,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 	}
 	scorer := api.NewScorer(s.Logger.With("component", "api"), served)
 	scorer.Recorder = s.Recorder
-	scorer.Join = monitor.NewJoin(s.Recorder, 100000)
+	scorer.Join = monitor.NewJoin(s.Recorder, max(1, s.Config.FeedbackCapacity))
 	scorer.APIKeys = s.Config.APIKeys
 	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
 	s.Server.TLSCert, s.Server.TLSKey = s.Config.TLSCert, s.Config.TLSKey
