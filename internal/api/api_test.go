@@ -157,16 +157,7 @@ func TestScoreFallsBackWithoutModel(t *testing.T) {
 // MustControlPlaneAPI serves the control plane API over a fresh registry.
 func MustControlPlaneAPI(tb testing.TB) (*client.Client, *registry.Registry) {
 	tb.Helper()
-	dir := tb.TempDir()
-	blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	reg := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
-	if err := reg.Open(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { reg.Close() })
+	reg, _ := testutil.MustRegistry(tb)
 	url := MustServe(tb, api.NewControlPlane(reg, discard).Handler())
 	return client.New(url), reg
 }

@@ -21,20 +21,13 @@ import (
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/fallback"
-	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
 func TestRolesAndTokens(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	blobs, _ := registry.NewFileStore(filepath.Join(dir, "a"))
-	reg := registry.New(filepath.Join(dir, "r.db"), blobs, loader.Verifier{})
-	if err := reg.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
+	reg, _ := testutil.MustRegistry(t)
 	cp := api.NewControlPlane(reg, discard)
 	cp.RequireAuth = true
 	url := MustServe(t, cp.Handler())

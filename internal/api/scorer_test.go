@@ -6,8 +6,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/testutil"
-	"github.com/modelops/modelops/internal/trainer"
 )
 
 // mustLoad opens a model file and wraps it for a slot.
@@ -122,22 +119,9 @@ func TestBlendMixesModelAndRules(t *testing.T) {
 	}
 }
 
-func nanModel(t *testing.T) testutil.Model {
-	t.Helper()
-	mlp := trainer.NewMLP(1, 39, 4, 1)
-	mlp.Layers[1].B[0] = float32(math.NaN())
-	data, err := trainer.ExportONNX(mlp, trainer.ExportMeta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "nan.onnx")
-	os.WriteFile(p, data, 0o644)
-	return testutil.Model{Path: p, Digest: testutil.MustDigest(t, data)}
-}
-
 func TestNaNOutputFallsBackAndOpensTheBreaker(t *testing.T) {
 	served := api.NewServed("calling-score", fallback.CallingScore{})
-	served.Slot.Swap(mustLoad(t, nanModel(t), 1))
+	served.Slot.Swap(mustLoad(t, testutil.NaNModel(t), 1))
 	t.Cleanup(served.Slot.Close)
 	url := MustServe(t, newScorer(served).Handler())
 	row := testutil.Row(0.5)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -80,21 +79,8 @@ func traffic(t *testing.T, urls []string, stop chan struct{}) *sync.WaitGroup {
 	return &wg
 }
 
-func nanArtifact(t *testing.T) string {
-	t.Helper()
-	mlp := trainer.NewMLP(3, 39, 8, 1)
-	mlp.Layers[1].B[0] = float32(math.NaN())
-	data, err := trainer.ExportONNX(mlp, trainer.ExportMeta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "nan.onnx")
-	os.WriteFile(p, data, 0o644)
-	return p
-}
-
 func TestBadPromotionIsRolledBackOnEveryScorer(t *testing.T) {
-	t.Run("NaN outputs", func(t *testing.T) { badPromotion(t, nanArtifact(t), "fallback rate") })
+	t.Run("NaN outputs", func(t *testing.T) { badPromotion(t, testutil.NaNModel(t).Path, "fallback rate") })
 	t.Run("session fails on traffic", func(t *testing.T) { badPromotion(t, failingArtifact(t), "error rate") })
 	t.Run("scores far off the previous version", func(t *testing.T) {
 		data, err := trainer.ExportONNX(trainer.NewMLP(99, 39, 16, 1), trainer.ExportMeta{})

@@ -8,12 +8,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/modelops/modelops/internal/artifact"
-	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
@@ -28,13 +26,7 @@ func TestMain(m *testing.M) {
 // carry a reference (uniform deciles on every feature), v1 promoted.
 func setup(t *testing.T) (*registry.Registry, *monitor.Monitor, *time.Time) {
 	t.Helper()
-	dir := t.TempDir()
-	blobs, _ := registry.NewFileStore(filepath.Join(dir, "a"))
-	reg := registry.New(filepath.Join(dir, "r.db"), blobs, loader.Verifier{})
-	if err := reg.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
+	reg, _ := testutil.MustRegistry(t)
 	now := time.Unix(1_000_000, 0)
 	reg.Now = func() time.Time { return now }
 	ref := &artifact.Reference{Features: map[string]artifact.Histogram{}, Prediction: artifact.Histogram{Edges: []float64{.5}, Proportions: []float64{.5, .5}}}

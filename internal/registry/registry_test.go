@@ -22,24 +22,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// MustOpen opens a registry over a file blob store in a temp dir and, when the
-// test ends, closes it and checks the bbolt file's consistency.
+// MustOpen opens a registry in a temp dir; see testutil.MustRegistry.
 func MustOpen(tb testing.TB) (*registry.Registry, string) {
 	tb.Helper()
-	dir := tb.TempDir()
-	blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	r := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
-	if err := r.Open(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		MustCheck(tb, r)
-		r.Close()
-	})
-	return r, dir
+	return testutil.MustRegistry(tb)
 }
 
 // MustCheck runs bbolt's consistency check.

@@ -7,12 +7,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/trainer"
 )
 
@@ -81,4 +85,50 @@ func Row(v float32) []float32 {
 		r[i] = v
 	}
 	return r
+}
+
+// NaNModel exports a calling-score MLP whose output is NaN for every row: a model
+// that loads and runs but answers nonsense.
+func NaNModel(tb testing.TB) Model {
+	tb.Helper()
+	m := trainer.NewMLP(3, 39, 8, 1)
+	m.Layers[1].B[0] = float32(math.NaN())
+	data, err := trainer.ExportONNX(m, trainer.ExportMeta{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "nan.onnx")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return Model{Path: path, Digest: MustDigest(tb, data), MLP: m}
+}
+
+// MustRegistry opens a registry over a file blob store in a temp dir, verifying
+// pushes with ONNX Runtime. When the test ends it checks the bbolt file's
+// consistency and closes it. It returns the registry and its directory.
+func MustRegistry(tb testing.TB) (*registry.Registry, string) {
+	tb.Helper()
+	dir := tb.TempDir()
+	blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
+	if err := r.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		err := r.DB().View(func(tx *bolt.Tx) error {
+			for err := range tx.Check() {
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Errorf("bbolt check: %v", err)
+		}
+		r.Close()
+	})
+	return r, dir
 }
