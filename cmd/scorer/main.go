@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", cfg.IntraOpThreads, "ONNX Runtime intra-op threads per session")
 	fs.StringVar(&cfg.ModelDir, "model-dir", cfg.ModelDir, "serve MODEL.onnx (and MODEL.card.json) from this directory, watched, with no control plane")
 	fs.IntVar(&cfg.BatchMaxRows, "batch-max-rows", cfg.BatchMaxRows, "micro-batch concurrent small requests into runs of up to this many rows (0: off; `make bench` measures both)")
+	fs.DurationVar(&cfg.BatchMaxWait, "batch-max-wait", cfg.BatchMaxWait, "longest a micro-batch waits for requests already on their way (a lone request never waits)")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", time.Second, "how often to report to the control plane's monitor")
 	fs.StringVar(&cfg.Node, "node", cfg.Node, "node name in reports (default: host name and listen address)")
 	fs.IntVar(&cfg.FeedbackCapacity, "feedback-capacity", cfg.FeedbackCapacity, "answers remembered for POST /v1/feedback (bounded memory)")

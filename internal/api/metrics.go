@@ -14,6 +14,7 @@ type scorerMetrics struct {
 	fallbacks *prometheus.CounterVec
 	shadow    *prometheus.HistogramVec
 	rejected  *prometheus.CounterVec
+	batchRows prometheus.Histogram
 }
 
 func newScorerMetrics(s *Scorer) *scorerMetrics {
@@ -38,7 +39,11 @@ func newScorerMetrics(s *Scorer) *scorerMetrics {
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelops_scorer_rejected_total", Help: "Requests refused: bad input (400/404/413) or over capacity (429/503).",
 	}, []string{"code"})
-	m.reg.MustRegister(m.requests, m.rows, m.latency, m.fallbacks, m.shadow, m.rejected,
+	m.batchRows = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "modelops_scorer_batch_rows", Help: "Rows in the session run that answered a micro-batched request.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+	})
+	m.reg.MustRegister(m.requests, m.rows, m.latency, m.fallbacks, m.shadow, m.rejected, m.batchRows,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, sv := range s.Models {
 		sv := sv

@@ -141,7 +141,10 @@ func (s *Scorer) oipInfer(c echo.Context) error {
 	if m == nil {
 		return err
 	}
-	body, err := readBody(c, s.MaxBodyBytes)
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer bufPool.Put(buf)
+	err = readBodyInto(c, buf, s.MaxBodyBytes)
+	body := buf.Bytes()
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
@@ -149,6 +152,8 @@ func (s *Scorer) oipInfer(c echo.Context) error {
 		}
 		return oipError(c, http.StatusBadRequest, err.Error())
 	}
+	arrival := s.expect()
+	defer arrival.Abandon()
 	// The binary tensor extension: the JSON header comes first, its length in
 	// Inference-Header-Content-Length, and raw tensor bytes follow it.
 	var tensorBytes []byte
@@ -203,7 +208,7 @@ func (s *Scorer) oipInfer(c echo.Context) error {
 		return oipError(c, http.StatusBadRequest, "input data: "+err.Error())
 	}
 	key, _ := req.Parameters["key"].(string)
-	out, err := s.answer(c.Request().Context(), m, flat, n, key, s.Budget)
+	out, err := s.answer(c.Request().Context(), m, flat, n, key, s.Budget, arrival)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
@@ -244,12 +249,14 @@ const HeaderInferenceLength = "Inference-Header-Content-Length"
 // decodeFP32 reads little-endian float32 values and refuses non-finite ones.
 func decodeFP32(b []byte) ([]float32, error) {
 	out := make([]float32, len(b)/4)
+	b = b[:4*len(out)]
 	for i := range out {
-		v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+		u := binary.LittleEndian.Uint32(b[4*i : 4*i+4])
+		// All exponent bits set: infinite or NaN.
+		if u&0x7f800000 == 0x7f800000 {
 			return nil, fmt.Errorf("value %d is not a finite number", i)
 		}
-		out[i] = v
+		out[i] = math.Float32frombits(u)
 	}
 	return out, nil
 }
@@ -264,17 +271,26 @@ func encodeFP32(v []float32) []byte {
 
 func readBody(c echo.Context, limit int64) ([]byte, error) {
 	var buf bytes.Buffer
+	if err := readBodyInto(c, &buf, limit); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// readBodyInto reads the request body into buf (reset first), at most limit bytes.
+func readBodyInto(c echo.Context, buf *bytes.Buffer, limit int64) error {
+	buf.Reset()
 	if n := c.Request().ContentLength; n > 0 && n <= limit {
 		buf.Grow(int(n) + 1) // one read, no regrowth, for bodies that say their length
 	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), c.Request().Body, limit)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: fmt.Sprintf("body is larger than %d bytes", limit)}
+			return &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: fmt.Sprintf("body is larger than %d bytes", limit)}
 		}
-		return nil, err
+		return err
 	}
-	return buf.Bytes(), nil
+	return nil
 }
 
 // flattenFP32 reads tensor data given flat or nested to any depth, and checks that

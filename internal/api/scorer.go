@@ -57,26 +57,6 @@ type Served struct {
 	FailedLoads func() int
 
 	routing atomic.Pointer[Routing]
-	// batchers gather small requests per slot (nil: every request runs alone).
-	batchers map[*loader.Slot]*loader.Batcher
-	batchMax int
-}
-
-// EnableBatching gathers concurrent requests of at most maxRows/4 rows into runs of
-// up to maxRows rows, with workers runs at a time per arm.
-func (m *Served) EnableBatching(maxRows, workers int) {
-	m.batchMax = maxRows
-	m.batchers = map[*loader.Slot]*loader.Batcher{
-		m.Slot:      loader.NewBatcher(m.Slot, maxRows, workers),
-		m.Candidate: loader.NewBatcher(m.Candidate, maxRows, workers),
-	}
-}
-
-// Close stops the batchers.
-func (m *Served) Close() {
-	for _, b := range m.batchers {
-		b.Close()
-	}
 }
 
 // NewServed returns a model with empty slots, a breaker (5 consecutive model
@@ -136,6 +116,9 @@ type Scorer struct {
 	// APIKeys, when set, are required on scoring and feedback (Authorization:
 	// Bearer KEY or X-API-Key: KEY).
 	APIKeys []string
+	// Batcher, when set, gathers concurrent requests of at most a quarter of its
+	// MaxRows rows into shared session runs (micro-batching).
+	Batcher *loader.Batcher
 
 	metrics   *scorerMetrics
 	sem       chan struct{}
@@ -315,15 +298,15 @@ func (s *Scorer) admit(ctx context.Context, wait time.Duration) (func(), error) 
 
 func (s *Scorer) score(c echo.Context) error {
 	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
 	defer bufPool.Put(buf)
-	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), c.Request().Body, s.MaxBodyBytes)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return s.reject(&requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: fmt.Sprintf("body is larger than %d bytes", s.MaxBodyBytes)})
+	if err := readBodyInto(c, buf, s.MaxBodyBytes); err != nil {
+		if _, ok := err.(*requestError); ok {
+			return s.reject(err)
 		}
 		return s.reject(badRequest("reading body: " + err.Error()))
 	}
+	arrival := s.expect()
+	defer arrival.Abandon()
 	var req ScoreRequest
 	if err := decodeStrict(buf.Bytes(), &req); err != nil {
 		return s.reject(badRequest(explainScoreError(buf.Bytes(), err)))
@@ -378,7 +361,7 @@ func (s *Scorer) score(c echo.Context) error {
 			flat = append(flat, f)
 		}
 	}
-	out, err := s.answer(c.Request().Context(), m, flat, len(rows), req.Key, budget)
+	out, err := s.answer(c.Request().Context(), m, flat, len(rows), req.Key, budget, arrival)
 	if err != nil {
 		return err
 	}
@@ -436,15 +419,25 @@ func (s *Scorer) feedback(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
+// expect announces a request to the batcher as soon as its body is read, so that
+// a batch about to run waits for it (nil without a batcher).
+func (s *Scorer) expect() *loader.Arrival {
+	if s.Batcher == nil {
+		return nil
+	}
+	return s.Batcher.Expect()
+}
+
 // answer takes a turn, scores the rows and counts the outcome: what /v1/score and
-// the OIP v2 infer route share once they have decoded their rows.
-func (s *Scorer) answer(ctx context.Context, m *Served, flat []float32, n int, key string, budget time.Duration) (outcome, error) {
+// the OIP v2 infer route share once they have decoded their rows. arrival is the
+// request's announcement to the batcher, if any.
+func (s *Scorer) answer(ctx context.Context, m *Served, flat []float32, n int, key string, budget time.Duration, arrival *loader.Arrival) (outcome, error) {
 	start := time.Now()
 	release, err := s.admit(ctx, budget)
 	if err != nil {
 		return outcome{}, err
 	}
-	out, err := s.scoreFlat(m, flat, n, key, budget)
+	out, err := s.scoreFlat(m, flat, n, key, budget, arrival)
 	release()
 	if err != nil {
 		return outcome{}, err
@@ -503,7 +496,8 @@ var errUnanswerable = errors.New("unanswerable")
 // scoreFlat answers rows laid out flat: from the arm the routing picks, within the
 // budget, behind the breaker; from the rules when there is no session, it fails,
 // runs out of budget, or any output is not a finite number in [0,1].
-func (s *Scorer) scoreFlat(m *Served, flat []float32, n int, key string, budget time.Duration) (outcome, error) {
+func (s *Scorer) scoreFlat(m *Served, flat []float32, n int, key string, budget time.Duration, arrival *loader.Arrival) (outcome, error) {
+	defer arrival.Abandon()
 	r := m.Routing()
 	out := outcome{arm: ArmChampion}
 	slot := m.Slot
@@ -520,8 +514,12 @@ func (s *Scorer) scoreFlat(m *Served, flat []float32, n int, key string, budget 
 	} else {
 		var res runResult
 		var timedOut bool
-		if b := m.batchers[slot]; b != nil && n <= m.batchMax/4 {
-			res, timedOut = waitBatch(b.Submit(flat, n), budget)
+		if b := s.Batcher; b != nil && n <= b.MaxRows/4 {
+			r, ok := b.Submit(arrival, slot, flat, n, budget)
+			res, timedOut = runResult{r.Out, r.Version, r.Err}, !ok
+			if r.Rows > 0 {
+				s.metrics.batchRows.Observe(float64(r.Rows))
+			}
 		} else if l := slot.Acquire(); l != nil {
 			res, timedOut = runWithBudget(l, flat, n, budget)
 		} else {
@@ -623,18 +621,6 @@ func runWithBudget(l *loader.Loaded, flat []float32, n int, budget time.Duration
 		return runResult{}, true
 	}
 	return r, false
-}
-
-// waitBatch waits for a batched run's result, giving up after budget.
-func waitBatch(ch <-chan loader.BatchResult, budget time.Duration) (runResult, bool) {
-	t := time.NewTimer(budget)
-	defer t.Stop()
-	select {
-	case r := <-ch:
-		return runResult{r.Out, r.Version, r.Err}, false
-	case <-t.C:
-		return runResult{}, true
-	}
 }
 
 // pick reports whether a request falls in the challenger's share: by a stable hash

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
@@ -32,8 +31,11 @@ type ScorerConfig struct {
 	// ModelDir, when set, serves MODEL.onnx from this directory (watched) instead
 	// of following a control plane.
 	ModelDir string
-	// BatchMaxRows > 0 turns on micro-batching of small requests.
+	// BatchMaxRows > 0 turns on micro-batching: concurrent requests of up to a
+	// quarter of this many rows share session runs of up to this many rows.
 	BatchMaxRows int
+	// BatchMaxWait bounds how long a batch waits for requests on their way.
+	BatchMaxWait time.Duration
 	// ReportInterval is how often the node reports to the monitor (0: 1 s).
 	ReportInterval time.Duration
 	// Node names this node in reports (default: host name and listen address).
@@ -56,6 +58,7 @@ func DefaultScorerConfig() ScorerConfig {
 		Listen:           "127.0.0.1:8081",
 		CacheDir:         filepath.Join(".data", "scorer-cache"),
 		IntraOpThreads:   1,
+		BatchMaxWait:     500 * time.Microsecond,
 		FeedbackCapacity: 100000,
 	}
 }
@@ -97,9 +100,6 @@ func (s *Scorer) Open(ctx context.Context) error {
 		s.Logger.Warn("no fallback rules: requests fail until a model is loaded", "model", s.Config.Model)
 	}
 	served := api.NewServed(s.Config.Model, rules)
-	if s.Config.BatchMaxRows > 0 {
-		served.EnableBatching(s.Config.BatchMaxRows, runtime.GOMAXPROCS(0))
-	}
 	s.Served = served
 	s.Slot = served.Slot
 	s.Recorder = monitor.NewRecorder()
@@ -134,6 +134,9 @@ func (s *Scorer) Open(ctx context.Context) error {
 	}
 	scorer := api.NewScorer(s.Logger.With("component", "api"), served)
 	scorer.Recorder = s.Recorder
+	if s.Config.BatchMaxRows > 0 {
+		scorer.Batcher = loader.NewBatcher(s.Config.BatchMaxRows, s.Config.BatchMaxWait)
+	}
 	scorer.Join = monitor.NewJoin(s.Recorder, max(1, s.Config.FeedbackCapacity))
 	scorer.APIKeys = s.Config.APIKeys
 	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
@@ -192,7 +195,6 @@ func (s *Scorer) Close(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	if s.Served != nil {
-		s.Served.Close()
 		s.Served.Slot.Close()
 		s.Served.Candidate.Close()
 	}

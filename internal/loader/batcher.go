@@ -3,6 +3,9 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // ErrNoSession means the slot had no session when a batch ran.
@@ -13,105 +16,203 @@ type BatchResult struct {
 	Out     []float32
 	Version int
 	Err     error
+	// Rows is how many rows the run that answered held, this request's included.
+	Rows int
 }
 
-type batchItem struct {
-	flat []float32
-	rows int
-	done chan BatchResult
-}
-
-// Batcher gathers concurrent small requests for one slot into a single session
-// run. A worker takes the first request waiting and whatever else is already
-// queued, up to MaxRows, and runs them together: it never waits for more, so an
-// idle scorer adds no latency, and under load batches form while the previous
-// run is busy.
+// Batcher gathers concurrent small requests into single session runs, one batch
+// per slot at a time.
+//
+// A single-row run costs ONNX Runtime nearly as much as a 16-row one, so under
+// load it pays to wait for the requests that are about to arrive rather than run
+// each alone. Requests announce themselves with Expect as soon as their body is
+// read, before decoding it; Submit joins the batch that is open for its slot, or
+// opens one. A batch runs as soon as it is full, or no announced request is still
+// on its way, or MaxWait has passed since it opened. A request that finds nobody
+// else on the way runs at once: an idle scorer adds no wait.
+//
+// The request that opened a batch runs it on its own goroutine (no hand-off to a
+// worker); the others wait for the result.
 type Batcher struct {
-	Slot    *Slot
+	// MaxRows bounds the rows of one run.
 	MaxRows int
-	queue   chan batchItem
-	stop    chan struct{}
+	// MaxWait bounds how long a batch waits for announced requests.
+	MaxWait time.Duration
+
+	incoming atomic.Int64
+	mu       sync.Mutex
+	open     map[*Slot]*batch
+
+	runs, rows atomic.Int64
 }
 
-// NewBatcher starts workers gathering batches of at most maxRows rows for slot.
-func NewBatcher(slot *Slot, maxRows, workers int) *Batcher {
-	b := &Batcher{Slot: slot, MaxRows: maxRows, queue: make(chan batchItem, 4096), stop: make(chan struct{})}
-	for i := 0; i < max(1, workers); i++ {
-		go b.work()
+// NewBatcher returns a batcher of runs of at most maxRows rows that wait at most
+// maxWait for announced requests.
+func NewBatcher(maxRows int, maxWait time.Duration) *Batcher {
+	return &Batcher{MaxRows: max(1, maxRows), MaxWait: maxWait, open: map[*Slot]*batch{}}
+}
+
+type batch struct {
+	slot  *Slot
+	flat  []float32
+	rows  int
+	ready chan struct{} // closed when the batch stops taking rows
+	done  chan struct{} // closed when res is set
+	res   BatchResult
+	out   []float32
+	m     int // outputs per row
+}
+
+// Arrival is a request announced with Expect. It must end in exactly one Submit
+// or Abandon; Abandon after Submit does nothing, so `defer a.Abandon()` is safe.
+type Arrival struct {
+	b *Batcher
+}
+
+// Expect announces a request that is being decoded and may Submit soon.
+func (b *Batcher) Expect() *Arrival {
+	b.incoming.Add(1)
+	return &Arrival{b: b}
+}
+
+// Abandon withdraws the announcement of a request that will not Submit (bad
+// input, a large request, a fallback answer), so no batch waits for it.
+func (a *Arrival) Abandon() {
+	if a == nil || a.b == nil {
+		return
 	}
-	return b
+	b := a.b
+	a.b = nil
+	b.mu.Lock()
+	if b.incoming.Add(-1) <= 0 {
+		for _, bt := range b.open {
+			b.closeLocked(bt)
+		}
+	}
+	b.mu.Unlock()
 }
 
-// Close stops the workers; requests still queued get ErrNoSession.
-func (b *Batcher) Close() { close(b.stop) }
+// closeLocked stops bt taking rows and lets its opener run it.
+func (b *Batcher) closeLocked(bt *batch) {
+	if b.open[bt.slot] == bt {
+		delete(b.open, bt.slot)
+		close(bt.ready)
+	}
+}
 
-// Submit queues rows and returns where the result will arrive (buffered: the
-// worker never blocks on a caller that gave up).
-func (b *Batcher) Submit(flat []float32, rows int) <-chan BatchResult {
-	done := make(chan BatchResult, 1)
+// Pending reports the rows waiting in open batches.
+func (b *Batcher) Pending() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, bt := range b.open {
+		n += bt.rows
+	}
+	return n
+}
+
+// Stats reports the session runs made and the rows they held.
+func (b *Batcher) Stats() (runs, rows int64) { return b.runs.Load(), b.rows.Load() }
+
+// Submit scores rows laid out flat on slot's session, together with whatever
+// other requests are in the same batch, within budget. a is the request's
+// announcement (nil if it made none). It reports false when the budget ran out
+// before the result came.
+func (b *Batcher) Submit(a *Arrival, slot *Slot, flat []float32, rows int, budget time.Duration) (BatchResult, bool) {
+	start := time.Now()
+	b.mu.Lock()
+	// Arrive under the lock, so that whoever brings the count to zero finds the
+	// batch it completes still open.
+	if a != nil && a.b == b {
+		a.b = nil
+		b.incoming.Add(-1)
+	}
+	nobodyComing := b.incoming.Load() <= 0
+	if cur := b.open[slot]; cur != nil {
+		if cur.rows+rows <= b.MaxRows {
+			at := cur.rows
+			cur.flat = append(cur.flat, flat...)
+			cur.rows += rows
+			if cur.rows >= b.MaxRows || nobodyComing {
+				b.closeLocked(cur)
+			}
+			b.mu.Unlock()
+			return cur.share(at, rows, budget-time.Since(start))
+		}
+		// Full for this request: let it go, and open a fresh one below.
+		b.closeLocked(cur)
+	}
+	if nobodyComing || rows >= b.MaxRows {
+		b.mu.Unlock()
+		res, ok := b.run(slot, flat, rows, budget)
+		return res, ok
+	}
+	bt := &batch{slot: slot, rows: rows, ready: make(chan struct{}), done: make(chan struct{})}
+	bt.flat = append(make([]float32, 0, b.MaxRows*len(flat)/rows), flat...)
+	b.open[slot] = bt
+	b.mu.Unlock()
+
+	t := time.NewTimer(b.MaxWait)
 	select {
-	case b.queue <- batchItem{flat, rows, done}:
-	case <-b.stop:
-		done <- BatchResult{Err: ErrNoSession}
+	case <-bt.ready:
+	case <-t.C:
+		b.mu.Lock()
+		b.closeLocked(bt)
+		b.mu.Unlock()
 	}
-	return done
+	t.Stop()
+	// bt is closed: nobody appends to it any more.
+	bt.res, _ = b.run(slot, bt.flat, bt.rows, budget-time.Since(start))
+	if bt.res.Err == nil {
+		bt.m = len(bt.res.Out) / bt.rows
+	}
+	bt.out = bt.res.Out
+	close(bt.done)
+	return bt.slice(0, rows), !errors.Is(bt.res.Err, ErrBudget)
 }
 
-func (b *Batcher) work() {
-	var items []batchItem
-	var flat []float32
-	for {
-		var first batchItem
-		select {
-		case first = <-b.queue:
-		case <-b.stop:
-			return
-		}
-		items = append(items[:0], first)
-		rows := first.rows
-	drain:
-		for rows < b.MaxRows {
-			select {
-			case it := <-b.queue:
-				items = append(items, it)
-				rows += it.rows
-			default:
-				break drain
-			}
-		}
-		l := b.Slot.Acquire()
-		if l == nil {
-			for _, it := range items {
-				it.done <- BatchResult{Err: ErrNoSession}
-			}
-			continue
-		}
-		if len(items) == 1 {
-			out, err := l.Run(first.flat, first.rows)
-			first.done <- BatchResult{Out: out, Version: l.Version, Err: err}
-			l.Release()
-			continue
-		}
-		flat = flat[:0]
-		for _, it := range items {
-			flat = append(flat, it.flat...)
-		}
-		out, err := l.Run(flat, rows)
-		m := l.Signature().Outputs()
-		version := l.Version
-		l.Release()
-		at := 0
-		for _, it := range items {
-			r := BatchResult{Version: version, Err: err}
-			if err == nil {
-				if len(out) < (at+it.rows)*m {
-					r.Err = fmt.Errorf("%w: batch output too short", ErrRun)
-				} else {
-					r.Out = out[at*m : (at+it.rows)*m : (at+it.rows)*m]
-				}
-			}
-			at += it.rows
-			it.done <- r
-		}
+// run scores rows on slot's current session, within budget.
+func (b *Batcher) run(slot *Slot, flat []float32, rows int, budget time.Duration) (BatchResult, bool) {
+	b.runs.Add(1)
+	b.rows.Add(int64(rows))
+	l := slot.Acquire()
+	if l == nil {
+		return BatchResult{Err: ErrNoSession, Rows: rows}, true
 	}
+	defer l.Release()
+	if budget <= 0 {
+		return BatchResult{Version: l.Version, Err: ErrBudget, Rows: rows}, false
+	}
+	out, err := l.RunBudget(flat, rows, budget)
+	return BatchResult{Out: out, Version: l.Version, Err: err, Rows: rows}, !errors.Is(err, ErrBudget)
+}
+
+// share waits, within budget, for the batch's result and returns the rows
+// starting at row at.
+func (bt *batch) share(at, rows int, budget time.Duration) (BatchResult, bool) {
+	if budget <= 0 {
+		return BatchResult{}, false
+	}
+	t := time.NewTimer(budget)
+	defer t.Stop()
+	select {
+	case <-bt.done:
+	case <-t.C:
+		return BatchResult{}, false
+	}
+	return bt.slice(at, rows), !errors.Is(bt.res.Err, ErrBudget)
+}
+
+func (bt *batch) slice(at, rows int) BatchResult {
+	r := BatchResult{Version: bt.res.Version, Err: bt.res.Err, Rows: bt.rows}
+	if r.Err != nil {
+		return r
+	}
+	lo, hi := at*bt.m, (at+rows)*bt.m
+	if bt.m == 0 || hi > len(bt.out) {
+		r.Err = fmt.Errorf("%w: batch output too short", ErrRun)
+		return r
+	}
+	r.Out = bt.out[lo:hi:hi]
+	return r
 }

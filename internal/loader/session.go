@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -36,6 +37,23 @@ func DefaultOptions() Options { return Options{IntraOpThreads: 1} }
 type Session struct {
 	sess *ort.DynamicAdvancedSession
 	sig  artifact.Signature
+	// pool keeps input and output tensors for runs of up to pooledRows rows, by row
+	// count: creating and releasing two tensors costs about as much as running a
+	// one-row request through the model.
+	pool [pooledRows + 1]chan *ioTensors
+}
+
+// pooledRows is the largest run whose tensors are kept for the next run.
+const pooledRows = 64
+
+// ioTensors are an input and an output tensor of one shape, over Go memory.
+type ioTensors struct {
+	in, out *ort.Tensor[float32]
+}
+
+func (t *ioTensors) destroy() {
+	t.in.Destroy()
+	t.out.Destroy()
 }
 
 // Open builds a session from an ONNX file and inspects its signature. The file must
@@ -74,7 +92,11 @@ func Open(path string, opts Options) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: ONNX Runtime cannot build a session: %v", ErrInvalidModel, err)
 	}
-	return &Session{sess: s, sig: sig}, nil
+	sess := &Session{sess: s, sig: sig}
+	for i := range sess.pool {
+		sess.pool[i] = make(chan *ioTensors, 2)
+	}
+	return sess, nil
 }
 
 func tensorOf(info ort.InputOutputInfo) artifact.Tensor {
@@ -97,9 +119,23 @@ func (s *Session) Run(flat []float32, rows int) ([]float32, error) {
 }
 
 func (s *Session) run(flat []float32, rows int, opts *ort.RunOptions) ([]float32, error) {
-	n := s.sig.Features()
+	n, m := s.sig.Features(), s.sig.Outputs()
 	if rows < 1 || len(flat) != rows*n {
 		return nil, fmt.Errorf("%w: %d values for %d rows of %d features", ErrRun, len(flat), rows, n)
+	}
+	if rows <= pooledRows {
+		t, err := s.tensors(rows)
+		if err != nil {
+			return nil, err
+		}
+		copy(t.in.GetData(), flat)
+		if err := s.sess.RunWithOptions([]ort.Value{t.in}, []ort.Value{t.out}, opts); err != nil {
+			s.putTensors(rows, t)
+			return nil, fmt.Errorf("%w: %v", ErrRun, err)
+		}
+		result := append([]float32(nil), t.out.GetData()...)
+		s.putTensors(rows, t)
+		return result, nil
 	}
 	in, err := ort.NewTensor(ort.NewShape(int64(rows), int64(n)), flat)
 	if err != nil {
@@ -107,8 +143,8 @@ func (s *Session) run(flat []float32, rows int, opts *ort.RunOptions) ([]float32
 	}
 	defer in.Destroy()
 	// The output goes straight into Go memory: no copy, no shape queries.
-	result := make([]float32, rows*s.sig.Outputs())
-	out, err := ort.NewTensor(ort.NewShape(int64(rows), int64(s.sig.Outputs())), result)
+	result := make([]float32, rows*m)
+	out, err := ort.NewTensor(ort.NewShape(int64(rows), int64(m)), result)
 	if err != nil {
 		return nil, fmt.Errorf("%w: output tensor: %v", ErrRun, err)
 	}
@@ -117,6 +153,35 @@ func (s *Session) run(flat []float32, rows int, opts *ort.RunOptions) ([]float32
 		return nil, fmt.Errorf("%w: %v", ErrRun, err)
 	}
 	return result, nil
+}
+
+// tensors takes a pair of tensors for rows rows from the pool, or makes one.
+func (s *Session) tensors(rows int) (*ioTensors, error) {
+	select {
+	case t := <-s.pool[rows]:
+		return t, nil
+	default:
+	}
+	n, m := s.sig.Features(), s.sig.Outputs()
+	in, err := ort.NewTensor(ort.NewShape(int64(rows), int64(n)), make([]float32, rows*n))
+	if err != nil {
+		return nil, fmt.Errorf("%w: input tensor: %v", ErrRun, err)
+	}
+	out, err := ort.NewTensor(ort.NewShape(int64(rows), int64(m)), make([]float32, rows*m))
+	if err != nil {
+		in.Destroy()
+		return nil, fmt.Errorf("%w: output tensor: %v", ErrRun, err)
+	}
+	return &ioTensors{in: in, out: out}, nil
+}
+
+// putTensors returns a pair to the pool, or destroys it when the pool is full.
+func (s *Session) putTensors(rows int, t *ioTensors) {
+	select {
+	case s.pool[rows] <- t:
+	default:
+		t.destroy()
+	}
 }
 
 // VerifyGolden runs the card's golden inputs and returns an error naming the first
@@ -161,8 +226,22 @@ func (s *Session) WarmUp() error {
 	return nil
 }
 
-// Close destroys the session. It must not be called while a Run is in progress.
-func (s *Session) Close() error { return s.sess.Destroy() }
+// Close destroys the session and its pooled tensors. It must not be called while
+// a Run is in progress.
+func (s *Session) Close() error {
+	for _, p := range s.pool {
+	drain:
+		for {
+			select {
+			case t := <-p:
+				t.destroy()
+			default:
+				break drain
+			}
+		}
+	}
+	return s.sess.Destroy()
+}
 
 // Check verifies an open session: its signature against want (when given), the
 // card against the signature, and the card's golden inputs.
@@ -193,6 +272,53 @@ func Verify(path, model string, want *artifact.Signature, card *artifact.Card) (
 	}
 	defer s.Close()
 	return s.Signature(), s.Check(model, want, card)
+}
+
+// Prepare builds a session from path, checks it (see Check) and warms it up: all
+// a scorer does before a swap. With one intra-op thread it runs on an OS thread
+// of the lowest CPU priority, so loading a new version under load takes only
+// CPU that requests leave idle. (ONNX Runtime's intra-op pool threads would
+// inherit the priority for the session's life, so with more than one it runs
+// at normal priority.)
+func Prepare(path, model string, want *artifact.Signature, card *artifact.Card, opts Options) (*Session, error) {
+	prepare := func() (*Session, error) {
+		s, err := Open(path, opts)
+		if err != nil {
+			return nil, err
+		}
+		err = s.Check(model, want, card)
+		if err == nil {
+			err = s.WarmUp()
+		}
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		return s, nil
+	}
+	if opts.IntraOpThreads > 1 {
+		return prepare()
+	}
+	var s *Session
+	var err error
+	onBackgroundThread(func() { s, err = prepare() })
+	return s, err
+}
+
+// onBackgroundThread runs f on an OS thread of its own at the lowest CPU
+// priority, and waits for it. The thread ends with f: a goroutine that exits
+// locked to its thread takes the thread with it, so no other goroutine ever runs
+// at that priority (and threads the runtime starts meanwhile are cloned from a
+// thread of normal priority, not this one).
+func onBackgroundThread(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		lowerThreadPriority() // best effort: at worst f runs at normal priority
+		f()
+	}()
+	<-done
 }
 
 // Verifier adapts Verify to the registry's push check.

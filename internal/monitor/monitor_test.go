@@ -163,3 +163,60 @@ func TestShadowRunsAreCountedApart(t *testing.T) {
 		t.Fatalf("shadow window %+v", ws)
 	}
 }
+
+func TestLargeRequestsSampleFeaturesButCountEveryRow(t *testing.T) {
+	r := NewRecorder()
+	r.SetReference(1, referenceCard())
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, rows := range []int{256, 5} {
+		flat := make([]float32, rows*features)
+		for i := range flat {
+			flat[i] = rng.Float32()
+		}
+		scores := make([]float32, rows)
+		for i := range scores {
+			scores[i] = rng.Float32()
+		}
+		r.Observe(Observation{Version: 1, Arm: "champion", Rows: rows, Flat: flat, Scores: scores})
+	}
+	ws := r.Flush()
+	if len(ws) != 1 {
+		t.Fatalf("windows %+v", ws)
+	}
+	w := ws[0]
+	sum := func(c []int64) (n int64) {
+		for _, v := range c {
+			n += v
+		}
+		return n
+	}
+	if w.Requests != 2 || w.Rows != 261 || sum(w.Prediction) != 261 || sum(w.RefPrediction) != 261 {
+		t.Fatalf("requests %d rows %d predictions %d ref predictions %d, want 2, 261, 261, 261", w.Requests, w.Rows, sum(w.Prediction), sum(w.RefPrediction))
+	}
+	want := int64(FeatureSampleRows + 5)
+	for i, f := range w.Features {
+		if sum(f) != want {
+			t.Fatalf("feature %d counts %d rows, want %d (%d sampled of 256, all 5 of 5)", i, sum(f), want, FeatureSampleRows)
+		}
+	}
+}
+
+// BenchmarkRecorderObserve256Rows measures monitoring's cost for one 256-row
+// request: scores counted whole, features sampled.
+func BenchmarkRecorderObserve256Rows(b *testing.B) {
+	r := NewRecorder()
+	r.SetReference(1, referenceCard())
+	rng := rand.New(rand.NewPCG(1, 2))
+	flat := make([]float32, 256*features)
+	for i := range flat {
+		flat[i] = rng.Float32()
+	}
+	scores := make([]float32, 256)
+	for i := range scores {
+		scores[i] = rng.Float32()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Observe(Observation{Version: 1, Arm: "champion", Rows: 256, Flat: flat, Scores: scores, Latency: 400 * time.Microsecond})
+	}
+}

@@ -1,8 +1,10 @@
 package monitor
 
 import (
+	"math"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelops/modelops/internal/artifact"
@@ -36,17 +38,28 @@ type reference struct {
 	pred     []float64
 }
 
+// FeatureSampleRows bounds the rows of one request whose features are counted for
+// drift: all rows of a smaller request, evenly spaced rows of a larger one. Binning
+// 39 features costs about 0.4 µs a row, as much as ONNX Runtime spends scoring it
+// in a large batch; a sample keeps the drift statistics (which work on
+// proportions) while requests, rows, errors and scores are always counted whole.
+const FeatureSampleRows = 16
+
 // Recorder counts observations per (version, arm) until the next Flush. It is safe
 // for concurrent use and costs well under a microsecond per row.
 type Recorder struct {
 	mu   sync.Mutex
 	accs map[accKey]*Window
-	refs map[int]*reference
+	// refs maps versions to their reference edges; replaced whole on change, so
+	// Observe reads it without the lock.
+	refs atomic.Pointer[map[int]*reference]
 }
 
 // NewRecorder returns an empty recorder.
 func NewRecorder() *Recorder {
-	return &Recorder{accs: map[accKey]*Window{}, refs: map[int]*reference{}}
+	r := &Recorder{accs: map[accKey]*Window{}}
+	r.refs.Store(&map[int]*reference{})
+	return r
 }
 
 // SetReference records a version's reference edges from its card, so that its
@@ -58,13 +71,19 @@ func (r *Recorder) SetReference(version int, card *artifact.Card) {
 	ref := &reference{pred: card.Reference.Prediction.Edges}
 	for _, name := range card.Features {
 		h, ok := card.Reference.Features[name]
-		if !ok {
-			return // a partial reference is no reference
+		if !ok || len(h.Edges) >= math.MaxUint16 {
+			return // a partial (or absurd) reference is no reference
 		}
 		ref.features = append(ref.features, h.Edges)
 	}
 	r.mu.Lock()
-	r.refs[version] = ref
+	refs := map[int]*reference{version: ref}
+	for v, old := range *r.refs.Load() {
+		if v != version {
+			refs[v] = old
+		}
+	}
+	r.refs.Store(&refs)
 	r.mu.Unlock()
 }
 
@@ -89,6 +108,26 @@ func latencyBucket(d time.Duration) int {
 
 // Observe counts one request.
 func (r *Recorder) Observe(o Observation) {
+	ref := (*r.refs.Load())[o.Version]
+	// Bin the sampled rows' features before taking the lock.
+	var binBuf [FeatureSampleRows * 48]uint16
+	var bins []uint16
+	sampled := 0
+	if ref != nil && o.Rows > 0 && len(o.Flat) == o.Rows*len(ref.features) {
+		width := len(ref.features)
+		sampled = min(o.Rows, FeatureSampleRows)
+		bins = binBuf[:0]
+		if sampled*width > len(binBuf) {
+			bins = make([]uint16, 0, sampled*width)
+		}
+		for k := 0; k < sampled; k++ {
+			row := k * o.Rows / sampled
+			for i, v := range o.Flat[row*width : (row+1)*width] {
+				bins = append(bins, uint16(bin(ref.features[i], float64(v))))
+			}
+		}
+	}
+
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := accKey{o.Version, o.Arm}
@@ -109,7 +148,6 @@ func (r *Recorder) Observe(o Observation) {
 		}
 		w.Fallbacks[o.Fallback]++
 	}
-	ref := r.refs[o.Version]
 	for _, s := range o.Scores {
 		b := int(s * PredictionBins)
 		if b >= PredictionBins {
@@ -125,7 +163,7 @@ func (r *Recorder) Observe(o Observation) {
 			w.RefPrediction[bin(ref.pred, float64(s))]++
 		}
 	}
-	if ref == nil || o.Rows == 0 || len(o.Flat) != o.Rows*len(ref.features) {
+	if sampled == 0 {
 		return
 	}
 	if w.Features == nil {
@@ -135,10 +173,9 @@ func (r *Recorder) Observe(o Observation) {
 		}
 	}
 	width := len(ref.features)
-	for row := 0; row < o.Rows; row++ {
-		x := o.Flat[row*width : (row+1)*width]
-		for i, v := range x {
-			w.Features[i][bin(ref.features[i], float64(v))]++
+	for k := 0; k < sampled; k++ {
+		for i, b := range bins[k*width : (k+1)*width] {
+			w.Features[i][b]++
 		}
 	}
 }

@@ -91,20 +91,12 @@ func (w *DirWatcher) Load() error {
 		return w.fail(err)
 	}
 	tmp.Close()
-	s, err := loader.Open(tmp.Name(), w.Options)
-	if err != nil {
-		return w.fail(err)
-	}
 	var want *artifact.Signature
 	if sig, ok := artifact.Declared(w.Model); ok {
 		want = &sig
 	}
-	err = s.Check(w.Model, want, card)
-	if err == nil {
-		err = s.WarmUp()
-	}
+	s, err := loader.Prepare(tmp.Name(), w.Model, want, card, w.Options)
 	if err != nil {
-		s.Close()
 		return w.fail(err)
 	}
 	w.mu.Lock()

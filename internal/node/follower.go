@@ -186,16 +186,8 @@ func (f *Follower) load(ctx context.Context, slot *loader.Slot, p *registry.Depl
 // swapIn builds a session from a verified artifact, checks it against the
 // signature and card, warms it up and publishes it.
 func (f *Follower) swapIn(slot *loader.Slot, path string, version int, digest string, sig artifact.Signature, card *artifact.Card) error {
-	s, err := loader.Open(path, f.Options)
+	s, err := loader.Prepare(path, f.Model, &sig, card, f.Options)
 	if err != nil {
-		return fmt.Errorf("v%d: %w", version, err)
-	}
-	err = s.Check(f.Model, &sig, card)
-	if err == nil {
-		err = s.WarmUp()
-	}
-	if err != nil {
-		s.Close()
 		return fmt.Errorf("v%d: %w", version, err)
 	}
 	if f.OnLoad != nil {

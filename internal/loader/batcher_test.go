@@ -1,0 +1,165 @@
+package loader_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+// forever is a MaxWait no test may reach: a batch that waits for it hangs the
+// test, so a passing test shows the batch ran for the reason it names.
+const forever = time.Hour
+
+func batchSlot(t *testing.T) (*loader.Slot, *loader.Loaded) {
+	t.Helper()
+	slot := &loader.Slot{}
+	l := mustLoaded(t, 7, 3)
+	slot.Swap(l)
+	t.Cleanup(slot.Close)
+	return slot, l
+}
+
+// within fails the test if f does not return in 20 s (instead of hanging).
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s never returned", what)
+	}
+}
+
+func TestBatcherRunsALoneRequestAtOnce(t *testing.T) {
+	slot, l := batchSlot(t)
+	b := loader.NewBatcher(64, forever)
+	row := testutil.Row(0.3)
+	want, err := l.Run(row, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, "a lone request", func() {
+		res, ok := b.Submit(b.Expect(), slot, row, 1, 10*time.Second)
+		if !ok || res.Err != nil || res.Version != 3 || len(res.Out) != 1 || res.Out[0] != want[0] {
+			t.Errorf("lone request: %+v ok=%v, want %v from v3", res, ok, want)
+		}
+	})
+	if runs, rows := b.Stats(); runs != 1 || rows != 1 {
+		t.Fatalf("stats: %d runs of %d rows, want 1 of 1", runs, rows)
+	}
+}
+
+func TestBatcherGathersAnnouncedRequestsIntoOneRun(t *testing.T) {
+	slot, l := batchSlot(t)
+	b := loader.NewBatcher(64, forever)
+	const n = 8
+	arrivals := make([]*loader.Arrival, n)
+	for i := range arrivals {
+		arrivals[i] = b.Expect()
+	}
+	var wg sync.WaitGroup
+	results := make([]loader.BatchResult, n)
+	within(t, "the batch", func() {
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i], _ = b.Submit(arrivals[i], slot, testutil.Row(float32(i)/10), 1, 10*time.Second)
+			}()
+		}
+		wg.Wait()
+	})
+	for i, r := range results {
+		want, _ := l.Run(testutil.Row(float32(i)/10), 1)
+		if r.Err != nil || len(r.Out) != 1 || r.Out[0] != want[0] || r.Rows != n {
+			t.Fatalf("request %d got %+v, want %v from a run of %d rows", i, r, want, n)
+		}
+	}
+	if runs, rows := b.Stats(); runs != 1 || rows != n {
+		t.Fatalf("stats: %d runs of %d rows, want 1 run of %d", runs, rows, n)
+	}
+}
+
+func TestBatcherRunsWhenTheLastAnnouncedRequestGivesUp(t *testing.T) {
+	slot, _ := batchSlot(t)
+	b := loader.NewBatcher(64, forever)
+	first, second := b.Expect(), b.Expect()
+	done := make(chan loader.BatchResult)
+	go func() {
+		r, _ := b.Submit(first, slot, testutil.Row(0.1), 1, 10*time.Second)
+		done <- r
+	}()
+	// The first request opens a batch and waits for the second, which turns
+	// out to be bad input: abandoning it must let the batch run.
+	within(t, "the batch opening", func() {
+		for b.Pending() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	})
+	second.Abandon()
+	second.Abandon() // twice is harmless
+	select {
+	case r := <-done:
+		if r.Err != nil || len(r.Out) != 1 {
+			t.Fatalf("got %+v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the batch never ran after the other request gave up")
+	}
+}
+
+func TestBatcherStopsWaitingAfterMaxWait(t *testing.T) {
+	slot, _ := batchSlot(t)
+	b := loader.NewBatcher(64, 20*time.Millisecond)
+	late := b.Expect() // announced, never submits in time
+	defer late.Abandon()
+	within(t, "a batch waiting for a request that never comes", func() {
+		r, ok := b.Submit(b.Expect(), slot, testutil.Row(0.2), 1, 10*time.Second)
+		if !ok || r.Err != nil || len(r.Out) != 1 {
+			t.Errorf("got %+v ok=%v", r, ok)
+		}
+	})
+}
+
+func TestBatcherSplitsAtMaxRows(t *testing.T) {
+	slot, l := batchSlot(t)
+	b := loader.NewBatcher(4, forever)
+	const n = 10
+	arrivals := make([]*loader.Arrival, n)
+	for i := range arrivals {
+		arrivals[i] = b.Expect()
+	}
+	var wg sync.WaitGroup
+	results := make([]loader.BatchResult, n)
+	within(t, "the batches", func() {
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i], _ = b.Submit(arrivals[i], slot, testutil.Row(float32(i)/10), 1, 10*time.Second)
+			}()
+		}
+		wg.Wait()
+	})
+	for i, r := range results {
+		want, _ := l.Run(testutil.Row(float32(i)/10), 1)
+		if r.Err != nil || len(r.Out) != 1 || r.Out[0] != want[0] || r.Rows > 4 {
+			t.Fatalf("request %d got %+v, want %v from a run of at most 4 rows", i, r, want)
+		}
+	}
+	if runs, rows := b.Stats(); runs < 3 || rows != n {
+		t.Fatalf("stats: %d runs of %d rows, want at least 3 runs of %d rows in all", runs, rows, n)
+	}
+}
+
+func TestBatcherWithoutSessionSaysSo(t *testing.T) {
+	b := loader.NewBatcher(64, forever)
+	r, ok := b.Submit(b.Expect(), &loader.Slot{}, testutil.Row(0.2), 1, time.Second)
+	if !ok || r.Err == nil {
+		t.Fatalf("empty slot: %+v ok=%v, want ErrNoSession", r, ok)
+	}
+}

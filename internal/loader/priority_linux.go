@@ -1,0 +1,9 @@
+package loader
+
+import "golang.org/x/sys/unix"
+
+// lowerThreadPriority gives the calling OS thread the lowest CPU priority
+// (nice 19) on Linux, where niceness is per thread.
+func lowerThreadPriority() error {
+	return unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
+}

@@ -1,0 +1,42 @@
+package loader
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// threadNice reads the calling thread's nice value from /proc.
+func threadNice(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/thread-self/stat")
+	if err != nil {
+		t.Fatalf("reading the thread's stat: %v", err)
+	}
+	// Fields after the command name (which ends with ')'): state is field 3,
+	// nice is field 19.
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	n, err := strconv.Atoi(fields[16])
+	if err != nil {
+		t.Fatalf("nice field %q: %v", fields[16], err)
+	}
+	return n
+}
+
+func TestSessionsArePreparedAtTheLowestPriority(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("thread priorities are Linux-only")
+	}
+	var inside int
+	onBackgroundThread(func() { inside = threadNice(t) })
+	if inside != 19 {
+		t.Fatalf("prepare ran at nice %d, want 19", inside)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if n := threadNice(t); n == 19 {
+		t.Fatalf("the caller's thread is at nice %d too", n)
+	}
+}
