@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"sync"
@@ -160,6 +161,10 @@ func loadChild() error {
 	if err := json.Unmarshal(line, &spec); err != nil {
 		return fmt.Errorf("load spec: %w", err)
 	}
+	// The generator allocates little (a latency slice per connection); without
+	// collections its own pauses stay out of the latencies it measures.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(1 << 30)
 	if len(spec.CPUs) > 0 {
 		if err := pinTo(spec.CPUs); err != nil {
 			return fmt.Errorf("pinning to CPUs %v: %w", spec.CPUs, err)
@@ -228,6 +233,8 @@ func (g *generator) connection(ctx context.Context, k int) loadResult {
 	var conn net.Conn
 	var r *bufio.Reader
 	body := make([]byte, 0, 64<<10)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	fail := func(err error) {
 		res.Failed++
 		if res.FirstError == "" {
@@ -248,8 +255,9 @@ func (g *generator) connection(ctx context.Context, k int) loadResult {
 		if g.spec.Rate > 0 {
 			due := g.start.Add(time.Duration(float64(i) / g.spec.Rate * float64(time.Second)))
 			if wait := time.Until(due); wait > 0 {
+				timer.Reset(wait)
 				select {
-				case <-time.After(wait):
+				case <-timer.C:
 				case <-ctx.Done():
 					res.Requests = len(res.Latencies)
 					return res

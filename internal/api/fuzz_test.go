@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -45,6 +46,35 @@ func FuzzOIPData(f *testing.F) {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				t.Fatalf("accepted a non-finite value from %s", data)
 			}
+		}
+	})
+}
+
+// FuzzFP32Binary checks the binary tensor decoder against its definition: the
+// little-endian float32s of the body, refused at the first one that is not finite.
+func FuzzFP32Binary(f *testing.F) {
+	for _, s := range [][]byte{{0, 0, 128, 63}, {0, 0, 128, 127}, {0, 0, 192, 127, 1, 2}, {}, {1, 2, 3}} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, err := decodeFP32(data)
+		n := len(data) / 4
+		bad := -1
+		for i := 0; i < n; i++ {
+			v := math.Float32frombits(uint32(data[4*i]) | uint32(data[4*i+1])<<8 | uint32(data[4*i+2])<<16 | uint32(data[4*i+3])<<24)
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				bad = i
+				break
+			}
+			if err == nil && math.Float32bits(out[i]) != math.Float32bits(v) {
+				t.Fatalf("value %d decoded as %v, want %v", i, out[i], v)
+			}
+		}
+		switch {
+		case bad >= 0 && (err == nil || !strings.Contains(err.Error(), fmt.Sprintf("value %d ", bad))):
+			t.Fatalf("value %d is not finite; err = %v", bad, err)
+		case bad < 0 && (err != nil || len(out) != n):
+			t.Fatalf("all finite, got %d values, err %v", len(out), err)
 		}
 	})
 }

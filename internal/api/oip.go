@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"unsafe"
 
 	"github.com/labstack/echo/v4"
 )
@@ -249,17 +250,29 @@ const HeaderInferenceLength = "Inference-Header-Content-Length"
 // decodeFP32 reads little-endian float32 values and refuses non-finite ones.
 func decodeFP32(b []byte) ([]float32, error) {
 	out := make([]float32, len(b)/4)
+	if len(out) == 0 {
+		return out, nil
+	}
 	b = b[:4*len(out)]
-	for i := range out {
-		u := binary.LittleEndian.Uint32(b[4*i : 4*i+4])
+	bits := unsafe.Slice((*uint32)(unsafe.Pointer(&out[0])), len(out))
+	if nativeLittleEndian {
+		// The wire is little-endian too: one copy, then a check on the bits.
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), len(b)), b)
+	} else {
+		for i := range bits {
+			bits[i] = binary.LittleEndian.Uint32(b[4*i : 4*i+4])
+		}
+	}
+	for i, u := range bits {
 		// All exponent bits set: infinite or NaN.
 		if u&0x7f800000 == 0x7f800000 {
 			return nil, fmt.Errorf("value %d is not a finite number", i)
 		}
-		out[i] = math.Float32frombits(u)
 	}
 	return out, nil
 }
+
+var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 func encodeFP32(v []float32) []byte {
 	b := make([]byte, 4*len(v))
