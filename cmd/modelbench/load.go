@@ -47,6 +47,8 @@ type loadResult struct {
 	Fallbacks int             `json:"fallbacks"`
 	Elapsed   time.Duration   `json:"elapsed"`
 	Latencies []time.Duration `json:"latencies"`
+	// Sent holds, for each latency, when its request was due (Unix nanoseconds).
+	Sent []int64 `json:"sent"`
 	// FirstError is the first failure's description, for the log.
 	FirstError string `json:"first_error,omitempty"`
 }
@@ -71,11 +73,34 @@ func merge(rs ...loadResult) loadResult {
 		m.Fallbacks += r.Fallbacks
 		m.Elapsed += r.Elapsed
 		m.Latencies = append(m.Latencies, r.Latencies...)
+		m.Sent = append(m.Sent, r.Sent...)
 		if m.FirstError == "" {
 			m.FirstError = r.FirstError
 		}
 	}
 	return m
+}
+
+// split divides r's requests into those sent inside one of windows (pairs of Unix
+// nanoseconds, start and end) and the rest; elapsed is shared out by request count.
+func (r loadResult) split(windows [][2]int64) (in, out loadResult) {
+	for i, lat := range r.Latencies {
+		dst := &out
+		for _, w := range windows {
+			if r.Sent[i] >= w[0] && r.Sent[i] < w[1] {
+				dst = &in
+				break
+			}
+		}
+		dst.Latencies = append(dst.Latencies, lat)
+		dst.Sent = append(dst.Sent, r.Sent[i])
+	}
+	in.Requests, out.Requests = len(in.Latencies), len(out.Latencies)
+	if r.Requests > 0 {
+		in.Elapsed = r.Elapsed * time.Duration(in.Requests) / time.Duration(r.Requests)
+		out.Elapsed = r.Elapsed - in.Elapsed
+	}
+	return in, out
 }
 
 // load runs spec in a child process and returns what it saw. Cancelling ctx ends
@@ -230,6 +255,11 @@ var fallbackMark = []byte(`"source":"fallback"`)
 func (g *generator) connection(ctx context.Context, k int) loadResult {
 	var res loadResult
 	res.Latencies = make([]time.Duration, 0, 4096)
+	res.Sent = make([]int64, 0, 4096)
+	record := func(from time.Time) {
+		res.Latencies = append(res.Latencies, time.Since(from))
+		res.Sent = append(res.Sent, from.UnixNano())
+	}
 	var conn net.Conn
 	var r *bufio.Reader
 	body := make([]byte, 0, 64<<10)
@@ -271,7 +301,7 @@ func (g *generator) connection(ctx context.Context, k int) loadResult {
 			c, err := net.DialTimeout("tcp", g.host, 2*time.Second)
 			if err != nil {
 				fail(err)
-				res.Latencies = append(res.Latencies, time.Since(from))
+				record(from)
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
@@ -280,12 +310,12 @@ func (g *generator) connection(ctx context.Context, k int) loadResult {
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
 		if _, err := conn.Write(g.request); err != nil {
 			fail(err)
-			res.Latencies = append(res.Latencies, time.Since(from))
+			record(from)
 			continue
 		}
 		status, b, err := readResponse(r, body[:0])
 		body = b[:0]
-		res.Latencies = append(res.Latencies, time.Since(from))
+		record(from)
 		switch {
 		case err != nil:
 			fail(err)

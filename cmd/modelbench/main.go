@@ -143,12 +143,12 @@ func run(o options) error {
 
 	nullURL, stopNull := serve(nullHandler())
 	defer stopNull()
-	batchURL, stopBatch, err := scorer(o.model, true)
+	batchURL, stopBatch, batcher, err := scorer(o.model, true)
 	if err != nil {
 		return err
 	}
 	defer stopBatch()
-	scorerURL, stopScorer, err := scorer(o.model, false)
+	scorerURL, stopScorer, _, err := scorer(o.model, false)
 	if err != nil {
 		return err
 	}
@@ -163,6 +163,7 @@ func run(o options) error {
 		batched = append(batched, closedLoop(batchURL+"/v1/score", single, nil, o.conns, o.duration/rounds))
 	}
 	null, one, oneBatched := merge(nulls...), merge(ones...), merge(batched...)
+	batchRuns, batchRows := batcher.Stats()
 	best, bestURL, bestName := one, scorerURL, "off"
 	if oneBatched.rps() > one.rps() {
 		best, bestURL, bestName = oneBatched, batchURL, "on"
@@ -190,7 +191,7 @@ func run(o options) error {
 	line(fmt.Sprintf("scorer (batching %s), 1 row, 70%% load (%.0f/s)", bestName, rate), at70, 1)
 	line("scorer, 256 rows, JSON, max load", many, 256)
 	line("scorer, 256 rows, OIP v2 binary FP32, max load", manyBin, 256)
-	fmt.Fprintf(tw, "micro-batching on vs off, 1 row\t%.2f×\t\t\t\t\t\n", oneBatched.rps()/one.rps())
+	fmt.Fprintf(tw, "micro-batching on vs off, 1 row (%.2f rows per session run)\t%.2f×\t\t\t\t\t\n", float64(batchRows)/float64(max(1, batchRuns)), oneBatched.rps()/one.rps())
 	tw.Flush()
 
 	swap, err := hotSwap(o, single, rate)
@@ -213,9 +214,9 @@ func run(o options) error {
 		{"p99 under 2 ms at 70% load", fmt.Sprintf("%s (null handler at that rate: %s)", at70.quantile(.99).Round(time.Microsecond), null70.quantile(.99).Round(time.Microsecond)), at70.quantile(.99) < 2*time.Millisecond},
 		{"256-row requests ≥ 70% of the raw loop's rows/s at batch 256 (OIP v2 binary)", pct(manyBin.rps() * 256 / (raw256.runs * 256)), manyBin.rps()*256 >= 0.7*raw256.runs*256},
 		{"256-row requests, JSON /v1/score (for reference)", pct(many.rps() * 256 / (raw256.runs * 256)), many.rps()*256 >= 0.7*raw256.runs*256},
-		{fmt.Sprintf("%d swaps: 0 failed requests", swap.swaps), fmt.Sprint(swap.during.Failed), swap.during.Failed == 0},
-		{fmt.Sprintf("%d swaps: 0 swap-caused fallbacks", swap.swaps), fmt.Sprint(swap.during.Fallbacks), swap.during.Fallbacks == 0},
-		{"p99 during swaps ≤ 1.5× steady p99", fmt.Sprintf("%s vs %s (%.2f×)", swap.during.quantile(.99).Round(time.Microsecond), swap.steady.quantile(.99).Round(time.Microsecond), float64(swap.during.quantile(.99))/float64(swap.steady.quantile(.99))), swap.during.quantile(.99) <= swap.steady.quantile(.99)*3/2},
+		{fmt.Sprintf("%d swaps: 0 failed requests", swap.swaps), fmt.Sprint(swap.failed), swap.failed == 0},
+		{fmt.Sprintf("%d swaps: 0 swap-caused fallbacks", swap.swaps), fmt.Sprint(swap.fallbacks), swap.fallbacks == 0},
+		{"p99 during swaps ≤ 1.5× steady p99", fmt.Sprintf("%s vs %s (%.2f×)", swap.duringP99.Round(time.Microsecond), swap.steadyP99.Round(time.Microsecond), float64(swap.duringP99)/float64(swap.steadyP99)), swap.duringP99 <= swap.steadyP99*3/2},
 		{"bad promotion rolled back on every scorer within 5 s (1 s reports)", rb.Round(time.Millisecond).String(), rb < 5*time.Second},
 		{"memory after the swaps within 10 MB of before", fmt.Sprintf("%+.1f MB (RSS %.1f → %.1f MB)", (swap.rssAfter-swap.rssBefore)/1e6, swap.rssBefore/1e6, swap.rssAfter/1e6), swap.rssAfter-swap.rssBefore <= 10e6},
 	}
@@ -225,8 +226,13 @@ func run(o options) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.name, t.got, yes(t.ok))
 	}
 	tw.Flush()
-	fmt.Printf("\nhot swap: %d promotions in %s at %.0f requests/s, %d requests, %d sessions destroyed\n",
-		swap.swaps, swap.took.Round(time.Millisecond), rate, swap.during.Requests, swap.destroyed)
+	fmt.Printf("\nhot swap: %d promotions in windows of 10 between steady seconds, %s in all at %.0f requests/s: %d requests inside the windows, %d outside, %d sessions destroyed\n",
+		swap.swaps, swap.took.Round(time.Millisecond), rate, swap.duringRequests, swap.steadyRequests, swap.destroyed)
+	trend := make([]string, len(swap.rssTrend))
+	for i, r := range swap.rssTrend {
+		trend[i] = fmt.Sprintf("%.1f", r/1e6)
+	}
+	fmt.Printf("RSS (MB) after every 10 swaps, no collection first: %s; Go heap in use %.1f → %.1f MB; OS threads %d → %d\n", strings.Join(trend, " "), swap.heapBefore/1e6, swap.heapAfter/1e6, swap.threadsBefore, swap.threadsAfter)
 	return nil
 }
 
@@ -362,10 +368,10 @@ func nullHandler() http.Handler {
 }
 
 // scorer serves the real scoring API with the model loaded into its slot.
-func scorer(path string, batching bool) (string, func(), error) {
+func scorer(path string, batching bool) (string, func(), *loader.Batcher, error) {
 	s, err := loader.Open(path, loader.DefaultOptions())
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	served := api.NewServed("calling-score", fallback.CallingScore{})
 	// Monitoring on, as a scorer node runs it: the shipped card's reference bins
@@ -373,7 +379,7 @@ func scorer(path string, batching bool) (string, func(), error) {
 	raw, _ := os.ReadFile(filepath.Join(filepath.Dir(path), "card.json"))
 	card, err := artifact.ParseCard(raw)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	served.Slot.Swap(loader.NewLoaded(s, 1, "bench", card))
 	sc := api.NewScorer(quiet, served)
@@ -384,19 +390,32 @@ func scorer(path string, batching bool) (string, func(), error) {
 		sc.Batcher = loader.NewBatcher(64, 500*time.Microsecond)
 	}
 	url, stop := serve(sc.Handler())
-	return url, func() { stop(); served.Slot.Close() }, nil
+	return url, func() { stop(); served.Slot.Close() }, sc.Batcher, nil
 }
 
 type swapResult struct {
-	swaps, destroyed    int
-	steady, during      loadResult
-	took                time.Duration
-	rssBefore, rssAfter float64
+	swaps, destroyed int
+	// Latencies of requests sent inside the swap windows and outside them; the
+	// failures and fallbacks of the whole run.
+	duringP99, steadyP99           time.Duration
+	duringRequests, steadyRequests int
+	failed, fallbacks              int
+	took                           time.Duration
+	rssBefore, rssAfter            float64
+	// heapBefore and heapAfter are the Go heap in use at the same moments: what
+	// RSS gained beyond it is C memory (ONNX Runtime's).
+	heapBefore, heapAfter float64
+	// threadsBefore and threadsAfter count OS threads: each thread that has run
+	// ONNX Runtime keeps a little memory of its own.
+	threadsBefore, threadsAfter int
+	// rssTrend is the resident set size after every window of swaps (no
+	// collection first): a leak would climb with the swaps.
+	rssTrend []float64
 }
 
-// hotSwap runs a control plane and a scorer node in this process, measures steady
-// latency at rate, then promotes two versions back and forth while the same load
-// runs, and compares.
+// hotSwap runs a control plane and a scorer node in this process and, under one
+// paced load at rate, promotes two versions back and forth in windows between
+// steady seconds, and compares the latencies inside the windows with the rest.
 func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "modelbench-*")
@@ -453,41 +472,96 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 	}
 	url := sc.URL() + "/v1/score"
 	res := swapResult{swaps: o.swaps}
-	res.steady = paced(ctx, url, body, rate, o.duration)
+	// Warm up before the memory baseline: connections, caches, the feedback join,
+	// and one swap to each version, so that one-time costs (ONNX Runtime's first
+	// session on the loader thread, its allocator arenas) are not counted as
+	// what 100 swaps leave behind.
+	warm, stopWarm := context.WithCancel(ctx)
+	warmDone := make(chan loadResult)
+	go func() { warmDone <- paced(warm, url, body, rate, time.Minute) }()
+	for _, v := range []int{2, 1} {
+		if err := promoteAndWait(ctx, cl, sc, v); err != nil {
+			stopWarm()
+			<-warmDone
+			return swapResult{}, err
+		}
+		time.Sleep(o.duration / 4)
+	}
+	stopWarm()
+	<-warmDone
 	res.rssBefore = settledRSS()
+	res.heapBefore = heapInUse()
+	res.threadsBefore = threads()
 
+	// One load run throughout, alternating a steady second with a window of
+	// swapsPerWindow promotions, so that steady and swapping latencies come from
+	// the same run under the same conditions; requests are told apart by when
+	// they were sent.
+	const swapsPerWindow = 10
+	steadyGap := time.Second
 	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
 	done := make(chan loadResult)
 	go func() { done <- paced(loadCtx, url, body, rate, 10*time.Minute) }()
+	fail := func(err error) (swapResult, error) {
+		stopLoad()
+		<-done
+		return res, err
+	}
+	var windows [][2]int64
 	start := time.Now()
-	next := time.Now()
+	var next time.Time
 	for i := 0; i < o.swaps; i++ {
+		if i%swapsPerWindow == 0 {
+			if i > 0 {
+				windows[len(windows)-1][1] = time.Now().UnixNano()
+				res.rssTrend = append(res.rssTrend, rss())
+			}
+			time.Sleep(steadyGap)
+			windows = append(windows, [2]int64{time.Now().UnixNano(), 0})
+			next = time.Now()
+		}
 		time.Sleep(time.Until(next))
 		next = next.Add(o.swapEvery)
-		want := 2 - i%2 // 2, 1, 2, 1, …
-		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: want}); err != nil {
-			stopLoad()
-			<-done
-			return res, err
-		}
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			if v, _, _ := sc.Slot.Current(); v == want {
-				break
-			}
-			if time.Now().After(deadline) {
-				stopLoad()
-				<-done
-				return res, fmt.Errorf("hot swap %d: v%d never served", i, want)
-			}
-			time.Sleep(2 * time.Millisecond)
+		if err := promoteAndWait(ctx, cl, sc, 2-i%2); err != nil { // 2, 1, 2, 1, …
+			return fail(fmt.Errorf("hot swap %d: %w", i, err))
 		}
 	}
+	if len(windows) > 0 {
+		windows[len(windows)-1][1] = time.Now().UnixNano()
+		res.rssTrend = append(res.rssTrend, rss())
+	}
+	time.Sleep(steadyGap)
 	res.took = time.Since(start)
 	stopLoad()
-	res.during = <-done
+	all := <-done
+	during, steady := all.split(windows)
+	res.duringP99, res.steadyP99 = during.quantile(.99), steady.quantile(.99)
+	res.duringRequests, res.steadyRequests = during.Requests, steady.Requests
+	res.failed, res.fallbacks = all.Failed, all.Fallbacks
+	// Drop the latencies before measuring memory: they are the bench's, not the
+	// scorer's.
+	all, during, steady = loadResult{}, loadResult{}, loadResult{}
 	res.rssAfter = settledRSS()
+	res.heapAfter = heapInUse()
+	res.threadsAfter = threads()
 	res.destroyed = int(sc.Slot.Destroyed())
 	return res, nil
+}
+
+// promoteAndWait promotes version v and waits until the scorer serves it.
+func promoteAndWait(ctx context.Context, cl *client.Client, sc *app.Scorer, v int) error {
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: v}); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		if cur, _, _ := sc.Slot.Current(); cur == v {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("v%d never served", v)
+		}
+	}
 }
 
 // settledRSS returns the resident set size after a collection.
@@ -495,15 +569,35 @@ func settledRSS() float64 {
 	runtime.GC()
 	debug.FreeOSMemory()
 	time.Sleep(200 * time.Millisecond)
+	return rss()
+}
+
+// heapInUse returns the bytes of the Go heap in use.
+func heapInUse() float64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return float64(m.HeapInuse)
+}
+
+// threads returns how many OS threads the process has.
+func threads() int {
+	return int(procStatus("Threads:"))
+}
+
+// rss returns the resident set size.
+func rss() float64 { return procStatus("VmRSS:") * 1024 }
+
+// procStatus reads a number from this process's /proc status (0 if absent).
+func procStatus(field string) float64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			var kb float64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:")), "%f", &kb)
-			return kb * 1024
+		if rest, ok := strings.CutPrefix(l, field); ok {
+			var n float64
+			fmt.Sscanf(strings.TrimSpace(rest), "%f", &n)
+			return n
 		}
 	}
 	return 0

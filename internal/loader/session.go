@@ -305,20 +305,35 @@ func Prepare(path, model string, want *artifact.Signature, card *artifact.Card, 
 	return s, err
 }
 
-// onBackgroundThread runs f on an OS thread of its own at the lowest CPU
-// priority, and waits for it. The thread ends with f: a goroutine that exits
-// locked to its thread takes the thread with it, so no other goroutine ever runs
-// at that priority (and threads the runtime starts meanwhile are cloned from a
-// thread of normal priority, not this one).
+// onBackgroundThread runs f on the loader's own OS thread, which runs at the
+// lowest CPU priority, and waits for it. Runs take turns. The thread lives as
+// long as the process and runs nothing else: its goroutine stays locked to it,
+// and threads the runtime starts meanwhile are cloned from a thread of normal
+// priority, not this one. One thread rather than one per load also keeps C
+// allocations (ONNX Runtime's) in one malloc arena, so memory freed by one load
+// serves the next.
 func onBackgroundThread(f func()) {
+	background.once.Do(func() {
+		background.jobs = make(chan func())
+		go func() {
+			runtime.LockOSThread()
+			lowerThreadPriority() // best effort: at worst loads run at normal priority
+			for job := range background.jobs {
+				job()
+			}
+		}()
+	})
 	done := make(chan struct{})
-	go func() {
+	background.jobs <- func() {
 		defer close(done)
-		runtime.LockOSThread()
-		lowerThreadPriority() // best effort: at worst f runs at normal priority
 		f()
-	}()
+	}
 	<-done
+}
+
+var background struct {
+	once sync.Once
+	jobs chan func()
 }
 
 // Verifier adapts Verify to the registry's push check.
