@@ -199,6 +199,12 @@ func TestDashboardInARealBrowser(t *testing.T) {
 		t.Fatalf("history timeline %q lacks the promotion and its actor", timeline)
 	}
 	screenshot(t, b, "model")
+	// The node reports once a second: wait until it says it serves v2, so the
+	// page and the API below describe the same moment.
+	waitFor(t, "the node to report v2", 20*time.Second, func() bool {
+		fleet, err := cl.Fleet(ctx)
+		return err == nil && len(fleet) == 1 && len(fleet[0].Served) == 1 && fleet[0].Served[0].Served.Version == 2
+	})
 	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/fleet"), chromedp.WaitVisible(chromedp.CSS("#nodes"))); err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,8 @@ package loader
 
 import "golang.org/x/sys/unix"
 
-// lowerThreadPriority gives the calling OS thread the lowest CPU priority
-// (nice 19) on Linux, where niceness is per thread.
+// lowerThreadPriority gives the calling OS thread a low CPU priority on Linux,
+// where niceness is per thread.
 func lowerThreadPriority() error {
-	return unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
+	return unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), loaderNice)
 }

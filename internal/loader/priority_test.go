@@ -25,18 +25,18 @@ func threadNice(t *testing.T) int {
 	return n
 }
 
-func TestSessionsArePreparedAtTheLowestPriority(t *testing.T) {
+func TestSessionsArePreparedAtLowPriority(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("thread priorities are Linux-only")
 	}
 	var inside int
 	onBackgroundThread(func() { inside = threadNice(t) })
-	if inside != 19 {
-		t.Fatalf("prepare ran at nice %d, want 19", inside)
+	if inside != loaderNice {
+		t.Fatalf("prepare ran at nice %d, want %d", inside, loaderNice)
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if n := threadNice(t); n == 19 {
+	if n := threadNice(t); n == loaderNice {
 		t.Fatalf("the caller's thread is at nice %d too", n)
 	}
 }

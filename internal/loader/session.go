@@ -274,10 +274,16 @@ func Verify(path, model string, want *artifact.Signature, card *artifact.Card) (
 	return s.Signature(), s.Check(model, want, card)
 }
 
+// loaderNice is the niceness of the loader's thread: against requests at nice 0
+// it gets about a tenth of a contended CPU (CFS weights 110 and 1024), so a
+// load under full load slows requests little yet still finishes in seconds,
+// which an automatic rollback needs. (At 19 it would get 1.5%.)
+const loaderNice = 10
+
 // Prepare builds a session from path, checks it (see Check) and warms it up: all
 // a scorer does before a swap. With one intra-op thread it runs on an OS thread
-// of the lowest CPU priority, so loading a new version under load takes only
-// CPU that requests leave idle. (ONNX Runtime's intra-op pool threads would
+// of low CPU priority (loaderNice), so loading a new version under load takes
+// mostly CPU that requests leave idle. (ONNX Runtime's intra-op pool threads would
 // inherit the priority for the session's life, so with more than one it runs
 // at normal priority.)
 func Prepare(path, model string, want *artifact.Signature, card *artifact.Card, opts Options) (*Session, error) {
@@ -305,8 +311,8 @@ func Prepare(path, model string, want *artifact.Signature, card *artifact.Card, 
 	return s, err
 }
 
-// onBackgroundThread runs f on the loader's own OS thread, which runs at the
-// lowest CPU priority, and waits for it. Runs take turns. The thread lives as
+// onBackgroundThread runs f on the loader's own OS thread, which runs at low CPU
+// priority (loaderNice), and waits for it. Runs take turns. The thread lives as
 // long as the process and runs nothing else: its goroutine stays locked to it,
 // and threads the runtime starts meanwhile are cloned from a thread of normal
 // priority, not this one. One thread rather than one per load also keeps C
