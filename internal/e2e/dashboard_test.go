@@ -158,11 +158,17 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	}
 	screenshot(t, b, "overview")
 
-	// Promote v2 through the UI, behind the confirmation.
+	// Promote v2 through the UI, behind the confirmation. The page re-renders
+	// every few seconds, so find and click the button in one step: a node found
+	// by one command may be gone by the next.
 	err = chromedp.Do(b,
 		chromedp.Navigate(cp.URL()+"/#/model/calling-score"),
-		chromedp.WaitVisible(chromedp.CSS(`#versions button.promote[data-version="2"]`)),
-		chromedp.Click(chromedp.CSS(`#versions button.promote[data-version="2"]`)),
+		chromedp.Poll[chromedp.Void](`(() => {
+			const b = document.querySelector('#versions button.promote[data-version="2"]');
+			if (!b || b.disabled) return false;
+			b.click();
+			return true;
+		})()`, chromedp.WithPollingTimeout(15*time.Second)),
 		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
 	)
 	if err != nil {
