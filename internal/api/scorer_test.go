@@ -168,3 +168,69 @@ func TestMetricsCountRequestsAndFallbacks(t *testing.T) {
 		}
 	}
 }
+
+func TestBatchedRequestsEachGetTheirOwnRows(t *testing.T) {
+	m1, m2 := testutil.MustModel(t, 1), testutil.MustModel(t, 2)
+	served := api.NewServed("calling-score", fallback.CallingScore{})
+	first := mustLoad(t, m1, 1)
+	served.Slot.Swap(first)
+	t.Cleanup(served.Slot.Close)
+	sc := newScorer(served)
+	sc.Batcher = loader.NewBatcher(64, 5*time.Millisecond)
+	url := MustServe(t, sc.Handler())
+
+	solo := map[int][]float32{}
+	for v, m := range map[int]testutil.Model{1: m1, 2: m2} {
+		s, err := loader.Open(m.Path, loader.DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 64 {
+			out, err := s.Run(testutil.Row(float32(i)/64), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			solo[v] = append(solo[v], out[0])
+		}
+		s.Close()
+	}
+	// 64 concurrent requests, three times, the model swapping to v2 in the
+	// middle: every answer is its own row's score from the version it names.
+	for round := range 3 {
+		if round == 1 {
+			served.Slot.Swap(mustLoad(t, m2, 2))
+		}
+		errs := make(chan error, 64)
+		for i := range 64 {
+			go func() {
+				resp, err := http.Post(url+"/v1/score", "application/json", strings.NewReader(rowBody("", float32(i)/64)))
+				if err != nil {
+					errs <- err
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var r api.ScoreResponse
+				json.Unmarshal(b, &r)
+				switch {
+				case resp.StatusCode != 200 || r.Score == nil || r.Source != api.SourceModel:
+					errs <- fmt.Errorf("request %d: %d %s", i, resp.StatusCode, b)
+				case *r.Score != solo[r.Version][i]:
+					errs <- fmt.Errorf("request %d got %v from v%d, its row scores %v there", i, *r.Score, r.Version, solo[r.Version][i])
+				default:
+					errs <- nil
+				}
+			}()
+		}
+		for range 64 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	runs, rows := sc.Batcher.Stats()
+	if rows != 3*64 || runs > rows {
+		t.Fatalf("batcher stats: %d runs of %d rows in all, want %d rows", runs, rows, 3*64)
+	}
+	waitMetric(t, url, "modelops_scorer_batch_rows_count")
+}
