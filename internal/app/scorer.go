@@ -58,6 +58,7 @@ func DefaultScorerConfig() ScorerConfig {
 		Listen:           "127.0.0.1:8081",
 		CacheDir:         filepath.Join(".data", "scorer-cache"),
 		IntraOpThreads:   1,
+		BatchMaxRows:     64,
 		BatchMaxWait:     500 * time.Microsecond,
 		FeedbackCapacity: 100000,
 	}
