@@ -8,7 +8,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -137,6 +139,13 @@ func TestScorerAPIKeys(t *testing.T) {
 	}
 	if resp, err := http.Get(url + "/readyz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("readyz needs no key: %v", resp)
+	}
+	// OIP v2 refuses in its own error shape, so Triton and KServe clients can
+	// show the reason.
+	status, b := post(t, url+"/v2/models/calling-score/infer", `{"inputs":[]}`)
+	var oip map[string]any
+	if err := json.Unmarshal(b, &oip); status != 401 || err != nil || len(oip) != 1 || !strings.Contains(fmt.Sprint(oip["error"]), "API key") {
+		t.Fatalf("OIP infer without a key: %d %s, want 401 {\"error\": …}", status, b)
 	}
 }
 

@@ -31,7 +31,7 @@ func (s *Scorer) oipRoutes(e *echo.Echo) {
 	})
 	e.GET("/v2/models/:model", s.oipMetadata)
 	e.GET("/v2/models/:model/ready", s.oipModelReady)
-	e.POST("/v2/models/:model/infer", s.oipInfer, s.requireKey)
+	e.POST("/v2/models/:model/infer", s.oipInfer, s.requireKeyOIP)
 }
 
 func oipError(c echo.Context, status int, msg string) error {

@@ -165,22 +165,42 @@ func (s *Scorer) Handler() http.Handler {
 // requireKey checks the API key when the scorer has any, comparing in constant time.
 func (s *Scorer) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if len(s.APIKeys) == 0 {
-			return next(c)
-		}
-		key := c.Request().Header.Get("X-API-Key")
-		if key == "" {
-			key = bearer(c.Request())
-		}
-		ok := 0
-		for _, k := range s.APIKeys {
-			ok |= subtle.ConstantTimeCompare([]byte(key), []byte(k))
-		}
-		if key == "" || ok != 1 {
-			return s.reject(&requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "this scorer needs an API key: Authorization: Bearer KEY or X-API-Key: KEY"})
+		if !s.keyOK(c) {
+			return s.reject(&requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: missingKey})
 		}
 		return next(c)
 	}
+}
+
+// requireKeyOIP is requireKey answering in the Open Inference Protocol's
+// {"error": "…"} shape.
+func (s *Scorer) requireKeyOIP(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !s.keyOK(c) {
+			s.metrics.rejected.WithLabelValues("401").Inc()
+			return oipError(c, http.StatusUnauthorized, missingKey)
+		}
+		return next(c)
+	}
+}
+
+const missingKey = "this scorer needs an API key: Authorization: Bearer KEY or X-API-Key: KEY"
+
+// keyOK reports whether the request carries one of the scorer's API keys (or the
+// scorer has none).
+func (s *Scorer) keyOK(c echo.Context) bool {
+	if len(s.APIKeys) == 0 {
+		return true
+	}
+	key := c.Request().Header.Get("X-API-Key")
+	if key == "" {
+		key = bearer(c.Request())
+	}
+	ok := 0
+	for _, k := range s.APIKeys {
+		ok |= subtle.ConstantTimeCompare([]byte(key), []byte(k))
+	}
+	return key != "" && ok == 1
 }
 
 // Ready reports whether every model can answer (see /readyz), and if not, which.
