@@ -289,14 +289,17 @@ const (
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // admit takes a turn to score: at once if one is free, else after waiting in a
-// bounded queue. A full queue answers 429, a wait longer than the budget 503.
-func (s *Scorer) admit(ctx context.Context, wait time.Duration) (func(), error) {
+// bounded queue. A full queue answers 429, a wait longer than the budget 503. A
+// request that has to wait withdraws its announcement to the batcher first, so
+// no batch waits for it.
+func (s *Scorer) admit(ctx context.Context, wait time.Duration, arrival *loader.Arrival) (func(), error) {
 	release := func() { <-s.sem }
 	select {
 	case s.sem <- struct{}{}:
 		return release, nil
 	default:
 	}
+	arrival.Abandon()
 	if s.waiting.Add(1) > int64(s.MaxQueue) {
 		s.waiting.Add(-1)
 		s.metrics.rejected.WithLabelValues("429").Inc()
@@ -453,7 +456,7 @@ func (s *Scorer) expect() *loader.Arrival {
 // request's announcement to the batcher, if any.
 func (s *Scorer) answer(ctx context.Context, m *Served, flat []float32, n int, key string, budget time.Duration, arrival *loader.Arrival) (outcome, error) {
 	start := time.Now()
-	release, err := s.admit(ctx, budget)
+	release, err := s.admit(ctx, budget, arrival)
 	if err != nil {
 		return outcome{}, err
 	}
