@@ -26,9 +26,6 @@ func threadNice(t *testing.T) int {
 }
 
 func TestSessionsArePreparedAtLowPriority(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("thread priorities are Linux-only")
-	}
 	var inside int
 	onBackgroundThread(func() { inside = threadNice(t) })
 	if inside != loaderNice {
