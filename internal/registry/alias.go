@@ -3,8 +3,6 @@ package registry
 import (
 	"context"
 	"fmt"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // AliasRequest moves the production alias.
@@ -23,13 +21,13 @@ type AliasRequest struct {
 // changeModel is the one shape of every alias change: in one transaction, read the
 // model, refuse a stale expected revision, let change edit the model and name the
 // event, then append the event and store the model at the event's revision.
-func (r *Registry) changeModel(name string, expect uint64, change func(tx *bolt.Tx, m *Model) (*Event, error)) (*Event, error) {
+func (r *Registry) changeModel(name string, expect uint64, change func(tx MetaTx, m *Model) (*Event, error)) (*Event, error) {
 	if err := CheckModelName(name); err != nil {
 		return nil, err
 	}
 	var ev *Event
-	err := r.update(func(tx *bolt.Tx) error {
-		m, err := getModel(tx, name)
+	err := r.Meta.Update(func(tx MetaTx) error {
+		m, err := tx.Model(name)
 		if err != nil {
 			return err
 		}
@@ -43,7 +41,7 @@ func (r *Registry) changeModel(name string, expect uint64, change func(tx *bolt.
 			return err
 		}
 		m.Revision = ev.Revision
-		return putModel(tx, m)
+		return tx.PutModel(m)
 	})
 	if err != nil {
 		return nil, err
@@ -53,8 +51,8 @@ func (r *Registry) changeModel(name string, expect uint64, change func(tx *bolt.
 
 // Promote points production at req.Version.
 func (r *Registry) Promote(_ context.Context, req AliasRequest) (*Event, error) {
-	return r.changeModel(req.Model, req.ExpectRevision, func(tx *bolt.Tx, m *Model) (*Event, error) {
-		if _, err := getVersion(tx, req.Model, req.Version); err != nil {
+	return r.changeModel(req.Model, req.ExpectRevision, func(tx MetaTx, m *Model) (*Event, error) {
+		if _, err := tx.Version(req.Model, req.Version); err != nil {
 			return nil, err
 		}
 		if m.Production == req.Version {
@@ -83,7 +81,7 @@ func (r *Registry) Promote(_ context.Context, req AliasRequest) (*Event, error) 
 // Rollback points production back at the version it held before the current one,
 // or at req.Version when that is set.
 func (r *Registry) Rollback(_ context.Context, req AliasRequest) (*Event, error) {
-	return r.changeModel(req.Model, req.ExpectRevision, func(tx *bolt.Tx, m *Model) (*Event, error) {
+	return r.changeModel(req.Model, req.ExpectRevision, func(tx MetaTx, m *Model) (*Event, error) {
 		if m.Production == 0 {
 			return nil, fmt.Errorf("%s has no production version to roll back: %w", req.Model, ErrConflict)
 		}
@@ -100,7 +98,7 @@ func (r *Registry) Rollback(_ context.Context, req AliasRequest) (*Event, error)
 			to = m.Previous[len(m.Previous)-1]
 			m.Previous = m.Previous[:len(m.Previous)-1]
 		} else {
-			if _, err := getVersion(tx, req.Model, to); err != nil {
+			if _, err := tx.Version(req.Model, to); err != nil {
 				return nil, err
 			}
 			if to == m.Production {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Canary modes.
@@ -55,7 +53,7 @@ func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, erro
 			return nil, fmt.Errorf("%w: canary traffic %v: want a percentage above 0 and at most 100", ErrInvalid, req.Traffic)
 		}
 	}
-	return r.changeModel(req.Model, req.ExpectRevision, func(tx *bolt.Tx, m *Model) (*Event, error) {
+	return r.changeModel(req.Model, req.ExpectRevision, func(tx MetaTx, m *Model) (*Event, error) {
 		if req.Clear {
 			if m.Candidate == nil {
 				return nil, fmt.Errorf("%s has no canary to clear: %w", req.Model, ErrConflict)
@@ -64,7 +62,7 @@ func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, erro
 			m.Candidate = nil
 			return ev, nil
 		}
-		if _, err := getVersion(tx, req.Model, req.Version); err != nil {
+		if _, err := tx.Version(req.Model, req.Version); err != nil {
 			return nil, err
 		}
 		if why, bad := m.Rejected[req.Version]; bad {
@@ -99,7 +97,7 @@ func (r *Registry) SetBlend(_ context.Context, req BlendRequest) (*Event, error)
 	if math.IsNaN(req.Weight) || req.Weight < 0 || req.Weight > 1 {
 		return nil, fmt.Errorf("%w: blend weight %v: want a number from 0 to 1", ErrInvalid, req.Weight)
 	}
-	return r.changeModel(req.Model, req.ExpectRevision, func(_ *bolt.Tx, m *Model) (*Event, error) {
+	return r.changeModel(req.Model, req.ExpectRevision, func(_ MetaTx, m *Model) (*Event, error) {
 		reason := req.Reason
 		if reason == "" {
 			reason = fmt.Sprintf("weight %g (was %g)", req.Weight, m.BlendWeight())

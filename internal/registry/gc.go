@@ -2,10 +2,7 @@ package registry
 
 import (
 	"context"
-	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // GCResult lists the blobs no version references.
@@ -24,17 +21,21 @@ func (r *Registry) GC(ctx context.Context, grace time.Duration, apply bool) (*GC
 	r.pushMu.Lock()
 	defer r.pushMu.Unlock()
 	referenced := map[string]bool{}
-	err := r.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketVersions).ForEachBucket(func(model []byte) error {
-			return tx.Bucket(bucketVersions).Bucket(model).ForEach(func(_, raw []byte) error {
-				v, err := decodeVersion(raw)
-				if err != nil {
-					return fmt.Errorf("model %s: %w", model, err)
-				}
+	err := r.Meta.View(func(tx MetaTx) error {
+		models, err := tx.Models()
+		if err != nil {
+			return err
+		}
+		for _, m := range models {
+			versions, err := tx.Versions(m.Name)
+			if err != nil {
+				return err
+			}
+			for _, v := range versions {
 				referenced[v.Digest] = true
-				return nil
-			})
-		})
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

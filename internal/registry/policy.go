@@ -6,8 +6,6 @@ import (
 	"math"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // More event kinds: decisions of the monitor and policy changes.
@@ -93,7 +91,7 @@ func (r *Registry) SetPolicy(_ context.Context, model string, p Policy, expect u
 	if err := p.Check(); err != nil {
 		return nil, err
 	}
-	return r.changeModel(model, expect, func(_ *bolt.Tx, m *Model) (*Event, error) {
+	return r.changeModel(model, expect, func(_ MetaTx, m *Model) (*Event, error) {
 		m.Policy = &p
 		return &Event{Actor: actorOr(actor), Model: model, Kind: EventPolicySet,
 			Reason: fmt.Sprintf("max error rate %g, fallback rate %g, p99 %g ms, prediction PSI %g; min samples %d, bake %s, failure limit %d",
@@ -116,7 +114,7 @@ type Decision struct {
 // cleared), and the judged version is marked rejected, so it is never promoted
 // again without force. It refuses (ErrConflict) when the model moved on meanwhile.
 func (r *Registry) AutoRollback(_ context.Context, d Decision) (*Event, error) {
-	return r.changeModel(d.Model, 0, func(tx *bolt.Tx, m *Model) (*Event, error) {
+	return r.changeModel(d.Model, 0, func(tx MetaTx, m *Model) (*Event, error) {
 		if m.Rejected == nil {
 			m.Rejected = map[int]string{}
 		}
@@ -152,7 +150,7 @@ func (r *Registry) AutoRollback(_ context.Context, d Decision) (*Event, error) {
 
 // Alert records a monitor alert (such as input drift) as an event.
 func (r *Registry) Alert(_ context.Context, model string, version int, kind, reason string) (*Event, error) {
-	return r.changeModel(model, 0, func(_ *bolt.Tx, m *Model) (*Event, error) {
+	return r.changeModel(model, 0, func(_ MetaTx, m *Model) (*Event, error) {
 		return &Event{Actor: "monitor", Model: model, Kind: kind, To: version, Reason: reason}, nil
 	})
 }

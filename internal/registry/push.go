@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/modelops/modelops/internal/artifact"
 )
@@ -83,8 +80,8 @@ func (r *Registry) Push(ctx context.Context, req PushRequest) (*PushResult, erro
 	}
 
 	res := &PushResult{}
-	err = r.update(func(tx *bolt.Tx) error {
-		m, err := getModel(tx, req.Model)
+	err = r.Meta.Update(func(tx MetaTx) error {
+		m, err := tx.Model(req.Model)
 		if errors.Is(err, ErrNotFound) {
 			m = &Model{Name: req.Model, Signature: sig, CreatedAt: r.Now().UTC()}
 		} else if err != nil {
@@ -93,27 +90,16 @@ func (r *Registry) Push(ctx context.Context, req PushRequest) (*PushResult, erro
 			// Another push fixed the signature while this one was verifying.
 			return fmt.Errorf("push %s: %w: %v", req.Model, ErrInvalidModel, err)
 		}
-		vb, err := tx.Bucket(bucketVersions).CreateBucketIfNotExists([]byte(req.Model))
-		if err != nil {
-			return err
-		}
 		// The same bytes pushed again (a retry) name the version they already are.
-		err = vb.ForEach(func(_, raw []byte) error {
-			v, err := decodeVersion(raw)
-			if err != nil {
-				return err
-			}
-			if v.Digest == req.Digest {
-				res.Version = v
-				return errStop
-			}
-			return nil
-		})
-		if errors.Is(err, errStop) {
-			return nil
-		}
+		versions, err := tx.Versions(req.Model)
 		if err != nil {
 			return err
+		}
+		for i := range versions {
+			if versions[i].Digest == req.Digest {
+				res.Version = &versions[i]
+				return nil
+			}
 		}
 		m.Latest++
 		v := &Version{Model: req.Model, Number: m.Latest, Digest: req.Digest, Size: size,
@@ -123,11 +109,11 @@ func (r *Registry) Push(ctx context.Context, req PushRequest) (*PushResult, erro
 			return err
 		}
 		m.Revision = e.Revision
-		if err := putVersion(vb, v); err != nil {
+		if err := tx.PutVersion(v); err != nil {
 			return err
 		}
 		res.Version, res.Created, res.Event = v, true, e
-		return putModel(tx, m)
+		return tx.PutModel(m)
 	})
 	if err != nil {
 		return nil, err
@@ -169,22 +155,6 @@ func (r *Registry) stage(ctx context.Context, req PushRequest) (string, int64, e
 	}
 	ok = true
 	return f.Name(), n, nil
-}
-
-func decodeVersion(raw []byte) (*Version, error) {
-	v := &Version{}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return nil, fmt.Errorf("corrupt version record: %w", err)
-	}
-	return v, nil
-}
-
-func putVersion(b *bolt.Bucket, v *Version) error {
-	buf, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return b.Put(u64(uint64(v.Number)), buf)
 }
 
 func actorOr(a string) string {

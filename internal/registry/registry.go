@@ -6,9 +6,7 @@ package registry
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -107,19 +105,13 @@ type Verifier interface {
 	VerifyArtifact(ctx context.Context, path string, model string, want *artifact.Signature, card *artifact.Card) (artifact.Signature, error)
 }
 
-var (
-	bucketMeta     = []byte("meta")
-	bucketModels   = []byte("models")
-	bucketVersions = []byte("versions")
-	bucketEvents   = []byte("events")
-	keyRevision    = []byte("revision")
-)
-
-// Registry is the bbolt-backed registry. Construct it with New, set its fields,
-// then Open.
+// Registry is the registry: metadata in a MetaStore (bbolt by default),
+// artifacts in a BlobStore. Construct it with New, set its fields, then Open.
 type Registry struct {
-	// Path is the bbolt file.
+	// Path is the bbolt file, used when Meta is not set.
 	Path string
+	// Meta holds the metadata; Open opens a BoltMeta at Path when it is nil.
+	Meta MetaStore
 	// Blobs holds the artifacts.
 	Blobs BlobStore
 	// Verifier checks artifacts before they are recorded.
@@ -133,13 +125,8 @@ type Registry struct {
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 
-	db *bolt.DB
-
 	// pushMu keeps GC from running between a push's blob upload and its commit.
 	pushMu sync.RWMutex
-
-	mu      sync.Mutex
-	changed chan struct{}
 }
 
 // New returns a registry for the bbolt file at path over blobs.
@@ -147,7 +134,7 @@ func New(path string, blobs BlobStore, v Verifier) *Registry {
 	return &Registry{Path: path, Blobs: blobs, Verifier: v, MaxArtifactBytes: 1 << 30, Logger: slog.Default(), Now: time.Now}
 }
 
-// Open opens (creating if needed) the bbolt file.
+// Open opens the metadata store (creating the bbolt file if needed).
 func (r *Registry) Open() error {
 	if r.StagingDir == "" {
 		r.StagingDir = filepath.Join(filepath.Dir(r.Path), "staging")
@@ -161,135 +148,52 @@ func (r *Registry) Open() error {
 			os.Remove(p)
 		}
 	}
-	db, err := bolt.Open(r.Path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return fmt.Errorf("open registry %s: %w", r.Path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketModels, bucketVersions, bucketEvents} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
+	if r.Meta == nil {
+		meta, err := OpenBoltMeta(r.Path)
+		if err != nil {
+			return fmt.Errorf("open registry %s: %w", r.Path, err)
 		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return fmt.Errorf("open registry %s: %w", r.Path, err)
+		r.Meta = meta
 	}
-	r.db = db
-	r.changed = make(chan struct{})
 	return nil
 }
 
-// Close closes the bbolt file.
+// Close closes the metadata store.
 func (r *Registry) Close() error {
-	if r.db == nil {
+	if r.Meta == nil {
 		return nil
 	}
-	return r.db.Close()
+	return r.Meta.Close()
 }
 
-// DB exposes the bbolt handle for consistency checks and backups.
-func (r *Registry) DB() *bolt.DB { return r.db }
+// DB exposes the bbolt handle, for consistency checks, when the metadata is in
+// bbolt (nil otherwise).
+func (r *Registry) DB() *bolt.DB {
+	if b, ok := r.Meta.(*BoltMeta); ok {
+		return b.DB()
+	}
+	return nil
+}
 
 // Revision returns the current registry revision.
 func (r *Registry) Revision() (uint64, error) {
 	var rev uint64
-	err := r.db.View(func(tx *bolt.Tx) error {
-		rev = readRevision(tx)
+	err := r.Meta.View(func(tx MetaTx) error {
+		rev = tx.Revision()
 		return nil
 	})
 	return rev, err
 }
 
-func readRevision(tx *bolt.Tx) uint64 {
-	v := tx.Bucket(bucketMeta).Get(keyRevision)
-	if len(v) != 8 {
-		return 0
-	}
-	return binary.BigEndian.Uint64(v)
-}
-
-func u64(n uint64) []byte {
-	b := make([]byte, 8)
-	binary.BigEndian.PutUint64(b, n)
-	return b
-}
-
-// appendEvent bumps the revision, stamps e with it and stores it.
-func (r *Registry) appendEvent(tx *bolt.Tx, e *Event) error {
-	rev := readRevision(tx) + 1
-	if err := tx.Bucket(bucketMeta).Put(keyRevision, u64(rev)); err != nil {
-		return err
-	}
-	e.Revision = rev
+// appendEvent stamps e with the time and a default actor, and appends it.
+func (r *Registry) appendEvent(tx MetaTx, e *Event) error {
 	if e.Time.IsZero() {
 		e.Time = r.Now().UTC()
 	}
 	if e.Actor == "" {
 		e.Actor = "anonymous"
 	}
-	buf, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketEvents).Put(u64(rev), buf)
-}
-
-// update runs fn in a write transaction and wakes the watchers once it committed.
-func (r *Registry) update(fn func(tx *bolt.Tx) error) error {
-	if err := r.db.Update(fn); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	close(r.changed)
-	r.changed = make(chan struct{})
-	r.mu.Unlock()
-	return nil
-}
-
-// changes returns a channel closed at the next committed change.
-func (r *Registry) changes() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.changed
-}
-
-func getModel(tx *bolt.Tx, name string) (*Model, error) {
-	v := tx.Bucket(bucketModels).Get([]byte(name))
-	if v == nil {
-		return nil, fmt.Errorf("model %q: %w", name, ErrNotFound)
-	}
-	m := &Model{}
-	if err := json.Unmarshal(v, m); err != nil {
-		return nil, fmt.Errorf("model %q: corrupt record: %w", name, err)
-	}
-	return m, nil
-}
-
-func putModel(tx *bolt.Tx, m *Model) error {
-	buf, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketModels).Put([]byte(m.Name), buf)
-}
-
-func getVersion(tx *bolt.Tx, model string, n int) (*Version, error) {
-	b := tx.Bucket(bucketVersions).Bucket([]byte(model))
-	var v []byte
-	if b != nil && n > 0 {
-		v = b.Get(u64(uint64(n)))
-	}
-	if v == nil {
-		return nil, fmt.Errorf("model %q version %d: %w", model, n, ErrNotFound)
-	}
-	ver := &Version{}
-	if err := json.Unmarshal(v, ver); err != nil {
-		return nil, fmt.Errorf("model %q version %d: corrupt record: %w", model, n, err)
-	}
-	return ver, nil
+	return tx.AppendEvent(e)
 }
 
 // Model returns one model.
@@ -298,8 +202,8 @@ func (r *Registry) Model(_ context.Context, name string) (*Model, error) {
 		return nil, err
 	}
 	var m *Model
-	err := r.db.View(func(tx *bolt.Tx) (err error) {
-		m, err = getModel(tx, name)
+	err := r.Meta.View(func(tx MetaTx) (err error) {
+		m, err = tx.Model(name)
 		return err
 	})
 	return m, err
@@ -308,15 +212,9 @@ func (r *Registry) Model(_ context.Context, name string) (*Model, error) {
 // Models returns every model, by name.
 func (r *Registry) Models(_ context.Context) ([]Model, error) {
 	var out []Model
-	err := r.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketModels).ForEach(func(k, v []byte) error {
-			var m Model
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("model %q: corrupt record: %w", k, err)
-			}
-			out = append(out, m)
-			return nil
-		})
+	err := r.Meta.View(func(tx MetaTx) (err error) {
+		out, err = tx.Models()
+		return err
 	})
 	return out, err
 }
@@ -327,24 +225,17 @@ func (r *Registry) Versions(_ context.Context, model string) ([]Version, error) 
 		return nil, err
 	}
 	var out []Version
-	err := r.db.View(func(tx *bolt.Tx) error {
-		if _, err := getModel(tx, model); err != nil {
+	err := r.Meta.View(func(tx MetaTx) error {
+		if _, err := tx.Model(model); err != nil {
 			return err
 		}
-		b := tx.Bucket(bucketVersions).Bucket([]byte(model))
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var ver Version
-			if err := json.Unmarshal(v, &ver); err != nil {
-				return fmt.Errorf("model %q version %d: corrupt record: %w", model, binary.BigEndian.Uint64(k), err)
-			}
-			ver.Card = nil
-			out = append(out, ver)
-			return nil
-		})
+		var err error
+		out, err = tx.Versions(model)
+		return err
 	})
+	for i := range out {
+		out[i].Card = nil
+	}
 	return out, err
 }
 
@@ -354,8 +245,8 @@ func (r *Registry) Version(_ context.Context, model string, n int) (*Version, er
 		return nil, err
 	}
 	var v *Version
-	err := r.db.View(func(tx *bolt.Tx) (err error) {
-		v, err = getVersion(tx, model, n)
+	err := r.Meta.View(func(tx MetaTx) (err error) {
+		v, err = tx.Version(model, n)
 		return err
 	})
 	return v, err
@@ -367,14 +258,14 @@ func (r *Registry) Deployment(_ context.Context, model string) (*Deployment, err
 		return nil, err
 	}
 	var d *Deployment
-	err := r.db.View(func(tx *bolt.Tx) error {
-		m, err := getModel(tx, model)
+	err := r.Meta.View(func(tx MetaTx) error {
+		m, err := tx.Model(model)
 		if err != nil {
 			return err
 		}
 		d = &Deployment{Model: m.Name, Revision: m.Revision, Signature: m.Signature, Blend: m.BlendWeight()}
 		deployed := func(n int) (*Deployed, error) {
-			v, err := getVersion(tx, model, n)
+			v, err := tx.Version(model, n)
 			if err != nil {
 				return nil, err
 			}
@@ -418,15 +309,6 @@ type readCloser struct {
 	io.Closer
 }
 
-var errStop = errors.New("stop")
-
-// Backup writes a consistent copy of the bbolt file while the registry runs.
-func (r *Registry) Backup(w io.Writer) (int64, error) {
-	var n int64
-	err := r.db.View(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	return n, err
-}
+// Backup writes a consistent copy of the metadata (the bbolt file) while the
+// registry runs.
+func (r *Registry) Backup(w io.Writer) (int64, error) { return r.Meta.Backup(w) }

@@ -6,15 +6,12 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Roles a token may have.
@@ -29,8 +26,6 @@ var (
 	ErrUnauthenticated = errors.New("unauthenticated")
 	ErrForbidden       = errors.New("forbidden")
 )
-
-var bucketTokens = []byte("tokens")
 
 // Token is a bearer credential. Only the sha256 of its secret is stored.
 type Token struct {
@@ -61,18 +56,6 @@ func randomHex(n int) string {
 // NewTokenSecret returns a fresh token in the form mo_<id>_<secret>.
 func NewTokenSecret() string { return "mo_" + randomHex(6) + "_" + randomHex(20) }
 
-func (r *Registry) putToken(tx *bolt.Tx, t *Token) error {
-	b, err := tx.CreateBucketIfNotExists(bucketTokens)
-	if err != nil {
-		return err
-	}
-	buf, err := json.Marshal(t)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(t.ID), buf)
-}
-
 // CreateToken makes a token with a role and returns its secret, shown only now.
 func (r *Registry) CreateToken(_ context.Context, name, role string) (*Token, string, error) {
 	secret := NewTokenSecret()
@@ -94,17 +77,18 @@ func (r *Registry) AddToken(name, role, secret string) (*Token, error) {
 		return nil, fmt.Errorf("%w: a token has the form mo_<12 hex>_<40 hex> (make one with `modelctl token create`)", ErrInvalid)
 	}
 	t := &Token{ID: m[1], Name: name, Role: role, CreatedAt: r.Now().UTC(), Hash: hashSecret(secret)}
-	err := r.update(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketTokens); b != nil && b.Get([]byte(t.ID)) != nil {
-			var old Token
-			json.Unmarshal(b.Get([]byte(t.ID)), &old)
-			if old.Hash == t.Hash && old.Role == t.Role && !old.Revoked {
-				*t = old
-				return nil // the same bootstrap token again
-			}
-			return fmt.Errorf("token %s exists already: %w", t.ID, ErrConflict)
+	err := r.Meta.Update(func(tx MetaTx) error {
+		old, err := tx.Token(t.ID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return tx.PutToken(t)
+		case err != nil:
+			return err
+		case old.Hash == t.Hash && old.Role == t.Role && !old.Revoked:
+			*t = *old
+			return nil // the same bootstrap token again
 		}
-		return r.putToken(tx, t)
+		return fmt.Errorf("token %s exists already: %w", t.ID, ErrConflict)
 	})
 	return t, err
 }
@@ -115,18 +99,7 @@ func (r *Registry) Authenticate(secret string) (*Token, error) {
 	if m == nil {
 		return nil, ErrUnauthenticated
 	}
-	var t Token
-	err := r.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		if b == nil {
-			return ErrUnauthenticated
-		}
-		v := b.Get([]byte(m[1]))
-		if v == nil {
-			return ErrUnauthenticated
-		}
-		return json.Unmarshal(v, &t)
-	})
+	t, err := r.token(m[1])
 	if err != nil {
 		return nil, ErrUnauthenticated
 	}
@@ -134,48 +107,42 @@ func (r *Registry) Authenticate(secret string) (*Token, error) {
 		return nil, ErrUnauthenticated
 	}
 	t.Hash = ""
-	return &t, nil
+	return t, nil
+}
+
+// token reads a token by id.
+func (r *Registry) token(id string) (*Token, error) {
+	var t *Token
+	err := r.Meta.View(func(tx MetaTx) (err error) {
+		t, err = tx.Token(id)
+		return err
+	})
+	return t, err
 }
 
 // Tokens lists every token, without hashes.
 func (r *Registry) Tokens(_ context.Context) ([]Token, error) {
 	var out []Token
-	err := r.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(_, v []byte) error {
-			var t Token
-			if err := json.Unmarshal(v, &t); err != nil {
-				return err
-			}
-			t.Hash = ""
-			out = append(out, t)
-			return nil
-		})
+	err := r.Meta.View(func(tx MetaTx) (err error) {
+		out, err = tx.Tokens()
+		return err
 	})
+	for i := range out {
+		out[i].Hash = ""
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, err
 }
 
 // RevokeToken revokes a token by id; it authenticates no more.
 func (r *Registry) RevokeToken(_ context.Context, id string) error {
-	return r.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		var v []byte
-		if b != nil {
-			v = b.Get([]byte(id))
-		}
-		if v == nil {
-			return fmt.Errorf("token %q: %w", id, ErrNotFound)
-		}
-		var t Token
-		if err := json.Unmarshal(v, &t); err != nil {
+	return r.Meta.Update(func(tx MetaTx) error {
+		t, err := tx.Token(id)
+		if err != nil {
 			return err
 		}
 		t.Revoked = true
-		return r.putToken(tx, &t)
+		return tx.PutToken(t)
 	})
 }
 
@@ -193,21 +160,10 @@ func (r *Registry) HasTokens() bool {
 // TokenByID returns a live token by id (no secret needed: for sessions that
 // were opened with the secret).
 func (r *Registry) TokenByID(id string) (*Token, error) {
-	var t Token
-	err := r.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		if b == nil {
-			return ErrUnauthenticated
-		}
-		v := b.Get([]byte(id))
-		if v == nil {
-			return ErrUnauthenticated
-		}
-		return json.Unmarshal(v, &t)
-	})
+	t, err := r.token(id)
 	if err != nil || t.Revoked {
 		return nil, ErrUnauthenticated
 	}
 	t.Hash = ""
-	return &t, nil
+	return t, nil
 }

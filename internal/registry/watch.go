@@ -2,10 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // EventQuery selects history.
@@ -29,18 +25,9 @@ func (r *Registry) Events(_ context.Context, q EventQuery) ([]Event, error) {
 		q.Limit = 1000
 	}
 	var out []Event
-	err := r.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketEvents).Cursor()
-		for k, v := c.Seek(u64(q.Since + 1)); k != nil && len(out) < q.Limit; k, v = c.Next() {
-			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("event %x: corrupt record: %w", k, err)
-			}
-			if q.Model == "" || e.Model == q.Model {
-				out = append(out, e)
-			}
-		}
-		return nil
+	err := r.Meta.View(func(tx MetaTx) (err error) {
+		out, err = tx.Events(q.Since, q.Limit, func(e *Event) bool { return q.Model == "" || e.Model == q.Model })
+		return err
 	})
 	return out, err
 }
@@ -54,7 +41,7 @@ func (r *Registry) Watch(ctx context.Context, since uint64) <-chan Event {
 		for {
 			// Take the wake-up channel before reading, so a commit between the read
 			// and the wait is not missed.
-			wake := r.changes()
+			wake := r.Meta.Changed()
 			evs, err := r.Events(ctx, EventQuery{Since: since, Limit: 256})
 			if err != nil {
 				r.Logger.Error("watch: read events", "err", err)

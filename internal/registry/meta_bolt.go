@@ -1,0 +1,249 @@
+package registry
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketModels   = []byte("models")
+	bucketVersions = []byte("versions")
+	bucketEvents   = []byte("events")
+	bucketTokens   = []byte("tokens")
+	keyRevision    = []byte("revision")
+)
+
+// BoltMeta is the MetaStore in a bbolt file: models, versions (a bucket per
+// model), events keyed by revision, tokens, and the revision itself.
+type BoltMeta struct {
+	db *bolt.DB
+
+	mu      sync.Mutex
+	changed chan struct{}
+}
+
+var _ MetaStore = (*BoltMeta)(nil)
+
+// OpenBoltMeta opens (creating if needed) the bbolt file at path.
+func OpenBoltMeta(path string) (*BoltMeta, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketModels, bucketVersions, bucketEvents, bucketTokens} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &BoltMeta{db: db, changed: make(chan struct{})}, nil
+}
+
+// DB exposes the bbolt handle, for consistency checks.
+func (s *BoltMeta) DB() *bolt.DB { return s.db }
+
+// View implements MetaStore.
+func (s *BoltMeta) View(fn func(MetaTx) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+// Update implements MetaStore, waking the watchers once the change committed.
+func (s *BoltMeta) Update(fn func(MetaTx) error) error {
+	if err := s.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) }); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	return nil
+}
+
+// Changed implements MetaStore.
+func (s *BoltMeta) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// Backup implements MetaStore: a consistent copy of the file.
+func (s *BoltMeta) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// Close implements MetaStore.
+func (s *BoltMeta) Close() error { return s.db.Close() }
+
+type boltTx struct{ tx *bolt.Tx }
+
+func u64(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+func (t boltTx) Revision() uint64 {
+	v := t.tx.Bucket(bucketMeta).Get(keyRevision)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func (t boltTx) Model(name string) (*Model, error) {
+	v := t.tx.Bucket(bucketModels).Get([]byte(name))
+	if v == nil {
+		return nil, fmt.Errorf("model %q: %w", name, ErrNotFound)
+	}
+	m := &Model{}
+	if err := json.Unmarshal(v, m); err != nil {
+		return nil, fmt.Errorf("model %q: corrupt record: %w", name, err)
+	}
+	return m, nil
+}
+
+func (t boltTx) Models() ([]Model, error) {
+	var out []Model
+	err := t.tx.Bucket(bucketModels).ForEach(func(k, v []byte) error {
+		var m Model
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("model %q: corrupt record: %w", k, err)
+		}
+		out = append(out, m)
+		return nil
+	})
+	return out, err
+}
+
+func (t boltTx) PutModel(m *Model) error {
+	buf, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketModels).Put([]byte(m.Name), buf)
+}
+
+func (t boltTx) Version(model string, n int) (*Version, error) {
+	b := t.tx.Bucket(bucketVersions).Bucket([]byte(model))
+	var v []byte
+	if b != nil && n > 0 {
+		v = b.Get(u64(uint64(n)))
+	}
+	if v == nil {
+		return nil, fmt.Errorf("model %q version %d: %w", model, n, ErrNotFound)
+	}
+	ver := &Version{}
+	if err := json.Unmarshal(v, ver); err != nil {
+		return nil, fmt.Errorf("model %q version %d: corrupt record: %w", model, n, err)
+	}
+	return ver, nil
+}
+
+func (t boltTx) Versions(model string) ([]Version, error) {
+	b := t.tx.Bucket(bucketVersions).Bucket([]byte(model))
+	if b == nil {
+		return nil, nil
+	}
+	var out []Version
+	err := b.ForEach(func(k, v []byte) error {
+		var ver Version
+		if err := json.Unmarshal(v, &ver); err != nil {
+			return fmt.Errorf("model %q version %d: corrupt record: %w", model, binary.BigEndian.Uint64(k), err)
+		}
+		out = append(out, ver)
+		return nil
+	})
+	return out, err
+}
+
+func (t boltTx) PutVersion(v *Version) error {
+	b, err := t.tx.Bucket(bucketVersions).CreateBucketIfNotExists([]byte(v.Model))
+	if err != nil {
+		return err
+	}
+	buf, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(u64(uint64(v.Number)), buf)
+}
+
+func (t boltTx) AppendEvent(e *Event) error {
+	rev := t.Revision() + 1
+	if err := t.tx.Bucket(bucketMeta).Put(keyRevision, u64(rev)); err != nil {
+		return err
+	}
+	e.Revision = rev
+	buf, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketEvents).Put(u64(rev), buf)
+}
+
+func (t boltTx) Events(since uint64, limit int, keep func(*Event) bool) ([]Event, error) {
+	var out []Event
+	c := t.tx.Bucket(bucketEvents).Cursor()
+	for k, v := c.Seek(u64(since + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+		var e Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			return nil, fmt.Errorf("event %x: corrupt record: %w", k, err)
+		}
+		if keep(&e) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (t boltTx) Token(id string) (*Token, error) {
+	v := t.tx.Bucket(bucketTokens).Get([]byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("token %q: %w", id, ErrNotFound)
+	}
+	var tk Token
+	if err := json.Unmarshal(v, &tk); err != nil {
+		return nil, fmt.Errorf("token %q: corrupt record: %w", id, err)
+	}
+	return &tk, nil
+}
+
+func (t boltTx) Tokens() ([]Token, error) {
+	var out []Token
+	err := t.tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+		var tk Token
+		if err := json.Unmarshal(v, &tk); err != nil {
+			return fmt.Errorf("token %q: corrupt record: %w", k, err)
+		}
+		out = append(out, tk)
+		return nil
+	})
+	return out, err
+}
+
+func (t boltTx) PutToken(tk *Token) error {
+	buf, err := json.Marshal(tk)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketTokens).Put([]byte(tk.ID), buf)
+}

@@ -1,0 +1,134 @@
+package registry_test
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/modelops/modelops/internal/registry"
+)
+
+// metaStores are the MetaStore implementations; the contract below runs on each.
+var metaStores = map[string]func(t *testing.T) registry.MetaStore{
+	"bolt": func(t *testing.T) registry.MetaStore {
+		s, err := registry.OpenBoltMeta(filepath.Join(t.TempDir(), "meta.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	},
+}
+
+func TestMetaStoreContract(t *testing.T) {
+	for name, open := range metaStores {
+		t.Run(name, func(t *testing.T) { metaContract(t, open(t)) })
+	}
+}
+
+func metaContract(t *testing.T, s registry.MetaStore) {
+	// Absent things are ErrNotFound.
+	err := s.View(func(tx registry.MetaTx) error {
+		if tx.Revision() != 0 {
+			t.Errorf("a new store is at revision %d", tx.Revision())
+		}
+		if _, err := tx.Model("m"); !errors.Is(err, registry.ErrNotFound) {
+			t.Errorf("absent model: %v", err)
+		}
+		if _, err := tx.Version("m", 1); !errors.Is(err, registry.ErrNotFound) {
+			t.Errorf("absent version: %v", err)
+		}
+		if _, err := tx.Token("abc"); !errors.Is(err, registry.ErrNotFound) {
+			t.Errorf("absent token: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// An update commits, numbers events, and wakes watchers.
+	changed := s.Changed()
+	err = s.Update(func(tx registry.MetaTx) error {
+		for _, m := range []string{"b", "a"} {
+			if err := tx.PutModel(&registry.Model{Name: m, Latest: 2}); err != nil {
+				return err
+			}
+			for n := 2; n >= 1; n-- { // stored out of order, read in order
+				if err := tx.PutVersion(&registry.Version{Model: m, Number: n, Digest: m + string(rune('0'+n))}); err != nil {
+					return err
+				}
+			}
+			e := &registry.Event{Model: m, Kind: registry.EventPushed}
+			if err := tx.AppendEvent(e); err != nil {
+				return err
+			}
+			if e.Revision != tx.Revision() {
+				t.Errorf("event stamped %d, store at %d", e.Revision, tx.Revision())
+			}
+		}
+		return tx.PutToken(&registry.Token{ID: "abc", Name: "t", Role: registry.RoleViewer})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Changed was not closed by a committed update")
+	}
+
+	// A failed update changes nothing and wakes nobody.
+	changed = s.Changed()
+	boom := errors.New("boom")
+	if err := s.Update(func(tx registry.MetaTx) error {
+		tx.PutModel(&registry.Model{Name: "c"})
+		tx.AppendEvent(&registry.Event{Model: "c"})
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("failed update returned %v", err)
+	}
+	select {
+	case <-changed:
+		t.Fatal("a rolled-back update woke the watchers")
+	default:
+	}
+
+	err = s.View(func(tx registry.MetaTx) error {
+		if tx.Revision() != 2 {
+			t.Errorf("revision %d, want 2", tx.Revision())
+		}
+		models, err := tx.Models()
+		if err != nil || len(models) != 2 || models[0].Name != "a" || models[1].Name != "b" {
+			t.Errorf("models %+v (%v), want a and b by name", models, err)
+		}
+		if _, err := tx.Model("c"); !errors.Is(err, registry.ErrNotFound) {
+			t.Errorf("the rolled-back model is there: %v", err)
+		}
+		vs, err := tx.Versions("a")
+		if err != nil || len(vs) != 2 || vs[0].Number != 1 || vs[1].Digest != "a2" {
+			t.Errorf("versions of a: %+v (%v), want 1 and 2 in order", vs, err)
+		}
+		if v, err := tx.Version("b", 2); err != nil || v.Digest != "b2" {
+			t.Errorf("b v2: %+v %v", v, err)
+		}
+		all, err := tx.Events(0, 10, func(*registry.Event) bool { return true })
+		if err != nil || len(all) != 2 || all[0].Revision != 1 || all[1].Model != "a" {
+			t.Errorf("events %+v (%v)", all, err)
+		}
+		after, _ := tx.Events(1, 10, func(*registry.Event) bool { return true })
+		onlyB, _ := tx.Events(0, 10, func(e *registry.Event) bool { return e.Model == "b" })
+		limited, _ := tx.Events(0, 1, func(*registry.Event) bool { return true })
+		if len(after) != 1 || after[0].Revision != 2 || len(onlyB) != 1 || onlyB[0].Model != "b" || len(limited) != 1 {
+			t.Errorf("since 1: %+v; only b: %+v; limit 1: %+v", after, onlyB, limited)
+		}
+		tokens, err := tx.Tokens()
+		if err != nil || len(tokens) != 1 || tokens[0].Role != registry.RoleViewer {
+			t.Errorf("tokens %+v (%v)", tokens, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
