@@ -56,6 +56,29 @@ func (e *env) table(fn func(w io.Writer)) {
 	tw.Flush()
 }
 
+// printList prints items: with -o json as a JSON list (empty, never null);
+// else as a table of header and one row per item, or, when there are none,
+// the empty message.
+func printList[T any](e *env, output string, items []T, empty, header string, row func(T) string) error {
+	if output == "json" {
+		if items == nil {
+			items = []T{}
+		}
+		return e.printJSON(items)
+	}
+	if len(items) == 0 {
+		fmt.Fprintln(e.stdout, empty)
+		return nil
+	}
+	e.table(func(w io.Writer) {
+		fmt.Fprintln(w, header)
+		for _, it := range items {
+			fmt.Fprintln(w, row(it))
+		}
+	})
+	return nil
+}
+
 func ago(t time.Time) string {
 	if t.IsZero() {
 		return "-"
@@ -208,23 +231,11 @@ func (c *listCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if cf.output == "json" {
-		if ms == nil {
-			ms = []registry.Model{}
-		}
-		return c.printJSON(ms)
-	}
-	if len(ms) == 0 {
-		fmt.Fprintln(c.stdout, "no models yet: push one with `modelctl push FILE.onnx --model NAME`")
-		return nil
-	}
-	c.table(func(w io.Writer) {
-		fmt.Fprintln(w, "MODEL\tPRODUCTION\tCANARY\tBLEND\tLATEST\tREVISION\tSIGNATURE")
-		for _, m := range ms {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%g\t%s\t%d\t%s\n", m.Name, orDash(m.Production), canaryString(m.Candidate), m.BlendWeight(), orDash(m.Latest), m.Revision, m.Signature)
-		}
-	})
-	return nil
+	return printList(c.env, cf.output, ms, "no models yet: push one with `modelctl push FILE.onnx --model NAME`",
+		"MODEL\tPRODUCTION\tCANARY\tBLEND\tLATEST\tREVISION\tSIGNATURE",
+		func(m registry.Model) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%g\t%s\t%d\t%s", m.Name, orDash(m.Production), canaryString(m.Candidate), m.BlendWeight(), orDash(m.Latest), m.Revision, m.Signature)
+		})
 }
 
 // show
@@ -440,23 +451,11 @@ func (c *historyCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if cf.output == "json" {
-		if evs == nil {
-			evs = []registry.Event{}
-		}
-		return c.printJSON(evs)
-	}
-	if len(evs) == 0 {
-		fmt.Fprintln(c.stdout, "no events")
-		return nil
-	}
-	c.table(func(w io.Writer) {
-		fmt.Fprintln(w, "REVISION\tTIME\tMODEL\tEVENT\tFROM\tTO\tACTOR\tREASON")
-		for _, e := range evs {
-			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Revision, ago(e.Time), e.Model, e.Kind, orDash(e.From), orDash(e.To), e.Actor, e.Reason)
-		}
-	})
-	return nil
+	return printList(c.env, cf.output, evs, "no events",
+		"REVISION\tTIME\tMODEL\tEVENT\tFROM\tTO\tACTOR\tREASON",
+		func(e registry.Event) string {
+			return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s", e.Revision, ago(e.Time), e.Model, e.Kind, orDash(e.From), orDash(e.To), e.Actor, e.Reason)
+		})
 }
 
 // gc
@@ -649,16 +648,10 @@ func (c *tokenCmd) Run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if cf.output == "json" {
-			return c.printJSON(ts)
-		}
-		c.table(func(w io.Writer) {
-			fmt.Fprintln(w, "ID\tNAME\tROLE\tCREATED\tREVOKED")
-			for _, t := range ts {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\n", t.ID, t.Name, t.Role, ago(t.CreatedAt), t.Revoked)
-			}
-		})
-		return nil
+		return printList(c.env, cf.output, ts, "no tokens", "ID\tNAME\tROLE\tCREATED\tREVOKED",
+			func(t registry.Token) string {
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%v", t.ID, t.Name, t.Role, ago(t.CreatedAt), t.Revoked)
+			})
 	case len(pos) == 2 && pos[0] == "revoke":
 		if err := cl.RevokeToken(ctx, pos[1]); err != nil {
 			return err
