@@ -53,9 +53,12 @@ func NewBatcher(maxRows int, maxWait time.Duration) *Batcher {
 }
 
 type batch struct {
-	slot  *Slot
-	flat  []float32
-	rows  int
+	slot *Slot
+	flat []float32
+	rows int
+	// deadline is the latest of its requests' deadlines: the run may take that
+	// long, and each request gives up at its own.
+	deadline time.Time
 	ready chan struct{} // closed when the batch stops taking rows
 	done  chan struct{} // closed when res is set
 	res   BatchResult
@@ -133,6 +136,9 @@ func (b *Batcher) Submit(a *Arrival, slot *Slot, flat []float32, rows int, budge
 			at := cur.rows
 			cur.flat = append(cur.flat, flat...)
 			cur.rows += rows
+			if d := start.Add(budget); d.After(cur.deadline) {
+				cur.deadline = d
+			}
 			if cur.rows >= b.MaxRows || nobodyComing {
 				b.closeLocked(cur)
 			}
@@ -147,7 +153,7 @@ func (b *Batcher) Submit(a *Arrival, slot *Slot, flat []float32, rows int, budge
 		res, ok := b.run(slot, flat, rows, budget)
 		return res, ok
 	}
-	bt := &batch{slot: slot, rows: rows, ready: make(chan struct{}), done: make(chan struct{})}
+	bt := &batch{slot: slot, rows: rows, deadline: start.Add(budget), ready: make(chan struct{}), done: make(chan struct{})}
 	bt.flat = append(make([]float32, 0, b.MaxRows*len(flat)/rows), flat...)
 	b.open[slot] = bt
 	b.mu.Unlock()
@@ -161,13 +167,18 @@ func (b *Batcher) Submit(a *Arrival, slot *Slot, flat []float32, rows int, budge
 		b.mu.Unlock()
 	}
 	t.Stop()
-	// bt is closed: nobody appends to it any more.
-	bt.res, _ = b.run(slot, bt.flat, bt.rows, budget-time.Since(start))
+	// bt is closed: nobody appends to it any more. It runs until the latest
+	// deadline of its requests, so a request with a short budget never cuts the
+	// others short; its opener still answers "over budget" for itself.
+	bt.res, _ = b.run(slot, bt.flat, bt.rows, time.Until(bt.deadline))
 	if bt.res.Err == nil {
 		bt.m = len(bt.res.Out) / bt.rows
 	}
 	bt.out = bt.res.Out
 	close(bt.done)
+	if time.Since(start) > budget {
+		return BatchResult{}, false
+	}
 	return bt.slice(0, rows), !errors.Is(bt.res.Err, ErrBudget)
 }
 

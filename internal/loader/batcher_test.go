@@ -150,3 +150,35 @@ func TestBatcherWithoutSessionSaysSo(t *testing.T) {
 		t.Fatalf("empty slot: %+v ok=%v, want ErrNoSession", r, ok)
 	}
 }
+
+func TestBatcherShortBudgetDoesNotCutOthersShort(t *testing.T) {
+	slot, l := batchSlot(t)
+	b := loader.NewBatcher(64, forever)
+	opener, other := b.Expect(), b.Expect()
+	type result struct {
+		r  loader.BatchResult
+		ok bool
+	}
+	first := make(chan result, 1)
+	go func() {
+		// A budget that is gone before the batch can run.
+		r, ok := b.Submit(opener, slot, testutil.Row(0.1), 1, time.Microsecond)
+		first <- result{r, ok}
+	}()
+	within(t, "the batch opening", func() {
+		for b.Pending() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	})
+	var second result
+	within(t, "the second request", func() {
+		second.r, second.ok = b.Submit(other, slot, testutil.Row(0.2), 1, 10*time.Second)
+	})
+	want, _ := l.Run(testutil.Row(0.2), 1)
+	if !second.ok || second.r.Err != nil || len(second.r.Out) != 1 || second.r.Out[0] != want[0] {
+		t.Fatalf("the request with 10 s got %+v ok=%v: cut short by its neighbour's 1 µs budget", second.r, second.ok)
+	}
+	if f := <-first; f.ok {
+		t.Fatalf("the request with 1 µs says it was answered in time: %+v", f.r)
+	}
+}
