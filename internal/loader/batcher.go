@@ -59,11 +59,11 @@ type batch struct {
 	// deadline is the latest of its requests' deadlines: the run may take that
 	// long, and each request gives up at its own.
 	deadline time.Time
-	ready chan struct{} // closed when the batch stops taking rows
-	done  chan struct{} // closed when res is set
-	res   BatchResult
-	out   []float32
-	m     int // outputs per row
+	ready    chan struct{} // closed when the batch stops taking rows
+	done     chan struct{} // closed when res is set
+	res      BatchResult
+	out      []float32
+	m        int // outputs per row
 }
 
 // Arrival is a request announced with Expect. It must end in exactly one Submit
