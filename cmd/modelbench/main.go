@@ -539,9 +539,8 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 	res.duringP99, res.steadyP99 = during.quantile(.99), steady.quantile(.99)
 	res.duringRequests, res.steadyRequests = during.Requests, steady.Requests
 	res.failed, res.fallbacks = all.Failed, all.Fallbacks
-	// Drop the latencies before measuring memory: they are the bench's, not the
-	// scorer's.
-	all, during, steady = loadResult{}, loadResult{}, loadResult{}
+	// Only the summaries are kept: the latencies (the bench's memory, not the
+	// scorer's) are garbage by the time memory is measured.
 	res.rssAfter = settledRSS()
 	res.heapAfter = heapInUse()
 	res.threadsAfter = threads()
