@@ -165,14 +165,18 @@ func run(o options) error {
 	null, one, oneBatched := merge(nulls...), merge(ones...), merge(batched...)
 	batchRuns, batchRows := batcher.Stats()
 	best, bestURL, bestName := one, scorerURL, "off"
+	otherURL, otherName := batchURL, "on"
 	if oneBatched.rps() > one.rps() {
 		best, bestURL, bestName = oneBatched, batchURL, "on"
+		otherURL, otherName = scorerURL, "off"
 	}
 	rate := 0.7 * best.rps()
 	at70 := paced(context.Background(), bestURL+"/v1/score", single, rate, o.duration)
 	// The same rate on the null handler: what loopback, HTTP and this machine's
 	// scheduling give before any scoring.
 	null70 := paced(context.Background(), nullURL+"/v1/score", single, rate, o.duration)
+	// And the other batching setting: what the default costs or saves in latency.
+	other70 := paced(context.Background(), otherURL+"/v1/score", single, rate, o.duration)
 	many := closedLoop(bestURL+"/v1/score", multi, nil, o.conns/2, o.duration)
 	binHeader, binBody := binaryBody()
 	manyBin := closedLoop(bestURL+"/v2/models/calling-score/infer", binBody, map[string]string{api.HeaderInferenceLength: fmt.Sprint(binHeader)}, o.conns/2, o.duration)
@@ -189,6 +193,7 @@ func run(o options) error {
 	line("scorer, micro-batching on, 1 row, max load", oneBatched, 1)
 	line(fmt.Sprintf("null-model handler, 1 row, same rate (%.0f/s)", rate), null70, 1)
 	line(fmt.Sprintf("scorer (batching %s), 1 row, 70%% load (%.0f/s)", bestName, rate), at70, 1)
+	line(fmt.Sprintf("scorer (batching %s), 1 row, same rate", otherName), other70, 1)
 	line("scorer, 256 rows, JSON, max load", many, 256)
 	line("scorer, 256 rows, OIP v2 binary FP32, max load", manyBin, 256)
 	fmt.Fprintf(tw, "micro-batching on vs off, 1 row (%.2f rows per session run)\t%.2f×\t\t\t\t\t\n", float64(batchRows)/float64(max(1, batchRuns)), oneBatched.rps()/one.rps())

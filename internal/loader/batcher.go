@@ -3,6 +3,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,9 @@ type batch struct {
 	res      BatchResult
 	out      []float32
 	m        int // outputs per row
+	// yielding: the opener has let the goroutines already runnable go first, so
+	// joiners leave the batch open for it to close.
+	yielding bool
 }
 
 // Arrival is a request announced with Expect. It must end in exactly one Submit
@@ -139,7 +143,7 @@ func (b *Batcher) Submit(a *Arrival, slot *Slot, flat []float32, rows int, budge
 			if d := start.Add(budget); d.After(cur.deadline) {
 				cur.deadline = d
 			}
-			if cur.rows >= b.MaxRows || nobodyComing {
+			if cur.rows >= b.MaxRows || nobodyComing && !cur.yielding {
 				b.closeLocked(cur)
 			}
 			b.mu.Unlock()
@@ -148,14 +152,21 @@ func (b *Batcher) Submit(a *Arrival, slot *Slot, flat []float32, rows int, budge
 		// Full for this request: let it go, and open a fresh one below.
 		b.closeLocked(cur)
 	}
-	if nobodyComing || rows >= b.MaxRows {
+	if rows >= b.MaxRows {
 		b.mu.Unlock()
 		res, ok := b.run(slot, flat, rows, budget)
 		return res, ok
 	}
-	bt := &batch{slot: slot, rows: rows, deadline: start.Add(budget), ready: make(chan struct{}), done: make(chan struct{})}
+	bt := &batch{slot: slot, rows: rows, deadline: start.Add(budget), ready: make(chan struct{}), done: make(chan struct{}), yielding: true}
 	bt.flat = append(make([]float32, 0, b.MaxRows*len(flat)/rows), flat...)
 	b.open[slot] = bt
+	b.mu.Unlock()
+	runtime.Gosched()
+	b.mu.Lock()
+	bt.yielding = false
+	if b.incoming.Load() <= 0 {
+		b.closeLocked(bt)
+	}
 	b.mu.Unlock()
 
 	t := time.NewTimer(b.MaxWait)
