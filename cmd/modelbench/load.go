@@ -15,7 +15,9 @@ import (
 	"runtime/debug"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -110,6 +112,7 @@ func load(ctx context.Context, spec loadSpec) (loadResult, error) {
 	if err != nil {
 		return loadResult{}, err
 	}
+	before, statBefore := selfCPU(), procStat()
 	cmd := exec.Command(exe, "-load-child")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -137,7 +140,12 @@ func load(ctx context.Context, spec loadSpec) (loadResult, error) {
 	err = cmd.Wait()
 	close(stopped)
 	if os.Getenv("MODELBENCH_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "load %s: generator CPU user %s sys %s\n", spec.URL, cmd.ProcessState.UserTime(), cmd.ProcessState.SystemTime())
+		fmt.Fprintf(os.Stderr, "load %s: generator CPU user %s sys %s; servers' CPU %s\n", spec.URL, cmd.ProcessState.UserTime(), cmd.ProcessState.SystemTime(), selfCPU()-before)
+		st := procStat()
+		for i := range st {
+			st[i] -= statBefore[i]
+		}
+		fmt.Fprintf(os.Stderr, "  machine jiffies user %d nice %d system %d idle %d iowait %d irq %d softirq %d steal %d\n", st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7])
 	}
 	if err != nil {
 		return loadResult{}, fmt.Errorf("load generator: %w", err)
@@ -408,4 +416,23 @@ func readN(r *bufio.Reader, body []byte, n int) ([]byte, error) {
 	body = append(body, make([]byte, n)...)
 	_, err := io.ReadFull(r, body[at:])
 	return body, err
+}
+
+// selfCPU is the CPU time this process (the servers) has used so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func procStat() [8]int64 {
+	var v [8]int64
+	b, _ := os.ReadFile("/proc/stat")
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	for i := range v {
+		if i+1 < len(f) {
+			v[i], _ = strconv.ParseInt(f[i+1], 10, 64)
+		}
+	}
+	return v
 }

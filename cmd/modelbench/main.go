@@ -162,6 +162,15 @@ func run(o options) error {
 		ones = append(ones, closedLoop(scorerURL+"/v1/score", single, nil, o.conns, o.duration/rounds))
 		batched = append(batched, closedLoop(batchURL+"/v1/score", single, nil, o.conns, o.duration/rounds))
 	}
+	if os.Getenv("MODELBENCH_DEBUG") != "" {
+		for i := range nulls {
+			fmt.Fprintf(os.Stderr, "round %d: null %.0f off %.0f on %.0f\n", i, nulls[i].rps(), ones[i].rps(), batched[i].rps())
+		}
+		if os.Getenv("MODELBENCH_DEBUG") == "single" {
+			pprof.StopCPUProfile()
+			os.Exit(0)
+		}
+	}
 	null, one, oneBatched := merge(nulls...), merge(ones...), merge(batched...)
 	batchRuns, batchRows := batcher.Stats()
 	best, bestURL, bestName := one, scorerURL, "off"

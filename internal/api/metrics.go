@@ -1,6 +1,8 @@
 package api
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -15,6 +17,29 @@ type scorerMetrics struct {
 	shadow    *prometheus.HistogramVec
 	rejected  *prometheus.CounterVec
 	batchRows prometheus.Histogram
+	// series caches answerSeries by [model, arm, source].
+	series sync.Map
+}
+
+// answerSeries are the series every answer of one model, arm and source adds to,
+// resolved once: looking up labels costs more than the adds themselves.
+type answerSeries struct {
+	requests, rows prometheus.Counter
+	latency        prometheus.Observer
+}
+
+func (m *scorerMetrics) answered(model, arm, source string) *answerSeries {
+	k := [3]string{model, arm, source}
+	if v, ok := m.series.Load(k); ok {
+		return v.(*answerSeries)
+	}
+	a := &answerSeries{
+		requests: m.requests.WithLabelValues(model, arm, source),
+		rows:     m.rows.WithLabelValues(model, arm, source),
+		latency:  m.latency.WithLabelValues(model, arm),
+	}
+	v, _ := m.series.LoadOrStore(k, a)
+	return v.(*answerSeries)
 }
 
 func newScorerMetrics(s *Scorer) *scorerMetrics {

@@ -487,9 +487,10 @@ func (s *Scorer) observe(m *Served, out outcome, flat []float32, rows int, start
 		}
 		s.Recorder.Observe(o)
 	}
-	s.metrics.requests.WithLabelValues(m.Name, out.arm, out.source).Inc()
-	s.metrics.rows.WithLabelValues(m.Name, out.arm, out.source).Add(float64(rows))
-	s.metrics.latency.WithLabelValues(m.Name, out.arm).Observe(latency.Seconds())
+	series := s.metrics.answered(m.Name, out.arm, out.source)
+	series.requests.Inc()
+	series.rows.Add(float64(rows))
+	series.latency.Observe(latency.Seconds())
 	if out.source == SourceFallback {
 		s.metrics.fallbacks.WithLabelValues(m.Name, out.arm, out.reason).Inc()
 	}

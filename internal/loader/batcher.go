@@ -70,6 +70,10 @@ type batch struct {
 	yielding bool
 }
 
+// flatPool keeps the input buffers of batches; a batch's rows are copied in as
+// they join and are no longer needed once its run returns.
+var flatPool = sync.Pool{New: func() any { b := make([]float32, 0, 16*64); return &b }}
+
 // Arrival is a request announced with Expect. It must end in exactly one Submit
 // or Abandon; Abandon after Submit does nothing, so `defer a.Abandon()` is safe.
 type Arrival struct {
@@ -158,9 +162,13 @@ func (b *Batcher) Submit(a *Arrival, slot *Slot, flat []float32, rows int, budge
 		return res, ok
 	}
 	bt := &batch{slot: slot, rows: rows, deadline: start.Add(budget), ready: make(chan struct{}), done: make(chan struct{}), yielding: true}
-	bt.flat = append(make([]float32, 0, b.MaxRows*len(flat)/rows), flat...)
+	buf := flatPool.Get().(*[]float32)
+	bt.flat = append((*buf)[:0], flat...)
 	b.open[slot] = bt
 	b.mu.Unlock()
+	// Let the goroutines that are already runnable go first: under load they are
+	// requests the runtime has read from the network, and they join this batch
+	// instead of each running alone. With nothing runnable this returns at once.
 	runtime.Gosched()
 	b.mu.Lock()
 	bt.yielding = false
@@ -169,19 +177,25 @@ func (b *Batcher) Submit(a *Arrival, slot *Slot, flat []float32, rows int, budge
 	}
 	b.mu.Unlock()
 
-	t := time.NewTimer(b.MaxWait)
 	select {
 	case <-bt.ready:
-	case <-t.C:
-		b.mu.Lock()
-		b.closeLocked(bt)
-		b.mu.Unlock()
+	default:
+		t := time.NewTimer(b.MaxWait)
+		select {
+		case <-bt.ready:
+		case <-t.C:
+			b.mu.Lock()
+			b.closeLocked(bt)
+			b.mu.Unlock()
+		}
+		t.Stop()
 	}
-	t.Stop()
 	// bt is closed: nobody appends to it any more. It runs until the latest
 	// deadline of its requests, so a request with a short budget never cuts the
 	// others short; its opener still answers "over budget" for itself.
 	bt.res, _ = b.run(slot, bt.flat, bt.rows, time.Until(bt.deadline))
+	*buf, bt.flat = bt.flat[:0], nil
+	flatPool.Put(buf)
 	if bt.res.Err == nil {
 		bt.m = len(bt.res.Out) / bt.rows
 	}
