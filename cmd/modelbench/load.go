@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -38,6 +39,12 @@ type loadSpec struct {
 	// Rate, when above 0, paces requests at this many a second (open loop);
 	// 0 runs every connection back to back (closed loop, maximum load).
 	Rate float64 `json:"rate,omitempty"`
+	// URLs, when set, replace URL for a closed loop that takes them in turns of
+	// Slice, every connection on the same one at a time, and reports each
+	// apart: contenders measured together see the same machine at the same
+	// moments, so a hypervisor's stolen time or a neighbour's burst falls on all.
+	URLs  []string      `json:"urls,omitempty"`
+	Slice time.Duration `json:"slice,omitempty"`
 	// CPUs, when set, are the only CPUs the generator runs on.
 	CPUs []int `json:"cpus,omitempty"`
 }
@@ -51,6 +58,8 @@ type loadResult struct {
 	Latencies []time.Duration `json:"latencies"`
 	// Sent holds, for each latency, when its request was due (Unix nanoseconds).
 	Sent []int64 `json:"sent"`
+	// TurnRPS is the rate of each turn, for a run taken in turns.
+	TurnRPS []float64 `json:"turn_rps,omitempty"`
 	// FirstError is the first failure's description, for the log.
 	FirstError string `json:"first_error,omitempty"`
 }
@@ -108,26 +117,32 @@ func (r loadResult) split(windows [][2]int64) (in, out loadResult) {
 // load runs spec in a child process and returns what it saw. Cancelling ctx ends
 // the run early (the child stops when its stdin closes).
 func load(ctx context.Context, spec loadSpec) (loadResult, error) {
+	var res loadResult
+	return res, runChild(ctx, spec, &res)
+}
+
+// runChild runs spec in a child process and decodes what it printed into res.
+func runChild(ctx context.Context, spec loadSpec, res any) error {
 	exe, err := os.Executable()
 	if err != nil {
-		return loadResult{}, err
+		return err
 	}
 	before, statBefore := selfCPU(), procStat()
 	cmd := exec.Command(exe, "-load-child")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return loadResult{}, err
+		return err
 	}
 	var stdout bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return loadResult{}, err
+		return err
 	}
 	spec.CPUs = generatorCPUs
 	if err := json.NewEncoder(stdin).Encode(spec); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
-		return loadResult{}, err
+		return err
 	}
 	stopped := make(chan struct{})
 	go func() {
@@ -140,21 +155,16 @@ func load(ctx context.Context, spec loadSpec) (loadResult, error) {
 	err = cmd.Wait()
 	close(stopped)
 	if os.Getenv("MODELBENCH_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "load %s: generator CPU user %s sys %s; servers' CPU %s\n", spec.URL, cmd.ProcessState.UserTime(), cmd.ProcessState.SystemTime(), selfCPU()-before)
-		st := procStat()
-		for i := range st {
-			st[i] -= statBefore[i]
-		}
-		fmt.Fprintf(os.Stderr, "  machine jiffies user %d nice %d system %d idle %d iowait %d irq %d softirq %d steal %d\n", st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7])
+		fmt.Fprintf(os.Stderr, "load %s%v: generator CPU user %s sys %s; servers' CPU %s\n", spec.URL, spec.URLs, cmd.ProcessState.UserTime(), cmd.ProcessState.SystemTime(), selfCPU()-before)
+		fmt.Fprintf(os.Stderr, "  %s\n", machineShares(statBefore, procStat()))
 	}
 	if err != nil {
-		return loadResult{}, fmt.Errorf("load generator: %w", err)
+		return fmt.Errorf("load generator: %w", err)
 	}
-	var res loadResult
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		return loadResult{}, fmt.Errorf("load generator output: %w", err)
+	if err := json.Unmarshal(stdout.Bytes(), res); err != nil {
+		return fmt.Errorf("load generator output: %w", err)
 	}
-	return res, nil
+	return nil
 }
 
 // mustLoad is load for runs whose failure ends the benchmark.
@@ -170,6 +180,17 @@ func mustLoad(ctx context.Context, spec loadSpec) loadResult {
 // closedLoop runs conns connections back to back for d: the maximum load.
 func closedLoop(url string, body []byte, headers map[string]string, conns int, d time.Duration) loadResult {
 	return mustLoad(context.Background(), loadSpec{URL: url, Body: body, Headers: headers, Conns: conns, Duration: d})
+}
+
+// turns runs a closed loop on each of urls in turns of slice for d in all (each
+// gets about d/len(urls)) and returns each one's result.
+func turns(urls []string, body []byte, conns int, d, slice time.Duration) []loadResult {
+	var res []loadResult
+	if err := runChild(context.Background(), loadSpec{URLs: urls, Body: body, Conns: conns, Duration: d, Slice: slice}, &res); err != nil {
+		fmt.Fprintln(os.Stderr, "modelbench:", err)
+		os.Exit(1)
+	}
+	return res
 }
 
 // paced sends requests at rate per second, open loop, for d or until ctx ends, so
@@ -209,6 +230,13 @@ func loadChild() error {
 		io.Copy(io.Discard, in)
 		cancel()
 	}()
+	if len(spec.URLs) > 0 {
+		res, err := alternate(ctx, spec)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(os.Stdout).Encode(res)
+	}
 	res, err := generate(ctx, spec)
 	if err != nil {
 		return err
@@ -216,20 +244,94 @@ func loadChild() error {
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
+// request is the HTTP/1.1 request spec sends to target, and target's host.
+func request(target string, spec loadSpec) (host string, req []byte, err error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return "", nil, err
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", u.RequestURI(), u.Host, len(spec.Body))
+	for k, v := range spec.Headers {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+	}
+	b.WriteString("\r\n")
+	b.Write(spec.Body)
+	return u.Host, b.Bytes(), nil
+}
+
+// alternate runs spec's closed loop on each of spec.URLs in turn, a slice at a
+// time, until ctx ends, and returns what each saw. A request goes to the target
+// whose turn it is when it is sent; a target's elapsed time is the sum of its
+// turns.
+func alternate(ctx context.Context, spec loadSpec) ([]loadResult, error) {
+	n := len(spec.URLs)
+	hosts, reqs := make([]string, n), make([][]byte, n)
+	for i, target := range spec.URLs {
+		var err error
+		if hosts[i], reqs[i], err = request(target, spec); err != nil {
+			return nil, err
+		}
+	}
+	var turn atomic.Int32
+	sent := make([]atomic.Int64, n)
+	turnRPS := make([][]float64, n)
+	results := make([][]loadResult, spec.Conns)
+	var wg sync.WaitGroup
+	for k := range spec.Conns {
+		results[k] = make([]loadResult, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns := make([]*httpConn, n)
+			for i := range conns {
+				conns[i] = &httpConn{host: hosts[i], body: make([]byte, 0, 64<<10)}
+				defer conns[i].close()
+			}
+			for ctx.Err() == nil {
+				t := turn.Load()
+				conns[t].exchange(reqs[t], time.Now(), &results[k][t])
+				sent[t].Add(1)
+			}
+		}()
+	}
+	elapsed := make([]time.Duration, n)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for t := 0; ctx.Err() == nil; t = (t + 1) % n {
+		turn.Store(int32(t))
+		start := time.Now()
+		timer.Reset(max(spec.Slice, 10*time.Millisecond))
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		el := time.Since(start)
+		elapsed[t] += el
+		turnRPS[t] = append(turnRPS[t], float64(sent[t].Swap(0))/el.Seconds())
+	}
+	wg.Wait()
+	out := make([]loadResult, n)
+	for t := range out {
+		per := make([]loadResult, spec.Conns)
+		for k := range per {
+			per[k] = results[k][t]
+		}
+		out[t] = merge(per...)
+		out[t].Requests = len(out[t].Latencies)
+		out[t].Elapsed = elapsed[t]
+		out[t].TurnRPS = turnRPS[t]
+	}
+	return out, nil
+}
+
 // generate runs spec's connections and gathers what they saw.
 func generate(ctx context.Context, spec loadSpec) (loadResult, error) {
-	u, err := url.Parse(spec.URL)
+	host, req, err := request(spec.URL, spec)
 	if err != nil {
 		return loadResult{}, err
 	}
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", u.RequestURI(), u.Host, len(spec.Body))
-	for k, v := range spec.Headers {
-		fmt.Fprintf(&req, "%s: %s\r\n", k, v)
-	}
-	req.WriteString("\r\n")
-	req.Write(spec.Body)
-	c := &generator{host: u.Host, request: req.Bytes(), spec: spec, start: time.Now()}
+	c := &generator{host: host, request: req, spec: spec, start: time.Now()}
 	var wg sync.WaitGroup
 	results := make([]loadResult, spec.Conns)
 	for k := range spec.Conns {
@@ -264,30 +366,10 @@ func (g *generator) connection(ctx context.Context, k int) loadResult {
 	var res loadResult
 	res.Latencies = make([]time.Duration, 0, 4096)
 	res.Sent = make([]int64, 0, 4096)
-	record := func(from time.Time) {
-		res.Latencies = append(res.Latencies, time.Since(from))
-		res.Sent = append(res.Sent, from.UnixNano())
-	}
-	var conn net.Conn
-	var r *bufio.Reader
-	body := make([]byte, 0, 64<<10)
+	c := &httpConn{host: g.host, body: make([]byte, 0, 64<<10)}
+	defer c.close()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	fail := func(err error) {
-		res.Failed++
-		if res.FirstError == "" {
-			res.FirstError = err.Error()
-		}
-		if conn != nil {
-			conn.Close()
-			conn = nil
-		}
-	}
-	defer func() {
-		if conn != nil {
-			conn.Close()
-		}
-	}()
 	for i := k; ctx.Err() == nil; i += g.spec.Conns {
 		from := time.Now()
 		if g.spec.Rate > 0 {
@@ -305,36 +387,69 @@ func (g *generator) connection(ctx context.Context, k int) loadResult {
 				from = due
 			}
 		}
-		if conn == nil {
-			c, err := net.DialTimeout("tcp", g.host, 2*time.Second)
-			if err != nil {
-				fail(err)
-				record(from)
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			conn, r = c, bufio.NewReaderSize(c, 64<<10)
-		}
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := conn.Write(g.request); err != nil {
-			fail(err)
-			record(from)
-			continue
-		}
-		status, b, err := readResponse(r, body[:0])
-		body = b[:0]
-		record(from)
-		switch {
-		case err != nil:
-			fail(err)
-		case status/100 != 2:
-			fail(fmt.Errorf("status %d: %s", status, truncateBytes(b, 200)))
-		case bytes.Contains(b, fallbackMark):
-			res.Fallbacks++
-		}
+		c.exchange(g.request, from, &res)
 	}
 	res.Requests = len(res.Latencies)
 	return res
+}
+
+// httpConn is one keep-alive connection to a server, dialled when first used and
+// again after a failure.
+type httpConn struct {
+	host string
+	conn net.Conn
+	r    *bufio.Reader
+	body []byte
+}
+
+// exchange sends request and reads the answer, recording into res the latency
+// from from and the outcome.
+func (c *httpConn) exchange(request []byte, from time.Time, res *loadResult) {
+	record := func() {
+		res.Latencies = append(res.Latencies, time.Since(from))
+		res.Sent = append(res.Sent, from.UnixNano())
+	}
+	fail := func(err error) {
+		res.Failed++
+		if res.FirstError == "" {
+			res.FirstError = err.Error()
+		}
+		c.close()
+	}
+	if c.conn == nil {
+		conn, err := net.DialTimeout("tcp", c.host, 2*time.Second)
+		if err != nil {
+			fail(err)
+			record()
+			time.Sleep(10 * time.Millisecond)
+			return
+		}
+		c.conn, c.r = conn, bufio.NewReaderSize(conn, 64<<10)
+	}
+	c.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.conn.Write(request); err != nil {
+		fail(err)
+		record()
+		return
+	}
+	status, b, err := readResponse(c.r, c.body[:0])
+	c.body = b[:0]
+	record()
+	switch {
+	case err != nil:
+		fail(err)
+	case status/100 != 2:
+		fail(fmt.Errorf("status %d: %s", status, truncateBytes(b, 200)))
+	case bytes.Contains(b, fallbackMark):
+		res.Fallbacks++
+	}
+}
+
+func (c *httpConn) close() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
 }
 
 func truncateBytes(b []byte, n int) string {
@@ -425,6 +540,9 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// procStat reads the machine's CPU time so far from /proc/stat, in clock ticks:
+// user, nice, system, idle, iowait, irq, softirq, steal (zeros where there is
+// no /proc/stat).
 func procStat() [8]int64 {
 	var v [8]int64
 	b, _ := os.ReadFile("/proc/stat")

@@ -44,6 +44,7 @@ type options struct {
 	model     string
 	duration  time.Duration
 	conns     int
+	quick     bool
 	swaps     int
 	swapEvery time.Duration
 }
@@ -53,7 +54,8 @@ func main() {
 	flag.BoolVar(&o.pin, "pin", false, "run the servers on the first half of the CPUs and the load generator on the other half")
 	flag.StringVar(&o.model, "model", "models/calling_score/model.onnx", "ONNX model to measure")
 	flag.DurationVar(&o.duration, "duration", 4*time.Second, "length of each load run")
-	flag.IntVar(&o.conns, "conns", 16, "concurrent connections for maximum-load runs")
+	flag.IntVar(&o.conns, "conns", 0, "concurrent connections for maximum-load runs (0: 64 a CPU, enough to keep the CPUs busy)")
+	flag.BoolVar(&o.quick, "quick", false, "measure only the single-row contenders, print one line and stop")
 	flag.IntVar(&o.swaps, "swaps", 100, "promotions in the hot-swap run")
 	flag.DurationVar(&o.swapEvery, "swap-every", 150*time.Millisecond, "time between promotions in the hot-swap run")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
@@ -128,6 +130,9 @@ func run(o options) error {
 		}
 		placement = fmt.Sprintf("servers and raw loop on CPUs %v, load generator on CPUs %v", serverCPUs, generatorCPUs)
 	}
+	if o.conns <= 0 {
+		o.conns = 64 * runtime.NumCPU()
+	}
 	fmt.Printf("modelbench: %s, %d CPUs (%s), %s, ONNX Runtime %s, %s per run, %d connections\n\n",
 		runtime.Version(), runtime.NumCPU(), placement, cpuName(), loader.Version(), o.duration, o.conns)
 	single, multi := bodies()
@@ -153,26 +158,19 @@ func run(o options) error {
 		return err
 	}
 	defer stopScorer()
-	// Interleave short rounds so that drift on a shared 2-core machine (GC state,
-	// other load) falls on every contender alike.
-	const rounds = 4
-	var nulls, ones, batched []loadResult
-	for i := 0; i < rounds; i++ {
-		nulls = append(nulls, closedLoop(nullURL+"/v1/score", single, nil, o.conns, o.duration/rounds))
-		ones = append(ones, closedLoop(scorerURL+"/v1/score", single, nil, o.conns, o.duration/rounds))
-		batched = append(batched, closedLoop(batchURL+"/v1/score", single, nil, o.conns, o.duration/rounds))
-	}
-	if os.Getenv("MODELBENCH_DEBUG") != "" {
-		for i := range nulls {
-			fmt.Fprintf(os.Stderr, "round %d: null %.0f off %.0f on %.0f\n", i, nulls[i].rps(), ones[i].rps(), batched[i].rps())
-		}
-		if os.Getenv("MODELBENCH_DEBUG") == "single" {
-			pprof.StopCPUProfile()
-			os.Exit(0)
-		}
-	}
-	null, one, oneBatched := merge(nulls...), merge(ones...), merge(batched...)
+	// One closed loop takes the three in turns of 200 ms, so that whatever the
+	// machine does meanwhile (stolen time on a VM, a collection) falls on all
+	// three alike.
+	statBefore := procStat()
+	single3 := turns([]string{nullURL + "/v1/score", scorerURL + "/v1/score", batchURL + "/v1/score"}, single, o.conns, 3*o.duration, 200*time.Millisecond)
+	null, one, oneBatched := single3[0], single3[1], single3[2]
+	busy := machineShares(statBefore, procStat())
 	batchRuns, batchRows := batcher.Stats()
+	if o.quick {
+		fmt.Printf("null-model handler %.0f requests/s, scorer %.0f (micro-batching off), %.0f (on, %.2f rows per session run): %s of the null handler; %s\n",
+			null.rps(), one.rps(), oneBatched.rps(), float64(batchRows)/float64(max(1, batchRuns)), pct(max(one.rps(), oneBatched.rps())/null.rps()), busy)
+		return nil
+	}
 	best, bestURL, bestName := one, scorerURL, "off"
 	otherURL, otherName := batchURL, "on"
 	if oneBatched.rps() > one.rps() {
@@ -207,6 +205,7 @@ func run(o options) error {
 	line("scorer, 256 rows, OIP v2 binary FP32, max load", manyBin, 256)
 	fmt.Fprintf(tw, "micro-batching on vs off, 1 row (%.2f rows per session run)\t%.2f×\t\t\t\t\t\n", float64(batchRows)/float64(max(1, batchRuns)), oneBatched.rps()/one.rps())
 	tw.Flush()
+	fmt.Printf("during the single-row max-load runs: %s\n", busy)
 
 	swap, err := hotSwap(o, single, rate)
 	if err != nil {
@@ -248,6 +247,21 @@ func run(o options) error {
 	}
 	fmt.Printf("RSS (MB) after every 10 swaps, no collection first: %s; Go heap in use %.1f → %.1f MB; OS threads %d → %d\n", strings.Join(trend, " "), swap.heapBefore/1e6, swap.heapAfter/1e6, swap.threadsBefore, swap.threadsAfter)
 	return nil
+}
+
+// machineShares describes how the whole machine spent the time between two
+// readings of /proc/stat: a maximum-load run should leave little idle.
+func machineShares(before, after [8]int64) string {
+	var total int64
+	for i := range after {
+		after[i] -= before[i]
+		total += after[i]
+	}
+	if total == 0 {
+		return "machine CPU shares unknown (no /proc/stat)"
+	}
+	share := func(v int64) string { return pct(float64(v) / float64(total)) }
+	return fmt.Sprintf("machine CPU %s idle, %s stolen by the hypervisor", share(after[3]), share(after[7]))
 }
 
 // serverCPUs and generatorCPUs are where the servers and the load generator run
