@@ -390,8 +390,7 @@ func (s *Scorer) score(c echo.Context) error {
 	}
 	resp := ScoreResponse{Model: m.Name, Source: out.source, Version: out.version, Arm: out.arm, Reason: out.reason}
 	if s.Join != nil && out.source == SourceModel {
-		resp.RequestID = strconv.FormatUint(rand.Uint64(), 16)
-		s.Join.Remember(resp.RequestID, out.version, out.arm, out.scores)
+		resp.RequestID = s.Join.Remember(out.version, out.arm, out.scores)
 	}
 	if single {
 		resp.Score = &out.scores[0]
