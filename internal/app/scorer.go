@@ -89,6 +89,9 @@ func NewScorer(cfg ScorerConfig, log *slog.Logger) *Scorer {
 // answers from the fallback rules until a model is loaded) and starts following
 // the control plane.
 func (s *Scorer) Open(ctx context.Context) error {
+	if s.Config.FeedbackCapacity > monitor.MaxJoinCapacity {
+		return fmt.Errorf("--feedback-capacity %d: at most %d", s.Config.FeedbackCapacity, monitor.MaxJoinCapacity)
+	}
 	if _, err := loader.Init(s.Config.ORTLibrary); err != nil {
 		return err
 	}

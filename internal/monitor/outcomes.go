@@ -21,25 +21,32 @@ type answer struct {
 	arm     uint8   // index into Join.arms
 }
 
+// positionBits of a request id are its answer's place in the ring; the rest are
+// random, so ids are not guessable and a place's next answer has another id.
+const positionBits = 24
+
+// MaxJoinCapacity is the most answers a Join can hold.
+const MaxJoinCapacity = 1 << positionBits
+
 // Join remembers what each recent request was answered, so outcomes reported
 // later (POST /v1/feedback) can be scored per version and arm. It holds at most
-// Capacity requests, forgetting the oldest first.
+// its capacity of requests, forgetting the oldest first. A request id names its
+// place in the ring, so remembering and finding an answer take no map.
 type Join struct {
 	Recorder *Recorder
 	mu       sync.Mutex
-	// byID maps a request id to its place in ring.
-	byID map[uint64]int32
-	ring []answer
-	arms []string
-	// many holds the scores of requests of more than one row.
+	ring     []answer
+	next     int
+	arms     []string
+	// many holds the scores of requests of more than one row, by id.
 	many map[uint64][]float32
-	next int
 }
 
-// NewJoin returns a join of the given capacity feeding rec.
+// NewJoin returns a join of the given capacity (at most MaxJoinCapacity) feeding
+// rec.
 func NewJoin(rec *Recorder, capacity int) *Join {
-	capacity = max(1, capacity)
-	return &Join{Recorder: rec, byID: make(map[uint64]int32, capacity), ring: make([]answer, capacity), many: map[uint64][]float32{}}
+	capacity = min(max(1, capacity), MaxJoinCapacity)
+	return &Join{Recorder: rec, ring: make([]answer, capacity), many: map[uint64][]float32{}}
 }
 
 // Remember records a model answer and returns the request id that names it.
@@ -47,28 +54,22 @@ func (j *Join) Remember(version int, arm string, scores []float32) string {
 	if len(scores) == 0 {
 		return ""
 	}
-	a := answer{id: rand.Uint64(), version: int32(version), rows: int32(len(scores))}
+	a := answer{version: int32(version), rows: int32(len(scores))}
 	if len(scores) == 1 {
 		a.score = scores[0]
 	}
+	random := rand.Uint64() &^ (MaxJoinCapacity - 1)
 	j.mu.Lock()
-	a.arm = j.armIndex(arm)
-	for {
-		if _, taken := j.byID[a.id]; !taken {
-			break
-		}
-		a.id = rand.Uint64()
-	}
-	if old := j.ring[j.next]; old.rows > 0 {
-		delete(j.byID, old.id)
+	at := j.next
+	j.next = (j.next + 1) % len(j.ring)
+	if old := j.ring[at]; old.rows > 1 {
 		delete(j.many, old.id)
 	}
-	j.ring[j.next] = a
-	j.byID[a.id] = int32(j.next)
+	a.id, a.arm = random|uint64(at), j.armIndex(arm)
+	j.ring[at] = a
 	if len(scores) > 1 {
 		j.many[a.id] = scores
 	}
-	j.next = (j.next + 1) % len(j.ring)
 	j.mu.Unlock()
 	return strconv.FormatUint(a.id, 16)
 }
@@ -81,9 +82,9 @@ func (j *Join) Feedback(id string, outcomes []float64) error {
 	if err != nil {
 		return ErrUnknownRequest
 	}
+	at := int(key & (MaxJoinCapacity - 1))
 	j.mu.Lock()
-	at, ok := j.byID[key]
-	if !ok {
+	if at >= len(j.ring) || j.ring[at].id != key || j.ring[at].rows == 0 {
 		j.mu.Unlock()
 		return ErrUnknownRequest
 	}
@@ -93,7 +94,6 @@ func (j *Join) Feedback(id string, outcomes []float64) error {
 		return fmt.Errorf("%d outcomes for an answer of %d rows", len(outcomes), a.rows)
 	}
 	arm, scores := j.arms[a.arm], j.many[key]
-	delete(j.byID, key)
 	delete(j.many, key)
 	j.ring[at].rows = 0
 	j.mu.Unlock()
