@@ -184,9 +184,9 @@ func closedLoop(url string, body []byte, headers map[string]string, conns int, d
 
 // turns runs a closed loop on each of urls in turns of slice for d in all (each
 // gets about d/len(urls)) and returns each one's result.
-func turns(urls []string, body []byte, conns int, d, slice time.Duration) []loadResult {
+func turns(urls []string, body []byte, headers map[string]string, conns int, d, slice time.Duration) []loadResult {
 	var res []loadResult
-	if err := runChild(context.Background(), loadSpec{URLs: urls, Body: body, Conns: conns, Duration: d, Slice: slice}, &res); err != nil {
+	if err := runChild(context.Background(), loadSpec{URLs: urls, Body: body, Headers: headers, Conns: conns, Duration: d, Slice: slice}, &res); err != nil {
 		fmt.Fprintln(os.Stderr, "modelbench:", err)
 		os.Exit(1)
 	}
