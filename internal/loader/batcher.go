@@ -25,12 +25,16 @@ type BatchResult struct {
 // per slot at a time.
 //
 // A single-row run costs ONNX Runtime nearly as much as a 16-row one, so under
-// load it pays to wait for the requests that are about to arrive rather than run
-// each alone. Requests announce themselves with Expect as soon as their body is
-// read, before decoding it; Submit joins the batch that is open for its slot, or
-// opens one. A batch runs as soon as it is full, or no announced request is still
-// on its way, or MaxWait has passed since it opened. A request that finds nobody
-// else on the way runs at once: an idle scorer adds no wait.
+// load it pays to gather the requests that are already in the process rather
+// than run each alone. Submit joins the batch that is open for its slot, or
+// opens one. The request that opens a batch first yields the CPU once
+// (runtime.Gosched): the goroutines that are runnable then are, under load,
+// requests the runtime has already read from the network, and they join before
+// it goes on. With nothing runnable the yield returns at once, so an idle scorer
+// adds no wait. Requests may also announce themselves with Expect as soon as
+// their body is read; after its yield a batch waits for the announced ones,
+// until it is full, none is still on its way, or MaxWait has passed since it
+// opened.
 //
 // The request that opened a batch runs it on its own goroutine (no hand-off to a
 // worker); the others wait for the result.

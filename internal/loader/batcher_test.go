@@ -1,6 +1,7 @@
 package loader_test
 
 import (
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -180,5 +181,39 @@ func TestBatcherShortBudgetDoesNotCutOthersShort(t *testing.T) {
 	}
 	if f := <-first; f.ok {
 		t.Fatalf("the request with 1 µs says it was answered in time: %+v", f.r)
+	}
+}
+
+// Requests that announced nothing still share a run when they are runnable
+// together: the request that opens a batch yields once before closing it. With
+// one P, goroutines started together are all in its run queue when the first of
+// them opens the batch; without the yield each would run alone.
+func TestBatcherGathersRunnableRequests(t *testing.T) {
+	slot, l := batchSlot(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	b := loader.NewBatcher(64, forever)
+	const n = 8
+	results := make([]loader.BatchResult, n)
+	within(t, "runnable requests", func() {
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i], _ = b.Submit(nil, slot, testutil.Row(float32(i)/10), 1, 10*time.Second)
+			}()
+		}
+		wg.Wait()
+	})
+	for i, r := range results {
+		want, _ := l.Run(testutil.Row(float32(i)/10), 1)
+		if r.Err != nil || len(r.Out) != 1 || r.Out[0] != want[0] {
+			t.Fatalf("request %d got %+v, want %v", i, r, want)
+		}
+	}
+	// The run queue is normally drained before the yielding opener runs again;
+	// the scheduler's periodic look at the global queue may cut that short once.
+	if runs, rows := b.Stats(); runs > 2 || rows != n {
+		t.Fatalf("%d runs of %d rows in all, want %d rows in at most 2 runs", runs, rows, n)
 	}
 }
