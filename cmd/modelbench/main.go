@@ -248,8 +248,8 @@ func run(o options) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.name, t.got, yes(t.ok))
 	}
 	tw.Flush()
-	fmt.Printf("\nhot swap: %d promotions in windows of 10 between steady seconds, %s in all at %.0f requests/s: %d requests inside the windows, %d outside, %d sessions destroyed\n",
-		swap.swaps, swap.took.Round(time.Millisecond), rate, swap.duringRequests, swap.steadyRequests, swap.destroyed)
+	fmt.Printf("\nhot swap: %d promotions, one every %s in windows of 2 between steady gaps of %s, %s in all at %.0f requests/s: %d requests inside the windows, %d outside, %d sessions destroyed\n",
+		swap.swaps, o.swapEvery, 2*o.swapEvery, swap.took.Round(time.Millisecond), rate, swap.duringRequests, swap.steadyRequests, swap.destroyed)
 	trend := make([]string, len(swap.rssTrend))
 	for i, r := range swap.rssTrend {
 		trend[i] = fmt.Sprintf("%.1f", r/1e6)
@@ -461,7 +461,7 @@ type swapResult struct {
 	// threadsBefore and threadsAfter count OS threads: each thread that has run
 	// ONNX Runtime keeps a little memory of its own.
 	threadsBefore, threadsAfter int
-	// rssTrend is the resident set size after every window of swaps (no
+	// rssTrend is the resident set size after every 10 swaps (no
 	// collection first): a leak would climb with the swaps.
 	rssTrend []float64
 }
@@ -546,12 +546,14 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 	res.heapBefore = heapInUse()
 	res.threadsBefore = threads()
 
-	// One load run throughout, alternating a steady second with a window of
+	// One load run throughout, alternating a steady gap with a short window of
 	// swapsPerWindow promotions, so that steady and swapping latencies come from
 	// the same run under the same conditions; requests are told apart by when
-	// they were sent.
-	const swapsPerWindow = 10
-	steadyGap := time.Second
+	// they were sent. Windows and gaps are short and many, so that a stall of the
+	// machine itself (a VM's stolen time can hold everything for tens of
+	// milliseconds) falls on both kinds alike instead of deciding the comparison.
+	const swapsPerWindow = 2
+	steadyGap := swapsPerWindow * o.swapEvery
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	done := make(chan loadResult)
@@ -568,7 +570,6 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 		if i%swapsPerWindow == 0 {
 			if i > 0 {
 				windows[len(windows)-1][1] = time.Now().UnixNano()
-				res.rssTrend = append(res.rssTrend, rss())
 			}
 			time.Sleep(steadyGap)
 			windows = append(windows, [2]int64{time.Now().UnixNano(), 0})
@@ -579,10 +580,12 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 		if err := promoteAndWait(ctx, cl, sc, 2-i%2); err != nil { // 2, 1, 2, 1, …
 			return fail(fmt.Errorf("hot swap %d: %w", i, err))
 		}
+		if (i+1)%10 == 0 {
+			res.rssTrend = append(res.rssTrend, rss())
+		}
 	}
 	if len(windows) > 0 {
 		windows[len(windows)-1][1] = time.Now().UnixNano()
-		res.rssTrend = append(res.rssTrend, rss())
 	}
 	time.Sleep(steadyGap)
 	res.took = time.Since(start)
