@@ -133,14 +133,8 @@ func run(o options) error {
 	if o.conns <= 0 {
 		o.conns = 64 * runtime.NumCPU()
 	}
-	// The servers run with a scorer node's collector setting (all of them, the
-	// null handler too: they share this process).
-	gc := "GOGC from the environment"
-	if app.TuneGC(app.ScorerGCPercent) {
-		gc = fmt.Sprintf("GC percent %d as in scorer nodes", app.ScorerGCPercent)
-	}
-	fmt.Printf("modelbench: %s, %d CPUs (%s), %s, ONNX Runtime %s, %s per run, %d connections, %s\n\n",
-		runtime.Version(), runtime.NumCPU(), placement, cpuName(), loader.Version(), o.duration, o.conns, gc)
+	fmt.Printf("modelbench: %s, %d CPUs (%s), %s, ONNX Runtime %s, %s per run, %d connections\n\n",
+		runtime.Version(), runtime.NumCPU(), placement, cpuName(), loader.Version(), o.duration, o.conns)
 	single, multi := bodies()
 
 	raw1, err := rawLoop(o.model, 1, o.duration)

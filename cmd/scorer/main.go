@@ -75,7 +75,6 @@ func run(ctx context.Context, args []string) error {
 		cfg.APIKeys = append(cfg.APIKeys, v)
 		return nil
 	})
-	gcPercent := fs.Int("gc-percent", app.ScorerGCPercent, "Go collector target for this process (the GOGC environment variable wins; Go's default is 100)")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -87,7 +86,6 @@ func run(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	app.TuneGC(*gcPercent)
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	s := app.NewScorer(cfg, log)
 	if err := s.Open(ctx); err != nil {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -49,23 +48,6 @@ type ScorerConfig struct {
 	TLSCert, TLSKey string
 	// FeedbackCapacity is how many answers the feedback join remembers.
 	FeedbackCapacity int
-}
-
-// ScorerGCPercent is the scorer node's Go collector target. Its live heap is
-// small (about 20 MB, the feedback join included), so collecting at five times
-// it rather than Go's default of twice costs some 80 MB and saves three
-// collections in four, each of which takes a quarter of the CPU while it marks:
-// `make bench` serves 15–20% more requests a second with it.
-const ScorerGCPercent = 400
-
-// TuneGC sets the collector target to percent unless the GOGC environment
-// variable already chose one (or percent is 0), and reports whether it did.
-func TuneGC(percent int) bool {
-	if percent == 0 || os.Getenv("GOGC") != "" {
-		return false
-	}
-	debug.SetGCPercent(percent)
-	return true
 }
 
 // DefaultScorerConfig returns the defaults of `scorer`.
