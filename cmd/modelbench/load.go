@@ -58,8 +58,6 @@ type loadResult struct {
 	Latencies []time.Duration `json:"latencies"`
 	// Sent holds, for each latency, when its request was due (Unix nanoseconds).
 	Sent []int64 `json:"sent"`
-	// TurnRPS is the rate of each turn, for a run taken in turns.
-	TurnRPS []float64 `json:"turn_rps,omitempty"`
 	// FirstError is the first failure's description, for the log.
 	FirstError string `json:"first_error,omitempty"`
 }
@@ -274,8 +272,6 @@ func alternate(ctx context.Context, spec loadSpec) ([]loadResult, error) {
 		}
 	}
 	var turn atomic.Int32
-	sent := make([]atomic.Int64, n)
-	turnRPS := make([][]float64, n)
 	results := make([][]loadResult, spec.Conns)
 	var wg sync.WaitGroup
 	for k := range spec.Conns {
@@ -291,7 +287,6 @@ func alternate(ctx context.Context, spec loadSpec) ([]loadResult, error) {
 			for ctx.Err() == nil {
 				t := turn.Load()
 				conns[t].exchange(reqs[t], time.Now(), &results[k][t])
-				sent[t].Add(1)
 			}
 		}()
 	}
@@ -306,9 +301,7 @@ func alternate(ctx context.Context, spec loadSpec) ([]loadResult, error) {
 		case <-timer.C:
 		case <-ctx.Done():
 		}
-		el := time.Since(start)
-		elapsed[t] += el
-		turnRPS[t] = append(turnRPS[t], float64(sent[t].Swap(0))/el.Seconds())
+		elapsed[t] += time.Since(start)
 	}
 	wg.Wait()
 	out := make([]loadResult, n)
@@ -320,7 +313,6 @@ func alternate(ctx context.Context, spec loadSpec) ([]loadResult, error) {
 		out[t] = merge(per...)
 		out[t].Requests = len(out[t].Latencies)
 		out[t].Elapsed = elapsed[t]
-		out[t].TurnRPS = turnRPS[t]
 	}
 	return out, nil
 }

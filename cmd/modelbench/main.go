@@ -255,8 +255,8 @@ func run(o options) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.name, t.got, yes(t.ok))
 	}
 	tw.Flush()
-	fmt.Printf("\nhot swap: %d promotions, one every %s in windows of 2 between steady gaps of %s, %s in all at %.0f requests/s: %d requests inside the windows, %d outside, %d sessions destroyed\n",
-		swap.swaps, o.swapEvery, 2*o.swapEvery, swap.took.Round(time.Millisecond), rate, swap.duringRequests, swap.steadyRequests, swap.destroyed)
+	fmt.Printf("\nhot swap: %d promotions, one every %s in windows of %d between steady gaps of %s, %s in all at %.0f requests/s: %d requests inside the windows, %d outside, %d sessions destroyed\n",
+		swap.swaps, o.swapEvery, swapsPerWindow, swapsPerWindow*o.swapEvery, swap.took.Round(time.Millisecond), rate, swap.duringRequests, swap.steadyRequests, swap.destroyed)
 	trend := make([]string, len(swap.rssTrend))
 	for i, r := range swap.rssTrend {
 		trend[i] = fmt.Sprintf("%.1f", r/1e6)
@@ -453,6 +453,10 @@ func modelless() (string, func()) {
 	return serve(sc.Handler())
 }
 
+// swapsPerWindow is how many promotions one swap window holds; the steady gaps
+// between windows last as long.
+const swapsPerWindow = 2
+
 type swapResult struct {
 	swaps, destroyed int
 	// Latencies of requests sent inside the swap windows and outside them; the
@@ -559,7 +563,6 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 	// they were sent. Windows and gaps are short and many, so that a stall of the
 	// machine itself (a VM's stolen time can hold everything for tens of
 	// milliseconds) falls on both kinds alike instead of deciding the comparison.
-	const swapsPerWindow = 2
 	steadyGap := swapsPerWindow * o.swapEvery
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
