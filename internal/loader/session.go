@@ -62,7 +62,7 @@ func Open(path string, opts Options) (*Session, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
-	ins, outs, err := ort.GetInputOutputInfo(path)
+	ins, outs, err := inspect(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: ONNX Runtime cannot load it: %v", ErrInvalidModel, err)
 	}
@@ -97,6 +97,28 @@ func Open(path string, opts Options) (*Session, error) {
 		sess.pool[i] = make(chan *ioTensors, 2)
 	}
 	return sess, nil
+}
+
+// inspect asks ONNX Runtime for a graph's inputs and outputs. That takes a
+// throwaway session: one thread and no graph optimisation keep it cheap (with
+// the defaults it would start a thread pool and optimise a graph that never
+// runs).
+func inspect(path string) (ins, outs []ort.InputOutputInfo, err error) {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer so.Destroy()
+	for _, set := range []func() error{
+		func() error { return so.SetIntraOpNumThreads(1) },
+		func() error { return so.SetInterOpNumThreads(1) },
+		func() error { return so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll) },
+	} {
+		if err := set(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return ort.GetInputOutputInfoWithOptions(path, so)
 }
 
 func tensorOf(info ort.InputOutputInfo) artifact.Tensor {
