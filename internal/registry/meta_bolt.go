@@ -122,24 +122,11 @@ func (t boltTx) Model(name string) (*Model, error) {
 }
 
 func (t boltTx) Models() ([]Model, error) {
-	var out []Model
-	err := t.tx.Bucket(bucketModels).ForEach(func(k, v []byte) error {
-		var m Model
-		if err := json.Unmarshal(v, &m); err != nil {
-			return fmt.Errorf("model %q: corrupt record: %w", k, err)
-		}
-		out = append(out, m)
-		return nil
-	})
-	return out, err
+	return records[Model](t.tx.Bucket(bucketModels), func(k []byte) string { return fmt.Sprintf("model %q", k) })
 }
 
 func (t boltTx) PutModel(m *Model) error {
-	buf, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return t.tx.Bucket(bucketModels).Put([]byte(m.Name), buf)
+	return putJSON(t.tx.Bucket(bucketModels), []byte(m.Name), m)
 }
 
 func (t boltTx) Version(model string, n int) (*Version, error) {
@@ -163,16 +150,9 @@ func (t boltTx) Versions(model string) ([]Version, error) {
 	if b == nil {
 		return nil, nil
 	}
-	var out []Version
-	err := b.ForEach(func(k, v []byte) error {
-		var ver Version
-		if err := json.Unmarshal(v, &ver); err != nil {
-			return fmt.Errorf("model %q version %d: corrupt record: %w", model, binary.BigEndian.Uint64(k), err)
-		}
-		out = append(out, ver)
-		return nil
+	return records[Version](b, func(k []byte) string {
+		return fmt.Sprintf("model %q version %d", model, binary.BigEndian.Uint64(k))
 	})
-	return out, err
 }
 
 func (t boltTx) PutVersion(v *Version) error {
@@ -180,11 +160,7 @@ func (t boltTx) PutVersion(v *Version) error {
 	if err != nil {
 		return err
 	}
-	buf, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return b.Put(u64(uint64(v.Number)), buf)
+	return putJSON(b, u64(uint64(v.Number)), v)
 }
 
 func (t boltTx) AppendEvent(e *Event) error {
@@ -193,11 +169,7 @@ func (t boltTx) AppendEvent(e *Event) error {
 		return err
 	}
 	e.Revision = rev
-	buf, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	return t.tx.Bucket(bucketEvents).Put(u64(rev), buf)
+	return putJSON(t.tx.Bucket(bucketEvents), u64(rev), e)
 }
 
 func (t boltTx) Events(since uint64, limit int, keep func(*Event) bool) ([]Event, error) {
@@ -228,22 +200,32 @@ func (t boltTx) Token(id string) (*Token, error) {
 }
 
 func (t boltTx) Tokens() ([]Token, error) {
-	var out []Token
-	err := t.tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
-		var tk Token
-		if err := json.Unmarshal(v, &tk); err != nil {
-			return fmt.Errorf("token %q: corrupt record: %w", k, err)
+	return records[Token](t.tx.Bucket(bucketTokens), func(k []byte) string { return fmt.Sprintf("token %q", k) })
+}
+
+func (t boltTx) PutToken(tk *Token) error {
+	return putJSON(t.tx.Bucket(bucketTokens), []byte(tk.ID), tk)
+}
+
+// records decodes every JSON record in b; name(key) says which one was corrupt.
+func records[T any](b *bolt.Bucket, name func(key []byte) string) ([]T, error) {
+	var out []T
+	err := b.ForEach(func(k, v []byte) error {
+		var r T
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("%s: corrupt record: %w", name(k), err)
 		}
-		out = append(out, tk)
+		out = append(out, r)
 		return nil
 	})
 	return out, err
 }
 
-func (t boltTx) PutToken(tk *Token) error {
-	buf, err := json.Marshal(tk)
+// putJSON stores v as JSON under key in b.
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	buf, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return t.tx.Bucket(bucketTokens).Put([]byte(tk.ID), buf)
+	return b.Put(key, buf)
 }
