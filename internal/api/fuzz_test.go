@@ -57,7 +57,7 @@ func FuzzFP32Binary(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		out, err := decodeFP32(data)
+		out, err := decodeFP32(nil, data)
 		n := len(data) / 4
 		bad := -1
 		for i := 0; i < n; i++ {

@@ -452,7 +452,8 @@ func (s *Scorer) expect() *loader.Arrival {
 
 // answer takes a turn, scores the rows and counts the outcome: what /v1/score and
 // the OIP v2 infer route share once they have decoded their rows. arrival is the
-// request's announcement to the batcher, if any.
+// request's announcement to the batcher, if any. Nothing holds on to flat once
+// answer returns, so the caller may reuse it.
 func (s *Scorer) answer(ctx context.Context, m *Served, flat []float32, n int, key string, budget time.Duration, arrival *loader.Arrival) (outcome, error) {
 	start := time.Now()
 	release, err := s.admit(ctx, budget, arrival)
@@ -597,7 +598,8 @@ func (s *Scorer) scoreFlat(m *Served, flat []float32, n int, key string, budget 
 
 // shadow scores the same rows on the challenger in the background and records how
 // far it is from the champion; it never changes what the caller gets. At most a few
-// shadow runs are in flight; beyond that, rows are not shadowed.
+// shadow runs are in flight; beyond that, rows are not shadowed. It copies the rows,
+// as the caller may reuse flat once the answer is out.
 func (s *Scorer) shadow(m *Served, flat []float32, n int, champion []float32) {
 	select {
 	case s.shadowSem <- struct{}{}:
@@ -610,6 +612,7 @@ func (s *Scorer) shadow(m *Served, flat []float32, n int, champion []float32) {
 		return
 	}
 	champ := append([]float32(nil), champion...)
+	flat = append([]float32(nil), flat...)
 	go func() {
 		defer func() { <-s.shadowSem }()
 		out, err := l.Run(flat, n)

@@ -2,15 +2,21 @@ package api
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/modelops/modelops/internal/fallback"
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/testutil"
 )
 
 func TestStickyArmsAndShares(t *testing.T) {
@@ -72,5 +78,92 @@ func TestOverCapacityAnswersWithRetryAfter(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("with a turn free: %d", resp.StatusCode)
+	}
+}
+
+// The binary infer route decodes rows into a pooled buffer that the next request
+// reuses, so a shadow run must score a copy of the rows it was given. Champion
+// and challenger here are the same graph: every shadow difference is exactly 0
+// unless a shadow run read another request's rows.
+func TestShadowScoresTheRowsItWasGiven(t *testing.T) {
+	m := testutil.MustModel(t, 1)
+	served := NewServed("calling-score", fallback.CallingScore{})
+	for version, slot := range []*loader.Slot{served.Slot, served.Candidate} {
+		sess, err := loader.Open(m.Path, loader.DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		slot.Swap(loader.NewLoaded(sess, version+1, m.Digest, nil))
+		t.Cleanup(slot.Close)
+	}
+	served.SetRouting(Routing{Traffic: 100, Mode: "shadow", Blend: 1})
+	s := NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), served)
+	s.Budget = 10 * time.Second
+	srv := NewServer("127.0.0.1:0", s.Handler(), s.Logger)
+	if err := srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close(context.Background())
+
+	const clients, requests, rows = 4, 25, 64
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < requests; i++ {
+				data := make([]byte, 0, rows*39*4)
+				for r := 0; r < rows; r++ {
+					for _, v := range testutil.Row(float32(c*requests*rows+i*rows+r) / (clients * requests * rows)) {
+						data = binary.LittleEndian.AppendUint32(data, math.Float32bits(v))
+					}
+				}
+				header := fmt.Sprintf(`{"inputs":[{"name":"input","shape":[%d,39],"datatype":"FP32","parameters":{"binary_data_size":%d}}]}`, rows, len(data))
+				req, _ := http.NewRequest("POST", srv.URL()+"/v2/models/calling-score/infer", strings.NewReader(header+string(data)))
+				req.Header.Set(HeaderInferenceLength, strconv.Itoa(len(header)))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("request %d: status %d", i, resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Every shadow run holds a turn of shadowSem until it has recorded its rows:
+	// taking all of them waits for the last.
+	for i := 0; i < cap(s.shadowSem); i++ {
+		s.shadowSem <- struct{}{}
+	}
+	resp, err := http.Get(srv.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var sum, count float64 = -1, -1
+	for _, line := range strings.Split(string(text), "\n") {
+		if name, value, ok := strings.Cut(line, " "); ok && strings.HasPrefix(name, "modelops_scorer_shadow_abs_diff_") {
+			switch strings.TrimSuffix(strings.TrimPrefix(name, "modelops_scorer_shadow_abs_diff_"), `{model="calling-score"}`) {
+			case "sum":
+				sum, _ = strconv.ParseFloat(value, 64)
+			case "count":
+				count, _ = strconv.ParseFloat(value, 64)
+			}
+		}
+	}
+	if count < rows || sum != 0 {
+		t.Fatalf("shadow differences: %v rows shadowed, summing to %v; want at least %d rows, summing to 0 (the same graph on the same rows)", count, sum, rows)
 	}
 }
