@@ -36,8 +36,10 @@ func (p permission) String() string {
 const tokenKey = "modelops.token"
 
 // bearer returns the token a request carries, if any.
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
+func bearer(r *http.Request) string { return bearerOf(r.Header.Get("Authorization")) }
+
+// bearerOf is the token of an Authorization header's value.
+func bearerOf(h string) string {
 	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
 		return strings.TrimSpace(h[7:])
 	}

@@ -163,27 +163,37 @@ func TestTLS(t *testing.T) {
 	kb, _ := x509.MarshalECPrivateKey(key)
 	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 
-	s := api.NewServer("127.0.0.1:0", api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{})).Handler(), discard)
-	s.TLSCert, s.TLSKey = certPath, keyPath
-	if err := s.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(context.Background())
-	if !strings.HasPrefix(s.URL(), "https://") {
-		t.Fatalf("URL %s", s.URL())
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(mustParse(t, der))
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	resp, err := hc.Get(s.URL() + "/healthz")
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("over TLS: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	if resp, err := http.Get(strings.Replace(s.URL(), "https", "http", 1) + "/healthz"); err == nil {
+	scorer := api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{}))
+	for name, s := range map[string]*api.Server{
+		"net/http": api.NewServer("127.0.0.1:0", scorer.Handler(), discard),
+		"fasthttp": api.NewFastServer("127.0.0.1:0", scorer.Fast(), discard),
+	} {
+		s.TLSCert, s.TLSKey = certPath, keyPath
+		if err := s.Open(); err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close(context.Background())
+		if !strings.HasPrefix(s.URL(), "https://") {
+			t.Fatalf("%s: URL %s", name, s.URL())
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(mustParse(t, der))
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		resp, err := hc.Get(s.URL() + "/healthz")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: over TLS: %v %v", name, resp, err)
+		}
 		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			t.Fatal("plain HTTP was served on the TLS port")
+		resp, err = hc.Post(s.URL()+"/v1/score", "application/json", strings.NewReader(`{"features":[`+nums(39, "0.5")+`]}`))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: scoring over TLS: %v %v", name, resp, err)
+		}
+		resp.Body.Close()
+		if resp, err := http.Get(strings.Replace(s.URL(), "https", "http", 1) + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				t.Fatalf("%s: plain HTTP was served on the TLS port", name)
+			}
 		}
 	}
 }

@@ -79,30 +79,42 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
-		status, code := statusOf(err)
-		msg := err.Error()
-		var he *echo.HTTPError
-		if errors.As(err, &he) {
-			if s, ok := he.Message.(string); ok {
-				msg = s
-			}
-		}
-		if status >= 500 {
-			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
-			if status == http.StatusInternalServerError {
-				msg = "internal error: " + msg
-			}
-		}
-		var re *requestError
-		if errors.As(err, &re) && re.retryAfter > 0 {
-			c.Response().Header().Set("Retry-After", strconv.Itoa(re.retryAfter))
+		status, retryAfter, body := errorReply(log, err, c.Request().Method, c.Request().URL.Path)
+		if retryAfter > 0 {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfter))
 		}
 		if c.Request().Method == http.MethodHead {
 			c.NoContent(status)
 			return
 		}
-		c.JSON(status, ErrorBody{Error{Code: code, Message: msg}})
+		c.JSON(status, body)
 	}
+}
+
+// errorReply is how err is answered, whichever server carries the request: its
+// status, its Retry-After in seconds (0 for none) and its body. It logs internal
+// errors.
+func errorReply(log *slog.Logger, err error, method, path string) (int, int, ErrorBody) {
+	status, code := statusOf(err)
+	msg := err.Error()
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		if s, ok := he.Message.(string); ok {
+			msg = s
+		}
+	}
+	if status >= 500 {
+		log.Error("request failed", "method", method, "path", path, "err", err)
+		if status == http.StatusInternalServerError {
+			msg = "internal error: " + msg
+		}
+	}
+	retryAfter := 0
+	var re *requestError
+	if errors.As(err, &re) {
+		retryAfter = re.retryAfter
+	}
+	return status, retryAfter, ErrorBody{Error{Code: code, Message: msg}}
 }
 
 func newEcho(log *slog.Logger) *echo.Echo {

@@ -32,11 +32,13 @@ func (s *Scorer) oipRoutes(e *echo.Echo) {
 	})
 	e.GET("/v2/models/:model", s.oipMetadata)
 	e.GET("/v2/models/:model/ready", s.oipModelReady)
-	e.POST("/v2/models/:model/infer", s.oipInfer, s.requireKeyOIP)
+	e.POST("/v2/models/:model/infer", func(c echo.Context) error {
+		return viaEcho(func(x exchange) error { return s.inferKeyed(x, c.Param("model")) })(c)
+	})
 }
 
-func oipError(c echo.Context, status int, msg string) error {
-	return c.JSON(status, map[string]string{"error": msg})
+func oipError(x exchange, status int, msg string) error {
+	return x.json(status, map[string]string{"error": msg})
 }
 
 // OIPTensor is a tensor's metadata.
@@ -59,16 +61,16 @@ func (s *Scorer) oipServer(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"name": "modelops-scorer", "version": "2", "extensions": []string{}})
 }
 
-func (s *Scorer) oipModel(c echo.Context) (*Served, error) {
-	m, ok := s.Models[c.Param("model")]
+func (s *Scorer) oipModel(x exchange, name string) (*Served, error) {
+	m, ok := s.Models[name]
 	if !ok {
-		return nil, oipError(c, http.StatusNotFound, fmt.Sprintf("unknown model %q", truncate(c.Param("model"), 80)))
+		return nil, oipError(x, http.StatusNotFound, fmt.Sprintf("unknown model %q", truncate(name, 80)))
 	}
 	return m, nil
 }
 
 func (s *Scorer) oipMetadata(c echo.Context) error {
-	m, err := s.oipModel(c)
+	m, err := s.oipModel(&echoExchange{c: c}, c.Param("model"))
 	if m == nil {
 		return err
 	}
@@ -86,7 +88,7 @@ func (s *Scorer) oipMetadata(c echo.Context) error {
 }
 
 func (s *Scorer) oipModelReady(c echo.Context) error {
-	m, err := s.oipModel(c)
+	m, err := s.oipModel(&echoExchange{c: c}, c.Param("model"))
 	if m == nil {
 		return err
 	}
@@ -138,59 +140,65 @@ type OIPInferResponse struct {
 	Outputs      []OIPOutputTensor `json:"outputs"`
 }
 
-func (s *Scorer) oipInfer(c echo.Context) error {
-	m, err := s.oipModel(c)
+// inferKeyed is POST /v2/models/{model}/infer: the API key, then oipInfer.
+func (s *Scorer) inferKeyed(x exchange, model string) error {
+	if !s.keyOK(x) {
+		s.metrics.rejected.WithLabelValues("401").Inc()
+		return oipError(x, http.StatusUnauthorized, missingKey)
+	}
+	return s.oipInfer(x, model)
+}
+
+func (s *Scorer) oipInfer(x exchange, model string) error {
+	m, err := s.oipModel(x, model)
 	if m == nil {
 		return err
 	}
-	buf := bufPool.Get().(*bytes.Buffer)
-	defer bufPool.Put(buf)
-	err = readBodyInto(c, buf, s.MaxBodyBytes)
-	body := buf.Bytes()
+	body, err := x.body(s.MaxBodyBytes)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
-			return oipError(c, re.status, re.msg)
+			return oipError(x, re.status, re.msg)
 		}
-		return oipError(c, http.StatusBadRequest, err.Error())
+		return oipError(x, http.StatusBadRequest, err.Error())
 	}
 	arrival := s.expect()
 	defer arrival.Abandon()
 	// The binary tensor extension: the JSON header comes first, its length in
 	// Inference-Header-Content-Length, and raw tensor bytes follow it.
 	var tensorBytes []byte
-	if hl := c.Request().Header.Get(HeaderInferenceLength); hl != "" {
+	if hl := x.header(HeaderInferenceLength); hl != "" {
 		n, err := strconv.Atoi(hl)
 		if err != nil || n < 0 || n > len(body) {
-			return oipError(c, http.StatusBadRequest, fmt.Sprintf("%s %q does not fit a %d-byte body", HeaderInferenceLength, truncate(hl, 20), len(body)))
+			return oipError(x, http.StatusBadRequest, fmt.Sprintf("%s %q does not fit a %d-byte body", HeaderInferenceLength, truncate(hl, 20), len(body)))
 		}
 		body, tensorBytes = body[:n], body[n:]
 	}
 	var req OIPInferRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return oipError(c, http.StatusBadRequest, "malformed inference request: "+err.Error())
+		return oipError(x, http.StatusBadRequest, "malformed inference request: "+err.Error())
 	}
 	width := m.width()
 	if width == 0 {
-		return oipError(c, http.StatusServiceUnavailable, fmt.Sprintf("model %s has no verified version loaded yet and no fallback rules", m.Name))
+		return oipError(x, http.StatusServiceUnavailable, fmt.Sprintf("model %s has no verified version loaded yet and no fallback rules", m.Name))
 	}
 	if len(req.Inputs) != 1 {
-		return oipError(c, http.StatusBadRequest, fmt.Sprintf("expected 1 input tensor \"input\", got %d", len(req.Inputs)))
+		return oipError(x, http.StatusBadRequest, fmt.Sprintf("expected 1 input tensor \"input\", got %d", len(req.Inputs)))
 	}
 	in := req.Inputs[0]
 	if in.Name != "input" {
-		return oipError(c, http.StatusBadRequest, fmt.Sprintf("unexpected input %q: the model takes \"input\"", truncate(in.Name, 40)))
+		return oipError(x, http.StatusBadRequest, fmt.Sprintf("unexpected input %q: the model takes \"input\"", truncate(in.Name, 40)))
 	}
 	if in.Datatype != "FP32" {
-		return oipError(c, http.StatusBadRequest, fmt.Sprintf("input datatype %q: the model takes FP32", truncate(in.Datatype, 20)))
+		return oipError(x, http.StatusBadRequest, fmt.Sprintf("input datatype %q: the model takes FP32", truncate(in.Datatype, 20)))
 	}
 	if len(in.Shape) != 2 || in.Shape[1] != int64(width) || in.Shape[0] < 1 || in.Shape[0] > int64(s.MaxRows) {
-		return oipError(c, http.StatusBadRequest, fmt.Sprintf("input shape %v: want [N,%d] with 1 ≤ N ≤ %d", in.Shape, width, s.MaxRows))
+		return oipError(x, http.StatusBadRequest, fmt.Sprintf("input shape %v: want [N,%d] with 1 ≤ N ≤ %d", in.Shape, width, s.MaxRows))
 	}
 	binaryOut := false
 	for _, o := range req.Outputs {
 		if o.Name != "output" {
-			return oipError(c, http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields \"output\"", truncate(o.Name, 40)))
+			return oipError(x, http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields \"output\"", truncate(o.Name, 40)))
 		}
 		binaryOut = binaryOut || o.Parameters["binary_data"] == true
 	}
@@ -198,31 +206,31 @@ func (s *Scorer) oipInfer(c echo.Context) error {
 	var flat []float32
 	if size, ok := in.Parameters["binary_data_size"].(float64); ok {
 		if tensorBytes == nil {
-			return oipError(c, http.StatusBadRequest, "binary_data_size without the "+HeaderInferenceLength+" header")
+			return oipError(x, http.StatusBadRequest, "binary_data_size without the "+HeaderInferenceLength+" header")
 		}
 		if int(size) != 4*n*width || len(tensorBytes) != int(size) {
-			return oipError(c, http.StatusBadRequest, fmt.Sprintf("binary input has %d bytes (binary_data_size %v); shape [%d,%d] FP32 needs %d", len(tensorBytes), size, n, width, 4*n*width))
+			return oipError(x, http.StatusBadRequest, fmt.Sprintf("binary input has %d bytes (binary_data_size %v); shape [%d,%d] FP32 needs %d", len(tensorBytes), size, n, width, 4*n*width))
 		}
 		// The rows go into a pooled buffer: nothing keeps them once the answer
 		// is written (see Scorer.answer).
 		floats := floatPool.Get().(*[]float32)
 		defer floatPool.Put(floats)
 		if flat, err = decodeFP32(*floats, tensorBytes); err != nil {
-			return oipError(c, http.StatusBadRequest, "input data: "+err.Error())
+			return oipError(x, http.StatusBadRequest, "input data: "+err.Error())
 		}
 		*floats = flat
 	} else if flat, err = flattenFP32(in.Data, n*width); err != nil {
-		return oipError(c, http.StatusBadRequest, "input data: "+err.Error())
+		return oipError(x, http.StatusBadRequest, "input data: "+err.Error())
 	}
 	key, _ := req.Parameters["key"].(string)
-	out, err := s.answer(c.Request().Context(), m, flat, n, key, s.Budget, arrival)
+	out, err := s.answer(x.context(), m, flat, n, key, s.Budget, arrival)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
 			if re.retryAfter > 0 {
-				c.Response().Header().Set("Retry-After", strconv.Itoa(re.retryAfter))
+				x.setHeader("Retry-After", strconv.Itoa(re.retryAfter))
 			}
-			return oipError(c, re.status, re.msg)
+			return oipError(x, re.status, re.msg)
 		}
 		return err
 	}
@@ -236,7 +244,7 @@ func (s *Scorer) oipInfer(c echo.Context) error {
 		resp.ModelVersion = strconv.Itoa(out.version)
 	}
 	if !binaryOut {
-		return c.JSON(http.StatusOK, resp)
+		return x.json(http.StatusOK, resp)
 	}
 	raw := encodeFP32(resp.Outputs[0].Data)
 	resp.Outputs[0].Data = nil
@@ -245,8 +253,8 @@ func (s *Scorer) oipInfer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set(HeaderInferenceLength, strconv.Itoa(len(header)))
-	return c.Blob(http.StatusOK, "application/octet-stream", append(header, raw...))
+	x.setHeader(HeaderInferenceLength, strconv.Itoa(len(header)))
+	return x.blob(http.StatusOK, "application/octet-stream", append(header, raw...))
 }
 
 // HeaderInferenceLength carries the length of the JSON header in the OIP v2
@@ -332,6 +340,8 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+func bodyTooLargeMsg(limit int64) string { return fmt.Sprintf("body is larger than %d bytes", limit) }
+
 // readBodyInto reads the request body into buf (reset first), at most limit bytes.
 func readBodyInto(c echo.Context, buf *bytes.Buffer, limit int64) error {
 	buf.Reset()
@@ -341,7 +351,7 @@ func readBodyInto(c echo.Context, buf *bytes.Buffer, limit int64) error {
 	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), c.Request().Body, limit)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: fmt.Sprintf("body is larger than %d bytes", limit)}
+			return tooLarge(limit)
 		}
 		return err
 	}

@@ -154,7 +154,7 @@ func (s *Scorer) Handler() http.Handler {
 	e := newEcho(s.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
-	e.POST("/v1/score", s.score, s.requireKey)
+	e.POST("/v1/score", viaEcho(s.scoreKeyed))
 	e.POST("/v1/feedback", s.feedback, s.requireKey)
 	e.GET("/v1/status", s.status)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
@@ -165,20 +165,8 @@ func (s *Scorer) Handler() http.Handler {
 // requireKey checks the API key when the scorer has any, comparing in constant time.
 func (s *Scorer) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !s.keyOK(c) {
+		if !s.keyOK(&echoExchange{c: c}) {
 			return s.reject(&requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: missingKey})
-		}
-		return next(c)
-	}
-}
-
-// requireKeyOIP is requireKey answering in the Open Inference Protocol's
-// {"error": "…"} shape.
-func (s *Scorer) requireKeyOIP(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if !s.keyOK(c) {
-			s.metrics.rejected.WithLabelValues("401").Inc()
-			return oipError(c, http.StatusUnauthorized, missingKey)
 		}
 		return next(c)
 	}
@@ -188,13 +176,13 @@ const missingKey = "this scorer needs an API key: Authorization: Bearer KEY or X
 
 // keyOK reports whether the request carries one of the scorer's API keys (or the
 // scorer has none).
-func (s *Scorer) keyOK(c echo.Context) bool {
+func (s *Scorer) keyOK(x exchange) bool {
 	if len(s.APIKeys) == 0 {
 		return true
 	}
-	key := c.Request().Header.Get("X-API-Key")
+	key := x.header("X-API-Key")
 	if key == "" {
-		key = bearer(c.Request())
+		key = bearerOf(x.header("Authorization"))
 	}
 	ok := 0
 	for _, k := range s.APIKeys {
@@ -319,10 +307,17 @@ func (s *Scorer) admit(ctx context.Context, wait time.Duration, arrival *loader.
 	}
 }
 
-func (s *Scorer) score(c echo.Context) error {
-	buf := bufPool.Get().(*bytes.Buffer)
-	defer bufPool.Put(buf)
-	if err := readBodyInto(c, buf, s.MaxBodyBytes); err != nil {
+// scoreKeyed is POST /v1/score: the API key, then score.
+func (s *Scorer) scoreKeyed(x exchange) error {
+	if !s.keyOK(x) {
+		return s.reject(&requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: missingKey})
+	}
+	return s.score(x)
+}
+
+func (s *Scorer) score(x exchange) error {
+	body, err := x.body(s.MaxBodyBytes)
+	if err != nil {
 		if _, ok := err.(*requestError); ok {
 			return s.reject(err)
 		}
@@ -331,12 +326,12 @@ func (s *Scorer) score(c echo.Context) error {
 	arrival := s.expect()
 	defer arrival.Abandon()
 	var req ScoreRequest
-	if err := decodeStrict(buf.Bytes(), &req); err != nil {
-		return s.reject(badRequest(explainScoreError(buf.Bytes(), err)))
+	if err := decodeStrict(body, &req); err != nil {
+		return s.reject(badRequest(explainScoreError(body, err)))
 	}
 	// encoding/json reads null as 0 without complaint; a null feature is bad input.
-	if bytes.Contains(buf.Bytes(), []byte("null")) {
-		if msg, bad := firstBadFeature(buf.Bytes()); bad {
+	if bytes.Contains(body, []byte("null")) {
+		if msg, bad := firstBadFeature(body); bad {
 			return s.reject(badRequest(msg))
 		}
 	}
@@ -384,7 +379,7 @@ func (s *Scorer) score(c echo.Context) error {
 			flat = append(flat, f)
 		}
 	}
-	out, err := s.answer(c.Request().Context(), m, flat, len(rows), req.Key, budget, arrival)
+	out, err := s.answer(x.context(), m, flat, len(rows), req.Key, budget, arrival)
 	if err != nil {
 		return err
 	}
@@ -397,7 +392,7 @@ func (s *Scorer) score(c echo.Context) error {
 	} else {
 		resp.Scores = out.scores
 	}
-	return c.JSON(http.StatusOK, resp)
+	return x.json(http.StatusOK, resp)
 }
 
 // FeedbackRequest joins real outcomes to an earlier answer: "outcome" for a

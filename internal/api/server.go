@@ -9,7 +9,10 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Server is an HTTP server with the timeouts every server here must set.
@@ -18,7 +21,9 @@ import (
 type Server struct {
 	Addr    string
 	Handler http.Handler
-	Logger  *slog.Logger
+	// Fast, when set instead of Handler, is served on fasthttp (NewFastServer).
+	Fast   *FastHandler
+	Logger *slog.Logger
 
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
@@ -30,6 +35,7 @@ type Server struct {
 	ln     net.Listener
 	scheme string
 	srv    *http.Server
+	fast   *fasthttp.Server
 	// fresh holds connections that have not sent a request yet: Shutdown would
 	// wait five seconds for each, so Close closes them at once.
 	mu    sync.Mutex
@@ -48,6 +54,14 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *Server {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
+}
+
+// NewFastServer returns a server for addr that serves h on fasthttp, with the
+// same timeouts as NewServer (ReadTimeout covers the request's head too).
+func NewFastServer(addr string, h *FastHandler, log *slog.Logger) *Server {
+	s := NewServer(addr, nil, log)
+	s.Fast = h
+	return s
 }
 
 // Open binds the listener and starts serving.
@@ -72,6 +86,28 @@ func (s *Server) Open() error {
 		s.scheme = "https"
 	}
 	s.ln = ln
+	s.done = make(chan error, 1)
+	s.fresh = map[net.Conn]struct{}{}
+	if s.Fast != nil {
+		s.fast = &fasthttp.Server{
+			Handler:            s.Fast.Serve,
+			ErrorHandler:       s.Fast.Error,
+			MaxRequestBodySize: int(s.Fast.MaxBodyBytes),
+			// The request line and headers must fit in the read buffer.
+			ReadBufferSize:        16 << 10,
+			ReadTimeout:           s.ReadTimeout,
+			WriteTimeout:          s.WriteTimeout,
+			IdleTimeout:           s.IdleTimeout,
+			NoDefaultServerHeader: true,
+			CloseOnShutdown:       true,
+			Logger:                fastLogger{s.Logger},
+		}
+		// fasthttp counts a connection active before its first byte arrives, so
+		// its shutdown would wait out the read timeout for a connection that
+		// never sends one: freshListener tracks those for Close.
+		go func() { s.done <- s.fast.Serve(freshListener{ln, s}) }()
+		return nil
+	}
 	s.srv = &http.Server{
 		Handler:           s.Handler,
 		ReadHeaderTimeout: s.ReadHeaderTimeout,
@@ -90,8 +126,6 @@ func (s *Server) Open() error {
 			}
 		},
 	}
-	s.fresh = map[net.Conn]struct{}{}
-	s.done = make(chan error, 1)
 	go func() {
 		err := s.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -115,21 +149,80 @@ func (s *Server) Done() <-chan error { return s.done }
 
 // Close stops accepting, lets requests in flight finish (up to ctx), then closes.
 func (s *Server) Close(ctx context.Context) error {
-	if s.srv == nil {
+	if s.srv == nil && s.fast == nil {
 		return nil
 	}
-	s.srv.SetKeepAlivesEnabled(false)
+	if s.srv != nil {
+		s.srv.SetKeepAlivesEnabled(false)
+	}
 	s.mu.Lock()
+	fresh := make([]net.Conn, 0, len(s.fresh))
 	for c := range s.fresh {
-		c.Close()
+		fresh = append(fresh, c)
 	}
 	s.mu.Unlock()
+	for _, c := range fresh {
+		c.Close()
+	}
+	if s.fast != nil {
+		return s.fast.ShutdownWithContext(ctx)
+	}
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
 	}
 	return err
 }
+
+// freshListener hands out connections that count as fresh, for Close to drop,
+// until their first byte arrives: what net/http calls StateNew.
+type freshListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l freshListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	fc := &freshConn{Conn: c, s: l.s}
+	l.s.mu.Lock()
+	l.s.fresh[fc] = struct{}{}
+	l.s.mu.Unlock()
+	return fc, nil
+}
+
+type freshConn struct {
+	net.Conn
+	s    *Server
+	used atomic.Bool
+}
+
+func (c *freshConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.used.Load() {
+		c.used.Store(true)
+		c.forget()
+	}
+	return n, err
+}
+
+func (c *freshConn) Close() error {
+	c.forget()
+	return c.Conn.Close()
+}
+
+func (c *freshConn) forget() {
+	c.s.mu.Lock()
+	delete(c.s.fresh, c)
+	c.s.mu.Unlock()
+}
+
+// fastLogger passes fasthttp's complaints (connection errors, panics) to the log.
+type fastLogger struct{ log *slog.Logger }
+
+func (l fastLogger) Printf(format string, args ...any) { l.log.Warn(fmt.Sprintf(format, args...)) }
 
 // extendDeadlines lifts the server's read and write timeouts for a long stream.
 func extendDeadlines(w http.ResponseWriter, read, write time.Duration) {

@@ -143,7 +143,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 	}
 	scorer.Join = monitor.NewJoin(s.Recorder, max(1, s.Config.FeedbackCapacity))
 	scorer.APIKeys = s.Config.APIKeys
-	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
+	s.Server = api.NewFastServer(s.Config.Listen, scorer.Fast(), s.Logger)
 	s.Server.TLSCert, s.Server.TLSKey = s.Config.TLSCert, s.Config.TLSKey
 	if err := s.Server.Open(); err != nil {
 		return err

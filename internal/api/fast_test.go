@@ -1,0 +1,160 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/fallback"
+	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+// MustServeFast serves s on fasthttp on 127.0.0.1:0 until the test ends.
+func MustServeFast(tb testing.TB, s *api.Scorer) string {
+	tb.Helper()
+	srv := api.NewFastServer("127.0.0.1:0", s.Fast(), discard)
+	if err := srv.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close(context.Background()) })
+	return srv.URL()
+}
+
+// The scorer on fasthttp must answer every request exactly as the echo routes do:
+// the same status, headers that matter and bytes, for good requests and bad, on
+// the routes it serves itself and on those it hands to echo.
+func TestFastServerAnswersLikeEcho(t *testing.T) {
+	m := testutil.MustModel(t, 1)
+	sess, err := loader.Open(m.Path, loader.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := api.NewServed("calling-score", fallback.CallingScore{})
+	served.Slot.Swap(loader.NewLoaded(sess, 1, m.Digest, nil))
+	t.Cleanup(served.Slot.Close)
+	s := newScorer(served)
+	s.APIKeys = []string{"sekret"}
+	s.MaxBodyBytes = 64 << 10
+	echoURL, fastURL := MustServe(t, s.Handler()), MustServeFast(t, s)
+
+	row := "[" + nums(39, "0.25") + "]"
+	binary256 := func(tamper func([]byte)) (string, []byte) {
+		data := make([]byte, 0, 256*39*4)
+		for i := 0; i < 256*39; i++ {
+			data = binary.LittleEndian.AppendUint32(data, math.Float32bits(float32(i%97)/97))
+		}
+		if tamper != nil {
+			tamper(data)
+		}
+		header := fmt.Sprintf(`{"inputs":[{"name":"input","shape":[256,39],"datatype":"FP32","parameters":{"binary_data_size":%d}}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]}`, len(data))
+		return fmt.Sprint(len(header)), append([]byte(header), data...)
+	}
+	hl, bin := binary256(nil)
+	hlNaN, binNaN := binary256(func(d []byte) { binary.LittleEndian.PutUint32(d[4*1000:], 0x7fc00000) })
+	infer := "/v2/models/calling-score/infer"
+	tests := []struct {
+		name, method, path string
+		headers            map[string]string
+		body               []byte
+		wantStatus         int
+	}{
+		{"one row", "POST", "/v1/score", nil, []byte(`{"features":` + row + `}`), 200},
+		{"three rows", "POST", "/v1/score", nil, []byte(`{"rows":[` + row + "," + row + "," + row + `]}`), 200},
+		{"no key", "POST", "/v1/score", map[string]string{"X-API-Key": ""}, []byte(`{"features":` + row + `}`), 401},
+		{"bearer key", "POST", "/v1/score", map[string]string{"X-API-Key": "", "Authorization": "Bearer sekret"}, []byte(`{"features":` + row + `}`), 200},
+		{"malformed JSON", "POST", "/v1/score", nil, []byte(`{"features":[1,2`), 400},
+		{"short row", "POST", "/v1/score", nil, []byte(`{"features":[1,2,3]}`), 400},
+		{"null feature", "POST", "/v1/score", nil, []byte(`{"features":[null,` + nums(38, "0.1") + `]}`), 400},
+		{"outside float32", "POST", "/v1/score", nil, []byte(`{"features":[1e39,` + nums(38, "0.1") + `]}`), 400},
+		{"unknown model", "POST", "/v1/score", nil, []byte(`{"model":"nope","features":` + row + `}`), 404},
+		{"bad budget", "POST", "/v1/score", nil, []byte(`{"budget_ms":-1,"features":` + row + `}`), 400},
+		{"oversized body", "POST", "/v1/score", nil, []byte(`{"rows":[` + strings.Repeat(row+",", 2000) + row + `]}`), 413},
+		{"wrong method", "GET", "/v1/score", nil, nil, 405},
+		{"unknown route", "GET", "/v1/nothing", nil, nil, 404},
+		{"feedback without a join", "POST", "/v1/feedback", nil, []byte(`{"request_id":"x","outcome":1}`), 404},
+		{"readiness", "GET", "/readyz", nil, nil, 200},
+		{"OIP ready", "GET", "/v2/health/ready", nil, nil, 200},
+		{"OIP metadata", "GET", "/v2/models/calling-score", nil, nil, 200},
+		{"OIP JSON", "POST", infer, nil, []byte(`{"id":"a","inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + row + `}]}`), 200},
+		{"OIP binary", "POST", infer, map[string]string{api.HeaderInferenceLength: hl}, bin, 200},
+		{"OIP binary NaN", "POST", infer, map[string]string{api.HeaderInferenceLength: hlNaN}, binNaN, 400},
+		{"OIP header past the body", "POST", infer, map[string]string{api.HeaderInferenceLength: "999999"}, bin[:100], 400},
+		{"OIP bad shape", "POST", infer, nil, []byte(`{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}`), 400},
+		{"OIP unknown model", "POST", "/v2/models/nope/infer", nil, []byte(`{}`), 404},
+		{"OIP no key", "POST", infer, map[string]string{"X-API-Key": ""}, []byte(`{}`), 401},
+		{"OIP oversized", "POST", infer, map[string]string{api.HeaderInferenceLength: hl}, append(bin, bin...), 413},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got [2]*http.Response
+			var bodies [2][]byte
+			for i, base := range []string{echoURL, fastURL} {
+				req, _ := http.NewRequest(tc.method, base+tc.path, bytes.NewReader(tc.body))
+				req.Header.Set("X-API-Key", "sekret")
+				for k, v := range tc.headers {
+					if v == "" {
+						req.Header.Del(k)
+					} else {
+						req.Header.Set(k, v)
+					}
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bodies[i], _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				got[i] = resp
+			}
+			if got[0].StatusCode != tc.wantStatus {
+				t.Fatalf("echo answered %d %s, want %d", got[0].StatusCode, bodies[0], tc.wantStatus)
+			}
+			if got[1].StatusCode != got[0].StatusCode || !bytes.Equal(bodies[1], bodies[0]) {
+				t.Fatalf("fasthttp answered %d %q\necho answered %d %q", got[1].StatusCode, bodies[1], got[0].StatusCode, bodies[0])
+			}
+			for _, h := range []string{"Content-Type", "Retry-After", api.HeaderInferenceLength, "Allow"} {
+				if a, b := got[0].Header.Get(h), got[1].Header.Get(h); a != b {
+					t.Errorf("%s: echo %q, fasthttp %q", h, a, b)
+				}
+			}
+		})
+	}
+}
+
+// A connection that never sends a request must not hold up a graceful close:
+// fasthttp would wait for it until its read timeout.
+func TestFastServerCloseDropsSilentConnections(t *testing.T) {
+	s := api.NewFastServer("127.0.0.1:0", api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{})).Fast(), discard)
+	s.ReadTimeout = time.Minute
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := net.Dial("tcp", strings.TrimPrefix(s.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// A request on another connection makes sure the server has accepted the
+	// silent one too (the listener hands them out in order).
+	if status, _ := post(t, s.URL()+"/v1/score", `{"features":[`+nums(39, "0.5")+`]}`); status != 200 {
+		t.Fatalf("score: %d", status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("close with a silent connection open: %v", err)
+	}
+	if err := <-s.Done(); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+}
