@@ -6,6 +6,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -14,18 +16,21 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/valyala/fasthttp"
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/modelops/modelops/internal/api"
@@ -146,8 +151,10 @@ func run(o options) error {
 		return err
 	}
 
-	nullURL, stopNull := serve(nullHandler())
+	nullURL, stopNull := serveFast(nullHandler())
 	defer stopNull()
+	echoNullURL, stopEchoNull := serve(echoNullHandler())
+	defer stopEchoNull()
 	batchURL, stopBatch, batcher, err := scorer(o.model, true)
 	if err != nil {
 		return err
@@ -162,13 +169,13 @@ func run(o options) error {
 	// machine does meanwhile (stolen time on a VM, a collection) falls on all
 	// three alike.
 	statBefore := procStat()
-	single3 := turns([]string{nullURL + "/v1/score", scorerURL + "/v1/score", batchURL + "/v1/score"}, single, nil, o.conns, 3*o.duration, 200*time.Millisecond)
-	null, one, oneBatched := single3[0], single3[1], single3[2]
+	single4 := turns([]string{nullURL + "/v1/score", scorerURL + "/v1/score", batchURL + "/v1/score", echoNullURL + "/v1/score"}, single, nil, o.conns, 4*o.duration, 200*time.Millisecond)
+	null, one, oneBatched, echoNull := single4[0], single4[1], single4[2], single4[3]
 	busy := machineShares(statBefore, procStat())
 	batchRuns, batchRows := batcher.Stats()
 	if o.quick {
-		fmt.Printf("null-model handler %.0f requests/s, scorer %.0f (micro-batching off), %.0f (on, %.2f rows per session run): %s of the null handler; %s\n",
-			null.rps(), one.rps(), oneBatched.rps(), float64(batchRows)/float64(max(1, batchRuns)), pct(max(one.rps(), oneBatched.rps())/null.rps()), busy)
+		fmt.Printf("null-model handler %.0f requests/s (%.0f on echo and net/http), scorer %.0f (micro-batching off), %.0f (on, %.2f rows per session run): %s of the null handler; %s\n",
+			null.rps(), echoNull.rps(), one.rps(), oneBatched.rps(), float64(batchRows)/float64(max(1, batchRuns)), pct(max(one.rps(), oneBatched.rps())/null.rps()), busy)
 		return nil
 	}
 	best, bestURL, bestName := one, scorerURL, "off"
@@ -192,8 +199,21 @@ func run(o options) error {
 	modellessURL, stopModelless := modelless()
 	defer stopModelless()
 	const infer = "/v2/models/calling-score/infer"
-	bins := turns([]string{bestURL + infer, modellessURL + infer}, binBody, map[string]string{api.HeaderInferenceLength: fmt.Sprint(binHeader)}, o.conns/2, 2*o.duration, 200*time.Millisecond)
-	manyBin, manyBinModelless := bins[0], bins[1]
+	binHeaders := map[string]string{api.HeaderInferenceLength: fmt.Sprint(binHeader)}
+	// And a server that does no work at all but read the request and write the
+	// scorer's answer, as it was: the raw loop's time plus its time is the most
+	// any server could reach here.
+	canned, err := cannedResponse(bestURL+infer, binBody, binHeaders)
+	if err != nil {
+		return err
+	}
+	bareURL, stopBare := bareHTTP(canned)
+	defer stopBare()
+	// And net/http doing the same: what a handler on it cannot go below.
+	netHTTPURL, stopNetHTTP := serve(cannedHandler(canned))
+	defer stopNetHTTP()
+	bins := turns([]string{bestURL + infer, modellessURL + infer, bareURL + infer, netHTTPURL + infer}, binBody, binHeaders, o.conns/2, 4*o.duration, 200*time.Millisecond)
+	manyBin, manyBinModelless, manyBinBare, manyBinNetHTTP := bins[0], bins[1], bins[2], bins[3]
 	// The raw loop again, right after: this VM's speed drifts within a minute,
 	// and the 256-row ratios compare with the mean of the two.
 	raw256after, err := rawLoop(o.model, 256, o.duration)
@@ -202,6 +222,7 @@ func run(o options) error {
 	}
 	raw256 = rawResult{runs: (raw256.runs + raw256after.runs) / 2, perRun: (raw256.perRun + raw256after.perRun) / 2}
 	ceiling256 := 1 / (1 + raw256.runs/manyBinModelless.rps())
+	floor256 := 1 / (1 + raw256.runs/manyBinBare.rps())
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "run\trequests/s\trows/s\tp50\tp99\tfailed\t")
@@ -211,6 +232,7 @@ func run(o options) error {
 	fmt.Fprintf(tw, "raw onnxruntime_go loop, batch 1\t%.0f\t%.0f\t%s\t\t\t\n", raw1.runs, raw1.runs, raw1.perRun.Round(time.Microsecond))
 	fmt.Fprintf(tw, "raw onnxruntime_go loop, batch 256 (mean of 2 runs)\t%.0f\t%.0f\t%s\t\t\t\n", raw256.runs, raw256.runs*256, raw256.perRun.Round(time.Microsecond))
 	line("null-model handler, 1 row", null, 1)
+	line("null-model handler on echo and net/http, 1 row", echoNull, 1)
 	line("scorer, 1 row, max load", one, 1)
 	line("scorer, micro-batching on, 1 row, max load", oneBatched, 1)
 	line(fmt.Sprintf("null-model handler, 1 row, same rate (%.0f/s)", rate), null70, 1)
@@ -219,6 +241,8 @@ func run(o options) error {
 	line("scorer, 256 rows, JSON, max load", many, 256)
 	line("scorer, 256 rows, OIP v2 binary FP32, max load", manyBin, 256)
 	line("the same with no model (constant rules answer)", manyBinModelless, 256)
+	line("the same from a server that only reads and answers", manyBinBare, 256)
+	line("the same from net/http that only reads and answers", manyBinNetHTTP, 256)
 	fmt.Fprintf(tw, "micro-batching on vs off, 1 row (%.2f rows per session run)\t%.2f×\t\t\t\t\t\n", float64(batchRows)/float64(max(1, batchRuns)), oneBatched.rps()/one.rps())
 	tw.Flush()
 	fmt.Printf("during the single-row max-load runs: %s\n", busy)
@@ -240,8 +264,9 @@ func run(o options) error {
 		ok   bool
 	}{
 		{"single-row ≥ 85% of the null-model handler's requests/s (batching " + bestName + ")", pct(best.rps() / null.rps()), best.rps() >= 0.85*null.rps()},
+		{"single-row, against the null-model handler on echo and net/http (for reference)", pct(best.rps() / echoNull.rps()), best.rps() >= 0.85*echoNull.rps()},
 		{"p99 under 2 ms at 70% load", fmt.Sprintf("%s (null handler at that rate: %s)", at70.quantile(.99).Round(time.Microsecond), null70.quantile(.99).Round(time.Microsecond)), at70.quantile(.99) < 2*time.Millisecond},
-		{"256-row requests ≥ 70% of the raw loop's rows/s at batch 256 (OIP v2 binary)", fmt.Sprintf("%s (the most this machine allows: %s)", pct(manyBin.rps()*256/(raw256.runs*256)), pct(ceiling256)), manyBin.rps()*256 >= 0.7*raw256.runs*256},
+		{"256-row requests ≥ 70% of the raw loop's rows/s at batch 256 (OIP v2 binary)", fmt.Sprintf("%s (the most this machine allows: %s with the scorer's own work, %s with none, %s on net/http)", pct(manyBin.rps()*256/(raw256.runs*256)), pct(ceiling256), pct(floor256), pct(1/(1+raw256.runs/manyBinNetHTTP.rps()))), manyBin.rps()*256 >= 0.7*raw256.runs*256},
 		{"256-row requests, JSON /v1/score (for reference)", pct(many.rps() * 256 / (raw256.runs * 256)), many.rps()*256 >= 0.7*raw256.runs*256},
 		{fmt.Sprintf("%d swaps: 0 failed requests", swap.swaps), fmt.Sprint(swap.failed), swap.failed == 0},
 		{fmt.Sprintf("%d swaps: 0 swap-caused fallbacks", swap.swaps), fmt.Sprint(swap.fallbacks), swap.fallbacks == 0},
@@ -383,8 +408,14 @@ func rawLoop(path string, batch int, d time.Duration) (rawResult, error) {
 	return rawResult{runs: rps, perRun: time.Duration(float64(el) * float64(workers) / float64(total))}, nil
 }
 
-func serve(h http.Handler) (string, func()) {
-	s := api.NewServer("127.0.0.1:0", h, quiet)
+func serve(h http.Handler) (string, func()) { return open(api.NewServer("127.0.0.1:0", h, quiet)) }
+
+// serveFast serves h on fasthttp, as scorer nodes do.
+func serveFast(h *api.FastHandler) (string, func()) {
+	return open(api.NewFastServer("127.0.0.1:0", h, quiet))
+}
+
+func open(s *api.Server) (string, func()) {
 	if err := s.Open(); err != nil {
 		panic(err)
 	}
@@ -392,8 +423,25 @@ func serve(h http.Handler) (string, func()) {
 }
 
 // nullHandler decodes the same request the scorer does, checks the row width, and
-// answers a constant: the cost of HTTP and JSON alone.
-func nullHandler() http.Handler {
+// answers a constant, on the scorer's own HTTP server (fasthttp): the cost of
+// HTTP and JSON alone.
+func nullHandler() *api.FastHandler {
+	score := float32(0.5)
+	return &api.FastHandler{MaxBodyBytes: 1 << 20, Serve: func(ctx *fasthttp.RequestCtx) {
+		var req api.ScoreRequest
+		ctx.SetContentType(echo.MIMEApplicationJSON)
+		if err := api.DecodeScoreRequest(ctx.PostBody(), &req); err != nil || len(req.Features) != 39 {
+			ctx.SetStatusCode(http.StatusBadRequest)
+			json.NewEncoder(ctx).Encode(map[string]string{"error": "bad"})
+			return
+		}
+		json.NewEncoder(ctx).Encode(api.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmChampion})
+	}}
+}
+
+// echoNullHandler is nullHandler as an echo handler on net/http, the stack the
+// control plane runs on, for reference.
+func echoNullHandler() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	score := float32(0.5)
@@ -433,7 +481,7 @@ func scorer(path string, batching bool) (string, func(), *loader.Batcher, error)
 	if batching {
 		sc.Batcher = loader.NewBatcher(64, 500*time.Microsecond)
 	}
-	url, stop := serve(sc.Handler())
+	url, stop := serveFast(sc.Fast())
 	return url, func() { stop(); served.Slot.Close() }, sc.Batcher, nil
 }
 
@@ -450,7 +498,123 @@ func (constantRules) Score([]float32) float32 { return 0.5 }
 func modelless() (string, func()) {
 	sc := api.NewScorer(quiet, api.NewServed("calling-score", constantRules{}))
 	sc.Recorder = monitor.NewRecorder()
-	return serve(sc.Handler())
+	return serveFast(sc.Fast())
+}
+
+// bareHTTP answers every request on its keep-alive connections with response,
+// reading each request with no HTTP library, no routing and no decoding: what
+// loopback, the kernel and the load generator cost by themselves. No server can
+// spend less per request.
+func bareHTTP(response []byte) (string, func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	var wg sync.WaitGroup
+	conns := map[net.Conn]bool{}
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				r := bufio.NewReaderSize(c, 64<<10)
+				for {
+					n, err := requestLength(r)
+					if err == nil {
+						_, err = r.Discard(n)
+					}
+					if err == nil {
+						_, err = c.Write(response)
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String(), func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+}
+
+// cannedHandler answers every request with the body of response on net/http,
+// after reading the request's body.
+func cannedHandler(response []byte) http.Handler {
+	head, body, _ := bytes.Cut(response, []byte("\r\n\r\n"))
+	headerLength := ""
+	for _, l := range strings.Split(string(head), "\r\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok && strings.EqualFold(k, api.HeaderInferenceLength) {
+			headerLength = v
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set(api.HeaderInferenceLength, headerLength)
+		w.Write(body)
+	})
+}
+
+// requestLength reads one request's head and returns its Content-Length.
+func requestLength(r *bufio.Reader) (int, error) {
+	n := 0
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			return n, nil
+		}
+		if name, value, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(name, []byte("Content-Length")) {
+			if n, err = strconv.Atoi(string(bytes.TrimSpace(value))); err != nil {
+				return 0, fmt.Errorf("bad Content-Length %q", value)
+			}
+		}
+	}
+}
+
+// cannedResponse is a whole HTTP response: status line, headers and body, as the
+// server at url answers body with headers.
+func cannedResponse(url string, body []byte, headers map[string]string) ([]byte, error) {
+	req, err := http.NewRequest("POST", url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	var out bytes.Buffer
+	err = resp.Write(&out)
+	return out.Bytes(), err
 }
 
 // swapsPerWindow is how many promotions one swap window holds; the steady gaps
