@@ -67,39 +67,49 @@ func TestFastServerAnswersLikeEcho(t *testing.T) {
 		headers            map[string]string
 		body               []byte
 		wantStatus         int
+		chunked            bool // send the body without a length
 	}{
-		{"one row", "POST", "/v1/score", nil, []byte(`{"features":` + row + `}`), 200},
-		{"three rows", "POST", "/v1/score", nil, []byte(`{"rows":[` + row + "," + row + "," + row + `]}`), 200},
-		{"no key", "POST", "/v1/score", map[string]string{"X-API-Key": ""}, []byte(`{"features":` + row + `}`), 401},
-		{"bearer key", "POST", "/v1/score", map[string]string{"X-API-Key": "", "Authorization": "Bearer sekret"}, []byte(`{"features":` + row + `}`), 200},
-		{"malformed JSON", "POST", "/v1/score", nil, []byte(`{"features":[1,2`), 400},
-		{"short row", "POST", "/v1/score", nil, []byte(`{"features":[1,2,3]}`), 400},
-		{"null feature", "POST", "/v1/score", nil, []byte(`{"features":[null,` + nums(38, "0.1") + `]}`), 400},
-		{"outside float32", "POST", "/v1/score", nil, []byte(`{"features":[1e39,` + nums(38, "0.1") + `]}`), 400},
-		{"unknown model", "POST", "/v1/score", nil, []byte(`{"model":"nope","features":` + row + `}`), 404},
-		{"bad budget", "POST", "/v1/score", nil, []byte(`{"budget_ms":-1,"features":` + row + `}`), 400},
-		{"oversized body", "POST", "/v1/score", nil, []byte(`{"rows":[` + strings.Repeat(row+",", 2000) + row + `]}`), 413},
-		{"wrong method", "GET", "/v1/score", nil, nil, 405},
-		{"unknown route", "GET", "/v1/nothing", nil, nil, 404},
-		{"feedback without a join", "POST", "/v1/feedback", nil, []byte(`{"request_id":"x","outcome":1}`), 404},
-		{"readiness", "GET", "/readyz", nil, nil, 200},
-		{"OIP ready", "GET", "/v2/health/ready", nil, nil, 200},
-		{"OIP metadata", "GET", "/v2/models/calling-score", nil, nil, 200},
-		{"OIP JSON", "POST", infer, nil, []byte(`{"id":"a","inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + row + `}]}`), 200},
-		{"OIP binary", "POST", infer, map[string]string{api.HeaderInferenceLength: hl}, bin, 200},
-		{"OIP binary NaN", "POST", infer, map[string]string{api.HeaderInferenceLength: hlNaN}, binNaN, 400},
-		{"OIP header past the body", "POST", infer, map[string]string{api.HeaderInferenceLength: "999999"}, bin[:100], 400},
-		{"OIP bad shape", "POST", infer, nil, []byte(`{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}`), 400},
-		{"OIP unknown model", "POST", "/v2/models/nope/infer", nil, []byte(`{}`), 404},
-		{"OIP no key", "POST", infer, map[string]string{"X-API-Key": ""}, []byte(`{}`), 401},
-		{"OIP oversized", "POST", infer, map[string]string{api.HeaderInferenceLength: hl}, append(bin, bin...), 413},
+		{"one row", "POST", "/v1/score", nil, []byte(`{"features":` + row + `}`), 200, false},
+		{"three rows", "POST", "/v1/score", nil, []byte(`{"rows":[` + row + "," + row + "," + row + `]}`), 200, false},
+		{"no key", "POST", "/v1/score", map[string]string{"X-API-Key": ""}, []byte(`{"features":` + row + `}`), 401, false},
+		{"bearer key", "POST", "/v1/score", map[string]string{"X-API-Key": "", "Authorization": "Bearer sekret"}, []byte(`{"features":` + row + `}`), 200, false},
+		{"malformed JSON", "POST", "/v1/score", nil, []byte(`{"features":[1,2`), 400, false},
+		{"short row", "POST", "/v1/score", nil, []byte(`{"features":[1,2,3]}`), 400, false},
+		{"null feature", "POST", "/v1/score", nil, []byte(`{"features":[null,` + nums(38, "0.1") + `]}`), 400, false},
+		{"outside float32", "POST", "/v1/score", nil, []byte(`{"features":[1e39,` + nums(38, "0.1") + `]}`), 400, false},
+		{"unknown model", "POST", "/v1/score", nil, []byte(`{"model":"nope","features":` + row + `}`), 404, false},
+		{"bad budget", "POST", "/v1/score", nil, []byte(`{"budget_ms":-1,"features":` + row + `}`), 400, false},
+		{"oversized body", "POST", "/v1/score", nil, []byte(`{"rows":[` + strings.Repeat(row+",", 2000) + row + `]}`), 413, false},
+		{"oversized body, chunked", "POST", "/v1/score", nil, []byte(`{"rows":[` + strings.Repeat(row+",", 2000) + row + `]}`), 413, true},
+		{"wrong method", "GET", "/v1/score", nil, nil, 405, false},
+		{"unknown route", "GET", "/v1/nothing", nil, nil, 404, false},
+		{"feedback without a join", "POST", "/v1/feedback", nil, []byte(`{"request_id":"x","outcome":1}`), 404, false},
+		{"readiness", "GET", "/readyz", nil, nil, 200, false},
+		{"OIP ready", "GET", "/v2/health/ready", nil, nil, 200, false},
+		{"OIP metadata", "GET", "/v2/models/calling-score", nil, nil, 200, false},
+		{"OIP JSON", "POST", infer, nil, []byte(`{"id":"a","inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + row + `}]}`), 200, false},
+		{"OIP binary", "POST", infer, map[string]string{api.HeaderInferenceLength: hl}, bin, 200, false},
+		{"OIP binary, chunked", "POST", infer, map[string]string{api.HeaderInferenceLength: hl}, bin, 200, true},
+		{"OIP binary, 100-continue", "POST", infer, map[string]string{api.HeaderInferenceLength: hl, "Expect": "100-continue"}, bin, 200, false},
+		{"one row, chunked", "POST", "/v1/score", nil, []byte(`{"features":` + row + `}`), 200, true},
+		{"OIP binary NaN", "POST", infer, map[string]string{api.HeaderInferenceLength: hlNaN}, binNaN, 400, false},
+		{"OIP header past the body", "POST", infer, map[string]string{api.HeaderInferenceLength: "999999"}, bin[:100], 400, false},
+		{"OIP bad shape", "POST", infer, nil, []byte(`{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}`), 400, false},
+		{"OIP unknown model", "POST", "/v2/models/nope/infer", nil, []byte(`{}`), 404, false},
+		{"OIP no key", "POST", infer, map[string]string{"X-API-Key": ""}, []byte(`{}`), 401, false},
+		{"OIP oversized", "POST", infer, map[string]string{api.HeaderInferenceLength: hl}, append(bin, bin...), 413, false},
 	}
+	// A client that honours Expect: 100-continue, as curl does for large bodies.
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var got [2]*http.Response
 			var bodies [2][]byte
 			for i, base := range []string{echoURL, fastURL} {
 				req, _ := http.NewRequest(tc.method, base+tc.path, bytes.NewReader(tc.body))
+				if tc.chunked {
+					req.ContentLength, req.TransferEncoding = -1, []string{"chunked"}
+				}
 				req.Header.Set("X-API-Key", "sekret")
 				for k, v := range tc.headers {
 					if v == "" {
@@ -108,7 +118,7 @@ func TestFastServerAnswersLikeEcho(t *testing.T) {
 						req.Header.Set(k, v)
 					}
 				}
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := client.Do(req)
 				if err != nil {
 					t.Fatal(err)
 				}
