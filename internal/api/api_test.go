@@ -52,6 +52,13 @@ func MustServe(tb testing.TB, h http.Handler) string {
 // MustScorerAPI serves calling-score with a loaded session of a fresh model.
 func MustScorerAPI(tb testing.TB) (string, *loader.Slot) {
 	tb.Helper()
+	served := mustServed(tb)
+	return MustServe(tb, newScorer(served).Handler()), served.Slot
+}
+
+// mustServed is calling-score with a session of a fresh model loaded as v1.
+func mustServed(tb testing.TB) *api.Served {
+	tb.Helper()
 	m := testutil.MustModel(tb, 1)
 	s, err := loader.Open(m.Path, loader.DefaultOptions())
 	if err != nil {
@@ -60,8 +67,7 @@ func MustScorerAPI(tb testing.TB) (string, *loader.Slot) {
 	served := api.NewServed("calling-score", fallback.CallingScore{})
 	served.Slot.Swap(loader.NewLoaded(s, 1, m.Digest, nil))
 	tb.Cleanup(served.Slot.Close)
-	h := newScorer(served)
-	return MustServe(tb, h.Handler()), served.Slot
+	return served
 }
 
 func post(tb testing.TB, url, body string) (int, []byte) {

@@ -101,6 +101,6 @@ func (x fastExchange) blob(status int, ct string, b []byte) error {
 }
 
 // tooLarge is the answer to a body over limit bytes.
-func tooLarge(limit int64) error {
+func tooLarge(limit int64) *requestError {
 	return &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: bodyTooLargeMsg(limit)}
 }

@@ -15,8 +15,6 @@ import (
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/fallback"
-	"github.com/modelops/modelops/internal/loader"
-	"github.com/modelops/modelops/internal/testutil"
 )
 
 // MustServeFast serves s on fasthttp on 127.0.0.1:0 until the test ends.
@@ -34,15 +32,7 @@ func MustServeFast(tb testing.TB, s *api.Scorer) string {
 // the same status, headers that matter and bytes, for good requests and bad, on
 // the routes it serves itself and on those it hands to echo.
 func TestFastServerAnswersLikeEcho(t *testing.T) {
-	m := testutil.MustModel(t, 1)
-	sess, err := loader.Open(m.Path, loader.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := api.NewServed("calling-score", fallback.CallingScore{})
-	served.Slot.Swap(loader.NewLoaded(sess, 1, m.Digest, nil))
-	t.Cleanup(served.Slot.Close)
-	s := newScorer(served)
+	s := newScorer(mustServed(t))
 	s.APIKeys = []string{"sekret"}
 	s.MaxBodyBytes = 64 << 10
 	echoURL, fastURL := MustServe(t, s.Handler()), MustServeFast(t, s)
