@@ -77,7 +77,11 @@ func (x fastExchange) body(limit int64) ([]byte, error) {
 	return b, nil
 }
 
-func (x fastExchange) context() context.Context     { return x.ctx }
+// context is never done: fasthttp's request context is done as soon as the
+// server's shutdown begins, which would fail requests waiting for a turn that a
+// graceful close must let finish (their budget still bounds the wait).
+func (x fastExchange) context() context.Context { return context.Background() }
+
 func (x fastExchange) setHeader(name, value string) { x.ctx.Response.Header.Set(name, value) }
 
 // json writes v the way echo's c.JSON does (the encoder's trailing newline

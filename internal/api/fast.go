@@ -33,7 +33,11 @@ func (s *Scorer) Fast() *FastHandler {
 	s.init()
 	rest := fasthttpadaptor.NewFastHTTPHandler(s.Handler())
 	return &FastHandler{
-		MaxBodyBytes: s.MaxBodyBytes,
+		// The handlers refuse bodies over s.MaxBodyBytes themselves; fasthttp
+		// reads up to drainBytes more first, as net/http drains a refused body,
+		// so that the client gets its 413 rather than a reset connection while
+		// it is still sending.
+		MaxBodyBytes: s.MaxBodyBytes + drainBytes,
 		Error:        s.fastError,
 		Serve: func(ctx *fasthttp.RequestCtx) {
 			if ctx.IsPost() {
@@ -49,6 +53,9 @@ func (s *Scorer) Fast() *FastHandler {
 		},
 	}
 }
+
+// drainBytes is how far past its limit a body is read to answer it cleanly.
+const drainBytes = 256 << 10
 
 // inferModel is the model named by an inference path, /v2/models/{m}/infer.
 func inferModel(path []byte) (string, bool) {

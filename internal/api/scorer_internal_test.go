@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,5 +167,54 @@ func TestShadowScoresTheRowsItWasGiven(t *testing.T) {
 	}
 	if count < rows || sum != 0 {
 		t.Fatalf("shadow differences: %v rows shadowed, summing to %v; want at least %d rows, summing to 0 (the same graph on the same rows)", count, sum, rows)
+	}
+}
+
+// A graceful close lets a request that is waiting for a turn finish: closing the
+// fasthttp server must not cancel it (fasthttp's request context is done as soon
+// as its shutdown begins, which would answer 500).
+func TestCloseLetsQueuedRequestsFinish(t *testing.T) {
+	s := NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), NewServed("calling-score", fallback.CallingScore{}))
+	s.MaxInFlight, s.Budget = 1, 30*time.Second
+	srv := NewFastServer("127.0.0.1:0", s.Fast(), s.Logger)
+	if err := srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	s.sem <- struct{}{} // the only turn, taken
+	status := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(srv.URL()+"/v1/score", "application/json", strings.NewReader(`{"features":[`+strings.TrimSuffix(strings.Repeat("0.5,", 39), ",")+`]}`))
+		if err != nil {
+			status <- 0
+			return
+		}
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	for s.waiting.Load() == 0 {
+		runtime.Gosched()
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close(context.Background()) }()
+	// Once the listener refuses new connections, the shutdown has begun.
+	for {
+		c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL(), "http://"))
+		if err != nil {
+			break
+		}
+		c.Close()
+		runtime.Gosched()
+	}
+	select {
+	case code := <-status:
+		t.Fatalf("the queued request was answered %d while its turn was still taken", code)
+	default:
+	}
+	<-s.sem
+	if code := <-status; code != http.StatusOK {
+		t.Fatalf("queued request across a graceful close: %d, want 200", code)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
 	}
 }
