@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -156,5 +157,22 @@ func TestFastServerCloseDropsSilentConnections(t *testing.T) {
 	}
 	if err := <-s.Done(); err != nil {
 		t.Fatalf("serve: %v", err)
+	}
+}
+
+// Request line and headers over the read buffer get a clear 431 in the API's
+// error shape, not fasthttp's plain text.
+func TestFastServerRefusesOversizedHeadersClearly(t *testing.T) {
+	url := MustServeFast(t, api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{})))
+	req, _ := http.NewRequest("POST", url+"/v1/score", strings.NewReader(`{}`))
+	req.Header.Set("X-Big", strings.Repeat("a", 20000))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body api.ErrorBody
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || body.Error.Code != "too_large" {
+		t.Fatalf("20 KB of headers: %d %+v (%v), want 431 too_large", resp.StatusCode, body, err)
 	}
 }
