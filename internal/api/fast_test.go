@@ -130,6 +130,17 @@ func TestFastServerAnswersLikeEcho(t *testing.T) {
 			}
 		})
 	}
+	// The metrics change with every request, so they are compared by content:
+	// both servers count into the same scorer.
+	resp, err := http.Get(fastURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(metrics), `modelops_scorer_requests_total{arm="champion",model="calling-score",source="model"}`) {
+		t.Fatalf("metrics on fasthttp: %d\n%.400s", resp.StatusCode, metrics)
+	}
 }
 
 // A connection that never sends a request must not hold up a graceful close:
