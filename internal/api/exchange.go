@@ -87,9 +87,8 @@ func (x fastExchange) setHeader(name, value string) { x.ctx.Response.Header.Set(
 // json writes v the way echo's c.JSON does (the encoder's trailing newline
 // included), so both servers answer byte for byte alike.
 func (x fastExchange) json(status int, v any) error {
-	w := x.ctx.Response.BodyWriter()
 	x.ctx.Response.ResetBody()
-	if err := json.NewEncoder(w).Encode(v); err != nil {
+	if err := json.NewEncoder(x.ctx).Encode(v); err != nil { // RequestCtx writes append to the body
 		return err
 	}
 	x.ctx.SetContentType(echo.MIMEApplicationJSON)
