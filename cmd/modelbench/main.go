@@ -50,6 +50,7 @@ type options struct {
 	duration  time.Duration
 	conns     int
 	quick     bool
+	quick256  bool
 	swaps     int
 	swapEvery time.Duration
 }
@@ -61,6 +62,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 4*time.Second, "length of each load run")
 	flag.IntVar(&o.conns, "conns", 0, "concurrent connections for maximum-load runs (0: 64 a CPU, enough to keep the CPUs busy)")
 	flag.BoolVar(&o.quick, "quick", false, "measure only the single-row contenders, print one line and stop")
+	flag.BoolVar(&o.quick256, "quick256", false, "measure only the 256-row binary contenders and the raw loop, print one line and stop")
 	flag.IntVar(&o.swaps, "swaps", 100, "promotions in the hot-swap run")
 	flag.DurationVar(&o.swapEvery, "swap-every", 150*time.Millisecond, "time between promotions in the hot-swap run")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
@@ -141,6 +143,9 @@ func run(o options) error {
 	fmt.Printf("modelbench: %s, %d CPUs (%s), %s, ONNX Runtime %s, %s per run, %d connections\n\n",
 		runtime.Version(), runtime.NumCPU(), placement, cpuName(), loader.Version(), o.duration, o.conns)
 	single, multi := bodies()
+	if o.quick256 {
+		return quick256(o)
+	}
 
 	raw1, err := rawLoop(o.model, 1, o.duration)
 	if err != nil {
@@ -919,4 +924,38 @@ func rollbackRun(o options, body []byte) (time.Duration, error) {
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// quick256 measures the 256-row binary contenders between two raw loops and
+// prints one line.
+func quick256(o options) error {
+	before, err := rawLoop(o.model, 256, o.duration)
+	if err != nil {
+		return err
+	}
+	url, stop, _, err := scorer(o.model, false)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	modellessURL, stopModelless := modelless()
+	defer stopModelless()
+	const infer = "/v2/models/calling-score/infer"
+	binHeader, binBody := binaryBody()
+	binHeaders := map[string]string{api.HeaderInferenceLength: fmt.Sprint(binHeader)}
+	canned, err := cannedResponse(url+infer, binBody, binHeaders)
+	if err != nil {
+		return err
+	}
+	bareURL, stopBare := bareHTTP(canned)
+	defer stopBare()
+	bins := turns([]string{url + infer, modellessURL + infer, bareURL + infer}, binBody, binHeaders, o.conns/2, 3*o.duration, 200*time.Millisecond)
+	after, err := rawLoop(o.model, 256, o.duration)
+	if err != nil {
+		return err
+	}
+	raw := (before.runs + after.runs) / 2
+	fmt.Printf("raw loop %.0f runs/s (%.0f, %.0f); scorer %.0f requests/s: %s of the raw loop (bounds: %s with the scorer's own work, %s with none); failed %d\n",
+		raw, before.runs, after.runs, bins[0].rps(), pct(bins[0].rps()/raw), pct(1/(1+raw/bins[1].rps())), pct(1/(1+raw/bins[2].rps())), bins[0].Failed+bins[1].Failed+bins[2].Failed)
+	return nil
 }

@@ -2,8 +2,11 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
+	"github.com/valyala/fasthttp"
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/artifact"
@@ -55,6 +59,21 @@ func BenchmarkHandlerNullModel(b *testing.B) {
 }
 
 func BenchmarkHandlerScorer(b *testing.B) {
+	sc := shippedScorer(b)
+	serveBench(b, sc.Handler())
+	var r api.ScoreResponse
+	rec := httptest.NewRecorder()
+	sc.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/score", bytes.NewReader(benchBody)))
+	json.Unmarshal(rec.Body.Bytes(), &r)
+	if r.Source != api.SourceModel {
+		b.Fatalf("benchmark answered from %s", r.Source)
+	}
+}
+
+// shippedScorer serves the shipped calling-score model as a scorer node does:
+// monitoring on, the card's reference binning every row, answers remembered for
+// feedback.
+func shippedScorer(b *testing.B) *api.Scorer {
 	raw, err := os.ReadFile("../../models/calling_score/card.json")
 	if err != nil {
 		b.Fatal(err)
@@ -69,17 +88,79 @@ func BenchmarkHandlerScorer(b *testing.B) {
 	}
 	served := api.NewServed("calling-score", fallback.CallingScore{})
 	served.Slot.Swap(loader.NewLoaded(s, 1, "bench", card))
-	defer served.Slot.Close()
+	b.Cleanup(served.Slot.Close)
 	sc := api.NewScorer(discard, served)
 	sc.Recorder = monitor.NewRecorder()
 	sc.Recorder.SetReference(1, card)
 	sc.Join = monitor.NewJoin(sc.Recorder, 100000)
-	serveBench(b, sc.Handler())
-	var r api.ScoreResponse
-	rec := httptest.NewRecorder()
-	sc.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/score", bytes.NewReader(benchBody)))
-	json.Unmarshal(rec.Body.Bytes(), &r)
-	if r.Source != api.SourceModel {
-		b.Fatalf("benchmark answered from %s", r.Source)
-	}
+	return sc
 }
+
+// BenchmarkFastOIPBinary256 serves a 256-row OIP v2 binary request through the
+// scorer's fasthttp handler, in process: what a 256-row request costs the
+// scorer's CPU beyond the network. Beside it, in the same run, the baselines:
+// "null" only reads the body and answers the scorer's bytes, "no-model" is the
+// scorer with constant rules (everything but ONNX Runtime), "raw" is the bare
+// session run: `go test -run '^$' -bench FastOIP ./internal/api`.
+func BenchmarkFastOIPBinary256(b *testing.B) {
+	data := make([]byte, 0, 256*39*4)
+	for i := range 256 * 39 {
+		data = binary.LittleEndian.AppendUint32(data, math.Float32bits(float32(i%97)/97))
+	}
+	header := fmt.Sprintf(`{"inputs":[{"name":"input","shape":[256,39],"datatype":"FP32","parameters":{"binary_data_size":%d}}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]}`, len(data))
+	body := append([]byte(header), data...)
+	serve := func(b *testing.B, h fasthttp.RequestHandler) []byte {
+		var ctx fasthttp.RequestCtx
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx.Request.Reset()
+			ctx.Response.Reset()
+			ctx.Request.Header.SetMethod(http.MethodPost)
+			ctx.Request.SetRequestURI("/v2/models/calling-score/infer")
+			ctx.Request.Header.Set(api.HeaderInferenceLength, fmt.Sprint(len(header)))
+			ctx.Request.SetBody(body)
+			h(&ctx)
+			if ctx.Response.StatusCode() != 200 {
+				b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+			}
+		}
+		return append([]byte(nil), ctx.Response.Body()...)
+	}
+	withModel := shippedScorer(b)
+	var answer []byte
+	b.Run("scorer", func(b *testing.B) { answer = serve(b, withModel.Fast().Serve) })
+	b.Run("no-model", func(b *testing.B) {
+		sc := newScorer(api.NewServed("calling-score", constantRules{}))
+		sc.Recorder = monitor.NewRecorder()
+		serve(b, sc.Fast().Serve)
+	})
+	b.Run("null", func(b *testing.B) {
+		serve(b, func(ctx *fasthttp.RequestCtx) {
+			if len(ctx.Request.Body()) != len(body) {
+				ctx.SetStatusCode(http.StatusBadRequest)
+				return
+			}
+			ctx.Response.Header.Set(api.HeaderInferenceLength, "200")
+			ctx.SetBody(answer)
+		})
+	})
+	b.Run("raw", func(b *testing.B) {
+		l := withModel.Models["calling-score"].Slot.Acquire()
+		defer l.Release()
+		flat := make([]float32, 256*39)
+		for i := range flat {
+			flat[i] = float32(i%97) / 97
+		}
+		for b.Loop() {
+			if _, err := l.Run(flat, 256); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// constantRules answer every row with the same score.
+type constantRules struct{}
+
+func (constantRules) Features() int           { return 39 }
+func (constantRules) Score([]float32) float32 { return 0.5 }

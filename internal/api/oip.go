@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"unsafe"
@@ -101,43 +102,74 @@ func (s *Scorer) oipModelReady(c echo.Context) error {
 	return c.JSON(status, map[string]any{"name": m.Name, "ready": ready})
 }
 
-// OIPInferRequest is POST /v2/models/{m}/infer.
+// OIPInferRequest is POST /v2/models/{m}/infer. Of the parameters the
+// protocol allows, the scorer reads the ones its types name and ignores the
+// rest; one it reads must have the type it names.
 type OIPInferRequest struct {
-	ID         string           `json:"id,omitempty"`
-	Parameters map[string]any   `json:"parameters,omitempty"`
-	Inputs     []OIPInputTensor `json:"inputs"`
-	Outputs    []struct {
-		Name       string         `json:"name"`
-		Parameters map[string]any `json:"parameters,omitempty"`
-	} `json:"outputs,omitempty"`
+	ID         string               `json:"id,omitempty"`
+	Parameters OIPRequestParameters `json:"parameters,omitzero"`
+	Inputs     []OIPInputTensor     `json:"inputs"`
+	Outputs    []OIPRequestedOutput `json:"outputs,omitempty"`
+}
+
+// OIPRequestParameters are the request parameters the scorer reads.
+type OIPRequestParameters struct {
+	// Key assigns the request to an arm, as /v1/score's key does.
+	Key string `json:"key,omitempty"`
+	// BinaryDataOutput asks for every output as binary data (the binary tensor
+	// extension), for requests that name no outputs.
+	BinaryDataOutput bool `json:"binary_data_output,omitempty"`
+}
+
+// OIPTensorParameters are the tensor parameters of the binary tensor
+// extension.
+type OIPTensorParameters struct {
+	// BinaryDataSize is the length of the tensor's data after the JSON header.
+	BinaryDataSize *int64 `json:"binary_data_size,omitempty"`
+	// BinaryData, on a requested output, asks for it as binary data.
+	BinaryData bool `json:"binary_data,omitempty"`
+}
+
+// OIPRequestedOutput names an output a request wants.
+type OIPRequestedOutput struct {
+	Name       string              `json:"name"`
+	Parameters OIPTensorParameters `json:"parameters,omitzero"`
 }
 
 // OIPInputTensor carries data flat (row-major) or nested.
 type OIPInputTensor struct {
-	Name       string          `json:"name"`
-	Shape      []int64         `json:"shape"`
-	Datatype   string          `json:"datatype"`
-	Parameters map[string]any  `json:"parameters,omitempty"`
-	Data       json.RawMessage `json:"data"`
+	Name       string              `json:"name"`
+	Shape      []int64             `json:"shape"`
+	Datatype   string              `json:"datatype"`
+	Parameters OIPTensorParameters `json:"parameters,omitzero"`
+	Data       json.RawMessage     `json:"data"`
 }
 
 // OIPOutputTensor is one output of an inference response.
 type OIPOutputTensor struct {
-	Name       string         `json:"name"`
-	Shape      []int64        `json:"shape"`
-	Datatype   string         `json:"datatype"`
-	Parameters map[string]any `json:"parameters,omitempty"`
-	Data       []float32      `json:"data,omitempty"`
+	Name       string               `json:"name"`
+	Shape      []int64              `json:"shape"`
+	Datatype   string               `json:"datatype"`
+	Parameters *OIPTensorParameters `json:"parameters,omitempty"`
+	Data       []float32            `json:"data,omitempty"`
 }
 
 // OIPInferResponse answers an inference request. Parameters say where the scores
-// came from (source, arm, reason), as /v1/score does.
+// came from, as /v1/score does.
 type OIPInferResponse struct {
-	ModelName    string            `json:"model_name"`
-	ModelVersion string            `json:"model_version,omitempty"`
-	ID           string            `json:"id,omitempty"`
-	Parameters   map[string]any    `json:"parameters,omitempty"`
-	Outputs      []OIPOutputTensor `json:"outputs"`
+	ModelName    string                `json:"model_name"`
+	ModelVersion string                `json:"model_version,omitempty"`
+	ID           string                `json:"id,omitempty"`
+	Parameters   OIPResponseParameters `json:"parameters"`
+	Outputs      []OIPOutputTensor     `json:"outputs"`
+}
+
+// OIPResponseParameters say which arm answered and from what: source "model"
+// or "fallback", with the fallback's reason.
+type OIPResponseParameters struct {
+	Arm    string `json:"arm"`
+	Reason string `json:"reason,omitempty"`
+	Source string `json:"source"`
 }
 
 // inferKeyed is POST /v2/models/{model}/infer: the API key, then oipInfer.
@@ -195,21 +227,21 @@ func (s *Scorer) oipInfer(x exchange, model string) error {
 	if len(in.Shape) != 2 || in.Shape[1] != int64(width) || in.Shape[0] < 1 || in.Shape[0] > int64(s.MaxRows) {
 		return oipError(x, http.StatusBadRequest, fmt.Sprintf("input shape %v: want [N,%d] with 1 ≤ N ≤ %d", in.Shape, width, s.MaxRows))
 	}
-	binaryOut := false
+	binaryOut := len(req.Outputs) == 0 && req.Parameters.BinaryDataOutput
 	for _, o := range req.Outputs {
 		if o.Name != "output" {
 			return oipError(x, http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields \"output\"", truncate(o.Name, 40)))
 		}
-		binaryOut = binaryOut || o.Parameters["binary_data"] == true
+		binaryOut = binaryOut || o.Parameters.BinaryData
 	}
 	n := int(in.Shape[0])
 	var flat []float32
-	if size, ok := in.Parameters["binary_data_size"].(float64); ok {
+	if size := in.Parameters.BinaryDataSize; size != nil {
 		if tensorBytes == nil {
 			return oipError(x, http.StatusBadRequest, "binary_data_size without the "+HeaderInferenceLength+" header")
 		}
-		if int(size) != 4*n*width || len(tensorBytes) != int(size) {
-			return oipError(x, http.StatusBadRequest, fmt.Sprintf("binary input has %d bytes (binary_data_size %v); shape [%d,%d] FP32 needs %d", len(tensorBytes), size, n, width, 4*n*width))
+		if *size != int64(4*n*width) || int64(len(tensorBytes)) != *size {
+			return oipError(x, http.StatusBadRequest, fmt.Sprintf("binary input has %d bytes (binary_data_size %d); shape [%d,%d] FP32 needs %d", len(tensorBytes), *size, n, width, 4*n*width))
 		}
 		// The rows go into a pooled buffer: nothing keeps them once the answer
 		// is written (see Scorer.answer).
@@ -222,8 +254,7 @@ func (s *Scorer) oipInfer(x exchange, model string) error {
 	} else if flat, err = flattenFP32(in.Data, n*width); err != nil {
 		return oipError(x, http.StatusBadRequest, "input data: "+err.Error())
 	}
-	key, _ := req.Parameters["key"].(string)
-	out, err := s.answer(x.context(), m, flat, n, key, s.Budget, arrival)
+	out, err := s.answer(x.context(), m, flat, n, req.Parameters.Key, s.Budget, arrival)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
@@ -235,26 +266,23 @@ func (s *Scorer) oipInfer(x exchange, model string) error {
 		return err
 	}
 	resp := OIPInferResponse{ModelName: m.Name, ID: req.ID,
-		Parameters: map[string]any{"source": out.source, "arm": out.arm},
+		Parameters: OIPResponseParameters{Arm: out.arm, Reason: out.reason, Source: out.source},
 		Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{int64(n), 1}, Datatype: "FP32", Data: out.scores}}}
-	if out.reason != "" {
-		resp.Parameters["reason"] = out.reason
-	}
 	if out.version > 0 {
 		resp.ModelVersion = strconv.Itoa(out.version)
 	}
 	if !binaryOut {
 		return x.json(http.StatusOK, resp)
 	}
-	raw := encodeFP32(resp.Outputs[0].Data)
+	size := int64(4 * len(out.scores))
 	resp.Outputs[0].Data = nil
-	resp.Outputs[0].Parameters = map[string]any{"binary_data_size": len(raw)}
+	resp.Outputs[0].Parameters = &OIPTensorParameters{BinaryDataSize: &size}
 	header, err := json.Marshal(resp)
 	if err != nil {
 		return err
 	}
 	x.setHeader(HeaderInferenceLength, strconv.Itoa(len(header)))
-	return x.blob(http.StatusOK, "application/octet-stream", append(header, raw...))
+	return x.blob(http.StatusOK, "application/octet-stream", appendFP32(header, out.scores))
 }
 
 // HeaderInferenceLength carries the length of the JSON header in the OIP v2
@@ -324,10 +352,11 @@ var floatPool = sync.Pool{New: func() any { return new([]float32) }}
 
 var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
-func encodeFP32(v []float32) []byte {
-	b := make([]byte, 4*len(v))
-	for i, f := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+// appendFP32 appends v to b as little-endian float32 values.
+func appendFP32(b []byte, v []float32) []byte {
+	b = slices.Grow(b, 4*len(v))
+	for _, f := range v {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
 	}
 	return b
 }

@@ -114,6 +114,9 @@ func TestOIPv2InferErrors(t *testing.T) {
 		{"string data", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":["a"]}]}`, 400, "input data"},
 		{"null data", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[null,` + nums(38, "0") + `]}]}`, 400, "null"},
 		{"unknown output", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[` + row + `]}],"outputs":[{"name":"probs"}]}`, 400, `unknown output "probs"`},
+		{"key not a string", "calling-score", `{"parameters":{"key":7},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[` + row + `]}]}`, 400, "parameters.key of type string"},
+		{"binary_data_size not a number", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","parameters":{"binary_data_size":"156"}}]}`, 400, "binary_data_size of type int64"},
+		{"binary_data_size without the header", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","parameters":{"binary_data_size":156}}]}`, 400, "without the Inference-Header-Content-Length header"},
 		{"unknown model", "churn", `{}`, 404, "unknown model"},
 	}
 	for _, tt := range tests {
@@ -180,12 +183,30 @@ func TestOIPv2BinaryTensors(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := body[n:]
-	if r.Outputs[0].Parameters["binary_data_size"] != float64(12) || len(raw) != 12 {
+	if p := r.Outputs[0].Parameters; p == nil || p.BinaryDataSize == nil || *p.BinaryDataSize != 12 || len(raw) != 12 {
 		t.Fatalf("binary output: %+v, %d bytes", r.Outputs[0], len(raw))
 	}
 	for i := range want {
 		if got := math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:])); math.Abs(float64(got-want[i])) > 1e-6 {
 			t.Fatalf("row %d: %v, session says %v", i, got, want[i])
+		}
+	}
+
+	// binary_data_output on the request asks for every output in binary when
+	// it names none; without either, the answer is JSON.
+	for _, tt := range []struct {
+		from, to string
+		binary   bool
+	}{
+		{`"outputs":[{"name":"output","parameters":{"binary_data":true}}]`, `"parameters":{"binary_data_output":true}`, true},
+		{`"outputs":[{"name":"output","parameters":{"binary_data":true}}]`, `"parameters":{"unknown":[1,{"a":null}],"key":"k"}`, false},
+	} {
+		resp, body := binaryInfer(t, url, rows, func(h, d []byte) ([]byte, []byte) {
+			return bytes.Replace(h, []byte(tt.from), []byte(tt.to), 1), d
+		})
+		hl := resp.Header.Get(api.HeaderInferenceLength)
+		if resp.StatusCode != 200 || (hl != "") != tt.binary {
+			t.Fatalf("%s: %d, header length %q, %s; want binary %v", tt.to, resp.StatusCode, hl, body, tt.binary)
 		}
 	}
 
