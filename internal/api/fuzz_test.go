@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -75,6 +77,97 @@ func FuzzFP32Binary(f *testing.F) {
 			t.Fatalf("value %d is not finite; err = %v", bad, err)
 		case bad < 0 && (err != nil || len(out) != n):
 			t.Fatalf("all finite, got %d values, err %v", len(out), err)
+		}
+	})
+}
+
+// clientHeaders are inference request headers as clients send them: the bench's,
+// Triton's Python client's (binary in and out, spaced), KServe's with an id and
+// a key, and one asking for every output in binary.
+var clientHeaders = []string{
+	`{"inputs":[{"name":"input","shape":[256,39],"datatype":"FP32","parameters":{"binary_data_size":39936}}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]}`,
+	`{"inputs": [{"name": "input", "shape": [2, 39], "datatype": "FP32", "parameters": {"binary_data_size": 312}}], "outputs": [{"name": "output", "parameters": {"binary_data": true}}]}`,
+	"{\n  \"id\": \"req-7\",\n  \"parameters\": {\"key\": \"user-42\"},\n  \"inputs\": [{\"name\": \"input\", \"shape\": [1, 39], \"datatype\": \"FP32\", \"parameters\": {\"binary_data_size\": 156}}]\n}\n",
+	`{"parameters":{"binary_data_output":true},"inputs":[{"name":"input","shape":[3,39],"datatype":"FP32","parameters":{"binary_data_size":468}}]}`,
+}
+
+// TestClientHeadersTakeTheDirectReader checks that the headers clients send are
+// read without encoding/json, and read as encoding/json reads them.
+func TestClientHeadersTakeTheDirectReader(t *testing.T) {
+	for _, h := range clientHeaders {
+		var got, want OIPInferRequest
+		if !readOIPHeader([]byte(h), &got) {
+			t.Errorf("left to encoding/json: %s", h)
+			continue
+		}
+		if err := json.Unmarshal([]byte(h), &want); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: read %+v, encoding/json %+v (%v)", h, got, want, err)
+		}
+	}
+	// And what it must leave to encoding/json, which may read it otherwise or
+	// refuse it.
+	for _, h := range []string{`{"Inputs":[]}`, `{"id":"a\"b"}`, `{"id":null}`, `{"inputs":[{"shape":[1.0]}]}`, `{"inputs":[{"shape":[1e2]}]}`,
+		`{"inputs":[{"data":[1]}]}`, `{"id":"a","id":"b"}`, `{"parameters":{"priority":1}}`, `{"inputs":[]} x`, `{"inputs":[{"shape":[01]}]}`, "{\"id\":\"caf\u00e9\"}"} {
+		var r OIPInferRequest
+		if readOIPHeader([]byte(h), &r) {
+			t.Errorf("read %s directly", h)
+		}
+	}
+}
+
+// FuzzOIPHeader holds the direct header reader to encoding/json: whatever it
+// reads, encoding/json must accept and read alike.
+func FuzzOIPHeader(f *testing.F) {
+	for _, h := range clientHeaders {
+		f.Add([]byte(h))
+	}
+	for _, h := range []string{`{}`, `{"inputs":[]}`, `{"inputs":[{"shape":[-0,-1]}]}`, `{"outputs":[{"name":"x","parameters":{}}]}`, `{"id":""}`, `[]`, `{"inputs":[{"shape":[999999999999999999]}]}`} {
+		f.Add([]byte(h))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got OIPInferRequest
+		if !readOIPHeader(data, &got) {
+			return
+		}
+		var want OIPInferRequest
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatalf("read %q, which encoding/json refuses: %v", data, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: read %+v, encoding/json reads %+v", data, got, want)
+		}
+	})
+}
+
+// FuzzOIPAnswerHeader holds the direct answer header writer to json.Marshal.
+func FuzzOIPAnswerHeader(f *testing.F) {
+	f.Add("calling-score", "3", "", "champion", "", "model", int64(256), false)
+	f.Add("calling-score", "", "req-<7>", "challenger", "timeout", "fallback", int64(1), true)
+	f.Add("m\u00e9", "1", "a\"b", "champion", "", "model", int64(-1), false)
+	f.Fuzz(func(t *testing.T, model, version, id, arm, reason, source string, rows int64, nilShape bool) {
+		size := 4 * rows
+		resp := OIPInferResponse{ModelName: model, ModelVersion: version, ID: id,
+			Parameters: OIPResponseParameters{Arm: arm, Reason: reason, Source: source},
+			Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{rows, 1}, Datatype: "FP32", Parameters: &OIPTensorParameters{BinaryDataSize: &size}}}}
+		if nilShape {
+			resp.Outputs[0].Shape = nil
+		}
+		want, err := json.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := appendOIPAnswerHeader([]byte("x"), &resp)
+		if !ok {
+			if string(got) != "x" {
+				t.Fatalf("appended %q and gave up", got)
+			}
+			if plain(model) && plain(version) && plain(id) && plain(arm) && plain(reason) && plain(source) {
+				t.Fatalf("gave up on plain strings: %+v", resp)
+			}
+			return
+		}
+		if !bytes.Equal(got[1:], want) {
+			t.Fatalf("wrote\n%s\njson.Marshal writes\n%s", got[1:], want)
 		}
 	})
 }

@@ -207,7 +207,7 @@ func (s *Scorer) oipInfer(x exchange, model string) error {
 		body, tensorBytes = body[:n], body[n:]
 	}
 	var req OIPInferRequest
-	if err := json.Unmarshal(body, &req); err != nil {
+	if err := decodeOIPHeader(body, &req); err != nil {
 		return oipError(x, http.StatusBadRequest, "malformed inference request: "+err.Error())
 	}
 	width := m.width()
@@ -277,7 +277,7 @@ func (s *Scorer) oipInfer(x exchange, model string) error {
 	size := int64(4 * len(out.scores))
 	resp.Outputs[0].Data = nil
 	resp.Outputs[0].Parameters = &OIPTensorParameters{BinaryDataSize: &size}
-	header, err := json.Marshal(resp)
+	header, err := marshalOIPAnswerHeader(make([]byte, 0, 256+size), &resp)
 	if err != nil {
 		return err
 	}

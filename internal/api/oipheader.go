@@ -1,0 +1,352 @@
+package api
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// An inference request's JSON header costs encoding/json about as much as the
+// rest of a 256-row binary request's handling together, and its answer's header
+// a third of that: reflection, a validity pass before the decoding one, and an
+// allocation per field. These two read and write the shape that clients send
+// and the scorer answers directly, and leave everything else to encoding/json.
+// Neither decides anything: a header the reader does not know is decoded by
+// encoding/json, which gives every error, and a fuzz target holds both to
+// encoding/json's results.
+
+// readOIPHeader decodes b into req when b is an inference request of the plain
+// shape: the fields of OIPInferRequest spelt as their tags spell them, each at
+// most once; strings of printable ASCII without escapes; integers without a
+// fraction or exponent; no nulls, no "data" and no parameters the scorer does
+// not read. It reports false for anything else, leaving req in an unspecified
+// state.
+func readOIPHeader(b []byte, req *OIPInferRequest) bool {
+	s := jsonScan{b: b}
+	var seen uint8
+	ok := s.object(func(key []byte) bool {
+		switch string(key) {
+		case "id":
+			v, ok := s.str()
+			req.ID = string(v)
+			return once(&seen, 1) && ok
+		case "parameters":
+			var seenP uint8
+			return once(&seen, 2) && s.object(func(key []byte) bool {
+				switch string(key) {
+				case "key":
+					v, ok := s.str()
+					req.Parameters.Key = string(v)
+					return once(&seenP, 1) && ok
+				case "binary_data_output":
+					v, ok := s.bool()
+					req.Parameters.BinaryDataOutput = v
+					return once(&seenP, 2) && ok
+				}
+				return false
+			})
+		case "inputs":
+			req.Inputs = make([]OIPInputTensor, 0, 1)
+			return once(&seen, 4) && s.array(func() bool {
+				req.Inputs = append(req.Inputs, OIPInputTensor{})
+				return s.inputTensor(&req.Inputs[len(req.Inputs)-1])
+			})
+		case "outputs":
+			req.Outputs = make([]OIPRequestedOutput, 0, 1)
+			return once(&seen, 8) && s.array(func() bool {
+				req.Outputs = append(req.Outputs, OIPRequestedOutput{})
+				o := &req.Outputs[len(req.Outputs)-1]
+				var seenO uint8
+				return s.object(func(key []byte) bool {
+					switch string(key) {
+					case "name":
+						v, ok := s.str()
+						o.Name = tensorName(v)
+						return once(&seenO, 1) && ok
+					case "parameters":
+						return once(&seenO, 2) && s.tensorParameters(&o.Parameters)
+					}
+					return false
+				})
+			})
+		}
+		return false
+	})
+	return ok && s.end()
+}
+
+func (s *jsonScan) inputTensor(t *OIPInputTensor) bool {
+	var seen uint8
+	return s.object(func(key []byte) bool {
+		switch string(key) {
+		case "name":
+			v, ok := s.str()
+			t.Name = tensorName(v)
+			return once(&seen, 1) && ok
+		case "shape":
+			t.Shape = make([]int64, 0, 2)
+			return once(&seen, 2) && s.array(func() bool {
+				v, ok := s.int()
+				t.Shape = append(t.Shape, v)
+				return ok
+			})
+		case "datatype":
+			v, ok := s.str()
+			t.Datatype = "FP32"
+			if string(v) != "FP32" {
+				t.Datatype = string(v)
+			}
+			return once(&seen, 4) && ok
+		case "parameters":
+			return once(&seen, 8) && s.tensorParameters(&t.Parameters)
+		}
+		return false
+	})
+}
+
+func (s *jsonScan) tensorParameters(p *OIPTensorParameters) bool {
+	var seen uint8
+	return s.object(func(key []byte) bool {
+		switch string(key) {
+		case "binary_data_size":
+			v, ok := s.int()
+			p.BinaryDataSize = &v
+			return once(&seen, 1) && ok
+		case "binary_data":
+			v, ok := s.bool()
+			p.BinaryData = v
+			return once(&seen, 2) && ok
+		}
+		return false
+	})
+}
+
+// tensorName spares the usual names an allocation.
+func tensorName(v []byte) string {
+	switch string(v) {
+	case "input":
+		return "input"
+	case "output":
+		return "output"
+	}
+	return string(v)
+}
+
+// once marks bit in seen and reports whether it was clear: a repeated key
+// (which encoding/json would merge) is left to encoding/json.
+func once(seen *uint8, bit uint8) bool {
+	first := *seen&bit == 0
+	*seen |= bit
+	return first
+}
+
+// jsonScan reads the plain JSON readOIPHeader accepts.
+type jsonScan struct {
+	b []byte
+	i int
+}
+
+func (s *jsonScan) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// next skips white space and consumes c if it comes next.
+func (s *jsonScan) next(c byte) bool {
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// end reports whether only white space is left.
+func (s *jsonScan) end() bool {
+	s.space()
+	return s.i == len(s.b)
+}
+
+// object reads {"key": value, …}, calling field after each key's colon to read
+// its value.
+func (s *jsonScan) object(field func(key []byte) bool) bool {
+	if !s.next('{') {
+		return false
+	}
+	if s.next('}') {
+		return true
+	}
+	for {
+		key, ok := s.str()
+		if !ok || !s.next(':') || !field(key) {
+			return false
+		}
+		if !s.next(',') {
+			return s.next('}')
+		}
+	}
+}
+
+// array reads [value, …], calling elem to read each value.
+func (s *jsonScan) array(elem func() bool) bool {
+	if !s.next('[') {
+		return false
+	}
+	if s.next(']') {
+		return true
+	}
+	for {
+		if !elem() {
+			return false
+		}
+		if !s.next(',') {
+			return s.next(']')
+		}
+	}
+}
+
+// str reads a string of printable ASCII with no escapes; it aliases s.b.
+func (s *jsonScan) str() ([]byte, bool) {
+	if !s.next('"') {
+		return nil, false
+	}
+	for start := s.i; s.i < len(s.b); s.i++ {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			s.i++
+			return s.b[start : s.i-1], true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// int reads an integer of at most 18 digits, with no fraction or exponent.
+func (s *jsonScan) int() (int64, bool) {
+	s.space()
+	neg := s.i < len(s.b) && s.b[s.i] == '-'
+	if neg {
+		s.i++
+	}
+	start := s.i
+	var v int64
+	for ; s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9'; s.i++ {
+		v = v*10 + int64(s.b[s.i]-'0')
+	}
+	n := s.i - start
+	if n == 0 || n > 18 || (n > 1 && s.b[start] == '0') {
+		return 0, false
+	}
+	if s.i < len(s.b) {
+		if c := s.b[s.i]; c == '.' || c == 'e' || c == 'E' {
+			return 0, false
+		}
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+func (s *jsonScan) bool() (bool, bool) {
+	s.space()
+	switch rest := s.b[s.i:]; {
+	case len(rest) >= 4 && string(rest[:4]) == "true":
+		s.i += 4
+		return true, true
+	case len(rest) >= 5 && string(rest[:5]) == "false":
+		s.i += 5
+		return false, true
+	}
+	return false, false
+}
+
+// appendOIPAnswerHeader appends the JSON header of a binary answer, byte for
+// byte what json.Marshal makes of resp, when resp is the scorer's usual answer:
+// one output whose data is binary and strings that need no escaping. It
+// reports false otherwise, appending nothing.
+func appendOIPAnswerHeader(dst []byte, resp *OIPInferResponse) ([]byte, bool) {
+	if len(resp.Outputs) != 1 {
+		return dst, false
+	}
+	o := &resp.Outputs[0]
+	p := resp.Parameters
+	if o.Data != nil || o.Parameters == nil || o.Parameters.BinaryDataSize == nil || o.Parameters.BinaryData ||
+		!plain(resp.ModelName) || !plain(resp.ModelVersion) || !plain(resp.ID) || !plain(p.Arm) || !plain(p.Reason) || !plain(p.Source) || !plain(o.Name) || !plain(o.Datatype) {
+		return dst, false
+	}
+	dst = append(dst, `{"model_name":"`...)
+	dst = append(dst, resp.ModelName...)
+	if resp.ModelVersion != "" {
+		dst = append(dst, `","model_version":"`...)
+		dst = append(dst, resp.ModelVersion...)
+	}
+	if resp.ID != "" {
+		dst = append(dst, `","id":"`...)
+		dst = append(dst, resp.ID...)
+	}
+	dst = append(dst, `","parameters":{"arm":"`...)
+	dst = append(dst, p.Arm...)
+	if p.Reason != "" {
+		dst = append(dst, `","reason":"`...)
+		dst = append(dst, p.Reason...)
+	}
+	dst = append(dst, `","source":"`...)
+	dst = append(dst, p.Source...)
+	dst = append(dst, `"},"outputs":[{"name":"`...)
+	dst = append(dst, o.Name...)
+	dst = append(dst, `","shape":`...)
+	if o.Shape == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, '[')
+		for i, d := range o.Shape {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendInt(dst, d, 10)
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, `,"datatype":"`...)
+	dst = append(dst, o.Datatype...)
+	dst = append(dst, `","parameters":{"binary_data_size":`...)
+	dst = strconv.AppendInt(dst, *o.Parameters.BinaryDataSize, 10)
+	return append(dst, "}}]}"...), true
+}
+
+// plain reports whether json.Marshal writes s as it is: printable ASCII other
+// than the quote, the backslash and the characters it escapes for HTML.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeOIPHeader decodes an inference request's JSON header: directly when it
+// has the plain shape, with encoding/json otherwise.
+func decodeOIPHeader(b []byte, req *OIPInferRequest) error {
+	if readOIPHeader(b, req) {
+		return nil
+	}
+	*req = OIPInferRequest{}
+	return json.Unmarshal(b, req)
+}
+
+// marshalOIPAnswerHeader encodes a binary answer's JSON header into dst.
+func marshalOIPAnswerHeader(dst []byte, resp *OIPInferResponse) ([]byte, error) {
+	if out, ok := appendOIPAnswerHeader(dst, resp); ok {
+		return out, nil
+	}
+	b, err := json.Marshal(resp)
+	return append(dst, b...), err
+}
