@@ -192,6 +192,30 @@ func TestOIPv2BinaryTensors(t *testing.T) {
 		}
 	}
 
+	// White space may follow the header; it moves the rows through every
+	// alignment.
+	for pad := range 4 {
+		resp, body := binaryInfer(t, url, rows, func(h, d []byte) ([]byte, []byte) {
+			return append(h, strings.Repeat(" ", pad)...), d
+		})
+		n, _ := strconv.Atoi(resp.Header.Get(api.HeaderInferenceLength))
+		if resp.StatusCode != 200 || n == 0 || len(body) != n+12 {
+			t.Fatalf("pad %d: %d %s", pad, resp.StatusCode, body)
+		}
+		for i := range want {
+			if got := math.Float32frombits(binary.LittleEndian.Uint32(body[n+4*i:])); math.Abs(float64(got-want[i])) > 1e-6 {
+				t.Fatalf("pad %d, row %d: %v, session says %v", pad, i, got, want[i])
+			}
+		}
+		resp, body = binaryInfer(t, url, rows, func(h, d []byte) ([]byte, []byte) {
+			binary.LittleEndian.PutUint32(d[4*(39+pad):], math.Float32bits(float32(math.Inf(1))))
+			return append(h, strings.Repeat(" ", pad)...), d
+		})
+		if want := fmt.Sprintf("value %d is not a finite number", 39+pad); resp.StatusCode != 400 || !strings.Contains(string(body), want) {
+			t.Fatalf("pad %d, infinite value: %d %s, want 400 with %q", pad, resp.StatusCode, body, want)
+		}
+	}
+
 	// binary_data_output on the request asks for every output in binary when
 	// it names none; without either, the answer is JSON.
 	for _, tt := range []struct {

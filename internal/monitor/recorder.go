@@ -128,6 +128,31 @@ func (r *Recorder) Observe(o Observation) {
 		}
 	}
 
+	// And count the scores: under the lock, a large request's scores would hold
+	// every other request up.
+	var predCounts [PredictionBins]int64
+	var refBuf [17]int64
+	var refCounts []int64
+	if ref != nil && len(ref.pred) > 0 {
+		refCounts = refBuf[:0]
+		if len(ref.pred)+1 > len(refBuf) {
+			refCounts = make([]int64, 0, len(ref.pred)+1)
+		}
+		refCounts = refCounts[:len(ref.pred)+1]
+	}
+	for _, s := range o.Scores {
+		b := int(s * PredictionBins)
+		if b >= PredictionBins {
+			b = PredictionBins - 1
+		} else if b < 0 {
+			b = 0
+		}
+		predCounts[b]++
+		if refCounts != nil {
+			refCounts[bin(ref.pred, float64(s))]++
+		}
+	}
+
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := accKey{o.Version, o.Arm}
@@ -148,19 +173,17 @@ func (r *Recorder) Observe(o Observation) {
 		}
 		w.Fallbacks[o.Fallback]++
 	}
-	for _, s := range o.Scores {
-		b := int(s * PredictionBins)
-		if b >= PredictionBins {
-			b = PredictionBins - 1
-		} else if b < 0 {
-			b = 0
+	if len(o.Scores) > 0 {
+		for b, n := range predCounts {
+			w.Prediction[b] += n
 		}
-		w.Prediction[b]++
-		if ref != nil && len(ref.pred) > 0 {
+		if refCounts != nil {
 			if w.RefPrediction == nil {
-				w.RefPrediction = make([]int64, len(ref.pred)+1)
+				w.RefPrediction = make([]int64, len(refCounts))
 			}
-			w.RefPrediction[bin(ref.pred, float64(s))]++
+			for b, n := range refCounts {
+				w.RefPrediction[b] += n
+			}
 		}
 	}
 	if sampled == 0 {
