@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -15,9 +17,18 @@ func FuzzScoreRequest(f *testing.F) {
 	for _, s := range []string{`{"features":[` + row + `]}`, `{"rows":[[` + row + `],[1,"x"]]}`, `{"features":[null]}`, `{"features":[1e999]}`, `{`, ``, `{"model":"m","key":"k","budget_ms":5,"features":[1]}`} {
 		f.Add([]byte(s))
 	}
+	for _, s := range scoreBodies {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var req ScoreRequest
-		if err := decodeStrict(data, &req); err != nil {
+		err := decodeStrict(data, &req)
+		// Whatever the direct reader reads, encoding/json reads alike.
+		var direct ScoreRequest
+		if readScoreRequest(data, &direct) && (err != nil || !reflect.DeepEqual(direct, req)) {
+			t.Fatalf("%q: read %+v, encoding/json reads %+v (%v)", data, direct, req, err)
+		}
+		if err != nil {
 			if msg := explainScoreError(data, err); msg == "" {
 				t.Fatal("a refused request without a message")
 			}
@@ -33,10 +44,23 @@ func FuzzScoreRequest(f *testing.F) {
 }
 
 func FuzzOIPData(f *testing.F) {
-	for _, s := range []string{`[1,2,3]`, `[[1,2],[3,4]]`, `[[[1]],[[2]]]`, `[null]`, `"x"`, `[1e39]`, `[]`} {
+	for _, s := range []string{`[1,2,3]`, `[[1,2],[3,4]]`, `[[[1]],[[2]]]`, `[null]`, `"x"`, `[1e39]`, `[]`, `[[]]`, `[[1],[]]`, `[1,[2]]`, `[[1],2]`, ` [ [ 0.5 , -1e-3 ] ] `} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// Whatever the direct reader reads, encoding/json reads alike.
+		sc := jsonScan{b: data}
+		if direct, ok := sc.tensor(nil, true); ok && sc.end() {
+			want, err := flattenJSON(data)
+			if err != nil || len(direct) != len(want) {
+				t.Fatalf("%q: read %v, encoding/json reads %v (%v)", data, direct, want, err)
+			}
+			for i := range want {
+				if float32(direct[i]) != float32(want[i]) {
+					t.Fatalf("%q: value %d read as %v, encoding/json reads %v", data, i, direct[i], want[i])
+				}
+			}
+		}
 		if !json.Valid(data) {
 			return
 		}
@@ -81,14 +105,49 @@ func FuzzFP32Binary(f *testing.F) {
 	})
 }
 
+// scoreBodies are /v1/score bodies as clients send them, which the direct reader
+// must read.
+var scoreBodies = []string{
+	`{"features":[0.5,1,-2.25e-3,0,1E+2,-0.0]}`,
+	`{"model":"calling-score","key":"user-42","budget_ms":20,"rows":[[0.1,0.2],[0.3,0.4],[]]}`,
+	"{\n  \"features\": [ 0.5 , 0.25 ],\n  \"budget_ms\": 7.5\n}\n",
+	`{"rows":[]}`,
+	`{"features":[]}`,
+}
+
+// TestScoreBodiesTakeTheDirectReader checks that the bodies clients send are
+// read without encoding/json, and read as encoding/json reads them; and that
+// what the reader must not read goes to encoding/json.
+func TestScoreBodiesTakeTheDirectReader(t *testing.T) {
+	for _, b := range scoreBodies {
+		var got, want ScoreRequest
+		if !readScoreRequest([]byte(b), &got) {
+			t.Errorf("left to encoding/json: %s", b)
+			continue
+		}
+		if err := decodeStrict([]byte(b), &want); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: read %+v, encoding/json %+v (%v)", b, got, want, err)
+		}
+	}
+	for _, b := range []string{`{"features":[null]}`, `{"features":[1e999]}`, `{"features":[01]}`, `{"features":[1.]}`, `{"features":[.5]}`, `{"features":[1e]}`,
+		`{"features":[+1]}`, `{"features":[NaN]}`, `{"features":[Infinity]}`, `{"features":[0x10]}`, `{"features":["1"]}`, `{"Features":[1]}`, `{"extra":1}`,
+		`{"features":[1]} {}`, `{"features":[1],"features":[2]}`, `{"model":"caf\u00e9"}`, `{"rows":[[1],null]}`, `{"budget_ms":null}`} {
+		var r ScoreRequest
+		if readScoreRequest([]byte(b), &r) {
+			t.Errorf("read %s directly", b)
+		}
+	}
+}
+
 // clientHeaders are inference request headers as clients send them: the bench's,
 // Triton's Python client's (binary in and out, spaced), KServe's with an id and
-// a key, and one asking for every output in binary.
+// a key, one asking for every output in binary, and one with its data in JSON.
 var clientHeaders = []string{
 	`{"inputs":[{"name":"input","shape":[256,39],"datatype":"FP32","parameters":{"binary_data_size":39936}}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]}`,
 	`{"inputs": [{"name": "input", "shape": [2, 39], "datatype": "FP32", "parameters": {"binary_data_size": 312}}], "outputs": [{"name": "output", "parameters": {"binary_data": true}}]}`,
 	"{\n  \"id\": \"req-7\",\n  \"parameters\": {\"key\": \"user-42\"},\n  \"inputs\": [{\"name\": \"input\", \"shape\": [1, 39], \"datatype\": \"FP32\", \"parameters\": {\"binary_data_size\": 156}}]\n}\n",
 	`{"parameters":{"binary_data_output":true},"inputs":[{"name":"input","shape":[3,39],"datatype":"FP32","parameters":{"binary_data_size":468}}]}`,
+	`{"id":"42","inputs":[{"name":"input","shape":[2,3],"datatype":"FP32","data":[[0.5,1,2],[3, 4e-2 ,5]]}],"outputs":[{"name":"output"}]}`,
 }
 
 // TestClientHeadersTakeTheDirectReader checks that the headers clients send are
@@ -107,7 +166,7 @@ func TestClientHeadersTakeTheDirectReader(t *testing.T) {
 	// And what it must leave to encoding/json, which may read it otherwise or
 	// refuse it.
 	for _, h := range []string{`{"Inputs":[]}`, `{"id":"a\"b"}`, `{"id":null}`, `{"inputs":[{"shape":[1.0]}]}`, `{"inputs":[{"shape":[1e2]}]}`,
-		`{"inputs":[{"data":[1]}]}`, `{"id":"a","id":"b"}`, `{"parameters":{"priority":1}}`, `{"inputs":[]} x`, `{"inputs":[{"shape":[01]}]}`, "{\"id\":\"caf\u00e9\"}"} {
+		`{"inputs":[{"data":[1,null]}]}`, `{"inputs":[{"data":[1,[2]]}]}`, `{"inputs":[{"data":"x"}]}`, `{"id":"a","id":"b"}`, `{"parameters":{"priority":1}}`, `{"inputs":[]} x`, `{"inputs":[{"shape":[01]}]}`, "{\"id\":\"caf\u00e9\"}"} {
 		var r OIPInferRequest
 		if readOIPHeader([]byte(h), &r) {
 			t.Errorf("read %s directly", h)
@@ -170,4 +229,30 @@ func FuzzOIPAnswerHeader(f *testing.F) {
 			t.Fatalf("wrote\n%s\njson.Marshal writes\n%s", got[1:], want)
 		}
 	})
+}
+
+// TestNumbersReadAsStrconvReadsThem holds jsonScan.number, whose short decimals
+// skip strconv, to strconv.ParseFloat bit for bit over random values written
+// the ways clients write them.
+func TestNumbersReadAsStrconvReadsThem(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 200000 {
+		v := rng.Float64() * math.Pow(10, float64(rng.IntN(12)-6))
+		if rng.IntN(2) == 0 {
+			v = -v
+		}
+		for _, text := range []string{
+			strconv.FormatFloat(v, 'f', -1, 64),
+			strconv.FormatFloat(v, 'f', rng.IntN(18), 64),
+			strconv.FormatFloat(float64(float32(v)), 'f', -1, 32),
+			strconv.FormatFloat(v, 'e', rng.IntN(17), 64),
+		} {
+			want, err := strconv.ParseFloat(text, 64)
+			s := jsonScan{b: []byte(text)}
+			got, ok := s.number()
+			if err != nil || !ok || math.Float64bits(got) != math.Float64bits(want) || s.i != len(text) {
+				t.Fatalf("%s: read %v (%v, at %d), strconv reads %v (%v)", text, got, ok, s.i, want, err)
+			}
+		}
+	}
 }

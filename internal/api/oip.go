@@ -390,6 +390,32 @@ func readBodyInto(c echo.Context, buf *bytes.Buffer, limit int64) error {
 // flattenFP32 reads tensor data given flat or nested to any depth, and checks that
 // it holds exactly want finite float32 values.
 func flattenFP32(raw json.RawMessage, want int) ([]float32, error) {
+	// Directly when it can (see jsonScan), sized for want values but no more
+	// than the bytes could hold.
+	s := jsonScan{b: raw}
+	flat, ok := s.tensor(make([]float64, 0, min(max(want, 0), len(raw)/2+1)), true)
+	if !ok || !s.end() {
+		var err error
+		if flat, err = flattenJSON(raw); err != nil {
+			return nil, err
+		}
+	}
+	if want >= 0 && len(flat) != want {
+		return nil, fmt.Errorf("%d values for the shape, which needs %d", len(flat), want)
+	}
+	out := make([]float32, len(flat))
+	for i, v := range flat {
+		f := float32(v)
+		if math.IsInf(float64(f), 0) || math.IsNaN(v) {
+			return nil, fmt.Errorf("value %d (%g) is outside the float32 range", i, v)
+		}
+		out[i] = f
+	}
+	return out, nil
+}
+
+// flattenJSON is flattenFP32's reading with encoding/json, which gives the errors.
+func flattenJSON(raw json.RawMessage) ([]float64, error) {
 	var flat []float64
 	if err := json.Unmarshal(raw, &flat); err != nil {
 		var nested []json.RawMessage
@@ -409,16 +435,5 @@ func flattenFP32(raw json.RawMessage, want int) ([]float32, error) {
 	} else if bytes.Contains(raw, []byte("null")) {
 		return nil, errors.New("null is not a number")
 	}
-	if want >= 0 && len(flat) != want {
-		return nil, fmt.Errorf("%d values for the shape, which needs %d", len(flat), want)
-	}
-	out := make([]float32, len(flat))
-	for i, v := range flat {
-		f := float32(v)
-		if math.IsInf(float64(f), 0) || math.IsNaN(v) {
-			return nil, fmt.Errorf("value %d (%g) is outside the float32 range", i, v)
-		}
-		out[i] = f
-	}
-	return out, nil
+	return flat, nil
 }

@@ -17,8 +17,8 @@ import (
 // readOIPHeader decodes b into req when b is an inference request of the plain
 // shape: the fields of OIPInferRequest spelt as their tags spell them, each at
 // most once; strings of printable ASCII without escapes; integers without a
-// fraction or exponent; no nulls, no "data" and no parameters the scorer does
-// not read. It reports false for anything else, leaving req in an unspecified
+// fraction or exponent; data as flattenFP32 takes it; no nulls and no
+// parameters the scorer does not read. It reports false for anything else, leaving req in an unspecified
 // state.
 func readOIPHeader(b []byte, req *OIPInferRequest) bool {
 	s := jsonScan{b: b}
@@ -98,6 +98,12 @@ func (s *jsonScan) inputTensor(t *OIPInputTensor) bool {
 			return once(&seen, 4) && ok
 		case "parameters":
 			return once(&seen, 8) && s.tensorParameters(&t.Parameters)
+		case "data":
+			s.space()
+			start := s.i
+			_, ok := s.tensor(nil, false)
+			t.Data = s.b[start:s.i]
+			return once(&seen, 16) && ok
 		}
 		return false
 	})
@@ -129,142 +135,6 @@ func tensorName(v []byte) string {
 		return "output"
 	}
 	return string(v)
-}
-
-// once marks bit in seen and reports whether it was clear: a repeated key
-// (which encoding/json would merge) is left to encoding/json.
-func once(seen *uint8, bit uint8) bool {
-	first := *seen&bit == 0
-	*seen |= bit
-	return first
-}
-
-// jsonScan reads the plain JSON readOIPHeader accepts.
-type jsonScan struct {
-	b []byte
-	i int
-}
-
-func (s *jsonScan) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// next skips white space and consumes c if it comes next.
-func (s *jsonScan) next(c byte) bool {
-	s.space()
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
-
-// end reports whether only white space is left.
-func (s *jsonScan) end() bool {
-	s.space()
-	return s.i == len(s.b)
-}
-
-// object reads {"key": value, …}, calling field after each key's colon to read
-// its value.
-func (s *jsonScan) object(field func(key []byte) bool) bool {
-	if !s.next('{') {
-		return false
-	}
-	if s.next('}') {
-		return true
-	}
-	for {
-		key, ok := s.str()
-		if !ok || !s.next(':') || !field(key) {
-			return false
-		}
-		if !s.next(',') {
-			return s.next('}')
-		}
-	}
-}
-
-// array reads [value, …], calling elem to read each value.
-func (s *jsonScan) array(elem func() bool) bool {
-	if !s.next('[') {
-		return false
-	}
-	if s.next(']') {
-		return true
-	}
-	for {
-		if !elem() {
-			return false
-		}
-		if !s.next(',') {
-			return s.next(']')
-		}
-	}
-}
-
-// str reads a string of printable ASCII with no escapes; it aliases s.b.
-func (s *jsonScan) str() ([]byte, bool) {
-	if !s.next('"') {
-		return nil, false
-	}
-	for start := s.i; s.i < len(s.b); s.i++ {
-		switch c := s.b[s.i]; {
-		case c == '"':
-			s.i++
-			return s.b[start : s.i-1], true
-		case c < 0x20 || c > 0x7e || c == '\\':
-			return nil, false
-		}
-	}
-	return nil, false
-}
-
-// int reads an integer of at most 18 digits, with no fraction or exponent.
-func (s *jsonScan) int() (int64, bool) {
-	s.space()
-	neg := s.i < len(s.b) && s.b[s.i] == '-'
-	if neg {
-		s.i++
-	}
-	start := s.i
-	var v int64
-	for ; s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9'; s.i++ {
-		v = v*10 + int64(s.b[s.i]-'0')
-	}
-	n := s.i - start
-	if n == 0 || n > 18 || (n > 1 && s.b[start] == '0') {
-		return 0, false
-	}
-	if s.i < len(s.b) {
-		if c := s.b[s.i]; c == '.' || c == 'e' || c == 'E' {
-			return 0, false
-		}
-	}
-	if neg {
-		v = -v
-	}
-	return v, true
-}
-
-func (s *jsonScan) bool() (bool, bool) {
-	s.space()
-	switch rest := s.b[s.i:]; {
-	case len(rest) >= 4 && string(rest[:4]) == "true":
-		s.i += 4
-		return true, true
-	case len(rest) >= 5 && string(rest[:5]) == "false":
-		s.i += 5
-		return false, true
-	}
-	return false, false
 }
 
 // appendOIPAnswerHeader appends the JSON header of a binary answer, byte for

@@ -326,7 +326,7 @@ func (s *Scorer) score(x exchange) error {
 	arrival := s.expect()
 	defer arrival.Abandon()
 	var req ScoreRequest
-	if err := decodeStrict(body, &req); err != nil {
+	if err := DecodeScoreRequest(body, &req); err != nil {
 		return s.reject(badRequest(explainScoreError(body, err)))
 	}
 	// encoding/json reads null as 0 without complaint; a null feature is bad input.
@@ -680,9 +680,16 @@ func validScores(out []float32) bool {
 }
 
 // DecodeScoreRequest decodes a /v1/score body the way the scorer does: one JSON
-// object, no unknown fields, nothing after it. (make bench's null-model handler
+// object, no unknown fields, nothing after it; directly when it has the plain
+// shape (readScoreRequest), with encoding/json otherwise. (make bench's null-model handler
 // uses it too, so the two are compared on the same decoding.)
-func DecodeScoreRequest(data []byte, req *ScoreRequest) error { return decodeStrict(data, req) }
+func DecodeScoreRequest(data []byte, req *ScoreRequest) error {
+	if readScoreRequest(data, req) {
+		return nil
+	}
+	*req = ScoreRequest{}
+	return decodeStrict(data, req)
+}
 
 func decodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
