@@ -166,7 +166,8 @@ func TestClientHeadersTakeTheDirectReader(t *testing.T) {
 	// And what it must leave to encoding/json, which may read it otherwise or
 	// refuse it.
 	for _, h := range []string{`{"Inputs":[]}`, `{"id":"a\"b"}`, `{"id":null}`, `{"inputs":[{"shape":[1.0]}]}`, `{"inputs":[{"shape":[1e2]}]}`,
-		`{"inputs":[{"data":[1,null]}]}`, `{"inputs":[{"data":[1,[2]]}]}`, `{"inputs":[{"data":"x"}]}`, `{"id":"a","id":"b"}`, `{"parameters":{"priority":1}}`, `{"inputs":[]} x`, `{"inputs":[{"shape":[01]}]}`, "{\"id\":\"caf\u00e9\"}"} {
+		`{"inputs":[{"data":[1,null]}]}`, `{"inputs":[{"data":[1,[2]]}]}`, `{"inputs":[{"data":"x"}]}`,
+		`{"inputs":[{"data":` + strings.Repeat("[", maxTensorRank+1) + "1" + strings.Repeat("]", maxTensorRank+1) + `}]}`, `{"id":"a","id":"b"}`, `{"parameters":{"priority":1}}`, `{"inputs":[]} x`, `{"inputs":[{"shape":[01]}]}`, "{\"id\":\"caf\u00e9\"}"} {
 		var r OIPInferRequest
 		if readOIPHeader([]byte(h), &r) {
 			t.Errorf("read %s directly", h)

@@ -211,10 +211,18 @@ func (s *jsonScan) number() (float64, bool) {
 }
 
 // tensor reads a tensor's data as flattenFP32 takes it, an array of numbers or
-// an array of such arrays, nested to any depth, and appends its numbers to dst
-// in order (or only checks them, when keep is false).
+// an array of such arrays, nested up to maxTensorRank deep, and appends its
+// numbers to dst in order (or only checks them, when keep is false).
 func (s *jsonScan) tensor(dst []float64, keep bool) ([]float64, bool) {
-	if !s.next('[') {
+	return s.tensorAt(dst, keep, 1)
+}
+
+// maxTensorRank bounds the nesting tensor reads, and so its recursion: deeper
+// data (which no model here takes) is left to encoding/json and its own limit.
+const maxTensorRank = 16
+
+func (s *jsonScan) tensorAt(dst []float64, keep bool, rank int) ([]float64, bool) {
+	if rank > maxTensorRank || !s.next('[') {
 		return dst, false
 	}
 	if s.next(']') {
@@ -224,7 +232,7 @@ func (s *jsonScan) tensor(dst []float64, keep bool) ([]float64, bool) {
 	for {
 		ok := false
 		if nested {
-			dst, ok = s.tensor(dst, keep)
+			dst, ok = s.tensorAt(dst, keep, rank+1)
 		} else {
 			var v float64
 			if v, ok = s.number(); keep {

@@ -395,6 +395,11 @@ func flattenFP32(raw json.RawMessage, want int) ([]float32, error) {
 	s := jsonScan{b: raw}
 	flat, ok := s.tensor(make([]float64, 0, min(max(want, 0), len(raw)/2+1)), true)
 	if !ok || !s.end() {
+		// encoding/json reads each level of nesting again: data nested deep
+		// would cost it seconds.
+		if d := arrayDepth(raw); d > maxTensorRank {
+			return nil, fmt.Errorf("data is nested %d deep; a tensor here has at most %d dimensions", d, maxTensorRank)
+		}
 		var err error
 		if flat, err = flattenJSON(raw); err != nil {
 			return nil, err
@@ -412,6 +417,21 @@ func flattenFP32(raw json.RawMessage, want int) ([]float32, error) {
 		out[i] = f
 	}
 	return out, nil
+}
+
+// arrayDepth is how deep the brackets in b nest at most.
+func arrayDepth(b []byte) int {
+	depth, most := 0, 0
+	for _, c := range b {
+		switch c {
+		case '[':
+			depth++
+			most = max(most, depth)
+		case ']':
+			depth--
+		}
+	}
+	return most
 }
 
 // flattenJSON is flattenFP32's reading with encoding/json, which gives the errors.

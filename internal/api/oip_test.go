@@ -117,6 +117,7 @@ func TestOIPv2InferErrors(t *testing.T) {
 		{"key not a string", "calling-score", `{"parameters":{"key":7},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[` + row + `]}]}`, 400, "parameters.key of type string"},
 		{"binary_data_size not a number", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","parameters":{"binary_data_size":"156"}}]}`, 400, "binary_data_size of type int64"},
 		{"binary_data_size without the header", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","parameters":{"binary_data_size":156}}]}`, 400, "without the Inference-Header-Content-Length header"},
+		{"nested too deep", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + strings.Repeat("[", 5000) + "1" + strings.Repeat("]", 5000) + `}]}`, 400, "nested 5000 deep"},
 		{"unknown model", "churn", `{}`, 404, "unknown model"},
 	}
 	for _, tt := range tests {
