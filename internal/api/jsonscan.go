@@ -210,6 +210,33 @@ func (s *jsonScan) number() (float64, bool) {
 	return v, true
 }
 
+// numbers reads an array of numbers and appends them to dst (or only checks
+// them, when keep is false).
+func (s *jsonScan) numbers(dst []float64, keep bool) ([]float64, bool) {
+	if !s.next('[') {
+		return dst, false
+	}
+	if s.next(']') {
+		return dst, true
+	}
+	for {
+		v, ok := s.number()
+		if !ok {
+			return dst, false
+		}
+		if keep {
+			dst = append(dst, v)
+		}
+		if s.i < len(s.b) && s.b[s.i] == ',' { // the usual case, before white space
+			s.i++
+			continue
+		}
+		if !s.next(',') {
+			return dst, s.next(']')
+		}
+	}
+}
+
 // tensor reads a tensor's data as flattenFP32 takes it, an array of numbers or
 // an array of such arrays, nested up to maxTensorRank deep, and appends its
 // numbers to dst in order (or only checks them, when keep is false).
@@ -222,24 +249,21 @@ func (s *jsonScan) tensor(dst []float64, keep bool) ([]float64, bool) {
 const maxTensorRank = 16
 
 func (s *jsonScan) tensorAt(dst []float64, keep bool, rank int) ([]float64, bool) {
+	s.space()
+	open := s.i
 	if rank > maxTensorRank || !s.next('[') {
 		return dst, false
 	}
 	if s.next(']') {
 		return dst, true
 	}
-	nested := s.i < len(s.b) && s.b[s.i] == '['
+	if s.i < len(s.b) && s.b[s.i] != '[' {
+		s.i = open
+		return s.numbers(dst, keep)
+	}
 	for {
-		ok := false
-		if nested {
-			dst, ok = s.tensorAt(dst, keep, rank+1)
-		} else {
-			var v float64
-			if v, ok = s.number(); keep {
-				dst = append(dst, v)
-			}
-		}
-		if !ok {
+		var ok bool
+		if dst, ok = s.tensorAt(dst, keep, rank+1); !ok {
 			return dst, false
 		}
 		if !s.next(',') {

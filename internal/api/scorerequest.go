@@ -24,23 +24,17 @@ func readScoreRequest(b []byte, req *ScoreRequest) bool {
 			req.BudgetMS = &v
 			return once(&seen, 4) && ok
 		case "features":
-			req.Features = make([]float64, 0, 64)
-			return once(&seen, 8) && s.array(func() bool {
-				v, ok := s.number()
-				req.Features = append(req.Features, v)
-				return ok
-			})
+			var ok bool
+			req.Features, ok = s.numbers(make([]float64, 0, 64), true)
+			return once(&seen, 8) && ok
 		case "rows":
 			// Every row's values go into one array, cut into rows at the end;
 			// sized for numbers of about eight bytes with their commas.
 			all := make([]float64, 0, len(b)/8+16)
 			var ends []int
 			ok := once(&seen, 16) && s.array(func() bool {
-				ok := s.array(func() bool {
-					v, ok := s.number()
-					all = append(all, v)
-					return ok
-				})
+				var ok bool
+				all, ok = s.numbers(all, true)
 				ends = append(ends, len(all))
 				return ok
 			})
