@@ -76,7 +76,7 @@ model: ort
 ## bench: serving against its baselines (raw onnxruntime_go loop, null-model handler), hot swap, training
 bench: ort
 	$(GO) run ./cmd/modelbench
-	$(GO) test -run '^$$' -bench 'Handler|FastOIP' -count=1 ./internal/api/
+	$(GO) test -run '^$$' -bench 'Handler|FastOIP|DecodeScoreRequest' -count=1 ./internal/api/
 	$(GO) test -run '^$$' -bench . -count=1 ./internal/monitor/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./internal/trainer/
 
