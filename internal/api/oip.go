@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -208,7 +209,7 @@ func (s *Scorer) oipInfer(x exchange, model string) error {
 	}
 	var req OIPInferRequest
 	if err := decodeOIPHeader(body, &req); err != nil {
-		return oipError(x, http.StatusBadRequest, "malformed inference request: "+err.Error())
+		return oipError(x, http.StatusBadRequest, "malformed inference request: "+explainJSON(err))
 	}
 	width := m.width()
 	if width == 0 {
@@ -283,6 +284,37 @@ func (s *Scorer) oipInfer(x exchange, model string) error {
 	}
 	x.setHeader(HeaderInferenceLength, strconv.Itoa(len(header)))
 	return x.blob(http.StatusOK, "application/octet-stream", appendFP32(header, out.scores))
+}
+
+// explainJSON says what encoding/json refused in the request's own terms: a
+// field of the wrong type by its path, not by the Go type it would fill.
+func explainJSON(err error) string {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) || te.Field == "" {
+		return err.Error()
+	}
+	t := te.Type
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var want string
+	switch t.Kind() {
+	case reflect.String:
+		want = "a string"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Int64:
+		want = "an integer"
+	case reflect.Float64:
+		want = "a number"
+	case reflect.Slice:
+		want = "an array"
+	case reflect.Struct:
+		want = "an object"
+	default:
+		return err.Error()
+	}
+	return fmt.Sprintf("%s must be %s, not %s", te.Field, want, te.Value)
 }
 
 // HeaderInferenceLength carries the length of the JSON header in the OIP v2
