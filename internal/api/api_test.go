@@ -105,6 +105,8 @@ func TestScoreRefusesBadInput(t *testing.T) {
 		{"beyond float32", `{"features":[1e39,` + nums(38, "0") + `]}`, 400, "features position 0: 1e+39 is outside the float32 range"},
 		{"beyond float64", `{"features":[1e999,` + nums(38, "0") + `]}`, 400, "features position 0: 1e999 is not a finite number"},
 		{"unknown field", `{"feature":[1]}`, 400, "unknown field"},
+		{"numeric key", `{"key":7,"features":[` + nums(39, "0") + `]}`, 400, "malformed request: key must be a string, not number"},
+		{"budget as a string", `{"budget_ms":"5","features":[` + nums(39, "0") + `]}`, 400, "budget_ms must be a number, not string"},
 		{"unknown model", `{"model":"churn","features":[1]}`, 404, `unknown model "churn"`},
 		{"trailing data", `{"features":[` + nums(39, "0") + `]} {}`, 400, "trailing data"},
 		{"oversized", `{"rows":[` + strings.Repeat("["+nums(39, "0.123456789")+"],", 3000) + `]}`, 413, "larger than"},

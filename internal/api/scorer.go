@@ -719,7 +719,7 @@ func explainScoreError(data []byte, err error) string {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return "malformed JSON: unexpected end of input"
 	}
-	return "malformed request: " + err.Error()
+	return "malformed request: " + explainJSON(err)
 }
 
 // firstBadFeature names the first feature value that is not a finite number.
