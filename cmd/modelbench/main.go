@@ -197,27 +197,10 @@ func run(o options) error {
 	// And the other batching setting: what the default costs or saves in latency.
 	other70 := paced(context.Background(), otherURL+"/v1/score", single, rate, o.duration)
 	many := closedLoop(bestURL+"/v1/score", multi, nil, o.conns/2, o.duration)
-	binHeader, binBody := binaryBody()
-	// The scorer and the same API with no model (constant rules answer) take
-	// turns: what the second costs is everything but ONNX Runtime, so the raw
-	// loop's time plus its time is the most this machine allows.
-	modellessURL, stopModelless := modelless()
-	defer stopModelless()
-	const infer = "/v2/models/calling-score/infer"
-	binHeaders := map[string]string{api.HeaderInferenceLength: fmt.Sprint(binHeader)}
-	// And a server that does no work at all but read the request and write the
-	// scorer's answer, as it was: the raw loop's time plus its time is the most
-	// any server could reach here.
-	canned, err := cannedResponse(bestURL+infer, binBody, binHeaders)
+	bins, err := binaryRuns(o, bestURL, true)
 	if err != nil {
 		return err
 	}
-	bareURL, stopBare := bareHTTP(canned)
-	defer stopBare()
-	// And net/http doing the same: what a handler on it cannot go below.
-	netHTTPURL, stopNetHTTP := serve(cannedHandler(canned))
-	defer stopNetHTTP()
-	bins := turns([]string{bestURL + infer, modellessURL + infer, bareURL + infer, netHTTPURL + infer}, binBody, binHeaders, o.conns/2, 4*o.duration, 200*time.Millisecond)
 	manyBin, manyBinModelless, manyBinBare, manyBinNetHTTP := bins[0], bins[1], bins[2], bins[3]
 	// The raw loop again, right after: this VM's speed drifts within a minute,
 	// and the 256-row ratios compare with the mean of the two.
@@ -926,6 +909,37 @@ func rollbackRun(o options, body []byte) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+// binaryRuns takes the scorer at scorerURL through 256-row OIP v2 binary
+// requests in turns with its bounds, and returns what each saw in this order:
+//   - the scorer;
+//   - the same API with no model (constant rules answer): what it costs is
+//     everything but ONNX Runtime, so the raw loop's time plus its time is the
+//     most this machine allows the scorer;
+//   - a server that does no work at all but read the request and write the
+//     scorer's answer, as it was: the raw loop's time plus its time is the most
+//     any server could reach here;
+//   - when netHTTP, net/http doing the same: what a handler on it cannot go below.
+func binaryRuns(o options, scorerURL string, netHTTP bool) ([]loadResult, error) {
+	const infer = "/v2/models/calling-score/infer"
+	binHeader, binBody := binaryBody()
+	binHeaders := map[string]string{api.HeaderInferenceLength: fmt.Sprint(binHeader)}
+	modellessURL, stopModelless := modelless()
+	defer stopModelless()
+	canned, err := cannedResponse(scorerURL+infer, binBody, binHeaders)
+	if err != nil {
+		return nil, err
+	}
+	bareURL, stopBare := bareHTTP(canned)
+	defer stopBare()
+	urls := []string{scorerURL + infer, modellessURL + infer, bareURL + infer}
+	if netHTTP {
+		netHTTPURL, stopNetHTTP := serve(cannedHandler(canned))
+		defer stopNetHTTP()
+		urls = append(urls, netHTTPURL+infer)
+	}
+	return turns(urls, binBody, binHeaders, o.conns/2, time.Duration(len(urls))*o.duration, 200*time.Millisecond), nil
+}
+
 // quick256 measures the 256-row binary contenders between two raw loops and
 // prints one line.
 func quick256(o options) error {
@@ -938,18 +952,10 @@ func quick256(o options) error {
 		return err
 	}
 	defer stop()
-	modellessURL, stopModelless := modelless()
-	defer stopModelless()
-	const infer = "/v2/models/calling-score/infer"
-	binHeader, binBody := binaryBody()
-	binHeaders := map[string]string{api.HeaderInferenceLength: fmt.Sprint(binHeader)}
-	canned, err := cannedResponse(url+infer, binBody, binHeaders)
+	bins, err := binaryRuns(o, url, false)
 	if err != nil {
 		return err
 	}
-	bareURL, stopBare := bareHTTP(canned)
-	defer stopBare()
-	bins := turns([]string{url + infer, modellessURL + infer, bareURL + infer}, binBody, binHeaders, o.conns/2, 3*o.duration, 200*time.Millisecond)
 	after, err := rawLoop(o.model, 256, o.duration)
 	if err != nil {
 		return err
