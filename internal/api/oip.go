@@ -419,7 +419,7 @@ func readBodyInto(c echo.Context, buf *bytes.Buffer, limit int64) error {
 	return nil
 }
 
-// flattenFP32 reads tensor data given flat or nested to any depth, and checks that
+// flattenFP32 reads tensor data given flat or nested (up to maxTensorRank deep), and checks that
 // it holds exactly want finite float32 values.
 func flattenFP32(raw json.RawMessage, want int) ([]float32, error) {
 	// Directly when it can (see jsonScan), sized for want values but no more

@@ -18,8 +18,8 @@ import (
 // shape: the fields of OIPInferRequest spelt as their tags spell them, each at
 // most once; strings of printable ASCII without escapes; integers without a
 // fraction or exponent; data as flattenFP32 takes it; no nulls and no
-// parameters the scorer does not read. It reports false for anything else, leaving req in an unspecified
-// state.
+// parameters the scorer does not read. It reports false for anything else,
+// leaving req in an unspecified state.
 func readOIPHeader(b []byte, req *OIPInferRequest) bool {
 	s := jsonScan{b: b}
 	var seen uint8

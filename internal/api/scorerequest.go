@@ -4,8 +4,8 @@ package api
 // shape: the fields of ScoreRequest spelt as their tags spell them, each at
 // most once; strings of printable ASCII without escapes; numbers only where
 // numbers go; no nulls. It reports false for anything else, leaving req in an
-// unspecified state. encoding/json takes about 200 ns a feature; this takes
-// about a fifth of that, which for a 256-row request is most of its cost.
+// unspecified state. encoding/json takes about 300 ns a number and this about
+// 33 (BenchmarkDecodeScoreRequest256): for a 256-row request, 3 ms against 0.3.
 func readScoreRequest(b []byte, req *ScoreRequest) bool {
 	s := jsonScan{b: b}
 	var seen uint8
