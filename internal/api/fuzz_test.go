@@ -119,21 +119,30 @@ var scoreBodies = []string{
 // read without encoding/json, and read as encoding/json reads them; and that
 // what the reader must not read goes to encoding/json.
 func TestScoreBodiesTakeTheDirectReader(t *testing.T) {
-	for _, b := range scoreBodies {
-		var got, want ScoreRequest
-		if !readScoreRequest([]byte(b), &got) {
+	checkDirect(t, readScoreRequest, func(b []byte, r *ScoreRequest) error { return decodeStrict(b, r) }, scoreBodies, []string{
+		`{"features":[null]}`, `{"features":[1e999]}`, `{"features":[01]}`, `{"features":[1.]}`, `{"features":[.5]}`, `{"features":[1e]}`,
+		`{"features":[+1]}`, `{"features":[NaN]}`, `{"features":[Infinity]}`, `{"features":[0x10]}`, `{"features":["1"]}`, `{"Features":[1]}`, `{"extra":1}`,
+		`{"features":[1]} {}`, `{"features":[1],"features":[2]}`, `{"model":"caf\u00e9"}`, `{"rows":[[1],null]}`, `{"budget_ms":null}`})
+}
+
+// checkDirect holds a direct reader to encoding/json: it must read each of
+// read as decode does, and leave each of leave to encoding/json, which may
+// read it otherwise or refuse it.
+func checkDirect[T any](t *testing.T, direct func([]byte, *T) bool, decode func([]byte, *T) error, read, leave []string) {
+	t.Helper()
+	for _, b := range read {
+		var got, want T
+		if !direct([]byte(b), &got) {
 			t.Errorf("left to encoding/json: %s", b)
 			continue
 		}
-		if err := decodeStrict([]byte(b), &want); err != nil || !reflect.DeepEqual(got, want) {
+		if err := decode([]byte(b), &want); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: read %+v, encoding/json %+v (%v)", b, got, want, err)
 		}
 	}
-	for _, b := range []string{`{"features":[null]}`, `{"features":[1e999]}`, `{"features":[01]}`, `{"features":[1.]}`, `{"features":[.5]}`, `{"features":[1e]}`,
-		`{"features":[+1]}`, `{"features":[NaN]}`, `{"features":[Infinity]}`, `{"features":[0x10]}`, `{"features":["1"]}`, `{"Features":[1]}`, `{"extra":1}`,
-		`{"features":[1]} {}`, `{"features":[1],"features":[2]}`, `{"model":"caf\u00e9"}`, `{"rows":[[1],null]}`, `{"budget_ms":null}`} {
-		var r ScoreRequest
-		if readScoreRequest([]byte(b), &r) {
+	for _, b := range leave {
+		var r T
+		if direct([]byte(b), &r) {
 			t.Errorf("read %s directly", b)
 		}
 	}
@@ -153,26 +162,11 @@ var clientHeaders = []string{
 // TestClientHeadersTakeTheDirectReader checks that the headers clients send are
 // read without encoding/json, and read as encoding/json reads them.
 func TestClientHeadersTakeTheDirectReader(t *testing.T) {
-	for _, h := range clientHeaders {
-		var got, want OIPInferRequest
-		if !readOIPHeader([]byte(h), &got) {
-			t.Errorf("left to encoding/json: %s", h)
-			continue
-		}
-		if err := json.Unmarshal([]byte(h), &want); err != nil || !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: read %+v, encoding/json %+v (%v)", h, got, want, err)
-		}
-	}
-	// And what it must leave to encoding/json, which may read it otherwise or
-	// refuse it.
-	for _, h := range []string{`{"Inputs":[]}`, `{"id":"a\"b"}`, `{"id":null}`, `{"inputs":[{"shape":[1.0]}]}`, `{"inputs":[{"shape":[1e2]}]}`,
+	checkDirect(t, readOIPHeader, func(b []byte, r *OIPInferRequest) error { return json.Unmarshal(b, r) }, clientHeaders, []string{
+		`{"Inputs":[]}`, `{"id":"a\"b"}`, `{"id":null}`, `{"inputs":[{"shape":[1.0]}]}`, `{"inputs":[{"shape":[1e2]}]}`,
 		`{"inputs":[{"data":[1,null]}]}`, `{"inputs":[{"data":[1,[2]]}]}`, `{"inputs":[{"data":"x"}]}`,
-		`{"inputs":[{"data":` + strings.Repeat("[", maxTensorRank+1) + "1" + strings.Repeat("]", maxTensorRank+1) + `}]}`, `{"id":"a","id":"b"}`, `{"parameters":{"priority":1}}`, `{"inputs":[]} x`, `{"inputs":[{"shape":[01]}]}`, "{\"id\":\"caf\u00e9\"}"} {
-		var r OIPInferRequest
-		if readOIPHeader([]byte(h), &r) {
-			t.Errorf("read %s directly", h)
-		}
-	}
+		`{"inputs":[{"data":` + strings.Repeat("[", maxTensorRank+1) + "1" + strings.Repeat("]", maxTensorRank+1) + `}]}`,
+		`{"id":"a","id":"b"}`, `{"parameters":{"priority":1}}`, `{"inputs":[]} x`, `{"inputs":[{"shape":[01]}]}`, "{\"id\":\"caf\u00e9\"}"})
 }
 
 // FuzzOIPHeader holds the direct header reader to encoding/json: whatever it
