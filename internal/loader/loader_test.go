@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/testutil"
@@ -64,6 +65,11 @@ func TestSlotDestroysRetiredSessionAfterLastRequest(t *testing.T) {
 		t.Fatalf("run on the retired session: %v", err)
 	}
 	inFlight.Release()
+	select {
+	case <-inFlight.Closed():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the retired session was not destroyed after its last request")
+	}
 	if slot.Destroyed() != 1 || slot.Swaps() != 1 {
 		t.Fatalf("destroyed %d, swaps %d; want 1 and 1", slot.Destroyed(), slot.Swaps())
 	}
