@@ -3,12 +3,14 @@ package api
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -216,5 +218,27 @@ func TestCloseLetsQueuedRequestsFinish(t *testing.T) {
 	}
 	if err := <-closed; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConnectionsAcceptedWhileClosingAreDropped: a connection accepted after
+// Close has dropped the fresh ones, before the shutdown closes the listener,
+// is let go at once rather than kept until its read timeout.
+func TestConnectionsAcceptedWhileClosingAreDropped(t *testing.T) {
+	s := NewFastServer("127.0.0.1:0", NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), NewServed("calling-score", fallback.CallingScore{})).Fast(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.ReadTimeout = time.Minute
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	s.dropFresh() // Close's first step, without the shutdown that follows it
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read %d bytes, %v: the connection was kept open", n, err)
 	}
 }

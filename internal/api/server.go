@@ -37,10 +37,12 @@ type Server struct {
 	srv    *http.Server
 	fast   *fasthttp.Server
 	// fresh holds connections that have not sent a request yet: Shutdown would
-	// wait five seconds for each, so Close closes them at once.
-	mu    sync.Mutex
-	fresh map[net.Conn]struct{}
-	done  chan error
+	// wait five seconds for each, so Close closes them at once, and closing
+	// turns away those accepted after that.
+	mu      sync.Mutex
+	fresh   map[net.Conn]struct{}
+	closing bool
+	done    chan error
 }
 
 // NewServer returns a server for addr with default timeouts. ReadTimeout and
@@ -155,15 +157,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if s.srv != nil {
 		s.srv.SetKeepAlivesEnabled(false)
 	}
-	s.mu.Lock()
-	fresh := make([]net.Conn, 0, len(s.fresh))
-	for c := range s.fresh {
-		fresh = append(fresh, c)
-	}
-	s.mu.Unlock()
-	for _, c := range fresh {
-		c.Close()
-	}
+	s.dropFresh()
 	if s.fast != nil {
 		return s.fast.ShutdownWithContext(ctx)
 	}
@@ -172,6 +166,22 @@ func (s *Server) Close(ctx context.Context) error {
 		s.srv.Close()
 	}
 	return err
+}
+
+// dropFresh closes the connections that have not sent anything yet, and from
+// now on every connection as soon as it is accepted: the listener stays open
+// until the shutdown that follows closes it.
+func (s *Server) dropFresh() {
+	s.mu.Lock()
+	s.closing = true
+	fresh := make([]net.Conn, 0, len(s.fresh))
+	for c := range s.fresh {
+		fresh = append(fresh, c)
+	}
+	s.mu.Unlock()
+	for _, c := range fresh {
+		c.Close()
+	}
 }
 
 // freshListener hands out connections that count as fresh, for Close to drop,
@@ -188,8 +198,14 @@ func (l freshListener) Accept() (net.Conn, error) {
 	}
 	fc := &freshConn{Conn: c, s: l.s}
 	l.s.mu.Lock()
-	l.s.fresh[fc] = struct{}{}
+	closing := l.s.closing
+	if !closing {
+		l.s.fresh[fc] = struct{}{}
+	}
 	l.s.mu.Unlock()
+	if closing {
+		c.Close() // the server reads nothing from it and lets it go
+	}
 	return fc, nil
 }
 
