@@ -128,7 +128,11 @@ func BenchmarkFastOIPBinary256(b *testing.B) {
 	}
 	withModel := shippedScorer(b)
 	var answer []byte
-	b.Run("scorer", func(b *testing.B) { answer = serve(b, withModel.Fast().Serve) })
+	var scorerNs float64
+	b.Run("scorer", func(b *testing.B) {
+		answer = serve(b, withModel.Fast().Serve)
+		scorerNs = perOp(b)
+	})
 	b.Run("no-model", func(b *testing.B) {
 		sc := newScorer(api.NewServed("calling-score", constantRules{}))
 		sc.Recorder = monitor.NewRecorder()
@@ -156,8 +160,14 @@ func BenchmarkFastOIPBinary256(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		if scorerNs > 0 {
+			b.ReportMetric(scorerNs/perOp(b), "scorer/raw")
+		}
 	})
 }
+
+// perOp is the time an iteration of b took, in nanoseconds.
+func perOp(b *testing.B) float64 { return float64(b.Elapsed().Nanoseconds()) / float64(max(1, b.N)) }
 
 // constantRules answer every row with the same score.
 type constantRules struct{}
@@ -180,6 +190,7 @@ func BenchmarkDecodeScoreRequest256(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var scorerNs float64
 	b.Run("scorer", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -188,6 +199,7 @@ func BenchmarkDecodeScoreRequest256(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		scorerNs = perOp(b)
 	})
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
@@ -196,6 +208,9 @@ func BenchmarkDecodeScoreRequest256(b *testing.B) {
 			if err := json.Unmarshal(body, &r); err != nil || len(r.Rows) != 256 {
 				b.Fatal(err)
 			}
+		}
+		if scorerNs > 0 {
+			b.ReportMetric(perOp(b)/scorerNs, "×scorer")
 		}
 	})
 }
