@@ -11,8 +11,8 @@ import (
 // allocation per field. These two read and write the shape that clients send
 // and the scorer answers directly, and leave everything else to encoding/json.
 // Neither decides anything: a header the reader does not know is decoded by
-// encoding/json, which gives every error, and a fuzz target holds both to
-// encoding/json's results.
+// encoding/json, which gives every error, and FuzzOIPHeader and
+// FuzzOIPAnswerHeader hold them to encoding/json's results.
 
 // readOIPHeader decodes b into req when b is an inference request of the plain
 // shape: the fields of OIPInferRequest spelt as their tags spell them, each at
