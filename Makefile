@@ -47,7 +47,7 @@ test: ort s3 lint
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 FUZZTIME ?= 10m
-FUZZ_TARGETS := FuzzInspect:./internal/artifact FuzzParseCard:./internal/artifact FuzzNames:./internal/registry FuzzScoreRequest:./internal/api FuzzOIPData:./internal/api FuzzFP32Binary:./internal/api FuzzOIPHeader:./internal/api FuzzOIPAnswerHeader:./internal/api
+FUZZ_TARGETS := FuzzInspect:./internal/artifact FuzzParseCard:./internal/artifact FuzzNames:./internal/registry FuzzScoreRequest:./internal/api FuzzOIPData:./internal/api FuzzFP32Binary:./internal/api FuzzOIPHeader:./internal/api FuzzOIPAnswer:./internal/api FuzzScoreResponse:./internal/api
 
 ## fuzz: run every fuzz target for FUZZTIME (default 10m each)
 fuzz: ort
@@ -76,7 +76,7 @@ model: ort
 ## bench: serving against its baselines (raw onnxruntime_go loop, null-model handler), hot swap, training
 bench: ort
 	$(GO) run ./cmd/modelbench
-	$(GO) test -run '^$$' -bench 'Handler|FastOIP|DecodeScoreRequest' -count=1 ./internal/api/
+	$(GO) test -run '^$$' -bench 'Handler|FastOIP|DecodeScoreRequest|EncodeScoreResponse' -count=1 ./internal/api/
 	$(GO) test -run '^$$' -bench . -count=1 ./internal/monitor/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./internal/trainer/
 

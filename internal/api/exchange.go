@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -87,10 +86,12 @@ func (x fastExchange) setHeader(name, value string) { x.ctx.Response.Header.Set(
 // json writes v the way echo's c.JSON does (the encoder's trailing newline
 // included), so both servers answer byte for byte alike.
 func (x fastExchange) json(status int, v any) error {
-	x.ctx.Response.ResetBody()
-	if err := json.NewEncoder(x.ctx).Encode(v); err != nil { // RequestCtx writes append to the body
+	var buf [1 << 10]byte
+	b, err := AppendJSON(buf[:0], v)
+	if err != nil {
 		return err
 	}
+	x.ctx.Response.SetBody(b)
 	x.ctx.SetContentType(echo.MIMEApplicationJSON)
 	x.ctx.SetStatusCode(status)
 	return nil

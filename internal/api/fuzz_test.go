@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -193,37 +194,114 @@ func FuzzOIPHeader(f *testing.F) {
 	})
 }
 
-// FuzzOIPAnswerHeader holds the direct answer header writer to json.Marshal.
-func FuzzOIPAnswerHeader(f *testing.F) {
-	f.Add("calling-score", "3", "", "champion", "", "model", int64(256), false)
-	f.Add("calling-score", "", "req-<7>", "challenger", "timeout", "fallback", int64(1), true)
-	f.Add("m\u00e9", "1", "a\"b", "champion", "", "model", int64(-1), false)
-	f.Fuzz(func(t *testing.T, model, version, id, arm, reason, source string, rows int64, nilShape bool) {
-		size := 4 * rows
+// FuzzOIPAnswer holds the direct answer writer to json.Marshal, for binary
+// answers and for answers with their data in the JSON (data holds float32
+// bits, so NaNs, infinities and subnormals come up).
+func FuzzOIPAnswer(f *testing.F) {
+	f.Add("calling-score", "3", "", "champion", "", "model", int64(256), false, []byte(nil))
+	f.Add("calling-score", "", "req-<7>", "challenger", "timeout", "fallback", int64(1), true, []byte(nil))
+	f.Add("m\u00e9", "1", "a\"b", "champion", "", "model", int64(-1), false, []byte(nil))
+	f.Add("calling-score", "1", "r", "champion", "", "model", int64(2), false, float32Bytes(0.8507455, 1e-7))
+	f.Add("calling-score", "1", "", "champion", "", "model", int64(1), false, float32Bytes(float32(math.NaN())))
+	f.Fuzz(func(t *testing.T, model, version, id, arm, reason, source string, rows int64, nilShape bool, data []byte) {
 		resp := OIPInferResponse{ModelName: model, ModelVersion: version, ID: id,
 			Parameters: OIPResponseParameters{Arm: arm, Reason: reason, Source: source},
-			Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{rows, 1}, Datatype: "FP32", Parameters: &OIPTensorParameters{BinaryDataSize: &size}}}}
+			Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{rows, 1}, Datatype: "FP32"}}}
+		if data == nil {
+			size := 4 * rows
+			resp.Outputs[0].Parameters = &OIPTensorParameters{BinaryDataSize: &size}
+		} else {
+			resp.Outputs[0].Data = float32sOf(data)
+		}
 		if nilShape {
 			resp.Outputs[0].Shape = nil
 		}
-		want, err := json.Marshal(resp)
-		if err != nil {
-			t.Fatal(err)
+		got, ok := appendOIPAnswer([]byte("x"), &resp)
+		checkWritten(t, got, ok, resp, plain(model) && plain(version) && plain(id) && plain(arm) && plain(reason) && plain(source))
+	})
+}
+
+// FuzzScoreResponse holds the direct writer of /v1/score answers to
+// json.Marshal, and AppendJSON to json.Encoder.
+func FuzzScoreResponse(f *testing.F) {
+	f.Add("calling-score", "model", "champion", "", "d7ddc33e4e000000", 3, true, float32Bytes(0.8507455))
+	f.Add("calling-score", "fallback", "challenger", "timeout", "", 0, false, float32Bytes(0.25, 1e-7, 1e21, -0.0, 3e-45))
+	f.Add("m<é>", "model", "champion", "", "", 1, true, float32Bytes(float32(math.Inf(1))))
+	f.Add("calling-score", "model", "champion", "", "", 1, false, []byte{})
+	f.Fuzz(func(t *testing.T, model, source, arm, reason, requestID string, version int, single bool, data []byte) {
+		resp := ScoreResponse{Model: model, Source: source, Arm: arm, Reason: reason, RequestID: requestID, Version: version}
+		if scores := float32sOf(data); single && len(scores) > 0 {
+			resp.Score = &scores[0]
+		} else {
+			resp.Scores = scores
 		}
-		got, ok := appendOIPAnswerHeader([]byte("x"), &resp)
-		if !ok {
-			if string(got) != "x" {
-				t.Fatalf("appended %q and gave up", got)
-			}
-			if plain(model) && plain(version) && plain(id) && plain(arm) && plain(reason) && plain(source) {
-				t.Fatalf("gave up on plain strings: %+v", resp)
-			}
-			return
-		}
-		if !bytes.Equal(got[1:], want) {
-			t.Fatalf("wrote\n%s\njson.Marshal writes\n%s", got[1:], want)
+		got, ok := appendScoreResponse([]byte("x"), &resp)
+		checkWritten(t, got, ok, resp, plain(model) && plain(source) && plain(arm) && plain(reason) && plain(requestID))
+
+		var enc bytes.Buffer
+		encErr := json.NewEncoder(&enc).Encode(resp)
+		out, err := AppendJSON([]byte("x"), resp)
+		if (err != nil) != (encErr != nil) || err == nil && !bytes.Equal(out[1:], enc.Bytes()) || err != nil && string(out) != "x" {
+			t.Fatalf("AppendJSON gave %q (%v), json.Encoder %q (%v)", out, err, enc.Bytes(), encErr)
 		}
 	})
+}
+
+// checkWritten holds what a direct writer appended to "x" (got; ok whether it
+// wrote) to json.Marshal's v: the same bytes when it wrote; nothing when it
+// gave up, which it may do only when a string is not plain or a number is not
+// finite (json.Marshal fails on those).
+func checkWritten(t *testing.T, got []byte, ok bool, v any, plainStrings bool) {
+	t.Helper()
+	want, err := json.Marshal(v)
+	if !ok {
+		if string(got) != "x" {
+			t.Fatalf("appended %q and gave up", got)
+		}
+		if plainStrings && err == nil {
+			t.Fatalf("gave up on plain strings and finite numbers: %+v", v)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("wrote %s; json.Marshal fails: %v", got[1:], err)
+	}
+	if !bytes.Equal(got[1:], want) {
+		t.Fatalf("wrote\n%s\njson.Marshal writes\n%s", got[1:], want)
+	}
+}
+
+// float32sOf reads b as little-endian float32 bits (a partial last value is
+// dropped); nil for nil.
+func float32sOf(b []byte) []float32 {
+	if b == nil {
+		return nil
+	}
+	v := make([]float32, 0, len(b)/4)
+	for ; len(b) >= 4; b = b[4:] {
+		v = append(v, math.Float32frombits(binary.LittleEndian.Uint32(b)))
+	}
+	return v
+}
+
+func float32Bytes(v ...float32) []byte { return appendFP32(nil, v) }
+
+// TestFloat32sWriteAsEncodingJSON holds appendFloat32 to encoding/json over
+// random float32 bit patterns, the exponent cut-offs and the extremes.
+func TestFloat32sWriteAsEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	values := []float32{0, float32(math.Copysign(0, -1)), 1e-6, math.Nextafter32(1e-6, 0), 1e21, math.Nextafter32(1e21, 0), -1e21,
+		math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, 1, 0.1, 0.8507455, 1e-7, 1e-10, 1e-45}
+	for range 300000 {
+		values = append(values, math.Float32frombits(rng.Uint32()), rng.Float32())
+	}
+	for _, f := range values {
+		want, err := json.Marshal(f)
+		got, ok := appendFloat32(nil, f)
+		if ok != (err == nil) || ok && string(got) != string(want) {
+			t.Fatalf("%g (bits %#x): wrote %q (%v), json.Marshal %q (%v)", f, math.Float32bits(f), got, ok, want, err)
+		}
+	}
 }
 
 // TestNumbersReadAsStrconvReadsThem holds jsonScan.number, whose short decimals

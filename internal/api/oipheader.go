@@ -11,8 +11,9 @@ import (
 // allocation per field. These two read and write the shape that clients send
 // and the scorer answers directly, and leave everything else to encoding/json.
 // Neither decides anything: a header the reader does not know is decoded by
-// encoding/json, which gives every error, and FuzzOIPHeader and
-// FuzzOIPAnswerHeader hold them to encoding/json's results.
+// encoding/json, which gives every error, and FuzzOIPHeader and FuzzOIPAnswer
+// hold them to encoding/json's results. (The answer writer serves JSON answers
+// too: see AppendJSON.)
 
 // readOIPHeader decodes b into req when b is an inference request of the plain
 // shape: the fields of OIPInferRequest spelt as their tags spell them, each at
@@ -137,20 +138,21 @@ func tensorName(v []byte) string {
 	return string(v)
 }
 
-// appendOIPAnswerHeader appends the JSON header of a binary answer, byte for
-// byte what json.Marshal makes of resp, when resp is the scorer's usual answer:
-// one output whose data is binary and strings that need no escaping. It
-// reports false otherwise, appending nothing.
-func appendOIPAnswerHeader(dst []byte, resp *OIPInferResponse) ([]byte, bool) {
+// appendOIPAnswer appends an inference answer, byte for byte what json.Marshal
+// makes of resp, when resp is the scorer's usual answer: one output, its data
+// either in the JSON (finite numbers) or binary after it, and strings that need
+// no escaping. It reports false otherwise, appending nothing.
+func appendOIPAnswer(dst []byte, resp *OIPInferResponse) ([]byte, bool) {
 	if len(resp.Outputs) != 1 {
 		return dst, false
 	}
 	o := &resp.Outputs[0]
 	p := resp.Parameters
-	if o.Data != nil || o.Parameters == nil || o.Parameters.BinaryDataSize == nil || o.Parameters.BinaryData ||
+	if o.Parameters != nil && (o.Parameters.BinaryDataSize == nil || o.Parameters.BinaryData) ||
 		!plain(resp.ModelName) || !plain(resp.ModelVersion) || !plain(resp.ID) || !plain(p.Arm) || !plain(p.Reason) || !plain(p.Source) || !plain(o.Name) || !plain(o.Datatype) {
 		return dst, false
 	}
+	start := len(dst)
 	dst = append(dst, `{"model_name":"`...)
 	dst = append(dst, resp.ModelName...)
 	if resp.ModelVersion != "" {
@@ -186,21 +188,39 @@ func appendOIPAnswerHeader(dst []byte, resp *OIPInferResponse) ([]byte, bool) {
 	}
 	dst = append(dst, `,"datatype":"`...)
 	dst = append(dst, o.Datatype...)
-	dst = append(dst, `","parameters":{"binary_data_size":`...)
-	dst = strconv.AppendInt(dst, *o.Parameters.BinaryDataSize, 10)
-	return append(dst, "}}]}"...), true
+	dst = append(dst, '"')
+	if o.Parameters != nil {
+		dst = append(dst, `,"parameters":{"binary_data_size":`...)
+		dst = strconv.AppendInt(dst, *o.Parameters.BinaryDataSize, 10)
+		dst = append(dst, '}')
+	}
+	if len(o.Data) > 0 {
+		dst = append(dst, `,"data":`...)
+		var ok bool
+		if dst, ok = appendFloat32s(dst, o.Data); !ok {
+			return dst[:start], false
+		}
+	}
+	return append(dst, "}]}"...), true
 }
 
 // plain reports whether json.Marshal writes s as it is: printable ASCII other
 // than the quote, the backslash and the characters it escapes for HTML.
 func plain(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !plainByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c <= 0x7e; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 // decodeOIPHeader decodes an inference request's JSON header: directly when it
 // has the plain shape, with encoding/json otherwise.
@@ -214,7 +234,7 @@ func decodeOIPHeader(b []byte, req *OIPInferRequest) error {
 
 // marshalOIPAnswerHeader encodes a binary answer's JSON header into dst.
 func marshalOIPAnswerHeader(dst []byte, resp *OIPInferResponse) ([]byte, error) {
-	if out, ok := appendOIPAnswerHeader(dst, resp); ok {
+	if out, ok := appendOIPAnswer(dst, resp); ok {
 		return out, nil
 	}
 	b, err := json.Marshal(resp)
