@@ -25,10 +25,9 @@ var Version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "scorer:", err)
-		}
+	// --help prints the flags and succeeds, as modelctl's does.
+	if err := run(ctx, os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "scorer:", err)
 		os.Exit(1)
 	}
 }
@@ -64,7 +63,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
 	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", cfg.IntraOpThreads, "ONNX Runtime intra-op threads per session")
 	fs.StringVar(&cfg.ModelDir, "model-dir", cfg.ModelDir, "serve MODEL.onnx (and MODEL.card.json) from this directory, watched, with no control plane")
-	fs.IntVar(&cfg.BatchMaxRows, "batch-max-rows", cfg.BatchMaxRows, "micro-batch concurrent small requests into runs of up to this many rows (0: off; `make bench` measures both)")
+	fs.IntVar(&cfg.BatchMaxRows, "batch-max-rows", cfg.BatchMaxRows, "micro-batch concurrent small requests into runs of up to `N` rows (0: off; make bench measures both)")
 	fs.DurationVar(&cfg.BatchMaxWait, "batch-max-wait", cfg.BatchMaxWait, "longest a micro-batch waits for requests already on their way (a lone request never waits)")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", time.Second, "how often to report to the control plane's monitor")
 	fs.StringVar(&cfg.Node, "node", cfg.Node, "node name in reports (default: host name and listen address)")

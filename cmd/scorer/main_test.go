@@ -32,6 +32,36 @@ func TestRejectsStrayArguments(t *testing.T) {
 	}
 }
 
+// TestHelpSucceedsAndNamesEveryValue runs the binary with --help: it exits 0,
+// and every flag that takes a value names it in one word (flag takes a
+// backquoted word in the usage for that name, so a stray backquote shows).
+func TestHelpSucceedsAndNamesEveryValue(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short: builds and runs the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "scorer")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("scorer --help: %v\n%s", err, out)
+	}
+	flags := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, "  -") {
+			continue
+		}
+		flags++
+		if f := strings.Fields(line); len(f) > 2 {
+			t.Errorf("flag line %q: the value's name is more than one word", line)
+		}
+	}
+	if flags < 15 || !strings.Contains(string(out), "-batch-max-rows N") {
+		t.Fatalf("--help lists %d flags:\n%s", flags, out)
+	}
+}
+
 // TestSIGTERMDrainsAndExitsZero runs the scorer binary, keeps requests in flight,
 // sends SIGTERM, and checks that every request was answered and the exit is clean.
 func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
