@@ -378,8 +378,9 @@ func firstNonFinite(b []byte) int {
 	return -1
 }
 
-// floatPool keeps the input buffers of binary tensors: at 256 rows each is 40 KB,
-// which the allocator would otherwise take from the heap, zeroed, per request.
+// floatPool keeps the buffers requests' rows are laid out flat in (/v1/score
+// and binary tensors): at 256 rows each is 40 KB, which the allocator would
+// otherwise take from the heap, zeroed, per request.
 var floatPool = sync.Pool{New: func() any { return new([]float32) }}
 
 var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1

@@ -13,6 +13,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -351,23 +352,32 @@ func (s *Scorer) score(x exchange) error {
 		budget = time.Duration(*req.BudgetMS * float64(time.Millisecond))
 	}
 	single := req.Features != nil
-	rows := req.Rows
+	n := len(req.Rows)
 	switch {
-	case single && rows != nil:
+	case single && req.Rows != nil:
 		return s.reject(badRequest("send \"features\" (one row) or \"rows\" (many), not both"))
 	case single:
-		rows = [][]float64{req.Features}
-	case len(rows) == 0:
+		n = 1
+	case n == 0:
 		return s.reject(badRequest("no input: send {\"features\":[…]} or {\"rows\":[[…],…]}"))
-	case len(rows) > s.MaxRows:
-		return s.reject(badRequest(fmt.Sprintf("%d rows, at most %d per request", len(rows), s.MaxRows)))
+	case n > s.MaxRows:
+		return s.reject(badRequest(fmt.Sprintf("%d rows, at most %d per request", n, s.MaxRows)))
 	}
 	width := m.width()
 	if width == 0 {
 		return &requestError{status: http.StatusServiceUnavailable, code: "unavailable", msg: fmt.Sprintf("model %s has no verified version loaded yet and no fallback rules", m.Name), retryAfter: 1}
 	}
-	flat := make([]float32, 0, len(rows)*width)
-	for i, r := range rows {
+	// The rows go flat into a pooled buffer: nothing holds on to it once answer
+	// has returned.
+	floats := floatPool.Get().(*[]float32)
+	defer floatPool.Put(floats)
+	flat := slices.Grow((*floats)[:0], n*width)
+	defer func() { *floats = flat[:0] }()
+	for i := range n {
+		r := req.Features
+		if !single {
+			r = req.Rows[i]
+		}
 		if len(r) != width {
 			return s.reject(badRequest(fmt.Sprintf("%s has %d features, model %s takes %d", rowName(single, i), len(r), m.Name, width)))
 		}
@@ -379,7 +389,7 @@ func (s *Scorer) score(x exchange) error {
 			flat = append(flat, f)
 		}
 	}
-	out, err := s.answer(x.context(), m, flat, len(rows), req.Key, budget, arrival)
+	out, err := s.answer(x.context(), m, flat, n, req.Key, budget, arrival)
 	if err != nil {
 		return err
 	}

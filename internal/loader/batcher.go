@@ -184,7 +184,7 @@ func (b *Batcher) Submit(a *Arrival, slot *Slot, flat []float32, rows int, budge
 	select {
 	case <-bt.ready:
 	default:
-		t := time.NewTimer(b.MaxWait)
+		t := getTimer(b.MaxWait)
 		select {
 		case <-bt.ready:
 		case <-t.C:
@@ -192,7 +192,7 @@ func (b *Batcher) Submit(a *Arrival, slot *Slot, flat []float32, rows int, budge
 			b.closeLocked(bt)
 			b.mu.Unlock()
 		}
-		t.Stop()
+		putTimer(t)
 	}
 	// bt is closed: nobody appends to it any more. It runs until the latest
 	// deadline of its requests, so a request with a short budget never cuts the
@@ -233,14 +233,34 @@ func (bt *batch) share(at, rows int, budget time.Duration) (BatchResult, bool) {
 	if budget <= 0 {
 		return BatchResult{}, false
 	}
-	t := time.NewTimer(budget)
-	defer t.Stop()
+	t := getTimer(budget)
+	defer putTimer(t)
 	select {
 	case <-bt.done:
 	case <-t.C:
 		return BatchResult{}, false
 	}
 	return bt.slice(at, rows), !errors.Is(bt.res.Err, ErrBudget)
+}
+
+// timerPool keeps stopped timers: every request that waits in a batch needs one,
+// and a new one is an allocation the collector then has to sweep. (Since Go 1.23
+// a stopped or reset timer never delivers a stale tick, so reuse is safe.)
+var timerPool sync.Pool
+
+// getTimer returns a timer that fires after d.
+func getTimer(d time.Duration) *time.Timer {
+	if t, _ := timerPool.Get().(*time.Timer); t != nil {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops t and keeps it for getTimer.
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timerPool.Put(t)
 }
 
 func (bt *batch) slice(at, rows int) BatchResult {
