@@ -277,36 +277,38 @@ const (
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// admit takes a turn to score: at once if one is free, else after waiting in a
-// bounded queue. A full queue answers 429, a wait longer than the budget 503. A
-// request that has to wait withdraws its announcement to the batcher first, so
-// no batch waits for it.
-func (s *Scorer) admit(ctx context.Context, wait time.Duration, arrival *loader.Arrival) (func(), error) {
-	release := func() { <-s.sem }
+// admit takes a turn to score, which the caller gives back with leave: at once
+// if one is free, else after waiting in a bounded queue. A full queue answers
+// 429, a wait longer than the budget 503. A request that has to wait withdraws
+// its announcement to the batcher first, so no batch waits for it.
+func (s *Scorer) admit(ctx context.Context, wait time.Duration, arrival *loader.Arrival) error {
 	select {
 	case s.sem <- struct{}{}:
-		return release, nil
+		return nil
 	default:
 	}
 	arrival.Abandon()
 	if s.waiting.Add(1) > int64(s.MaxQueue) {
 		s.waiting.Add(-1)
 		s.metrics.rejected.WithLabelValues("429").Inc()
-		return nil, &requestError{status: http.StatusTooManyRequests, code: "over_capacity", msg: "too many requests waiting; retry shortly", retryAfter: 1}
+		return &requestError{status: http.StatusTooManyRequests, code: "over_capacity", msg: "too many requests waiting; retry shortly", retryAfter: 1}
 	}
 	defer s.waiting.Add(-1)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case s.sem <- struct{}{}:
-		return release, nil
+		return nil
 	case <-t.C:
 		s.metrics.rejected.WithLabelValues("503").Inc()
-		return nil, &requestError{status: http.StatusServiceUnavailable, code: "over_capacity", msg: "no capacity within the latency budget; retry shortly", retryAfter: 1}
+		return &requestError{status: http.StatusServiceUnavailable, code: "over_capacity", msg: "no capacity within the latency budget; retry shortly", retryAfter: 1}
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 }
+
+// leave gives back a turn admit took.
+func (s *Scorer) leave() { <-s.sem }
 
 // scoreKeyed is POST /v1/score: the API key, then score.
 func (s *Scorer) scoreKeyed(x exchange) error {
@@ -461,12 +463,11 @@ func (s *Scorer) expect() *loader.Arrival {
 // answer returns, so the caller may reuse it.
 func (s *Scorer) answer(ctx context.Context, m *Served, flat []float32, n int, key string, budget time.Duration, arrival *loader.Arrival) (outcome, error) {
 	start := time.Now()
-	release, err := s.admit(ctx, budget, arrival)
-	if err != nil {
+	if err := s.admit(ctx, budget, arrival); err != nil {
 		return outcome{}, err
 	}
 	out, err := s.scoreFlat(m, flat, n, key, budget, arrival)
-	release()
+	s.leave()
 	if err != nil {
 		return outcome{}, err
 	}
