@@ -44,8 +44,8 @@ func (s *Scorer) Fast() *FastHandler {
 				if path := ctx.Path(); string(path) == "/v1/score" {
 					s.serveFast(ctx, s.scoreKeyed)
 					return
-				} else if model, ok := inferModel(path); ok {
-					s.serveFast(ctx, func(x exchange) error { return s.inferKeyed(x, model) })
+				} else if model, version, ok := inferModel(path); ok {
+					s.serveFast(ctx, func(x exchange) error { return s.inferKeyed(x, model, version) })
 					return
 				}
 			}
@@ -57,17 +57,19 @@ func (s *Scorer) Fast() *FastHandler {
 // drainBytes is how far past its limit a body is read to answer it cleanly.
 const drainBytes = 256 << 10
 
-// inferModel is the model named by an inference path, /v2/models/{m}/infer.
-func inferModel(path []byte) (string, bool) {
+// inferModel is the model, and the version ("" for none), named by an
+// inference path: /v2/models/{m}/infer or /v2/models/{m}/versions/{v}/infer.
+// An empty version (…/versions//infer) is none, as echo's routes take it.
+func inferModel(path []byte) (model, version string, ok bool) {
 	const prefix, suffix = "/v2/models/", "/infer"
 	if !bytes.HasPrefix(path, []byte(prefix)) || !bytes.HasSuffix(path, []byte(suffix)) || len(path) <= len(prefix)+len(suffix) {
-		return "", false
+		return "", "", false
 	}
-	model := path[len(prefix) : len(path)-len(suffix)]
-	if bytes.IndexByte(model, '/') >= 0 {
-		return "", false
+	m, v, _ := bytes.Cut(path[len(prefix):len(path)-len(suffix)], []byte("/versions/"))
+	if len(m) == 0 || bytes.IndexByte(m, '/') >= 0 || bytes.IndexByte(v, '/') >= 0 {
+		return "", "", false
 	}
-	return string(model), true
+	return string(m), string(v), true
 }
 
 // serveFast runs h and answers the error it returns (or its panic) the way
@@ -114,7 +116,7 @@ func (s *Scorer) fastError(ctx *fasthttp.RequestCtx, err error) {
 		e = &requestError{status: http.StatusBadRequest, code: "invalid_request", msg: "malformed request: " + err.Error()}
 	}
 	s.reject(e)
-	if _, ok := inferModel(ctx.Path()); ok {
+	if _, _, ok := inferModel(ctx.Path()); ok {
 		ctx.Response.Reset()
 		oipError(fastExchange{ctx}, e.status, e.msg)
 		return

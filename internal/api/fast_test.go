@@ -87,6 +87,13 @@ func TestFastServerAnswersLikeEcho(t *testing.T) {
 		{"OIP header past the body", "POST", infer, map[string]string{api.HeaderInferenceLength: "999999"}, bin[:100], 400, false},
 		{"OIP bad shape", "POST", infer, nil, []byte(`{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}`), 400, false},
 		{"OIP unknown model", "POST", "/v2/models/nope/infer", nil, []byte(`{}`), 404, false},
+		{"OIP versioned", "POST", "/v2/models/calling-score/versions/1/infer", nil, []byte(`{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + row + `}]}`), 200, false},
+		{"OIP versioned binary", "POST", "/v2/models/calling-score/versions/1/infer", map[string]string{api.HeaderInferenceLength: hl}, bin, 200, false},
+		{"OIP version not served", "POST", "/v2/models/calling-score/versions/7/infer", nil, []byte(`{}`), 404, false},
+		{"OIP empty version is none", "POST", "/v2/models/calling-score/versions//infer", nil, []byte(`{}`), 400, false},
+		{"OIP version then more path", "POST", "/v2/models/calling-score/versions/1/x/infer", nil, []byte(`{}`), 404, false},
+		{"OIP versioned metadata", "GET", "/v2/models/calling-score/versions/1", nil, nil, 200, false},
+		{"OIP versioned ready", "GET", "/v2/models/calling-score/versions/1/ready", nil, nil, 200, false},
 		{"OIP no key", "POST", infer, map[string]string{"X-API-Key": ""}, []byte(`{}`), 401, false},
 		{"OIP oversized", "POST", infer, map[string]string{api.HeaderInferenceLength: hl}, append(bin, bin...), 413, false},
 	}

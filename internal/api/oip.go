@@ -11,10 +11,13 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/modelops/modelops/internal/loader"
 )
 
 // The Open Inference Protocol v2 (KServe / Triton "v2" REST), for the scorer's
@@ -32,11 +35,15 @@ func (s *Scorer) oipRoutes(e *echo.Echo) {
 		}
 		return c.JSON(status, map[string]bool{"ready": ok})
 	})
-	e.GET("/v2/models/:model", s.oipMetadata)
-	e.GET("/v2/models/:model/ready", s.oipModelReady)
-	e.POST("/v2/models/:model/infer", func(c echo.Context) error {
-		return viaEcho(func(x exchange) error { return s.inferKeyed(x, c.Param("model")) })(c)
-	})
+	// Each model route also takes a version, /v2/models/{m}/versions/{v}/…: the
+	// champion's or the challenger's, whichever holds it.
+	for _, prefix := range []string{"/v2/models/:model", "/v2/models/:model/versions/:version"} {
+		e.GET(prefix, s.oipMetadata)
+		e.GET(prefix+"/ready", s.oipModelReady)
+		e.POST(prefix+"/infer", func(c echo.Context) error {
+			return viaEcho(func(x exchange) error { return s.inferKeyed(x, c.Param("model"), c.Param("version")) })(c)
+		})
+	}
 }
 
 func oipError(x exchange, status int, msg string) error {
@@ -71,17 +78,30 @@ func (s *Scorer) oipModel(x exchange, name string) (*Served, error) {
 	return m, nil
 }
 
+// oipMetadata is GET /v2/models/{m}[/versions/{v}]: the versions served (the
+// champion's, then the challenger's), or the one asked for, and the tensors of
+// the champion's session, or of that version's.
 func (s *Scorer) oipMetadata(c echo.Context) error {
-	m, err := s.oipModel(&echoExchange{c: c}, c.Param("model"))
+	x := &echoExchange{c: c}
+	m, err := s.oipModel(x, c.Param("model"))
 	if m == nil {
 		return err
 	}
 	md := OIPModelMetadata{Name: m.Name, Platform: "onnxruntime_onnx",
 		Inputs:  []OIPTensor{{Name: "input", Datatype: "FP32", Shape: []int64{-1, int64(m.width())}}},
 		Outputs: []OIPTensor{{Name: "output", Datatype: "FP32", Shape: []int64{-1, 1}}}}
-	if l := m.Slot.Acquire(); l != nil {
+	var l *loader.Loaded
+	if v := c.Param("version"); v != "" {
+		if l, _ = servedVersion(m, v); l == nil {
+			return oipError(x, http.StatusNotFound, noVersion(m, v))
+		}
+		md.Versions = []string{v}
+	} else {
+		md.Versions = servedVersions(m)
+		l = m.Slot.Acquire()
+	}
+	if l != nil {
 		sig := l.Signature()
-		md.Versions = []string{strconv.Itoa(l.Version)}
 		md.Inputs = []OIPTensor{{Name: sig.Input.Name, Datatype: "FP32", Shape: sig.Input.Shape}}
 		md.Outputs = []OIPTensor{{Name: sig.Output.Name, Datatype: "FP32", Shape: sig.Output.Shape}}
 		l.Release()
@@ -89,10 +109,21 @@ func (s *Scorer) oipMetadata(c echo.Context) error {
 	return c.JSON(http.StatusOK, md)
 }
 
+// oipModelReady is GET /v2/models/{m}[/versions/{v}]/ready: a model is ready
+// when a session or its rules can answer, a version when it is loaded.
 func (s *Scorer) oipModelReady(c echo.Context) error {
-	m, err := s.oipModel(&echoExchange{c: c}, c.Param("model"))
+	x := &echoExchange{c: c}
+	m, err := s.oipModel(x, c.Param("model"))
 	if m == nil {
 		return err
+	}
+	if v := c.Param("version"); v != "" {
+		l, _ := servedVersion(m, v)
+		if l == nil {
+			return oipError(x, http.StatusNotFound, noVersion(m, v))
+		}
+		l.Release()
+		return c.JSON(http.StatusOK, map[string]any{"name": m.Name, "version": v, "ready": true})
 	}
 	_, _, loaded := m.Slot.Current()
 	ready := loaded || m.Rules != nil
@@ -101,6 +132,50 @@ func (s *Scorer) oipModelReady(c echo.Context) error {
 		status = http.StatusServiceUnavailable
 	}
 	return c.JSON(status, map[string]any{"name": m.Name, "ready": ready})
+}
+
+// servedVersion finds version v of m (as a path spells it: a decimal number)
+// in the champion's slot or the challenger's, and returns its session, acquired
+// (the caller releases it), with the arm that serves it; nil when neither holds
+// it.
+func servedVersion(m *Served, v string) (*loader.Loaded, string) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || strconv.Itoa(n) != v {
+		return nil, ""
+	}
+	for _, arm := range []struct {
+		slot *loader.Slot
+		name string
+	}{{m.Slot, ArmChampion}, {m.Candidate, ArmChallenger}} {
+		if l := arm.slot.Acquire(); l != nil {
+			if l.Version == n {
+				return l, arm.name
+			}
+			l.Release()
+		}
+	}
+	return nil, ""
+}
+
+// servedVersions are the versions m's slots hold: the champion's, then the
+// challenger's.
+func servedVersions(m *Served) []string {
+	var vs []string
+	for _, slot := range []*loader.Slot{m.Slot, m.Candidate} {
+		if v, _, ok := slot.Current(); ok {
+			vs = append(vs, strconv.Itoa(v))
+		}
+	}
+	return vs
+}
+
+// noVersion says that m has no version v here, and which it has.
+func noVersion(m *Served, v string) string {
+	served := "none is loaded"
+	if vs := servedVersions(m); len(vs) > 0 {
+		served = "it serves " + strings.Join(vs, " and ")
+	}
+	return fmt.Sprintf("model %s has no version %q on this scorer (%s)", m.Name, truncate(v, 40), served)
 }
 
 // OIPInferRequest is POST /v2/models/{m}/infer. Of the parameters the
@@ -173,19 +248,33 @@ type OIPResponseParameters struct {
 	Source string `json:"source"`
 }
 
-// inferKeyed is POST /v2/models/{model}/infer: the API key, then oipInfer.
-func (s *Scorer) inferKeyed(x exchange, model string) error {
+// inferKeyed is POST /v2/models/{model}[/versions/{version}]/infer: the API
+// key, then oipInfer.
+func (s *Scorer) inferKeyed(x exchange, model, version string) error {
 	if !s.keyOK(x) {
 		s.metrics.rejected.WithLabelValues("401").Inc()
 		return oipError(x, http.StatusUnauthorized, missingKey)
 	}
-	return s.oipInfer(x, model)
+	return s.oipInfer(x, model, version)
 }
 
-func (s *Scorer) oipInfer(x exchange, model string) error {
+// A version ("" for none) pins the request to that version's session, which
+// answers it by itself (a micro-batch runs on whatever its slot holds when it
+// runs) and under the arm that serves it, with no A/B draw; the rules still
+// answer if it fails or runs out of budget, as for any request.
+func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	m, err := s.oipModel(x, model)
 	if m == nil {
 		return err
+	}
+	var pin *pinned
+	if version != "" {
+		l, arm := servedVersion(m, version)
+		if l == nil {
+			return oipError(x, http.StatusNotFound, noVersion(m, version))
+		}
+		defer l.Release()
+		pin = &pinned{l: l, arm: arm}
 	}
 	body, err := x.body(s.MaxBodyBytes)
 	if err != nil {
@@ -255,7 +344,7 @@ func (s *Scorer) oipInfer(x exchange, model string) error {
 	} else if flat, err = flattenFP32(in.Data, n*width); err != nil {
 		return oipError(x, http.StatusBadRequest, "input data: "+err.Error())
 	}
-	out, err := s.answer(x.context(), m, flat, n, req.Parameters.Key, s.Budget, arrival)
+	out, err := s.answer(x.context(), m, flat, n, req.Parameters.Key, s.Budget, arrival, pin)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {

@@ -249,3 +249,79 @@ func TestOIPv2BinaryTensors(t *testing.T) {
 		}
 	}
 }
+
+// TestOIPv2Versions asks for versions by path: each answer comes from the
+// version asked for (under the arm that serves it, whatever the A/B split and
+// the key), and a version the scorer does not serve is a 404 that says which
+// it serves, on every versioned route.
+func TestOIPv2Versions(t *testing.T) {
+	url, _, m1, m2 := twoArms(t, api.Routing{Traffic: 50, Mode: "ab", Blend: 1})
+	row := testutil.Row(0.37)
+	want := map[string]float32{}
+	for v, m := range map[string]testutil.Model{"1": m1, "2": m2} {
+		l := mustLoad(t, m, 0)
+		out, err := l.Run(row, 1)
+		l.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[v] = out[0]
+	}
+	if want["1"] == want["2"] {
+		t.Fatal("the two versions score the row alike; the test could not tell them apart")
+	}
+	data, _ := json.Marshal(row)
+	for v, arm := range map[string]string{"1": api.ArmChampion, "2": api.ArmChallenger} {
+		for i := range 20 {
+			body := fmt.Sprintf(`{"parameters":{"key":"user-%d"},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":%s}]}`, i, data)
+			resp, err := http.Post(url+"/v2/models/calling-score/versions/"+v+"/infer", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r api.OIPInferResponse
+			err = json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || len(r.Outputs) != 1 || len(r.Outputs[0].Data) != 1 {
+				t.Fatalf("version %s: %d %+v %v", v, resp.StatusCode, r, err)
+			}
+			if r.ModelVersion != v || r.Parameters.Arm != arm || r.Parameters.Source != api.SourceModel || r.Outputs[0].Data[0] != want[v] {
+				t.Fatalf("asked for version %s (key user-%d): answered %+v with %v; v%s scores the row %v", v, i, r, r.Outputs[0].Data, v, want[v])
+			}
+		}
+	}
+
+	var md api.OIPModelMetadata
+	if getJSON(t, url+"/v2/models/calling-score", &md) != 200 || strings.Join(md.Versions, ",") != "1,2" {
+		t.Fatalf("metadata lists versions %v, want [1 2]", md.Versions)
+	}
+	md = api.OIPModelMetadata{}
+	if getJSON(t, url+"/v2/models/calling-score/versions/2", &md) != 200 || strings.Join(md.Versions, ",") != "2" || len(md.Inputs) != 1 || md.Inputs[0].Shape[1] != 39 {
+		t.Fatalf("version 2 metadata %+v", md)
+	}
+	var ready map[string]any
+	if getJSON(t, url+"/v2/models/calling-score/versions/2/ready", &ready) != 200 || ready["ready"] != true || ready["version"] != "2" {
+		t.Fatalf("version 2 ready: %v", ready)
+	}
+
+	for _, v := range []string{"3", "0", "01", "abc", "-1"} {
+		for _, route := range []string{"", "/ready", "/infer"} {
+			path := url + "/v2/models/calling-score/versions/" + v + route
+			var resp *http.Response
+			var err error
+			if route == "/infer" {
+				resp, err = http.Post(path, "application/json", strings.NewReader(`{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":`+string(data)+`}]}`))
+			} else {
+				resp, err = http.Get(path)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var e map[string]string
+			if resp.StatusCode != 404 || json.Unmarshal(b, &e) != nil || !strings.Contains(e["error"], strconv.Quote(v)) || !strings.Contains(e["error"], "it serves 1 and 2") {
+				t.Fatalf("version %q%s: %d %s; want 404 naming it and the versions served", v, route, resp.StatusCode, b)
+			}
+		}
+	}
+}

@@ -391,7 +391,7 @@ func (s *Scorer) score(x exchange) error {
 			flat = append(flat, f)
 		}
 	}
-	out, err := s.answer(x.context(), m, flat, n, req.Key, budget, arrival)
+	out, err := s.answer(x.context(), m, flat, n, req.Key, budget, arrival, nil)
 	if err != nil {
 		return err
 	}
@@ -459,14 +459,15 @@ func (s *Scorer) expect() *loader.Arrival {
 
 // answer takes a turn, scores the rows and counts the outcome: what /v1/score and
 // the OIP v2 infer route share once they have decoded their rows. arrival is the
-// request's announcement to the batcher, if any. Nothing holds on to flat once
-// answer returns, so the caller may reuse it.
-func (s *Scorer) answer(ctx context.Context, m *Served, flat []float32, n int, key string, budget time.Duration, arrival *loader.Arrival) (outcome, error) {
+// request's announcement to the batcher, if any; pin the session a versioned
+// request asked for, if any. Nothing holds on to flat once answer returns, so
+// the caller may reuse it.
+func (s *Scorer) answer(ctx context.Context, m *Served, flat []float32, n int, key string, budget time.Duration, arrival *loader.Arrival, pin *pinned) (outcome, error) {
 	start := time.Now()
 	if err := s.admit(ctx, budget, arrival); err != nil {
 		return outcome{}, err
 	}
-	out, err := s.scoreFlat(m, flat, n, key, budget, arrival)
+	out, err := s.scoreFlat(m, flat, n, key, budget, arrival, pin)
 	s.leave()
 	if err != nil {
 		return outcome{}, err
@@ -523,37 +524,52 @@ type outcome struct {
 // errUnanswerable is returned when neither a session nor rules can answer.
 var errUnanswerable = errors.New("unanswerable")
 
-// scoreFlat answers rows laid out flat: from the arm the routing picks, within the
-// budget, behind the breaker; from the rules when there is no session, it fails,
-// runs out of budget, or any output is not a finite number in [0,1].
-func (s *Scorer) scoreFlat(m *Served, flat []float32, n int, key string, budget time.Duration, arrival *loader.Arrival) (outcome, error) {
+// scoreFlat answers rows laid out flat: from the arm the routing picks (or from
+// pin's session, when a versioned request names one), within the budget, behind
+// the breaker; from the rules when there is no session, it fails, runs out of
+// budget, or any output is not a finite number in [0,1].
+func (s *Scorer) scoreFlat(m *Served, flat []float32, n int, key string, budget time.Duration, arrival *loader.Arrival, pin *pinned) (outcome, error) {
 	defer arrival.Abandon()
 	r := m.Routing()
 	out := outcome{arm: ArmChampion}
 	slot := m.Slot
-	if r.Mode == "ab" && r.Traffic > 0 && pick(key, r.Traffic) {
+	if pin != nil {
+		out.arm = pin.arm
+	} else if r.Mode == "ab" && r.Traffic > 0 && pick(key, r.Traffic) {
 		if _, _, ok := m.Candidate.Current(); ok {
 			slot, out.arm = m.Candidate, ArmChallenger
 		}
 	}
-	if _, _, ok := slot.Current(); !ok {
+	current, _, loaded := slot.Current()
+	if pin != nil {
+		current, loaded = pin.l.Version, true
+	}
+	if !loaded {
 		out.reason = fallback.ReasonNoModel
 	} else if !m.Breaker.Allow() {
 		out.reason = fallback.ReasonCircuitOpen
-		out.attempted, _, _ = slot.Current()
+		out.attempted = current
 	} else {
 		var res runResult
 		var timedOut bool
-		if b := s.Batcher; b != nil && n <= b.MaxRows/4 {
+		b := s.Batcher
+		switch {
+		case pin != nil:
+			// On the very session asked for, by itself.
+			o, err := pin.l.RunBudget(flat, n, budget)
+			res, timedOut = runResult{o, pin.l.Version, err}, errors.Is(err, loader.ErrBudget)
+		case b != nil && n <= b.MaxRows/4:
 			r, ok := b.Submit(arrival, slot, flat, n, budget)
 			res, timedOut = runResult{r.Out, r.Version, r.Err}, !ok
 			if r.Rows > 0 {
 				s.metrics.batchRows.Observe(float64(r.Rows))
 			}
-		} else if l := slot.Acquire(); l != nil {
-			res, timedOut = runWithBudget(l, flat, n, budget)
-		} else {
-			res.err = loader.ErrNoSession
+		default:
+			if l := slot.Acquire(); l != nil {
+				res, timedOut = runWithBudget(l, flat, n, budget)
+			} else {
+				res.err = loader.ErrNoSession
+			}
 		}
 		out.version = res.version
 		if out.version == 0 {
@@ -635,6 +651,13 @@ func (s *Scorer) shadow(m *Served, flat []float32, n int, champion []float32) {
 			s.Recorder.ObserveShadow(version, out, champ)
 		}
 	}()
+}
+
+// pinned is the session a versioned request asked for (held until it is
+// answered) and the arm whose slot holds it.
+type pinned struct {
+	l   *loader.Loaded
+	arm string
 }
 
 type runResult struct {
