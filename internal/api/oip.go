@@ -258,7 +258,8 @@ func (s *Scorer) inferKeyed(x exchange, model, version string) error {
 	return s.oipInfer(x, model, version)
 }
 
-// A version ("" for none) pins the request to that version's session, which
+// oipInfer answers an inference request for model. A version ("" for none)
+// pins the request to that version's session, which
 // answers it by itself (a micro-batch runs on whatever its slot holds when it
 // runs) and under the arm that serves it, with no A/B draw; the rules still
 // answer if it fails or runs out of budget, as for any request.
