@@ -157,6 +157,7 @@ var clientHeaders = []string{
 	`{"inputs": [{"name": "input", "shape": [2, 39], "datatype": "FP32", "parameters": {"binary_data_size": 312}}], "outputs": [{"name": "output", "parameters": {"binary_data": true}}]}`,
 	"{\n  \"id\": \"req-7\",\n  \"parameters\": {\"key\": \"user-42\"},\n  \"inputs\": [{\"name\": \"input\", \"shape\": [1, 39], \"datatype\": \"FP32\", \"parameters\": {\"binary_data_size\": 156}}]\n}\n",
 	`{"parameters":{"binary_data_output":true},"inputs":[{"name":"input","shape":[3,39],"datatype":"FP32","parameters":{"binary_data_size":468}}]}`,
+	`{"parameters":{"timeout":20000,"binary_data_output":true},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","parameters":{"binary_data_size":156}}]}`,
 	`{"id":"42","inputs":[{"name":"input","shape":[2,3],"datatype":"FP32","data":[[0.5,1,2],[3, 4e-2 ,5]]}],"outputs":[{"name":"output"}]}`,
 }
 

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/labstack/echo/v4"
@@ -195,6 +196,10 @@ type OIPRequestParameters struct {
 	// BinaryDataOutput asks for every output as binary data (the binary tensor
 	// extension), for requests that name no outputs.
 	BinaryDataOutput bool `json:"binary_data_output,omitempty"`
+	// Timeout is the request's latency budget in microseconds, as Triton's
+	// schedule-policy extension (and tritonclient's timeout argument) sends it;
+	// 0 or none is the scorer's budget.
+	Timeout *int64 `json:"timeout,omitempty"`
 }
 
 // OIPTensorParameters are the tensor parameters of the binary tensor
@@ -345,7 +350,14 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	} else if flat, err = flattenFP32(in.Data, n*width); err != nil {
 		return oipError(x, http.StatusBadRequest, "input data: "+err.Error())
 	}
-	out, err := s.answer(x.context(), m, flat, n, req.Parameters.Key, s.Budget, arrival, pin)
+	budget := s.Budget
+	if t := req.Parameters.Timeout; t != nil && *t != 0 {
+		if *t < 0 || *t > maxBudget.Microseconds() {
+			return oipError(x, http.StatusBadRequest, fmt.Sprintf("parameters.timeout %d: want microseconds from 1 to %d (0 or none: the scorer's %s)", *t, maxBudget.Microseconds(), s.Budget))
+		}
+		budget = time.Duration(*t) * time.Microsecond
+	}
+	out, err := s.answer(x.context(), m, flat, n, req.Parameters.Key, budget, arrival, pin)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {

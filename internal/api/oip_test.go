@@ -119,6 +119,9 @@ func TestOIPv2InferErrors(t *testing.T) {
 		{"shape of strings", "calling-score", `{"inputs":[{"name":"input","shape":["1",39],"datatype":"FP32","data":[` + row + `]}]}`, 400, "inputs.shape must be an integer, not string"},
 		{"binary_data_size without the header", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","parameters":{"binary_data_size":156}}]}`, 400, "without the Inference-Header-Content-Length header"},
 		{"nested too deep", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + strings.Repeat("[", 5000) + "1" + strings.Repeat("]", 5000) + `}]}`, 400, "nested 5000 deep"},
+		{"timeout below 0", "calling-score", `{"parameters":{"timeout":-5},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[` + row + `]}]}`, 400, "parameters.timeout -5: want microseconds from 1 to 60000000"},
+		{"timeout over a minute", "calling-score", `{"parameters":{"timeout":60000001},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[` + row + `]}]}`, 400, "parameters.timeout 60000001"},
+		{"timeout not a number", "calling-score", `{"parameters":{"timeout":"5"},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[` + row + `]}]}`, 400, "parameters.timeout must be an integer, not string"},
 		{"unknown model", "churn", `{}`, 404, "unknown model"},
 	}
 	for _, tt := range tests {
@@ -322,6 +325,30 @@ func TestOIPv2Versions(t *testing.T) {
 			if resp.StatusCode != 404 || json.Unmarshal(b, &e) != nil || !strings.Contains(e["error"], strconv.Quote(v)) || !strings.Contains(e["error"], "it serves 1 and 2") {
 				t.Fatalf("version %q%s: %d %s; want 404 naming it and the versions served", v, route, resp.StatusCode, b)
 			}
+		}
+	}
+}
+
+// TestOIPv2TimeoutIsTheBudget sends Triton's timeout parameter: a budget of a
+// microsecond runs out before any run ends, so the rules answer with reason
+// timeout; 0 (Triton's "none") leaves the scorer's budget, and the model answers.
+func TestOIPv2TimeoutIsTheBudget(t *testing.T) {
+	url, _ := MustScorerAPI(t)
+	data, _ := json.Marshal(testutil.Row(0.4))
+	for timeout, want := range map[string]api.OIPResponseParameters{
+		"1": {Arm: api.ArmChampion, Source: api.SourceFallback, Reason: "timeout"},
+		"0": {Arm: api.ArmChampion, Source: api.SourceModel},
+	} {
+		body := `{"parameters":{"timeout":` + timeout + `},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + string(data) + `}]}`
+		resp, err := http.Post(url+"/v2/models/calling-score/infer", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r api.OIPInferResponse
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || r.Parameters != want {
+			t.Fatalf("timeout %s µs: %d %+v (%v); want parameters %+v", timeout, resp.StatusCode, r, err, want)
 		}
 	}
 }

@@ -42,6 +42,10 @@ func readOIPHeader(b []byte, req *OIPInferRequest) bool {
 					v, ok := s.bool()
 					req.Parameters.BinaryDataOutput = v
 					return once(&seenP, 2) && ok
+				case "timeout":
+					v, ok := s.int()
+					req.Parameters.Timeout = &v
+					return once(&seenP, 4) && ok
 				}
 				return false
 			})

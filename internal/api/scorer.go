@@ -246,6 +246,9 @@ func (s *Scorer) status(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"models": out})
 }
 
+// maxBudget bounds the latency budget a request may ask for.
+const maxBudget = time.Minute
+
 // ScoreRequest is one row in "features" or many in "rows". Key routes sticky A/B
 // traffic; BudgetMS overrides the scorer's latency budget.
 type ScoreRequest struct {
@@ -348,8 +351,8 @@ func (s *Scorer) score(x exchange) error {
 	}
 	budget := s.Budget
 	if req.BudgetMS != nil {
-		if !(*req.BudgetMS > 0) || *req.BudgetMS > 60000 {
-			return s.reject(badRequest("budget_ms must be above 0 and at most 60000"))
+		if !(*req.BudgetMS > 0) || *req.BudgetMS > float64(maxBudget.Milliseconds()) {
+			return s.reject(badRequest(fmt.Sprintf("budget_ms must be above 0 and at most %d", maxBudget.Milliseconds())))
 		}
 		budget = time.Duration(*req.BudgetMS * float64(time.Millisecond))
 	}
