@@ -68,7 +68,8 @@ type OIPModelMetadata struct {
 }
 
 func (s *Scorer) oipServer(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"name": "modelops-scorer", "version": "2", "extensions": []string{}})
+	// Triton's binary tensor extension is the one the scorer implements whole.
+	return c.JSON(http.StatusOK, map[string]any{"name": "modelops-scorer", "version": "2", "extensions": []string{"binary_tensor_data"}})
 }
 
 func (s *Scorer) oipModel(x exchange, name string) (*Served, error) {

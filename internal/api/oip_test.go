@@ -40,6 +40,13 @@ func TestOIPv2HealthAndMetadata(t *testing.T) {
 	if getJSON(t, url+"/v2/health/ready", &ready) != 200 || !ready["ready"] {
 		t.Fatalf("ready: %v", ready)
 	}
+	var server struct {
+		Name       string   `json:"name"`
+		Extensions []string `json:"extensions"`
+	}
+	if getJSON(t, url+"/v2", &server) != 200 || server.Name == "" || strings.Join(server.Extensions, ",") != "binary_tensor_data" {
+		t.Fatalf("server metadata %+v", server)
+	}
 	var md api.OIPModelMetadata
 	if getJSON(t, url+"/v2/models/calling-score", &md) != 200 {
 		t.Fatal("metadata status")
