@@ -32,10 +32,10 @@ func TestRejectsStrayArguments(t *testing.T) {
 	}
 }
 
-// TestHelpSucceedsAndNamesEveryValue runs the binary with --help: it exits 0,
-// and every flag that takes a value names it in one word (flag takes a
-// backquoted word in the usage for that name, so a stray backquote shows).
-func TestHelpSucceedsAndNamesEveryValue(t *testing.T) {
+// buildScorer builds the scorer binary for a test that runs it (skipped with
+// -short).
+func buildScorer(t *testing.T) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("short: builds and runs the binary")
 	}
@@ -43,6 +43,14 @@ func TestHelpSucceedsAndNamesEveryValue(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// TestHelpSucceedsAndNamesEveryValue runs the binary with --help: it exits 0,
+// and every flag that takes a value names it in one word (flag takes a
+// backquoted word in the usage for that name, so a stray backquote shows).
+func TestHelpSucceedsAndNamesEveryValue(t *testing.T) {
+	bin := buildScorer(t)
 	out, err := exec.Command(bin, "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("scorer --help: %v\n%s", err, out)
@@ -65,13 +73,7 @@ func TestHelpSucceedsAndNamesEveryValue(t *testing.T) {
 // TestSIGTERMDrainsAndExitsZero runs the scorer binary, keeps requests in flight,
 // sends SIGTERM, and checks that every request was answered and the exit is clean.
 func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short: builds and runs the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "scorer")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildScorer(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
