@@ -112,6 +112,20 @@ func (r loadResult) split(windows [][2]int64) (in, out loadResult) {
 	return in, out
 }
 
+// within returns the latencies of the requests due in span (Unix nanoseconds,
+// from inclusive, to exclusive).
+func (r loadResult) within(span [2]int64) loadResult {
+	var in loadResult
+	for i, lat := range r.Latencies {
+		if r.Sent[i] >= span[0] && r.Sent[i] < span[1] {
+			in.Latencies = append(in.Latencies, lat)
+			in.Sent = append(in.Sent, r.Sent[i])
+		}
+	}
+	in.Requests = len(in.Latencies)
+	return in
+}
+
 // load runs spec in a child process and returns what it saw. Cancelling ctx ends
 // the run early (the child stops when its stdin closes).
 func load(ctx context.Context, spec loadSpec) (loadResult, error) {

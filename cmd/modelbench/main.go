@@ -268,8 +268,8 @@ func run(o options) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.name, t.got, yes(t.ok))
 	}
 	tw.Flush()
-	fmt.Printf("\nhot swap: %d promotions, one every %s in windows of %d between steady gaps of %s, %s in all at %.0f requests/s: %d requests inside the windows, %d outside, %d sessions destroyed\n",
-		swap.swaps, o.swapEvery, swapsPerWindow, swapsPerWindow*o.swapEvery, swap.took.Round(time.Millisecond), rate, swap.duringRequests, swap.steadyRequests, swap.destroyed)
+	fmt.Printf("\nhot swap: %d promotions, one every %s in windows of %d, each followed by a steady gap as long, %s in all at %.0f requests/s: %d requests inside the windows, %d outside, %d sessions destroyed; p99 over 1.5× the steady p99 in %d of %d windows and %d of %d gaps\n",
+		swap.swaps, o.swapEvery, swapsPerWindow, swap.took.Round(time.Millisecond), rate, swap.duringRequests, swap.steadyRequests, swap.destroyed, swap.windowsOver, swap.windows, swap.gapsOver, swap.gaps)
 	trend := make([]string, len(swap.rssTrend))
 	for i, r := range swap.rssTrend {
 		trend[i] = fmt.Sprintf("%.1f", r/1e6)
@@ -618,6 +618,10 @@ type swapResult struct {
 	// failures and fallbacks of the whole run.
 	duringP99, steadyP99           time.Duration
 	duringRequests, steadyRequests int
+	// windowsOver and gapsOver count the swap windows and the steady gaps whose
+	// own p99 passes 1.5× the steady p99, of windows and gaps in all: a stall
+	// of the machine falls on either kind alike, a cost of swapping on windows.
+	windowsOver, gapsOver, windows, gaps int
 	failed, fallbacks              int
 	took                           time.Duration
 	rssBefore, rssAfter            float64
@@ -717,7 +721,9 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 	// the same run under the same conditions; requests are told apart by when
 	// they were sent. Windows and gaps are short and many, so that a stall of the
 	// machine itself (a VM's stolen time can hold everything for tens of
-	// milliseconds) falls on both kinds alike instead of deciding the comparison.
+	// milliseconds) falls on both kinds alike instead of deciding the comparison;
+	// and each gap lasts as long as the window before it, so that both kinds hold
+	// as many requests and a stall weighs as much on either's p99.
 	steadyGap := swapsPerWindow * o.swapEvery
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
@@ -728,15 +734,22 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 		<-done
 		return res, err
 	}
-	var windows [][2]int64
+	var windows, gaps [][2]int64
+	pause := func() {
+		from := time.Now().UnixNano()
+		time.Sleep(steadyGap)
+		gaps = append(gaps, [2]int64{from, time.Now().UnixNano()})
+	}
 	start := time.Now()
 	var next time.Time
 	for i := 0; i < o.swaps; i++ {
 		if i%swapsPerWindow == 0 {
 			if i > 0 {
-				windows[len(windows)-1][1] = time.Now().UnixNano()
+				w := &windows[len(windows)-1]
+				w[1] = time.Now().UnixNano()
+				steadyGap = time.Duration(w[1] - w[0])
 			}
-			time.Sleep(steadyGap)
+			pause()
 			windows = append(windows, [2]int64{time.Now().UnixNano(), 0})
 			next = time.Now()
 		}
@@ -750,15 +763,26 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 		}
 	}
 	if len(windows) > 0 {
-		windows[len(windows)-1][1] = time.Now().UnixNano()
+		w := &windows[len(windows)-1]
+		w[1] = time.Now().UnixNano()
+		steadyGap = time.Duration(w[1] - w[0])
 	}
-	time.Sleep(steadyGap)
+	pause()
 	res.took = time.Since(start)
 	stopLoad()
 	all := <-done
 	during, steady := all.split(windows)
 	res.duringP99, res.steadyP99 = during.quantile(.99), steady.quantile(.99)
 	res.duringRequests, res.steadyRequests = during.Requests, steady.Requests
+	over := func(spans [][2]int64) (n int) {
+		for _, span := range spans {
+			if in := all.within(span); in.Requests > 0 && in.quantile(.99) > res.steadyP99*3/2 {
+				n++
+			}
+		}
+		return n
+	}
+	res.windowsOver, res.gapsOver, res.windows, res.gaps = over(windows), over(gaps), len(windows), len(gaps)
 	res.failed, res.fallbacks = all.Failed, all.Fallbacks
 	// Only the summaries are kept: the latencies (the bench's memory, not the
 	// scorer's) are garbage by the time memory is measured.
