@@ -622,9 +622,9 @@ type swapResult struct {
 	// own p99 passes 1.5× the steady p99, of windows and gaps in all: a stall
 	// of the machine falls on either kind alike, a cost of swapping on windows.
 	windowsOver, gapsOver, windows, gaps int
-	failed, fallbacks              int
-	took                           time.Duration
-	rssBefore, rssAfter            float64
+	failed, fallbacks                    int
+	took                                 time.Duration
+	rssBefore, rssAfter                  float64
 	// heapBefore and heapAfter are the Go heap in use at the same moments: what
 	// RSS gained beyond it is C memory (ONNX Runtime's).
 	heapBefore, heapAfter float64
