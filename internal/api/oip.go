@@ -265,10 +265,10 @@ func (s *Scorer) inferKeyed(x exchange, model, version string) error {
 }
 
 // oipInfer answers an inference request for model. A version ("" for none)
-// pins the request to that version's session, which
-// answers it by itself (a micro-batch runs on whatever its slot holds when it
-// runs) and under the arm that serves it, with no A/B draw; the rules still
-// answer if it fails or runs out of budget, as for any request.
+// pins the request to that version's session, which answers it by itself (a
+// micro-batch runs on whatever its slot holds when it runs) and under the arm
+// that serves it, with no A/B draw; the rules still answer if it fails or runs
+// out of budget, as for any request.
 func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	m, err := s.oipModel(x, model)
 	if m == nil {
@@ -291,8 +291,11 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 		}
 		return oipError(x, http.StatusBadRequest, err.Error())
 	}
-	arrival := s.expect()
-	defer arrival.Abandon()
+	var arrival *loader.Arrival
+	if pin == nil { // a pinned request never joins a batch, so no batch waits for it
+		arrival = s.expect()
+		defer arrival.Abandon()
+	}
 	// The binary tensor extension: the JSON header comes first, its length in
 	// Inference-Header-Content-Length, and raw tensor bytes follow it.
 	var tensorBytes []byte
