@@ -740,14 +740,18 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 		time.Sleep(steadyGap)
 		gaps = append(gaps, [2]int64{from, time.Now().UnixNano()})
 	}
+	// endWindow ends the open window, and sets the next gap to its length.
+	endWindow := func() {
+		w := &windows[len(windows)-1]
+		w[1] = time.Now().UnixNano()
+		steadyGap = time.Duration(w[1] - w[0])
+	}
 	start := time.Now()
 	var next time.Time
 	for i := 0; i < o.swaps; i++ {
 		if i%swapsPerWindow == 0 {
 			if i > 0 {
-				w := &windows[len(windows)-1]
-				w[1] = time.Now().UnixNano()
-				steadyGap = time.Duration(w[1] - w[0])
+				endWindow()
 			}
 			pause()
 			windows = append(windows, [2]int64{time.Now().UnixNano(), 0})
@@ -763,9 +767,7 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 		}
 	}
 	if len(windows) > 0 {
-		w := &windows[len(windows)-1]
-		w[1] = time.Now().UnixNano()
-		steadyGap = time.Duration(w[1] - w[0])
+		endWindow()
 	}
 	pause()
 	res.took = time.Since(start)
