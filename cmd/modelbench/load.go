@@ -39,10 +39,11 @@ type loadSpec struct {
 	// Rate, when above 0, paces requests at this many a second (open loop);
 	// 0 runs every connection back to back (closed loop, maximum load).
 	Rate float64 `json:"rate,omitempty"`
-	// URLs, when set, replace URL for a closed loop that takes them in turns of
-	// Slice, every connection on the same one at a time, and reports each
-	// apart: contenders measured together see the same machine at the same
-	// moments, so a hypervisor's stolen time or a neighbour's burst falls on all.
+	// URLs, when set, replace URL: the run takes them in turns of Slice and
+	// reports each apart (closed, every connection on the same one at a time;
+	// paced, each request to the one whose turn it is when it is due).
+	// Contenders measured together see the same machine at the same moments, so
+	// a hypervisor's stolen time or a neighbour's burst falls on all.
 	URLs  []string      `json:"urls,omitempty"`
 	Slice time.Duration `json:"slice,omitempty"`
 	// CPUs, when set, are the only CPUs the generator runs on.
@@ -211,6 +212,17 @@ func paced(ctx context.Context, url string, body []byte, rate float64, d time.Du
 	return mustLoad(ctx, loadSpec{URL: url, Body: body, Conns: pacedConns(rate), Duration: d, Rate: rate})
 }
 
+// pacedTurns sends requests at rate per second, open loop, for d in all, to each
+// of urls in turns of slice, and returns each one's result.
+func pacedTurns(urls []string, body []byte, rate float64, d, slice time.Duration) []loadResult {
+	var res []loadResult
+	if err := runChild(context.Background(), loadSpec{URLs: urls, Body: body, Conns: pacedConns(rate), Duration: d, Rate: rate, Slice: slice}, &res); err != nil {
+		fmt.Fprintln(os.Stderr, "modelbench:", err)
+		os.Exit(1)
+	}
+	return res
+}
+
 // pacedConns gives every connection about 5 ms between its requests, so one slow
 // answer rarely holds up the next request due on the same connection.
 func pacedConns(rate float64) int { return max(4, min(256, int(rate/200))) }
@@ -242,16 +254,17 @@ func loadChild() error {
 		io.Copy(io.Discard, in)
 		cancel()
 	}()
-	if len(spec.URLs) > 0 {
-		res, err := alternate(ctx, spec)
-		if err != nil {
-			return err
-		}
-		return json.NewEncoder(os.Stdout).Encode(res)
+	var res []loadResult
+	if len(spec.URLs) > 0 && spec.Rate <= 0 {
+		res, err = alternate(ctx, spec)
+	} else {
+		res, err = generate(ctx, spec)
 	}
-	res, err := generate(ctx, spec)
 	if err != nil {
 		return err
+	}
+	if len(spec.URLs) == 0 {
+		return json.NewEncoder(os.Stdout).Encode(res[0])
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
@@ -331,33 +344,64 @@ func alternate(ctx context.Context, spec loadSpec) ([]loadResult, error) {
 	return out, nil
 }
 
-// generate runs spec's connections and gathers what they saw.
-func generate(ctx context.Context, spec loadSpec) (loadResult, error) {
-	host, req, err := request(spec.URL, spec)
-	if err != nil {
-		return loadResult{}, err
+// generate runs spec's connections and gathers what they saw: one result for
+// spec.URL, or one for each of spec.URLs (paced in turns).
+func generate(ctx context.Context, spec loadSpec) ([]loadResult, error) {
+	targets := spec.URLs
+	if len(targets) == 0 {
+		targets = []string{spec.URL}
 	}
-	c := &generator{host: host, request: req, spec: spec, start: time.Now()}
+	g := &generator{hosts: make([]string, len(targets)), requests: make([][]byte, len(targets)), spec: spec, start: time.Now()}
+	for i, target := range targets {
+		var err error
+		if g.hosts[i], g.requests[i], err = request(target, spec); err != nil {
+			return nil, err
+		}
+	}
 	var wg sync.WaitGroup
-	results := make([]loadResult, spec.Conns)
+	results := make([][]loadResult, spec.Conns)
 	for k := range spec.Conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[k] = c.connection(ctx, k)
+			results[k] = g.connection(ctx, k)
 		}()
 	}
 	wg.Wait()
-	res := merge(results...)
-	res.Elapsed = time.Since(c.start)
-	return res, nil
+	el := time.Since(g.start)
+	out := make([]loadResult, len(targets))
+	for t := range out {
+		per := make([]loadResult, spec.Conns)
+		for k := range per {
+			per[k] = results[k][t]
+		}
+		out[t] = merge(per...)
+		out[t].Elapsed = el
+		if len(targets) > 1 {
+			out[t].Elapsed = turnTime(el, spec.Slice, len(targets), t)
+		}
+	}
+	return out, nil
+}
+
+// turnTime is how much of el the turns of target t held, turns of slice going
+// round n targets from target 0.
+func turnTime(el, slice time.Duration, n, t int) time.Duration {
+	full := int(el / slice)
+	d := time.Duration(full/n) * slice
+	if full%n > t {
+		d += slice
+	} else if full%n == t {
+		d += el - time.Duration(full)*slice
+	}
+	return d
 }
 
 type generator struct {
-	host    string
-	request []byte
-	spec    loadSpec
-	start   time.Time
+	hosts    []string
+	requests [][]byte
+	spec     loadSpec
+	start    time.Time
 }
 
 var fallbackMark = []byte(`"source":"fallback"`)
@@ -368,34 +412,49 @@ var fallbackMark = []byte(`"source":"fallback"`)
 // waiting for an answer is timed from when it was due (no coordinated omission),
 // while one that goes out late because the generator's timer woke late is timed
 // from when it went out.
-func (g *generator) connection(ctx context.Context, k int) loadResult {
-	var res loadResult
-	res.Latencies = make([]time.Duration, 0, 4096)
-	res.Sent = make([]int64, 0, 4096)
-	c := &httpConn{host: g.host, body: make([]byte, 0, 64<<10)}
-	defer c.close()
+//
+// With several targets (paced only), a request goes to the one whose turn it is
+// when it is due, on a connection of its own to each.
+func (g *generator) connection(ctx context.Context, k int) []loadResult {
+	n := len(g.hosts)
+	res, conns := make([]loadResult, n), make([]*httpConn, n)
+	for t := range n {
+		res[t].Latencies = make([]time.Duration, 0, 4096)
+		res[t].Sent = make([]int64, 0, 4096)
+		conns[t] = &httpConn{host: g.hosts[t], body: make([]byte, 0, 64<<10)}
+		defer conns[t].close()
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for i := k; ctx.Err() == nil; i += g.spec.Conns {
-		from := time.Now()
+		from, t := time.Now(), 0
 		if g.spec.Rate > 0 {
-			due := g.start.Add(time.Duration(float64(i) / g.spec.Rate * float64(time.Second)))
+			at := time.Duration(float64(i) / g.spec.Rate * float64(time.Second))
+			if n > 1 {
+				t = int(at/max(g.spec.Slice, 10*time.Millisecond)) % n
+			}
+			due := g.start.Add(at)
 			if wait := time.Until(due); wait > 0 {
 				timer.Reset(wait)
 				select {
 				case <-timer.C:
 				case <-ctx.Done():
-					res.Requests = len(res.Latencies)
-					return res
+					return countRequests(res)
 				}
 				from = time.Now()
 			} else {
 				from = due
 			}
 		}
-		c.exchange(g.request, from, &res)
+		conns[t].exchange(g.requests[t], from, &res[t])
 	}
-	res.Requests = len(res.Latencies)
+	return countRequests(res)
+}
+
+func countRequests(res []loadResult) []loadResult {
+	for t := range res {
+		res[t].Requests = len(res[t].Latencies)
+	}
 	return res
 }
 

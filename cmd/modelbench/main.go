@@ -190,11 +190,14 @@ func run(o options) error {
 		otherURL, otherName = scorerURL, "off"
 	}
 	rate := 0.7 * best.rps()
-	at70 := paced(context.Background(), bestURL+"/v1/score", single, rate, o.duration)
-	// The same rate on the null handler: what loopback, HTTP and this machine's
+	// The same rate on the null handler, in turns with the scorer so that the
+	// machine's stalls fall on both: what loopback, HTTP and this machine's
 	// scheduling give before any scoring.
-	null70 := paced(context.Background(), nullURL+"/v1/score", single, rate, o.duration)
-	// And the other batching setting: what the default costs or saves in latency.
+	paced70 := pacedTurns([]string{bestURL + "/v1/score", nullURL + "/v1/score"}, single, rate, 2*o.duration, 200*time.Millisecond)
+	at70, null70 := paced70[0], paced70[1]
+	// And the other batching setting (alone: at this rate it may fall behind, and
+	// its backlog would spill into the others' turns): what the default costs or
+	// saves in latency.
 	other70 := paced(context.Background(), otherURL+"/v1/score", single, rate, o.duration)
 	many := closedLoop(bestURL+"/v1/score", multi, nil, o.conns/2, o.duration)
 	bins, err := binaryRuns(o, bestURL, true)
