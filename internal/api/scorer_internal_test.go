@@ -242,3 +242,53 @@ func TestConnectionsAcceptedWhileClosingAreDropped(t *testing.T) {
 		t.Fatalf("read %d bytes, %v: the connection was kept open", n, err)
 	}
 }
+
+// TestPinnedVersionAnswersAfterASwap asks for v1 by version, swaps v2 into its
+// slot before the request is scored (as a promotion during the request would),
+// and requires the answer from v1, which the request holds until it is
+// answered; the slot's retired v1 is closed only after that.
+func TestPinnedVersionAnswersAfterASwap(t *testing.T) {
+	served := NewServed("calling-score", fallback.CallingScore{})
+	load := func(version int) *loader.Loaded {
+		m := testutil.MustModel(t, uint64(version))
+		sess, err := loader.Open(m.Path, loader.DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loader.NewLoaded(sess, version, m.Digest, nil)
+	}
+	first := load(1)
+	served.Slot.Swap(first)
+	t.Cleanup(served.Slot.Close)
+	s := NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), served)
+	s.init()
+	row := testutil.Row(0.6)
+	want, err := first.Run(row, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	l, arm := servedVersion(served, "1")
+	if l == nil || arm != ArmChampion {
+		t.Fatalf("version 1: %v, arm %q", l, arm)
+	}
+	served.Slot.Swap(load(2))
+	if v, _ := servedVersion(served, "1"); v != nil {
+		t.Fatal("version 1 is still found after v2 took its slot")
+	}
+	out, err := s.answer(context.Background(), served, row, 1, "", time.Second, nil, &pinned{l: l, arm: arm})
+	if err != nil || out.source != SourceModel || out.version != 1 || out.arm != ArmChampion || out.scores[0] != want[0] {
+		t.Fatalf("answer %+v (%v); want v1's %v from the champion", out, err, want[0])
+	}
+	select {
+	case <-first.Closed():
+		t.Fatal("v1 was closed while a request held it")
+	default:
+	}
+	l.Release()
+	select {
+	case <-first.Closed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("v1 was never closed once the request let it go")
+	}
+}
