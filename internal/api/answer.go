@@ -25,11 +25,15 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 	case ScoreResponse:
 		out, ok = appendScoreResponse(dst, &r)
 	case *ScoreResponse:
-		out, ok = appendScoreResponse(dst, r)
+		if r != nil {
+			out, ok = appendScoreResponse(dst, r)
+		}
 	case OIPInferResponse:
 		out, ok = appendOIPAnswer(dst, &r)
 	case *OIPInferResponse:
-		out, ok = appendOIPAnswer(dst, r)
+		if r != nil {
+			out, ok = appendOIPAnswer(dst, r)
+		}
 	}
 	if ok {
 		return append(out, '\n'), nil

@@ -287,6 +287,21 @@ func float32sOf(b []byte) []float32 {
 
 func float32Bytes(v ...float32) []byte { return appendFP32(nil, v) }
 
+// TestAppendJSONWritesWhatEncoderWrites covers the values AppendJSON does not
+// write itself: nil pointers, maps, and an answer with a NaN (an error, and
+// nothing appended).
+func TestAppendJSONWritesWhatEncoderWrites(t *testing.T) {
+	nan := float32(math.NaN())
+	for _, v := range []any{(*ScoreResponse)(nil), (*OIPInferResponse)(nil), map[string]string{"error": "<bad>"}, nil, ScoreResponse{Model: "m", Score: &nan}} {
+		var enc bytes.Buffer
+		encErr := json.NewEncoder(&enc).Encode(v)
+		got, err := AppendJSON([]byte("x"), v)
+		if (err != nil) != (encErr != nil) || err == nil && string(got[1:]) != enc.String() || err != nil && string(got) != "x" {
+			t.Fatalf("%#v: AppendJSON gave %q (%v), json.Encoder %q (%v)", v, got, err, enc.String(), encErr)
+		}
+	}
+}
+
 // TestFloat32sWriteAsEncodingJSON holds appendFloat32 to encoding/json over
 // random float32 bit patterns, the exponent cut-offs and the extremes.
 func TestFloat32sWriteAsEncodingJSON(t *testing.T) {
