@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 )
@@ -211,6 +213,28 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	out, _, err = cli(t, url, "status")
 	if err != nil || !strings.Contains(out, "calling-score") || !strings.Contains(out, "no traffic reported") || !strings.Contains(out, "no scorer nodes") {
 		t.Fatalf("status: %q %v", out, err)
+	}
+
+	// A scorer's first report of a dozen rows: too few to grade the drift.
+	w := monitor.Window{Version: 1, Arm: "champion", Requests: 12, Rows: 12, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins)}
+	w.Latency[0] = 12
+	w.Features = make([][]int64, 39)
+	for f := range w.Features {
+		w.Features[f] = make([]int64, 10)
+		w.Features[f][9] = 12
+	}
+	report, _ := json.Marshal(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w}}}})
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/reports", bytes.NewReader(report))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode/100 != 2 {
+		t.Fatalf("report: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	out, _, err = cli(t, url, "status", "calling-score")
+	if err != nil || !strings.Contains(out, "too few rows (12 of 220)") || strings.Contains(out, "red") {
+		t.Fatalf("status after 12 rows: %q %v", out, err)
 	}
 }
 

@@ -69,7 +69,9 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 				fmt.Fprintln(w, "  VERSION\tARM\tREQ/S\tERRORS\tFALLBACKS\tP50\tP99\tOUTCOMES\tMSE\tMAE\tDRIFT")
 				for _, a := range h.Arms {
 					drift := a.Drift
-					if a.MaxPSIFeat != "" {
+					if a.Drift == monitor.DriftTooFewRows {
+						drift = fmt.Sprintf("too few rows (%d of %d)", a.DriftRows, a.DriftMinRows)
+					} else if a.MaxPSIFeat != "" {
 						drift = fmt.Sprintf("%s (PSI %.3f %s, pred %.3f)", a.Drift, a.MaxPSI, a.MaxPSIFeat, a.PredPSI)
 					}
 					mse, mae := "-", "-"

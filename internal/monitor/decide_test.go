@@ -167,3 +167,49 @@ func TestInputDriftOnASettledVersionAlertsOnce(t *testing.T) {
 		t.Fatalf("health %+v %v", h, err)
 	}
 }
+
+// A handful of rows gives wild PSIs (a dozen identical requests fill one bin of
+// each feature): health reports them, but grades the drift only once the
+// histograms hold enough rows, so a first look at a new model shows no false red.
+func TestDriftIsGradedOnlyOverEnoughRows(t *testing.T) {
+	_, mon, now := setup(t)
+	ctx := context.Background()
+	health := func() monitor.ArmHealth {
+		t.Helper()
+		h, err := mon.Health(ctx, "calling-score")
+		if err != nil || len(h.Arms) != 1 {
+			t.Fatalf("health %+v %v", h, err)
+		}
+		return h.Arms[0]
+	}
+	// 12 identical rows, every feature in its top bin: PSI far above the act level.
+	few := window(rand.New(rand.NewPCG(3, 3)), 1, "champion", 12, 0, 0, 0)
+	for f := range few.Features {
+		clear(few.Features[f])
+		few.Features[f][9] = 12
+	}
+	ingest(mon, few)
+	a := health()
+	if a.Drift != monitor.DriftTooFewRows || a.MaxPSI < monitor.PSIAct || a.DriftRows != 12 || a.DriftMinRows <= 12 || len(a.Drifted) != 0 {
+		t.Fatalf("12 rows: drift %q (PSI %.3f, %d of %d rows, drifted %v): want %q with the PSI still reported", a.Drift, a.MaxPSI, a.DriftRows, a.DriftMinRows, a.Drifted, monitor.DriftTooFewRows)
+	}
+	// The same skew over enough rows is graded red.
+	*now = now.Add(time.Second)
+	many := few
+	many.Features = make([][]int64, 39)
+	for f := range many.Features {
+		many.Features[f] = make([]int64, 10)
+		many.Features[f][9] = a.DriftMinRows
+	}
+	many.Requests, many.Rows = a.DriftMinRows, a.DriftMinRows
+	ingest(mon, many)
+	if a := health(); a.Drift != "red" || a.DriftRows != 12+a.DriftMinRows {
+		t.Fatalf("%d rows: drift %q over %d rows, want red", 12+a.DriftMinRows, a.Drift, a.DriftRows)
+	}
+	// Reference-like traffic over enough rows is green.
+	*now = now.Add(time.Hour)
+	ingest(mon, window(rand.New(rand.NewPCG(4, 4)), 1, "champion", 2000, 0, 0.25, 0))
+	if a := health(); a.Drift != "green" {
+		t.Fatalf("2000 reference-like rows: drift %q (PSI %.3f, pred %.3f)", a.Drift, a.MaxPSI, a.PredPSI)
+	}
+}

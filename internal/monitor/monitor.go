@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -158,7 +159,14 @@ type ArmHealth struct {
 	// Drifted lists the features whose drift is established (see Drifted).
 	Drifted []string `json:"drifted,omitempty"`
 	PredPSI float64  `json:"prediction_psi"`
-	Drift   string   `json:"drift"`
+	// Drift grades the larger PSI whose histogram holds enough rows: green, amber
+	// or red (red too when a feature has drifted); too_few_rows while neither
+	// does; "" without a reference in the card.
+	Drift string `json:"drift"`
+	// DriftRows are the rows whose features were counted in the window (large
+	// requests count a sample of theirs), DriftMinRows how many a grade needs.
+	DriftRows    int64 `json:"drift_rows"`
+	DriftMinRows int64 `json:"drift_min_rows,omitempty"`
 	// Outcomes joined by feedback, with the model's MSE and MAE against them.
 	Outcomes   int64   `json:"outcomes"`
 	OutcomeMSE float64 `json:"outcome_mse,omitempty"`
@@ -215,9 +223,13 @@ func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span tim
 	if card == nil || card.Reference == nil {
 		return h
 	}
-	if len(w.Features) == len(card.Features) {
+	// A PSI over few rows is mostly noise (see minPSIRows): it is reported, but
+	// graded only once its histogram holds enough rows.
+	var graded []float64
+	if len(w.Features) > 0 && len(w.Features) == len(card.Features) {
 		h.FeaturePSI = map[string]float64{}
 		minRows := int64(20 * 11)
+		h.DriftRows, h.DriftMinRows = total(w.Features[0]), minRows
 		for i, name := range card.Features {
 			drifted, psi := Drifted(card.Reference.Features[name].Proportions, w.Features[i], len(card.Features), minRows)
 			if drifted {
@@ -229,15 +241,37 @@ func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span tim
 			}
 		}
 		h.MaxPSI = round4(h.MaxPSI)
+		if h.DriftRows >= minRows {
+			graded = append(graded, h.MaxPSI)
+		}
 	}
-	if len(w.RefPrediction) == len(card.Reference.Prediction.Proportions) {
-		h.PredPSI = round4(PSI(card.Reference.Prediction.Proportions, w.RefPrediction))
+	if ref := card.Reference.Prediction.Proportions; len(ref) > 0 && len(w.RefPrediction) == len(ref) {
+		h.PredPSI = round4(PSI(ref, w.RefPrediction))
+		if total(w.RefPrediction) >= int64(20*len(ref)) {
+			graded = append(graded, h.PredPSI)
+		}
 	}
-	h.Drift = Status(max(h.MaxPSI, h.PredPSI))
-	if len(h.Drifted) > 0 {
+	switch {
+	case len(h.Drifted) > 0:
 		h.Drift = "red"
+	case len(graded) > 0:
+		h.Drift = Status(slices.Max(graded))
+	case h.FeaturePSI != nil || w.RefPrediction != nil:
+		h.Drift = DriftTooFewRows
 	}
 	return h
+}
+
+// DriftTooFewRows is the drift grade of a window whose histograms hold too few
+// rows for their PSI to mean anything.
+const DriftTooFewRows = "too_few_rows"
+
+func total(counts []int64) int64 {
+	var n int64
+	for _, c := range counts {
+		n += c
+	}
+	return n
 }
 
 func round4(v float64) float64 { return float64(int64(v*1e4+0.5)) / 1e4 }

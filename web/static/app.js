@@ -169,6 +169,7 @@ async function overview() {
     const hl = healths[i];
     const arm = hl && hl.arms.find((a) => a.version === m.production && a.arm === "champion");
     const drift = !arm ? badge("grey", "no traffic")
+      : arm.drift === "too_few_rows" ? badge("grey", `too few rows (${arm.drift_rows} of ${arm.drift_min_rows})`)
       : arm.drift ? badge(arm.drift, arm.drift + " " + Math.max(arm.max_feature_psi, arm.prediction_psi).toFixed(3))
       : badge("grey", "no reference");
     const canary = m.candidate ? `v${m.candidate.version} ${m.candidate.mode} ${m.candidate.traffic}%` : "-";
