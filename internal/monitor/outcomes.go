@@ -30,28 +30,41 @@ const MaxJoinCapacity = 1 << positionBits
 
 // Join remembers what each recent request was answered, so outcomes reported
 // later (POST /v1/feedback) can be scored per version and arm. It holds at most
-// its capacity of requests, forgetting the oldest first. A request id names its
-// place in the ring, so remembering and finding an answer take no map.
+// its capacity of requests, forgetting the oldest first, and at most
+// ScoresPerAnswer times its capacity of multi-row answers' scores, forgetting the
+// oldest multi-row answers first: without that bound, a capacity of 100,000
+// answers of 4,096 rows would hold 1.6 GB. A request id names its place in the
+// ring, so remembering and finding an answer take no map.
 type Join struct {
 	Recorder *Recorder
 	mu       sync.Mutex
 	ring     []answer
 	next     int
 	arms     []string
-	// many holds the scores of requests of more than one row, by id.
-	many map[uint64][]float32
+	// many holds the scores of requests of more than one row, by id; manyScores
+	// counts them, up to maxScores.
+	many                  map[uint64][]float32
+	manyScores, maxScores int
+	// order lists the ids in many, oldest first, and ids since forgotten.
+	order []uint64
 }
+
+// ScoresPerAnswer is how many scores a Join holds for multi-row answers, per
+// answer of its capacity: a request of more rows than a join holds in all gets no
+// request id.
+const ScoresPerAnswer = 16
 
 // NewJoin returns a join of the given capacity (at most MaxJoinCapacity) feeding
 // rec.
 func NewJoin(rec *Recorder, capacity int) *Join {
 	capacity = min(max(1, capacity), MaxJoinCapacity)
-	return &Join{Recorder: rec, ring: make([]answer, capacity), many: map[uint64][]float32{}}
+	return &Join{Recorder: rec, ring: make([]answer, capacity), many: map[uint64][]float32{}, maxScores: ScoresPerAnswer * capacity}
 }
 
-// Remember records a model answer and returns the request id that names it.
+// Remember records a model answer and returns the request id that names it, or
+// "" for an answer of more rows than the join can hold.
 func (j *Join) Remember(version int, arm string, scores []float32) string {
-	if len(scores) == 0 {
+	if len(scores) == 0 || len(scores) > j.maxScores {
 		return ""
 	}
 	a := answer{version: int32(version), rows: int32(len(scores))}
@@ -63,15 +76,40 @@ func (j *Join) Remember(version int, arm string, scores []float32) string {
 	at := j.next
 	j.next = (j.next + 1) % len(j.ring)
 	if old := j.ring[at]; old.rows > 1 {
-		delete(j.many, old.id)
+		j.forget(old.id)
 	}
 	a.id, a.arm = random|uint64(at), j.armIndex(arm)
 	j.ring[at] = a
 	if len(scores) > 1 {
 		j.many[a.id] = scores
+		j.manyScores += len(scores)
+		j.order = append(j.order, a.id)
+		// Forget the oldest multi-row answers over the bound, and drop the ids at
+		// the front already forgotten (answered, or their place taken), so order
+		// holds no more than the ring.
+		for len(j.order) > 0 {
+			id := j.order[0]
+			_, live := j.many[id]
+			if live && j.manyScores <= j.maxScores {
+				break
+			}
+			j.order = j.order[1:]
+			if live {
+				j.forget(id)
+				j.ring[id&(MaxJoinCapacity-1)].rows = 0
+			}
+		}
 	}
 	j.mu.Unlock()
 	return strconv.FormatUint(a.id, 16)
+}
+
+// forget drops a multi-row answer's scores (j.mu held).
+func (j *Join) forget(id uint64) {
+	if scores, ok := j.many[id]; ok {
+		j.manyScores -= len(scores)
+		delete(j.many, id)
+	}
 }
 
 // Feedback joins outcomes (one per row) to request id and records the errors.
@@ -94,7 +132,7 @@ func (j *Join) Feedback(id string, outcomes []float64) error {
 		return fmt.Errorf("%d outcomes for an answer of %d rows", len(outcomes), a.rows)
 	}
 	arm, scores := j.arms[a.arm], j.many[key]
-	delete(j.many, key)
+	j.forget(key)
 	j.ring[at].rows = 0
 	j.mu.Unlock()
 	if a.rows == 1 {

@@ -71,3 +71,44 @@ func TestJoinForgetsTheOldest(t *testing.T) {
 		t.Errorf("feedback for the answer in its place: %v", err)
 	}
 }
+
+// Multi-row answers hold their scores, so a join bounds those too: past
+// ScoresPerAnswer scores per answer of its capacity it forgets the oldest
+// multi-row answers first, and its bookkeeping stays within the ring.
+func TestJoinBoundsTheScoresItHolds(t *testing.T) {
+	const capacity = 4
+	j := NewJoin(NewRecorder(), capacity)
+	rows := ScoresPerAnswer * capacity / 2 // two such answers fill the bound
+	big := func() string { return j.Remember(1, "champion", make([]float32, rows)) }
+	first, second := big(), big()
+	single := j.Remember(1, "champion", []float32{0.5})
+	third := big()
+	if j.manyScores > j.maxScores || len(j.many) != 2 {
+		t.Fatalf("holds %d scores in %d answers, bound %d", j.manyScores, len(j.many), j.maxScores)
+	}
+	if err := j.Feedback(first, make([]float64, rows)); !errors.Is(err, ErrUnknownRequest) {
+		t.Errorf("the oldest multi-row answer past the bound: %v, want ErrUnknownRequest", err)
+	}
+	for name, id := range map[string]string{"second": second, "third": third} {
+		if err := j.Feedback(id, make([]float64, rows)); err != nil {
+			t.Errorf("%s answer, within the bound: %v", name, err)
+		}
+	}
+	if err := j.Feedback(single, []float64{1}); err != nil {
+		t.Errorf("a one-row answer holds no scores and stays: %v", err)
+	}
+	if j.manyScores != 0 || len(j.many) != 0 {
+		t.Errorf("after feedback the join holds %d scores in %d answers", j.manyScores, len(j.many))
+	}
+	if id := j.Remember(1, "champion", make([]float32, j.maxScores+1)); id != "" {
+		t.Errorf("an answer of more rows than the join holds got id %q", id)
+	}
+	// Small multi-row answers turning over the ring many times: the ids of
+	// forgotten answers do not pile up.
+	for range 10000 {
+		j.Remember(1, "champion", []float32{0.1, 0.2})
+	}
+	if len(j.order) > capacity || len(j.many) > capacity {
+		t.Errorf("after 10,000 answers: %d ids in order, %d answers held, capacity %d", len(j.order), len(j.many), capacity)
+	}
+}
