@@ -199,14 +199,14 @@ func FuzzOIPHeader(f *testing.F) {
 // answers and for answers with their data in the JSON (data holds float32
 // bits, so NaNs, infinities and subnormals come up).
 func FuzzOIPAnswer(f *testing.F) {
-	f.Add("calling-score", "3", "", "champion", "", "model", int64(256), false, []byte(nil))
-	f.Add("calling-score", "", "req-<7>", "challenger", "timeout", "fallback", int64(1), true, []byte(nil))
-	f.Add("m\u00e9", "1", "a\"b", "champion", "", "model", int64(-1), false, []byte(nil))
-	f.Add("calling-score", "1", "r", "champion", "", "model", int64(2), false, float32Bytes(0.8507455, 1e-7))
-	f.Add("calling-score", "1", "", "champion", "", "model", int64(1), false, float32Bytes(float32(math.NaN())))
-	f.Fuzz(func(t *testing.T, model, version, id, arm, reason, source string, rows int64, nilShape bool, data []byte) {
+	f.Add("calling-score", "3", "", "champion", "", "model", "d7ddc33e4e000000", int64(256), false, []byte(nil))
+	f.Add("calling-score", "", "req-<7>", "challenger", "timeout", "fallback", "", int64(1), true, []byte(nil))
+	f.Add("m\u00e9", "1", "a\"b", "champion", "", "model", "<r>", int64(-1), false, []byte(nil))
+	f.Add("calling-score", "1", "r", "champion", "", "model", "1", int64(2), false, float32Bytes(0.8507455, 1e-7))
+	f.Add("calling-score", "1", "", "champion", "", "model", "", int64(1), false, float32Bytes(float32(math.NaN())))
+	f.Fuzz(func(t *testing.T, model, version, id, arm, reason, source, requestID string, rows int64, nilShape bool, data []byte) {
 		resp := OIPInferResponse{ModelName: model, ModelVersion: version, ID: id,
-			Parameters: OIPResponseParameters{Arm: arm, Reason: reason, Source: source},
+			Parameters: OIPResponseParameters{Arm: arm, Reason: reason, Source: source, RequestID: requestID},
 			Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{rows, 1}, Datatype: "FP32"}}}
 		if data == nil {
 			size := 4 * rows
@@ -218,7 +218,7 @@ func FuzzOIPAnswer(f *testing.F) {
 			resp.Outputs[0].Shape = nil
 		}
 		got, ok := appendOIPAnswer([]byte("x"), &resp)
-		checkWritten(t, got, ok, resp, plain(model) && plain(version) && plain(id) && plain(arm) && plain(reason) && plain(source))
+		checkWritten(t, got, ok, resp, plain(model) && plain(version) && plain(id) && plain(arm) && plain(reason) && plain(source) && plain(requestID))
 	})
 }
 

@@ -252,6 +252,8 @@ type OIPResponseParameters struct {
 	Arm    string `json:"arm"`
 	Reason string `json:"reason,omitempty"`
 	Source string `json:"source"`
+	// RequestID names a model answer for POST /v1/feedback, as on /v1/score.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // inferKeyed is POST /v2/models/{model}[/versions/{version}]/infer: the API
@@ -377,6 +379,9 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 		Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{int64(n), 1}, Datatype: "FP32", Data: out.scores}}}
 	if out.version > 0 {
 		resp.ModelVersion = strconv.Itoa(out.version)
+	}
+	if s.Join != nil && out.source == SourceModel {
+		resp.Parameters.RequestID = s.Join.Remember(out.version, out.arm, out.scores)
 	}
 	if !binaryOut {
 		return x.json(http.StatusOK, resp)

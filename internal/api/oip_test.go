@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
@@ -358,4 +359,56 @@ func TestOIPv2TimeoutIsTheBudget(t *testing.T) {
 			t.Fatalf("timeout %s µs: %d %+v (%v); want parameters %+v", timeout, resp.StatusCode, r, err, want)
 		}
 	}
+}
+
+// OIP answers from the model carry a request_id in their parameters, as /v1/score
+// answers do, so a Triton or KServe client can send outcomes to /v1/feedback.
+func TestOIPv2AnswersCarryARequestIDForFeedback(t *testing.T) {
+	sc := newScorer(mustServed(t))
+	sc.Recorder = monitor.NewRecorder()
+	sc.Join = monitor.NewJoin(sc.Recorder, 100)
+	url := MustServe(t, sc.Handler())
+
+	body := `{"inputs":[{"name":"input","shape":[2,39],"datatype":"FP32","data":` + mustJSON(t, append(testutil.Row(0.1), testutil.Row(0.9)...)) + `}]}`
+	code, raw := post(t, url+"/v2/models/calling-score/infer", body)
+	var r api.OIPInferResponse
+	if err := json.Unmarshal(raw, &r); err != nil || code != 200 || r.Parameters.RequestID == "" || r.Parameters.Source != api.SourceModel {
+		t.Fatalf("JSON answer %d %s: want a request_id in its parameters", code, raw)
+	}
+	resp, bin := binaryInfer(t, url, [][]float32{testutil.Row(0.2), testutil.Row(0.5), testutil.Row(0.8)}, nil)
+	n, _ := strconv.Atoi(resp.Header.Get(api.HeaderInferenceLength))
+	var rb api.OIPInferResponse
+	if resp.StatusCode != 200 || n > len(bin) || json.Unmarshal(bin[:n], &rb) != nil || rb.Parameters.RequestID == "" || rb.Parameters.RequestID == r.Parameters.RequestID {
+		t.Fatalf("binary answer %d %q: want a request_id of its own", resp.StatusCode, bin[:min(n, len(bin))])
+	}
+	for _, c := range []struct {
+		id       string
+		outcomes string
+		want     int
+	}{
+		{r.Parameters.RequestID, "[1]", 400}, // two rows answered
+		{r.Parameters.RequestID, "[0,1]", 204},
+		{r.Parameters.RequestID, "[0,1]", 404}, // taken once
+		{rb.Parameters.RequestID, "[1,0,1]", 204},
+	} {
+		if code, msg := post(t, url+"/v1/feedback", fmt.Sprintf(`{"request_id":%q,"outcomes":%s}`, c.id, c.outcomes)); code != c.want {
+			t.Errorf("feedback %s for %s: %d %s, want %d", c.outcomes, c.id, code, msg, c.want)
+		}
+	}
+	var outcomes int64
+	for _, w := range sc.Recorder.Flush() {
+		outcomes += w.Outcomes
+	}
+	if outcomes != 5 {
+		t.Errorf("the monitor joined %d outcomes, want 5", outcomes)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -153,7 +153,7 @@ func appendOIPAnswer(dst []byte, resp *OIPInferResponse) ([]byte, bool) {
 	o := &resp.Outputs[0]
 	p := resp.Parameters
 	if o.Parameters != nil && (o.Parameters.BinaryDataSize == nil || o.Parameters.BinaryData) ||
-		!plain(resp.ModelName) || !plain(resp.ModelVersion) || !plain(resp.ID) || !plain(p.Arm) || !plain(p.Reason) || !plain(p.Source) || !plain(o.Name) || !plain(o.Datatype) {
+		!plain(resp.ModelName) || !plain(resp.ModelVersion) || !plain(resp.ID) || !plain(p.Arm) || !plain(p.Reason) || !plain(p.Source) || !plain(p.RequestID) || !plain(o.Name) || !plain(o.Datatype) {
 		return dst, false
 	}
 	start := len(dst)
@@ -175,6 +175,10 @@ func appendOIPAnswer(dst []byte, resp *OIPInferResponse) ([]byte, bool) {
 	}
 	dst = append(dst, `","source":"`...)
 	dst = append(dst, p.Source...)
+	if p.RequestID != "" {
+		dst = append(dst, `","request_id":"`...)
+		dst = append(dst, p.RequestID...)
+	}
 	dst = append(dst, `"},"outputs":[{"name":"`...)
 	dst = append(dst, o.Name...)
 	dst = append(dst, `","shape":`...)
