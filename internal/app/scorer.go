@@ -181,7 +181,11 @@ func (s *Scorer) Open(ctx context.Context) error {
 		defer s.wg.Done()
 		run(runCtx)
 	}()
-	s.Logger.Info("scorer listening", "url", s.Server.URL(), "model", s.Config.Model, "control_plane", s.Config.ControlPlane)
+	source := []any{"control_plane", s.Config.ControlPlane}
+	if s.Config.ModelDir != "" {
+		source = []any{"model_dir", s.Config.ModelDir}
+	}
+	s.Logger.Info("scorer listening", append([]any{"url", s.Server.URL(), "model", s.Config.Model}, source...)...)
 	return nil
 }
 
