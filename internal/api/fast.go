@@ -116,6 +116,11 @@ func (s *Scorer) fastError(ctx *fasthttp.RequestCtx, err error) {
 		e = &requestError{status: http.StatusBadRequest, code: "invalid_request", msg: "malformed request: " + err.Error()}
 	}
 	s.reject(e)
+	// The request may not have been read to its end: let the client read this
+	// answer before the connection closes.
+	if c, ok := ctx.Conn().(*freshConn); ok {
+		c.linger.Store(true)
+	}
 	if _, _, ok := inferModel(ctx.Path()); ok {
 		ctx.Response.Reset()
 		oipError(fastExchange{ctx}, e.status, e.msg)

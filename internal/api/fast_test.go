@@ -118,7 +118,7 @@ func TestFastServerAnswersLikeEcho(t *testing.T) {
 				}
 				resp, err := client.Do(req)
 				if err != nil {
-					t.Fatal(err)
+					t.Fatalf("%s server: %v", [2]string{"echo", "fasthttp"}[i], err)
 				}
 				bodies[i], _ = io.ReadAll(resp.Body)
 				resp.Body.Close()
@@ -192,5 +192,42 @@ func TestFastServerRefusesOversizedHeadersClearly(t *testing.T) {
 	var body api.ErrorBody
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || body.Error.Code != "too_large" {
 		t.Fatalf("20 KB of headers: %d %+v (%v), want 431 too_large", resp.StatusCode, body, err)
+	}
+}
+
+// A client still sending a body far over the limit gets its 413, and its body
+// is read to the end rather than refused with a reset: closing a connection with
+// unread data resets it, and the client may then lose the 413 to "connection
+// reset by peer" (net/http's server lingers the same way).
+func TestFastServerAnswersOversizedBodiesWithoutReset(t *testing.T) {
+	s := newScorer(mustServed(t))
+	s.MaxBodyBytes = 64 << 10
+	u := MustServeFast(t, s)
+	const size = 6 << 20 // more than the loopback buffers hold: the server must read it
+	for _, path := range []string{"/v1/score", "/v2/models/calling-score/infer"} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(u, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		wrote := make(chan error, 1)
+		go func() {
+			_, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, size)
+			if err == nil {
+				_, err = c.Write(bytes.Repeat([]byte(" "), size))
+			}
+			wrote <- err
+		}()
+		answer, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("%s: reading the answer: %v (after %q)", path, err, answer)
+		}
+		if err := <-wrote; err != nil {
+			t.Errorf("%s: sending the body: %v", path, err)
+		}
+		c.Close()
+		if !bytes.HasPrefix(answer, []byte("HTTP/1.1 413 ")) || !bytes.Contains(answer, []byte("larger than 65536 bytes")) {
+			t.Errorf("%s: answered %q, want a 413 saying the body is too large", path, answer)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -213,6 +214,9 @@ type freshConn struct {
 	net.Conn
 	s    *Server
 	used atomic.Bool
+	// linger: the server answered without reading the whole request (a body
+	// too large), so Close lets the client read that answer first.
+	linger atomic.Bool
 }
 
 func (c *freshConn) Read(p []byte) (int, error) {
@@ -226,7 +230,28 @@ func (c *freshConn) Read(p []byte) (int, error) {
 
 func (c *freshConn) Close() error {
 	c.forget()
+	if c.linger.Load() {
+		drainBeforeClose(c.Conn)
+	}
 	return c.Conn.Close()
+}
+
+// Lingering close, as net/http's server does it: closing a TCP connection with
+// unread data in it resets it, and a client still sending its body may then
+// lose the answer already on its way (the 413) to "connection reset by peer".
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 8 << 20
+)
+
+// drainBeforeClose ends the sending side, then reads and drops what the client
+// still sends, until it stops, lingerTime passes or lingerBytes arrive.
+func drainBeforeClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.SetReadDeadline(time.Now().Add(lingerTime))
+	io.Copy(io.Discard, io.LimitReader(c, lingerBytes))
 }
 
 func (c *freshConn) forget() {
