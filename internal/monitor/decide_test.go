@@ -213,3 +213,32 @@ func TestDriftIsGradedOnlyOverEnoughRows(t *testing.T) {
 		t.Fatalf("2000 reference-like rows: drift %q (PSI %.3f, pred %.3f)", a.Drift, a.MaxPSI, a.PredPSI)
 	}
 }
+
+// A shadow run counts no features, only the challenger's scores: its drift is
+// the prediction's against the challenger's reference, graded once there are
+// enough of them.
+func TestShadowDriftIsThePredictionsOwn(t *testing.T) {
+	_, mon, now := setup(t)
+	ctx := context.Background()
+	shadow := func(low, high int64) monitor.ArmHealth {
+		t.Helper()
+		*now = now.Add(time.Hour) // a fresh window
+		w := monitor.Window{Version: 2, Arm: "shadow", Rows: low + high, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1),
+			Prediction: make([]int64, monitor.PredictionBins), RefPrediction: []int64{low, high}}
+		ingest(mon, w)
+		h, err := mon.Health(ctx, "calling-score")
+		if err != nil || len(h.Arms) != 1 {
+			t.Fatalf("health %+v %v", h, err)
+		}
+		return h.Arms[0]
+	}
+	if a := shadow(3, 2); a.Drift != monitor.DriftTooFewRows || a.DriftRows != 5 || a.DriftMinRows != 40 {
+		t.Errorf("5 shadow scores: drift %q over %d of %d rows, want %q over 5 of 40", a.Drift, a.DriftRows, a.DriftMinRows, monitor.DriftTooFewRows)
+	}
+	if a := shadow(100, 100); a.Drift != "green" {
+		t.Errorf("200 shadow scores as the reference has them: drift %q (PSI %.3f)", a.Drift, a.PredPSI)
+	}
+	if a := shadow(190, 10); a.Drift != "red" {
+		t.Errorf("200 shadow scores nearly all low, the reference half and half: drift %q (PSI %.3f)", a.Drift, a.PredPSI)
+	}
+}

@@ -164,7 +164,8 @@ type ArmHealth struct {
 	// does; "" without a reference in the card.
 	Drift string `json:"drift"`
 	// DriftRows are the rows whose features were counted in the window (large
-	// requests count a sample of theirs), DriftMinRows how many a grade needs.
+	// requests count a sample of theirs), or for a shadow run its scores;
+	// DriftMinRows how many a grade needs.
 	DriftRows    int64 `json:"drift_rows"`
 	DriftMinRows int64 `json:"drift_min_rows,omitempty"`
 	// Outcomes joined by feedback, with the model's MSE and MAE against them.
@@ -247,8 +248,12 @@ func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span tim
 	}
 	if ref := card.Reference.Prediction.Proportions; len(ref) > 0 && len(w.RefPrediction) == len(ref) {
 		h.PredPSI = round4(PSI(ref, w.RefPrediction))
-		if total(w.RefPrediction) >= int64(20*len(ref)) {
+		rows, minRows := total(w.RefPrediction), int64(20*len(ref))
+		if rows >= minRows {
 			graded = append(graded, h.PredPSI)
+		}
+		if h.DriftMinRows == 0 { // no features counted (a shadow run): the scores
+			h.DriftRows, h.DriftMinRows = rows, minRows
 		}
 	}
 	switch {

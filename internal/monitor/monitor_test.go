@@ -162,6 +162,17 @@ func TestShadowRunsAreCountedApart(t *testing.T) {
 	if len(ws) != 1 || ws[0].Arm != "shadow" || ws[0].Requests != 0 || ws[0].Rows != 2 || ws[0].ShadowDiff[0] != 1 || ws[0].ShadowDiff[7] != 1 {
 		t.Fatalf("shadow window %+v", ws)
 	}
+	if ws[0].RefPrediction != nil {
+		t.Fatalf("without a reference a shadow window counts no reference bins: %v", ws[0].RefPrediction)
+	}
+	// With the challenger's reference, its shadow scores are binned against it,
+	// so its prediction drift is measured before it takes any traffic.
+	r.SetReference(2, referenceCard())
+	r.ObserveShadow(2, []float32{0.5, 0.7, 0.9}, []float32{0.5, 0.4, 0.9})
+	ws = r.Flush()
+	if len(ws) != 1 || len(ws[0].RefPrediction) != 2 || ws[0].RefPrediction[0] != 1 || ws[0].RefPrediction[1] != 2 {
+		t.Fatalf("shadow window against the reference's prediction edges [.5]: %+v", ws)
+	}
 }
 
 func TestLargeRequestsSampleFeaturesButCountEveryRow(t *testing.T) {

@@ -204,9 +204,11 @@ func (r *Recorder) Observe(o Observation) {
 }
 
 // ObserveShadow records a shadow run: the challenger's scores and their distance
-// from the champion's on the same rows. The challenger's window counts them as
-// rows without requests, so they never weigh on rates.
+// from the champion's on the same rows, and the scores against the challenger's
+// reference (its prediction drift). The challenger's window counts them as rows
+// without requests, so they never weigh on rates.
 func (r *Recorder) ObserveShadow(version int, scores, champion []float32) {
+	ref := (*r.refs.Load())[version]
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := accKey{version, "shadow"}
@@ -215,10 +217,16 @@ func (r *Recorder) ObserveShadow(version int, scores, champion []float32) {
 		w = &Window{Version: version, Arm: "shadow", Latency: make([]int64, len(LatencyBucketsMs)+1), Prediction: make([]int64, PredictionBins), ShadowDiff: make([]int64, len(ShadowDiffEdges)+1)}
 		r.accs[k] = w
 	}
+	if ref != nil && len(ref.pred) > 0 && w.RefPrediction == nil {
+		w.RefPrediction = make([]int64, len(ref.pred)+1)
+	}
 	for i, s := range scores {
 		w.Rows++
 		b := int(s * PredictionBins)
 		w.Prediction[min(max(b, 0), PredictionBins-1)]++
+		if ref != nil && len(w.RefPrediction) == len(ref.pred)+1 {
+			w.RefPrediction[bin(ref.pred, float64(s))]++
+		}
 		d := float64(s - champion[i])
 		if d < 0 {
 			d = -d
