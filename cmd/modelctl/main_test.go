@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -223,7 +224,9 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 		w.Features[f] = make([]int64, 10)
 		w.Features[f][9] = 12
 	}
-	report, _ := json.Marshal(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w}}}})
+	// And a shadow run of 5 rows, which answers no requests.
+	shadow := monitor.Window{Version: 1, Arm: "shadow", Rows: 5, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins)}
+	report, _ := json.Marshal(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w, shadow}}}})
 	req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/reports", bytes.NewReader(report))
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	req.Header.Set("Content-Type", "application/json")
@@ -235,6 +238,9 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	out, _, err = cli(t, url, "status", "calling-score")
 	if err != nil || !strings.Contains(out, "too few rows (12 of 220)") || strings.Contains(out, "red") {
 		t.Fatalf("status after 12 rows: %q %v", out, err)
+	}
+	if !regexp.MustCompile(`v1 +shadow +- +- +- +- +- +0 `).MatchString(out) {
+		t.Fatalf("status shows rates or latency for a shadow run, which answers no requests: %q", out)
 	}
 }
 

@@ -81,7 +81,12 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 					if drift == "" {
 						drift = "no reference"
 					}
-					fmt.Fprintf(w, "  v%d\t%s\t%.1f\t%.2f%%\t%.2f%%\t%gms\t%gms\t%d\t%s\t%s\t%s\n", a.Version, a.Arm, a.RequestRate, 100*a.ErrorRate, 100*a.FallbackRate, a.P50Ms, a.P99Ms, a.Outcomes, mse, mae, drift)
+					// A shadow run answers no requests: no rates or latency of its own.
+					rate, errs, fbs, p50, p99 := fmt.Sprintf("%.1f", a.RequestRate), fmt.Sprintf("%.2f%%", 100*a.ErrorRate), fmt.Sprintf("%.2f%%", 100*a.FallbackRate), fmt.Sprintf("%gms", a.P50Ms), fmt.Sprintf("%gms", a.P99Ms)
+					if a.Requests == 0 {
+						rate, errs, fbs, p50, p99 = "-", "-", "-", "-", "-"
+					}
+					fmt.Fprintf(w, "  v%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", a.Version, a.Arm, rate, errs, fbs, p50, p99, a.Outcomes, mse, mae, drift)
 				}
 			})
 		}
