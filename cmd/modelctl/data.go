@@ -100,5 +100,13 @@ func (c *cardCmd) Run(_ context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "wrote %s: %d golden inputs, reference histograms over %d rows of %s\n", *out, len(card.Golden), d.Len(), filepath.Base(*data))
+	if d.Len() < minReferenceRows {
+		fmt.Fprintf(c.stderr, "modelctl: warning: deciles of %d rows are rough; drift measured against them will read high. Give --data at least %d rows.\n", d.Len(), minReferenceRows)
+	}
 	return nil
 }
+
+// minReferenceRows is the least data a card's reference deciles should come
+// from: with 1,000 rows each decile holds about 100, and its edges move by a
+// few percent of the spread from one sample to the next.
+const minReferenceRows = 1000

@@ -101,9 +101,19 @@ func TestCardForOutsideModels(t *testing.T) {
 	}
 	rep := smallTrain(t, 4, filepath.Join(dir, "m"))
 	card := filepath.Join(dir, "card.json")
-	out, _, err := cli(t, "", "card", rep.ModelPath, "--data", data, "--out", card)
+	out, warn, err := cli(t, "", "card", rep.ModelPath, "--data", data, "--out", card)
 	if err != nil || !strings.Contains(out, "32 golden inputs") {
 		t.Fatalf("card: %q %v", out, err)
+	}
+	if !strings.Contains(warn, "deciles of 300 rows are rough") {
+		t.Errorf("a card from 300 rows: no warning that its reference is rough (stderr %q)", warn)
+	}
+	big := filepath.Join(dir, "big.csv")
+	if _, _, err := cli(t, "", "gen-data", "--samples", "1000", "--seed", "5", "--out", big); err != nil {
+		t.Fatal(err)
+	}
+	if _, warn, err := cli(t, "", "card", rep.ModelPath, "--data", big, "--out", filepath.Join(dir, "big.json")); err != nil || warn != "" {
+		t.Errorf("a card from 1,000 rows: %v, stderr %q", err, warn)
 	}
 	url := mustControlPlane(t)
 	if _, _, err := cli(t, url, "push", rep.ModelPath, "--model", "calling-score", "--card", card); err != nil {
