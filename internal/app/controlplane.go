@@ -95,10 +95,10 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 		return err
 	}
 	c.Registry = reg
-	if !c.Config.NoAuth {
-		if err := c.bootstrapToken(); err != nil {
+	if !c.Config.NoAuth && c.Config.AdminToken != "" {
+		if _, err := reg.AddToken("bootstrap-admin", registry.RoleAdmin, c.Config.AdminToken); err != nil {
 			reg.Close()
-			return err
+			return fmt.Errorf("MODELOPS_ADMIN_TOKEN: %w", err)
 		}
 	}
 	cp := api.NewControlPlane(reg, c.Logger.With("component", "api"))
@@ -116,6 +116,16 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 		reg.Close()
 		return err
 	}
+	// A first admin token is made only once the API listens: one printed by a
+	// start that then failed (its port taken) would be lost, and with it every
+	// way in. Until it exists no request can authenticate anyway.
+	if !c.Config.NoAuth && c.Config.AdminToken == "" {
+		if err := c.firstToken(); err != nil {
+			c.Server.Close(context.Background())
+			reg.Close()
+			return err
+		}
+	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop, c.done = stop, make(chan struct{})
 	interval := c.Config.EvalInterval
@@ -130,16 +140,10 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	return nil
 }
 
-// bootstrapToken makes sure an admin can get in: the configured token is stored
-// (hashed) if it is not there yet; with none configured and none stored, a new one
-// is created and printed once.
-func (c *ControlPlane) bootstrapToken() error {
-	if c.Config.AdminToken != "" {
-		if _, err := c.Registry.AddToken("bootstrap-admin", registry.RoleAdmin, c.Config.AdminToken); err != nil {
-			return fmt.Errorf("MODELOPS_ADMIN_TOKEN: %w", err)
-		}
-		return nil
-	}
+// firstToken makes sure an admin can get in when no token is configured: with
+// none stored, a new one is created and printed once. (A configured token is
+// stored, hashed, before the API opens.)
+func (c *ControlPlane) firstToken() error {
 	if c.Registry.HasTokens() {
 		return nil
 	}

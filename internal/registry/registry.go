@@ -7,6 +7,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -142,18 +143,23 @@ func (r *Registry) Open() error {
 	if err := os.MkdirAll(r.StagingDir, 0o755); err != nil {
 		return fmt.Errorf("registry staging dir: %w", err)
 	}
+	// The bbolt file's lock first: the staging files below may be another
+	// control plane's uploads in flight until this one holds it.
+	if r.Meta == nil {
+		meta, err := OpenBoltMeta(r.Path)
+		if errors.Is(err, bolt.ErrTimeout) {
+			return fmt.Errorf("open registry %s: another process holds it (is a control plane already running on this data directory?)", r.Path)
+		}
+		if err != nil {
+			return fmt.Errorf("open registry %s: %w", r.Path, err)
+		}
+		r.Meta = meta
+	}
 	// Leftovers of uploads interrupted by a crash are never referenced.
 	if old, _ := filepath.Glob(filepath.Join(r.StagingDir, "upload-*")); len(old) > 0 {
 		for _, p := range old {
 			os.Remove(p)
 		}
-	}
-	if r.Meta == nil {
-		meta, err := OpenBoltMeta(r.Path)
-		if err != nil {
-			return fmt.Errorf("open registry %s: %w", r.Path, err)
-		}
-		r.Meta = meta
 	}
 	return nil
 }

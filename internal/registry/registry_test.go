@@ -347,3 +347,29 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Fatalf("after reopen: revision %d, want 2", rev)
 	}
 }
+
+// A second registry on a data directory in use fails with a message that says
+// so, and leaves the first one's uploads in flight alone.
+func TestSecondOpenOfTheSameDirectoryFailsAndTouchesNothing(t *testing.T) {
+	dir := t.TempDir()
+	blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
+	if err := first.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	inFlight := filepath.Join(dir, "staging", "upload-123")
+	if err := os.WriteFile(inFlight, []byte("half an upload"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
+	if err := second.Open(); err == nil || !strings.Contains(err.Error(), "another process holds it") {
+		t.Fatalf("second open: %v, want it refused as held by another process", err)
+	}
+	if _, err := os.Stat(inFlight); err != nil {
+		t.Fatalf("the refused open removed the first registry's upload in flight: %v", err)
+	}
+}
