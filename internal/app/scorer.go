@@ -146,6 +146,9 @@ func (s *Scorer) Open(ctx context.Context) error {
 	s.Server = api.NewFastServer(s.Config.Listen, scorer.Fast(), s.Logger)
 	s.Server.TLSCert, s.Server.TLSKey = s.Config.TLSCert, s.Config.TLSKey
 	if err := s.Server.Open(); err != nil {
+		// Let go of a session restored from the cache.
+		served.Slot.Close()
+		served.Candidate.Close()
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
