@@ -319,12 +319,8 @@ func TestReopenKeepsEverything(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	open := func() *registry.Registry {
-		blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
+		r, err := openIn(t, dir)
 		if err != nil {
-			t.Fatal(err)
-		}
-		r := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
-		if err := r.Open(); err != nil {
 			t.Fatal(err)
 		}
 		return r
@@ -352,12 +348,8 @@ func TestReopenKeepsEverything(t *testing.T) {
 // so, and leaves the first one's uploads in flight alone.
 func TestSecondOpenOfTheSameDirectoryFailsAndTouchesNothing(t *testing.T) {
 	dir := t.TempDir()
-	blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
+	first, err := openIn(t, dir)
 	if err != nil {
-		t.Fatal(err)
-	}
-	first := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
-	if err := first.Open(); err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close()
@@ -365,11 +357,21 @@ func TestSecondOpenOfTheSameDirectoryFailsAndTouchesNothing(t *testing.T) {
 	if err := os.WriteFile(inFlight, []byte("half an upload"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	second := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
-	if err := second.Open(); err == nil || !strings.Contains(err.Error(), "another process holds it") {
+	if _, err := openIn(t, dir); err == nil || !strings.Contains(err.Error(), "another process holds it") {
 		t.Fatalf("second open: %v, want it refused as held by another process", err)
 	}
 	if _, err := os.Stat(inFlight); err != nil {
 		t.Fatalf("the refused open removed the first registry's upload in flight: %v", err)
 	}
+}
+
+// openIn opens the registry of a data directory, with its artifacts beside it.
+func openIn(t *testing.T, dir string) (*registry.Registry, error) {
+	t.Helper()
+	blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
+	return r, r.Open()
 }
