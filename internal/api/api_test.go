@@ -206,16 +206,18 @@ func TestControlPlaneStatuses(t *testing.T) {
 	for _, tc := range []struct {
 		method, path, body string
 		status             int
+		msg                string // in the error message, when set
 	}{
-		{"POST", "/api/v1/models/calling-score/promote", `{"version":`, 400},
-		{"POST", "/api/v1/models/calling-score/promote", `{"version":1,"bogus":true}`, 400},
-		{"POST", "/api/v1/models/calling-score/promote", `{}`, 400},
-		{"GET", "/api/v1/models/calling-score/versions/abc", "", 400},
-		{"GET", "/api/v1/models/calling-score/versions/0", "", 400},
-		{"GET", "/api/v1/models/calling-score/versions/1/artifact", "", 200},
-		{"GET", "/api/v1/models/..%2f..%2fetc", "", 400},
-		{"GET", "/api/v1/events?since=-1", "", 400},
-		{"GET", "/api/v1/nowhere", "", 404},
+		{"POST", "/api/v1/models/calling-score/promote", `{"version":`, 400, "malformed JSON"},
+		{"POST", "/api/v1/models/calling-score/promote", `{"version":1,"bogus":true}`, 400, `unknown field "bogus"`},
+		{"POST", "/api/v1/models/calling-score/promote", `{"version":"1"}`, 400, "version must be an integer, not string"},
+		{"POST", "/api/v1/models/calling-score/promote", `{}`, 400, ""},
+		{"GET", "/api/v1/models/calling-score/versions/abc", "", 400, ""},
+		{"GET", "/api/v1/models/calling-score/versions/0", "", 400, ""},
+		{"GET", "/api/v1/models/calling-score/versions/1/artifact", "", 200, ""},
+		{"GET", "/api/v1/models/..%2f..%2fetc", "", 400, ""},
+		{"GET", "/api/v1/events?since=-1", "", 400, ""},
+		{"GET", "/api/v1/nowhere", "", 404, ""},
 	} {
 		req, _ := http.NewRequest(tc.method, cl.BaseURL+tc.path, strings.NewReader(tc.body))
 		resp, err := http.DefaultClient.Do(req)
@@ -231,6 +233,9 @@ func TestControlPlaneStatuses(t *testing.T) {
 			var eb api.ErrorBody
 			if json.Unmarshal(b, &eb) != nil || eb.Error.Message == "" {
 				t.Errorf("%s %s: error body %s is not JSON {error:{code,message}}", tc.method, tc.path, b)
+			}
+			if !strings.Contains(eb.Error.Message, tc.msg) || strings.Contains(eb.Error.Message, "Go struct") {
+				t.Errorf("%s %s %s: message %q, want it to say %q in the request's terms", tc.method, tc.path, tc.body, eb.Error.Message, tc.msg)
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -432,6 +433,14 @@ func decodeJSON(c echo.Context, v any) error {
 		}
 		if err == io.EOF {
 			return badRequest("body is empty; want a JSON object")
+		}
+		// A field of the wrong type or an unknown one, in the request's terms.
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return badRequest(explainJSON(err))
+		}
+		if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return badRequest("unknown field " + msg)
 		}
 		return badRequest("malformed JSON: " + err.Error())
 	}
