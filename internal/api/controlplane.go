@@ -436,7 +436,7 @@ func decodeJSON(c echo.Context, v any) error {
 		}
 		// A field of the wrong type or an unknown one, in the request's terms.
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
+		if errors.As(err, &te) {
 			return badRequest(explainJSON(err))
 		}
 		if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {

@@ -401,8 +401,11 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 // field of the wrong type by its path, not by the Go type it would fill.
 func explainJSON(err error) string {
 	var te *json.UnmarshalTypeError
-	if !errors.As(err, &te) || te.Field == "" {
+	if !errors.As(err, &te) {
 		return err.Error()
+	}
+	if te.Field == "" {
+		return "the body must be a JSON object, not " + article(te.Value)
 	}
 	t := te.Type
 	if t.Kind() == reflect.Pointer {
@@ -427,6 +430,15 @@ func explainJSON(err error) string {
 		return err.Error()
 	}
 	return fmt.Sprintf("%s must be %s, not %s", te.Field, want, te.Value)
+}
+
+// article names a JSON value kind as encoding/json reports it ("array",
+// "string", "number", "bool") with its article.
+func article(kind string) string {
+	if kind == "array" {
+		return "an array"
+	}
+	return "a " + kind
 }
 
 // HeaderInferenceLength carries the length of the JSON header in the OIP v2

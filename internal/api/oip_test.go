@@ -122,6 +122,7 @@ func TestOIPv2InferErrors(t *testing.T) {
 		{"string data", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":["a"]}]}`, 400, "input data"},
 		{"null data", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[null,` + nums(38, "0") + `]}]}`, 400, "null"},
 		{"unknown output", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[` + row + `]}],"outputs":[{"name":"probs"}]}`, 400, `unknown output "probs"`},
+		{"a string, not an object", "calling-score", `"x"`, 400, "the body must be a JSON object, not a string"},
 		{"key not a string", "calling-score", `{"parameters":{"key":7},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":[` + row + `]}]}`, 400, "parameters.key must be a string, not number"},
 		{"binary_data_size not a number", "calling-score", `{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","parameters":{"binary_data_size":"156"}}]}`, 400, "inputs.parameters.binary_data_size must be an integer, not string"},
 		{"shape of strings", "calling-score", `{"inputs":[{"name":"input","shape":["1",39],"datatype":"FP32","data":[` + row + `]}]}`, 400, "inputs.shape must be an integer, not string"},
