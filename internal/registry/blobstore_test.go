@@ -135,3 +135,17 @@ func TestBlobStoreContract(t *testing.T) {
 		})
 	}
 }
+
+// An S3 store with no credentials anywhere says what to set, quickly: with an
+// endpoint (an S3-compatible service) it does not ask EC2's metadata service.
+func TestS3WithoutCredentialsSaysWhatToSet(t *testing.T) {
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	_, err := registry.OpenBlobStore(context.Background(), "s3://models/p?endpoint=http://127.0.0.1:9&path_style=true&region=us-east-1&retries=1&timeout=5s")
+	if err == nil || !strings.Contains(err.Error(), "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") || !strings.Contains(err.Error(), "access disabled to EC2 IMDS") {
+		t.Fatalf("open without credentials: %v", err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -113,6 +114,12 @@ func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 	if r := q.Get("region"); r != "" {
 		opts = append(opts, config.WithRegion(r))
 	}
+	if s.endpoint != "" {
+		// An S3-compatible service runs on no EC2 instance: asking the instance
+		// metadata service for credentials only delays and clutters the error
+		// of a missing key.
+		opts = append(opts, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("s3: load AWS config: %w", err)
@@ -133,6 +140,9 @@ func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 	hctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
 	if _, err := s.Client.HeadBucket(hctx, &s3.HeadBucketInput{Bucket: &s.Bucket}); err != nil {
+		if strings.Contains(err.Error(), "get credentials") {
+			return nil, fmt.Errorf("s3: bucket %q at %s: no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (%w)", s.Bucket, s.endpointName(), s.wrap(err))
+		}
 		return nil, fmt.Errorf("s3: bucket %q at %s: %w", s.Bucket, s.endpointName(), s.wrap(err))
 	}
 	return s, nil
