@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -240,5 +241,28 @@ func TestShadowDriftIsThePredictionsOwn(t *testing.T) {
 	}
 	if a := shadow(190, 10); a.Drift != "red" {
 		t.Errorf("200 shadow scores nearly all low, the reference half and half: drift %q (PSI %.3f)", a.Drift, a.PredPSI)
+	}
+}
+
+// A node silent for longer than the charts keep leaves the fleet: a replaced
+// pod under a new name is not listed for ever.
+func TestSilentNodesLeaveTheFleet(t *testing.T) {
+	_, mon, now := setup(t)
+	names := func() string {
+		var out []string
+		for _, n := range mon.Fleet() {
+			out = append(out, n.Node)
+		}
+		return strings.Join(out, ",")
+	}
+	mon.Ingest(monitor.Report{Node: "pod-a", Ready: true})
+	*now = now.Add(10 * time.Minute)
+	mon.Ingest(monitor.Report{Node: "pod-b", Ready: true})
+	if got := names(); got != "pod-a,pod-b" {
+		t.Fatalf("fleet %q, want both pods", got)
+	}
+	*now = now.Add(6 * time.Minute) // pod-a silent for 16 minutes, past the 15 kept
+	if got := names(); got != "pod-b" {
+		t.Fatalf("fleet %q, want pod-a gone after %s of silence", got, mon.Retain)
 	}
 }

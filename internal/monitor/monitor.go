@@ -84,12 +84,24 @@ func (m *Monitor) Ingest(r Report) {
 	}
 	m.nodes[r.Node] = ns
 	cutoff := now.Add(-m.Retain)
+	m.forgetNodesLocked(cutoff)
 	for k, ps := range m.series {
 		i := sort.Search(len(ps), func(i int) bool { return ps[i].t.After(cutoff) })
 		if i == len(ps) {
 			delete(m.series, k)
 		} else if i > 0 {
 			m.series[k] = append(ps[:0:0], ps[i:]...)
+		}
+	}
+}
+
+// forgetNodesLocked drops the nodes silent since before cutoff (m.mu held): a
+// scorer gone for good (a replaced pod under a new name) leaves the fleet once
+// its charts have aged out too, rather than being listed for ever.
+func (m *Monitor) forgetNodesLocked(cutoff time.Time) {
+	for name, n := range m.nodes {
+		if n.LastReport.Before(cutoff) {
+			delete(m.nodes, name)
 		}
 	}
 }
@@ -111,6 +123,7 @@ func (m *Monitor) window(k seriesKey, from, to time.Time) Window {
 func (m *Monitor) Fleet() []NodeState {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.forgetNodesLocked(m.Now().Add(-m.Retain))
 	out := make([]NodeState, 0, len(m.nodes))
 	for _, n := range m.nodes {
 		out = append(out, *n)
