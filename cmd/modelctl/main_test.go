@@ -226,7 +226,10 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	}
 	// And a shadow run of 5 rows, which answers no requests.
 	shadow := monitor.Window{Version: 1, Arm: "shadow", Rows: 5, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins)}
-	report, _ := json.Marshal(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w, shadow}}}})
+	// And 3 requests the rules answered before any version was loaded.
+	none := monitor.Window{Version: 0, Arm: "champion", Requests: 3, Rows: 3, Fallbacks: map[string]int64{"no_model": 3}, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins)}
+	none.Latency[0] = 3
+	report, _ := json.Marshal(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w, shadow, none}}}})
 	req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/reports", bytes.NewReader(report))
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	req.Header.Set("Content-Type", "application/json")
@@ -238,6 +241,9 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	out, _, err = cli(t, url, "status", "calling-score")
 	if err != nil || !strings.Contains(out, "too few rows (12 of 220)") || strings.Contains(out, "red") {
 		t.Fatalf("status after 12 rows: %q %v", out, err)
+	}
+	if !regexp.MustCompile(`rules, no model +champion +[0-9.]+ +0\.00% +100\.00% `).MatchString(out) || strings.Contains(out, "v0") {
+		t.Fatalf("status names the rules' answers before any model as a version: %q", out)
 	}
 	if !regexp.MustCompile(`v1 +shadow +- +- +- +- +- +0 `).MatchString(out) {
 		t.Fatalf("status shows rates or latency for a shadow run, which answers no requests: %q", out)

@@ -86,7 +86,11 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 					if a.Requests == 0 {
 						rate, errs, fbs, p50, p99 = "-", "-", "-", "-", "-"
 					}
-					fmt.Fprintf(w, "  v%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", a.Version, a.Arm, rate, errs, fbs, p50, p99, a.Outcomes, mse, mae, drift)
+					version := fmt.Sprintf("v%d", a.Version)
+					if a.Version == 0 { // answered before any version was loaded
+						version = "rules, no model"
+					}
+					fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", version, a.Arm, rate, errs, fbs, p50, p99, a.Outcomes, mse, mae, drift)
 				}
 			})
 		}

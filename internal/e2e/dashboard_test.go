@@ -191,6 +191,13 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	if !strings.Contains(confirmText, "Promote calling-score v2") || !strings.Contains(confirmText, "now v1") {
 		t.Fatalf("the confirmation says %q, want what will change", confirmText)
 	}
+	done, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(done, "calling-score v2 is in production (was v1)") {
+		t.Fatalf("after the promote the page says %q, want what changed, in the past", done)
+	}
 	m, _ := cl.Model(ctx, "calling-score")
 	evs, _ := cl.Events(ctx, "calling-score", 0, 0)
 	last := evs[len(evs)-1]

@@ -266,3 +266,20 @@ func TestSilentNodesLeaveTheFleet(t *testing.T) {
 		t.Fatalf("fleet %q, want pod-a gone after %s of silence", got, mon.Retain)
 	}
 }
+
+// Answers the rules gave before any version was loaded (version 0) chart as
+// that, not as a "v0".
+func TestSeriesNameTheRulesBeforeAnyModel(t *testing.T) {
+	_, mon, _ := setup(t)
+	w := window(rand.New(rand.NewPCG(5, 5)), 0, "champion", 10, 0, 0, 10)
+	ingest(mon, w)
+	ingest(mon, window(rand.New(rand.NewPCG(6, 6)), 1, "champion", 10, 0, 0, 0))
+	series := mon.Series(context.Background(), "calling-score", time.Minute, 10*time.Second)
+	if _, ok := series["rules, no model/champion"]; !ok || len(series) != 2 || series["v1/champion"] == nil {
+		names := []string{}
+		for k := range series {
+			names = append(names, k)
+		}
+		t.Fatalf("series %v, want rules, no model/champion and v1/champion", names)
+	}
+}

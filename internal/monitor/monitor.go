@@ -350,6 +350,9 @@ func (m *Monitor) Series(ctx context.Context, model string, span, step time.Dura
 	m.mu.Unlock()
 	for _, k := range keys {
 		name := fmt.Sprintf("v%d/%s", k.version, k.arm)
+		if k.version == 0 { // answered before any version was loaded
+			name = "rules, no model/" + k.arm
+		}
 		for t := now.Add(-span); t.Before(now); t = t.Add(step) {
 			w := m.window(k, t, t.Add(step))
 			out[name] = append(out[name], SeriesPoint{Time: t.Add(step), ArmHealth: m.armHealth(ctx, k, w, step)})

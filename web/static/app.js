@@ -130,11 +130,12 @@ function confirmAction(text) {
   });
 }
 
-async function act(text, path, body, method) {
-  if (!(await confirmAction(text))) return;
+// act asks before an action, then says what it did (done) or why it was refused.
+async function act(ask, done, path, body, method) {
+  if (!(await confirmAction(ask))) return;
   try {
     await api(path, { method: method || "POST", body });
-    alertBox("Done: " + text, true);
+    alertBox("Done: " + done, true);
   } catch (e) {
     alertBox("Refused: " + e.message);
   }
@@ -212,8 +213,11 @@ function chart(title, series, field, scale) {
   return h("div", { class: "chart" }, h("h3", {}, title), svg, legend);
 }
 
-function heatmap(series, features) {
-  const name = Object.keys(series).find((k) => k.endsWith("/champion"));
+// heatmap charts the production version's champion series (any version's when
+// production has none yet; never the rules' answers before a model).
+function heatmap(series, features, production) {
+  const name = series[`v${production}/champion`] ? `v${production}/champion`
+    : Object.keys(series).find((k) => k.startsWith("v") && k.endsWith("/champion"));
   if (!name || !features || features.length === 0) return h("p", { class: "muted" }, "No drift data yet.");
   const pts = series[name];
   const grid = h("div", { class: "heat", role: "img", "aria-label": "PSI per feature over time for " + name });
@@ -262,6 +266,7 @@ async function modelPage(name) {
       h("td", {}, badge(cls, status), rejected[v.version] ? h("span", { class: "muted", title: rejected[v.version] }, " why?") : null),
       h("td", {}, h("button", { type: "button", class: "promote", "data-version": v.version, disabled: off || v.version === m.production || null,
         onclick: () => act(`Promote ${name} v${v.version} to production (now ${vname(m.production)}). Every scorer will serve it within a second.`,
+          `${name} v${v.version} is in production (was ${vname(m.production)}); every scorer serves it within a second.`,
           `/api/v1/models/${enc}/promote`, { version: v.version, expect_revision: m.revision, force: rejected[v.version] !== undefined }) }, "Promote")));
   });
 
@@ -276,20 +281,23 @@ async function modelPage(name) {
     h("button", { type: "button", id: "set-canary", disabled: off || canaryVersion.options.length === 0 || null, onclick: () => {
       const v = Number(canaryVersion.value), t = Number(canaryTraffic.value), mode = canaryMode.value;
       act(`Send ${t}% of ${name}'s traffic to v${v} in ${mode} mode` + (m.candidate ? ` (replacing the canary v${m.candidate.version})` : "") + ".",
+        `${t}% of ${name}'s traffic goes to v${v} in ${mode} mode.`,
         `/api/v1/models/${enc}/canary`, { version: v, traffic: t, mode, expect_revision: m.revision });
     } }, "Set canary"),
     h("button", { type: "button", id: "clear-canary", disabled: off || !m.candidate || null,
       onclick: () => act(`Clear ${name}'s canary v${m.candidate.version}; all traffic goes to ${vname(m.production)}.`,
+        `${name}'s canary v${m.candidate.version} is cleared; all traffic goes to ${vname(m.production)}.`,
         `/api/v1/models/${enc}/canary?expect_revision=${m.revision}`, undefined, "DELETE") }, "Clear canary"),
     h("button", { type: "button", id: "rollback", class: "danger", disabled: off || !m.production || null,
       onclick: () => act(`Roll ${name} back from ${vname(m.production)} to the previous production version.`,
+        `${name} is rolled back from ${vname(m.production)} to the previous production version.`,
         `/api/v1/models/${enc}/rollback`, { expect_revision: m.revision }) }, "Roll back"),
     admin ? null : h("span", { class: "muted", id: "viewer-note" }, "Only admins can act; you are signed in as " + (state.who ? state.who.role : "nobody") + "."));
 
   const arms = health.arms || [];
   const outcomes = h("table", { id: "outcomes" },
     h("thead", {}, h("tr", {}, ["Version", "Arm", "Requests", "Outcomes", "MSE", "MAE"].map((t) => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, arms.length ? arms.map((a) => h("tr", {}, h("td", {}, "v" + a.version), h("td", {}, a.arm), h("td", { class: "num" }, a.requests),
+    h("tbody", {}, arms.length ? arms.map((a) => h("tr", {}, h("td", {}, a.version ? "v" + a.version : "rules, no model"), h("td", {}, a.arm), h("td", { class: "num" }, a.requests),
       h("td", { class: "num" }, a.outcomes), h("td", { class: "num" }, a.outcomes ? a.outcome_mse.toFixed(5) : "-"),
       h("td", { class: "num" }, a.outcomes ? a.outcome_mae.toFixed(5) : "-"))) : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No traffic in the window."))));
 
@@ -315,7 +323,7 @@ async function modelPage(name) {
       chart("Fallback rate %", ser, "fallback_rate", 100),
       chart("p50 latency ms", ser, "p50_ms", 1),
       chart("p99 latency ms", ser, "p99_ms", 1)),
-    h("h2", {}, "Drift (PSI per feature)"), h("section", {}, heatmap(ser, features)),
+    h("h2", {}, "Drift (PSI per feature)"), h("section", {}, heatmap(ser, features, m.production)),
     h("h2", {}, "Champion and challenger on outcomes"), h("section", {}, outcomes),
     h("h2", {}, "History"), h("section", {}, timeline));
 }
