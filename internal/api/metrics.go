@@ -78,9 +78,9 @@ func newScorerMetrics(s *Scorer) *scorerMetrics {
 				func() float64 { return float64(sv.Slot.Swaps() + sv.Candidate.Swaps()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "modelops_scorer_failed_loads_total", Help: "Versions that failed to load (the old one kept serving).", ConstLabels: labels},
 				func() float64 { return float64(sv.failedLoads()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "modelops_scorer_loaded_version", Help: "Version served by the champion arm (0: none).", ConstLabels: prometheus.Labels{"model": sv.Name, "arm": ArmChampion}},
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "modelops_scorer_loaded_version", Help: "Version each arm serves (0: none).", ConstLabels: prometheus.Labels{"model": sv.Name, "arm": ArmChampion}},
 				func() float64 { v, _, _ := sv.Slot.Current(); return float64(v) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "modelops_scorer_loaded_version", Help: "Version served by the champion arm (0: none).", ConstLabels: prometheus.Labels{"model": sv.Name, "arm": ArmChallenger}},
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "modelops_scorer_loaded_version", Help: "Version each arm serves (0: none).", ConstLabels: prometheus.Labels{"model": sv.Name, "arm": ArmChallenger}},
 				func() float64 { v, _, _ := sv.Candidate.Current(); return float64(v) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "modelops_scorer_breaker_open", Help: "1 while the circuit breaker sends traffic to the rules.", ConstLabels: labels},
 				func() float64 {
