@@ -87,8 +87,8 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 						rate, errs, fbs, p50, p99 = "-", "-", "-", "-", "-"
 					}
 					version := fmt.Sprintf("v%d", a.Version)
-					if a.Version == 0 { // answered before any version was loaded
-						version = "rules, no model"
+					if a.Version == 0 {
+						version = monitor.NoModel
 					}
 					fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", version, a.Arm, rate, errs, fbs, p50, p99, a.Outcomes, mse, mae, drift)
 				}

@@ -280,6 +280,10 @@ func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span tim
 	return h
 }
 
+// NoModel names version 0 where people read it: the answers the rules gave
+// before any version was loaded.
+const NoModel = "rules, no model"
+
 // DriftTooFewRows is the drift grade of a window whose histograms hold too few
 // rows for their PSI to mean anything.
 const DriftTooFewRows = "too_few_rows"
@@ -350,8 +354,8 @@ func (m *Monitor) Series(ctx context.Context, model string, span, step time.Dura
 	m.mu.Unlock()
 	for _, k := range keys {
 		name := fmt.Sprintf("v%d/%s", k.version, k.arm)
-		if k.version == 0 { // answered before any version was loaded
-			name = "rules, no model/" + k.arm
+		if k.version == 0 {
+			name = NoModel + "/" + k.arm
 		}
 		for t := now.Add(-span); t.Before(now); t = t.Add(step) {
 			w := m.window(k, t, t.Add(step))
