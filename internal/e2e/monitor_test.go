@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/trainer"
@@ -209,4 +212,48 @@ func TestGoodPromotionsAreNeverRolledBack(t *testing.T) {
 			t.Fatalf("a good promotion was rolled back: %+v", e)
 		}
 	}
+}
+
+// A scorer whose reports are refused logs why, in the control plane's words:
+// a revoked token is a different fix from a control plane that is down.
+func TestReporterSaysWhyReportsAreRefused(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := fastMonitor(t)
+	tok, err := cl.CreateToken(ctx, "doomed-scorer", "scorer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.RevokeToken(ctx, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	var log lockedBuffer
+	r := &monitor.Reporter{ControlPlane: cp.URL(), Node: "n1", Model: "calling-score", Interval: 20 * time.Millisecond,
+		Recorder: monitor.NewRecorder(), Logger: slog.New(slog.NewTextHandler(&log, nil)), Token: tok.Secret}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { r.Run(runCtx); close(done) }()
+	waitFor(t, "the reporter's warning", 10*time.Second, func() bool { return strings.Contains(log.String(), "cannot deliver reports") })
+	cancel()
+	<-done
+	if got := log.String(); !strings.Contains(got, "HTTP 401") || !strings.Contains(got, "revoked") {
+		t.Fatalf("the reporter logged %q, want the 401 and the control plane's reason", got)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a logger may write to while a test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -80,8 +81,19 @@ func (r *Reporter) send(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
+		// The control plane says why ({"error":{"message":…}}): a revoked token,
+		// a role that may not report.
+		var e struct {
+			Error struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&e)
+		if e.Error.Message != "" {
+			return fmt.Errorf("report refused: HTTP %d: %s", resp.StatusCode, e.Error.Message)
+		}
 		return fmt.Errorf("report refused: HTTP %d", resp.StatusCode)
 	}
 	return nil
