@@ -50,7 +50,7 @@ func (r *Reporter) Run(ctx context.Context) {
 		}
 		err := r.send(ctx)
 		if err != nil && !failing && ctx.Err() == nil {
-			r.Logger.Warn("cannot deliver reports; dropping them until the control plane answers", "err", err)
+			r.Logger.Warn("cannot deliver reports; dropping them until the control plane takes them", "err", err)
 		}
 		failing = err != nil
 	}
