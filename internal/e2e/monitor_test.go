@@ -240,6 +240,28 @@ func TestReporterSaysWhyReportsAreRefused(t *testing.T) {
 	}
 }
 
+// A scorer whose token the control plane refuses says so, not that the
+// control plane cannot be reached, and keeps answering from the rules.
+func TestScorerWithARefusedTokenSaysSo(t *testing.T) {
+	cp, _ := fastMonitor(t)
+	var log lockedBuffer
+	cfg := app.DefaultScorerConfig()
+	cfg.ControlPlane, cfg.Listen, cfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
+	cfg.Token = registry.NewTokenSecret() // well formed, never issued
+	s := app.NewScorer(cfg, slog.New(slog.NewTextHandler(&log, nil)))
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	waitFor(t, "the follower's warning", 10*time.Second, func() bool { return strings.Contains(log.String(), "serving what is loaded") })
+	if got := log.String(); !strings.Contains(got, "refuses this scorer's token") || strings.Contains(got, "cannot reach") {
+		t.Fatalf("the scorer logged %q, want that its token is refused", got)
+	}
+	if r := score(&http.Client{Timeout: 5 * time.Second}, s.URL(), make([]float32, 39)); r.resp.Source != api.SourceFallback {
+		t.Fatalf("a scorer with no model answered %+v, want the rules", r.resp)
+	}
+}
+
 // lockedBuffer is a bytes.Buffer a logger may write to while a test reads it.
 type lockedBuffer struct {
 	mu sync.Mutex

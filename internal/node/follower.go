@@ -86,7 +86,11 @@ func (f *Follower) Run(ctx context.Context) error {
 			attempt = 0
 			f.Logger.Warn("watch stream ended; reconnecting", "model", f.Model, "err", werr)
 		} else if ctx.Err() == nil {
-			f.Logger.Warn("cannot reach the control plane; serving what is loaded", "model", f.Model, "err", err)
+			if s := client.StatusOf(err); s == http.StatusUnauthorized || s == http.StatusForbidden {
+				f.Logger.Warn("the control plane refuses this scorer's token (MODELOPS_SCORER_TOKEN); serving what is loaded", "model", f.Model, "err", err)
+			} else {
+				f.Logger.Warn("cannot reach the control plane; serving what is loaded", "model", f.Model, "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
