@@ -2,8 +2,13 @@ package api
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/valyala/fasthttp"
@@ -107,4 +112,39 @@ func (x fastExchange) blob(status int, ct string, b []byte) error {
 // tooLarge is the answer to a body over limit bytes.
 func tooLarge(limit int64) *requestError {
 	return &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: bodyTooLargeMsg(limit)}
+}
+
+// requestBody is the request's body, decompressed when its Content-Encoding is
+// gzip or deflate (as Triton's clients send it with request compression on); at
+// most limit bytes, compressed and decompressed alike, so a small bomb is a 413.
+func requestBody(x exchange, limit int64) ([]byte, error) {
+	b, err := x.body(limit)
+	if err != nil {
+		return nil, err
+	}
+	enc := strings.ToLower(strings.TrimSpace(x.header("Content-Encoding")))
+	var r io.ReadCloser
+	switch enc {
+	case "", "identity":
+		return b, nil
+	case "gzip", "x-gzip":
+		r, err = gzip.NewReader(bytes.NewReader(b))
+	case "deflate":
+		r, err = zlib.NewReader(bytes.NewReader(b))
+	default:
+		return nil, &requestError{status: http.StatusUnsupportedMediaType, code: "unsupported_encoding",
+			msg: fmt.Sprintf("Content-Encoding %q: the scorer reads gzip, deflate or none", truncate(enc, 40))}
+	}
+	if err != nil {
+		return nil, badRequest(fmt.Sprintf("Content-Encoding %s: the body does not decompress: %v", enc, err))
+	}
+	defer r.Close()
+	out, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, badRequest(fmt.Sprintf("Content-Encoding %s: the body does not decompress: %v", enc, err))
+	}
+	if int64(len(out)) > limit {
+		return nil, tooLarge(limit)
+	}
+	return out, nil
 }

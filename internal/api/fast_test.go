@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -53,6 +55,21 @@ func TestFastServerAnswersLikeEcho(t *testing.T) {
 	hl, bin := binary256(nil)
 	hlNaN, binNaN := binary256(func(d []byte) { binary.LittleEndian.PutUint32(d[4*1000:], 0x7fc00000) })
 	infer := "/v2/models/calling-score/infer"
+	gz := func(b []byte) []byte {
+		var out bytes.Buffer
+		w := gzip.NewWriter(&out)
+		w.Write(b)
+		w.Close()
+		return out.Bytes()
+	}
+	zl := func(b []byte) []byte {
+		var out bytes.Buffer
+		w := zlib.NewWriter(&out)
+		w.Write(b)
+		w.Close()
+		return out.Bytes()
+	}
+	bomb := gz(bytes.Repeat([]byte(" "), 1<<20)) // 1 KB that inflates to 1 MiB, past the 64 KiB limit
 	tests := []struct {
 		name, method, path string
 		headers            map[string]string
@@ -96,6 +113,13 @@ func TestFastServerAnswersLikeEcho(t *testing.T) {
 		{"OIP versioned ready", "GET", "/v2/models/calling-score/versions/1/ready", nil, nil, 200, false},
 		{"OIP no key", "POST", infer, map[string]string{"X-API-Key": ""}, []byte(`{}`), 401, false},
 		{"OIP oversized", "POST", infer, map[string]string{api.HeaderInferenceLength: hl}, append(bin, bin...), 413, false},
+		{"one row, gzip", "POST", "/v1/score", map[string]string{"Content-Encoding": "gzip"}, gz([]byte(`{"features":` + row + `}`)), 200, false},
+		{"OIP JSON, deflate", "POST", infer, map[string]string{"Content-Encoding": "deflate"}, zl([]byte(`{"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + row + `}]}`)), 200, false},
+		{"OIP binary, gzip", "POST", infer, map[string]string{api.HeaderInferenceLength: hl, "Content-Encoding": "gzip"}, gz(bin), 200, false},
+		{"gzip bomb", "POST", "/v1/score", map[string]string{"Content-Encoding": "gzip"}, bomb, 413, false},
+		{"OIP gzip bomb", "POST", infer, map[string]string{"Content-Encoding": "gzip"}, bomb, 413, false},
+		{"not gzip", "POST", "/v1/score", map[string]string{"Content-Encoding": "gzip"}, []byte(`{"features":` + row + `}`), 400, false},
+		{"brotli", "POST", infer, map[string]string{"Content-Encoding": "br"}, []byte(`{}`), 415, false},
 	}
 	// A client that honours Expect: 100-continue, as curl does for large bodies.
 	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}

@@ -285,7 +285,7 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 		defer l.Release()
 		pin = &pinned{l: l, arm: arm}
 	}
-	body, err := x.body(s.MaxBodyBytes)
+	body, err := requestBody(x, s.MaxBodyBytes)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {

@@ -322,7 +322,7 @@ func (s *Scorer) scoreKeyed(x exchange) error {
 }
 
 func (s *Scorer) score(x exchange) error {
-	body, err := x.body(s.MaxBodyBytes)
+	body, err := requestBody(x, s.MaxBodyBytes)
 	if err != nil {
 		if _, ok := err.(*requestError); ok {
 			return s.reject(err)
