@@ -433,10 +433,10 @@ func explainJSON(err error) string {
 }
 
 // article names a JSON value kind as encoding/json reports it ("array",
-// "string", "number", "bool") with its article.
+// "object", "string", "number", "bool") with its article.
 func article(kind string) string {
-	if kind == "array" {
-		return "an array"
+	if kind != "" && strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + kind
 	}
 	return "a " + kind
 }
