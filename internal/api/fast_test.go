@@ -55,20 +55,13 @@ func TestFastServerAnswersLikeEcho(t *testing.T) {
 	hl, bin := binary256(nil)
 	hlNaN, binNaN := binary256(func(d []byte) { binary.LittleEndian.PutUint32(d[4*1000:], 0x7fc00000) })
 	infer := "/v2/models/calling-score/infer"
-	gz := func(b []byte) []byte {
-		var out bytes.Buffer
-		w := gzip.NewWriter(&out)
+	squeeze := func(b []byte, w io.WriteCloser, out *bytes.Buffer) []byte {
 		w.Write(b)
 		w.Close()
 		return out.Bytes()
 	}
-	zl := func(b []byte) []byte {
-		var out bytes.Buffer
-		w := zlib.NewWriter(&out)
-		w.Write(b)
-		w.Close()
-		return out.Bytes()
-	}
+	gz := func(b []byte) []byte { var out bytes.Buffer; return squeeze(b, gzip.NewWriter(&out), &out) }
+	zl := func(b []byte) []byte { var out bytes.Buffer; return squeeze(b, zlib.NewWriter(&out), &out) }
 	bomb := gz(bytes.Repeat([]byte(" "), 1<<20)) // 1 KB that inflates to 1 MiB, past the 64 KiB limit
 	tests := []struct {
 		name, method, path string
