@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA=${DATA:-.data}
+BIN=${BIN:-bin}
 CP_ADDR=${CP_ADDR:-127.0.0.1:8080}
 SCORER_ADDR=${SCORER_ADDR:-127.0.0.1:8081}
 export MODELCTL_SERVER="http://$CP_ADDR"
@@ -30,7 +31,7 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-bin/modelctl serve --data "$DATA" --listen "$CP_ADDR" 2>"$DATA/control-plane.log" &
+"$BIN/modelctl" serve --data "$DATA" --listen "$CP_ADDR" 2>"$DATA/control-plane.log" &
 pids+=($!)
 
 for _ in $(seq 1 100); do
@@ -43,18 +44,18 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-if bin/modelctl list -o json | grep -q '"name": "calling-score"'; then
+if "$BIN/modelctl" list -o json | grep -q '"name": "calling-score"'; then
   echo "registry already has calling-score; leaving it as it is"
 else
-  bin/modelctl push models/calling_score/model.onnx --model calling-score --card models/calling_score/card.json
-  bin/modelctl promote calling-score 1 --reason "shipped model, promoted by make run"
+  "$BIN/modelctl" push models/calling_score/model.onnx --model calling-score --card models/calling_score/card.json
+  "$BIN/modelctl" promote calling-score 1 --reason "shipped model, promoted by make run"
 fi
 
 if [ ! -s "$DATA/scorer.token" ]; then
-  (umask 077; bin/modelctl token create --name local-scorer --role scorer 2>/dev/null > "$DATA/scorer.token")
+  (umask 077; "$BIN/modelctl" token create --name local-scorer --role scorer 2>/dev/null > "$DATA/scorer.token")
 fi
 MODELOPS_SCORER_TOKEN=$(cat "$DATA/scorer.token") \
-  bin/scorer --control-plane "$MODELCTL_SERVER" --listen "$SCORER_ADDR" --cache-dir "$DATA/scorer-cache" 2>"$DATA/scorer.log" &
+  "$BIN/scorer" --control-plane "$MODELCTL_SERVER" --listen "$SCORER_ADDR" --cache-dir "$DATA/scorer-cache" 2>"$DATA/scorer.log" &
 pids+=($!)
 for _ in $(seq 1 100); do
   curl -fsS "http://$SCORER_ADDR/readyz" >/dev/null 2>&1 && break
@@ -74,11 +75,23 @@ The admin token is in $DATA/admin.token; for the CLI in another terminal:
 
 Try:
   curl -s http://$SCORER_ADDR/v1/score -d '{"features":[$row]}'
-  bin/modelctl list
-  bin/modelctl status
-  bin/modelctl history calling-score
+  $BIN/modelctl list
+  $BIN/modelctl status
+  $BIN/modelctl history calling-score
 
 Ctrl-C stops both.
 MSG
-wait -n "${pids[@]}"
-echo "a process exited; see the logs in $DATA" >&2
+# Stop when either process exits, or when whatever started us has gone: a
+# supervisor that signals only make (timeout, some IDEs) would otherwise leave
+# both running.
+parent=$PPID
+while [ "$(awk '{print $4}' /proc/$$/stat 2>/dev/null || echo "$parent")" = "$parent" ]; do
+  for p in "${pids[@]}"; do
+    if ! kill -0 "$p" 2>/dev/null; then
+      echo "a process exited; see the logs in $DATA" >&2
+      exit 1
+    fi
+  done
+  sleep 1
+done
+echo "make run's parent has gone; stopping" >&2

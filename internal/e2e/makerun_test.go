@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+)
+
+// TestMakeRunServesTheShippedModelAndStopsWithItsParent runs scripts/run.sh,
+// which is `make run`, as a newcomer would get it: from an empty data directory
+// the scorer answers with the shipped model, promoted, and the dashboard is up.
+// Then the shell that started it is killed alone, as a supervisor that signals
+// only make would do, and both processes must stop.
+func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short: builds the binaries and runs make run's script")
+	}
+	bin := t.TempDir()
+	for _, c := range []string{"modelctl", "scorer"} {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, c), "../../cmd/"+c).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", c, err, out)
+		}
+	}
+	cpAddr, scorerAddr := freeAddr(t), freeAddr(t)
+	data := t.TempDir()
+	// The shell in between is the parent that goes away; `; :` keeps it from
+	// replacing itself with bash.
+	cmd := exec.Command("sh", "-c", "bash ../../scripts/run.sh; :")
+	cmd.Env = append(os.Environ(), "BIN="+bin, "DATA="+data, "CP_ADDR="+cpAddr, "SCORER_ADDR="+scorerAddr)
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+
+	row := strings.TrimSuffix(strings.Repeat("0.5,", 39), ",")
+	var got api.ScoreResponse
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		got = api.ScoreResponse{}
+		resp, err := http.Post("http://"+scorerAddr+"/v1/score", "application/json", strings.NewReader(`{"features":[`+row+`]}`))
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&got)
+			resp.Body.Close()
+			if got.Source == api.SourceModel {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the scorer never answered from the model (last answer %+v, %v); make run said:\n%s\ncontrol plane log:\n%s\nscorer log:\n%s",
+				got, err, out.String(), readFile(data, "control-plane.log"), readFile(data, "scorer.log"))
+		}
+		select {
+		case <-exited:
+			t.Fatalf("make run's script exited before the scorer answered:\n%s", out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if got.Model != "calling-score" || got.Version != 1 || got.Score == nil || *got.Score <= 0 || *got.Score >= 1 {
+		t.Fatalf("answer %+v, want calling-score v1 with a score in (0,1)", got)
+	}
+	resp, err := http.Get("http://" + cpAddr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(page, []byte("<html")) {
+		t.Fatalf("dashboard: %d %.200s", resp.StatusCode, page)
+	}
+	if !strings.Contains(out.String(), "modelops is running.") {
+		t.Fatalf("make run did not say it is running:\n%s", out.String())
+	}
+
+	// Kill the parent shell alone: the script must notice and stop both.
+	cmd.Process.Signal(syscall.SIGKILL)
+	deadline = time.Now().Add(30 * time.Second)
+	for listening(cpAddr) || listening(scorerAddr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("control plane listening %v, scorer %v, 30 s after make run's parent went:\n%s", listening(cpAddr), listening(scorerAddr), out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), "parent has gone") {
+		t.Fatalf("the script did not say why it stopped:\n%s", out.String())
+	}
+}
+
+// freeAddr is a loopback address with a port nothing listens on just now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// listening tells whether something accepts connections at addr.
+func listening(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func readFile(dir, name string) string {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return fmt.Sprint(err)
+	}
+	return string(b)
+}
