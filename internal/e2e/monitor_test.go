@@ -279,3 +279,69 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// A control plane that goes away and comes back on the same data and address:
+// the scorer keeps answering from its model meanwhile, warns once however many
+// times it retries, says when it is back in touch, and catches up with a
+// promotion made while it was away.
+func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
+	ctx := context.Background()
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir, cfg.Listen, cfg.AdminToken = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", adminToken
+	cp := app.NewControlPlane(cfg, quietLogger(t))
+	if err := cp.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	addScorerToken(t, cp)
+	cl := adminClient(cp.URL())
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	var log lockedBuffer
+	scfg := app.DefaultScorerConfig()
+	scfg.ControlPlane, scfg.Listen, scfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
+	scfg.Token, scfg.ReportInterval = scorerToken, 100*time.Millisecond
+	sc := app.NewScorer(scfg, slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err := sc.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close(ctx)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	waitFor(t, "v1", 10*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 1 })
+
+	cp.Close(ctx)
+	cannotReach := func(level string) int {
+		return strings.Count(log.String(), "level="+level+` msg="cannot reach the control plane`)
+	}
+	waitFor(t, "retries while the control plane is away", 20*time.Second, func() bool {
+		return cannotReach("DEBUG") >= 2 && strings.Contains(log.String(), "cannot deliver reports")
+	})
+	if r := score(hc, sc.URL(), testutil.Row(0.1)); r.resp.Source != api.SourceModel || r.resp.Version != 1 {
+		t.Fatalf("with the control plane away the scorer answered %+v, want v1's model", r.resp)
+	}
+
+	cfg.Listen = strings.TrimPrefix(cp.URL(), "http://")
+	cp2 := app.NewControlPlane(cfg, quietLogger(t))
+	if err := cp2.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer cp2.Close(ctx)
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the scorer to catch up with v2", 20*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 2 })
+	waitFor(t, "reports to flow again", 10*time.Second, func() bool { return strings.Contains(log.String(), "delivering reports again") })
+	got := log.String()
+	if n := cannotReach("WARN"); n != 1 {
+		t.Fatalf("%d warnings that the control plane cannot be reached, want 1 (repeats at debug):\n%s", n, got)
+	}
+	if !strings.Contains(got, "in touch with the control plane again") {
+		t.Fatalf("the scorer did not say it is back in touch:\n%s", got)
+	}
+	if n := strings.Count(got, "cannot deliver reports"); n != 1 {
+		t.Fatalf("%d warnings about reports, want 1:\n%s", n, got)
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/modelops/modelops/internal/api"
-	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
@@ -148,35 +147,3 @@ func TestScorerKilledMidDownloadServesOnlyVerifiedArtifacts(t *testing.T) {
 	})
 }
 
-// TestScorerRidesOutAControlPlaneOutage stops the control plane, checks the scorer
-// keeps serving, starts the control plane again on the same address and data,
-// promotes, and checks the scorer reconnected and caught up.
-func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
-	ctx := context.Background()
-	cp, cl, sc, hc := servingV1(t)
-
-	addr := strings.TrimPrefix(cp.URL(), "http://")
-	cfg := cp.Config
-	if err := cp.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 20; i++ {
-		if r := score(hc, sc.URL(), testutil.Row(0.3)); r.status != 200 || r.resp.Version != 1 || r.resp.Source != api.SourceModel {
-			t.Fatalf("during the outage: %+v", r)
-		}
-	}
-	time.Sleep(300 * time.Millisecond) // let the follower notice and back off
-
-	cfg.Listen = addr
-	back := app.NewControlPlane(cfg, quietLogger(t))
-	if err := back.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { back.Close(ctx) })
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the scorer to reconnect and serve v2", 15*time.Second, func() bool {
-		return score(hc, sc.URL(), testutil.Row(0.3)).resp.Version == 2
-	})
-}

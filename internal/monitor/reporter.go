@@ -41,7 +41,7 @@ func (r *Reporter) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(r.Interval)
 	defer t.Stop()
-	failing := false
+	dropped := 0 // reports lost since the last one delivered
 	for {
 		select {
 		case <-ctx.Done():
@@ -49,10 +49,16 @@ func (r *Reporter) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		err := r.send(ctx)
-		if err != nil && !failing && ctx.Err() == nil {
-			r.Logger.Warn("cannot deliver reports; dropping them until the control plane takes them", "err", err)
+		switch {
+		case err == nil && dropped > 0:
+			r.Logger.Info("delivering reports again", "dropped", dropped)
+			dropped = 0
+		case err != nil && ctx.Err() == nil:
+			if dropped == 0 {
+				r.Logger.Warn("cannot deliver reports; dropping them until the control plane takes them", "err", err)
+			}
+			dropped++
 		}
-		failing = err != nil
 	}
 }
 

@@ -68,9 +68,17 @@ func (f *Follower) Run(ctx context.Context) error {
 		f.MaxBackoff = 5 * time.Second
 	}
 	var since uint64
+	// While the control plane is out of reach the first failure is a warning and
+	// so is a different one; repeats are debug lines, and the way back is told.
+	var downSince time.Time
+	var lastWarned string
 	for attempt := 0; ; {
 		rev, err := f.Sync(ctx)
 		if err == nil {
+			if !downSince.IsZero() {
+				f.Logger.Info("in touch with the control plane again; caught up", "model", f.Model, "revision", rev, "out_of_touch", time.Since(downSince).Round(time.Millisecond))
+				downSince, lastWarned = time.Time{}, ""
+			}
 			if rev > since {
 				since = rev
 			}
@@ -86,11 +94,19 @@ func (f *Follower) Run(ctx context.Context) error {
 			attempt = 0
 			f.Logger.Warn("watch stream ended; reconnecting", "model", f.Model, "err", werr)
 		} else if ctx.Err() == nil {
-			if s := client.StatusOf(err); s == http.StatusUnauthorized || s == http.StatusForbidden {
-				f.Logger.Warn("the control plane refuses this scorer's token (MODELOPS_SCORER_TOKEN); serving what is loaded", "model", f.Model, "err", err)
-			} else {
-				f.Logger.Warn("cannot reach the control plane; serving what is loaded", "model", f.Model, "err", err)
+			if downSince.IsZero() {
+				downSince = time.Now()
 			}
+			msg := "cannot reach the control plane; serving what is loaded"
+			if s := client.StatusOf(err); s == http.StatusUnauthorized || s == http.StatusForbidden {
+				msg = "the control plane refuses this scorer's token (MODELOPS_SCORER_TOKEN); serving what is loaded"
+			}
+			level := slog.LevelWarn
+			if err.Error() == lastWarned {
+				level = slog.LevelDebug
+			}
+			lastWarned = err.Error()
+			f.Logger.Log(ctx, level, msg, "model", f.Model, "err", err)
 		}
 		select {
 		case <-ctx.Done():
