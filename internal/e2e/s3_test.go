@@ -146,4 +146,3 @@ func TestScorerKilledMidDownloadServesOnlyVerifiedArtifacts(t *testing.T) {
 		return r.resp.Source == api.SourceModel && r.resp.Version == 1
 	})
 }
-
