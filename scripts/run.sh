@@ -14,9 +14,8 @@ mkdir -p "$DATA"
 
 # A local admin token, made once and kept in $DATA (mode 600), so the CLI and the
 # scorer work without ceremony. Production sets MODELOPS_ADMIN_TOKEN itself.
-newtoken() { printf 'mo_%s_%s' "$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')" "$(od -An -tx1 -N20 /dev/urandom | tr -d ' \n')"; }
 if [ ! -s "$DATA/admin.token" ]; then
-  (umask 077; newtoken > "$DATA/admin.token")
+  (umask 077; "$BIN/modelctl" token new > "$DATA/admin.token")
 fi
 export MODELOPS_ADMIN_TOKEN=$(cat "$DATA/admin.token")
 export MODELCTL_TOKEN=$MODELOPS_ADMIN_TOKEN

@@ -301,3 +301,29 @@ func TestBackupWhileRunning(t *testing.T) {
 		t.Fatalf("backup holds %+v %v", m, err)
 	}
 }
+
+// `token new` makes a secret a control plane takes as MODELOPS_ADMIN_TOKEN,
+// without asking one: there is none yet when it is needed.
+func TestTokenNewNeedsNoControlPlane(t *testing.T) {
+	var secrets []string
+	for range 2 {
+		var out, errb strings.Builder
+		e := &env{stdout: &out, stderr: &errb, getenv: func(k string) string {
+			if k == "MODELCTL_SERVER" {
+				return "http://127.0.0.1:1" // nothing listens here
+			}
+			return ""
+		}}
+		if err := e.run(context.Background(), []string{"token", "new"}); err != nil {
+			t.Fatalf("token new: %v (%s)", err, errb.String())
+		}
+		secrets = append(secrets, strings.TrimSuffix(out.String(), "\n"))
+	}
+	if secrets[0] == secrets[1] {
+		t.Fatalf("two calls made the same secret %q", secrets[0])
+	}
+	reg, _ := testutil.MustRegistry(t)
+	if _, err := reg.AddToken("bootstrap-admin", registry.RoleAdmin, secrets[0]); err != nil {
+		t.Fatalf("the registry refuses %q: %v", secrets[0], err)
+	}
+}

@@ -612,7 +612,7 @@ func canaryString(c *registry.Canary) string {
 type tokenCmd struct{ *env }
 
 func (c *tokenCmd) Usage() string {
-	return "token create --name NAME --role admin|viewer|scorer | token list | token revoke ID   manage access (admin)"
+	return "token create --name NAME --role admin|viewer|scorer | token list | token revoke ID | token new   manage access (admin); `new` prints a fresh secret for MODELOPS_ADMIN_TOKEN, no control plane needed"
 }
 
 func (c *tokenCmd) Run(ctx context.Context, args []string) error {
@@ -623,6 +623,12 @@ func (c *tokenCmd) Run(ctx context.Context, args []string) error {
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
+	}
+	if len(pos) == 1 && pos[0] == "new" {
+		// No control plane involved: the secret a control plane is first started
+		// with (MODELOPS_ADMIN_TOKEN), stored only once it starts.
+		fmt.Fprintln(c.stdout, registry.NewTokenSecret())
+		return nil
 	}
 	cl, err := cf.client()
 	if err != nil {
@@ -660,7 +666,7 @@ func (c *tokenCmd) Run(ctx context.Context, args []string) error {
 		return nil
 	}
 	fs.Usage()
-	return fmt.Errorf("token needs create, list or revoke ID")
+	return fmt.Errorf("token needs create, list, revoke ID or new")
 }
 
 // backup

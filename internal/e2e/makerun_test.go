@@ -85,9 +85,7 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	if resp.StatusCode != 200 || !bytes.Contains(page, []byte("<html")) {
 		t.Fatalf("dashboard: %d %.200s", resp.StatusCode, page)
 	}
-	if !strings.Contains(out.String(), "modelops is running.") {
-		t.Fatalf("make run did not say it is running:\n%s", out.String())
-	}
+	waitFor(t, "make run to say it is running", 30*time.Second, func() bool { return strings.Contains(out.String(), "modelops is running.") })
 
 	// Kill the parent shell alone: the script must notice and stop both.
 	cmd.Process.Signal(syscall.SIGKILL)

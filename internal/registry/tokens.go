@@ -74,7 +74,7 @@ func (r *Registry) AddToken(name, role, secret string) (*Token, error) {
 	}
 	m := tokenRE.FindStringSubmatch(secret)
 	if m == nil {
-		return nil, fmt.Errorf("%w: a token has the form mo_<12 hex>_<40 hex> (make one with `modelctl token create`)", ErrInvalid)
+		return nil, fmt.Errorf("%w: a token has the form mo_<12 hex>_<40 hex> (`modelctl token new` makes one)", ErrInvalid)
 	}
 	t := &Token{ID: m[1], Name: name, Role: role, CreatedAt: r.Now().UTC(), Hash: hashSecret(secret)}
 	err := r.Meta.Update(func(tx MetaTx) error {
