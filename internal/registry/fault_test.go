@@ -54,6 +54,11 @@ func TestPushFailsCleanlyWhenS3StopsMidPush(t *testing.T) {
 		t.Fatalf("push while S3 is down: %v, want ErrUnavailable saying the blob could not be stored", err)
 	}
 	t.Logf("failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	// Said once and briefly: the store, the operation, the network's words, the
+	// attempts; not the SDK's layers ("https response error StatusCode: 0, …").
+	if msg := err.Error(); strings.Count(msg, "s3://") != 1 || strings.Contains(msg, "StatusCode") || !strings.Contains(msg, "S3 PutObject: dial tcp") || !strings.Contains(msg, "attempts)") {
+		t.Fatalf("push while S3 is down says %q", msg)
+	}
 	if ms, _ := r.Models(ctx); len(ms) != 0 {
 		t.Fatalf("a failed push recorded %+v", ms)
 	}

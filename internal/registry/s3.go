@@ -190,7 +190,27 @@ func (s *S3Store) wrap(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return fmt.Errorf("%w: %s", ErrUnavailable, brief(err))
+}
+
+// brief says what failed in an SDK error that never reached S3: the operation,
+// the network's own words and how many attempts, without the layers of
+// wrapping between them ("https response error StatusCode: 0, RequestID: , …").
+func brief(err error) string {
+	var ne *net.OpError
+	if !errors.As(err, &ne) {
+		return err.Error()
+	}
+	msg := ne.Error()
+	var op *smithy.OperationError
+	if errors.As(err, &op) {
+		msg = "S3 " + op.Operation() + ": " + msg
+	}
+	var ma *retry.MaxAttemptsError
+	if errors.As(err, &ma) {
+		msg += fmt.Sprintf(" (%d attempts)", ma.Attempt)
+	}
+	return msg
 }
 
 func isPreconditionFailed(err error) bool {
@@ -216,7 +236,7 @@ func (s *S3Store) Put(ctx context.Context, digest string, size int64, r io.Reade
 		return s.confirm(ctx, digest, size)
 	}
 	if err != nil {
-		return fmt.Errorf("put blob %s to %s: %w", digest, s, s.wrap(err))
+		return fmt.Errorf("put blob %s: %w", digest, s.wrap(err))
 	}
 	return nil
 }
