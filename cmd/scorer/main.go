@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.ModelDir, "model-dir", cfg.ModelDir, "serve MODEL.onnx (and MODEL.card.json) from this directory, watched, with no control plane")
 	fs.IntVar(&cfg.BatchMaxRows, "batch-max-rows", cfg.BatchMaxRows, "micro-batch concurrent small requests into runs of up to `N` rows (0: off; make bench measures both)")
 	fs.DurationVar(&cfg.BatchMaxWait, "batch-max-wait", cfg.BatchMaxWait, "longest a micro-batch waits for requests already on their way (a lone request never waits)")
-	fs.DurationVar(&cfg.ReportInterval, "report-interval", time.Second, "how often to report to the control plane's monitor")
+	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "how often to report to the control plane's monitor")
 	fs.StringVar(&cfg.Node, "node", cfg.Node, "node name in reports (default: host name and listen address)")
 	fs.IntVar(&cfg.FeedbackCapacity, "feedback-capacity", cfg.FeedbackCapacity, "answers remembered for POST /v1/feedback; multi-row answers hold at most 16 scores per answer of this in all")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")

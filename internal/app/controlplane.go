@@ -48,6 +48,22 @@ func DefaultControlPlaneConfig() ControlPlaneConfig {
 	return ControlPlaneConfig{DataDir: ".data", Listen: "127.0.0.1:8080", MaxArtifactBytes: 1 << 30, MonitorWindow: 30 * time.Second, EvalInterval: time.Second}
 }
 
+// Validate says which setting is out of range, by its flag's name, before
+// anything starts.
+func (c ControlPlaneConfig) Validate() error {
+	switch {
+	case c.MaxArtifactBytes < 1:
+		return fmt.Errorf("--max-artifact-bytes %d: want more than 0", c.MaxArtifactBytes)
+	case c.MonitorWindow < time.Second:
+		return fmt.Errorf("--monitor-window %s: want 1s or more (scorers report every second)", c.MonitorWindow)
+	case c.EvalInterval <= 0 || c.EvalInterval > c.MonitorWindow:
+		return fmt.Errorf("--eval-interval %s: want more than 0, at most the monitor window (%s)", c.EvalInterval, c.MonitorWindow)
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	return nil
+}
+
 // ControlPlane is the running control plane.
 type ControlPlane struct {
 	Config   ControlPlaneConfig
@@ -68,6 +84,9 @@ func NewControlPlane(cfg ControlPlaneConfig, log *slog.Logger) *ControlPlane {
 // Open initialises ONNX Runtime, opens the blob store and the registry, and binds
 // the API listener.
 func (c *ControlPlane) Open(ctx context.Context) error {
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
 	if _, err := loader.Init(c.Config.ORTLibrary); err != nil {
 		return err
 	}
@@ -88,9 +107,7 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	}
 	reg := registry.New(filepath.Join(c.Config.DataDir, "registry.db"), blobs, loader.Verifier{})
 	reg.Logger = c.Logger.With("component", "registry")
-	if c.Config.MaxArtifactBytes > 0 {
-		reg.MaxArtifactBytes = c.Config.MaxArtifactBytes
-	}
+	reg.MaxArtifactBytes = c.Config.MaxArtifactBytes
 	if err := reg.Open(); err != nil {
 		return err
 	}
@@ -106,9 +123,7 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	cp.MaxPushBytes = reg.MaxArtifactBytes + artifactMultipartSlack
 	c.api = cp
 	c.Monitor = monitor.New(reg, c.Logger.With("component", "monitor"))
-	if c.Config.MonitorWindow > 0 {
-		c.Monitor.Window = c.Config.MonitorWindow
-	}
+	c.Monitor.Window = c.Config.MonitorWindow
 	cp.Monitor = c.Monitor
 	c.Server = api.NewServer(c.Config.Listen, cp.Handler(), c.Logger)
 	c.Server.TLSCert, c.Server.TLSKey = c.Config.TLSCert, c.Config.TLSKey
@@ -128,13 +143,9 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop, c.done = stop, make(chan struct{})
-	interval := c.Config.EvalInterval
-	if interval <= 0 {
-		interval = time.Second
-	}
 	go func() {
 		defer close(c.done)
-		c.Monitor.Run(runCtx, interval)
+		c.Monitor.Run(runCtx, c.Config.EvalInterval)
 	}()
 	c.Logger.Info("control plane listening", "url", c.Server.URL(), "store", blobs.String(), "db", reg.Path, "onnxruntime", loader.Version())
 	return nil

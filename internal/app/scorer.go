@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/node"
+	"github.com/modelops/modelops/internal/registry"
 )
 
 // ScorerConfig configures a scorer node.
@@ -61,7 +63,31 @@ func DefaultScorerConfig() ScorerConfig {
 		BatchMaxRows:     64,
 		BatchMaxWait:     500 * time.Microsecond,
 		FeedbackCapacity: 100000,
+		ReportInterval:   time.Second,
 	}
+}
+
+// Validate says which setting is out of range, by its flag's name, before
+// anything starts: a value quietly replaced by a default is a surprise later.
+func (c ScorerConfig) Validate() error {
+	if err := registry.CheckModelName(c.Model); err != nil {
+		return fmt.Errorf("--model: %s", strings.TrimPrefix(err.Error(), registry.ErrInvalid.Error()+": "))
+	}
+	switch {
+	case c.IntraOpThreads < 1 || c.IntraOpThreads > 256:
+		return fmt.Errorf("--intra-op-threads %d: want 1 to 256", c.IntraOpThreads)
+	case c.BatchMaxRows < 0:
+		return fmt.Errorf("--batch-max-rows %d: want 0 (off) or more", c.BatchMaxRows)
+	case c.BatchMaxWait < 0 || c.BatchMaxWait > time.Second:
+		return fmt.Errorf("--batch-max-wait %s: want 0 to 1s", c.BatchMaxWait)
+	case c.ReportInterval <= 0 || c.ReportInterval > time.Minute:
+		return fmt.Errorf("--report-interval %s: want more than 0, at most 1m", c.ReportInterval)
+	case c.FeedbackCapacity < 1 || c.FeedbackCapacity > monitor.MaxJoinCapacity:
+		return fmt.Errorf("--feedback-capacity %d: want 1 to %d", c.FeedbackCapacity, monitor.MaxJoinCapacity)
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	return nil
 }
 
 // Scorer is a running scorer node.
@@ -89,8 +115,8 @@ func NewScorer(cfg ScorerConfig, log *slog.Logger) *Scorer {
 // answers from the fallback rules until a model is loaded) and starts following
 // the control plane.
 func (s *Scorer) Open(ctx context.Context) error {
-	if s.Config.FeedbackCapacity > monitor.MaxJoinCapacity {
-		return fmt.Errorf("--feedback-capacity %d: at most %d", s.Config.FeedbackCapacity, monitor.MaxJoinCapacity)
+	if err := s.Config.Validate(); err != nil {
+		return err
 	}
 	if _, err := loader.Init(s.Config.ORTLibrary); err != nil {
 		return err
@@ -141,7 +167,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 	if s.Config.BatchMaxRows > 0 {
 		scorer.Batcher = loader.NewBatcher(s.Config.BatchMaxRows, s.Config.BatchMaxWait)
 	}
-	scorer.Join = monitor.NewJoin(s.Recorder, max(1, s.Config.FeedbackCapacity))
+	scorer.Join = monitor.NewJoin(s.Recorder, s.Config.FeedbackCapacity)
 	scorer.APIKeys = s.Config.APIKeys
 	s.Server = api.NewFastServer(s.Config.Listen, scorer.Fast(), s.Logger)
 	s.Server.TLSCert, s.Server.TLSKey = s.Config.TLSCert, s.Config.TLSKey
