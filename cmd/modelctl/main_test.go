@@ -172,15 +172,22 @@ func TestCanaryAndBlendVerbs(t *testing.T) {
 	if !strings.Contains(out, "v2 shadow 10%") {
 		t.Fatalf("list does not show the canary: %q", out)
 	}
-	for _, bad := range [][]string{
-		{"canary", "calling-score", "2"},
-		{"canary", "calling-score", "2", "--traffic", "10", "--mode", "blue"},
-		{"canary", "calling-score", "1", "--traffic", "10"},
-		{"blend", "calling-score", "1.5"},
-		{"blend", "calling-score", "x"},
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"canary", "calling-score", "2"}, "--traffic"},
+		{[]string{"canary", "calling-score", "2", "--traffic", "10", "--mode", "blue"}, `"blue": want ab or shadow`},
+		{[]string{"canary", "calling-score", "1", "--traffic", "10"}, "v1"},
+		{[]string{"blend", "calling-score", "1.5"}, "want a number from 0 to 1"},
+		{[]string{"blend", "calling-score", "x"}, "want a number from 0 to 1"},
+		{[]string{"blend", "calling-score", "NaN"}, "want a number from 0 to 1"},
+		{[]string{"blend", "calling-score", "+Inf"}, "want a number from 0 to 1"},
+		{[]string{"history", "--limit", "0"}, "--limit 0: want 1 to 10000"},
+		{[]string{"gc", "--grace", "-1h"}, "grace -1h0m0s: want 0 or more"},
 	} {
-		if _, _, err := cli(t, url, bad...); err == nil {
-			t.Errorf("modelctl %s succeeded", strings.Join(bad, " "))
+		if _, _, err := cli(t, url, bad.args...); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("modelctl %s: %v, want an error saying %q", strings.Join(bad.args, " "), err, bad.want)
 		}
 	}
 	if out, _, err := cli(t, url, "canary", "calling-score", "--clear"); err != nil || !strings.Contains(out, "cleared") {

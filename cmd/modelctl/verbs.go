@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -430,10 +431,13 @@ func (c *historyCmd) Run(ctx context.Context, args []string) error {
 	fs := c.flags(c, "history")
 	cf := c.clientFlags(fs)
 	since := fs.Uint64("since", 0, "only events after this revision")
-	limit := fs.Int("limit", 1000, "at most this many events")
+	limit := fs.Int("limit", 1000, "at most this many events (1 to 10000; --since pages on)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
+	}
+	if *limit < 1 || *limit > 10000 {
+		return fmt.Errorf("--limit %d: want 1 to 10000 (--since REV pages on)", *limit)
 	}
 	if len(pos) > 1 {
 		fs.Usage()
@@ -582,7 +586,7 @@ func (c *blendCmd) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("blend needs MODEL and W")
 	}
 	w, err := strconv.ParseFloat(pos[1], 64)
-	if err != nil {
+	if err != nil || math.IsNaN(w) || math.IsInf(w, 0) {
 		return fmt.Errorf("blend weight %q: want a number from 0 to 1", pos[1])
 	}
 	cl, err := cf.client()

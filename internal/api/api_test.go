@@ -18,6 +18,7 @@ import (
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 )
@@ -299,4 +300,34 @@ func TestWatchStreamResumes(t *testing.T) {
 	}
 	wcancel()
 	<-done
+}
+
+// The health series takes span and step as durations, each more than 0, and at
+// most 500 points; anything else is a 400 that says which and why.
+func TestSeriesRefusesBadSpans(t *testing.T) {
+	reg, _ := testutil.MustRegistry(t)
+	cp := api.NewControlPlane(reg, discard)
+	cp.Monitor = monitor.New(reg, discard)
+	url := MustServe(t, cp.Handler()) + "/api/v1/models/calling-score/series"
+	for _, tc := range []struct {
+		query  string
+		status int
+		msg    string
+	}{
+		{"?span=1m&step=10s", 404, "not found"}, // past the checks, to a model never pushed
+		{"?span=-1m", 400, "span=-1m0s: want more than 0"},
+		{"?step=0s", 400, "step=0s: want more than 0"},
+		{"?step=soon", 400, "must be a duration such as 15m"},
+		{"?span=1h&step=1s", 400, "at most 500 points"},
+	} {
+		resp, err := http.Get(url + tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(b), tc.msg) {
+			t.Errorf("series%s: %d %s, want %d saying %q", tc.query, resp.StatusCode, b, tc.status, tc.msg)
+		}
+	}
 }

@@ -473,8 +473,11 @@ func (cp *ControlPlane) gc(c echo.Context) error {
 	grace := 24 * time.Hour
 	if b.Grace != "" {
 		d, err := time.ParseDuration(b.Grace)
-		if err != nil || d < 0 {
+		if err != nil {
 			return badRequest(fmt.Sprintf("grace %q must be a duration such as 24h or 30m", truncate(b.Grace, 40)))
+		}
+		if d < 0 {
+			return badRequest(fmt.Sprintf("grace %s: want 0 or more", d))
 		}
 		grace = d
 	}
@@ -719,8 +722,11 @@ func (cp *ControlPlane) series(c echo.Context) error {
 	for name, dst := range map[string]*time.Duration{"span": &span, "step": &step} {
 		if v := c.QueryParam(name); v != "" {
 			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
+			if err != nil {
 				return badRequest(fmt.Sprintf("%s=%q must be a duration such as 15m", name, truncate(v, 20)))
+			}
+			if d <= 0 {
+				return badRequest(fmt.Sprintf("%s=%s: want more than 0", name, d))
 			}
 			*dst = d
 		}
