@@ -384,7 +384,7 @@ func (s *Scorer) score(x exchange) error {
 			r = req.Rows[i]
 		}
 		if len(r) != width {
-			return s.reject(badRequest(fmt.Sprintf("%s has %d features, model %s takes %d", rowName(single, i), len(r), m.Name, width)))
+			return s.reject(badRequest(fmt.Sprintf("%s has %d numbers, model %s takes %d", rowName(single, i), len(r), m.Name, width)))
 		}
 		for j, v := range r {
 			f := float32(v)
