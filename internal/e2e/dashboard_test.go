@@ -215,6 +215,14 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	if !strings.Contains(done, "calling-score v2 is in production (was v1)") {
 		t.Fatalf("after the promote the page says %q, want what changed, in the past", done)
 	}
+	// No request failed, so the error chart's top is 0, not the scale's 1.
+	errChart, err := chromedp.Run(b, chromedp.Evaluate[string](`(() => {
+		const c = [...document.querySelectorAll(".chart")].find((c) => c.querySelector("h3").textContent === "Error rate %");
+		return c ? c.textContent : "no error chart";
+	})()`))
+	if err != nil || !strings.Contains(errChart, "max 0") || strings.Contains(errChart, "v0") {
+		t.Fatalf("the error-rate chart reads %q (%v), want max 0", errChart, err)
+	}
 	m, _ := cl.Model(ctx, "calling-score")
 	evs, _ := cl.Events(ctx, "calling-score", 0, 0)
 	last := evs[len(evs)-1]
@@ -240,6 +248,11 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	})
 	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/fleet"), chromedp.WaitVisible(chromedp.CSS("#nodes"))); err != nil {
 		t.Fatal(err)
+	}
+	// The promote's banner belongs to the model page it was made on.
+	if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](`document.getElementById("alert").hidden`, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+		text, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
+		t.Fatalf("the fleet page still shows %q from the model page: %v", text, err)
 	}
 	nodes, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#nodes")))
 	if err != nil {

@@ -275,11 +275,11 @@ func TestSeriesNameTheRulesBeforeAnyModel(t *testing.T) {
 	ingest(mon, w)
 	ingest(mon, window(rand.New(rand.NewPCG(6, 6)), 1, "champion", 10, 0, 0, 0))
 	series := mon.Series(context.Background(), "calling-score", time.Minute, 10*time.Second)
-	if _, ok := series["rules, no model/champion"]; !ok || len(series) != 2 || series["v1/champion"] == nil {
+	if _, ok := series["rules, no model"]; !ok || len(series) != 2 || series["v1/champion"] == nil {
 		names := []string{}
 		for k := range series {
 			names = append(names, k)
 		}
-		t.Fatalf("series %v, want rules, no model/champion and v1/champion", names)
+		t.Fatalf("series %v, want %q and v1/champion", names, "rules, no model")
 	}
 }

@@ -355,7 +355,12 @@ func (m *Monitor) Series(ctx context.Context, model string, span, step time.Dura
 	for _, k := range keys {
 		name := fmt.Sprintf("v%d/%s", k.version, k.arm)
 		if k.version == 0 {
-			name = NoModel + "/" + k.arm
+			// The rules answer before any model as the champion: the arm says
+			// nothing more, and "rules, no model/champion" reads badly.
+			name = NoModel
+			if k.arm != "champion" {
+				name += " (" + k.arm + ")"
+			}
 		}
 		for t := now.Add(-span); t.Before(now); t = t.Add(step) {
 			w := m.window(k, t, t.Add(step))

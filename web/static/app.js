@@ -198,6 +198,7 @@ function chart(title, series, field, scale) {
   const names = Object.keys(series);
   let max = 0;
   for (const n of names) for (const p of series[n]) max = Math.max(max, p[field] * scale);
+  const top = max; // what the legend says; an all-zero chart still needs a scale
   if (max === 0) max = 1;
   names.forEach((n, i) => {
     const pts = series[n];
@@ -209,7 +210,7 @@ function chart(title, series, field, scale) {
     const sw = h("span", { class: "sw" });
     sw.style.background = colors[i % colors.length];
     return h("span", {}, sw, n);
-  }), h("span", {}, "max " + (Math.round(max * 1000) / 1000)));
+  }), h("span", {}, "max " + (Math.round(top * 1000) / 1000)));
   return h("div", { class: "chart" }, h("h3", {}, title), svg, legend);
 }
 
@@ -397,7 +398,8 @@ function stopLive() {
 
 document.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("signin").addEventListener("submit", signIn);
-  window.addEventListener("hashchange", route);
+  // A banner belongs to the page it was raised on; the periodic refresh keeps it.
+  window.addEventListener("hashchange", () => { alertBox(""); route(); });
   await loadSession();
   if (state.who) {
     // Start the stream from the current revision, so old history does not replay.
