@@ -104,6 +104,9 @@ type SessionInfo struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
 	CSRF string `json:"csrf"`
+	// NoAuth is set when the control plane runs without tokens
+	// (--insecure-no-auth): everyone is an admin and there is no one to sign out.
+	NoAuth bool `json:"no_auth,omitempty"`
 }
 
 func (cp *ControlPlane) login(c echo.Context) error {
@@ -136,7 +139,7 @@ func (cp *ControlPlane) logout(c echo.Context) error {
 
 func (cp *ControlPlane) sessionInfo(c echo.Context) error {
 	if !cp.RequireAuth {
-		return c.JSON(http.StatusOK, SessionInfo{Name: "anonymous", Role: registry.RoleAdmin})
+		return c.JSON(http.StatusOK, SessionInfo{Name: "anonymous", Role: registry.RoleAdmin, NoAuth: true})
 	}
 	ck, err := c.Cookie(SessionCookie)
 	if err != nil {

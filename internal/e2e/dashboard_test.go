@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
@@ -323,6 +324,33 @@ func TestDashboardCSRFAndEmptyState(t *testing.T) {
 		t.Fatalf("a change without the CSRF token answered %d, want 403", status)
 	}
 	screenshot(t, b, "empty")
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// A control plane without auth says so in the header, where a signed-in one
+// names the user, and offers no sign-out that would sign no one out.
+func TestDashboardSaysWhenThereIsNoAuth(t *testing.T) {
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir, cfg.Listen, cfg.NoAuth = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", true
+	cp := app.NewControlPlane(cfg, quietLogger(t))
+	if err := cp.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close(context.Background())
+	b, problems := browser(t)
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/"), chromedp.WaitVisible(chromedp.CSS("#no-auth")), chromedp.WaitVisible(chromedp.CSS("#empty"))); err != nil {
+		t.Fatal(err)
+	}
+	who, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#who")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(who, "--insecure-no-auth") || strings.Contains(who, "Sign out") {
+		t.Fatalf("the header says %q, want the no-auth warning and no sign-out", who)
+	}
+	screenshot(t, b, "no-auth")
 	if len(*problems) > 0 {
 		t.Fatalf("browser console: %v", *problems)
 	}

@@ -81,7 +81,10 @@ function renderWho() {
   const who = document.getElementById("who");
   const form = document.getElementById("signin");
   who.replaceChildren();
-  if (state.who) {
+  if (state.who && state.who.no_auth) {
+    form.hidden = true;
+    who.append(h("span", { id: "no-auth", class: "warn" }, "No sign-in: anyone who reaches this control plane is an admin (--insecure-no-auth)"));
+  } else if (state.who) {
     form.hidden = true;
     who.append(h("span", {}, "Signed in as ", h("strong", {}, state.who.name), " (" + state.who.role + ")"));
     who.append(h("button", { type: "button", id: "signout", onclick: signOut }, "Sign out"));
