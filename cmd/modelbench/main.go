@@ -204,7 +204,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	manyBin, manyBinModelless, manyBinBare, manyBinNetHTTP := bins[0], bins[1], bins[2], bins[3]
+	manyBin, manyBinModelless, manyBinBare, manyBinFast, manyBinNetHTTP := bins[0], bins[1], bins[2], bins[3], bins[4]
 	// The raw loop again, right after: this VM's speed drifts within a minute,
 	// and the 256-row ratios compare with the mean of the two.
 	raw256after, err := rawLoop(o.model, 256, o.duration)
@@ -233,6 +233,7 @@ func run(o options) error {
 	line("scorer, 256 rows, OIP v2 binary FP32, max load", manyBin, 256)
 	line("the same with no model (constant rules answer)", manyBinModelless, 256)
 	line("the same from a server that only reads and answers", manyBinBare, 256)
+	line("the same from fasthttp that only reads and answers", manyBinFast, 256)
 	line("the same from net/http that only reads and answers", manyBinNetHTTP, 256)
 	fmt.Fprintf(tw, "micro-batching on vs off, 1 row (%.2f rows per session run)\t%.2f×\t\t\t\t\t\n", float64(batchRows)/float64(max(1, batchRuns)), oneBatched.rps()/one.rps())
 	tw.Flush()
@@ -257,7 +258,7 @@ func run(o options) error {
 		{"single-row ≥ 85% of the null-model handler's requests/s (batching " + bestName + ")", pct(best.rps() / null.rps()), best.rps() >= 0.85*null.rps()},
 		{"single-row, against the null-model handler on echo and net/http (for reference)", pct(best.rps() / echoNull.rps()), best.rps() >= 0.85*echoNull.rps()},
 		{"p99 under 2 ms at 70% load", fmt.Sprintf("%s (null handler at that rate: %s)", at70.quantile(.99).Round(time.Microsecond), null70.quantile(.99).Round(time.Microsecond)), at70.quantile(.99) < 2*time.Millisecond},
-		{"256-row requests ≥ 70% of the raw loop's rows/s at batch 256 (OIP v2 binary)", fmt.Sprintf("%s (the most this machine allows: %s with the scorer's own work, %s with none, %s on net/http)", pct(manyBin.rps()*256/(raw256.runs*256)), pct(ceiling256), pct(floor256), pct(1/(1+raw256.runs/manyBinNetHTTP.rps()))), manyBin.rps()*256 >= 0.7*raw256.runs*256},
+		{"256-row requests ≥ 70% of the raw loop's rows/s at batch 256 (OIP v2 binary)", fmt.Sprintf("%s (the most this machine allows: %s with the scorer's own work, %s with none on its HTTP server, %s with none at all, %s on net/http)", pct(manyBin.rps()*256/(raw256.runs*256)), pct(ceiling256), pct(1/(1+raw256.runs/manyBinFast.rps())), pct(floor256), pct(1/(1+raw256.runs/manyBinNetHTTP.rps()))), manyBin.rps()*256 >= 0.7*raw256.runs*256},
 		{"256-row requests, JSON /v1/score (for reference)", pct(many.rps() * 256 / (raw256.runs * 256)), many.rps()*256 >= 0.7*raw256.runs*256},
 		{fmt.Sprintf("%d swaps: 0 failed requests", swap.swaps), fmt.Sprint(swap.failed), swap.failed == 0},
 		{fmt.Sprintf("%d swaps: 0 swap-caused fallbacks", swap.swaps), fmt.Sprint(swap.fallbacks), swap.fallbacks == 0},
@@ -547,16 +548,37 @@ func bareHTTP(response []byte) (string, func()) {
 	}
 }
 
+// cannedFastHandler answers every request with the body of response on the
+// scorer's HTTP server (fasthttp), after reading the request's body.
+func cannedFastHandler(response []byte) *api.FastHandler {
+	head, body, _ := bytes.Cut(response, []byte("\r\n\r\n"))
+	headerLength := inferenceLength(head)
+	return &api.FastHandler{MaxBodyBytes: 1 << 20, Serve: func(ctx *fasthttp.RequestCtx) {
+		if len(ctx.PostBody()) == 0 {
+			ctx.SetStatusCode(http.StatusBadRequest)
+			return
+		}
+		ctx.SetContentType("application/octet-stream")
+		ctx.Response.Header.Set(api.HeaderInferenceLength, headerLength)
+		ctx.SetBody(body)
+	}}
+}
+
+// inferenceLength is the Inference-Header-Content-Length of a raw response head.
+func inferenceLength(head []byte) string {
+	for _, l := range strings.Split(string(head), "\r\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok && strings.EqualFold(k, api.HeaderInferenceLength) {
+			return v
+		}
+	}
+	return ""
+}
+
 // cannedHandler answers every request with the body of response on net/http,
 // after reading the request's body.
 func cannedHandler(response []byte) http.Handler {
 	head, body, _ := bytes.Cut(response, []byte("\r\n\r\n"))
-	headerLength := ""
-	for _, l := range strings.Split(string(head), "\r\n") {
-		if k, v, ok := strings.Cut(l, ": "); ok && strings.EqualFold(k, api.HeaderInferenceLength) {
-			headerLength = v
-		}
-	}
+	headerLength := inferenceLength(head)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/octet-stream")
@@ -950,6 +972,8 @@ func rollbackRun(o options, body []byte) (time.Duration, error) {
 //   - a server that does no work at all but read the request and write the
 //     scorer's answer, as it was: the raw loop's time plus its time is the most
 //     any server could reach here;
+//   - the scorer's own HTTP server (fasthttp) doing the same: the most any
+//     handler on it could reach, however little it did;
 //   - when netHTTP, net/http doing the same: what a handler on it cannot go below.
 func binaryRuns(o options, scorerURL string, netHTTP bool) ([]loadResult, error) {
 	const infer = "/v2/models/calling-score/infer"
@@ -963,7 +987,9 @@ func binaryRuns(o options, scorerURL string, netHTTP bool) ([]loadResult, error)
 	}
 	bareURL, stopBare := bareHTTP(canned)
 	defer stopBare()
-	urls := []string{scorerURL + infer, modellessURL + infer, bareURL + infer}
+	fastURL, stopFast := serveFast(cannedFastHandler(canned))
+	defer stopFast()
+	urls := []string{scorerURL + infer, modellessURL + infer, bareURL + infer, fastURL + infer}
 	if netHTTP {
 		netHTTPURL, stopNetHTTP := serve(cannedHandler(canned))
 		defer stopNetHTTP()
@@ -993,7 +1019,7 @@ func quick256(o options) error {
 		return err
 	}
 	raw := (before.runs + after.runs) / 2
-	fmt.Printf("raw loop %.0f runs/s (%.0f, %.0f); scorer %.0f requests/s: %s of the raw loop (bounds: %s with the scorer's own work, %s with none); failed %d\n",
-		raw, before.runs, after.runs, bins[0].rps(), pct(bins[0].rps()/raw), pct(1/(1+raw/bins[1].rps())), pct(1/(1+raw/bins[2].rps())), bins[0].Failed+bins[1].Failed+bins[2].Failed)
+	fmt.Printf("raw loop %.0f runs/s (%.0f, %.0f); scorer %.0f requests/s: %s of the raw loop (bounds: %s with the scorer's own work, %s with none on its HTTP server, %s with none at all); failed %d\n",
+		raw, before.runs, after.runs, bins[0].rps(), pct(bins[0].rps()/raw), pct(1/(1+raw/bins[1].rps())), pct(1/(1+raw/bins[3].rps())), pct(1/(1+raw/bins[2].rps())), bins[0].Failed+bins[1].Failed+bins[2].Failed+bins[3].Failed)
 	return nil
 }
