@@ -438,8 +438,11 @@ func (s *Scorer) feedback(c echo.Context) error {
 		return badRequest("feedback needs \"request_id\" and \"outcome\" (or \"outcomes\")")
 	}
 	for i, v := range outcomes {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return badRequest(fmt.Sprintf("outcome %d is not a finite number", i))
+		// Scores are in [0,1] (anything else is invalid_output), so an outcome
+		// outside it would only skew the error the champion and challenger are
+		// compared on.
+		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || v > 1 {
+			return badRequest(fmt.Sprintf("outcome %d is %v: want a number from 0 to 1, as scores are", i, v))
 		}
 	}
 	if err := s.Join.Feedback(req.RequestID, outcomes); err != nil {

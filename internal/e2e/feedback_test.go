@@ -47,10 +47,15 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 		if firstID == "" {
 			firstID = r.resp.RequestID
 		}
-		// The champion's outcomes match its scores; the challenger's are off by 0.5.
+		// The champion's outcomes match its scores; the challenger's are off by
+		// 0.5, within [0,1].
 		outcome := float64(*r.resp.Score)
 		if r.resp.Arm == api.ArmChallenger {
-			outcome += 0.5
+			if outcome >= 0.5 {
+				outcome -= 0.5
+			} else {
+				outcome += 0.5
+			}
 		}
 		if code := post(fmt.Sprintf(`{"request_id":%q,"outcome":%g}`, r.resp.RequestID, outcome)); code != 204 {
 			t.Fatalf("feedback: %d", code)
@@ -61,6 +66,8 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 		`{"request_id":"nope","outcome":1}`:                   404,
 		`{"request_id":"x"}`:                                  400,
 		`{"request_id":"x","outcome":"high"}`:                 400,
+		`{"request_id":"x","outcome":7}`:                      400, // scores are in [0,1]
+		`{"request_id":"x","outcomes":[0.5,-0.1]}`:            400,
 		`{"outcome":1}`:                                       400,
 	} {
 		if code := post(body); code != want {

@@ -9,7 +9,7 @@ import (
 )
 
 // ErrUnknownRequest means feedback named a request the join no longer holds.
-var ErrUnknownRequest = errors.New("unknown or expired request_id")
+var ErrUnknownRequest = errors.New("unknown or expired request_id, or its outcome was already given")
 
 // answer is one remembered request: nothing in it points into the heap, so the
 // collector never scans the ring, however large.
