@@ -387,7 +387,8 @@ func TestOIPv2AnswersCarryARequestIDForFeedback(t *testing.T) {
 		outcomes string
 		want     int
 	}{
-		{r.Parameters.RequestID, "[1]", 400}, // two rows answered
+		{r.Parameters.RequestID, "[1]", 400},   // two rows answered
+		{r.Parameters.RequestID, "[0,2]", 400}, // outside the scores' [0,1]
 		{r.Parameters.RequestID, "[0,1]", 204},
 		{r.Parameters.RequestID, "[0,1]", 404}, // taken once
 		{rb.Parameters.RequestID, "[1,0,1]", 204},
