@@ -172,6 +172,11 @@ func TestCanaryAndBlendVerbs(t *testing.T) {
 	if !strings.Contains(out, "v2 shadow 10%") {
 		t.Fatalf("list does not show the canary: %q", out)
 	}
+	for _, args := range [][]string{{"status"}, {"status", "calling-score"}} {
+		if out, _, err := cli(t, url, args...); err != nil || !strings.Contains(out, "production v1  canary v2 shadow 10%  blend 1") {
+			t.Fatalf("modelctl %s does not show the canary: %q %v", strings.Join(args, " "), out, err)
+		}
+	}
 	for _, bad := range []struct {
 		args []string
 		want string

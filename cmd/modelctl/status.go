@@ -33,21 +33,21 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var models []string
+	var models []registry.Model
 	if len(pos) == 1 {
-		models = pos
-	} else {
-		ms, err := cl.Models(ctx)
+		m, err := cl.Model(ctx, pos[0])
 		if err != nil {
 			return err
 		}
-		for _, m := range ms {
-			models = append(models, m.Name)
+		models = append(models, m.Model)
+	} else {
+		if models, err = cl.Models(ctx); err != nil {
+			return err
 		}
 	}
 	var healths []*monitor.ModelHealth
 	for _, m := range models {
-		h, err := cl.Health(ctx, m)
+		h, err := cl.Health(ctx, m.Name)
 		if err != nil {
 			return err
 		}
@@ -60,8 +60,8 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 	if cf.output == "json" {
 		return c.printJSON(map[string]any{"models": healths, "fleet": fleet})
 	}
-	for _, h := range healths {
-		fmt.Fprintf(c.stdout, "%s  production %s  candidate %s  (window %s)\n", h.Model, orDash(h.Production), orDash(h.Candidate), h.Window)
+	for i, h := range healths {
+		fmt.Fprintf(c.stdout, "%s  production %s  canary %s  blend %g  (window %s)\n", h.Model, orDash(h.Production), canaryString(models[i].Candidate), models[i].BlendWeight(), h.Window)
 		if len(h.Arms) == 0 {
 			fmt.Fprintln(c.stdout, "  no traffic reported in the window")
 		} else {
