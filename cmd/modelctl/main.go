@@ -79,7 +79,12 @@ func (e *env) run(ctx context.Context, args []string) error {
 		e.usage()
 		return fmt.Errorf("unknown command %q", args[0])
 	}
-	return mk(e).Run(ctx, args[1:])
+	err := mk(e).Run(ctx, args[1:])
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		// The commonest first stumble: nothing runs there yet, or elsewhere.
+		err = fmt.Errorf("%w\n(nothing listens there: start one with `modelctl serve` or `make run`, or point --server or MODELCTL_SERVER at yours)", err)
+	}
+	return err
 }
 
 func (e *env) usage() {

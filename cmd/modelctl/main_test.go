@@ -136,7 +136,7 @@ func TestVerbsFailWithTheServersMessage(t *testing.T) {
 			t.Errorf("modelctl %s: err = %v, want it to contain %q", strings.Join(tt.args, " "), err, tt.want)
 		}
 	}
-	if _, _, err := cli(t, "http://127.0.0.1:1", "list"); err == nil || !strings.Contains(err.Error(), "control plane at http://127.0.0.1:1") {
+	if _, _, err := cli(t, "http://127.0.0.1:1", "list"); err == nil || !strings.Contains(err.Error(), "control plane at http://127.0.0.1:1") || !strings.Contains(err.Error(), "MODELCTL_SERVER") {
 		t.Errorf("unreachable server: err = %v", err)
 	}
 }
