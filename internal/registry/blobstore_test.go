@@ -150,3 +150,19 @@ func TestS3WithoutCredentialsSaysWhatToSet(t *testing.T) {
 		t.Fatalf("open without credentials: %v", err)
 	}
 }
+
+// Opening an S3 store on a bucket that is not there, or with credentials the
+// gateway refuses, says which in a line, without the SDK's request and host ids.
+func TestS3OpenSaysWhyTheBucketIsUnusable(t *testing.T) {
+	ctx := context.Background()
+	gw := testutil.MustS3(t, "models")
+	_, err := registry.OpenBlobStore(ctx, gw.StoreURL("nosuch", "p", ""))
+	if !errors.Is(err, registry.ErrNotFound) || !strings.Contains(err.Error(), `bucket "nosuch"`) || !strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), "RequestID") {
+		t.Fatalf("open on a missing bucket: %v", err)
+	}
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+	_, err = registry.OpenBlobStore(ctx, gw.StoreURL("models", "p", ""))
+	if err == nil || !strings.Contains(err.Error(), "refuses these credentials") || !strings.Contains(err.Error(), "AWS_SECRET_ACCESS_KEY") || strings.Contains(err.Error(), "RequestID") {
+		t.Fatalf("open with a wrong secret: %v", err)
+	}
+}

@@ -143,6 +143,17 @@ func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 		if strings.Contains(err.Error(), "get credentials") {
 			return nil, fmt.Errorf("s3: bucket %q at %s: no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (%w)", s.Bucket, s.endpointName(), s.wrap(err))
 		}
+		// A HEAD answer has no body, so the status is all S3 says: name what it
+		// means rather than pass on the SDK's request and host ids.
+		var re *awshttp.ResponseError
+		if errors.As(err, &re) {
+			switch re.HTTPStatusCode() {
+			case http.StatusNotFound:
+				return nil, fmt.Errorf("s3: bucket %q at %s: %w: it does not exist, or these credentials cannot see it (HeadBucket: HTTP 404)", s.Bucket, s.endpointName(), ErrNotFound)
+			case http.StatusForbidden, http.StatusUnauthorized:
+				return nil, fmt.Errorf("s3: bucket %q at %s refuses these credentials (HeadBucket: HTTP %d): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and that they may read and write the bucket", s.Bucket, s.endpointName(), re.HTTPStatusCode())
+			}
+		}
 		return nil, fmt.Errorf("s3: bucket %q at %s: %w", s.Bucket, s.endpointName(), s.wrap(err))
 	}
 	return s, nil
