@@ -20,6 +20,17 @@ fi
 export MODELOPS_ADMIN_TOKEN=$(cat "$DATA/admin.token")
 export MODELCTL_TOKEN=$MODELOPS_ADMIN_TOKEN
 
+# Refuse ports in use before starting anything: a second `make run` would
+# otherwise find the first one's control plane answering and talk to it with
+# the wrong token.
+listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+for addr in "$CP_ADDR" "$SCORER_ADDR"; do
+  if listening "$addr"; then
+    echo "something already listens on $addr (another make run?): stop it, or choose other addresses with CP_ADDR=... SCORER_ADDR=..." >&2
+    exit 1
+  fi
+done
+
 pids=()
 cleanup() {
   trap - INT TERM EXIT

@@ -87,6 +87,18 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	}
 	waitFor(t, "make run to say it is running", 30*time.Second, func() bool { return strings.Contains(out.String(), "modelops is running.") })
 
+	// A second make run on the same addresses refuses to start, rather than
+	// talk to the first one's control plane with its own token.
+	second := exec.Command("bash", "../../scripts/run.sh")
+	second.Env = append(os.Environ(), "BIN="+bin, "DATA="+t.TempDir(), "CP_ADDR="+cpAddr, "SCORER_ADDR="+scorerAddr)
+	said, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(said), "already listens on "+cpAddr) {
+		t.Fatalf("a second make run on the same addresses: %v\n%s", err, said)
+	}
+	if got = score(&http.Client{Timeout: 10 * time.Second}, "http://"+scorerAddr, make([]float32, 39)).resp; got.Source != api.SourceModel {
+		t.Fatalf("after the refused second run the first scorer answered %+v", got)
+	}
+
 	// Kill the parent shell alone: the script must notice and stop both.
 	cmd.Process.Signal(syscall.SIGKILL)
 	deadline = time.Now().Add(30 * time.Second)
