@@ -74,6 +74,11 @@ func (e *env) run(ctx context.Context, args []string) error {
 		fmt.Fprintln(e.stdout, "modelctl", Version)
 		return nil
 	}
+	args = verbFirst(args)
+	if strings.HasPrefix(args[0], "-") {
+		e.usage()
+		return fmt.Errorf("%q: a command must come first (only --server URL and -o FORMAT may come before it)", args[0])
+	}
 	mk, ok := commands[args[0]]
 	if !ok {
 		e.usage()
@@ -85,6 +90,29 @@ func (e *env) run(ctx context.Context, args []string) error {
 		err = fmt.Errorf("%w\n(nothing listens there: start one with `modelctl serve` or `make run`, or point --server or MODELCTL_SERVER at yours)", err)
 	}
 	return err
+}
+
+// verbFirst moves the client flags written before the verb (`modelctl --server
+// URL list`, `modelctl -o json status`) to after it, where every verb parses
+// them.
+func verbFirst(args []string) []string {
+	var lead []string
+	for len(args) > 0 {
+		name := strings.TrimLeft(args[0], "-")
+		if name, _, _ = strings.Cut(name, "="); name != "server" && name != "o" || !strings.HasPrefix(args[0], "-") {
+			break
+		}
+		n := 2 // the flag and its value
+		if strings.Contains(args[0], "=") {
+			n = 1
+		}
+		n = min(n, len(args))
+		lead, args = append(lead, args[:n]...), args[n:]
+	}
+	if len(args) == 0 {
+		return lead
+	}
+	return append(append([]string{args[0]}, args[1:]...), lead...)
 }
 
 func (e *env) usage() {

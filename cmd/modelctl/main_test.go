@@ -129,12 +129,20 @@ func TestVerbsFailWithTheServersMessage(t *testing.T) {
 		{[]string{"push", "--model", "m"}, "push needs one FILE"},
 		{[]string{"list", "-o", "yaml"}, "want table or json"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"list", "--server", "localhost:8080"}, `--server "localhost:8080": want an http:// or https:// URL`},
+		{[]string{"--server", "localhost:8080", "list"}, `--server "localhost:8080": want an http:// or https:// URL`},
+		{[]string{"--bogus", "list"}, `"--bogus": a command must come first`},
+		{[]string{"--server", url}, `"--server": a command must come first`},
 	}
 	for _, tt := range tests {
 		_, _, err := cli(t, url, tt.args...)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("modelctl %s: err = %v, want it to contain %q", strings.Join(tt.args, " "), err, tt.want)
 		}
+	}
+	// The client flags may also come before the verb.
+	if out, _, err := cli(t, "http://127.0.0.1:1", "-o", "json", "--server", url, "list"); err != nil || strings.TrimSpace(out) != "[]" {
+		t.Errorf("modelctl -o json --server URL list: %q %v", out, err)
 	}
 	if _, _, err := cli(t, "http://127.0.0.1:1", "list"); err == nil || !strings.Contains(err.Error(), "control plane at http://127.0.0.1:1") || !strings.Contains(err.Error(), "MODELCTL_SERVER") {
 		t.Errorf("unreachable server: err = %v", err)

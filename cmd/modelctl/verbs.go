@@ -40,6 +40,9 @@ func (cf *clientFlags) client() (*client.Client, error) {
 	if cf.output != "table" && cf.output != "json" {
 		return nil, fmt.Errorf("-o %q: want table or json", cf.output)
 	}
+	if err := client.CheckBaseURL(cf.server); err != nil {
+		return nil, fmt.Errorf("--server %w", err)
+	}
 	c := client.New(cf.server)
 	c.Token = cf.token
 	return c, nil

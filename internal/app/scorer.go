@@ -73,6 +73,11 @@ func (c ScorerConfig) Validate() error {
 	if err := registry.CheckModelName(c.Model); err != nil {
 		return fmt.Errorf("--model: %s", strings.TrimPrefix(err.Error(), registry.ErrInvalid.Error()+": "))
 	}
+	if c.ModelDir == "" {
+		if err := client.CheckBaseURL(c.ControlPlane); err != nil {
+			return fmt.Errorf("--control-plane %w", err)
+		}
+	}
 	switch {
 	case c.IntraOpThreads < 1 || c.IntraOpThreads > 256:
 		return fmt.Errorf("--intra-op-threads %d: want 1 to 256", c.IntraOpThreads)

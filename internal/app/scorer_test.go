@@ -22,6 +22,7 @@ func TestOutOfRangeSettingsAreRefusedByTheirFlag(t *testing.T) {
 		set  func(*ScorerConfig)
 	}{
 		{"--model", func(c *ScorerConfig) { c.Model = "Calling/Score" }},
+		{"--control-plane", func(c *ScorerConfig) { c.ControlPlane = "localhost:8080" }},
 		{"--intra-op-threads", func(c *ScorerConfig) { c.IntraOpThreads = 0 }},
 		{"--intra-op-threads", func(c *ScorerConfig) { c.IntraOpThreads = 1000 }},
 		{"--batch-max-rows", func(c *ScorerConfig) { c.BatchMaxRows = -1 }},

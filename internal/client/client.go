@@ -53,6 +53,17 @@ type Client struct {
 	Token string
 }
 
+// CheckBaseURL returns an error unless raw is an http or https URL with a host:
+// "localhost:8080" parses as a URL of scheme "localhost", and would fail only
+// when first used, with "unsupported protocol scheme".
+func CheckBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: want an http:// or https:// URL, such as http://127.0.0.1:8080", raw)
+	}
+	return nil
+}
+
 // New returns a client for baseURL (e.g. http://127.0.0.1:8080).
 func New(baseURL string) *Client {
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: &http.Client{}}
