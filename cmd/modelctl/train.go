@@ -67,8 +67,15 @@ func (c *trainCmd) Run(ctx context.Context, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("train needs --out DIR")
 	}
-	if o.cfg.Epochs < 1 || o.cfg.Batch < 1 || !(o.cfg.LR > 0) || o.samples < 20 {
-		return fmt.Errorf("train: --epochs, --batch and --lr must be positive and --samples at least 20")
+	switch {
+	case o.cfg.Epochs < 1:
+		return fmt.Errorf("train: --epochs %d: want 1 or more", o.cfg.Epochs)
+	case o.cfg.Batch < 1:
+		return fmt.Errorf("train: --batch %d: want 1 or more", o.cfg.Batch)
+	case !(o.cfg.LR > 0) || math.IsInf(o.cfg.LR, 0):
+		return fmt.Errorf("train: --lr %g: want a number more than 0", o.cfg.LR)
+	case o.samples < 20:
+		return fmt.Errorf("train: --samples %d: want at least 20", o.samples)
 	}
 	if _, err := loader.Init(c.getenv("ONNXRUNTIME_LIB")); err != nil {
 		return err
@@ -242,7 +249,14 @@ func (c *trainCmd) summary(rep *trainReport) {
 	fmt.Fprintf(tw, "fallback rules\t%.5f\t%.5f\t%.3f\n", fb.MSE, fb.MAE, fb.R2)
 	tw.Flush()
 	if fb.MSE > 0 {
-		fmt.Fprintf(c.stdout, "\nmodel MSE is %.1f%% lower than the fallback rules' (target ≥ 30%%)\n", 100*(1-model.MSE/fb.MSE))
+		switch gain := 1 - model.MSE/fb.MSE; {
+		case gain >= 0.30:
+			fmt.Fprintf(c.stdout, "\nmodel MSE is %.1f%% lower than the fallback rules' (target ≥ 30%%)\n", 100*gain)
+		case gain >= 0:
+			fmt.Fprintf(c.stdout, "\nmodel MSE is only %.1f%% lower than the fallback rules' (target ≥ 30%%): train longer (--epochs) or on more data\n", 100*gain)
+		default:
+			fmt.Fprintf(c.stdout, "\nmodel MSE is %.1f%% HIGHER than the fallback rules' (target: ≥ 30%% lower): the rules answer better; train longer (--epochs) or on more data before pushing it\n", -100*gain)
+		}
 	}
 }
 

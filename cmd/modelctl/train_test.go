@@ -165,3 +165,27 @@ func TestShippedModelIsReproducible(t *testing.T) {
 		}
 	}
 }
+
+// A model that does worse than the rules is told so plainly, not as "-92%
+// lower"; a setting out of range is named by its flag.
+func TestTrainSaysWhenTheRulesAnswerBetter(t *testing.T) {
+	dir := t.TempDir()
+	url := "http://127.0.0.1:1" // train needs no control plane
+	if _, _, err := cli(t, url, "gen-data", "--samples", "300", "--out", filepath.Join(dir, "d.csv")); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := cli(t, url, "train", "--data", filepath.Join(dir, "d.csv"), "--epochs", "1", "--quiet", "--out", filepath.Join(dir, "m"))
+	if err != nil || !strings.Contains(out, "HIGHER than the fallback rules'") || strings.Contains(out, "% lower than") {
+		t.Fatalf("one epoch on 300 rows: %v\n%s", err, out)
+	}
+	for _, bad := range []struct{ flag, value, want string }{
+		{"--epochs", "0", "--epochs 0: want 1 or more"},
+		{"--batch", "-2", "--batch -2: want 1 or more"},
+		{"--lr", "0", "--lr 0: want a number more than 0"},
+		{"--samples", "3", "--samples 3: want at least 20"},
+	} {
+		if _, _, err := cli(t, url, "train", bad.flag, bad.value, "--out", filepath.Join(dir, "x")); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("train %s %s: %v, want %q", bad.flag, bad.value, err, bad.want)
+		}
+	}
+}
