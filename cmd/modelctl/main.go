@@ -97,22 +97,19 @@ func (e *env) run(ctx context.Context, args []string) error {
 // them.
 func verbFirst(args []string) []string {
 	var lead []string
-	for len(args) > 0 {
-		name := strings.TrimLeft(args[0], "-")
-		if name, _, _ = strings.Cut(name, "="); name != "server" && name != "o" || !strings.HasPrefix(args[0], "-") {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		name, _, inline := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		if name != "server" && name != "o" {
 			break
 		}
 		n := 2 // the flag and its value
-		if strings.Contains(args[0], "=") {
+		if inline {
 			n = 1
 		}
 		n = min(n, len(args))
 		lead, args = append(lead, args[:n]...), args[n:]
 	}
-	if len(args) == 0 {
-		return lead
-	}
-	return append(append([]string{args[0]}, args[1:]...), lead...)
+	return append(append([]string(nil), args...), lead...)
 }
 
 func (e *env) usage() {
