@@ -191,6 +191,7 @@ func TestCanaryAndBlendVerbs(t *testing.T) {
 	}{
 		{[]string{"canary", "calling-score", "2"}, "--traffic"},
 		{[]string{"canary", "calling-score", "2", "--traffic", "10", "--mode", "blue"}, `"blue": want ab or shadow`},
+		{[]string{"canary", "calling-score", "2", "--traffic", "NaN"}, "a percentage above 0 and at most 100"},
 		{[]string{"canary", "calling-score", "1", "--traffic", "10"}, "v1"},
 		{[]string{"blend", "calling-score", "1.5"}, "want a number from 0 to 1"},
 		{[]string{"blend", "calling-score", "x"}, "want a number from 0 to 1"},
@@ -230,6 +231,11 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	}
 	if _, _, err := cli(t, url, "policy", "calling-score", "--max-error-rate", "2"); err == nil || !strings.Contains(err.Error(), "max_error_rate") {
 		t.Fatalf("an out-of-range policy: %v", err)
+	}
+	for _, bad := range [][]string{{"--max-error-rate", "NaN", "want a number"}, {"--max-p99-ms", "5ms", "want a number"}, {"--min-samples", "10x", "want a whole number"}, {"--failure-limit", "2.5", "want a whole number"}} {
+		if _, _, err := cli(t, url, "policy", "calling-score", bad[0], bad[1]); err == nil || !strings.Contains(err.Error(), bad[2]) {
+			t.Errorf("policy %s %s: %v, want %q", bad[0], bad[1], err, bad[2])
+		}
 	}
 	out, _, err = cli(t, url, "status")
 	if err != nil || !strings.Contains(out, "calling-score") || !strings.Contains(out, "no traffic reported") || !strings.Contains(out, "no scorer nodes") {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,8 +127,8 @@ func (c *policyCmd) Run(ctx context.Context, args []string) error {
 	var b api.PolicyBody
 	floatFlag := func(name, usage string, dst **float64) {
 		fs.Func(name, usage, func(s string) error {
-			var v float64
-			if _, err := fmt.Sscanf(s, "%g", &v); err != nil {
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 				return fmt.Errorf("want a number")
 			}
 			*dst = &v
@@ -138,8 +140,8 @@ func (c *policyCmd) Run(ctx context.Context, args []string) error {
 	floatFlag("max-p99-ms", "largest p99 latency in milliseconds", &b.MaxP99Ms)
 	floatFlag("max-prediction-psi", "largest prediction PSI against the previous version", &b.MaxPredPSI)
 	fs.Func("min-samples", "requests needed before judging", func(s string) error {
-		var v int64
-		if _, err := fmt.Sscanf(s, "%d", &v); err != nil {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
 			return fmt.Errorf("want a whole number")
 		}
 		b.MinSamples = &v
@@ -155,8 +157,8 @@ func (c *policyCmd) Run(ctx context.Context, args []string) error {
 		return nil
 	})
 	fs.Func("failure-limit", "consecutive failing evaluations before acting", func(s string) error {
-		var v int
-		if _, err := fmt.Sscanf(s, "%d", &v); err != nil {
+		v, err := strconv.Atoi(s)
+		if err != nil {
 			return fmt.Errorf("want a whole number")
 		}
 		b.FailureLimit = &v

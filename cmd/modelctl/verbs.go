@@ -548,7 +548,7 @@ func (c *canaryCmd) Run(ctx context.Context, args []string) error {
 		if verr != nil {
 			return verr
 		}
-		if *traffic <= 0 || *traffic > 100 {
+		if !(*traffic > 0 && *traffic <= 100) { // NaN too
 			return fmt.Errorf("canary needs --traffic, a percentage above 0 and at most 100")
 		}
 		ev, err = cl.SetCanary(ctx, pos[0], api.CanaryBody{Version: n, Traffic: *traffic, Mode: *mode, ExpectRevision: *expect, Reason: *reason})
