@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -38,16 +39,22 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads "30s" (or a number of seconds).
 func (d *Duration) UnmarshalJSON(b []byte) error {
-	s := strings.Trim(string(b), `"`)
-	if v, err := time.ParseDuration(s); err == nil {
-		*d = Duration(v)
-		return nil
+	// A string is a duration, whole ("10 minutes" or "10x" is not 10s); a bare
+	// number is seconds.
+	var v time.Duration
+	var err error
+	if s, quoted := strings.CutPrefix(string(b), `"`); quoted {
+		v, err = time.ParseDuration(strings.TrimSuffix(s, `"`))
+	} else {
+		var secs float64
+		if secs, err = strconv.ParseFloat(s, 64); err == nil {
+			v = time.Duration(secs * float64(time.Second))
+		}
 	}
-	var secs float64
-	if _, err := fmt.Sscanf(s, "%g", &secs); err != nil {
+	if err != nil {
 		return fmt.Errorf("duration %s: want a string such as \"30s\"", b)
 	}
-	*d = Duration(secs * float64(time.Second))
+	*d = Duration(v)
 	return nil
 }
 
