@@ -52,7 +52,9 @@ func run(ctx context.Context, args []string) error {
 		cfg.Token = v
 	}
 	if v := os.Getenv("SCORER_API_KEYS"); v != "" {
-		cfg.APIKeys = strings.Split(v, ",")
+		for _, k := range strings.Split(v, ",") {
+			cfg.APIKeys = append(cfg.APIKeys, strings.TrimSpace(k)) // "a, b" means a and b
+		}
 	}
 	// Flags override the environment.
 	fs := flag.NewFlagSet("scorer", flag.ContinueOnError)

@@ -78,6 +78,11 @@ func (c ScorerConfig) Validate() error {
 			return fmt.Errorf("--control-plane %w", err)
 		}
 	}
+	for _, k := range c.APIKeys {
+		if k == "" || strings.TrimSpace(k) != k {
+			return fmt.Errorf("--api-key %q: an API key may not be empty or begin or end with a space (SCORER_API_KEYS is comma-separated)", k)
+		}
+	}
 	switch {
 	case c.IntraOpThreads < 1 || c.IntraOpThreads > 256:
 		return fmt.Errorf("--intra-op-threads %d: want 1 to 256", c.IntraOpThreads)

@@ -32,6 +32,8 @@ func TestOutOfRangeSettingsAreRefusedByTheirFlag(t *testing.T) {
 		{"--feedback-capacity", func(c *ScorerConfig) { c.FeedbackCapacity = 0 }},
 		{"--feedback-capacity", func(c *ScorerConfig) { c.FeedbackCapacity = monitor.MaxJoinCapacity + 1 }},
 		{"--tls-key", func(c *ScorerConfig) { c.TLSCert = "cert.pem" }},
+		{"--api-key", func(c *ScorerConfig) { c.APIKeys = []string{"k1", ""} }},
+		{"--api-key", func(c *ScorerConfig) { c.APIKeys = []string{" k1"} }},
 	}
 	for _, tc := range scorer {
 		cfg := DefaultScorerConfig()
