@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -104,8 +105,27 @@ func TestRolesAndTokens(t *testing.T) {
 	if _, err := as(viewer.Secret).Models(ctx); client.StatusOf(err) != 401 {
 		t.Fatalf("revoked token: %v, want 401", err)
 	}
-	ts, err := admin.Tokens(ctx)
-	if err != nil || len(ts) != 3 {
+	// The last admin token cannot be revoked: nobody could make another. With a
+	// second admin the first may go.
+	aliceID := strings.Split(adminSecret, "_")[1]
+	if err := admin.RevokeToken(ctx, aliceID); client.StatusOf(err) != 409 || !strings.Contains(err.Error(), "last admin token") {
+		t.Fatalf("revoking the last admin token: %v, want 409", err)
+	}
+	if _, err := admin.Models(ctx); err != nil {
+		t.Fatalf("after the refused revoke the admin token: %v", err)
+	}
+	bob, err := admin.CreateToken(ctx, "bob", registry.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := as(bob.Secret).RevokeToken(ctx, aliceID); err != nil {
+		t.Fatalf("revoking an admin token with another left: %v", err)
+	}
+	if _, err := reg.AddToken("bootstrap-admin", registry.RoleAdmin, adminSecret); !errors.Is(err, registry.ErrConflict) || !strings.Contains(err.Error(), "was revoked") || !strings.Contains(err.Error(), "modelctl token new") {
+		t.Fatalf("a revoked secret as MODELOPS_ADMIN_TOKEN again: %v, want a conflict saying how to recover", err)
+	}
+	ts, err := as(bob.Secret).Tokens(ctx)
+	if err != nil || len(ts) != 4 {
 		t.Fatalf("tokens %+v %v", ts, err)
 	}
 	for _, tk := range ts {

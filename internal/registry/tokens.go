@@ -87,6 +87,8 @@ func (r *Registry) AddToken(name, role, secret string) (*Token, error) {
 		case old.Hash == t.Hash && old.Role == t.Role && !old.Revoked:
 			*t = *old
 			return nil // the same bootstrap token again
+		case old.Hash == t.Hash && old.Revoked:
+			return fmt.Errorf("%w: token %s was revoked; make a new one with `modelctl token new` and start with that", ErrConflict, t.ID)
 		}
 		return fmt.Errorf("token %s exists already: %w", t.ID, ErrConflict)
 	})
@@ -134,12 +136,28 @@ func (r *Registry) Tokens(_ context.Context) ([]Token, error) {
 	return out, err
 }
 
-// RevokeToken revokes a token by id; it authenticates no more.
+// RevokeToken revokes a token by id; it authenticates no more. The last live
+// admin token stays: revoking it would leave no one able to make another.
 func (r *Registry) RevokeToken(_ context.Context, id string) error {
 	return r.Meta.Update(func(tx MetaTx) error {
 		t, err := tx.Token(id)
 		if err != nil {
 			return err
+		}
+		if t.Role == RoleAdmin && !t.Revoked {
+			all, err := tx.Tokens()
+			if err != nil {
+				return err
+			}
+			admins := 0
+			for _, o := range all {
+				if o.Role == RoleAdmin && !o.Revoked {
+					admins++
+				}
+			}
+			if admins == 1 {
+				return fmt.Errorf("%w: token %s is the last admin token; create another admin token first (`modelctl token create --role admin`)", ErrConflict, id)
+			}
 		}
 		t.Revoked = true
 		return tx.PutToken(t)
