@@ -353,3 +353,22 @@ func TestTokenNewNeedsNoControlPlane(t *testing.T) {
 		t.Fatalf("the registry refuses %q: %v", secrets[0], err)
 	}
 }
+
+// A bad setting at start is named as the setting it is, not as an "invalid
+// request": there is none yet.
+func TestServeSaysWhatIsWrongWithItsSettings(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--store", "bogus://x"}, `blob store URL "bogus://x": unknown scheme "bogus" (want file:///DIR or s3://BUCKET/PREFIX`},
+		{[]string{"--store", "s3://"}, "s3 URL needs a bucket"},
+		{[]string{"--eval-interval", "0s"}, "--eval-interval 0s: want more than 0"},
+	} {
+		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0"}, tc.args...)
+		_, _, err := cli(t, "http://127.0.0.1:1", args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "invalid request") {
+			t.Errorf("modelctl %s: %v, want it to say %q", strings.Join(args, " "), err, tc.want)
+		}
+	}
+}

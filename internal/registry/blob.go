@@ -70,7 +70,7 @@ func OpenBlobStore(ctx context.Context, rawURL string) (BlobStore, error) {
 	d, ok := drivers[u.Scheme]
 	driversMu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("%w: blob store URL %q: unknown scheme %q", ErrInvalid, rawURL, u.Scheme)
+		return nil, fmt.Errorf("%w: blob store URL %q: unknown scheme %q (want file:///DIR or s3://BUCKET/PREFIX?…)", ErrInvalid, rawURL, u.Scheme)
 	}
 	return d(ctx, u)
 }
