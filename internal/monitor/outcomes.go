@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -101,7 +103,10 @@ func (j *Join) Remember(version int, arm string, scores []float32) string {
 		}
 	}
 	j.mu.Unlock()
-	return strconv.FormatUint(a.id, 16)
+	// Always 16 hex digits, zero-padded, so ids line up in logs and tables.
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], a.id)
+	return hex.EncodeToString(b[:])
 }
 
 // forget drops a multi-row answer's scores (j.mu held).

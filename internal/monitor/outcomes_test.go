@@ -3,6 +3,7 @@ package monitor
 import (
 	"errors"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -110,5 +111,30 @@ func TestJoinBoundsTheScoresItHolds(t *testing.T) {
 	}
 	if len(j.order) > capacity || len(j.many) > capacity {
 		t.Errorf("after 10,000 answers: %d ids in order, %d answers held, capacity %d", len(j.order), len(j.many), capacity)
+	}
+}
+
+// Request ids are 16 hex digits, zero-padded (a sixteenth of them start with a
+// zero digit), and feedback finds each, padded or not.
+func TestRequestIDsHaveOneWidth(t *testing.T) {
+	j := NewJoin(NewRecorder(), 4096)
+	padded := 0
+	for i := range 4096 {
+		id := j.Remember(1, "champion", []float32{0.5})
+		if len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" {
+			t.Fatalf("request id %q: want 16 lower-case hex digits", id)
+		}
+		if id[0] == '0' {
+			padded++
+			if i%2 == 0 { // the unpadded form names the same answer
+				id = strings.TrimLeft(id, "0")
+			}
+		}
+		if err := j.Feedback(id, []float64{1}); err != nil {
+			t.Fatalf("feedback for %q: %v", id, err)
+		}
+	}
+	if padded == 0 {
+		t.Fatal("no id of 4096 started with a zero digit; the test saw no padding")
 	}
 }
