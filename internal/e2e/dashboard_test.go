@@ -332,13 +332,7 @@ func TestDashboardCSRFAndEmptyState(t *testing.T) {
 // A control plane without auth says so in the header, where a signed-in one
 // names the user, and offers no sign-out that would sign no one out.
 func TestDashboardSaysWhenThereIsNoAuth(t *testing.T) {
-	cfg := app.DefaultControlPlaneConfig()
-	cfg.DataDir, cfg.Listen, cfg.NoAuth = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", true
-	cp := app.NewControlPlane(cfg, quietLogger(t))
-	if err := cp.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer cp.Close(context.Background())
+	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
 	b, problems := browser(t)
 	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/"), chromedp.WaitVisible(chromedp.CSS("#no-auth")), chromedp.WaitVisible(chromedp.CSS("#empty"))); err != nil {
 		t.Fatal(err)
@@ -353,5 +347,41 @@ func TestDashboardSaysWhenThereIsNoAuth(t *testing.T) {
 	screenshot(t, b, "no-auth")
 	if len(*problems) > 0 {
 		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// noAuthControlPlane starts a control plane without tokens over data at listen,
+// closed when the test ends.
+func noAuthControlPlane(t *testing.T, data, listen string) *app.ControlPlane {
+	t.Helper()
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir, cfg.Listen, cfg.NoAuth = data, listen, true
+	cp := app.NewControlPlane(cfg, quietLogger(t))
+	if err := cp.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cp.Close(context.Background()) })
+	return cp
+}
+
+// A page that failed to load (the control plane restarting) says so, and the
+// banner goes by itself once the page loads again.
+func TestDashboardDropsALoadErrorOnceThePageLoads(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	cp := noAuthControlPlane(t, data, "127.0.0.1:0")
+	b, _ := browser(t)
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/"), chromedp.WaitVisible(chromedp.CSS("#empty"))); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(cp.URL(), "http://")
+	cp.Close(context.Background())
+	// The page refreshes every 5 s.
+	if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](`!document.getElementById("alert").hidden && document.getElementById("alert").textContent.startsWith("Could not load the page")`, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Fatalf("no load error while the control plane was down: %v", err)
+	}
+	noAuthControlPlane(t, data, addr)
+	if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](`document.getElementById("alert").hidden && !!document.getElementById("empty")`, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		text, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
+		t.Fatalf("the load error stayed after the control plane came back: %q (%v)", text, err)
 	}
 }

@@ -45,8 +45,12 @@ async function api(path, opts = {}) {
   return data;
 }
 
+// loadFailed: the banner says a page could not load, and goes once one does.
+let loadFailed = false;
+
 function alertBox(msg, ok) {
   const el = document.getElementById("alert");
+  loadFailed = false;
   if (!msg) { el.hidden = true; return; }
   el.textContent = msg;
   el.className = ok ? "alert ok" : "alert";
@@ -361,9 +365,12 @@ async function route() {
     if (hash.startsWith("#/model/")) await modelPage(decodeURIComponent(hash.slice(8)));
     else if (hash === "#/fleet") await fleet();
     else await overview();
+    if (loadFailed) alertBox("");
   } catch (e) {
+    if (loadFailed) alertBox("");
     if (e.status === 401) { state.who = null; renderWho(); signInPrompt(); return; }
     alertBox("Could not load the page: " + e.message);
+    loadFailed = true;
   }
 }
 
