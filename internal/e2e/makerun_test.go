@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/testutil"
 )
 
 // TestMakeRunServesTheShippedModelAndStopsWithItsParent runs scripts/run.sh,
@@ -50,22 +50,17 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 
-	row := strings.TrimSuffix(strings.Repeat("0.5,", 39), ",")
+	hc := &http.Client{Timeout: 10 * time.Second}
 	var got api.ScoreResponse
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		got = api.ScoreResponse{}
-		resp, err := http.Post("http://"+scorerAddr+"/v1/score", "application/json", strings.NewReader(`{"features":[`+row+`]}`))
-		if err == nil {
-			json.NewDecoder(resp.Body).Decode(&got)
-			resp.Body.Close()
-			if got.Source == api.SourceModel {
-				break
-			}
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		r := score(hc, "http://"+scorerAddr, testutil.Row(0.5))
+		if r.resp.Source == api.SourceModel {
+			got = r.resp
+			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the scorer never answered from the model (last answer %+v, %v); make run said:\n%s\ncontrol plane log:\n%s\nscorer log:\n%s",
-				got, err, out.String(), readFile(data, "control-plane.log"), readFile(data, "scorer.log"))
+			t.Fatalf("the scorer never answered from the model (last answer %+v); make run said:\n%s\ncontrol plane log:\n%s\nscorer log:\n%s",
+				r, out.String(), readFile(data, "control-plane.log"), readFile(data, "scorer.log"))
 		}
 		select {
 		case <-exited:
@@ -95,7 +90,7 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	if err == nil || !strings.Contains(string(said), "already listens on "+cpAddr) {
 		t.Fatalf("a second make run on the same addresses: %v\n%s", err, said)
 	}
-	if got = score(&http.Client{Timeout: 10 * time.Second}, "http://"+scorerAddr, make([]float32, 39)).resp; got.Source != api.SourceModel {
+	if got = score(hc, "http://"+scorerAddr, make([]float32, 39)).resp; got.Source != api.SourceModel {
 		t.Fatalf("after the refused second run the first scorer answered %+v", got)
 	}
 
