@@ -96,7 +96,7 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 
 	// Kill the parent shell alone: the script must notice and stop both.
 	cmd.Process.Signal(syscall.SIGKILL)
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for listening(cpAddr) || listening(scorerAddr) {
 		if time.Now().After(deadline) {
 			t.Fatalf("control plane listening %v, scorer %v, 30 s after make run's parent went:\n%s", listening(cpAddr), listening(scorerAddr), out.String())
