@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -209,11 +210,16 @@ func TestTLS(t *testing.T) {
 			t.Fatalf("%s: scoring over TLS: %v %v", name, resp, err)
 		}
 		resp.Body.Close()
-		if resp, err := http.Get(strings.Replace(s.URL(), "https", "http", 1) + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				t.Fatalf("%s: plain HTTP was served on the TLS port", name)
-			}
+		// Plain HTTP on the TLS port is not served, and is told why, on both
+		// servers alike.
+		resp, err = http.Get(strings.Replace(s.URL(), "https", "http", 1) + "/healthz")
+		if err != nil {
+			t.Fatalf("%s: plain HTTP on the TLS port: %v, want a 400 saying why", name, err)
+		}
+		said, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(string(said), "HTTP request to an HTTPS server") {
+			t.Fatalf("%s: plain HTTP on the TLS port: %d %q", name, resp.StatusCode, said)
 		}
 	}
 }

@@ -225,7 +225,27 @@ func (c *freshConn) Read(p []byte) (int, error) {
 		c.used.Store(true)
 		c.forget()
 	}
+	if err != nil && !c.used.Load() {
+		answerPlainHTTP(err)
+	}
 	return n, err
+}
+
+// answerPlainHTTP tells a client that sent plain HTTP to a TLS port what it did,
+// as net/http does, rather than close the connection in silence.
+func answerPlainHTTP(err error) {
+	var re tls.RecordHeaderError
+	if !errors.As(err, &re) || re.Conn == nil {
+		return
+	}
+	for _, m := range []string{"GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH"} {
+		if string(re.RecordHeader[:]) == m {
+			re.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+			re.Conn.Close()
+			return
+		}
+	}
 }
 
 func (c *freshConn) Close() error {
