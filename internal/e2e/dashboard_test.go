@@ -385,3 +385,52 @@ func TestDashboardDropsALoadErrorOnceThePageLoads(t *testing.T) {
 		t.Fatalf("the load error stayed after the control plane came back: %q (%v)", text, err)
 	}
 }
+
+// The model page refreshes every few seconds; what an admin chose in the
+// canary controls survives it, and a field being typed in is not replaced.
+func TestDashboardKeepsTheCanaryControlsThroughRefreshes(t *testing.T) {
+	ctx := context.Background()
+	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
+	cl := adminClient(cp.URL())
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	mustPush(t, cl, testutil.MustModel(t, 3))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	b, problems := browser(t)
+	// Choose v2, 37%, shadow; then leave the fields, and mark the page so a
+	// refresh shows.
+	err := chromedp.Do(b,
+		chromedp.Navigate(cp.URL()+"/#/model/calling-score"),
+		chromedp.WaitVisible(chromedp.CSS("#canary-traffic")),
+		chromedp.Evaluate[chromedp.Void](`(() => {
+			const set = (id, v, ev) => { const el = document.getElementById(id); el.value = v; el.dispatchEvent(new Event(ev)); };
+			set("canary-version", "2", "change");
+			set("canary-traffic", "37", "input");
+			set("canary-mode", "shadow", "change");
+			document.activeElement.blur();
+			document.getElementById("canary-traffic").dataset.old = "1";
+		})()`),
+		chromedp.Poll[chromedp.Void](`!document.getElementById("canary-traffic").dataset.old`, chromedp.WithPollingTimeout(15*time.Second)),
+	)
+	if err != nil {
+		t.Fatalf("choose in the canary controls and wait for a refresh: %v", err)
+	}
+	got, err := chromedp.Run(b, chromedp.Evaluate[string](`["canary-version", "canary-traffic", "canary-mode"].map((id) => document.getElementById(id).value).join(" ")`))
+	if err != nil || got != "2 37 shadow" {
+		t.Fatalf("after a refresh the canary controls read %q (%v), want the choice 2 37 shadow", got, err)
+	}
+	// While a field has the focus the page is not redrawn under it.
+	if err := chromedp.Do(b, chromedp.Evaluate[chromedp.Void](`(() => { const el = document.getElementById("canary-traffic"); el.focus(); el.dataset.old = "1"; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(6 * time.Second) // longer than the page's refresh
+	kept, err := chromedp.Run(b, chromedp.Evaluate[bool](`document.getElementById("canary-traffic").dataset.old === "1" && document.activeElement.id === "canary-traffic"`))
+	if err != nil || !kept {
+		t.Fatalf("the traffic field was replaced while it had the focus (%v)", err)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}

@@ -2,7 +2,9 @@
 // Every value from the API goes into the page as text (never as HTML).
 "use strict";
 
-const state = { who: null, csrf: "", models: [], source: null, since: 0, timer: null };
+// canaryForm keeps, per model, what was chosen in the canary controls, so the
+// page's refresh every few seconds does not undo it.
+const state = { who: null, csrf: "", models: [], source: null, since: 0, timer: null, canaryForm: {} };
 
 // h builds an element: h("td", {class: "num"}, "3").
 function h(tag, attrs, ...children) {
@@ -278,10 +280,13 @@ async function modelPage(name) {
           `/api/v1/models/${enc}/promote`, { version: v.version, expect_revision: m.revision, force: rejected[v.version] !== undefined }) }, "Promote")));
   });
 
-  const canaryVersion = h("select", { id: "canary-version", disabled: off }, m.versions.filter((v) => v.version !== m.production).reverse()
-    .map((v) => h("option", { value: v.version }, "v" + v.version)));
-  const canaryTraffic = h("input", { id: "canary-traffic", type: "number", min: 1, max: 100, value: 10, disabled: off });
-  const canaryMode = h("select", { id: "canary-mode", disabled: off }, h("option", { value: "ab" }, "A/B"), h("option", { value: "shadow" }, "shadow"));
+  const kept = state.canaryForm[name] || {};
+  const keep = () => { state.canaryForm[name] = { version: canaryVersion.value, traffic: canaryTraffic.value, mode: canaryMode.value }; };
+  const canaryVersion = h("select", { id: "canary-version", disabled: off, onchange: keep }, m.versions.filter((v) => v.version !== m.production).reverse()
+    .map((v) => h("option", { value: v.version, selected: String(v.version) === kept.version }, "v" + v.version)));
+  const canaryTraffic = h("input", { id: "canary-traffic", type: "number", min: 1, max: 100, value: kept.traffic || 10, disabled: off, oninput: keep });
+  const canaryMode = h("select", { id: "canary-mode", disabled: off, onchange: keep }, h("option", { value: "ab" }, "A/B"),
+    h("option", { value: "shadow", selected: kept.mode === "shadow" }, "shadow"));
   const controls = h("div", { class: "controls" },
     h("label", {}, "Canary version", canaryVersion),
     h("label", {}, "Traffic %", canaryTraffic),
@@ -374,11 +379,15 @@ async function route() {
   }
 }
 
+// busy: a confirmation is open, or a form field has the focus (a refresh would
+// replace it under the typing).
+const busy = () => !!document.querySelector("dialog[open]") || !!document.activeElement.closest("#main input, #main select");
+
 let refreshPending = false;
 function refreshSoon() {
   if (refreshPending) return;
   refreshPending = true;
-  setTimeout(() => { refreshPending = false; if (!document.querySelector("dialog[open]")) route(); }, 250);
+  setTimeout(() => { refreshPending = false; if (!busy()) route(); }, 250);
 }
 
 function startLive() {
@@ -395,7 +404,7 @@ function startLive() {
     });
   }
   state.source = src;
-  state.timer = setInterval(() => { if (!document.querySelector("dialog[open]")) route(); }, 5000);
+  state.timer = setInterval(() => { if (!busy()) route(); }, 5000);
 }
 
 function stopLive() {
