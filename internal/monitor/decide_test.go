@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
@@ -281,5 +283,43 @@ func TestSeriesNameTheRulesBeforeAnyModel(t *testing.T) {
 			names = append(names, k)
 		}
 		t.Fatalf("series %v, want %q and v1/champion", names, "rules, no model")
+	}
+}
+
+// /metrics exports a PSI only once its histogram holds enough rows to grade:
+// a dozen rows would read PSI 8 and fire any alert on it. The rows counted are
+// exported meanwhile.
+func TestMetricsExportPSIOnlyOverEnoughRows(t *testing.T) {
+	_, mon, _ := setup(t)
+	gauges := func() map[string]float64 {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(monitor.Collector{M: mon})
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				if m.GetGauge() != nil {
+					out[mf.GetName()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+		return out
+	}
+	ingest(mon, window(rand.New(rand.NewPCG(7, 7)), 1, "champion", 12, 0, 0, 0))
+	g := gauges()
+	_, psi := g["modelops_monitor_feature_psi_max"]
+	_, pred := g["modelops_monitor_prediction_psi"]
+	if psi || pred || g["modelops_monitor_drift_rows"] != 12 {
+		t.Fatalf("after 12 rows /metrics has %v, want drift_rows 12 and no PSI", g)
+	}
+	ingest(mon, window(rand.New(rand.NewPCG(8, 8)), 1, "champion", 400, 0, 0.25, 0))
+	g = gauges()
+	_, psi = g["modelops_monitor_feature_psi_max"]
+	_, pred = g["modelops_monitor_prediction_psi"]
+	if !psi || !pred || g["modelops_monitor_drift_rows"] != 412 {
+		t.Fatalf("after 412 rows /metrics has %v, want both PSIs and drift_rows 412", g)
 	}
 }

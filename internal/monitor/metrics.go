@@ -10,8 +10,10 @@ import (
 
 // Collector exposes the monitor on the control plane's /metrics: per model,
 // version and arm over the window, the request rate, error and fallback rates,
-// p99, the largest feature PSI and the prediction PSI; the automatic decisions
-// taken; the nodes reporting.
+// p99, the rows counted for drift, the largest feature PSI and the prediction
+// PSI; the automatic decisions taken; the nodes reporting. A PSI is exported
+// only once its histogram holds enough rows to grade it, so an alert on it does
+// not fire on the noise of a dozen rows.
 type Collector struct {
 	M *Monitor
 }
@@ -23,13 +25,14 @@ var (
 	descP99       = prometheus.NewDesc("modelops_monitor_p99_seconds", "p99 latency over the window (histogram upper edge).", []string{"model", "version", "arm"}, nil)
 	descPSI       = prometheus.NewDesc("modelops_monitor_feature_psi_max", "Largest feature PSI against the card's reference.", []string{"model", "version", "arm"}, nil)
 	descPredPSI   = prometheus.NewDesc("modelops_monitor_prediction_psi", "Prediction PSI against the card's reference.", []string{"model", "version", "arm"}, nil)
+	descDriftRows = prometheus.NewDesc("modelops_monitor_drift_rows", "Rows whose features were counted for drift over the window; the PSIs appear once there are enough.", []string{"model", "version", "arm"}, nil)
 	descDecisions = prometheus.NewDesc("modelops_monitor_decisions_total", "Automatic rollbacks and canary clearings taken.", nil, nil)
 	descNodes     = prometheus.NewDesc("modelops_monitor_nodes", "Scorer nodes that reported in the last minute.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRate, descErrors, descFallbacks, descP99, descPSI, descPredPSI, descDecisions, descNodes} {
+	for _, d := range []*prometheus.Desc{descRate, descErrors, descFallbacks, descP99, descPSI, descPredPSI, descDriftRows, descDecisions, descNodes} {
 		ch <- d
 	}
 }
@@ -50,8 +53,15 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.GaugeValue, a.ErrorRate, l...)
 			ch <- prometheus.MustNewConstMetric(descFallbacks, prometheus.GaugeValue, a.FallbackRate, l...)
 			ch <- prometheus.MustNewConstMetric(descP99, prometheus.GaugeValue, a.P99Ms/1000, l...)
-			ch <- prometheus.MustNewConstMetric(descPSI, prometheus.GaugeValue, a.MaxPSI, l...)
-			ch <- prometheus.MustNewConstMetric(descPredPSI, prometheus.GaugeValue, a.PredPSI, l...)
+			if a.DriftMinRows > 0 {
+				ch <- prometheus.MustNewConstMetric(descDriftRows, prometheus.GaugeValue, float64(a.DriftRows), l...)
+			}
+			if a.featureGraded {
+				ch <- prometheus.MustNewConstMetric(descPSI, prometheus.GaugeValue, a.MaxPSI, l...)
+			}
+			if a.predGraded {
+				ch <- prometheus.MustNewConstMetric(descPredPSI, prometheus.GaugeValue, a.PredPSI, l...)
+			}
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(c.M.Decisions()))

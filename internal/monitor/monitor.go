@@ -181,6 +181,9 @@ type ArmHealth struct {
 	// DriftMinRows how many a grade needs.
 	DriftRows    int64 `json:"drift_rows"`
 	DriftMinRows int64 `json:"drift_min_rows,omitempty"`
+	// featureGraded and predGraded: MaxPSI and PredPSI were taken over enough
+	// rows to mean something (what /metrics exports).
+	featureGraded, predGraded bool
 	// Outcomes joined by feedback, with the model's MSE and MAE against them.
 	Outcomes   int64   `json:"outcomes"`
 	OutcomeMSE float64 `json:"outcome_mse,omitempty"`
@@ -257,6 +260,7 @@ func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span tim
 		h.MaxPSI = round4(h.MaxPSI)
 		if h.DriftRows >= minRows {
 			graded = append(graded, h.MaxPSI)
+			h.featureGraded = true
 		}
 	}
 	if ref := card.Reference.Prediction.Proportions; len(ref) > 0 && len(w.RefPrediction) == len(ref) {
@@ -264,6 +268,7 @@ func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span tim
 		rows, minRows := total(w.RefPrediction), int64(20*len(ref))
 		if rows >= minRows {
 			graded = append(graded, h.PredPSI)
+			h.predGraded = true
 		}
 		if h.DriftMinRows == 0 { // no features counted (a shadow run): the scores
 			h.DriftRows, h.DriftMinRows = rows, minRows
