@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
@@ -429,6 +431,52 @@ func TestDashboardKeepsTheCanaryControlsThroughRefreshes(t *testing.T) {
 	kept, err := chromedp.Run(b, chromedp.Evaluate[bool](`document.getElementById("canary-traffic").dataset.old === "1" && document.activeElement.id === "canary-traffic"`))
 	if err != nil || !kept {
 		t.Fatalf("the traffic field was replaced while it had the focus (%v)", err)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// The drift heatmap does not colour a PSI taken over a handful of rows as drift
+// (five requests read PSI 8 and would be all red): such cells are grey and say
+// why.
+func TestDashboardHeatmapGreysTooFewRows(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := fastMonitor(t)
+	card, err := os.ReadFile("../../models/calling_score/card.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: "../../models/calling_score/model.onnx", Card: card}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	sc := fastScorer(t, cp.URL())
+	hc := &http.Client{Timeout: 10 * time.Second}
+	waitFor(t, "v1", 10*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.5)).resp.Version == 1 })
+	for range 5 {
+		score(hc, sc.URL(), testutil.Row(0.5))
+	}
+	waitFor(t, "a graded-too-few drift in the health", 10*time.Second, func() bool {
+		h, err := cl.Health(ctx, "calling-score")
+		return err == nil && len(h.Arms) > 0 && h.Arms[0].Drift == monitor.DriftTooFewRows
+	})
+	b, problems := browser(t)
+	signIn(t, b, cp.URL(), adminToken)
+	err = chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll(".heat .cell").length > 0`, chromedp.WithPollingTimeout(15*time.Second)))
+	if err != nil {
+		t.Fatalf("no heatmap: %v", err)
+	}
+	red, err := chromedp.Run(b, chromedp.Evaluate[int](`[...document.querySelectorAll(".heat .cell")].filter((c) => c.style.background.includes("207, 34, 46")).length`))
+	if err != nil || red != 0 {
+		t.Fatalf("%d heatmap cells red over five requests (%v), want none", red, err)
+	}
+	title, err := chromedp.Run(b, chromedp.Evaluate[string](`document.querySelector(".heat .cell.few").title`))
+	if err != nil || !strings.Contains(title, "too few rows") {
+		t.Fatalf("a grey cell's title %q (%v), want it to say why", title, err)
 	}
 	if len(*problems) > 0 {
 		t.Fatalf("browser console: %v", *problems)

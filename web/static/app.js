@@ -236,12 +236,15 @@ function heatmap(series, features, production) {
     grid.append(h("span", { class: "muted" }, f));
     for (const p of pts) {
       const v = (p.feature_psi && p.feature_psi[f]) || 0;
-      const cell = h("span", { class: "cell", title: `${f}: PSI ${v.toFixed(3)}` });
-      cell.style.background = v >= 0.25 ? "#cf222e" : v >= 0.1 ? "#d4a72c" : v > 0 ? "#4ac26b" : "#e7eaf0";
+      // A PSI over a handful of rows is noise: shown, but not coloured as drift.
+      const few = p.drift === "too_few_rows";
+      const cell = h("span", { class: few ? "cell few" : "cell",
+        title: few ? `${f}: PSI ${v.toFixed(3)} over too few rows (${p.drift_rows} of ${p.drift_min_rows})` : `${f}: PSI ${v.toFixed(3)}` });
+      cell.style.background = few ? "#d0d7de" : v >= 0.25 ? "#cf222e" : v >= 0.1 ? "#d4a72c" : v > 0 ? "#4ac26b" : "#e7eaf0";
       grid.append(cell);
     }
   }
-  return h("div", {}, h("p", { class: "legend" }, name + ": green < 0.1 ≤ amber < 0.25 ≤ red"), grid);
+  return h("div", {}, h("p", { class: "legend" }, name + ": green < 0.1 ≤ amber < 0.25 ≤ red; grey: too few rows to grade"), grid);
 }
 
 async function modelPage(name) {
