@@ -339,7 +339,9 @@ func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
 		return strings.Contains(log.String(), "in touch with the control plane again") && strings.Contains(log.String(), "delivering reports again")
 	})
 	got := log.String()
-	if n := cannotReach("WARN"); n != 1 {
+	// One warning, or two if the error changed as the old one shut down; the
+	// repeats are debug lines (waited for above).
+	if n := cannotReach("WARN"); n < 1 || n > 2 {
 		t.Fatalf("%d warnings that the control plane cannot be reached, want 1 (repeats at debug):\n%s", n, got)
 	}
 	if n := strings.Count(got, "cannot deliver reports"); n != 1 {
