@@ -384,7 +384,7 @@ async function route() {
 
 // busy: a confirmation is open, or a form field has the focus (a refresh would
 // replace it under the typing).
-const busy = () => !!document.querySelector("dialog[open]") || !!document.activeElement.closest("#main input, #main select");
+const busy = () => !!document.querySelector("dialog[open]") || !!document.activeElement?.closest("#main input, #main select");
 
 let refreshPending = false;
 function refreshSoon() {
