@@ -326,6 +326,50 @@ func TestBackupWhileRunning(t *testing.T) {
 	if m, err := r.Model(context.Background(), "calling-score"); err != nil || m.Latest != 1 {
 		t.Fatalf("backup holds %+v %v", m, err)
 	}
+
+	// An earlier backup is kept unless --force says to replace it.
+	keep := filepath.Join(filepath.Dir(out), "earlier.db")
+	if err := os.WriteFile(keep, []byte("an earlier backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cli(t, url, "backup", "--out", keep); err == nil || !strings.Contains(err.Error(), "exists") || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("backup over an existing file: %v", err)
+	}
+	if b, _ := os.ReadFile(keep); string(b) != "an earlier backup" {
+		t.Fatalf("the earlier backup was changed: %q", b)
+	}
+	if o, _, err := cli(t, url, "backup", "--out", keep, "--force"); err != nil || !strings.Contains(o, "consistency checked") {
+		t.Fatalf("backup --force: %q %v", o, err)
+	}
+	if err := checkBoltFile(keep); err != nil {
+		t.Fatalf("backup --force left %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), "*.tmp")); len(left) > 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+}
+
+// placeBackup never replaces a file that appeared while the backup was taken.
+func TestPlaceBackupKeepsAFileMadeMeanwhile(t *testing.T) {
+	dir := t.TempDir()
+	tmp, out := filepath.Join(dir, "b.tmp"), filepath.Join(dir, "b.db")
+	for _, f := range []string{tmp, out} {
+		if err := os.WriteFile(f, []byte(f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := placeBackup(tmp, out, false); err == nil || !strings.Contains(err.Error(), "appeared") {
+		t.Fatalf("placeBackup over a new file: %v", err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != out {
+		t.Fatalf("the file made meanwhile was replaced: %q", b)
+	}
+	if err := placeBackup(tmp, out, true); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != tmp {
+		t.Fatalf("--force did not replace it: %q", b)
+	}
 }
 
 // `token new` makes a secret a control plane takes as MODELOPS_ADMIN_TOKEN,

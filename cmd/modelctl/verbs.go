@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -678,22 +679,48 @@ func (c *tokenCmd) Run(ctx context.Context, args []string) error {
 
 // backup
 
+// placeBackup moves a finished backup from tmp to out. Without force it never
+// replaces a file, not even one made while the backup was taken: a hard link
+// fails if out exists (and a rename, where the file system has no links, is
+// tried only after one more look).
+func placeBackup(tmp, out string, force bool) error {
+	if force {
+		return os.Rename(tmp, out)
+	}
+	err := os.Link(tmp, out)
+	if err == nil {
+		return os.Remove(tmp)
+	}
+	if !errors.Is(err, os.ErrExist) {
+		if _, serr := os.Lstat(out); errors.Is(serr, os.ErrNotExist) {
+			return os.Rename(tmp, out)
+		}
+	}
+	return fmt.Errorf("%s appeared while the backup was taken; choose another file, or add --force to replace it", out)
+}
+
 type backupCmd struct{ *env }
 
 func (c *backupCmd) Usage() string {
-	return "backup --out FILE   a consistent copy of the registry's bbolt file, taken while it runs (admin)"
+	return "backup --out FILE [--force]   a consistent copy of the registry's bbolt file, taken while it runs (admin)"
 }
 
 func (c *backupCmd) Run(ctx context.Context, args []string) error {
 	fs := c.flags(c, "backup")
 	cf := c.clientFlags(fs)
 	out := fs.String("out", "", "file to write (required)")
+	force := fs.Bool("force", false, "replace FILE if it exists")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *out == "" || fs.NArg() > 0 {
 		fs.Usage()
 		return fmt.Errorf("backup needs --out FILE")
+	}
+	// An earlier backup is often the only copy there is: replace it only when
+	// asked to, and say so before asking the control plane for anything.
+	if _, err := os.Lstat(*out); err == nil && !*force {
+		return fmt.Errorf("backup: %s exists; choose another file, or add --force to replace it", *out)
 	}
 	cl, err := cf.client()
 	if err != nil {
@@ -719,8 +746,9 @@ func (c *backupCmd) Run(ctx context.Context, args []string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("backup: the copy does not check out: %w", err)
 	}
-	if err := os.Rename(tmp, *out); err != nil {
-		return err
+	if err := placeBackup(tmp, *out, *force); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("backup: %w", err)
 	}
 	fmt.Fprintf(c.stdout, "wrote %s (%s), consistency checked\n", *out, bytesH(n))
 	return nil
