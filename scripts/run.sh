@@ -9,7 +9,20 @@ DATA=${DATA:-.data}
 BIN=${BIN:-bin}
 CP_ADDR=${CP_ADDR:-127.0.0.1:8080}
 SCORER_ADDR=${SCORER_ADDR:-127.0.0.1:8081}
-export MODELCTL_SERVER="http://$CP_ADDR"
+
+# reach HOST:PORT prints an address to dial for a listen address: an empty or
+# wildcard host (":8080", "0.0.0.0:8080", "[::]:8080") is reached on loopback.
+reach() {
+  local host=${1%:*} port=${1##*:}
+  case $host in
+    "" | 0.0.0.0) host=127.0.0.1 ;;
+    "[::]") host="[::1]" ;;
+  esac
+  echo "$host:$port"
+}
+CP_URL="http://$(reach "$CP_ADDR")"
+SCORER_URL="http://$(reach "$SCORER_ADDR")"
+export MODELCTL_SERVER=$CP_URL
 mkdir -p "$DATA"
 
 # A local admin token, made once and kept in $DATA (mode 600), so the CLI and the
@@ -23,7 +36,11 @@ export MODELCTL_TOKEN=$MODELOPS_ADMIN_TOKEN
 # Refuse ports in use before starting anything: a second `make run` would
 # otherwise find the first one's control plane answering and talk to it with
 # the wrong token.
-listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+listening() {
+  local addr host
+  addr=$(reach "$1") && host=${addr%:*} && host=${host#[} && host=${host%]}
+  (exec 3<>"/dev/tcp/$host/${addr##*:}") 2>/dev/null
+}
 for addr in "$CP_ADDR" "$SCORER_ADDR"; do
   if listening "$addr"; then
     echo "something already listens on $addr (another make run?): stop it, or choose other addresses with CP_ADDR=... SCORER_ADDR=..." >&2
@@ -67,8 +84,16 @@ fi
 MODELOPS_SCORER_TOKEN=$(cat "$DATA/scorer.token") \
   "$BIN/scorer" --control-plane "$MODELCTL_SERVER" --listen "$SCORER_ADDR" --cache-dir "$DATA/scorer-cache" 2>"$DATA/scorer.log" &
 pids+=($!)
-for _ in $(seq 1 100); do
-  curl -fsS "http://$SCORER_ADDR/readyz" >/dev/null 2>&1 && break
+for i in $(seq 1 100); do
+  curl -fsS "$SCORER_URL/readyz" >/dev/null 2>&1 && break
+  if ! kill -0 "${pids[1]}" 2>/dev/null; then
+    echo "the scorer did not start; its log:" >&2
+    cat "$DATA/scorer.log" >&2
+    exit 1
+  fi
+  if [ "$i" = 100 ]; then
+    echo "the scorer is not ready after 10 s; it keeps trying (see $DATA/scorer.log)" >&2
+  fi
   sleep 0.1
 done
 
@@ -77,14 +102,14 @@ cat <<MSG
 
 modelops is running.
   control plane  $MODELCTL_SERVER   (log: $DATA/control-plane.log)
-  scorer         http://$SCORER_ADDR   (log: $DATA/scorer.log)
+  scorer         $SCORER_URL   (log: $DATA/scorer.log)
   dashboard      $MODELCTL_SERVER/   (sign in with the admin token below)
 
 The admin token is in $DATA/admin.token; for the CLI in another terminal:
   export MODELCTL_TOKEN=\$(cat $DATA/admin.token)
 
 Try:
-  curl -s http://$SCORER_ADDR/v1/score -d '{"features":[$row]}'
+  curl -s $SCORER_URL/v1/score -d '{"features":[$row]}'
   $BIN/modelctl list
   $BIN/modelctl status
   $BIN/modelctl history calling-score

@@ -27,12 +27,7 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short: builds the binaries and runs make run's script")
 	}
-	bin := t.TempDir()
-	for _, c := range []string{"modelctl", "scorer"} {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, c), "../../cmd/"+c).CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", c, err, out)
-		}
-	}
+	bin := buildBinaries(t)
 	cpAddr, scorerAddr := freeAddr(t), freeAddr(t)
 	data := t.TempDir()
 	// The shell in between is the parent that goes away; `; :` keeps it from
@@ -90,6 +85,15 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	if err == nil || !strings.Contains(string(said), "already listens on "+cpAddr) {
 		t.Fatalf("a second make run on the same addresses: %v\n%s", err, said)
 	}
+	// The same with the control plane's address given with no host, as a
+	// listen address may be: its check dials loopback.
+	_, port, _ := net.SplitHostPort(cpAddr)
+	second = exec.Command("bash", "../../scripts/run.sh")
+	second.Env = append(os.Environ(), "BIN="+bin, "DATA="+t.TempDir(), "CP_ADDR=:"+port, "SCORER_ADDR="+freeAddr(t))
+	said, err = second.CombinedOutput()
+	if err == nil || !strings.Contains(string(said), "already listens on :"+port) {
+		t.Fatalf("a second make run with CP_ADDR=:%s: %v\n%s", port, err, said)
+	}
 	if got = score(hc, "http://"+scorerAddr, make([]float32, 39)).resp; got.Source != api.SourceModel {
 		t.Fatalf("after the refused second run the first scorer answered %+v", got)
 	}
@@ -106,6 +110,48 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	if !strings.Contains(out.String(), "parent has gone") {
 		t.Fatalf("the script did not say why it stopped:\n%s", out.String())
 	}
+}
+
+// A scorer that cannot start stops make run at once, with the scorer's own
+// words, and takes the control plane down with it.
+func TestMakeRunSaysWhyTheScorerDidNotStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short: builds the binaries and runs make run's script")
+	}
+	bin := buildBinaries(t)
+	cpAddr := freeAddr(t)
+	cmd := exec.Command("bash", "../../scripts/run.sh")
+	cmd.Env = append(os.Environ(), "BIN="+bin, "DATA="+t.TempDir(), "CP_ADDR="+cpAddr, "SCORER_ADDR=127.0.0.1:99999")
+	done := make(chan struct{})
+	var said []byte
+	var err error
+	go func() { said, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("make run did not stop after its scorer failed:\n%s", said)
+	}
+	if err == nil || !strings.Contains(string(said), "the scorer did not start") || !strings.Contains(string(said), "99999") || strings.Contains(string(said), "modelops is running") {
+		t.Fatalf("make run with a scorer that cannot listen: %v\n%s", err, said)
+	}
+	if listening(cpAddr) {
+		t.Fatalf("the control plane still listens on %s after make run stopped", cpAddr)
+	}
+}
+
+// buildBinaries builds modelctl and scorer into a temporary BIN for make run's
+// script.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	bin := t.TempDir()
+	for _, c := range []string{"modelctl", "scorer"} {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, c), "../../cmd/"+c).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", c, err, out)
+		}
+	}
+	return bin
 }
 
 // freeAddr is a loopback address with a port nothing listens on just now.
