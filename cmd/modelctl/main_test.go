@@ -108,6 +108,19 @@ func TestVerbsAgainstARealControlPlane(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &evs) != nil || len(evs) != 5 || evs[3].Reason != "fresher" {
 		t.Fatalf("history: %q %v", out, err)
 	}
+	// --last shows the newest events; --limit the first ones, and says there
+	// may be more.
+	out, _, err = cli(t, url, "history", "calling-score", "--last", "2", "-o", "json")
+	if err != nil || json.Unmarshal([]byte(out), &evs) != nil || len(evs) != 2 || evs[0].Revision != 4 || evs[1].Revision != 5 {
+		t.Fatalf("history --last 2: %q %v", out, err)
+	}
+	out, errOut, err := cli(t, url, "history", "calling-score", "--limit", "2", "-o", "json")
+	if err != nil || json.Unmarshal([]byte(out), &evs) != nil || len(evs) != 2 || evs[1].Revision != 2 || !strings.Contains(errOut, "--since 2 pages on") {
+		t.Fatalf("history --limit 2: %q %q %v", out, errOut, err)
+	}
+	if _, errOut, err = cli(t, url, "history", "calling-score", "--limit", "5"); err != nil || errOut != "" {
+		t.Fatalf("history --limit 5 of 5 events: %q %v", errOut, err)
+	}
 	out, _, err = cli(t, url, "list", "-o", "json")
 	var ms []registry.Model
 	if err != nil || json.Unmarshal([]byte(out), &ms) != nil || len(ms) != 1 || ms[0].Production != 1 {
@@ -198,6 +211,8 @@ func TestCanaryAndBlendVerbs(t *testing.T) {
 		{[]string{"blend", "calling-score", "NaN"}, "want a number from 0 to 1"},
 		{[]string{"blend", "calling-score", "+Inf"}, "want a number from 0 to 1"},
 		{[]string{"history", "--limit", "0"}, "--limit 0: want 1 to 10000"},
+		{[]string{"history", "--last", "0"}, "--last 0: want 1 to 10000"},
+		{[]string{"history", "--last", "2", "--limit", "3"}, "not both"},
 		{[]string{"gc", "--grace", "-1h"}, "grace -1h0m0s: want 0 or more"},
 	} {
 		if _, _, err := cli(t, url, bad.args...); err == nil || !strings.Contains(err.Error(), bad.want) {

@@ -428,20 +428,29 @@ func (c *rollbackCmd) Run(ctx context.Context, args []string) error {
 type historyCmd struct{ *env }
 
 func (c *historyCmd) Usage() string {
-	return "history [MODEL] [--since REV] [--limit N]   events, oldest first"
+	return "history [MODEL] [--since REV] [--limit N | --last N]   events, oldest first"
 }
 
 func (c *historyCmd) Run(ctx context.Context, args []string) error {
 	fs := c.flags(c, "history")
 	cf := c.clientFlags(fs)
 	since := fs.Uint64("since", 0, "only events after this revision")
-	limit := fs.Int("limit", 1000, "at most this many events (1 to 10000; --since pages on)")
+	limit := fs.Int("limit", 1000, "at most this many events, the first after --since (1 to 10000; --since pages on)")
+	last := fs.Int("last", 0, "only the latest N events (1 to 10000)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
 	if *limit < 1 || *limit > 10000 {
 		return fmt.Errorf("--limit %d: want 1 to 10000 (--since REV pages on)", *limit)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["last"] && (*last < 1 || *last > 10000) {
+		return fmt.Errorf("--last %d: want 1 to 10000", *last)
+	}
+	if set["last"] && set["limit"] {
+		return fmt.Errorf("give --limit (the first events after --since) or --last (the latest ones), not both")
 	}
 	if len(pos) > 1 {
 		fs.Usage()
@@ -455,9 +464,21 @@ func (c *historyCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	evs, err := cl.Events(ctx, model, *since, *limit)
+	var evs []registry.Event
+	if set["last"] {
+		evs, err = cl.LatestEvents(ctx, model, *since, *last)
+	} else {
+		evs, err = cl.Events(ctx, model, *since, *limit)
+	}
 	if err != nil {
 		return err
+	}
+	if !set["last"] && len(evs) == *limit {
+		// Say when there are more, where it does not get into the output.
+		end := evs[len(evs)-1].Revision
+		if more, err := cl.Events(ctx, model, end, 1); err == nil && len(more) > 0 {
+			fmt.Fprintf(c.stderr, "the first %d events after revision %d; there are more: --since %d pages on, --last N shows the latest\n", *limit, *since, end)
+		}
 	}
 	return printList(c.env, cf.output, evs, "no events",
 		"REVISION\tTIME\tMODEL\tEVENT\tFROM\tTO\tACTOR\tREASON",

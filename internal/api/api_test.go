@@ -220,6 +220,8 @@ func TestControlPlaneStatuses(t *testing.T) {
 		{"GET", "/api/v1/models/calling-score/versions/1/artifact", "", 200, ""},
 		{"GET", "/api/v1/models/..%2f..%2fetc", "", 400, ""},
 		{"GET", "/api/v1/events?since=-1", "", 400, ""},
+		{"GET", "/api/v1/events?last=x", "", 400, `last="x" must be a whole number`},
+		{"GET", "/api/v1/events?last=1&limit=1", "", 400, "not both"},
 		{"GET", "/api/v1/nowhere", "", 404, ""},
 	} {
 		req, _ := http.NewRequest(tc.method, cl.BaseURL+tc.path, strings.NewReader(tc.body))

@@ -350,7 +350,17 @@ func (cp *ControlPlane) listEvents(c echo.Context) error {
 	if limit > 10000 {
 		limit = 10000
 	}
-	evs, err := cp.Registry.Events(c.Request().Context(), registry.EventQuery{Model: c.QueryParam("model"), Since: since, Limit: int(limit)})
+	last, err := uintQuery(c, "last")
+	if err != nil {
+		return err
+	}
+	if last > 10000 {
+		last = 10000
+	}
+	if last > 0 && limit > 0 {
+		return badRequest("give limit (the first events after since) or last (the latest ones), not both")
+	}
+	evs, err := cp.Registry.Events(c.Request().Context(), registry.EventQuery{Model: c.QueryParam("model"), Since: since, Limit: int(limit), Last: int(last)})
 	if err != nil {
 		return err
 	}

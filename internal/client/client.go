@@ -303,6 +303,16 @@ func (c *Client) GC(ctx context.Context, body api.GCBody) (*registry.GCResult, e
 
 // Events returns history after since, for one model when model is set.
 func (c *Client) Events(ctx context.Context, model string, since uint64, limit int) ([]registry.Event, error) {
+	return c.events(ctx, model, since, "limit", limit)
+}
+
+// LatestEvents returns the last n events after revision since (0: from the
+// start), in revision order: a model's recent history, however long it is.
+func (c *Client) LatestEvents(ctx context.Context, model string, since uint64, n int) ([]registry.Event, error) {
+	return c.events(ctx, model, since, "last", n)
+}
+
+func (c *Client) events(ctx context.Context, model string, since uint64, countParam string, n int) ([]registry.Event, error) {
 	q := url.Values{}
 	if model != "" {
 		q.Set("model", model)
@@ -310,8 +320,8 @@ func (c *Client) Events(ctx context.Context, model string, since uint64, limit i
 	if since > 0 {
 		q.Set("since", strconv.FormatUint(since, 10))
 	}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
+	if n > 0 {
+		q.Set(countParam, strconv.Itoa(n))
 	}
 	var out struct {
 		Events []registry.Event `json:"events"`

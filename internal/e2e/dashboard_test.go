@@ -482,3 +482,33 @@ func TestDashboardHeatmapGreysTooFewRows(t *testing.T) {
 		t.Fatalf("browser console: %v", *problems)
 	}
 }
+
+// The model page shows the model's latest events, however long its history:
+// it asked for the first 10,000 and so, past them, showed none of the new ones.
+func TestDashboardShowsTheLatestHistory(t *testing.T) {
+	ctx := context.Background()
+	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
+	cl := adminClient(cp.URL())
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	for i := range 210 {
+		w := float64(i%10) / 10
+		if _, err := cl.SetBlend(ctx, "calling-score", api.BlendBody{Weight: &w, Reason: fmt.Sprintf("step %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, problems := browser(t)
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#timeline-more"))); err != nil {
+		t.Fatalf("the model page with 211 events: %v", err)
+	}
+	got, err := chromedp.Run(b, chromedp.Evaluate[[]string](`(() => { const li = document.querySelectorAll("#timeline li"); return [String(li.length), li[0].textContent, li[li.length - 1].textContent]; })()`))
+	if err != nil || len(got) != 3 {
+		t.Fatalf("timeline: %v %v", got, err)
+	}
+	// Newest first: step 209 (revision 211) down to step 10 (revision 12).
+	if got[0] != "200" || !strings.Contains(got[1], "step 209") || !strings.Contains(got[1], "rev 211") || !strings.Contains(got[2], "step 10") {
+		t.Fatalf("the timeline holds %s events, first %q, last %q; want the latest 200, newest first", got[0], got[1], got[2])
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}

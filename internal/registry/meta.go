@@ -38,6 +38,9 @@ type MetaTx interface {
 	// Events returns, in revision order, up to limit events after revision
 	// since for which keep is true.
 	Events(since uint64, limit int, keep func(*Event) bool) ([]Event, error)
+	// LatestEvents returns, in revision order, the last n events after revision
+	// since for which keep is true.
+	LatestEvents(since uint64, n int, keep func(*Event) bool) ([]Event, error)
 	Token(id string) (*Token, error)
 	Tokens() ([]Token, error)
 	PutToken(t *Token) error

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -184,6 +185,25 @@ func (t boltTx) Events(since uint64, limit int, keep func(*Event) bool) ([]Event
 			out = append(out, e)
 		}
 	}
+	return out, nil
+}
+
+func (t boltTx) LatestEvents(since uint64, n int, keep func(*Event) bool) ([]Event, error) {
+	var out []Event
+	c := t.tx.Bucket(bucketEvents).Cursor()
+	for k, v := c.Last(); k != nil && len(out) < n; k, v = c.Prev() {
+		if binary.BigEndian.Uint64(k) <= since {
+			break
+		}
+		var e Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			return nil, fmt.Errorf("event %x: corrupt record: %w", k, err)
+		}
+		if keep(&e) {
+			out = append(out, e)
+		}
+	}
+	slices.Reverse(out)
 	return out, nil
 }
 

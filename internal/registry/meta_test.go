@@ -3,6 +3,7 @@ package registry_test
 import (
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/modelops/modelops/internal/registry"
@@ -130,5 +131,62 @@ func metaContract(t *testing.T, s registry.MetaStore) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// LatestEvents reads from the newest end: the last n events that match, after
+// since, in revision order.
+func TestLatestEvents(t *testing.T) {
+	for name, open := range metaStores {
+		t.Run(name, func(t *testing.T) {
+			s := open(t)
+			if err := s.Update(func(tx registry.MetaTx) error {
+				for i := range 10 {
+					m := "a" // revisions 1, 3, 5, 7, 9
+					if i%2 == 1 {
+						m = "b"
+					}
+					if err := tx.AppendEvent(&registry.Event{Model: m, Kind: registry.EventPushed}); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			onlyA := func(e *registry.Event) bool { return e.Model == "a" }
+			all := func(*registry.Event) bool { return true }
+			revs := func(evs []registry.Event, err error) []uint64 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				out := []uint64{}
+				for _, e := range evs {
+					out = append(out, e.Revision)
+				}
+				return out
+			}
+			for _, tc := range []struct {
+				since uint64
+				n     int
+				keep  func(*registry.Event) bool
+				want  []uint64
+			}{
+				{0, 3, onlyA, []uint64{5, 7, 9}},
+				{6, 10, onlyA, []uint64{7, 9}},
+				{0, 2, all, []uint64{9, 10}},
+				{0, 100, all, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+				{10, 5, all, []uint64{}},
+			} {
+				var got []uint64
+				s.View(func(tx registry.MetaTx) error {
+					got = revs(tx.LatestEvents(tc.since, tc.n, tc.keep))
+					return nil
+				})
+				if !slices.Equal(got, tc.want) {
+					t.Errorf("LatestEvents(since %d, n %d): %v, want %v", tc.since, tc.n, got, tc.want)
+				}
+			}
+		})
 	}
 }

@@ -10,8 +10,11 @@ type EventQuery struct {
 	Model string
 	// Since keeps events with a revision greater than it.
 	Since uint64
-	// Limit caps the number of events (0: 1000).
+	// Limit caps the number of events (0: 1000), the first ones after Since.
 	Limit int
+	// Last, when set, asks for the last this many events instead (after Since
+	// still, and in revision order too); Limit is then ignored.
+	Last int
 }
 
 // Events returns events in revision order.
@@ -24,9 +27,14 @@ func (r *Registry) Events(_ context.Context, q EventQuery) ([]Event, error) {
 	if q.Limit <= 0 {
 		q.Limit = 1000
 	}
+	keep := func(e *Event) bool { return q.Model == "" || e.Model == q.Model }
 	var out []Event
 	err := r.Meta.View(func(tx MetaTx) (err error) {
-		out, err = tx.Events(q.Since, q.Limit, func(e *Event) bool { return q.Model == "" || e.Model == q.Model })
+		if q.Last > 0 {
+			out, err = tx.LatestEvents(q.Since, q.Last, keep)
+		} else {
+			out, err = tx.Events(q.Since, q.Limit, keep)
+		}
 		return err
 	})
 	return out, err

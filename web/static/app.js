@@ -247,13 +247,16 @@ function heatmap(series, features, production) {
   return h("div", {}, h("p", { class: "legend" }, name + ": green < 0.1 ≤ amber < 0.25 ≤ red; grey: too few rows to grade"), grid);
 }
 
+// The model page shows this many of the model's latest events.
+const TIMELINE_EVENTS = 200;
+
 async function modelPage(name) {
   const enc = encodeURIComponent(name);
   const [m, health, series, events] = await Promise.all([
     api("/api/v1/models/" + enc),
     api("/api/v1/models/" + enc + "/health").catch(() => ({ arms: [] })),
     api("/api/v1/models/" + enc + "/series?span=15m&step=30s").catch(() => ({ series: {} })),
-    api("/api/v1/events?model=" + enc + "&limit=10000"),
+    api("/api/v1/events?model=" + enc + "&last=" + TIMELINE_EVENTS),
   ]);
   const recent = m.versions.slice(-20);
   const cards = await Promise.all(recent.map((v) => api(`/api/v1/models/${enc}/versions/${v.version}`).then((x) => x.card).catch(() => null)));
@@ -341,7 +344,9 @@ async function modelPage(name) {
       chart("p99 latency ms", ser, "p99_ms", 1)),
     h("h2", {}, "Drift (PSI per feature)"), h("section", {}, heatmap(ser, features, m.production)),
     h("h2", {}, "Champion and challenger on outcomes"), h("section", {}, outcomes),
-    h("h2", {}, "History"), h("section", {}, timeline));
+    h("h2", {}, "History"), h("section", {}, timeline,
+      events.events.length === TIMELINE_EVENTS ? h("p", { class: "muted", id: "timeline-more" },
+        `The latest ${TIMELINE_EVENTS} events; \`modelctl history ${name}\` lists them all.`) : null));
 }
 
 async function fleet() {
@@ -426,7 +431,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   if (state.who) {
     // Start the stream from the current revision, so old history does not replay.
     try {
-      const { events } = await api("/api/v1/events?limit=10000");
+      const { events } = await api("/api/v1/events?last=1");
       if (events.length) state.since = events[events.length - 1].revision;
     } catch (e) { /* the page will say so */ }
     startLive();
