@@ -185,8 +185,9 @@ func TestCanaryAndBlendVerbs(t *testing.T) {
 		}
 	}
 	cli(t, url, "promote", "calling-score", "1")
-	out, _, err := cli(t, url, "canary", "calling-score", "2", "--traffic", "10", "--mode", "shadow")
-	if err != nil || !strings.Contains(out, "canary → v2: shadow, 10% of traffic") {
+	// A reason given is recorded after what changed, which the history keeps.
+	out, _, err := cli(t, url, "canary", "calling-score", "2", "--traffic", "10", "--mode", "shadow", "--reason", "see it first")
+	if err != nil || !strings.Contains(out, "canary → v2: shadow, 10% of traffic: see it first") {
 		t.Fatalf("canary: %q %v", out, err)
 	}
 	out, _, _ = cli(t, url, "list")
@@ -222,8 +223,11 @@ func TestCanaryAndBlendVerbs(t *testing.T) {
 	if out, _, err := cli(t, url, "canary", "calling-score", "--clear"); err != nil || !strings.Contains(out, "cleared") {
 		t.Fatalf("clear: %q %v", out, err)
 	}
-	if out, _, err := cli(t, url, "blend", "calling-score", "0.5"); err != nil || !strings.Contains(out, "weight 0.5 (was 1)") {
+	if out, _, err := cli(t, url, "blend", "calling-score", "0.5"); err != nil || !strings.Contains(out, "weight 0.5 (was 1) (revision") {
 		t.Fatalf("blend: %q %v", out, err)
+	}
+	if out, _, err := cli(t, url, "blend", "calling-score", "0.75", "--reason", "ramp up"); err != nil || !strings.Contains(out, "weight 0.75 (was 0.5): ramp up") {
+		t.Fatalf("blend --reason: %q %v", out, err)
 	}
 }
 

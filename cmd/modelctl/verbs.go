@@ -595,13 +595,14 @@ func (c *canaryCmd) Run(ctx context.Context, args []string) error {
 type blendCmd struct{ *env }
 
 func (c *blendCmd) Usage() string {
-	return "blend MODEL W   score = W·model + (1−W)·rules, W from 0 to 1"
+	return "blend MODEL W [--reason TEXT]   score = W·model + (1−W)·rules, W from 0 to 1"
 }
 
 func (c *blendCmd) Run(ctx context.Context, args []string) error {
 	fs := c.flags(c, "blend")
 	cf := c.clientFlags(fs)
 	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
+	reason := fs.String("reason", "", "why, recorded in the history")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -618,7 +619,7 @@ func (c *blendCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ev, err := cl.SetBlend(ctx, pos[0], api.BlendBody{Weight: &w, ExpectRevision: *expect})
+	ev, err := cl.SetBlend(ctx, pos[0], api.BlendBody{Weight: &w, ExpectRevision: *expect, Reason: *reason})
 	if err != nil {
 		return err
 	}

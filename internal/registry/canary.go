@@ -75,10 +75,7 @@ func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, erro
 		if m.Candidate != nil {
 			from = m.Candidate.Version
 		}
-		reason := req.Reason
-		if reason == "" {
-			reason = fmt.Sprintf("%s, %g%% of traffic", req.Mode, req.Traffic)
-		}
+		reason := withWhy(fmt.Sprintf("%s, %g%% of traffic", req.Mode, req.Traffic), req.Reason)
 		m.Candidate = &Canary{Version: req.Version, Traffic: req.Traffic, Mode: req.Mode}
 		return &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventCanarySet, From: from, To: req.Version, Reason: reason}, nil
 	})
@@ -98,14 +95,20 @@ func (r *Registry) SetBlend(_ context.Context, req BlendRequest) (*Event, error)
 		return nil, fmt.Errorf("%w: blend weight %v: want a number from 0 to 1", ErrInvalid, req.Weight)
 	}
 	return r.changeModel(req.Model, req.ExpectRevision, func(_ MetaTx, m *Model) (*Event, error) {
-		reason := req.Reason
-		if reason == "" {
-			reason = fmt.Sprintf("weight %g (was %g)", req.Weight, m.BlendWeight())
-		}
+		reason := withWhy(fmt.Sprintf("weight %g (was %g)", req.Weight, m.BlendWeight()), req.Reason)
 		w := req.Weight
 		m.Blend = &w
 		return &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventBlendSet, Reason: reason}, nil
 	})
+}
+
+// withWhy is an event's reason: what changed, which the history would otherwise
+// not hold (a canary's share and mode, a blend's weight), then the caller's why.
+func withWhy(what, why string) string {
+	if why == "" {
+		return what
+	}
+	return what + ": " + why
 }
 
 // BlendWeight is the model's weight against its rules (1 unless set).
