@@ -542,7 +542,7 @@ func (c *gcCmd) Run(ctx context.Context, args []string) error {
 type canaryCmd struct{ *env }
 
 func (c *canaryCmd) Usage() string {
-	return "canary MODEL VERSION --traffic 10 [--mode ab|shadow] | canary MODEL --clear   set or clear the challenger"
+	return "canary MODEL VERSION --traffic 10 [--mode ab|shadow] [--reason TEXT] | canary MODEL --clear   set or clear the challenger"
 }
 
 func (c *canaryCmd) Run(ctx context.Context, args []string) error {
