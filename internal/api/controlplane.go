@@ -389,6 +389,17 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 			return err
 		}
 	}
+	// A client ahead of the registry saw another history: this one was restored
+	// from a backup since. Its revisions after the backup's are new events, so
+	// the client gets them from where this registry stands.
+	rev, err := cp.Registry.Revision()
+	if err != nil {
+		return err
+	}
+	ahead := since > rev
+	if ahead {
+		since = rev
+	}
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()
 	w := c.Response()
@@ -397,7 +408,11 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 	w.Header().Set(echo.HeaderCacheControl, "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, "retry: 1000\n: watching from revision %d\n\n", since)
+	if ahead {
+		fmt.Fprintf(w, "retry: 1000\n: the revision asked for is ahead of this registry (restored from a backup?); watching from revision %d\n\n", since)
+	} else {
+		fmt.Fprintf(w, "retry: 1000\n: watching from revision %d\n\n", since)
+	}
 	w.Flush()
 
 	events := cp.Registry.Watch(ctx, since)

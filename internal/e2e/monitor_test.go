@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -347,4 +348,70 @@ func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
 	if n := strings.Count(got, "cannot deliver reports"); n != 1 {
 		t.Fatalf("%d warnings about reports, want 1:\n%s", n, got)
 	}
+}
+
+// The README's restore: stop the control plane, put a backup in place, start it.
+// The restored registry is at an older revision than the scorer has seen, and its
+// new events reuse the revisions after it: the scorer must follow them, not wait
+// for the revision it saw before.
+func TestScorerFollowsARegistryRestoredFromABackup(t *testing.T) {
+	ctx := context.Background()
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir, cfg.Listen, cfg.AdminToken = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", adminToken
+	cp := app.NewControlPlane(cfg, quietLogger(t))
+	if err := cp.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	addScorerToken(t, cp)
+	cl := adminClient(cp.URL())
+	for seed := uint64(1); seed <= 3; seed++ {
+		mustPush(t, cl, testutil.MustModel(t, seed))
+	}
+	promote := func(v int) {
+		t.Helper()
+		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	promote(1)
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	f, err := os.Create(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Backup(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	scfg := app.DefaultScorerConfig()
+	scfg.ControlPlane, scfg.Listen, scfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
+	scfg.Token = scorerToken
+	sc := app.NewScorer(scfg, quietLogger(t))
+	if err := sc.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close(ctx)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	version := func() int { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version }
+	// Six promotions after the backup: the scorer sees revisions the restored
+	// registry will number again.
+	for _, v := range []int{2, 3, 2, 3, 2, 3} {
+		promote(v)
+		waitFor(t, fmt.Sprintf("v%d before the restore", v), 10*time.Second, func() bool { return version() == v })
+	}
+
+	cp.Close(ctx)
+	if err := os.Rename(backup, filepath.Join(cfg.DataDir, "registry.db")); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = strings.TrimPrefix(cp.URL(), "http://")
+	cp2 := app.NewControlPlane(cfg, quietLogger(t))
+	if err := cp2.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer cp2.Close(ctx)
+	waitFor(t, "the scorer to resync to the restored v1", 20*time.Second, func() bool { return version() == 1 })
+	promote(2)
+	waitFor(t, "the scorer to follow a promotion made after the restore", 10*time.Second, func() bool { return version() == 2 })
 }
