@@ -3,11 +3,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
