@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/modelops/modelops/internal/app"
-	"github.com/modelops/modelops/internal/registry"
 )
 
 type serveCmd struct{ *env }
@@ -50,9 +47,7 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewTextHandler(c.stderr, nil))
 	cp := app.NewControlPlane(cfg, log)
 	if err := cp.Open(ctx); err != nil {
-		// "invalid request" is how the API names a bad value; at start there is
-		// no request, only the setting the rest of the message names.
-		return errors.New(strings.Replace(err.Error(), registry.ErrInvalid.Error()+": ", "", 1))
+		return err
 	}
 	select {
 	case <-ctx.Done():

@@ -71,7 +71,7 @@ func DefaultScorerConfig() ScorerConfig {
 // anything starts: a value quietly replaced by a default is a surprise later.
 func (c ScorerConfig) Validate() error {
 	if err := registry.CheckModelName(c.Model); err != nil {
-		return fmt.Errorf("--model: %s", strings.TrimPrefix(err.Error(), registry.ErrInvalid.Error()+": "))
+		return fmt.Errorf("--model: %w", err)
 	}
 	if c.ModelDir == "" {
 		if err := client.CheckBaseURL(c.ControlPlane); err != nil {

@@ -64,13 +64,13 @@ func RegisterBlobDriver(scheme string, d BlobDriver) {
 func OpenBlobStore(ctx context.Context, rawURL string) (BlobStore, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: blob store URL %q: %v", ErrInvalid, rawURL, err)
+		return nil, Invalidf("blob store URL %q: %v", rawURL, err)
 	}
 	driversMu.Lock()
 	d, ok := drivers[u.Scheme]
 	driversMu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("%w: blob store URL %q: unknown scheme %q (want file:///DIR or s3://BUCKET/PREFIX?…)", ErrInvalid, rawURL, u.Scheme)
+		return nil, Invalidf("blob store URL %q: unknown scheme %q (want file:///DIR or s3://BUCKET/PREFIX?…)", rawURL, u.Scheme)
 	}
 	return d(ctx, u)
 }
@@ -83,7 +83,7 @@ func init() {
 			p = filepath.Join(u.Host, u.Path)
 		}
 		if p == "" {
-			return nil, fmt.Errorf("%w: file blob store URL needs a path", ErrInvalid)
+			return nil, Invalidf("file blob store URL needs a path")
 		}
 		return NewFileStore(p)
 	})

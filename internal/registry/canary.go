@@ -47,10 +47,10 @@ func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, erro
 			req.Mode = ModeAB
 		}
 		if req.Mode != ModeAB && req.Mode != ModeShadow {
-			return nil, fmt.Errorf("%w: canary mode %q: want ab or shadow", ErrInvalid, req.Mode)
+			return nil, Invalidf("canary mode %q: want ab or shadow", req.Mode)
 		}
 		if math.IsNaN(req.Traffic) || req.Traffic <= 0 || req.Traffic > 100 {
-			return nil, fmt.Errorf("%w: canary traffic %v: want a percentage above 0 and at most 100", ErrInvalid, req.Traffic)
+			return nil, Invalidf("canary traffic %v: want a percentage above 0 and at most 100", req.Traffic)
 		}
 	}
 	return r.changeModel(req.Model, req.ExpectRevision, func(tx MetaTx, m *Model) (*Event, error) {
@@ -92,7 +92,7 @@ type BlendRequest struct {
 // SetBlend records the weight the model's score gets against its fallback rules.
 func (r *Registry) SetBlend(_ context.Context, req BlendRequest) (*Event, error) {
 	if math.IsNaN(req.Weight) || req.Weight < 0 || req.Weight > 1 {
-		return nil, fmt.Errorf("%w: blend weight %v: want a number from 0 to 1", ErrInvalid, req.Weight)
+		return nil, Invalidf("blend weight %v: want a number from 0 to 1", req.Weight)
 	}
 	return r.changeModel(req.Model, req.ExpectRevision, func(_ MetaTx, m *Model) (*Event, error) {
 		reason := withWhy(fmt.Sprintf("weight %g (was %g)", req.Weight, m.BlendWeight()), req.Reason)

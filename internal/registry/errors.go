@@ -28,7 +28,7 @@ func CheckModelName(name string) error {
 		if len(shown) > 80 {
 			shown = shown[:80] + "…"
 		}
-		return fmt.Errorf("%w: model name %q must match %s", ErrInvalid, shown, modelName)
+		return Invalidf("model name %q must match %s", shown, modelName)
 	}
 	return nil
 }
@@ -38,7 +38,7 @@ var digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // CheckDigest returns an error unless d is a lower-case hex sha256.
 func CheckDigest(d string) error {
 	if !digestRE.MatchString(d) {
-		return fmt.Errorf("%w: sha256 must be 64 lower-case hex digits", ErrInvalid)
+		return Invalidf("sha256 must be 64 lower-case hex digits")
 	}
 	return nil
 }
@@ -52,3 +52,10 @@ type kindError struct {
 
 func (e *kindError) Error() string   { return e.err.Error() }
 func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// Invalidf is an ErrInvalid that reads as its message alone: the API's error
+// code (invalid_request) names the kind, and a setting read at start-up is no
+// request at all.
+func Invalidf(format string, a ...any) error {
+	return &kindError{ErrInvalid, fmt.Errorf(format, a...)}
+}

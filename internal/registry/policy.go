@@ -68,19 +68,19 @@ func DefaultPolicy() Policy {
 func (p Policy) Check() error {
 	switch {
 	case !(p.MaxErrorRate >= 0 && p.MaxErrorRate <= 1):
-		return fmt.Errorf("%w: max_error_rate %v: want 0 to 1", ErrInvalid, p.MaxErrorRate)
+		return Invalidf("max_error_rate %v: want 0 to 1", p.MaxErrorRate)
 	case !(p.MaxFallbackRate >= 0 && p.MaxFallbackRate <= 1):
-		return fmt.Errorf("%w: max_fallback_rate %v: want 0 to 1", ErrInvalid, p.MaxFallbackRate)
+		return Invalidf("max_fallback_rate %v: want 0 to 1", p.MaxFallbackRate)
 	case !(p.MaxP99Ms > 0) || math.IsInf(p.MaxP99Ms, 0):
-		return fmt.Errorf("%w: max_p99_ms %v: want a positive number", ErrInvalid, p.MaxP99Ms)
+		return Invalidf("max_p99_ms %v: want a positive number", p.MaxP99Ms)
 	case !(p.MaxPredPSI > 0) || math.IsInf(p.MaxPredPSI, 0):
-		return fmt.Errorf("%w: max_prediction_psi %v: want a positive number", ErrInvalid, p.MaxPredPSI)
+		return Invalidf("max_prediction_psi %v: want a positive number", p.MaxPredPSI)
 	case p.MinSamples < 1:
-		return fmt.Errorf("%w: min_samples %d: want at least 1", ErrInvalid, p.MinSamples)
+		return Invalidf("min_samples %d: want at least 1", p.MinSamples)
 	case p.BakeTime < 0:
-		return fmt.Errorf("%w: bake_time must not be negative", ErrInvalid)
+		return Invalidf("bake_time must not be negative")
 	case p.FailureLimit < 1:
-		return fmt.Errorf("%w: failure_limit %d: want at least 1", ErrInvalid, p.FailureLimit)
+		return Invalidf("failure_limit %d: want at least 1", p.FailureLimit)
 	}
 	return nil
 }

@@ -45,7 +45,7 @@ func (r *Registry) Push(ctx context.Context, req PushRequest) (*PushResult, erro
 	}
 	card, err := artifact.ParseCard(req.Card)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, &kindError{ErrInvalid, err}
 	}
 
 	var want *artifact.Signature
@@ -145,7 +145,7 @@ func (r *Registry) stage(ctx context.Context, req PushRequest) (string, int64, e
 		return "", 0, fmt.Errorf("push %s: %w: artifact is larger than %d bytes", req.Model, ErrTooLarge, limit)
 	}
 	if n == 0 {
-		return "", 0, fmt.Errorf("push %s: %w: the artifact is empty", req.Model, ErrInvalid)
+		return "", 0, Invalidf("push %s: the artifact is empty", req.Model)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != req.Digest {
 		return "", 0, fmt.Errorf("push %s: %w: the artifact hashes to sha256 %s, the request states %s", req.Model, ErrDigestMismatch, got, req.Digest)

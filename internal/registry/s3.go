@@ -57,7 +57,7 @@ func init() {
 // OpenS3 builds an S3 store from a parsed s3:// URL and checks the bucket.
 func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 	if u.Host == "" {
-		return nil, fmt.Errorf("%w: s3 URL needs a bucket: s3://BUCKET/PREFIX", ErrInvalid)
+		return nil, Invalidf("s3 URL needs a bucket: s3://BUCKET/PREFIX")
 	}
 	q := u.Query()
 	s := &S3Store{
@@ -72,7 +72,7 @@ func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 		if v := q.Get(name); v != "" {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < min {
-				return fmt.Errorf("%w: s3 URL: %s=%q must be a whole number ≥ %d", ErrInvalid, name, v, min)
+				return Invalidf("s3 URL: %s=%q must be a whole number ≥ %d", name, v, min)
 			}
 			*dst = n
 		}
@@ -87,7 +87,7 @@ func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 	if v := q.Get("timeout"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("%w: s3 URL: timeout=%q must be a duration such as 30s", ErrInvalid, v)
+			return nil, Invalidf("s3 URL: timeout=%q must be a duration such as 30s", v)
 		}
 		s.Timeout = d
 	}

@@ -67,14 +67,14 @@ func (r *Registry) CreateToken(_ context.Context, name, role string) (*Token, st
 // the environment). The secret must have the token form.
 func (r *Registry) AddToken(name, role, secret string) (*Token, error) {
 	if !ValidRole(role) {
-		return nil, fmt.Errorf("%w: role %q: want admin, viewer or scorer", ErrInvalid, role)
+		return nil, Invalidf("role %q: want admin, viewer or scorer", role)
 	}
 	if name == "" || len(name) > 64 || strings.ContainsAny(name, "\x00\n\r") {
-		return nil, fmt.Errorf("%w: token name must be 1–64 printable characters", ErrInvalid)
+		return nil, Invalidf("token name must be 1–64 printable characters")
 	}
 	m := tokenRE.FindStringSubmatch(secret)
 	if m == nil {
-		return nil, fmt.Errorf("%w: a token has the form mo_<12 hex>_<40 hex> (`modelctl token new` makes one)", ErrInvalid)
+		return nil, Invalidf("a token has the form mo_<12 hex>_<40 hex> (`modelctl token new` makes one)")
 	}
 	t := &Token{ID: m[1], Name: name, Role: role, CreatedAt: r.Now().UTC(), Hash: hashSecret(secret)}
 	err := r.Meta.Update(func(tx MetaTx) error {
