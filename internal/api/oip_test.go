@@ -414,3 +414,30 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// A malformed feedback body is refused in the request's terms, not Go's.
+func TestFeedbackSaysWhatIsWrongInTheRequestsTerms(t *testing.T) {
+	sc := newScorer(mustServed(t))
+	sc.Recorder = monitor.NewRecorder()
+	sc.Join = monitor.NewJoin(sc.Recorder, 100)
+	url := MustServe(t, sc.Handler())
+	for body, want := range map[string]string{
+		``:                                     "body is empty",
+		`{"request_id":"x","outcome":"yes"}`:   "outcome must be a number, not string",
+		`{"request_id":7,"outcome":1}`:         "request_id must be a string, not number",
+		`{"request_id":"x","outcomes":{}}`:     "outcomes must be an array, not object",
+		`[]`:                                   "the body must be a JSON object, not an array",
+		`{"request_id":"x","outcome":1,"z":1}`: `unknown field "z"`,
+		`{"request_id":"x",`:                   "unexpected end of input",
+		`{"request_id":"x","outcome":1} {}`:    "trailing data",
+		`{"request_id":"x","outcome":1,,}`:     "malformed JSON at byte",
+	} {
+		code, raw := post(t, url+"/v1/feedback", body)
+		var eb api.ErrorBody
+		json.Unmarshal(raw, &eb)
+		msg := eb.Error.Message
+		if code != 400 || !strings.Contains(msg, want) || strings.Contains(msg, "Go ") || strings.Contains(msg, "api.") {
+			t.Errorf("feedback %q: %d %s, want 400 saying %q", body, code, raw, want)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -428,7 +429,7 @@ func (s *Scorer) feedback(c echo.Context) error {
 	}
 	var req FeedbackRequest
 	if err := decodeStrict(body, &req); err != nil {
-		return badRequest("malformed feedback: " + err.Error())
+		return badRequest("feedback: " + explainBody(body, err))
 	}
 	outcomes := req.Outcomes
 	if req.Outcome != nil {
@@ -741,6 +742,25 @@ func decodeStrict(data []byte, v any) error {
 		return errors.New("trailing data after the JSON object")
 	}
 	return nil
+}
+
+// explainBody says why a JSON body did not decode, in the request's terms rather
+// than Go's ("outcome must be a number, not string").
+func explainBody(data []byte, err error) string {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return "body is empty; want a JSON object"
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return "malformed JSON: unexpected end of input"
+	}
+	if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return "unknown field " + field
+	}
+	return explainJSON(err)
 }
 
 // explainScoreError turns a decode failure into a message that names the row and
