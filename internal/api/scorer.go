@@ -772,14 +772,11 @@ func explainScoreError(data []byte, err error) string {
 	if msg, bad := firstBadFeature(data); bad {
 		return msg
 	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "malformed request: " + explainJSON(err)
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return "malformed JSON: unexpected end of input"
-	}
-	return "malformed request: " + explainJSON(err)
+	return explainBody(data, err)
 }
 
 // firstBadFeature names the first feature value that is not a finite number.
