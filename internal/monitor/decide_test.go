@@ -323,3 +323,44 @@ func TestMetricsExportPSIOnlyOverEnoughRows(t *testing.T) {
 		t.Fatalf("after 412 rows /metrics has %v, want both PSIs and drift_rows 412", g)
 	}
 }
+
+// "N consecutive failing evaluations" means consecutive: failures counted while
+// v2 was production do not carry over to its next promotion, after a rollback
+// by hand, where one more would have rolled it back at once.
+func TestFailuresDoNotCarryOverToTheNextPromotion(t *testing.T) {
+	reg, mon, now := setup(t)
+	rng := rand.New(rand.NewPCG(3, 3))
+	ctx := context.Background()
+	if _, err := reg.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for s := 0; s < 2; s++ { // two of the three failing evaluations allowed
+		*now = now.Add(time.Second)
+		ingest(mon, window(rng, 2, "champion", 300, 0, 0.2, 60))
+		mon.Evaluate(ctx)
+	}
+	if _, err := reg.Rollback(ctx, registry.AliasRequest{Model: "calling-score", Reason: "by hand"}); err != nil {
+		t.Fatal(err)
+	}
+	*now = now.Add(time.Second)
+	ingest(mon, window(rng, 1, "champion", 300, 0, 0.2, 0))
+	mon.Evaluate(ctx)
+	*now = now.Add(time.Minute)
+	if _, err := reg.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	*now = now.Add(time.Second)
+	ingest(mon, window(rng, 2, "champion", 300, 0, 0.2, 60))
+	mon.Evaluate(ctx)
+	if m, _ := reg.Model(ctx, "calling-score"); m.Production != 2 || kinds(t, reg)[registry.EventAutoRollback] != 0 {
+		t.Fatalf("one failing evaluation after the new promotion: production v%d, events %v; want v2 kept", m.Production, kinds(t, reg))
+	}
+	for s := 0; s < 2; s++ { // two more make three in a row
+		*now = now.Add(time.Second)
+		ingest(mon, window(rng, 2, "champion", 300, 0, 0.2, 60))
+		mon.Evaluate(ctx)
+	}
+	if m, _ := reg.Model(ctx, "calling-score"); m.Production != 1 || kinds(t, reg)[registry.EventAutoRollback] != 1 {
+		t.Fatalf("after three failing evaluations in a row: production v%d, events %v; want v1 back", m.Production, kinds(t, reg))
+	}
+}

@@ -403,12 +403,23 @@ func (m *Monitor) Evaluate(ctx context.Context) {
 		m.Logger.Error("monitor: list models", "err", err)
 		return
 	}
+	judged := map[seriesKey]bool{}
 	for _, md := range models {
-		m.evaluate(ctx, md)
+		m.evaluate(ctx, md, judged)
 	}
+	// A count of failing evaluations is of consecutive ones: an arm that was not
+	// judged this round (rolled back by hand, its bake over, its canary
+	// cleared) starts again from none, should it be promoted again.
+	m.mu.Lock()
+	for k := range m.fails {
+		if !judged[k] {
+			delete(m.fails, k)
+		}
+	}
+	m.mu.Unlock()
 }
 
-func (m *Monitor) evaluate(ctx context.Context, md registry.Model) {
+func (m *Monitor) evaluate(ctx context.Context, md registry.Model, judged map[seriesKey]bool) {
 	now := m.Now()
 	pol := md.EffectivePolicy()
 	if md.Production > 0 {
@@ -421,6 +432,7 @@ func (m *Monitor) evaluate(ctx context.Context, md registry.Model) {
 		w := m.window(k, from, now)
 		if baking {
 			reason := m.breach(ctx, md, k, w, pol, md.PromotedAt)
+			judged[k] = true
 			m.decide(ctx, k, reason, pol, registry.Decision{Model: md.Name, Version: md.Production})
 		} else {
 			m.driftAlert(ctx, md, k, w, pol)
@@ -430,6 +442,7 @@ func (m *Monitor) evaluate(ctx context.Context, md registry.Model) {
 		k := seriesKey{md.Name, md.Candidate.Version, "challenger"}
 		w := m.window(k, now.Add(-m.Window), now)
 		reason := m.breach(ctx, md, k, w, pol, time.Time{})
+		judged[k] = true
 		m.decide(ctx, k, reason, pol, registry.Decision{Model: md.Name, Version: md.Candidate.Version, Candidate: true})
 	}
 }
