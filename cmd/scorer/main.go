@@ -58,12 +58,27 @@ func run(ctx context.Context, args []string) error {
 	}
 	// Flags override the environment.
 	fs := flag.NewFlagSet("scorer", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: scorer [flags]
+
+Serves /v1/score and Open Inference Protocol v2 from ONNX Runtime, following a
+control plane's deployments (or, with --model-dir, a directory).
+
+Environment:
+  MODELOPS_SCORER_TOKEN   token for the control plane (a scorer token; else MODELCTL_TOKEN)
+  MODELCTL_SERVER, ONNXRUNTIME_LIB, SCORER_API_KEYS, SCORER_INTRA_OP_THREADS
+                          as the flags that name them; a flag given wins
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane URL (env MODELCTL_SERVER)")
 	fs.StringVar(&cfg.Model, "model", cfg.Model, "model to serve")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "scoring API address")
 	fs.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, "local artifact cache")
 	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
-	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", cfg.IntraOpThreads, "ONNX Runtime intra-op threads per session")
+	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", cfg.IntraOpThreads, "ONNX Runtime intra-op threads per session (env SCORER_INTRA_OP_THREADS)")
 	fs.StringVar(&cfg.ModelDir, "model-dir", cfg.ModelDir, "serve MODEL.onnx (and MODEL.card.json) from this directory, watched, with no control plane")
 	fs.IntVar(&cfg.BatchMaxRows, "batch-max-rows", cfg.BatchMaxRows, "micro-batch concurrent small requests into runs of up to `N` rows (0: off; make bench measures both)")
 	fs.DurationVar(&cfg.BatchMaxWait, "batch-max-wait", cfg.BatchMaxWait, "longest a micro-batch waits for requests already on their way (a lone request never waits)")

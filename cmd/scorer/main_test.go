@@ -65,7 +65,8 @@ func TestHelpSucceedsAndNamesEveryValue(t *testing.T) {
 			t.Errorf("flag line %q: the value's name is more than one word", line)
 		}
 	}
-	if flags < 15 || !strings.Contains(string(out), "-batch-max-rows N") {
+	// The token is read from the environment only: the help must say where.
+	if flags < 15 || !strings.Contains(string(out), "-batch-max-rows N") || !strings.Contains(string(out), "MODELOPS_SCORER_TOKEN") {
 		t.Fatalf("--help lists %d flags:\n%s", flags, out)
 	}
 }
