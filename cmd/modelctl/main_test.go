@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"io"
 	"log/slog"
 	"net/http"
@@ -432,6 +434,19 @@ func TestServeSaysWhatIsWrongWithItsSettings(t *testing.T) {
 		_, _, err := cli(t, "http://127.0.0.1:1", args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "invalid request") {
 			t.Errorf("modelctl %s: %v, want it to say %q", strings.Join(args, " "), err, tc.want)
+		}
+	}
+}
+
+// serve reads its secrets from the environment only: its help says which.
+func TestServeHelpNamesTheEnvironment(t *testing.T) {
+	_, errOut, err := cli(t, "http://127.0.0.1:1", "serve", "-h")
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("serve -h: %v", err)
+	}
+	for _, want := range []string{"MODELOPS_ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "MODELOPS_STORE", "-store string", "-insecure-no-auth"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("serve -h does not mention %s:\n%s", want, errOut)
 		}
 	}
 }

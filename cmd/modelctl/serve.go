@@ -28,6 +28,21 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	}
 	cfg.AdminToken = c.getenv("MODELOPS_ADMIN_TOKEN")
 	fs := c.flags(c, "serve")
+	fs.Usage = func() {
+		fmt.Fprintf(c.stderr, `usage: modelctl %s
+
+Environment:
+  MODELOPS_ADMIN_TOKEN   an admin token's secret (`+"`modelctl token new`"+` makes one); without it a
+                         registry with no admin token makes one and prints it once
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+                         credentials for an s3:// store
+  MODELOPS_DATA, MODELOPS_STORE, ONNXRUNTIME_LIB
+                         as the flags that name them; a flag given wins
+
+Flags:
+`, c.Usage())
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for registry.db and, by default, the artifacts (env MODELOPS_DATA)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "API address")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, "blob store URL: file:///dir or s3://bucket/prefix?endpoint=…&region=… (default file://DATA/artifacts; env MODELOPS_STORE)")
