@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,6 +68,19 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	}
 	if got.Model != "calling-score" || got.Version != 1 || got.Score == nil || *got.Score <= 0 || *got.Score >= 1 {
 		t.Fatalf("answer %+v, want calling-score v1 with a score in (0,1)", got)
+	}
+	// The README's walkthrough shows this very answer (39 times 0.5).
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := regexp.MustCompile(`\{"model":"calling-score","score":([0-9.]+),"source":"model","version":1`).FindSubmatch(readme)
+	if shown == nil {
+		t.Fatal("the README shows no answer from calling-score v1")
+	}
+	// Within what another CPU's ONNX Runtime kernels may move the last digits.
+	if want, _ := strconv.ParseFloat(string(shown[1]), 64); math.Abs(want-float64(*got.Score)) > 1e-5 {
+		t.Fatalf("the README shows score %s for 39 times 0.5; the shipped model answers %v", shown[1], *got.Score)
 	}
 	resp, err := http.Get("http://" + cpAddr + "/")
 	if err != nil {
