@@ -276,7 +276,8 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	// And 3 requests the rules answered before any version was loaded.
 	none := monitor.Window{Version: 0, Arm: "champion", Requests: 3, Rows: 3, Fallbacks: map[string]int64{"no_model": 3}, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins)}
 	none.Latency[0] = 3
-	report, _ := json.Marshal(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w, shadow, none}}}})
+	report, _ := json.Marshal(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w, shadow, none},
+		LoadError: "fetch v2: blob 3f…: not found"}}})
 	req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/reports", bytes.NewReader(report))
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	req.Header.Set("Content-Type", "application/json")
@@ -294,6 +295,9 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	}
 	if !regexp.MustCompile(`v1 +shadow +- +- +- +- +- +0 `).MatchString(out) {
 		t.Fatalf("status shows rates or latency for a shadow run, which answers no requests: %q", out)
+	}
+	if !strings.Contains(out, "n1 cannot serve calling-score's deployment: fetch v2: blob 3f…: not found") {
+		t.Fatalf("status does not say why the node cannot serve its deployment: %q", out)
 	}
 }
 

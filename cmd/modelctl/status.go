@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -112,6 +114,12 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 			fmt.Fprintf(w, "%s\t%v\t%s\t%s ago\n", n.Node, n.Ready, strings.Join(serves, ", "), time.Since(n.LastReport).Round(time.Second))
 		}
 	})
+	// A node that cannot serve what it was asked to says why, under the table.
+	for _, n := range fleet {
+		for _, m := range slices.Sorted(maps.Keys(n.LoadErrors)) {
+			fmt.Fprintf(c.stdout, "%s cannot serve %s's deployment: %s\n", n.Node, m, n.LoadErrors[m])
+		}
+	}
 	return nil
 }
 

@@ -198,7 +198,8 @@ func (s *Scorer) Open(ctx context.Context) error {
 		s.reporter = &monitor.Reporter{
 			ControlPlane: s.Config.ControlPlane, Node: nodeName, Address: s.Server.URL(), Model: s.Config.Model,
 			Interval: s.Config.ReportInterval, Recorder: s.Recorder, Logger: s.Logger.With("component", "reporter"), Token: s.Config.Token,
-			Ready: func() bool { ok, _ := scorer.Ready(); return ok },
+			Ready:     func() bool { ok, _ := scorer.Ready(); return ok },
+			LoadError: func() string { return s.Follower.Status().LastError },
 			Served: func() []monitor.Served {
 				var out []monitor.Served
 				for arm, slot := range map[string]*loader.Slot{api.ArmChampion: served.Slot, api.ArmChallenger: served.Candidate} {

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -507,6 +509,29 @@ func TestDashboardShowsTheLatestHistory(t *testing.T) {
 	// Newest first: step 209 (revision 211) down to step 10 (revision 12).
 	if got[0] != "200" || !strings.Contains(got[1], "step 209") || !strings.Contains(got[1], "rev 211") || !strings.Contains(got[2], "step 10") {
 		t.Fatalf("the timeline holds %s events, first %q, last %q; want the latest 200, newest first", got[0], got[1], got[2])
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// The fleet page says why a node does not serve what it was asked to.
+func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
+	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
+	report, _ := json.Marshal(monitor.Report{Node: "n1", Address: "http://127.0.0.1:1", Ready: true, Models: []monitor.ModelReport{{
+		Model: "calling-score", Served: []monitor.Served{{Arm: "champion", Version: 1, Digest: "ab"}}, LoadError: "fetch v2: blob not found"}}})
+	resp, err := http.Post(cp.URL()+"/api/v1/reports", "application/json", bytes.NewReader(report))
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("report: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	b, problems := browser(t)
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/fleet"), chromedp.WaitVisible(chromedp.CSS("#nodes .load-error"))); err != nil {
+		t.Fatalf("the fleet page shows no load error: %v", err)
+	}
+	text, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#nodes .load-error")))
+	if err != nil || !strings.Contains(text, "cannot load") || !strings.Contains(text, "calling-score: fetch v2: blob not found") {
+		t.Fatalf("the node's load error reads %q (%v)", text, err)
 	}
 	if len(*problems) > 0 {
 		t.Fatalf("browser console: %v", *problems)

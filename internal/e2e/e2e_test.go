@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -333,5 +334,25 @@ func TestScorerKeepsServingWhenALoadFails(t *testing.T) {
 	r := score(hc, sc.URL(), testutil.Row(0.1))
 	if r.status != 200 || r.resp.Source != api.SourceModel || r.resp.Version != 1 {
 		t.Fatalf("after a failed load: %+v, want v1 still serving", r)
+	}
+	// The node tells the control plane why it does not serve v2, for `status`
+	// and the dashboard, until it serves its deployment again.
+	loadError := func() string {
+		fleet, err := cl.Fleet(ctx)
+		if err != nil || len(fleet) != 1 {
+			return fmt.Sprintf("fleet %v %v", fleet, err)
+		}
+		return fleet[0].LoadErrors["calling-score"]
+	}
+	waitFor(t, "the node to report why it cannot serve v2", 10*time.Second, func() bool {
+		e := loadError()
+		return strings.Contains(e, "v2") && strings.Contains(e, "digest")
+	})
+	if _, err := cl.Rollback(ctx, "calling-score", api.AliasBody{Reason: "v2's blob is damaged"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the load error to clear once production is the version served", 10*time.Second, func() bool { return loadError() == "" })
+	if st := sc.Follower.Status(); st.LastError != "" || st.FailedLoads == 0 {
+		t.Fatalf("follower status after the rollback: %+v, want the error gone and the failure still counted", st)
 	}
 }

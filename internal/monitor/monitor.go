@@ -36,6 +36,9 @@ type NodeState struct {
 		Model string `json:"model"`
 		Served
 	} `json:"served"`
+	// LoadErrors are the node's reasons for not serving a model's deployment, by
+	// model.
+	LoadErrors map[string]string `json:"load_errors,omitempty"`
 }
 
 // Monitor keeps sliding windows of reports and makes the rollback decisions.
@@ -71,6 +74,12 @@ func (m *Monitor) Ingest(r Report) {
 	defer m.mu.Unlock()
 	ns := &NodeState{Node: r.Node, Address: r.Address, Ready: r.Ready, LastReport: now}
 	for _, mr := range r.Models {
+		if mr.LoadError != "" {
+			if ns.LoadErrors == nil {
+				ns.LoadErrors = map[string]string{}
+			}
+			ns.LoadErrors[mr.Model] = mr.LoadError
+		}
 		for _, s := range mr.Served {
 			ns.Served = append(ns.Served, struct {
 				Model string `json:"model"`

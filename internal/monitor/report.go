@@ -36,6 +36,9 @@ type ModelReport struct {
 	Model   string   `json:"model"`
 	Served  []Served `json:"served"`
 	Windows []Window `json:"windows"`
+	// LoadError is why the node does not serve what the deployment asks for
+	// (a version it could not fetch or verify), while that lasts.
+	LoadError string `json:"load_error,omitempty"`
 }
 
 // Served names what a node serves on one arm.

@@ -25,8 +25,10 @@ type Reporter struct {
 	// Served and Ready describe the node at report time.
 	Served func() []Served
 	Ready  func() bool
-	HTTP   *http.Client
-	Logger *slog.Logger
+	// LoadError, when set, says why the node does not serve its deployment.
+	LoadError func() string
+	HTTP      *http.Client
+	Logger    *slog.Logger
 	// Token authenticates the reports (role scorer).
 	Token string
 }
@@ -70,6 +72,9 @@ func (r *Reporter) send(ctx context.Context) error {
 	}
 	if r.Served != nil {
 		rep.Models[0].Served = r.Served()
+	}
+	if r.LoadError != nil {
+		rep.Models[0].LoadError = r.LoadError()
 	}
 	body, err := json.Marshal(rep)
 	if err != nil {

@@ -45,9 +45,11 @@ type Follower struct {
 
 // Status is what a follower has done so far.
 type Status struct {
-	Loads       int    `json:"loads"`
-	FailedLoads int    `json:"failed_loads"`
-	LastError   string `json:"last_error,omitempty"`
+	Loads       int `json:"loads"`
+	FailedLoads int `json:"failed_loads"`
+	// LastError is why the node does not serve what the deployment asks for,
+	// while it does not.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Status returns counters and the last load error.
@@ -141,7 +143,24 @@ func (f *Follower) Sync(ctx context.Context) (uint64, error) {
 	if f.OnRouting != nil {
 		f.OnRouting(d.Traffic, d.Mode, d.Blend)
 	}
+	// A load error stands for what the node was asked to serve and cannot; once
+	// it serves the deployment (a later version, or a rollback to the one it
+	// kept) the error is over.
+	if serves(f.Slot, d.Production) && (f.CandidateSlot == nil || d.Candidate == nil || serves(f.CandidateSlot, d.Candidate)) {
+		f.mu.Lock()
+		f.lastErr = nil
+		f.mu.Unlock()
+	}
 	return d.Revision, nil
+}
+
+// serves tells whether slot holds want (nothing wanted counts as served).
+func serves(slot *loader.Slot, want *registry.Deployed) bool {
+	if want == nil {
+		return true
+	}
+	_, digest, ok := slot.Current()
+	return ok && digest == want.Digest
 }
 
 // ensure loads want into slot unless it already serves it, and records a failure.
