@@ -454,3 +454,30 @@ func TestServeHelpNamesTheEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// A push without a card is allowed, and says what the version goes without.
+func TestPushWithoutACardSaysSo(t *testing.T) {
+	url := mustControlPlane(t)
+	dir := t.TempDir()
+	data, err := os.ReadFile(testutil.MustModel(t, 1).Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "m.onnx")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := cli(t, url, "push", path, "--model", "calling-score")
+	if err != nil || !strings.Contains(out, "pushed calling-score v1") || !strings.Contains(errOut, "no card") || !strings.Contains(errOut, "golden inputs") {
+		t.Fatalf("push without a card: %q %q %v", out, errOut, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "card.json"), testutil.MustModel(t, 2).Card, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path2 := filepath.Join(dir, "m2.onnx")
+	data2, _ := os.ReadFile(testutil.MustModel(t, 2).Path)
+	os.WriteFile(path2, data2, 0o644)
+	if _, errOut, err = cli(t, url, "push", path2, "--model", "calling-score"); err != nil || strings.Contains(errOut, "no card") || !strings.Contains(errOut, "using card") {
+		t.Fatalf("push with card.json beside: %q %v", errOut, err)
+	}
+}

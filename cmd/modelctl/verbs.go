@@ -147,6 +147,10 @@ func (c *pushCmd) Run(ctx context.Context, args []string) error {
 				break
 			}
 		}
+		if card == nil {
+			// Allowed, but the version loses what a card gives: say so.
+			fmt.Fprintf(c.stderr, "no card (%s or %scard.json): the version is pushed without golden inputs to check on every load and without a reference for drift (`modelctl card` makes one)\n", beside, dirOf(pos[0]))
+		}
 	}
 	opts := client.PushOptions{Model: *model, ArtifactPath: pos[0], Card: card}
 	if isTerminal(c.stderr) {
