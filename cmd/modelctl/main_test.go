@@ -481,3 +481,11 @@ func TestPushWithoutACardSaysSo(t *testing.T) {
 		t.Fatalf("push with card.json beside: %q %v", errOut, err)
 	}
 }
+
+func TestBlobsCountsInWords(t *testing.T) {
+	for n, want := range map[int]string{0: "0 blobs", 1: "1 blob", 2: "2 blobs"} {
+		if got := blobs(n); got != want {
+			t.Errorf("blobs(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

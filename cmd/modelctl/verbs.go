@@ -493,6 +493,14 @@ func (c *historyCmd) Run(ctx context.Context, args []string) error {
 
 // gc
 
+// blobs counts blobs in words: "1 blob", "2 blobs".
+func blobs(n int) string {
+	if n == 1 {
+		return "1 blob"
+	}
+	return fmt.Sprintf("%d blobs", n)
+}
+
 type gcCmd struct{ *env }
 
 func (c *gcCmd) Usage() string {
@@ -534,9 +542,9 @@ func (c *gcCmd) Run(ctx context.Context, args []string) error {
 		}
 	})
 	if res.Deleted {
-		fmt.Fprintf(c.stdout, "deleted %d blobs, %s\n", len(res.Unreferenced), bytesH(total))
+		fmt.Fprintf(c.stdout, "deleted %s, %s\n", blobs(len(res.Unreferenced)), bytesH(total))
 	} else {
-		fmt.Fprintf(c.stdout, "%d unreferenced blobs, %s; run with --apply to delete them\n", len(res.Unreferenced), bytesH(total))
+		fmt.Fprintf(c.stdout, "%s unreferenced, %s; run with --apply to delete them\n", blobs(len(res.Unreferenced)), bytesH(total))
 	}
 	return nil
 }
