@@ -98,6 +98,7 @@ func TestScoreRefusesBadInput(t *testing.T) {
 		{"no input", `{}`, 400, "no input"},
 		{"both forms", `{"features":[` + nums(39, "0") + `],"rows":[[` + nums(39, "0") + `]]}`, 400, "not both"},
 		{"too few features", `{"features":[` + nums(38, "0.1") + `]}`, 400, "features has 38 numbers, model calling-score takes 39"},
+		{"one feature", `{"features":[0.1]}`, 400, "features has 1 number, model calling-score takes 39"},
 		{"too many in a row", `{"rows":[[` + nums(39, "0") + `],[` + nums(40, "0") + `]]}`, 400, "row 1 has 40 numbers"},
 		{"string in a row", `{"rows":[[` + nums(39, "0") + `],[0,0,0,"x",` + nums(35, "0") + `]]}`, 400, `row 1 position 3: "x" is not a finite number`},
 		{"NaN as string", `{"features":["NaN",` + nums(38, "0") + `]}`, 400, `features position 0: "NaN"`},

@@ -385,7 +385,11 @@ func (s *Scorer) score(x exchange) error {
 			r = req.Rows[i]
 		}
 		if len(r) != width {
-			return s.reject(badRequest(fmt.Sprintf("%s has %d numbers, model %s takes %d", rowName(single, i), len(r), m.Name, width)))
+			numbers := "numbers"
+			if len(r) == 1 {
+				numbers = "number"
+			}
+			return s.reject(badRequest(fmt.Sprintf("%s has %d %s, model %s takes %d", rowName(single, i), len(r), numbers, m.Name, width)))
 		}
 		for j, v := range r {
 			f := float32(v)
