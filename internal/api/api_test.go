@@ -335,3 +335,48 @@ func TestSeriesRefusesBadSpans(t *testing.T) {
 		}
 	}
 }
+
+// A push whose stated length passes the limit is refused before its body is
+// read: the client here never sends a byte of it, and gets the 413 anyway.
+func TestPushTooLargeIsRefusedBeforeItsBody(t *testing.T) {
+	reg, _ := testutil.MustRegistry(t)
+	cp := api.NewControlPlane(reg, discard)
+	cp.MaxPushBytes = 1 << 20
+	url := MustServe(t, cp.Handler())
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/models/calling-score/versions?sha256="+strings.Repeat("ab", 32), pr)
+	req.ContentLength = 2 << 20
+	req.Header.Set("Content-Type", "multipart/form-data; boundary=x")
+	done := make(chan struct{})
+	var resp *http.Response
+	var err error
+	go func() { resp, err = http.DefaultClient.Do(req); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer while the body is held back: the control plane waits to read it")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var eb api.ErrorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(eb.Error.Message, "larger than") {
+		t.Fatalf("push stating 2 MiB to a 1 MiB limit: %d %+v", resp.StatusCode, eb)
+	}
+	// A push the client lays out states its length, so it is refused the same way.
+	big := filepath.Join(t.TempDir(), "big.onnx")
+	if err := os.WriteFile(big, make([]byte, 2<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.New(url).Push(context.Background(), client.PushOptions{Model: "calling-score", ArtifactPath: big}); client.StatusOf(err) != http.StatusRequestEntityTooLarge {
+		t.Fatalf("client push of 2 MiB: %v, want 413", err)
+	}
+	// And a push within the limit still goes through with the stated length.
+	good := testutil.MustModel(t, 1)
+	if res, err := client.New(url).Push(context.Background(), client.PushOptions{Model: "calling-score", ArtifactPath: good.Path, Card: good.Card}); err != nil || !res.Created {
+		t.Fatalf("push: %+v %v", res, err)
+	}
+}

@@ -234,6 +234,11 @@ func (cp *ControlPlane) push(c echo.Context) error {
 	if err := registry.CheckDigest(digest); err != nil {
 		return err
 	}
+	// A push that states a length past the limit is refused before its body is
+	// read: a gigabyte too many is not worth a gigabyte of upload to learn so.
+	if req.ContentLength > cp.MaxPushBytes {
+		return &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: fmt.Sprintf("push of %d bytes is larger than this control plane takes: %d (its --max-artifact-bytes and room for a card)", req.ContentLength, cp.MaxPushBytes)}
+	}
 	extendDeadlines(c.Response(), cp.PushTimeout, cp.PushTimeout)
 	req.Body = http.MaxBytesReader(c.Response(), req.Body, cp.MaxPushBytes)
 	mr, err := req.MultipartReader()

@@ -367,44 +367,40 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (*api.PushResponse, er
 	}
 	defer f.Close()
 
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	go func() {
-		err := func() error {
-			if len(o.Card) > 0 {
-				w, err := mw.CreateFormFile("card", "card.json")
-				if err != nil {
-					return err
-				}
-				if _, err := w.Write(o.Card); err != nil {
-					return err
-				}
-			}
-			w, err := mw.CreateFormFile("artifact", "model.onnx")
-			if err != nil {
-				return err
-			}
-			var src io.Reader = f
-			if o.Progress != nil {
-				src = &progressReader{r: f, total: size, fn: o.Progress}
-			}
-			if _, err := io.Copy(w, src); err != nil {
-				return err
-			}
-			return mw.Close()
-		}()
-		pw.CloseWithError(err)
-	}()
-	q := url.Values{"sha256": {digest}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("/api/v1/models/"+url.PathEscape(o.Model)+"/versions", q), pr)
-	if err != nil {
-		pr.Close()
+	// The multipart framing around the artifact is laid out first, so that the
+	// request states its length: a control plane refuses one too large for it
+	// at once, before a byte of the artifact is sent.
+	var head, tail bytes.Buffer
+	mw := multipart.NewWriter(&head)
+	if len(o.Card) > 0 {
+		w, err := mw.CreateFormFile("card", "card.json")
+		if err != nil {
+			return nil, err
+		}
+		w.Write(o.Card)
+	}
+	if _, err := mw.CreateFormFile("artifact", "model.onnx"); err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
+	contentType := mw.FormDataContentType()
+	// Close writes only the closing boundary, after the artifact.
+	tailWriter := multipart.NewWriter(&tail)
+	tailWriter.SetBoundary(mw.Boundary())
+	tailWriter.Close()
+	var src io.Reader = f
+	if o.Progress != nil {
+		src = &progressReader{r: f, total: size, fn: o.Progress}
+	}
+	body := io.MultiReader(bytes.NewReader(head.Bytes()), io.LimitReader(src, size), bytes.NewReader(tail.Bytes()))
+	q := url.Values{"sha256": {digest}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("/api/v1/models/"+url.PathEscape(o.Model)+"/versions", q), body)
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = int64(head.Len()) + size + int64(tail.Len())
+	req.Header.Set("Content-Type", contentType)
 	resp, err := c.send(req)
 	if err != nil {
-		pr.CloseWithError(err)
 		return nil, err
 	}
 	defer resp.Body.Close()
