@@ -81,9 +81,11 @@ func (f *Follower) Run(ctx context.Context) error {
 				f.Logger.Info("in touch with the control plane again; caught up", "model", f.Model, "revision", rev, "out_of_touch", time.Since(downSince).Round(time.Millisecond))
 				downSince, lastWarned = time.Time{}, ""
 			}
-			if rev > since {
-				since = rev
-			}
+			// Watch from what the sync saw, not from the last event heard: a
+			// registry restored from a backup since numbers its new events
+			// again from below that, and they must not be skipped. (At worst
+			// some events are heard twice, and a sync is idempotent.)
+			since = rev
 			var werr error
 			since, werr = f.Client.Watch(ctx, f.Model, since, func(registry.Event) {
 				if _, err := f.Sync(ctx); err != nil && ctx.Err() == nil {
