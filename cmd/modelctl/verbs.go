@@ -393,7 +393,7 @@ func (e *env) printEvent(cf *clientFlags, ev *registry.Event) error {
 type rollbackCmd struct{ *env }
 
 func (c *rollbackCmd) Usage() string {
-	return "rollback MODEL [--to VERSION] [--expect-revision N] [--reason TEXT]   production back to the previous version"
+	return "rollback MODEL [--to VERSION] [--expect-revision N] [--reason TEXT] [--force]   production back to the previous version"
 }
 
 func (c *rollbackCmd) Run(ctx context.Context, args []string) error {
@@ -402,6 +402,7 @@ func (c *rollbackCmd) Run(ctx context.Context, args []string) error {
 	to := fs.String("to", "", "version to roll back to (default: the previous production version)")
 	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
 	reason := fs.String("reason", "", "why, recorded in the history")
+	force := fs.Bool("force", false, "roll back to a version the monitor rejected")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -410,7 +411,7 @@ func (c *rollbackCmd) Run(ctx context.Context, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("rollback needs MODEL")
 	}
-	body := api.AliasBody{ExpectRevision: *expect, Reason: *reason}
+	body := api.AliasBody{ExpectRevision: *expect, Reason: *reason, Force: *force}
 	if *to != "" {
 		if body.Version, err = versionArg(*to); err != nil {
 			return err

@@ -323,7 +323,7 @@ func (cp *ControlPlane) rollback(c echo.Context) error {
 		return badRequest("rollback \"version\" must be a positive whole number, or absent for the previous version")
 	}
 	ev, err := cp.Registry.Rollback(c.Request().Context(), registry.AliasRequest{
-		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
+		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason, Force: b.Force,
 	})
 	if err != nil {
 		return err

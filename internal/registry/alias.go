@@ -112,6 +112,14 @@ func (r *Registry) Rollback(_ context.Context, req AliasRequest) (*Event, error)
 				}
 			}
 		}
+		// Rolling back to a version is promoting it: one the monitor rejected
+		// (as a canary, say) takes force here too.
+		if why, bad := m.Rejected[to]; bad {
+			if !req.Force {
+				return nil, fmt.Errorf("%s v%d was rejected by the monitor (%s); roll back to it with force to override: %w", req.Model, to, why, ErrConflict)
+			}
+			delete(m.Rejected, to)
+		}
 		ev := &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventRolledBack, From: m.Production, To: to, Reason: req.Reason}
 		m.Production = to
 		m.PromotedAt = r.Now().UTC()

@@ -147,6 +147,42 @@ func TestRollbackTo(t *testing.T) {
 	}
 }
 
+// Rolling back to a version is promoting it: a version the monitor rejected (here
+// as a canary, while it was the previous production) takes force, as a promote
+// of it does.
+func TestRollbackToARejectedVersionTakesForce(t *testing.T) {
+	ctx := context.Background()
+	r, _ := MustOpen(t)
+	for seed := uint64(1); seed <= 2; seed++ {
+		mustPush(t, r, "calling-score", testutil.MustModel(t, seed))
+	}
+	for v := 1; v <= 2; v++ {
+		if _, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Version: 1, Traffic: 10, Mode: registry.ModeAB}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AutoRollback(ctx, registry.Decision{Model: "calling-score", Version: 1, Candidate: true, Reason: "error rate 0.5"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []registry.AliasRequest{{Model: "calling-score"}, {Model: "calling-score", Version: 1}} {
+		if _, err := r.Rollback(ctx, req); !errors.Is(err, registry.ErrConflict) || !strings.Contains(err.Error(), "rejected by the monitor (error rate 0.5)") {
+			t.Fatalf("rollback %+v to the rejected v1: %v, want a conflict naming why", req, err)
+		}
+	}
+	if m, _ := r.Model(ctx, "calling-score"); m.Production != 2 {
+		t.Fatalf("production v%d after refused rollbacks, want v2", m.Production)
+	}
+	if _, err := r.Rollback(ctx, registry.AliasRequest{Model: "calling-score", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := r.Model(ctx, "calling-score"); m.Production != 1 || m.Rejected[1] != "" {
+		t.Fatalf("after a forced rollback: production v%d, rejected %v; want v1, no longer rejected", m.Production, m.Rejected)
+	}
+}
+
 func TestStaleExpectRevisionConflicts(t *testing.T) {
 	ctx := context.Background()
 	r, _ := MustOpen(t)
