@@ -58,18 +58,24 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+# wait_ready NAME URL PID LOG: wait up to 10 s for URL to answer; stop with the
+# process's log if it exits first.
+wait_ready() {
+  for _ in $(seq 1 100); do
+    curl -fsS "$2" >/dev/null 2>&1 && return 0
+    if ! kill -0 "$3" 2>/dev/null; then
+      echo "the $1 did not start; its log:" >&2
+      cat "$4" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "the $1 is not ready after 10 s; it keeps trying (see $4)" >&2
+}
+
 "$BIN/modelctl" serve --data "$DATA" --listen "$CP_ADDR" 2>"$DATA/control-plane.log" &
 pids+=($!)
-
-for _ in $(seq 1 100); do
-  curl -fsS "$MODELCTL_SERVER/healthz" >/dev/null 2>&1 && break
-  if ! kill -0 "${pids[0]}" 2>/dev/null; then
-    echo "the control plane did not start; its log:" >&2
-    cat "$DATA/control-plane.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
+wait_ready "control plane" "$MODELCTL_SERVER/healthz" "${pids[0]}" "$DATA/control-plane.log"
 
 if "$BIN/modelctl" list -o json | grep -q '"name": "calling-score"'; then
   echo "registry already has calling-score; leaving it as it is"
@@ -84,18 +90,7 @@ fi
 MODELOPS_SCORER_TOKEN=$(cat "$DATA/scorer.token") \
   "$BIN/scorer" --control-plane "$MODELCTL_SERVER" --listen "$SCORER_ADDR" --cache-dir "$DATA/scorer-cache" 2>"$DATA/scorer.log" &
 pids+=($!)
-for i in $(seq 1 100); do
-  curl -fsS "$SCORER_URL/readyz" >/dev/null 2>&1 && break
-  if ! kill -0 "${pids[1]}" 2>/dev/null; then
-    echo "the scorer did not start; its log:" >&2
-    cat "$DATA/scorer.log" >&2
-    exit 1
-  fi
-  if [ "$i" = 100 ]; then
-    echo "the scorer is not ready after 10 s; it keeps trying (see $DATA/scorer.log)" >&2
-  fi
-  sleep 0.1
-done
+wait_ready scorer "$SCORER_URL/readyz" "${pids[1]}" "$DATA/scorer.log"
 
 row=$(printf '0.5,%.0s' $(seq 1 38))0.5
 cat <<MSG

@@ -285,15 +285,23 @@ func (l *lockedBuffer) String() string {
 // the scorer keeps answering from its model meanwhile, warns once however many
 // times it retries, says when it is back in touch, and catches up with a
 // promotion made while it was away.
-func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
-	ctx := context.Background()
+// stoppableControlPlane starts a control plane the test stops itself, with its
+// config, so that another can start on the same data and address.
+func stoppableControlPlane(t *testing.T) (app.ControlPlaneConfig, *app.ControlPlane) {
+	t.Helper()
 	cfg := app.DefaultControlPlaneConfig()
 	cfg.DataDir, cfg.Listen, cfg.AdminToken = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", adminToken
 	cp := app.NewControlPlane(cfg, quietLogger(t))
-	if err := cp.Open(ctx); err != nil {
+	if err := cp.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	addScorerToken(t, cp)
+	return cfg, cp
+}
+
+func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
+	ctx := context.Background()
+	cfg, cp := stoppableControlPlane(t)
 	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
@@ -356,13 +364,7 @@ func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
 // for the revision it saw before.
 func TestScorerFollowsARegistryRestoredFromABackup(t *testing.T) {
 	ctx := context.Background()
-	cfg := app.DefaultControlPlaneConfig()
-	cfg.DataDir, cfg.Listen, cfg.AdminToken = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", adminToken
-	cp := app.NewControlPlane(cfg, quietLogger(t))
-	if err := cp.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	addScorerToken(t, cp)
+	cfg, cp := stoppableControlPlane(t)
 	cl := adminClient(cp.URL())
 	for seed := uint64(1); seed <= 3; seed++ {
 		mustPush(t, cl, testutil.MustModel(t, seed))
