@@ -537,3 +537,35 @@ func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
 		t.Fatalf("browser console: %v", *problems)
 	}
 }
+
+// The canary controls do not offer a version the monitor rejected: the control
+// plane would refuse it as a canary.
+func TestDashboardDoesNotOfferARejectedCanary(t *testing.T) {
+	ctx := context.Background()
+	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
+	cl := adminClient(cp.URL())
+	for seed := uint64(1); seed <= 3; seed++ {
+		mustPush(t, cl, testutil.MustModel(t, seed))
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 10, Mode: "ab"}); err != nil {
+		t.Fatal(err)
+	}
+	// As the monitor does when the challenger fails.
+	if _, err := cp.Registry.AutoRollback(ctx, registry.Decision{Model: "calling-score", Version: 2, Candidate: true, Reason: "error rate 0.5"}); err != nil {
+		t.Fatal(err)
+	}
+	b, problems := browser(t)
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#canary-version"))); err != nil {
+		t.Fatal(err)
+	}
+	offered, err := chromedp.Run(b, chromedp.Evaluate[string](`[...document.querySelectorAll("#canary-version option")].map((o) => o.textContent).join(" ")`))
+	if err != nil || offered != "v3" {
+		t.Fatalf("the canary versions offered: %q (%v), want only v3 (v1 is production, v2 rejected)", offered, err)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}

@@ -288,7 +288,8 @@ async function modelPage(name) {
 
   const kept = state.canaryForm[name] || {};
   const keep = () => { state.canaryForm[name] = { version: canaryVersion.value, traffic: canaryTraffic.value, mode: canaryMode.value }; };
-  const canaryVersion = h("select", { id: "canary-version", disabled: off, onchange: keep }, m.versions.filter((v) => v.version !== m.production).reverse()
+  // A version the monitor rejected cannot be a canary again: it is not offered.
+  const canaryVersion = h("select", { id: "canary-version", disabled: off, onchange: keep }, m.versions.filter((v) => v.version !== m.production && !rejected[v.version]).reverse()
     .map((v) => h("option", { value: v.version, selected: String(v.version) === kept.version }, "v" + v.version)));
   const canaryTraffic = h("input", { id: "canary-traffic", type: "number", min: 1, max: 100, value: kept.traffic || 10, disabled: off, oninput: keep });
   const canaryMode = h("select", { id: "canary-mode", disabled: off, onchange: keep }, h("option", { value: "ab" }, "A/B"),
