@@ -538,9 +538,10 @@ func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
 	}
 }
 
-// The canary controls do not offer a version the monitor rejected: the control
-// plane would refuse it as a canary.
-func TestDashboardDoesNotOfferARejectedCanary(t *testing.T) {
+// The canary controls do not offer a version the monitor rejected (the control
+// plane would refuse it as a canary), and promoting one says it overrides the
+// monitor.
+func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 	ctx := context.Background()
 	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
 	cl := adminClient(cp.URL())
@@ -564,6 +565,23 @@ func TestDashboardDoesNotOfferARejectedCanary(t *testing.T) {
 	offered, err := chromedp.Run(b, chromedp.Evaluate[string](`[...document.querySelectorAll("#canary-version option")].map((o) => o.textContent).join(" ")`))
 	if err != nil || offered != "v3" {
 		t.Fatalf("the canary versions offered: %q (%v), want only v3 (v1 is production, v2 rejected)", offered, err)
+	}
+	// Promoting it overrides the monitor, and the confirmation says so and why.
+	err = chromedp.Do(b,
+		chromedp.Poll[chromedp.Void](`(() => {
+			const b = document.querySelector('#versions button.promote[data-version="2"]');
+			if (!b || b.disabled) return false;
+			b.click();
+			return true;
+		})()`, chromedp.WithPollingTimeout(15*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+	)
+	if err != nil {
+		t.Fatalf("open the promote confirmation: %v", err)
+	}
+	confirm, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
+	if err != nil || !strings.Contains(confirm, "The monitor rejected v2 (error rate 0.5); promoting it overrides that") {
+		t.Fatalf("the confirmation to promote the rejected v2 reads %q (%v)", confirm, err)
 	}
 	if len(*problems) > 0 {
 		t.Fatalf("browser console: %v", *problems)

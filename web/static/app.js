@@ -281,7 +281,9 @@ async function modelPage(name) {
       h("td", { class: "num" }, fm ? fm.mse.toFixed(5) : "-"),
       h("td", {}, badge(cls, status), rejected[v.version] ? h("span", { class: "muted", title: rejected[v.version] }, " why?") : null),
       h("td", {}, h("button", { type: "button", class: "promote", "data-version": v.version, disabled: off || v.version === m.production || null,
-        onclick: () => act(`Promote ${name} v${v.version} to production (now ${vname(m.production)}). Every scorer will serve it within a second.`,
+        // Promoting a rejected version overrides the monitor: the confirmation says so, and why it was rejected.
+        onclick: () => act(`Promote ${name} v${v.version} to production (now ${vname(m.production)}). Every scorer will serve it within a second.` +
+          (rejected[v.version] !== undefined ? ` The monitor rejected v${v.version} (${rejected[v.version]}); promoting it overrides that.` : ""),
           `${name} v${v.version} is in production (was ${vname(m.production)}); every scorer serves it within a second.`,
           `/api/v1/models/${enc}/promote`, { version: v.version, expect_revision: m.revision, force: rejected[v.version] !== undefined }) }, "Promote")));
   });
