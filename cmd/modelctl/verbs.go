@@ -724,7 +724,8 @@ func placeBackup(tmp, out string, force bool) error {
 	}
 	err := os.Link(tmp, out)
 	if err == nil {
-		return os.Remove(tmp)
+		os.Remove(tmp) // the backup is in place; only its second name goes
+		return nil
 	}
 	if !errors.Is(err, os.ErrExist) {
 		if _, serr := os.Lstat(out); errors.Is(serr, os.ErrNotExist) {
