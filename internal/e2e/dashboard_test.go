@@ -374,11 +374,18 @@ func TestDashboardDropsALoadErrorOnceThePageLoads(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	cp := noAuthControlPlane(t, data, "127.0.0.1:0")
 	b, _ := browser(t)
-	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/"), chromedp.WaitVisible(chromedp.CSS("#empty"))); err != nil {
+	// The header's marker says whether the watch stream keeps the page current.
+	liveMarker := func(state string) chromedp.Action[chromedp.Void] {
+		return chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelector("header #live").dataset.state === %q`, state), chromedp.WithPollingTimeout(20*time.Second))
+	}
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/"), chromedp.WaitVisible(chromedp.CSS("#empty")), liveMarker("live")); err != nil {
 		t.Fatal(err)
 	}
 	addr := strings.TrimPrefix(cp.URL(), "http://")
 	cp.Close(context.Background())
+	if err := chromedp.Do(b, liveMarker("reconnecting")); err != nil {
+		t.Fatalf("the live marker does not say the stream is lost: %v", err)
+	}
 	// The page refreshes every 5 s.
 	if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](`!document.getElementById("alert").hidden && document.getElementById("alert").textContent.startsWith("Could not load the page")`, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
 		t.Fatalf("no load error while the control plane was down: %v", err)
@@ -387,6 +394,9 @@ func TestDashboardDropsALoadErrorOnceThePageLoads(t *testing.T) {
 	if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](`document.getElementById("alert").hidden && !!document.getElementById("empty")`, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
 		text, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
 		t.Fatalf("the load error stayed after the control plane came back: %q (%v)", text, err)
+	}
+	if err := chromedp.Do(b, liveMarker("live")); err != nil {
+		t.Fatalf("the live marker does not say the stream is back: %v", err)
 	}
 }
 

@@ -407,8 +407,9 @@ function startLive() {
   stopLive();
   const live = document.getElementById("live");
   const src = new EventSource("/api/v1/watch?since=" + state.since);
-  src.onopen = () => { live.textContent = "live"; };
-  src.onerror = () => { live.textContent = "reconnecting…"; };
+  const mark = (text, st) => { live.textContent = text; live.dataset.state = st; };
+  src.onopen = () => mark("live", "live");
+  src.onerror = () => mark("reconnecting…", "reconnecting");
   src.onmessage = src.onmessage || null;
   for (const kind of ["pushed", "promoted", "rolled_back", "canary_set", "canary_cleared", "auto_rollback", "drift_alert", "policy_set", "blend_set"]) {
     src.addEventListener(kind, (ev) => {
@@ -425,7 +426,9 @@ function stopLive() {
   if (state.timer) clearInterval(state.timer);
   state.source = null;
   state.timer = null;
-  document.getElementById("live").textContent = "offline";
+  const live = document.getElementById("live");
+  live.textContent = "offline";
+  delete live.dataset.state;
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
