@@ -224,6 +224,8 @@ func TestControlPlaneStatuses(t *testing.T) {
 		{"GET", "/api/v1/events?last=x", "", 400, `last="x" must be a whole number`},
 		{"GET", "/api/v1/events?last=1&limit=1", "", 400, "not both"},
 		{"GET", "/api/v1/nowhere", "", 404, ""},
+		{"HEAD", "/healthz", "", 200, ""},
+		{"HEAD", "/", "", 200, ""},
 	} {
 		req, _ := http.NewRequest(tc.method, cl.BaseURL+tc.path, strings.NewReader(tc.body))
 		resp, err := http.DefaultClient.Do(req)

@@ -99,7 +99,7 @@ func (cp *ControlPlane) Handler() http.Handler {
 	g.DELETE("/tokens/:id", cp.revokeToken, admin)
 	g.GET("/whoami", cp.whoami, read)
 	g.GET("/backup", cp.backup, admin)
-	return e
+	return headAsGet(e)
 }
 
 // ModelView is a model with its versions, as GET /models/{m} returns it.

@@ -124,3 +124,17 @@ func newEcho(log *slog.Logger) *echo.Echo {
 	e.HTTPErrorHandler = errorHandler(log)
 	return e
 }
+
+// headAsGet answers HEAD as GET: a HEAD is a GET without the body, and the HTTP
+// server (net/http or fasthttp) drops the body by itself, as it still holds the
+// request as HEAD. Health checks that send HEAD got 405 from every route.
+func headAsGet(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			get := r.Clone(r.Context())
+			get.Method = http.MethodGet
+			r = get
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -86,6 +86,9 @@ func TestFastServerAnswersLikeEcho(t *testing.T) {
 		{"unknown route", "GET", "/v1/nothing", nil, nil, 404, false},
 		{"feedback without a join", "POST", "/v1/feedback", nil, []byte(`{"request_id":"x","outcome":1}`), 404, false},
 		{"readiness", "GET", "/readyz", nil, nil, 200, false},
+		{"readiness, HEAD", "HEAD", "/readyz", nil, nil, 200, false},
+		{"OIP ready, HEAD", "HEAD", "/v2/health/ready", nil, nil, 200, false},
+		{"HEAD where only POST goes", "HEAD", "/v1/score", nil, nil, 405, false},
 		{"OIP ready", "GET", "/v2/health/ready", nil, nil, 200, false},
 		{"OIP metadata", "GET", "/v2/models/calling-score", nil, nil, 200, false},
 		{"OIP JSON", "POST", infer, nil, []byte(`{"id":"a","inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + row + `}]}`), 200, false},
@@ -143,6 +146,9 @@ func TestFastServerAnswersLikeEcho(t *testing.T) {
 			}
 			if got[0].StatusCode != tc.wantStatus {
 				t.Fatalf("echo answered %d %s, want %d", got[0].StatusCode, bodies[0], tc.wantStatus)
+			}
+			if tc.method == "HEAD" && len(bodies[0])+len(bodies[1]) > 0 {
+				t.Fatalf("HEAD answered with a body: echo %q, fasthttp %q", bodies[0], bodies[1])
 			}
 			if got[1].StatusCode != got[0].StatusCode || !bytes.Equal(bodies[1], bodies[0]) {
 				t.Fatalf("fasthttp answered %d %q\necho answered %d %q", got[1].StatusCode, bodies[1], got[0].StatusCode, bodies[0])

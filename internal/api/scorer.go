@@ -161,7 +161,7 @@ func (s *Scorer) Handler() http.Handler {
 	e.GET("/v1/status", s.status)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
 	s.oipRoutes(e)
-	return e
+	return headAsGet(e)
 }
 
 // requireKey checks the API key when the scorer has any, comparing in constant time.
