@@ -127,10 +127,12 @@ func newEcho(log *slog.Logger) *echo.Echo {
 
 // headAsGet answers HEAD as GET: a HEAD is a GET without the body, and the HTTP
 // server (net/http or fasthttp) drops the body by itself, as it still holds the
-// request as HEAD. Health checks that send HEAD got 405 from every route.
+// request as HEAD. Health checks that send HEAD got 405 from every route. The
+// watch stream is left out: it has no end to answer a HEAD with.
 func headAsGet(h http.Handler) http.Handler {
+	const watchPath = "/api/v1/watch"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodHead {
+		if r.Method == http.MethodHead && r.URL.Path != watchPath {
 			get := r.Clone(r.Context())
 			get.Method = http.MethodGet
 			r = get
