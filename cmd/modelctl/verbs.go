@@ -402,7 +402,7 @@ func (c *rollbackCmd) Run(ctx context.Context, args []string) error {
 	to := fs.String("to", "", "version to roll back to (default: the previous production version)")
 	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
 	reason := fs.String("reason", "", "why, recorded in the history")
-	force := fs.Bool("force", false, "roll back to a version the monitor rejected")
+	force := fs.Bool("force", false, "with --to: roll back to a version the monitor rejected")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // AliasRequest moves the production alias.
@@ -87,16 +88,27 @@ func (r *Registry) Rollback(_ context.Context, req AliasRequest) (*Event, error)
 		}
 		to := req.Version
 		if to == 0 {
-			// Skip entries equal to the current version (promote v1, v2, v1 leaves
-			// v1 in the history twice).
-			for len(m.Previous) > 0 && m.Previous[len(m.Previous)-1] == m.Production {
+			// The previous good version: skip entries equal to the current one
+			// (promote v1, v2, v1 leaves v1 in the history twice) and ones the
+			// monitor rejected since (as a canary, say), as an automatic
+			// rollback does. `--to N --force` still reaches those.
+			var skipped []string
+			for len(m.Previous) > 0 && to == 0 {
+				v := m.Previous[len(m.Previous)-1]
 				m.Previous = m.Previous[:len(m.Previous)-1]
+				if why, bad := m.Rejected[v]; bad {
+					skipped = append(skipped, fmt.Sprintf("v%d was rejected by the monitor (%s)", v, why))
+				} else if v != m.Production {
+					to = v
+				}
 			}
-			if len(m.Previous) == 0 {
-				return nil, fmt.Errorf("%s v%d has no earlier production version to roll back to: %w", req.Model, m.Production, ErrConflict)
+			if to == 0 {
+				msg := fmt.Sprintf("%s v%d has no earlier good production version to roll back to", req.Model, m.Production)
+				if len(skipped) > 0 {
+					msg += ": " + strings.Join(skipped, "; ") + "; roll back to one of them by number, with force, to override"
+				}
+				return nil, fmt.Errorf("%s: %w", msg, ErrConflict)
 			}
-			to = m.Previous[len(m.Previous)-1]
-			m.Previous = m.Previous[:len(m.Previous)-1]
 		} else {
 			if _, err := tx.Version(req.Model, to); err != nil {
 				return nil, err

@@ -147,39 +147,45 @@ func TestRollbackTo(t *testing.T) {
 	}
 }
 
-// Rolling back to a version is promoting it: a version the monitor rejected (here
-// as a canary, while it was the previous production) takes force, as a promote
-// of it does.
-func TestRollbackToARejectedVersionTakesForce(t *testing.T) {
+// Rolling back goes to the previous good version: one the monitor rejected since
+// (here as a canary) is skipped, as an automatic rollback skips it, and reaching
+// it with --to takes force, as a promote of it does.
+func TestRollbackSkipsARejectedVersion(t *testing.T) {
 	ctx := context.Background()
 	r, _ := MustOpen(t)
-	for seed := uint64(1); seed <= 2; seed++ {
+	for seed := uint64(1); seed <= 3; seed++ {
 		mustPush(t, r, "calling-score", testutil.MustModel(t, seed))
 	}
-	for v := 1; v <= 2; v++ {
+	for v := 1; v <= 3; v++ {
 		if _, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: v}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := r.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Version: 1, Traffic: 10, Mode: registry.ModeAB}); err != nil {
+	if _, err := r.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Version: 2, Traffic: 10, Mode: registry.ModeAB}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.AutoRollback(ctx, registry.Decision{Model: "calling-score", Version: 1, Candidate: true, Reason: "error rate 0.5"}); err != nil {
+	if _, err := r.AutoRollback(ctx, registry.Decision{Model: "calling-score", Version: 2, Candidate: true, Reason: "error rate 0.5"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, req := range []registry.AliasRequest{{Model: "calling-score"}, {Model: "calling-score", Version: 1}} {
-		if _, err := r.Rollback(ctx, req); !errors.Is(err, registry.ErrConflict) || !strings.Contains(err.Error(), "rejected by the monitor (error rate 0.5)") {
-			t.Fatalf("rollback %+v to the rejected v1: %v, want a conflict naming why", req, err)
-		}
+	ev, err := r.Rollback(ctx, registry.AliasRequest{Model: "calling-score"})
+	if err != nil || ev.From != 3 || ev.To != 1 {
+		t.Fatalf("rollback from v3 with v2 rejected: %+v %v, want v3 → v1", ev, err)
 	}
-	if m, _ := r.Model(ctx, "calling-score"); m.Production != 2 {
-		t.Fatalf("production v%d after refused rollbacks, want v2", m.Production)
+	// Nothing good before v1: refused, naming what was passed over.
+	if _, err := r.Rollback(ctx, registry.AliasRequest{Model: "calling-score"}); !errors.Is(err, registry.ErrConflict) || !strings.Contains(err.Error(), "no earlier good") {
+		t.Fatalf("rollback from v1: %v, want a conflict", err)
 	}
-	if _, err := r.Rollback(ctx, registry.AliasRequest{Model: "calling-score", Force: true}); err != nil {
+	if _, err := r.Rollback(ctx, registry.AliasRequest{Model: "calling-score", Version: 2}); !errors.Is(err, registry.ErrConflict) || !strings.Contains(err.Error(), "rejected by the monitor (error rate 0.5)") {
+		t.Fatalf("rollback --to the rejected v2: %v, want a conflict naming why", err)
+	}
+	if m, _ := r.Model(ctx, "calling-score"); m.Production != 1 {
+		t.Fatalf("production v%d after refused rollbacks, want v1", m.Production)
+	}
+	if _, err := r.Rollback(ctx, registry.AliasRequest{Model: "calling-score", Version: 2, Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := r.Model(ctx, "calling-score"); m.Production != 1 || m.Rejected[1] != "" {
-		t.Fatalf("after a forced rollback: production v%d, rejected %v; want v1, no longer rejected", m.Production, m.Rejected)
+	if m, _ := r.Model(ctx, "calling-score"); m.Production != 2 || m.Rejected[2] != "" {
+		t.Fatalf("after a forced rollback: production v%d, rejected %v; want v2, no longer rejected", m.Production, m.Rejected)
 	}
 }
 
