@@ -558,8 +558,10 @@ func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 	for seed := uint64(1); seed <= 3; seed++ {
 		mustPush(t, cl, testutil.MustModel(t, seed))
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
-		t.Fatal(err)
+	for v := 1; v <= 3; v++ {
+		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: v}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 10, Mode: "ab"}); err != nil {
 		t.Fatal(err)
@@ -573,8 +575,20 @@ func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	offered, err := chromedp.Run(b, chromedp.Evaluate[string](`[...document.querySelectorAll("#canary-version option")].map((o) => o.textContent).join(" ")`))
-	if err != nil || offered != "v3" {
-		t.Fatalf("the canary versions offered: %q (%v), want only v3 (v1 is production, v2 rejected)", offered, err)
+	if err != nil || offered != "v1" {
+		t.Fatalf("the canary versions offered: %q (%v), want only v1 (v3 is production, v2 rejected)", offered, err)
+	}
+	// A rollback passes over the rejected v2, and its confirmation says where it goes.
+	err = chromedp.Do(b, chromedp.Click(chromedp.CSS("#rollback")), chromedp.WaitVisible(chromedp.CSS("#confirm-ok")))
+	if err != nil {
+		t.Fatalf("open the rollback confirmation: %v", err)
+	}
+	confirm, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
+	if err != nil || !strings.Contains(confirm, "from v3 to v1, the previous good production version") {
+		t.Fatalf("the rollback confirmation reads %q (%v)", confirm, err)
+	}
+	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-cancel")), chromedp.WaitNotVisible(chromedp.CSS("#confirm-ok"))); err != nil {
+		t.Fatal(err)
 	}
 	// Promoting it overrides the monitor, and the confirmation says so and why.
 	err = chromedp.Do(b,
@@ -589,7 +603,7 @@ func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("open the promote confirmation: %v", err)
 	}
-	confirm, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
+	confirm, err = chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
 	if err != nil || !strings.Contains(confirm, "The monitor rejected v2 (error rate 0.5); promoting it overrides that") {
 		t.Fatalf("the confirmation to promote the rejected v2 reads %q (%v)", confirm, err)
 	}

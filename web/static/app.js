@@ -290,6 +290,9 @@ async function modelPage(name) {
 
   const kept = state.canaryForm[name] || {};
   const keep = () => { state.canaryForm[name] = { version: canaryVersion.value, traffic: canaryTraffic.value, mode: canaryMode.value }; };
+  // Where a rollback goes, as the control plane picks it: the latest earlier
+  // production version that is not the current one and was not rejected.
+  const rollbackTo = (m.previous || []).slice().reverse().find((v) => v !== m.production && rejected[v] === undefined);
   // A version the monitor rejected cannot be a canary again: it is not offered.
   const canaryVersion = h("select", { id: "canary-version", disabled: off, onchange: keep }, m.versions.filter((v) => v.version !== m.production && !rejected[v.version]).reverse()
     .map((v) => h("option", { value: v.version, selected: String(v.version) === kept.version }, "v" + v.version)));
@@ -310,9 +313,9 @@ async function modelPage(name) {
       onclick: () => act(`Clear ${name}'s canary v${m.candidate.version}; all traffic goes to ${vname(m.production)}.`,
         `${name}'s canary v${m.candidate.version} is cleared; all traffic goes to ${vname(m.production)}.`,
         `/api/v1/models/${enc}/canary?expect_revision=${m.revision}`, undefined, "DELETE") }, "Clear canary"),
-    h("button", { type: "button", id: "rollback", class: "danger", disabled: off || !m.production || null,
-      onclick: () => act(`Roll ${name} back from ${vname(m.production)} to the previous production version.`,
-        `${name} is rolled back from ${vname(m.production)} to the previous production version.`,
+    h("button", { type: "button", id: "rollback", class: "danger", disabled: off || !rollbackTo || null,
+      onclick: () => act(`Roll ${name} back from ${vname(m.production)} to v${rollbackTo}, the previous good production version.`,
+        `${name} is rolled back from ${vname(m.production)} to v${rollbackTo}.`,
         `/api/v1/models/${enc}/rollback`, { expect_revision: m.revision }) }, "Roll back"),
     admin ? null : h("span", { class: "muted", id: "viewer-note" }, "Only admins can act; you are signed in as " + (state.who ? state.who.role : "nobody") + "."));
 
