@@ -9,13 +9,16 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
@@ -161,6 +164,16 @@ func TestVerbsFailWithTheServersMessage(t *testing.T) {
 	}
 	if _, _, err := cli(t, "http://127.0.0.1:1", "list"); err == nil || !strings.Contains(err.Error(), "control plane at http://127.0.0.1:1") || !strings.Contains(err.Error(), "MODELCTL_SERVER") {
 		t.Errorf("unreachable server: err = %v", err)
+	}
+	// Pointed at a scorer, the CLI says the server is not a control plane; a
+	// model the control plane does not have keeps its own message.
+	scorer := httptest.NewServer(api.NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), api.NewServed("calling-score", fallback.CallingScore{})).Handler())
+	defer scorer.Close()
+	if _, _, err := cli(t, scorer.URL, "list"); err == nil || !strings.Contains(err.Error(), "is it a modelops control plane?") {
+		t.Errorf("list against a scorer: err = %v", err)
+	}
+	if _, _, err := cli(t, url, "show", "nope"); err == nil || !strings.Contains(err.Error(), `model "nope": not found`) || strings.Contains(err.Error(), "control plane?") {
+		t.Errorf("show of a model that is not there: err = %v", err)
 	}
 }
 

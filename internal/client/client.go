@@ -124,7 +124,13 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var eb api.ErrorBody
 	if json.Unmarshal(raw, &eb) == nil && eb.Error.Message != "" {
-		return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+		msg := eb.Error.Message
+		if resp.StatusCode == http.StatusNotFound && msg == http.StatusText(http.StatusNotFound) {
+			// No such route at all, not a missing model or version: the base URL
+			// is most likely not a control plane (a scorer's, say).
+			msg = fmt.Sprintf("%s has no %s %s: is it a modelops control plane? (a scorer listens on :8081 by default, the control plane on :8080)", c.BaseURL, req.Method, req.URL.Path)
+		}
+		return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: msg}
 	}
 	return nil, &Error{Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(raw))}
 }
