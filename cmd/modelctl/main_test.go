@@ -309,6 +309,9 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	if !regexp.MustCompile(`v1 +shadow +- +- +- +- +- +0 `).MatchString(out) {
 		t.Fatalf("status shows rates or latency for a shadow run, which answers no requests: %q", out)
 	}
+	if !regexp.MustCompile(`\nn1 +true +- +[0-9]+s ago`).MatchString(out) {
+		t.Fatalf("status shows a node serving nothing with an empty cell: %q", out)
+	}
 	if !strings.Contains(out, "n1 cannot serve calling-score's deployment: fetch v2: blob 3f…: not found") {
 		t.Fatalf("status does not say why the node cannot serve its deployment: %q", out)
 	}

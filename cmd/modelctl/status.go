@@ -111,6 +111,9 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 			for _, s := range n.Served {
 				serves = append(serves, fmt.Sprintf("%s v%d (%s)", s.Model, s.Version, s.Arm))
 			}
+			if len(serves) == 0 {
+				serves = []string{"-"} // the rules answer, or nothing does
+			}
 			fmt.Fprintf(w, "%s\t%v\t%s\t%s ago\n", n.Node, n.Ready, strings.Join(serves, ", "), time.Since(n.LastReport).Round(time.Second))
 		}
 	})
