@@ -611,3 +611,42 @@ func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 		t.Fatalf("browser console: %v", *problems)
 	}
 }
+
+// With many versions the model page lists the latest and whatever production
+// holds, says so, and fetches each version's card once, not on every refresh.
+func TestDashboardVersionsPastTheLatest(t *testing.T) {
+	ctx := context.Background()
+	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
+	cl := adminClient(cp.URL())
+	for seed := uint64(1); seed <= 23; seed++ {
+		mustPush(t, cl, testutil.MustModel(t, seed))
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	b, problems := browser(t)
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#versions-more"))); err != nil {
+		t.Fatalf("the model page with 23 versions: %v", err)
+	}
+	rows, err := chromedp.Run(b, chromedp.Evaluate[string](`[...document.querySelectorAll("#versions tbody tr")].map((r) => r.dataset.version).join(" ")`))
+	want := "23 22 21 20 19 18 17 16 15 14 13 12 11 10 9 8 7 6 5 4 1"
+	if err != nil || rows != want {
+		t.Fatalf("versions listed: %q (%v), want %q: the latest 20 and production's v1", rows, err, want)
+	}
+	cardFetches := `performance.getEntriesByType("resource").filter((e) => /\/versions\/[0-9]+$/.test(e.name)).length`
+	before, err := chromedp.Run(b, chromedp.Evaluate[int](cardFetches))
+	if err != nil || before != 21 {
+		t.Fatalf("%d card fetches for 21 versions (%v)", before, err)
+	}
+	// Two refreshes, as the page makes every few seconds.
+	if err := chromedp.Do(b, chromedp.Evaluate[chromedp.Void](`route().then(() => route()).then(() => { document.body.dataset.refreshed = "1"; })`),
+		chromedp.Poll[chromedp.Void](`document.body.dataset.refreshed === "1"`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := chromedp.Run(b, chromedp.Evaluate[int](cardFetches)); err != nil || after != before {
+		t.Fatalf("card fetches went from %d to %d over two refreshes (%v): cards are immutable", before, after, err)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}

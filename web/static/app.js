@@ -247,8 +247,22 @@ function heatmap(series, features, production) {
   return h("div", {}, h("p", { class: "legend" }, name + ": green < 0.1 ≤ amber < 0.25 ≤ red; grey: too few rows to grade"), grid);
 }
 
-// The model page shows this many of the model's latest events.
+// The model page shows this many of the model's latest events, and of its latest
+// versions (production and the canary always among them).
 const TIMELINE_EVENTS = 200;
+const SHOWN_VERSIONS = 20;
+
+// Versions are immutable, and so are their cards: each is fetched once, not on
+// every refresh (a card with its reference histograms is tens of kilobytes).
+const cardCache = new Map();
+function cardOf(enc, version) {
+  const key = enc + "/" + version;
+  if (!cardCache.has(key)) {
+    cardCache.set(key, api(`/api/v1/models/${enc}/versions/${version}`).then((x) => x.card)
+      .catch((e) => { cardCache.delete(key); return null; }));
+  }
+  return cardCache.get(key);
+}
 
 async function modelPage(name) {
   const enc = encodeURIComponent(name);
@@ -258,8 +272,9 @@ async function modelPage(name) {
     api("/api/v1/models/" + enc + "/series?span=15m&step=30s").catch(() => ({ series: {} })),
     api("/api/v1/events?model=" + enc + "&last=" + TIMELINE_EVENTS),
   ]);
-  const recent = m.versions.slice(-20);
-  const cards = await Promise.all(recent.map((v) => api(`/api/v1/models/${enc}/versions/${v.version}`).then((x) => x.card).catch(() => null)));
+  const wanted = new Set([m.production, m.candidate && m.candidate.version]);
+  const recent = m.versions.filter((v, i) => i >= m.versions.length - SHOWN_VERSIONS || wanted.has(v.version));
+  const cards = await Promise.all(recent.map((v) => cardOf(enc, v.version)));
   const rejected = m.rejected || {};
   const admin = canAct();
   const off = admin ? null : true;
@@ -341,7 +356,9 @@ async function modelPage(name) {
       " · blend " + (m.blend === undefined || m.blend === null ? 1 : m.blend) + " · revision " + m.revision), controls),
     h("h2", {}, "Versions"), h("section", {}, h("table", { id: "versions" },
       h("thead", {}, h("tr", {}, ["Version", "sha256", "Created", "Pushed by", "Test MSE", "Rules MSE", "Status", ""].map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", {}, versionRows))),
+      h("tbody", {}, versionRows)),
+      recent.length < m.versions.length ? h("p", { class: "muted", id: "versions-more" },
+        `The latest ${SHOWN_VERSIONS} of ${m.versions.length} versions, and those production and the canary hold; \`modelctl show ${name}\` lists them all.`) : null),
     h("h2", {}, "Last 15 minutes"), h("section", { class: "charts" },
       chart("Requests per second", ser, "request_rate", 1),
       chart("Error rate %", ser, "error_rate", 100),
