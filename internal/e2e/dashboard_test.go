@@ -404,11 +404,7 @@ func TestDashboardDropsALoadErrorOnceThePageLoads(t *testing.T) {
 // canary controls survives it, and a field being typed in is not replaced.
 func TestDashboardKeepsTheCanaryControlsThroughRefreshes(t *testing.T) {
 	ctx := context.Background()
-	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
-	cl := adminClient(cp.URL())
-	mustPush(t, cl, testutil.MustModel(t, 1))
-	mustPush(t, cl, testutil.MustModel(t, 2))
-	mustPush(t, cl, testutil.MustModel(t, 3))
+	cp, cl := noAuthWithVersions(t, 3)
 	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -495,13 +491,23 @@ func TestDashboardHeatmapGreysTooFewRows(t *testing.T) {
 	}
 }
 
+// noAuthWithVersions is a control plane without tokens holding calling-score
+// v1…vn (trained with seeds 1…n), none promoted.
+func noAuthWithVersions(t *testing.T, n uint64) (*app.ControlPlane, *client.Client) {
+	t.Helper()
+	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
+	cl := adminClient(cp.URL())
+	for seed := uint64(1); seed <= n; seed++ {
+		mustPush(t, cl, testutil.MustModel(t, seed))
+	}
+	return cp, cl
+}
+
 // The model page shows the model's latest events, however long its history:
 // it asked for the first 10,000 and so, past them, showed none of the new ones.
 func TestDashboardShowsTheLatestHistory(t *testing.T) {
 	ctx := context.Background()
-	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
-	cl := adminClient(cp.URL())
-	mustPush(t, cl, testutil.MustModel(t, 1))
+	cp, cl := noAuthWithVersions(t, 1)
 	for i := range 210 {
 		w := float64(i%10) / 10
 		if _, err := cl.SetBlend(ctx, "calling-score", api.BlendBody{Weight: &w, Reason: fmt.Sprintf("step %d", i)}); err != nil {
@@ -553,11 +559,7 @@ func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
 // monitor.
 func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 	ctx := context.Background()
-	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
-	cl := adminClient(cp.URL())
-	for seed := uint64(1); seed <= 3; seed++ {
-		mustPush(t, cl, testutil.MustModel(t, seed))
-	}
+	cp, cl := noAuthWithVersions(t, 3)
 	for v := 1; v <= 3; v++ {
 		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: v}); err != nil {
 			t.Fatal(err)
@@ -616,11 +618,7 @@ func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 // holds, says so, and fetches each version's card once, not on every refresh.
 func TestDashboardVersionsPastTheLatest(t *testing.T) {
 	ctx := context.Background()
-	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
-	cl := adminClient(cp.URL())
-	for seed := uint64(1); seed <= 23; seed++ {
-		mustPush(t, cl, testutil.MustModel(t, seed))
-	}
+	cp, cl := noAuthWithVersions(t, 23)
 	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
