@@ -124,17 +124,25 @@ func TestPushPromoteRollback(t *testing.T) {
 	}
 }
 
-func TestRollbackTo(t *testing.T) {
-	ctx := context.Background()
+// promotedInTurn opens a registry with calling-score v1…vn, each promoted in
+// turn: vn is production, with v1…vn-1 before it.
+func promotedInTurn(t *testing.T, n int) *registry.Registry {
+	t.Helper()
 	r, _ := MustOpen(t)
-	for seed := uint64(1); seed <= 3; seed++ {
+	for seed := uint64(1); seed <= uint64(n); seed++ {
 		mustPush(t, r, "calling-score", testutil.MustModel(t, seed))
 	}
-	for v := 1; v <= 3; v++ {
-		if _, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: v}); err != nil {
+	for v := 1; v <= n; v++ {
+		if _, err := r.Promote(context.Background(), registry.AliasRequest{Model: "calling-score", Version: v}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return r
+}
+
+func TestRollbackTo(t *testing.T) {
+	ctx := context.Background()
+	r := promotedInTurn(t, 3)
 	if _, err := r.Rollback(ctx, registry.AliasRequest{Model: "calling-score", Version: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -152,15 +160,7 @@ func TestRollbackTo(t *testing.T) {
 // it with --to takes force, as a promote of it does.
 func TestRollbackSkipsARejectedVersion(t *testing.T) {
 	ctx := context.Background()
-	r, _ := MustOpen(t)
-	for seed := uint64(1); seed <= 3; seed++ {
-		mustPush(t, r, "calling-score", testutil.MustModel(t, seed))
-	}
-	for v := 1; v <= 3; v++ {
-		if _, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: v}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r := promotedInTurn(t, 3)
 	if _, err := r.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Version: 2, Traffic: 10, Mode: registry.ModeAB}); err != nil {
 		t.Fatal(err)
 	}
