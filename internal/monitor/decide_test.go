@@ -364,3 +364,43 @@ func TestFailuresDoNotCarryOverToTheNextPromotion(t *testing.T) {
 		t.Fatalf("after three failing evaluations in a row: production v%d, events %v; want v1 back", m.Production, kinds(t, reg))
 	}
 }
+
+// /metrics counts, per model, the reporting nodes that cannot load its
+// deployment: 0 while all is well, so an alert has a series to watch.
+func TestMetricsCountNodesThatCannotLoad(t *testing.T) {
+	_, mon, _ := setup(t)
+	unserved := func() (float64, bool) {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(monitor.Collector{M: mon})
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "modelops_monitor_nodes_not_serving_deployment" {
+				for _, m := range mf.GetMetric() {
+					if m.GetLabel()[0].GetValue() == "calling-score" {
+						return m.GetGauge().GetValue(), true
+					}
+				}
+			}
+		}
+		return 0, false
+	}
+	if v, ok := unserved(); !ok || v != 0 {
+		t.Fatalf("before any report: %v %v, want a series at 0", v, ok)
+	}
+	report := func(node, loadErr string) {
+		mon.Ingest(monitor.Report{Node: node, Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", LoadError: loadErr}}})
+	}
+	report("n1", "fetch v2: not found")
+	report("n2", "")
+	report("n3", "fetch v2: not found")
+	if v, _ := unserved(); v != 2 {
+		t.Fatalf("two of three nodes cannot load: gauge %v", v)
+	}
+	report("n1", "") // it serves its deployment again
+	if v, _ := unserved(); v != 1 {
+		t.Fatalf("one node left that cannot load: gauge %v", v)
+	}
+}

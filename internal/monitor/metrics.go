@@ -11,7 +11,8 @@ import (
 // Collector exposes the monitor on the control plane's /metrics: per model,
 // version and arm over the window, the request rate, error and fallback rates,
 // p99, the rows counted for drift, the largest feature PSI and the prediction
-// PSI; the automatic decisions taken; the nodes reporting. A PSI is exported
+// PSI; the automatic decisions taken; the nodes reporting, and those that cannot
+// load a model's deployment. A PSI is exported
 // only once its histogram holds enough rows to grade it, so an alert on it does
 // not fire on the noise of a dozen rows.
 type Collector struct {
@@ -28,11 +29,12 @@ var (
 	descDriftRows = prometheus.NewDesc("modelops_monitor_drift_rows", "Rows whose features were counted for drift over the window; the PSIs appear once there are enough.", []string{"model", "version", "arm"}, nil)
 	descDecisions = prometheus.NewDesc("modelops_monitor_decisions_total", "Automatic rollbacks and canary clearings taken.", nil, nil)
 	descNodes     = prometheus.NewDesc("modelops_monitor_nodes", "Scorer nodes that reported in the last minute.", nil, nil)
+	descUnserved  = prometheus.NewDesc("modelops_monitor_nodes_not_serving_deployment", "Scorer nodes, of those that reported in the last minute, that cannot load the model's deployment (the fleet API says why).", []string{"model"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRate, descErrors, descFallbacks, descP99, descPSI, descPredPSI, descDriftRows, descDecisions, descNodes} {
+	for _, d := range []*prometheus.Desc{descRate, descErrors, descFallbacks, descP99, descPSI, descPredPSI, descDriftRows, descDecisions, descNodes, descUnserved} {
 		ch <- d
 	}
 }
@@ -66,10 +68,18 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(c.M.Decisions()))
 	recent := 0
+	unserved := map[string]int{}
 	for _, n := range c.M.Fleet() {
 		if c.M.Now().Sub(n.LastReport) < time.Minute {
 			recent++
+			for model := range n.LoadErrors {
+				unserved[model]++
+			}
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(recent))
+	// Every model gets a series, 0 while all is well, so that an alert has one to watch.
+	for _, md := range models {
+		ch <- prometheus.MustNewConstMetric(descUnserved, prometheus.GaugeValue, float64(unserved[md.Name]), md.Name)
+	}
 }
