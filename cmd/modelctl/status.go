@@ -114,7 +114,11 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 			if len(serves) == 0 {
 				serves = []string{"-"} // the rules answer, or nothing does
 			}
-			fmt.Fprintf(w, "%s\t%v\t%s\t%s ago\n", n.Node, n.Ready, strings.Join(serves, ", "), time.Since(n.LastReport).Round(time.Second))
+			ready := fmt.Sprint(n.Ready)
+			if n.Silent {
+				ready = "silent" // its last word on readiness may no longer hold
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s ago\n", n.Node, ready, strings.Join(serves, ", "), time.Since(n.LastReport).Round(time.Second))
 		}
 	})
 	// A node that cannot serve what it was asked to says why, under the table.

@@ -531,10 +531,11 @@ func TestDashboardShowsTheLatestHistory(t *testing.T) {
 	}
 }
 
-// The fleet page says why a node does not serve what it was asked to.
+// The fleet page says why a node does not serve what it was asked to, and when
+// a node has fallen silent.
 func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
 	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
-	report, _ := json.Marshal(monitor.Report{Node: "n1", Address: "http://127.0.0.1:1", Ready: true, Models: []monitor.ModelReport{{
+	report, _ := json.Marshal(monitor.Report{Node: "n1", Address: "http://127.0.0.1:1", Ready: true, Interval: 0.2, Models: []monitor.ModelReport{{
 		Model: "calling-score", Served: []monitor.Served{{Arm: "champion", Version: 1, Digest: "ab"}}, LoadError: "fetch v2: blob not found"}}})
 	resp, err := http.Post(cp.URL()+"/api/v1/reports", "application/json", bytes.NewReader(report))
 	if err != nil || resp.StatusCode != http.StatusNoContent {
@@ -548,6 +549,11 @@ func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
 	text, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#nodes .load-error")))
 	if err != nil || !strings.Contains(text, "cannot load") || !strings.Contains(text, "calling-score: fetch v2: blob not found") {
 		t.Fatalf("the node's load error reads %q (%v)", text, err)
+	}
+	// The node said it reports every 0.2 s and then fell silent: its "ready" is
+	// stale, and the page says so on its next refresh.
+	if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](`[...document.querySelectorAll("#nodes .badge")].some((b) => b.textContent === "silent")`, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Fatalf("a node silent for seconds is not marked silent: %v", err)
 	}
 	if len(*problems) > 0 {
 		t.Fatalf("browser console: %v", *problems)

@@ -269,6 +269,33 @@ func TestSilentNodesLeaveTheFleet(t *testing.T) {
 	}
 }
 
+// A node that misses five reports in a row is marked silent: its last "ready"
+// may no longer hold. Its interval is its own.
+func TestNodesThatStopReportingAreSilent(t *testing.T) {
+	_, mon, now := setup(t)
+	silent := func() map[string]bool {
+		out := map[string]bool{}
+		for _, n := range mon.Fleet() {
+			out[n.Node] = n.Silent
+		}
+		return out
+	}
+	mon.Ingest(monitor.Report{Node: "every-second", Ready: true, Interval: 1})
+	mon.Ingest(monitor.Report{Node: "every-ten", Ready: true, Interval: 10})
+	*now = now.Add(4 * time.Second)
+	if s := silent(); s["every-second"] || s["every-ten"] {
+		t.Fatalf("after 4 s: %v, want neither silent", s)
+	}
+	*now = now.Add(2 * time.Second)
+	if s := silent(); !s["every-second"] || s["every-ten"] {
+		t.Fatalf("after 6 s: %v, want only the node that reports every second silent", s)
+	}
+	mon.Ingest(monitor.Report{Node: "every-second", Ready: true, Interval: 1})
+	if s := silent(); s["every-second"] {
+		t.Fatalf("after a new report: %v, want it heard again", s)
+	}
+}
+
 // Answers the rules gave before any version was loaded (version 0) chart as
 // that, not as a "v0".
 func TestSeriesNameTheRulesBeforeAnyModel(t *testing.T) {

@@ -39,7 +39,15 @@ type NodeState struct {
 	// LoadErrors are the node's reasons for not serving a model's deployment, by
 	// model.
 	LoadErrors map[string]string `json:"load_errors,omitempty"`
+	// Interval is how often the node reports, in seconds.
+	Interval float64 `json:"interval_s"`
+	// Silent is set when the node has missed several reports in a row: what it
+	// said last, ready included, may no longer hold.
+	Silent bool `json:"silent"`
 }
+
+// silentAfter is how many report intervals a node may miss before it is silent.
+const silentAfter = 5
 
 // Monitor keeps sliding windows of reports and makes the rollback decisions.
 type Monitor struct {
@@ -72,7 +80,7 @@ func (m *Monitor) Ingest(r Report) {
 	now := m.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ns := &NodeState{Node: r.Node, Address: r.Address, Ready: r.Ready, LastReport: now}
+	ns := &NodeState{Node: r.Node, Address: r.Address, Ready: r.Ready, LastReport: now, Interval: r.Interval}
 	for _, mr := range r.Models {
 		if mr.LoadError != "" {
 			if ns.LoadErrors == nil {
@@ -134,8 +142,12 @@ func (m *Monitor) Fleet() []NodeState {
 	defer m.mu.Unlock()
 	m.forgetNodesLocked(m.Now().Add(-m.Retain))
 	out := make([]NodeState, 0, len(m.nodes))
+	now := m.Now()
 	for _, n := range m.nodes {
-		out = append(out, *n)
+		ns := *n
+		every := time.Duration(max(ns.Interval, 1) * float64(time.Second))
+		ns.Silent = now.Sub(ns.LastReport) > silentAfter*every
+		out = append(out, ns)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out

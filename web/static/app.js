@@ -383,7 +383,7 @@ async function fleet() {
     h("thead", {}, h("tr", {}, ["Node", "Address", "Ready", "Serves", "Last report"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, nodes.map((n) => h("tr", {},
       h("td", {}, n.node), h("td", {}, n.address),
-      h("td", {}, badge(n.ready ? "green" : "red", n.ready ? "ready" : "not ready")),
+      h("td", {}, n.silent ? badge("red", "silent") : badge(n.ready ? "green" : "red", n.ready ? "ready" : "not ready")),
       h("td", {}, (n.served || []).map((x) => `${x.model} v${x.version} (${x.arm})`).join(", ") || "-",
         // What the node was asked to serve and cannot, and why.
         Object.entries(n.load_errors || {}).map(([m, err]) => h("div", { class: "load-error" }, badge("red", "cannot load"), ` ${m}: ${err}`))),
