@@ -534,7 +534,7 @@ func TestDashboardShowsTheLatestHistory(t *testing.T) {
 // The fleet page says why a node does not serve what it was asked to, and when
 // a node has fallen silent.
 func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
-	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
+	cp, _ := noAuthWithVersions(t, 1)
 	report, _ := json.Marshal(monitor.Report{Node: "n1", Address: "http://127.0.0.1:1", Ready: true, Interval: 0.2, Models: []monitor.ModelReport{{
 		Model: "calling-score", Served: []monitor.Served{{Arm: "champion", Version: 1, Digest: "ab"}}, LoadError: "fetch v2: blob not found"}}})
 	resp, err := http.Post(cp.URL()+"/api/v1/reports", "application/json", bytes.NewReader(report))
@@ -549,6 +549,17 @@ func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
 	text, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#nodes .load-error")))
 	if err != nil || !strings.Contains(text, "cannot load") || !strings.Contains(text, "calling-score: fetch v2: blob not found") {
 		t.Fatalf("the node's load error reads %q (%v)", text, err)
+	}
+	// The overview warns of it beside the model's production version.
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/"), chromedp.WaitVisible(chromedp.CSS(`#models tr[data-model="calling-score"] .unserved`))); err != nil {
+		t.Fatalf("the overview does not warn of a node that cannot load: %v", err)
+	}
+	warn, err := chromedp.Run(b, chromedp.Text(chromedp.CSS(`#models tr[data-model="calling-score"] .unserved`)))
+	if err != nil || !strings.Contains(warn, "1 node cannot load it") {
+		t.Fatalf("the overview's warning reads %q (%v)", warn, err)
+	}
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/fleet"), chromedp.WaitVisible(chromedp.CSS("#nodes .load-error"))); err != nil {
+		t.Fatal(err)
 	}
 	// The node said it reports every 0.2 s and then fell silent: its "ready" is
 	// stale, and the page says so on its next refresh.

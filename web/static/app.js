@@ -174,7 +174,13 @@ async function overview() {
         " then ", h("code", {}, "modelctl promote calling-score 1"))));
     return;
   }
-  const healths = await Promise.all(models.map((m) => api("/api/v1/models/" + encodeURIComponent(m.name) + "/health").catch(() => null)));
+  const [healths, fleet] = await Promise.all([
+    Promise.all(models.map((m) => api("/api/v1/models/" + encodeURIComponent(m.name) + "/health").catch(() => null))),
+    api("/api/v1/fleet").catch(() => ({ nodes: [] })),
+  ]);
+  // Nodes that cannot load a model's deployment, by model: the overview warns of them.
+  const unserved = {};
+  for (const n of fleet.nodes || []) for (const m of Object.keys(n.load_errors || {})) unserved[m] = (unserved[m] || 0) + 1;
   const rows = models.map((m, i) => {
     const hl = healths[i];
     const arm = hl && hl.arms.find((a) => a.version === m.production && a.arm === "champion");
@@ -185,7 +191,8 @@ async function overview() {
     const canary = m.candidate ? `v${m.candidate.version} ${m.candidate.mode} ${m.candidate.traffic}%` : "-";
     return h("tr", { "data-model": m.name },
       h("td", {}, h("a", { href: "#/model/" + encodeURIComponent(m.name) }, m.name)),
-      h("td", {}, vname(m.production)),
+      h("td", {}, vname(m.production), unserved[m.name] ? h("span", { class: "unserved" }, " ", h("a", { href: "#/fleet" },
+        badge("red", `${unserved[m.name]} node${unserved[m.name] > 1 ? "s" : ""} cannot load it`))) : null),
       h("td", {}, canary),
       h("td", { class: "num" }, arm ? arm.request_rate.toFixed(1) : "-"),
       h("td", { class: "num" }, arm ? pct(arm.error_rate) : "-"),
