@@ -555,7 +555,7 @@ func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
 		t.Fatalf("the overview does not warn of a node that cannot load: %v", err)
 	}
 	warn, err := chromedp.Run(b, chromedp.Text(chromedp.CSS(`#models tr[data-model="calling-score"] .unserved`)))
-	if err != nil || !strings.Contains(warn, "1 node cannot load it") {
+	if err != nil || !strings.Contains(warn, "1 node cannot load its deployment") {
 		t.Fatalf("the overview's warning reads %q (%v)", warn, err)
 	}
 	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/fleet"), chromedp.WaitVisible(chromedp.CSS("#nodes .load-error"))); err != nil {

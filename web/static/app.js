@@ -192,7 +192,7 @@ async function overview() {
     return h("tr", { "data-model": m.name },
       h("td", {}, h("a", { href: "#/model/" + encodeURIComponent(m.name) }, m.name)),
       h("td", {}, vname(m.production), unserved[m.name] ? h("span", { class: "unserved" }, " ", h("a", { href: "#/fleet" },
-        badge("red", `${unserved[m.name]} node${unserved[m.name] > 1 ? "s" : ""} cannot load it`))) : null),
+        badge("red", `${unserved[m.name]} node${unserved[m.name] > 1 ? "s" : ""} cannot load its deployment`))) : null),
       h("td", {}, canary),
       h("td", { class: "num" }, arm ? arm.request_rate.toFixed(1) : "-"),
       h("td", { class: "num" }, arm ? pct(arm.error_rate) : "-"),
