@@ -417,3 +417,19 @@ func openIn(t *testing.T, dir string) (*registry.Registry, error) {
 	r := registry.New(filepath.Join(dir, "registry.db"), blobs, loader.Verifier{})
 	return r, r.Open()
 }
+
+// A registry file that is not bbolt, or is damaged, stops the start with what
+// to do about it, and is left as it was.
+func TestOpenOfADamagedFileSaysWhatToDo(t *testing.T) {
+	dir := t.TempDir()
+	junk := bytes.Repeat([]byte("not a registry "), 4096)
+	if err := os.WriteFile(filepath.Join(dir, "registry.db"), junk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openIn(t, dir); err == nil || !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), "backup") {
+		t.Fatalf("open of a damaged registry file: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "registry.db")); !bytes.Equal(b, junk) {
+		t.Fatal("the damaged file was changed")
+	}
+}
