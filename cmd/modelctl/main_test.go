@@ -505,3 +505,29 @@ func TestBlobsCountsInWords(t *testing.T) {
 		}
 	}
 }
+
+// A token read from the environment with a line break or spaces around it (an
+// env file, a paste) works: a token never holds either.
+func TestTokenFromTheEnvironmentIsTrimmed(t *testing.T) {
+	url := mustControlPlane(t)
+	var out bytes.Buffer
+	e := &env{stdout: &out, stderr: io.Discard, getenv: func(k string) string {
+		return map[string]string{"MODELCTL_SERVER": url, "MODELCTL_TOKEN": " " + testToken + "\n"}[k]
+	}}
+	if err := e.run(context.Background(), []string{"token", "list"}); err != nil || !strings.Contains(out.String(), "bootstrap-admin") {
+		t.Fatalf("token list with the token in spaces: %q %v", out.String(), err)
+	}
+	// And a control plane started with such a token takes it as given.
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir, cfg.Listen = t.TempDir(), "127.0.0.1:0"
+	serve := &env{stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string {
+		return map[string]string{"MODELOPS_ADMIN_TOKEN": testToken + "\n"}[k]
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve.run(ctx, []string{"serve", "--data", cfg.DataDir, "--listen", "127.0.0.1:0"}) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve with MODELOPS_ADMIN_TOKEN ending in a line break: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/modelops/modelops/internal/app"
@@ -26,7 +27,8 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	if v := c.getenv("ONNXRUNTIME_LIB"); v != "" {
 		cfg.ORTLibrary = v
 	}
-	cfg.AdminToken = c.getenv("MODELOPS_ADMIN_TOKEN")
+	// A token holds no spaces: ones around it came from a file or a paste.
+	cfg.AdminToken = strings.TrimSpace(c.getenv("MODELOPS_ADMIN_TOKEN"))
 	fs := c.flags(c, "serve")
 	fs.Usage = func() {
 		fmt.Fprintf(c.stderr, `usage: modelctl %s

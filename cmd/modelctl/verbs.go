@@ -28,7 +28,7 @@ type clientFlags struct {
 }
 
 func (e *env) clientFlags(fs *flag.FlagSet) *clientFlags {
-	cf := &clientFlags{server: e.getenv("MODELCTL_SERVER"), output: "table", token: e.getenv("MODELCTL_TOKEN")}
+	cf := &clientFlags{server: e.getenv("MODELCTL_SERVER"), output: "table", token: strings.TrimSpace(e.getenv("MODELCTL_TOKEN"))}
 	if cf.server == "" {
 		cf.server = "http://127.0.0.1:8080"
 	}

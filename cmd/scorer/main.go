@@ -47,8 +47,9 @@ func run(ctx context.Context, args []string) error {
 		}
 		cfg.IntraOpThreads = n
 	}
-	cfg.Token = os.Getenv("MODELCTL_TOKEN")
-	if v := os.Getenv("MODELOPS_SCORER_TOKEN"); v != "" {
+	// A token holds no spaces: ones around it came from a file or a paste.
+	cfg.Token = strings.TrimSpace(os.Getenv("MODELCTL_TOKEN"))
+	if v := strings.TrimSpace(os.Getenv("MODELOPS_SCORER_TOKEN")); v != "" {
 		cfg.Token = v
 	}
 	if v := os.Getenv("SCORER_API_KEYS"); v != "" {

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -261,5 +262,33 @@ func TestSlowClientsCannotHoldTheServer(t *testing.T) {
 		if waited := time.Since(start); waited > 3*time.Second {
 			t.Errorf("%s: the server held the connection %s", name, waited)
 		}
+	}
+}
+
+// A token pasted into the sign-in form with spaces or a line break around it (as
+// copied from a terminal) signs in: a token never holds either.
+func TestSignInTakesATokenWithSpacesAround(t *testing.T) {
+	reg, _ := testutil.MustRegistry(t)
+	cp := api.NewControlPlane(reg, discard)
+	cp.RequireAuth = true
+	url := MustServe(t, cp.Handler())
+	secret := registry.NewTokenSecret()
+	if _, err := reg.AddToken("alice", registry.RoleAdmin, secret); err != nil {
+		t.Fatal(err)
+	}
+	for _, typed := range []string{secret, "  " + secret + "\n", "\t" + secret + " "} {
+		body, _ := json.Marshal(map[string]string{"token": typed})
+		resp, err := http.Post(url+"/ui/login", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("sign in with %q: %d, want 200", typed, resp.StatusCode)
+		}
+	}
+	body, _ := json.Marshal(map[string]string{"token": secret[:len(secret)-1] + " "})
+	if resp, err := http.Post(url+"/ui/login", "application/json", bytes.NewReader(body)); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a wrong token with a space: %v %v, want 401", resp, err)
 	}
 }

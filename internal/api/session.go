@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -116,7 +117,8 @@ func (cp *ControlPlane) login(c echo.Context) error {
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
-	t, err := cp.Registry.Authenticate(b.Token)
+	// A token holds no spaces: ones around it came with a copy and paste.
+	t, err := cp.Registry.Authenticate(strings.TrimSpace(b.Token))
 	if err != nil {
 		return &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "that token is not valid"}
 	}
