@@ -431,3 +431,37 @@ func TestMetricsCountNodesThatCannotLoad(t *testing.T) {
 		t.Fatalf("one node left that cannot load: gauge %v", v)
 	}
 }
+
+// A drift alert stands for one stretch as the settled production version: v1
+// rolled back to, after v2, and still drifting once settled again is alerted
+// anew (it was alerted once and then never again).
+func TestDriftAlertsAgainAfterAnotherStretchInProduction(t *testing.T) {
+	reg, mon, now := setup(t)
+	rng := rand.New(rand.NewPCG(4, 4))
+	ctx := context.Background()
+	drifting := func(version int) {
+		for s := 0; s < 5; s++ {
+			*now = now.Add(time.Second)
+			ingest(mon, window(rng, version, "champion", 500, 0.3, 0.2, 0))
+			mon.Evaluate(ctx)
+		}
+	}
+	*now = now.Add(time.Hour) // v1 long settled
+	drifting(1)
+	if k := kinds(t, reg); k[registry.EventDriftAlert] != 1 {
+		t.Fatalf("events %v: want one drift alert on v1", k)
+	}
+	if _, err := reg.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	*now = now.Add(time.Second)
+	mon.Evaluate(ctx)
+	if _, err := reg.Rollback(ctx, registry.AliasRequest{Model: "calling-score", Reason: "by hand"}); err != nil {
+		t.Fatal(err)
+	}
+	*now = now.Add(time.Hour) // settled again
+	drifting(1)
+	if k := kinds(t, reg); k[registry.EventDriftAlert] != 2 {
+		t.Fatalf("events %v: want a second drift alert on v1's second stretch", k)
+	}
+}

@@ -424,23 +424,30 @@ func (m *Monitor) Evaluate(ctx context.Context) {
 		m.Logger.Error("monitor: list models", "err", err)
 		return
 	}
-	judged := map[seriesKey]bool{}
+	judged, watched := map[seriesKey]bool{}, map[seriesKey]bool{}
 	for _, md := range models {
-		m.evaluate(ctx, md, judged)
+		m.evaluate(ctx, md, judged, watched)
 	}
 	// A count of failing evaluations is of consecutive ones: an arm that was not
 	// judged this round (rolled back by hand, its bake over, its canary
-	// cleared) starts again from none, should it be promoted again.
+	// cleared) starts again from none, should it be promoted again. Likewise a
+	// drift alert stands for one stretch as the settled production version: back
+	// in production later, a version still drifting is alerted anew.
 	m.mu.Lock()
 	for k := range m.fails {
 		if !judged[k] {
 			delete(m.fails, k)
 		}
 	}
+	for k := range m.alerted {
+		if !watched[k] {
+			delete(m.alerted, k)
+		}
+	}
 	m.mu.Unlock()
 }
 
-func (m *Monitor) evaluate(ctx context.Context, md registry.Model, judged map[seriesKey]bool) {
+func (m *Monitor) evaluate(ctx context.Context, md registry.Model, judged, watched map[seriesKey]bool) {
 	now := m.Now()
 	pol := md.EffectivePolicy()
 	if md.Production > 0 {
@@ -456,6 +463,7 @@ func (m *Monitor) evaluate(ctx context.Context, md registry.Model, judged map[se
 			judged[k] = true
 			m.decide(ctx, k, reason, pol, registry.Decision{Model: md.Name, Version: md.Production})
 		} else {
+			watched[k] = true
 			m.driftAlert(ctx, md, k, w, pol)
 		}
 	}
