@@ -183,26 +183,11 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	}
 	screenshot(t, b, "overview")
 
-	// Promote v2 through the UI, behind the confirmation. The page re-renders
-	// every few seconds, so find and click the button in one step: a node found
-	// by one command may be gone by the next.
-	err = chromedp.Do(b,
-		chromedp.Navigate(cp.URL()+"/#/model/calling-score"),
-		chromedp.Poll[chromedp.Void](`(() => {
-			const b = document.querySelector('#versions button.promote[data-version="2"]');
-			if (!b || b.disabled) return false;
-			b.click();
-			return true;
-		})()`, chromedp.WithPollingTimeout(15*time.Second)),
-		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
-	)
-	if err != nil {
-		t.Fatalf("open the promote confirmation: %v", err)
-	}
-	confirmText, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
-	if err != nil {
+	// Promote v2 through the UI, behind the confirmation.
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score")); err != nil {
 		t.Fatal(err)
 	}
+	confirmText := openPromoteConfirmation(t, b, 2)
 	err = chromedp.Do(b,
 		chromedp.Click(chromedp.CSS("#confirm-ok")),
 		chromedp.Poll[chromedp.Void](`document.querySelector("#production") && document.querySelector("#production").textContent === "v2"`, chromedp.WithPollingTimeout(15*time.Second)),
@@ -491,6 +476,31 @@ func TestDashboardHeatmapGreysTooFewRows(t *testing.T) {
 	}
 }
 
+// openPromoteConfirmation clicks a version's Promote button on the model page
+// and returns what the confirmation says. The page re-renders every few
+// seconds, so the button is found and clicked in one step: a node found by one
+// command may be gone by the next.
+func openPromoteConfirmation(t *testing.T, b context.Context, version int) string {
+	t.Helper()
+	err := chromedp.Do(b,
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`(() => {
+			const b = document.querySelector('#versions button.promote[data-version="%d"]');
+			if (!b || b.disabled) return false;
+			b.click();
+			return true;
+		})()`, version), chromedp.WithPollingTimeout(15*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+	)
+	if err != nil {
+		t.Fatalf("open the promote confirmation: %v", err)
+	}
+	text, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
+
 // noAuthWithVersions is a control plane without tokens holding calling-score
 // v1…vn (trained with seeds 1…n), none promoted.
 func noAuthWithVersions(t *testing.T, n uint64) (*app.ControlPlane, *client.Client) {
@@ -610,21 +620,8 @@ func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Promoting it overrides the monitor, and the confirmation says so and why.
-	err = chromedp.Do(b,
-		chromedp.Poll[chromedp.Void](`(() => {
-			const b = document.querySelector('#versions button.promote[data-version="2"]');
-			if (!b || b.disabled) return false;
-			b.click();
-			return true;
-		})()`, chromedp.WithPollingTimeout(15*time.Second)),
-		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
-	)
-	if err != nil {
-		t.Fatalf("open the promote confirmation: %v", err)
-	}
-	confirm, err = chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
-	if err != nil || !strings.Contains(confirm, "The monitor rejected v2 (error rate 0.5); promoting it overrides that") {
-		t.Fatalf("the confirmation to promote the rejected v2 reads %q (%v)", confirm, err)
+	if confirm = openPromoteConfirmation(t, b, 2); !strings.Contains(confirm, "The monitor rejected v2 (error rate 0.5); promoting it overrides that") {
+		t.Fatalf("the confirmation to promote the rejected v2 reads %q", confirm)
 	}
 	if len(*problems) > 0 {
 		t.Fatalf("browser console: %v", *problems)
