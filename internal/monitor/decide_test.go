@@ -465,3 +465,46 @@ func TestDriftAlertsAgainAfterAnotherStretchInProduction(t *testing.T) {
 		t.Fatalf("events %v: want a second drift alert on v1's second stretch", k)
 	}
 }
+
+// A canary is judged on its traffic since it became the canary: cleared after
+// two bad seconds and set again, it is not rejected on the old ones.
+func TestCanaryIsJudgedFromWhenItWasSet(t *testing.T) {
+	reg, mon, now := setup(t)
+	rng := rand.New(rand.NewPCG(6, 6))
+	ctx := context.Background()
+	setCanary := func(traffic float64) {
+		t.Helper()
+		if _, err := reg.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Version: 2, Traffic: traffic, Mode: registry.ModeAB}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setCanary(50)
+	for s := 0; s < 2; s++ { // two of the three failing evaluations allowed
+		*now = now.Add(time.Second)
+		ingest(mon, window(rng, 2, "challenger", 300, 0, 0.2, 60))
+		mon.Evaluate(ctx)
+	}
+	if _, err := reg.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Clear: true}); err != nil {
+		t.Fatal(err)
+	}
+	*now = now.Add(time.Second)
+	mon.Evaluate(ctx)
+	setCanary(50)
+	setCanary(20)            // a ramp of the same version keeps when it was set
+	for s := 0; s < 5; s++ { // no traffic since: nothing to judge
+		*now = now.Add(time.Second)
+		mon.Evaluate(ctx)
+	}
+	m, _ := reg.Model(ctx, "calling-score")
+	if m.Candidate == nil || m.Candidate.Version != 2 || m.Rejected[2] != "" {
+		t.Fatalf("canary %+v, rejected %v: v2 was rejected on the seconds before it was set again", m.Candidate, m.Rejected)
+	}
+	for s := 0; s < 3; s++ { // its own three bad seconds do reject it
+		*now = now.Add(time.Second)
+		ingest(mon, window(rng, 2, "challenger", 300, 0, 0.2, 60))
+		mon.Evaluate(ctx)
+	}
+	if m, _ := reg.Model(ctx, "calling-score"); m.Candidate != nil || m.Rejected[2] == "" {
+		t.Fatalf("after three bad seconds of its own: canary %+v, rejected %v; want it cleared and rejected", m.Candidate, m.Rejected)
+	}
+}

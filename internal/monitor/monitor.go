@@ -469,7 +469,12 @@ func (m *Monitor) evaluate(ctx context.Context, md registry.Model, judged, watch
 	}
 	if md.Candidate != nil && md.Candidate.Mode == registry.ModeAB {
 		k := seriesKey{md.Name, md.Candidate.Version, "challenger"}
-		w := m.window(k, now.Add(-m.Window), now)
+		// Its traffic since it became the canary, as production's since its promotion.
+		from := now.Add(-m.Window)
+		if md.Candidate.Since.After(from) {
+			from = md.Candidate.Since
+		}
+		w := m.window(k, from, now)
 		reason := m.breach(ctx, md, k, w, pol, time.Time{})
 		judged[k] = true
 		m.decide(ctx, k, reason, pol, registry.Decision{Model: md.Name, Version: md.Candidate.Version, Candidate: true})

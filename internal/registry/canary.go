@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 )
 
 // Canary modes.
@@ -26,6 +27,9 @@ type Canary struct {
 	// background (shadow), 0–100.
 	Traffic float64 `json:"traffic"`
 	Mode    string  `json:"mode"`
+	// Since is when this version became the canary (a new share or mode for the
+	// same version keeps it): the monitor judges it on its traffic from then.
+	Since time.Time `json:"since,omitempty"`
 }
 
 // CanaryRequest sets or clears the candidate alias.
@@ -76,7 +80,11 @@ func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, erro
 			from = m.Candidate.Version
 		}
 		reason := withWhy(fmt.Sprintf("%s, %g%% of traffic", req.Mode, req.Traffic), req.Reason)
-		m.Candidate = &Canary{Version: req.Version, Traffic: req.Traffic, Mode: req.Mode}
+		since := r.Now().UTC()
+		if m.Candidate != nil && m.Candidate.Version == req.Version {
+			since = m.Candidate.Since // a ramp of the same version
+		}
+		m.Candidate = &Canary{Version: req.Version, Traffic: req.Traffic, Mode: req.Mode, Since: since}
 		return &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventCanarySet, From: from, To: req.Version, Reason: reason}, nil
 	})
 }
