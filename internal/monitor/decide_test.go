@@ -90,6 +90,16 @@ func window(rng *rand.Rand, version int, arm string, rows int, shift float64, lo
 	return w
 }
 
+// badSeconds runs n seconds of v2 traffic on arm with a fifth of it answered by
+// the rules (past the default policy's 5%), each followed by an evaluation.
+func badSeconds(mon *monitor.Monitor, now *time.Time, rng *rand.Rand, n int, arm string) {
+	for range n {
+		*now = now.Add(time.Second)
+		ingest(mon, window(rng, 2, arm, 300, 0, 0.2, 60))
+		mon.Evaluate(context.Background())
+	}
+}
+
 func ingest(mon *monitor.Monitor, w monitor.Window) {
 	mon.Ingest(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w}}}})
 }
@@ -137,11 +147,7 @@ func TestFallbackStormIsRolledBackWithTheNumbers(t *testing.T) {
 	if _, err := reg.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2}); err != nil {
 		t.Fatal(err)
 	}
-	for s := 0; s < 5; s++ {
-		*now = now.Add(time.Second)
-		ingest(mon, window(rng, 2, "champion", 300, 0, 0.2, 60))
-		mon.Evaluate(ctx)
-	}
+	badSeconds(mon, now, rng, 5, "champion")
 	m, _ := reg.Model(ctx, "calling-score")
 	if m.Production != 1 || m.Rejected[2] == "" {
 		t.Fatalf("production v%d, rejected %v: want v1 back and v2 rejected", m.Production, m.Rejected)
@@ -361,11 +367,7 @@ func TestFailuresDoNotCarryOverToTheNextPromotion(t *testing.T) {
 	if _, err := reg.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2}); err != nil {
 		t.Fatal(err)
 	}
-	for s := 0; s < 2; s++ { // two of the three failing evaluations allowed
-		*now = now.Add(time.Second)
-		ingest(mon, window(rng, 2, "champion", 300, 0, 0.2, 60))
-		mon.Evaluate(ctx)
-	}
+	badSeconds(mon, now, rng, 2, "champion") // two of the three failing evaluations allowed
 	if _, err := reg.Rollback(ctx, registry.AliasRequest{Model: "calling-score", Reason: "by hand"}); err != nil {
 		t.Fatal(err)
 	}
@@ -376,17 +378,11 @@ func TestFailuresDoNotCarryOverToTheNextPromotion(t *testing.T) {
 	if _, err := reg.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2}); err != nil {
 		t.Fatal(err)
 	}
-	*now = now.Add(time.Second)
-	ingest(mon, window(rng, 2, "champion", 300, 0, 0.2, 60))
-	mon.Evaluate(ctx)
+	badSeconds(mon, now, rng, 1, "champion")
 	if m, _ := reg.Model(ctx, "calling-score"); m.Production != 2 || kinds(t, reg)[registry.EventAutoRollback] != 0 {
 		t.Fatalf("one failing evaluation after the new promotion: production v%d, events %v; want v2 kept", m.Production, kinds(t, reg))
 	}
-	for s := 0; s < 2; s++ { // two more make three in a row
-		*now = now.Add(time.Second)
-		ingest(mon, window(rng, 2, "champion", 300, 0, 0.2, 60))
-		mon.Evaluate(ctx)
-	}
+	badSeconds(mon, now, rng, 2, "champion") // two more make three in a row
 	if m, _ := reg.Model(ctx, "calling-score"); m.Production != 1 || kinds(t, reg)[registry.EventAutoRollback] != 1 {
 		t.Fatalf("after three failing evaluations in a row: production v%d, events %v; want v1 back", m.Production, kinds(t, reg))
 	}
@@ -479,11 +475,7 @@ func TestCanaryIsJudgedFromWhenItWasSet(t *testing.T) {
 		}
 	}
 	setCanary(50)
-	for s := 0; s < 2; s++ { // two of the three failing evaluations allowed
-		*now = now.Add(time.Second)
-		ingest(mon, window(rng, 2, "challenger", 300, 0, 0.2, 60))
-		mon.Evaluate(ctx)
-	}
+	badSeconds(mon, now, rng, 2, "challenger") // two of the three failing evaluations allowed
 	if _, err := reg.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Clear: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -499,11 +491,7 @@ func TestCanaryIsJudgedFromWhenItWasSet(t *testing.T) {
 	if m.Candidate == nil || m.Candidate.Version != 2 || m.Rejected[2] != "" {
 		t.Fatalf("canary %+v, rejected %v: v2 was rejected on the seconds before it was set again", m.Candidate, m.Rejected)
 	}
-	for s := 0; s < 3; s++ { // its own three bad seconds do reject it
-		*now = now.Add(time.Second)
-		ingest(mon, window(rng, 2, "challenger", 300, 0, 0.2, 60))
-		mon.Evaluate(ctx)
-	}
+	badSeconds(mon, now, rng, 3, "challenger") // its own three bad seconds do reject it
 	if m, _ := reg.Model(ctx, "calling-score"); m.Candidate != nil || m.Rejected[2] == "" {
 		t.Fatalf("after three bad seconds of its own: canary %+v, rejected %v; want it cleared and rejected", m.Candidate, m.Rejected)
 	}
