@@ -99,6 +99,21 @@ func CheckNodeName(name string) error {
 	return nil
 }
 
+// nodeFree refuses a node another live token is bound to: two tokens for one
+// node would let either speak for the other's.
+func nodeFree(tx MetaTx, node, id string) error {
+	all, err := tx.Tokens()
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.Node == node && o.ID != id && !o.Revoked {
+			return fmt.Errorf("%w: node %q is bound to token %s (%s)", ErrForbidden, node, o.ID, o.Name)
+		}
+	}
+	return nil
+}
+
 // BindTokenNode binds a scorer token that names no node yet to node, and
 // returns the node the token is bound to: node, or the one it was bound to
 // before (the caller compares). The binding is stored in the token's record.
@@ -118,6 +133,9 @@ func (r *Registry) BindTokenNode(_ context.Context, id, node string) (string, er
 		if t.Node != "" {
 			bound = t.Node
 			return nil
+		}
+		if err := nodeFree(tx, node, t.ID); err != nil {
+			return err
 		}
 		t.Node, bound = node, node
 		return tx.PutToken(t)
@@ -144,6 +162,11 @@ func (r *Registry) addToken(name, role, node, secret string) (*Token, error) {
 	}
 	t := &Token{ID: m[1], Name: name, Role: role, Node: node, CreatedAt: r.Now().UTC(), Hash: hashSecret(secret)}
 	err := r.Meta.Update(func(tx MetaTx) error {
+		if node != "" {
+			if err := nodeFree(tx, node, t.ID); err != nil {
+				return fmt.Errorf("%w: %w", ErrConflict, err)
+			}
+		}
 		old, err := tx.Token(t.ID)
 		switch {
 		case errors.Is(err, ErrNotFound):

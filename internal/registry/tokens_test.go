@@ -35,6 +35,13 @@ func TestScorerTokenIsBoundToOneNode(t *testing.T) {
 	if got, _ := reg.BindTokenNode(ctx, named.ID, "d"); got != "c" {
 		t.Fatalf("a token made for c bound to %q", got)
 	}
+	other, _, _ := reg.CreateToken(ctx, "node-x", registry.RoleScorer)
+	if _, err := reg.BindTokenNode(ctx, other.ID, "a"); !errors.Is(err, registry.ErrForbidden) {
+		t.Fatalf("a second token binding node a: %v, want forbidden", err)
+	}
+	if _, _, err := reg.CreateNodeToken(ctx, "node-a2", registry.RoleScorer, "a"); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("a token made for node a, bound already: %v, want a conflict", err)
+	}
 	admin, _, _ := reg.CreateToken(ctx, "root", registry.RoleAdmin)
 	if _, err := reg.BindTokenNode(ctx, admin.ID, "a"); !errors.Is(err, registry.ErrForbidden) {
 		t.Fatalf("binding an admin token: %v, want forbidden", err)
