@@ -39,6 +39,10 @@ type ControlPlane struct {
 	PushTimeout time.Duration
 	// Heartbeat is the interval of keep-alive comments on the watch stream.
 	Heartbeat time.Duration
+	// ReportsPerSecond and ReportBurst bound each scorer token's reports (each
+	// address's with auth off).
+	ReportsPerSecond float64
+	ReportBurst      int
 
 	closeOnce    sync.Once
 	closing      chan struct{}
@@ -54,7 +58,8 @@ func (cp *ControlPlane) CloseStreams() {
 
 // NewControlPlane returns a control plane API with defaults.
 func NewControlPlane(reg *registry.Registry, log *slog.Logger) *ControlPlane {
-	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second, closing: make(chan struct{})}
+	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second,
+		ReportsPerSecond: DefaultReportsPerSecond, ReportBurst: DefaultReportBurst, closing: make(chan struct{})}
 }
 
 // maxJSONBody bounds every JSON request body on the control plane.
@@ -591,10 +596,10 @@ func (cp *ControlPlane) blend(c echo.Context) error {
 const (
 	// maxReportBytes bounds one report's body.
 	maxReportBytes = 1 << 20
-	// reportsPerSecond and reportBurst bound each token's reports (each
-	// node's, with auth off): ten times the fastest interval tests use.
-	reportsPerSecond = 20
-	reportBurst      = 40
+	// DefaultReportsPerSecond and DefaultReportBurst bound each token's
+	// reports: twice what a node reporting every 100 ms sends.
+	DefaultReportsPerSecond = 20
+	DefaultReportBurst      = 40
 )
 
 // report takes a scorer's report: only from a scorer token, only for the node
@@ -617,9 +622,9 @@ func (cp *ControlPlane) report(c echo.Context) error {
 	if tok != nil {
 		limiterKey = "token " + tok.ID
 	}
-	if wait, ok := cp.reportLimits.allow(limiterKey, time.Now()); !ok {
-		return &requestError{status: http.StatusTooManyRequests, code: "too_many_requests", retryAfter: int(math.Ceil(wait.Seconds())),
-			msg: fmt.Sprintf("more than %d reports a second (burst %d) from one token; a node reports once a second", reportsPerSecond, reportBurst)}
+	if wait, ok := cp.reportLimits.allow(limiterKey, time.Now(), rate.Limit(cp.ReportsPerSecond), cp.ReportBurst); !ok {
+		return &requestError{status: http.StatusTooManyRequests, code: "too_many_requests", retryAfter: max(1, int(math.Ceil(wait.Seconds()))),
+			msg: fmt.Sprintf("more than %g reports a second (burst %d) from one token; a node reports once a second", cp.ReportsPerSecond, cp.ReportBurst)}
 	}
 	body, err := readBody(c, maxReportBytes)
 	if err != nil {
@@ -666,7 +671,7 @@ type limited struct {
 const maxLimited = 10000
 
 // allow takes one event for key, or says how long until one is allowed.
-func (l *rateLimits) allow(key string, now time.Time) (time.Duration, bool) {
+func (l *rateLimits) allow(key string, now time.Time, every rate.Limit, burst int) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.keys == nil {
@@ -677,7 +682,7 @@ func (l *rateLimits) allow(key string, now time.Time) (time.Duration, bool) {
 		if len(l.keys) >= maxLimited {
 			for k, o := range l.keys {
 				// A bucket idle long enough to be full again is as good as new.
-				if now.Sub(o.seen) > time.Duration(reportBurst/reportsPerSecond+1)*time.Second {
+				if now.Sub(o.seen) > time.Duration(float64(burst)/float64(every)+1)*time.Second {
 					delete(l.keys, k)
 				}
 			}
@@ -685,7 +690,7 @@ func (l *rateLimits) allow(key string, now time.Time) (time.Duration, bool) {
 				return time.Second, false
 			}
 		}
-		e = &limited{lim: rate.NewLimiter(reportsPerSecond, reportBurst)}
+		e = &limited{lim: rate.NewLimiter(every, burst)}
 		l.keys[key] = e
 	}
 	e.seen = now

@@ -270,6 +270,9 @@ func (m *Monitor) checkWindow(ctx context.Context, model string, w Window) error
 	if err := hist("shadow_diff", w.ShadowDiff, len(ShadowDiffEdges)+1); err != nil {
 		return err
 	}
+	if len(w.Features) > MaxFeatures {
+		return tooLarge("%s: %d feature histograms; at most %d", name, len(w.Features), MaxFeatures)
+	}
 	var card *artifact.Card
 	if w.Version > 0 {
 		card = m.card(ctx, model, w.Version)
@@ -289,9 +292,6 @@ func (m *Monitor) checkWindow(ctx context.Context, model string, w Window) error
 	}
 	if len(w.Features) == 0 {
 		return nil
-	}
-	if len(w.Features) > MaxFeatures {
-		return tooLarge("%s: %d feature histograms; at most %d", name, len(w.Features), MaxFeatures)
 	}
 	if len(w.Features) != len(card.Features) {
 		return invalid("%s: %d feature histograms; the card has %d features", name, len(w.Features), len(card.Features))

@@ -30,7 +30,7 @@ type point struct {
 // nodeSlot is one node's counts of one judged series over one slot of time,
 // enough to say whether that node alone sees a breach (see corroborate).
 type nodeSlot struct {
-	t                                       time.Time
+	t                                        time.Time
 	requests, errors, fallbacks, timed, fast int64
 }
 
