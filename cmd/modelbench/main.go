@@ -700,7 +700,12 @@ func hotSwap(o options, body []byte, rate float64) (swapResult, error) {
 	}
 	scfg := app.DefaultScorerConfig()
 	scfg.ControlPlane, scfg.Listen, scfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(dir, "cache")
-	scfg.Token = benchToken
+	// A scorer reports with a scorer token of its own (one per node).
+	node, err := cl.CreateToken(ctx, "bench-scorer", registry.RoleScorer)
+	if err != nil {
+		return swapResult{}, err
+	}
+	scfg.Token = node.Secret
 	// The feedback join is bounded; keep it small enough that the steady run fills
 	// it, so the memory comparison sees the swaps and not the join filling up.
 	scfg.FeedbackCapacity = 10000
@@ -917,7 +922,12 @@ func rollbackRun(o options, body []byte) (time.Duration, error) {
 	for i := 0; i < 2; i++ {
 		scfg := app.DefaultScorerConfig()
 		scfg.ControlPlane, scfg.Listen, scfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(dir, fmt.Sprint("cache", i))
-		scfg.Token = benchToken
+		// Each scorer reports with a scorer token of its own (one per node).
+		node, err := cl.CreateToken(ctx, fmt.Sprint("bench-scorer-", i), registry.RoleScorer)
+		if err != nil {
+			return 0, err
+		}
+		scfg.Token = node.Secret
 		sc := app.NewScorer(scfg, quiet)
 		if err := sc.Open(ctx); err != nil {
 			return 0, err
