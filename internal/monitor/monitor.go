@@ -838,6 +838,11 @@ func (m *Monitor) corroboratePSI(md registry.Model, k seriesKey, pol registry.Po
 	}
 	m.mu.Unlock()
 	need := min(pol.CorroboratingNodes, len(tallies))
+	// Each node's share of the rows a pooled PSI would need, but no fewer than
+	// 10 a bin: below that a PSI is mostly noise.
+	if len(tallies) > 0 {
+		n = max(n/int64(len(tallies)), 10*PredictionBins)
+	}
 	var names []string
 	var before, after [PredictionBins]int64
 	for _, t := range tallies {
