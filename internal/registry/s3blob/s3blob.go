@@ -1,4 +1,4 @@
-package registry
+package s3blob
 
 import (
 	"bytes"

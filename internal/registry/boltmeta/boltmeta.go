@@ -1,4 +1,4 @@
-package registry
+package boltmeta
 
 import (
 	"encoding/binary"
