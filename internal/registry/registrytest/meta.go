@@ -1,35 +1,31 @@
+// Package registrytest holds the conformance suites every registry storage
+// driver runs from its tests: RunMetaStore for metadata stores, RunBlobStore for
+// blob stores. A new driver passes the same suites.
 package registrytest
 
 import (
+	"context"
 	"errors"
-	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/modelops/modelops/internal/registry"
 )
 
-// metaStores are the MetaStore implementations; the contract below runs on each.
-var metaStores = map[string]func(t *testing.T) registry.MetaStore{
-	"bolt": func(t *testing.T) registry.MetaStore {
-		s, err := registry.OpenBoltMeta(filepath.Join(t.TempDir(), "meta.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	},
-}
-
-func TestMetaStoreContract(t *testing.T) {
-	for name, open := range metaStores {
-		t.Run(name, func(t *testing.T) { metaContract(t, open(t)) })
-	}
+// RunMetaStore runs the contract every MetaStore keeps on fresh stores made by
+// open (each test its own: open gets the subtest's t, for TempDir and Cleanup).
+func RunMetaStore(t *testing.T, open func(t *testing.T) registry.MetaStore) {
+	t.Run("Contract", func(t *testing.T) { metaContract(t, open(t)) })
+	t.Run("LatestEvents", func(t *testing.T) { latestEvents(t, open(t)) })
+	t.Run("Context", func(t *testing.T) { metaContext(t, open(t)) })
+	t.Run("Retries", func(t *testing.T) { metaRetries(t, open) })
 }
 
 func metaContract(t *testing.T, s registry.MetaStore) {
+	ctx := context.Background()
 	// Absent things are ErrNotFound.
-	err := s.View(func(tx registry.MetaTx) error {
+	err := s.View(ctx, func(tx registry.MetaTx) error {
 		if tx.Revision() != 0 {
 			t.Errorf("a new store is at revision %d", tx.Revision())
 		}
@@ -50,7 +46,7 @@ func metaContract(t *testing.T, s registry.MetaStore) {
 
 	// An update commits, numbers events, and wakes watchers.
 	changed := s.Changed()
-	err = s.Update(func(tx registry.MetaTx) error {
+	err = s.Update(ctx, func(tx registry.MetaTx) error {
 		for _, m := range []string{"b", "a"} {
 			if err := tx.PutModel(&registry.Model{Name: m, Latest: 2}); err != nil {
 				return err
@@ -82,7 +78,7 @@ func metaContract(t *testing.T, s registry.MetaStore) {
 	// A failed update changes nothing and wakes nobody.
 	changed = s.Changed()
 	boom := errors.New("boom")
-	if err := s.Update(func(tx registry.MetaTx) error {
+	if err := s.Update(ctx, func(tx registry.MetaTx) error {
 		tx.PutModel(&registry.Model{Name: "c"})
 		tx.AppendEvent(&registry.Event{Model: "c"})
 		return boom
@@ -95,7 +91,7 @@ func metaContract(t *testing.T, s registry.MetaStore) {
 	default:
 	}
 
-	err = s.View(func(tx registry.MetaTx) error {
+	err = s.View(ctx, func(tx registry.MetaTx) error {
 		if tx.Revision() != 2 {
 			t.Errorf("revision %d, want 2", tx.Revision())
 		}
@@ -134,13 +130,13 @@ func metaContract(t *testing.T, s registry.MetaStore) {
 	}
 }
 
-// LatestEvents reads from the newest end: the last n events that match, after
-// since, in revision order.
-func TestLatestEvents(t *testing.T) {
-	for name, open := range metaStores {
-		t.Run(name, func(t *testing.T) {
-			s := open(t)
-			if err := s.Update(func(tx registry.MetaTx) error {
+// latestEvents: LatestEvents reads from the newest end: the last n events that
+// match, after since, in revision order.
+func latestEvents(t *testing.T, s registry.MetaStore) {
+	ctx := context.Background()
+	{
+		{
+			if err := s.Update(ctx, func(tx registry.MetaTx) error {
 				for i := range 10 {
 					m := "a" // revisions 1, 3, 5, 7, 9
 					if i%2 == 1 {
@@ -179,7 +175,7 @@ func TestLatestEvents(t *testing.T) {
 				{10, 5, all, []uint64{}},
 			} {
 				var got []uint64
-				s.View(func(tx registry.MetaTx) error {
+				s.View(ctx, func(tx registry.MetaTx) error {
 					got = revs(tx.LatestEvents(tc.since, tc.n, tc.keep))
 					return nil
 				})
@@ -187,6 +183,118 @@ func TestLatestEvents(t *testing.T) {
 					t.Errorf("LatestEvents(since %d, n %d): %v, want %v", tc.since, tc.n, got, tc.want)
 				}
 			}
-		})
+		}
+	}
+}
+
+// metaContext: a done context stops a transaction before it starts, and an
+// update so stopped changes nothing.
+func metaContext(t *testing.T, s registry.MetaStore) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ran := false
+	err := s.Update(ctx, func(tx registry.MetaTx) error {
+		ran = true
+		return tx.PutModel(&registry.Model{Name: "m"})
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Update with a cancelled context: %v, want context.Canceled", err)
+	}
+	if err := s.View(ctx, func(registry.MetaTx) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("View with a cancelled context: %v, want context.Canceled", err)
+	}
+	if ran {
+		t.Error("an update ran with a cancelled context")
+	}
+	err = s.View(context.Background(), func(tx registry.MetaTx) error {
+		if _, err := tx.Model("m"); !errors.Is(err, registry.ErrNotFound) {
+			t.Errorf("the cancelled update stored a model: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// metaRetries: concurrent read-modify-write updates are serialised: none is
+// lost, every event gets its own revision, and the history pages in order.
+func metaRetries(t *testing.T, open func(t *testing.T) registry.MetaStore) {
+	ctx := context.Background()
+	s := open(t)
+	if err := s.Update(ctx, func(tx registry.MetaTx) error { return tx.PutModel(&registry.Model{Name: "m"}) }); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 4, 80
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				err := s.Update(ctx, func(tx registry.MetaTx) error {
+					m, err := tx.Model("m")
+					if err != nil {
+						return err
+					}
+					m.Latest++
+					model := "a"
+					if w%2 == 1 {
+						model = "b"
+					}
+					e := &registry.Event{Model: model, Kind: registry.EventPushed, To: m.Latest}
+					if err := tx.AppendEvent(e); err != nil {
+						return err
+					}
+					m.Revision = e.Revision
+					return tx.PutModel(m)
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	const total = writers * each
+	err := s.View(ctx, func(tx registry.MetaTx) error {
+		m, err := tx.Model("m")
+		if err != nil {
+			return err
+		}
+		if m.Latest != total || m.Revision != total || tx.Revision() != total {
+			t.Errorf("after %d updates: latest %d, model revision %d, store revision %d", total, m.Latest, m.Revision, tx.Revision())
+		}
+		all, err := tx.Events(0, 1000, func(*registry.Event) bool { return true })
+		if err != nil {
+			return err
+		}
+		if len(all) != total {
+			t.Fatalf("%d events, want %d", len(all), total)
+		}
+		for i, e := range all {
+			if e.Revision != uint64(i+1) || e.To != i+1 {
+				t.Fatalf("event %d: revision %d, to %d: the history is not one update after another", i, e.Revision, e.To)
+			}
+		}
+		onlyB := func(e *registry.Event) bool { return e.Model == "b" }
+		bs, err := tx.Events(0, 1000, onlyB)
+		if err != nil || len(bs) != total/2 {
+			t.Errorf("events of b: %d (%v), want %d", len(bs), err, total/2)
+		}
+		last, err := tx.LatestEvents(0, total/2-1, onlyB)
+		if err != nil || len(last) != total/2-1 || last[len(last)-1].Revision != bs[len(bs)-1].Revision || last[0].Revision != bs[1].Revision {
+			t.Errorf("the last %d events of b: %d (%v)", total/2-1, len(last), err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
