@@ -67,7 +67,7 @@ func OpenBlobStore(ctx context.Context, rawURL string) (BlobStore, error) {
 	d, ok := drivers[u.Scheme]
 	driversMu.Unlock()
 	if !ok {
-		return nil, Invalidf("blob store URL %q: unknown scheme %q (want %s)", rawURL, u.Scheme, schemes(drivers, &driversMu))
+		return nil, Invalidf("blob store URL %q: unknown scheme %q (want file:///DIR or s3://BUCKET/PREFIX?…)", rawURL, u.Scheme)
 	}
 	return d(ctx, u)
 }

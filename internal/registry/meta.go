@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 )
@@ -88,7 +87,7 @@ func OpenMetaStore(ctx context.Context, rawURL string) (MetaStore, error) {
 	d, ok := metaDrivers[u.Scheme]
 	metaDriversMu.Unlock()
 	if !ok {
-		return nil, Invalidf("metadata store URL %q: unknown scheme %q (want %s)", u.Redacted(), u.Scheme, schemes(metaDrivers, &metaDriversMu))
+		return nil, Invalidf("metadata store URL %q: unknown scheme %q (want bolt:///DIR/registry.db or etcd://HOST:PORT[,HOST:PORT…]/PREFIX)", u.Redacted(), u.Scheme)
 	}
 	return d(ctx, u)
 }
@@ -101,19 +100,4 @@ func redactURL(s string) string {
 		}
 	}
 	return s
-}
-
-// schemes lists the registered schemes as "a://, b://".
-func schemes[D any](m map[string]D, mu *sync.Mutex) string {
-	mu.Lock()
-	defer mu.Unlock()
-	var out []string
-	for s := range m {
-		out = append(out, s+"://")
-	}
-	sort.Strings(out)
-	if len(out) == 0 {
-		return "a driver package linked in"
-	}
-	return strings.Join(out, ", ")
 }
