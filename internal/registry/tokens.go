@@ -57,7 +57,7 @@ func randomHex(n int) string {
 func NewTokenSecret() string { return "mo_" + randomHex(6) + "_" + randomHex(20) }
 
 // CreateToken makes a token with a role and returns its secret, shown only now.
-func (r *Registry) CreateToken(_ context.Context, name, role string) (*Token, string, error) {
+func (r *Registry) CreateToken(ctx context.Context, name, role string) (*Token, string, error) {
 	secret := NewTokenSecret()
 	t, err := r.AddToken(name, role, secret)
 	return t, secret, err
@@ -77,7 +77,8 @@ func (r *Registry) AddToken(name, role, secret string) (*Token, error) {
 		return nil, Invalidf("a token has the form mo_<12 hex>_<40 hex> (`modelctl token new` makes one)")
 	}
 	t := &Token{ID: m[1], Name: name, Role: role, CreatedAt: r.Now().UTC(), Hash: hashSecret(secret)}
-	err := r.Meta.Update(func(tx MetaTx) error {
+	ctx := context.Background() // a start-up step or an API call that already authenticated
+	err := r.Meta.Update(ctx, func(tx MetaTx) error {
 		old, err := tx.Token(t.ID)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -115,7 +116,8 @@ func (r *Registry) Authenticate(secret string) (*Token, error) {
 // token reads a token by id.
 func (r *Registry) token(id string) (*Token, error) {
 	var t *Token
-	err := r.Meta.View(func(tx MetaTx) (err error) {
+	ctx := context.Background() // authentication: bounded by the store's own timeouts
+	err := r.Meta.View(ctx, func(tx MetaTx) (err error) {
 		t, err = tx.Token(id)
 		return err
 	})
@@ -123,9 +125,9 @@ func (r *Registry) token(id string) (*Token, error) {
 }
 
 // Tokens lists every token, without hashes.
-func (r *Registry) Tokens(_ context.Context) ([]Token, error) {
+func (r *Registry) Tokens(ctx context.Context) ([]Token, error) {
 	var out []Token
-	err := r.Meta.View(func(tx MetaTx) (err error) {
+	err := r.Meta.View(ctx, func(tx MetaTx) (err error) {
 		out, err = tx.Tokens()
 		return err
 	})
@@ -138,8 +140,8 @@ func (r *Registry) Tokens(_ context.Context) ([]Token, error) {
 
 // RevokeToken revokes a token by id; it authenticates no more. The last live
 // admin token stays: revoking it would leave no one able to make another.
-func (r *Registry) RevokeToken(_ context.Context, id string) error {
-	return r.Meta.Update(func(tx MetaTx) error {
+func (r *Registry) RevokeToken(ctx context.Context, id string) error {
+	return r.Meta.Update(ctx, func(tx MetaTx) error {
 		t, err := tx.Token(id)
 		if err != nil {
 			return err
