@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -331,14 +332,22 @@ func (cp *ControlPlane) rollback(c echo.Context) error {
 	return c.JSON(http.StatusOK, ev)
 }
 
+// maxQueryNumber bounds every numeric query parameter: revisions and counts
+// fit an int64, and a value past it is a mistake or an attack (since=2^64-1
+// wrapped around to every event), never a request to honour.
+const maxQueryNumber = math.MaxInt64
+
 func uintQuery(c echo.Context, name string) (uint64, error) {
 	s := c.QueryParam(name)
 	if s == "" {
 		return 0, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) || (err == nil && n > maxQueryNumber) {
+		return 0, badRequest(fmt.Sprintf("%s=%s is out of range: at most %d", name, truncate(s, 40), uint64(maxQueryNumber)))
+	}
 	if err != nil {
-		return 0, badRequest(fmt.Sprintf("%s=%q must be a whole number", name, truncate(s, 40)))
+		return 0, badRequest(fmt.Sprintf("%s=%q must be a whole number, 0 or more", name, truncate(s, 40)))
 	}
 	return n, nil
 }
@@ -384,7 +393,7 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 		return err
 	}
 	if last := c.Request().Header.Get("Last-Event-ID"); last != "" {
-		if n, err := strconv.ParseUint(last, 10, 64); err == nil && n > since {
+		if n, err := strconv.ParseUint(last, 10, 64); err == nil && n > since && n <= maxQueryNumber {
 			since = n
 		}
 	}

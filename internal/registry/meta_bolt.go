@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -176,6 +177,9 @@ func (t boltTx) AppendEvent(e *Event) error {
 func (t boltTx) Events(since uint64, limit int, keep func(*Event) bool) ([]Event, error) {
 	var out []Event
 	c := t.tx.Bucket(bucketEvents).Cursor()
+	if since == math.MaxUint64 {
+		return nil, nil // nothing comes after the last revision there can be (since+1 would wrap to 0)
+	}
 	for k, v := c.Seek(u64(since + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 		var e Event
 		if err := json.Unmarshal(v, &e); err != nil {

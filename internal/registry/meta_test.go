@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"errors"
+	"math"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -186,6 +187,16 @@ func TestLatestEvents(t *testing.T) {
 				if !slices.Equal(got, tc.want) {
 					t.Errorf("LatestEvents(since %d, n %d): %v, want %v", tc.since, tc.n, got, tc.want)
 				}
+			}
+			// Nothing comes after the largest revision; since+1 wrapped to
+			// every event.
+			var got []uint64
+			s.View(func(tx registry.MetaTx) error {
+				got = revs(tx.Events(math.MaxUint64, 100, all))
+				return nil
+			})
+			if len(got) != 0 {
+				t.Errorf("Events(since 2^64-1): %v, want none", got)
 			}
 		})
 	}
