@@ -306,6 +306,9 @@ func (cp *ControlPlane) promote(c echo.Context) error {
 	if b.Version < 1 {
 		return badRequest("promote needs \"version\": a positive whole number")
 	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
+	}
 	ev, err := cp.Registry.Promote(c.Request().Context(), registry.AliasRequest{
 		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason, Force: b.Force,
 	})
@@ -322,6 +325,9 @@ func (cp *ControlPlane) rollback(c echo.Context) error {
 	}
 	if b.Version < 0 {
 		return badRequest("rollback \"version\" must be a positive whole number, or absent for the previous version")
+	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
 	}
 	ev, err := cp.Registry.Rollback(c.Request().Context(), registry.AliasRequest{
 		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason, Force: b.Force,
@@ -461,6 +467,19 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 
 // decodeJSON reads one JSON object from a bounded body and refuses unknown fields
 // and trailing data.
+// maxTextBytes bounds every free-text field a request carries (a reason): it
+// goes into the event log, kept for good and sent to every watcher, so a
+// sentence or two is plenty and 900 KB is an attack.
+const maxTextBytes = 1024
+
+// checkText refuses a free-text field longer than maxTextBytes, naming it.
+func checkText(field, s string) error {
+	if len(s) > maxTextBytes {
+		return badRequest(fmt.Sprintf("%q is %d bytes: at most %d", field, len(s), maxTextBytes))
+	}
+	return nil
+}
+
 func decodeJSON(c echo.Context, v any) error {
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, maxJSONBody)
 	dec := json.NewDecoder(body)
@@ -544,6 +563,9 @@ func (cp *ControlPlane) canary(c echo.Context) error {
 	if b.Version < 1 {
 		return badRequest("canary needs \"version\": a positive whole number")
 	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
+	}
 	ev, err := cp.Registry.SetCanary(c.Request().Context(), registry.CanaryRequest{
 		Model: c.Param("model"), Version: b.Version, Traffic: b.Traffic, Mode: b.Mode,
 		ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
@@ -557,6 +579,9 @@ func (cp *ControlPlane) canary(c echo.Context) error {
 func (cp *ControlPlane) clearCanary(c echo.Context) error {
 	exp, err := uintQuery(c, "expect_revision")
 	if err != nil {
+		return err
+	}
+	if err := checkText("reason", c.QueryParam("reason")); err != nil {
 		return err
 	}
 	ev, err := cp.Registry.SetCanary(c.Request().Context(), registry.CanaryRequest{
@@ -582,6 +607,9 @@ func (cp *ControlPlane) blend(c echo.Context) error {
 	}
 	if b.Weight == nil {
 		return badRequest("blend needs \"weight\": a number from 0 to 1")
+	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
 	}
 	ev, err := cp.Registry.SetBlend(c.Request().Context(), registry.BlendRequest{
 		Model: c.Param("model"), Weight: *b.Weight, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
