@@ -282,7 +282,8 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	}
 	screenshot(t, v, "model-viewer")
 	if m, _ := cl.Model(ctx, "calling-score"); m.Production != 2 {
-		t.Fatalf("a viewer moved production to v%d", m.Production)
+		evs, _ := cl.Events(ctx, "calling-score", 0, 0)
+		t.Fatalf("production moved to v%d while a viewer looked; events: %+v", m.Production, evs)
 	}
 	if len(*vproblems) > 0 {
 		t.Fatalf("browser console (viewer): %v", *vproblems)
