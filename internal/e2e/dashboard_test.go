@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -658,6 +659,143 @@ func TestDashboardVersionsPastTheLatest(t *testing.T) {
 	}
 	if after, err := chromedp.Run(b, chromedp.Evaluate[int](cardFetches)); err != nil || after != before {
 		t.Fatalf("card fetches went from %d to %d over two refreshes (%v): cards are immutable", before, after, err)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// fastMonitorKeeping is fastMonitor whose monitor keeps retain of reports for
+// the charts.
+func fastMonitorKeeping(t *testing.T, retain time.Duration) (*app.ControlPlane, *client.Client) {
+	t.Helper()
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir, cfg.Listen = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0"
+	cfg.MonitorWindow, cfg.EvalInterval, cfg.MonitorRetain = 3*time.Second, 100*time.Millisecond, retain
+	cfg.AdminToken = adminToken
+	cp := app.NewControlPlane(cfg, quietLogger(t))
+	if err := cp.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cp.Close(context.Background()) })
+	addScorerToken(t, cp)
+	return cp, adminClient(cp.URL())
+}
+
+// lenientPolicy keeps the monitor from rolling back what a test promotes: two
+// unrelated test models score far apart, and a loaded machine is slow.
+func lenientPolicy(t *testing.T, cl *client.Client) {
+	t.Helper()
+	if _, err := cl.SetPolicy(context.Background(), "calling-score", api.PolicyBody{MaxPredPSI: ptr(1000.0), MaxP99Ms: ptr(60000.0),
+		MaxErrorRate: ptr(1.0), MaxFallbackRate: ptr(1.0)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The charts have a time axis over the chosen window, show values under the
+// pointer, leave a gap where a version served nothing (not a zero), and mark
+// promotions and canary changes on the time line.
+func TestDashboardChartsOverAWindowWithMarkers(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := fastMonitorKeeping(t, 24*time.Hour)
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	lenientPolicy(t, cl)
+	sc := fastScorer(t, cp.URL())
+	stop := make(chan struct{})
+	wg := traffic(t, []string{sc.URL()}, stop)
+	waitFor(t, "v1's traffic in the monitor", 15*time.Second, func() bool {
+		h, err := cl.Health(ctx, "calling-score")
+		if err != nil {
+			return false
+		}
+		for _, a := range h.Arms {
+			if a.Version == 1 && a.Requests > 50 {
+				return true
+			}
+		}
+		return false
+	})
+	close(stop)
+	wg.Wait()
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 1, Traffic: 10, Mode: "ab"}); err != nil {
+		t.Fatal(err)
+	}
+
+	b, problems := browser(t)
+	signIn(t, b, cp.URL(), adminToken)
+	allMarked := `(() => { const c = document.querySelector("#charts .chart"); return !!c && c.dataset.markers === "3"; })()`
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.Poll[chromedp.Void](allMarked, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		n, _ := chromedp.Run(b, chromedp.Evaluate[string](`String(document.querySelector("#charts .chart") && document.querySelector("#charts .chart").dataset.markers)`))
+		t.Fatalf("the charts do not mark v1's and v2's promotions and the canary (markers %s): %v", n, err)
+	}
+	kinds, err := chromedp.Run(b, chromedp.Evaluate[string](`[...document.querySelectorAll("#markers li")].map((l) => l.dataset.kind).join(" ")`))
+	if err != nil || kinds != "promoted promoted canary_set" {
+		t.Fatalf("the markers listed: %q (%v), want promoted promoted canary_set", kinds, err)
+	}
+	// The requests chart over 15 minutes: a time axis whose labels read as
+	// times, and v1's line null (a gap) in every step without its requests.
+	type chartState struct {
+		Charts int      `json:"charts"`
+		Span   float64  `json:"span"`
+		Ticks  string   `json:"ticks"`
+		Labels []string `json:"labels"`
+		Nulls  int      `json:"nulls"`
+		Zeros  int      `json:"zeros"`
+		Values int      `json:"values"`
+		Hover  string   `json:"hover"`
+		Want   string   `json:"want"`
+		Time   string   `json:"time"`
+	}
+	read := `new Promise((resolve) => {
+		const u = charts[0];
+		const i = u.series.findIndex((s) => s.label === "v1 production");
+		const ys = i > 0 ? u.data[i] : [];
+		const last = ys.findLastIndex((v) => v !== null);
+		const out = { charts: charts.length, span: u.scales.x.max - u.scales.x.min, ticks: u.root.closest(".chart").dataset.ticks || "",
+			labels: u.series.map((s) => s.label), nulls: ys.filter((v) => v === null).length, zeros: ys.filter((v) => v === 0).length,
+			values: ys.filter((v) => v !== null).length, want: last >= 0 ? String(Math.round(ys[last] * 1000) / 1000) : "" };
+		if (last < 0) { resolve(out); return; }
+		// Point at v1's last value, as a mouse would.
+		const over = u.root.querySelector(".u-over"), r = over.getBoundingClientRect();
+		over.dispatchEvent(new MouseEvent("mousemove", { bubbles: true, clientX: r.left + u.valToPos(u.data[0][last], "x"), clientY: r.top + u.valToPos(ys[last], "y") }));
+		requestAnimationFrame(() => requestAnimationFrame(() => {
+			const rows = u.root.querySelectorAll(".u-legend .u-series");
+			out.time = rows[0].querySelector(".u-value").textContent;
+			out.hover = rows[i].querySelector(".u-value").textContent;
+			resolve(out);
+		}));
+	})`
+	got, err := chromedp.Run(b, chromedp.Evaluate[chartState](read, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Charts != 5 || got.Span < 14*60 || got.Span > 16*60 || !regexp.MustCompile(`\d{1,2}:\d{2}`).MatchString(got.Ticks) {
+		t.Fatalf("charts %+v: want 5 charts over 15 minutes with times on the axis", got)
+	}
+	if got.Values == 0 || got.Nulls == 0 || got.Zeros != 0 {
+		t.Fatalf("v1's requests line (series %v) has %d values, %d nulls and %d zeros: want values, and gaps as nulls, never zeros", got.Labels, got.Values, got.Nulls, got.Zeros)
+	}
+	if got.Hover != got.Want || got.Time == "-" || got.Time == "" {
+		t.Fatalf("under the pointer the legend reads %q at %q, want v1's value %q at a time", got.Hover, got.Time, got.Want)
+	}
+	screenshot(t, b, "charts")
+
+	// The window goes to 24 hours: the monitor here keeps that long.
+	err = chromedp.Do(b, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById("window"); s.value = "24h"; s.dispatchEvent(new Event("change")); })()`),
+		chromedp.Poll[chromedp.Void](`charts.length === 5 && charts[0].scales.x.max - charts[0].scales.x.min > 23 * 3600 && document.querySelector("#charts .chart").dataset.markers === "3"`, chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		t.Fatalf("the charts over 24 hours: %v", err)
+	}
+	asked, err := chromedp.Run(b, chromedp.Evaluate[bool](`performance.getEntriesByType("resource").some((e) => e.name.includes("/series?window=24h&step=960s"))`))
+	if err != nil || !asked {
+		t.Fatalf("the 24-hour charts did not ask the control plane for 24 hours (%v)", err)
 	}
 	if len(*problems) > 0 {
 		t.Fatalf("browser console: %v", *problems)

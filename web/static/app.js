@@ -330,12 +330,14 @@ function mountCharts(ser, stepS, events) {
       width: Math.max(240, el.clientWidth - 2), height: 170,
       scales: { x: { time: true, range: () => [from, to] }, y: { range: (u, lo, hi) => [0, hi > 0 ? hi * 1.1 : 1] } },
       series: [{ label: "time", value: (u, t) => (t === null ? "-" : hhmm(t)) },
-        ...names.map((n, i) => ({ label: n.replace(/\/(\w+)$/, (m, a) => " " + armName(a)), stroke: COLORS[i % COLORS.length], width: 1.5, value: fmt, spanGaps: false }))],
+        ...names.map((n, i) => ({ label: n.replace(/\/(\w+)$/, (m, a) => " " + armName(a)), stroke: COLORS[i % COLORS.length], width: 1.5, value: fmt, spanGaps: false,
+          // A point alone between gaps draws no line: its dot still shows.
+          points: { show: true, size: 4, fill: COLORS[i % COLORS.length] } }))],
       axes: [{ values: (u, splits) => {
         const labels = splits.map((t) => hhmm(t, true));
         el.dataset.ticks = labels.join(" ");
         return labels;
-      } }, { size: 48, values: (u, splits) => splits.map((v) => Math.round(v * 100) / 100 + unit) }],
+      } }, { size: 52, values: (u, splits) => splits.map((v) => String(Math.round(v * 1000) / 1000)) }],
       hooks: { draw: [(u) => {
         // A dashed line and a label at each event on the time line.
         const c = u.ctx, top = u.bbox.top, bottom = u.bbox.top + u.bbox.height;
@@ -343,12 +345,16 @@ function mountCharts(ser, stepS, events) {
         c.setLineDash([4, 3]);
         c.lineWidth = 1.5 * devicePixelRatio;
         c.font = `${10 * devicePixelRatio}px system-ui, sans-serif`;
-        for (const m of marks) {
+        marks.forEach((m, i) => {
           const x = Math.round(u.valToPos(m.t, "x", true));
           c.strokeStyle = c.fillStyle = MARKED[m.e.kind];
           c.beginPath(); c.moveTo(x, top); c.lineTo(x, bottom); c.stroke();
-          c.fillText(markLabel(m.e), x + 3 * devicePixelRatio, top + 10 * devicePixelRatio);
-        }
+          // Labels step down so that events close in time stay readable; one
+          // near the right edge is written to the left of its line.
+          const label = markLabel(m.e), w = c.measureText(label).width, pad = 3 * devicePixelRatio;
+          const lx = x + pad + w > u.bbox.left + u.bbox.width ? x - pad - w : x + pad;
+          c.fillText(label, lx, top + (10 + 12 * (i % 3)) * devicePixelRatio);
+        });
         c.restore();
         el.dataset.markers = String(marks.length);
       }] },
@@ -675,7 +681,8 @@ function cardMetricRows(cards) {
   for (const c of cards) for (const [set, ms_] of Object.entries((c && c.metrics) || {})) for (const k of Object.keys(ms_ || {})) if (!keys.includes(set + "." + k)) keys.push(set + "." + k);
   return keys.map((key) => {
     const [set, k] = key.split(".");
-    return h("tr", {}, h("th", { scope: "row" }, `${k.toUpperCase()} on the card's ${set.replace(/_/g, " ")} set`),
+    const of = { test_model: "the model", test_fallback: "the rules" }[set] || set.replace(/_/g, " ");
+    return h("tr", {}, h("th", { scope: "row" }, `${k.toUpperCase()} of ${of}, card's test set`),
       cards.map((c) => h("td", { class: "num" }, fix(((c && c.metrics) || {})[set]?.[k], 5))));
   });
 }
