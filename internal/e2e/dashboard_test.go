@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -797,6 +798,143 @@ func TestDashboardChartsOverAWindowWithMarkers(t *testing.T) {
 	if err != nil || !asked {
 		t.Fatalf("the 24-hour charts did not ask the control plane for 24 hours (%v)", err)
 	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// A version's page, reached from the versions table, shows its card, data
+// summary, metrics, golden inputs, who pushed it and its history, and can
+// promote it behind the confirmation.
+func TestDashboardVersionPage(t *testing.T) {
+	ctx := context.Background()
+	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
+	cl := adminClient(cp.URL())
+	cardJSON, err := os.ReadFile("../../models/calling_score/card.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var card struct {
+		Data struct {
+			Rows     int            `json:"rows"`
+			Features map[string]any `json:"features"`
+		} `json:"data"`
+		Metrics map[string]map[string]float64 `json:"metrics"`
+		Golden  []any                         `json:"golden"`
+	}
+	if err := json.Unmarshal(cardJSON, &card); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: "../../models/calling_score/model.onnx", Card: cardJSON}); err != nil {
+		t.Fatal(err)
+	}
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, Reason: "first release"}); err != nil {
+		t.Fatal(err)
+	}
+	b, problems := browser(t)
+	err = chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"),
+		chromedp.Poll[chromedp.Void](`(() => { const a = document.querySelector('#versions tr[data-version="1"] a.version-link'); if (!a) return false; a.click(); return true; })()`, chromedp.WithPollingTimeout(15*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS("#version-summary")))
+	if err != nil {
+		t.Fatalf("open v1's page from the versions table: %v", err)
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(b, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("%s: %v", sel, err)
+		}
+		return s
+	}
+	v1, err := cl.Version(ctx, "calling-score", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := text("h1"); s != "calling-score v1" {
+		t.Fatalf("the version page's title is %q", s)
+	}
+	if s := text("#pushed-by"); !strings.Contains(s, "Pushed by "+v1.Actor) || !strings.Contains(s, v1.Digest[:12]) || !strings.Contains(s, strconv.FormatInt(v1.Size, 10)+" bytes") {
+		t.Fatalf("who pushed v1 reads %q, want %s, its digest and size", s, v1.Actor)
+	}
+	if s := text("#data-rows"); !strings.Contains(s, fmt.Sprintf("%d training rows", card.Data.Rows)) {
+		t.Fatalf("the data summary says %q, want the card's %d rows", s, card.Data.Rows)
+	}
+	counts, err := chromedp.Run(b, chromedp.Evaluate[[]int](`[document.querySelectorAll("#data-summary tbody tr").length, document.querySelectorAll("#golden tbody tr").length]`))
+	if err != nil || counts[0] != len(card.Data.Features) || counts[1] != min(len(card.Golden), 10) {
+		t.Fatalf("data summary and golden rows %v (%v), want %d features and %d golden inputs", counts, err, len(card.Data.Features), min(len(card.Golden), 10))
+	}
+	if s := text("#golden caption"); !strings.Contains(s, fmt.Sprintf("%d golden input", len(card.Golden))) {
+		t.Fatalf("the golden inputs say %q", s)
+	}
+	want := fmt.Sprintf("MSE of the model, card's test set\t%.5f", card.Metrics["test_model"]["mse"])
+	if s := text("#version-metrics"); !strings.Contains(s, want) {
+		t.Fatalf("v1's metrics read %q, want %q", s, want)
+	}
+	if s := text("#card-training"); !strings.Contains(s, "seed") {
+		t.Fatalf("the card's training section reads %q", s)
+	}
+	if s := text("#version-history"); !strings.Contains(s, "pushed") || !strings.Contains(s, "promoted") || !strings.Contains(s, "first release") {
+		t.Fatalf("v1's history reads %q, want its push and its promotion with the reason", s)
+	}
+	screenshot(t, b, "version")
+
+	// v2's page promotes it, behind the confirmation.
+	err = chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score/version/2"),
+		chromedp.Poll[chromedp.Void](`(() => { const b = document.getElementById("version-promote"); if (!b || b.disabled || document.querySelector("h1").textContent !== "calling-score v2") return false; b.click(); return true; })()`, chromedp.WithPollingTimeout(15*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")))
+	if err != nil {
+		t.Fatalf("open v2's promote confirmation: %v", err)
+	}
+	if s := text("#confirm-text"); !strings.Contains(s, "Promote calling-score v2 to production (now v1)") {
+		t.Fatalf("the confirmation reads %q", s)
+	}
+	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.Poll[chromedp.Void](`[...document.querySelectorAll("#version-summary .badge")].some((b) => b.textContent === "production")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("v2's page after its promotion: %v", err)
+	}
+	if m, _ := cl.Model(ctx, "calling-score"); m.Production != 2 {
+		t.Fatalf("production is v%d after promoting v2 from its page", m.Production)
+	}
+	// A version that does not exist is a page with nothing to act on.
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score/version/9"), chromedp.WaitVisible(chromedp.CSS("#unknown"))); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := chromedp.Run(b, chromedp.Evaluate[int](`document.querySelectorAll("#main button").length`)); err != nil || n != 0 {
+		t.Fatalf("the page of a missing version has %d buttons (%v)", n, err)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// An unknown model's page is empty: the previous model's buttons do not stay
+// live under it, and the refresh does not bring them back.
+func TestDashboardUnknownModelHasNoActions(t *testing.T) {
+	cp, cl := noAuthWithVersions(t, 2)
+	if _, err := cl.Promote(context.Background(), "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	b, problems := browser(t)
+	err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#rollback")),
+		chromedp.Evaluate[chromedp.Void](`location.hash = "#/model/no-such-model"`), chromedp.WaitVisible(chromedp.CSS("#unknown")))
+	if err != nil {
+		t.Fatalf("an unknown model's page: %v", err)
+	}
+	check := func() {
+		t.Helper()
+		got, err := chromedp.Run(b, chromedp.Evaluate[[]string](`[document.querySelector("h1").textContent, document.getElementById("unknown").textContent, String(document.querySelectorAll("#main button, #main select, #main input").length)]`))
+		if err != nil || len(got) != 3 || got[0] != "no-such-model" || !strings.Contains(got[1], "There is no model named no-such-model") || got[2] != "0" {
+			t.Fatalf("the unknown model's page: %q (%v), want its name, no such model, and no controls", got, err)
+		}
+	}
+	check()
+	// A refresh (every 5 s) draws the same empty page.
+	if err := chromedp.Do(b, chromedp.Evaluate[chromedp.Void](`route().then(() => { document.body.dataset.refreshed = "1"; })`),
+		chromedp.Poll[chromedp.Void](`document.body.dataset.refreshed === "1"`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	check()
 	if len(*problems) > 0 {
 		t.Fatalf("browser console: %v", *problems)
 	}

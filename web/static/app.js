@@ -679,6 +679,8 @@ function productionRows(aggs, healths) {
 function cardMetricRows(cards) {
   const keys = [];
   for (const c of cards) for (const [set, ms_] of Object.entries((c && c.metrics) || {})) for (const k of Object.keys(ms_ || {})) if (!keys.includes(set + "." + k)) keys.push(set + "." + k);
+  // The model's figures before the rules' (the baseline it must beat).
+  keys.sort((x, y) => (y.startsWith("test_model.") - x.startsWith("test_model.")));
   return keys.map((key) => {
     const [set, k] = key.split(".");
     const of = { test_model: "the model", test_fallback: "the rules" }[set] || set.replace(/_/g, " ");
@@ -719,16 +721,16 @@ async function versionPage(name, n) {
       h("div", { class: "controls" }, promoteButton(name, m, n, { id: "version-promote" }),
         others.length ? h("label", {}, "Compare with", compareWith) : null,
         others.length ? h("button", { type: "button", id: "compare", onclick: () => { location.hash = compareHref(name, Number(compareWith.value), n); } }, "Compare") : null)),
+    h("h2", {}, "Metrics"), h("section", {},
+      h("table", { id: "version-metrics" }, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { class: "num" }, "v" + n))),
+        h("tbody", {}, cardMetricRows([card]), productionRows([agg], [arms.find((a) => isProductionArm(a.arm)) || arms[0]]))),
+      h("p", { class: "muted" }, `Card metrics are the trainer's, on its test set; the rest is production traffic over the last ${state.window}.`)),
     h("h2", {}, "Card"), h("section", {}, kv({ format: card.format, model: card.model, features: (card.features || []).length + " features" }, "card-head"),
       h("h3", {}, "Export"), kv(card.export, "card-export"), h("h3", {}, "Training"), kv(card.training, "card-training")),
     h("h2", {}, "Data summary"), h("section", {}, h("p", { id: "data-rows" }, data.rows !== undefined ? `${data.rows} training rows` : "The card has no data summary."),
       featureStats.length ? h("table", { id: "data-summary" },
         h("thead", {}, h("tr", {}, ["Feature", "Mean", "Std", "Min", "Max"].map((t, i) => h("th", { scope: "col", class: i ? "num" : null }, t)))),
         h("tbody", {}, featureStats.map(([f, st]) => h("tr", {}, h("td", {}, f), ["mean", "std", "min", "max"].map((k) => h("td", { class: "num" }, fix(st[k]))))))) : null),
-    h("h2", {}, "Metrics"), h("section", {},
-      h("table", { id: "version-metrics" }, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { class: "num" }, "v" + n))),
-        h("tbody", {}, cardMetricRows([card]), productionRows([agg], [arms.find((a) => isProductionArm(a.arm)) || arms[0]]))),
-      h("p", { class: "muted" }, `Card metrics are the trainer's, on its test set; the rest is production traffic over the last ${state.window}.`)),
     h("h2", {}, "Golden inputs"), h("section", {}, golden.length ? h("table", { id: "golden" },
       h("caption", { class: "muted" }, `${golden.length} golden input${golden.length > 1 ? "s" : ""}: every scorer checks the version gives these outputs before it serves it.`),
       h("thead", {}, h("tr", {}, ["#", "Input", "Output"].map((t) => h("th", { scope: "col" }, t)))),
