@@ -939,3 +939,257 @@ func TestDashboardUnknownModelHasNoActions(t *testing.T) {
 		t.Fatalf("browser console: %v", *problems)
 	}
 }
+
+// Two versions compared on production's traffic over the same window, with the
+// shadow canary's differences and the cards' test metrics labelled as such; a
+// promotion is made from the comparison, behind the confirmation.
+func TestDashboardComparesTwoVersionsAndPromotes(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := fastMonitor(t)
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	lenientPolicy(t, cl)
+	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 50, Mode: "shadow"}); err != nil {
+		t.Fatal(err)
+	}
+	sc := fastScorer(t, cp.URL())
+	stop := make(chan struct{})
+	wg := traffic(t, []string{sc.URL()}, stop)
+	defer func() { close(stop); wg.Wait() }()
+	waitFor(t, "v2's shadow rows in the monitor", 20*time.Second, func() bool {
+		h, err := cl.Health(ctx, "calling-score")
+		if err != nil {
+			return false
+		}
+		for _, a := range h.Arms {
+			if a.Version == 2 && a.ShadowRows > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	b, problems := browser(t)
+	signIn(t, b, cp.URL(), adminToken)
+	err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"),
+		chromedp.Poll[chromedp.Void](`(() => { const a = document.querySelector('#versions tr[data-version="2"] a.compare-link'); if (!a) return false; a.click(); return true; })()`, chromedp.WithPollingTimeout(15*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS("#compare-production")))
+	if err != nil {
+		t.Fatalf("open the comparison from the versions table: %v", err)
+	}
+	// Cells by row label: [v1, v2].
+	cells := func(table, row string) []string {
+		t.Helper()
+		got, err := chromedp.Run(b, chromedp.Evaluate[[]string](fmt.Sprintf(`(() => {
+			const tr = [...document.querySelectorAll("#%s tbody tr")].find((r) => r.querySelector("th").textContent === %q);
+			return tr ? [...tr.querySelectorAll("td")].map((td) => td.textContent) : [];
+		})()`, table, row)))
+		if err != nil || len(got) != 2 {
+			t.Fatalf("%s row %q: %q (%v)", table, row, got, err)
+		}
+		return got
+	}
+	if title, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("h1"))); title != "calling-score: v1 and v2" {
+		t.Fatalf("the comparison's title is %q", title)
+	}
+	// v2 runs in shadow: it scores rows, and answers no request.
+	req, rows := cells("compare-production", "Requests answered"), cells("compare-production", "Rows scored")
+	if n1, _ := strconv.Atoi(req[0]); n1 == 0 || req[1] != "0" {
+		t.Fatalf("requests answered read %q, want some by v1 and none by the shadow v2", req)
+	}
+	if n2, _ := strconv.Atoi(rows[1]); n2 == 0 {
+		t.Fatalf("rows scored read %q, want some by the shadow v2", rows)
+	}
+	if rows := cells("compare-production", "Shadow rows"); rows[0] != "-" || rows[1] == "-" {
+		t.Fatalf("shadow rows read %q: want v2's, and none for v1", rows)
+	}
+	if diff := cells("compare-production", "Shadow p50 |canary − production|"); !strings.HasPrefix(diff[1], "≤ ") {
+		t.Fatalf("v2's shadow difference reads %q", diff[1])
+	}
+	if note, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#shadow-note"))); !strings.Contains(note, "v2 runs in shadow") {
+		t.Fatalf("the shadow note reads %q", note)
+	}
+	if drift := cells("compare-production", "Drift now (monitor window)"); drift[0] == "no traffic" {
+		t.Fatalf("v1's drift reads %q though it serves", drift[0])
+	}
+	// The test models carry no metrics: the card table is there, labelled, and empty.
+	heading, err := chromedp.Run(b, chromedp.Evaluate[string](`document.getElementById("compare-card").closest("section").previousElementSibling.textContent`))
+	if err != nil || heading != "On the card's test set (not production)" {
+		t.Fatalf("the card metrics' heading reads %q (%v)", heading, err)
+	}
+	screenshot(t, b, "compare")
+
+	// Promote v2 from here.
+	err = chromedp.Do(b,
+		chromedp.Poll[chromedp.Void](`(() => { const b = document.getElementById("compare-promote-2"); if (!b || b.disabled) return false; b.click(); return true; })()`, chromedp.WithPollingTimeout(15*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text"))); !strings.Contains(s, "Promote calling-score v2 to production (now v1)") {
+		t.Fatalf("the confirmation reads %q", s)
+	}
+	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.Poll[chromedp.Void](`!!document.getElementById("compare-promote-2") && document.getElementById("compare-promote-2").disabled`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("the comparison after promoting v2: %v", err)
+	}
+	if m, _ := cl.Model(ctx, "calling-score"); m.Production != 2 {
+		t.Fatalf("production is v%d after promoting v2 from the comparison", m.Production)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// The blend and the policy are set from the model page behind the same
+// confirmation as the other actions; a cancel changes nothing, and a value the
+// control plane refuses says why and changes nothing.
+func TestDashboardBlendAndPolicyBehindTheConfirmation(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := noAuthWithVersions(t, 1)
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := cl.Policy(ctx, "calling-score")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, problems := browser(t)
+	set := func(fields map[string]string) chromedp.Action[chromedp.Void] {
+		js, _ := json.Marshal(fields)
+		return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { for (const [id, v] of Object.entries(%s)) { const el = document.getElementById(id); el.value = v; el.dispatchEvent(new Event("input")); } })()`, js))
+	}
+	confirmOf := func(button string) string {
+		t.Helper()
+		if err := chromedp.Do(b, chromedp.Click(chromedp.CSS(button)), chromedp.WaitVisible(chromedp.CSS("#confirm-ok"))); err != nil {
+			t.Fatalf("%s: %v", button, err)
+		}
+		s, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#set-blend")), set(map[string]string{"blend": "0.4"})); err != nil {
+		t.Fatal(err)
+	}
+	if s := confirmOf("#set-blend"); !strings.Contains(s, "Set calling-score's blend from 1 to 0.4") {
+		t.Fatalf("the blend's confirmation reads %q", s)
+	}
+	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-cancel")), chromedp.WaitNotVisible(chromedp.CSS("#confirm-ok"))); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := cl.Model(ctx, "calling-score"); m.Blend != nil {
+		t.Fatalf("a cancelled blend set it to %v", *m.Blend)
+	}
+	confirmOf("#set-blend")
+	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("alert").textContent.includes("blend is 0.4 (was 1)")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("set the blend: %v", err)
+	}
+	if m, _ := cl.Model(ctx, "calling-score"); m.Blend == nil || *m.Blend != 0.4 {
+		t.Fatalf("the blend after the UI set it: %v", m.Blend)
+	}
+
+	// The policy: two settings changed, the confirmation names both.
+	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS("#save-policy")), set(map[string]string{"policy-max_error_rate": "0.2", "policy-bake_time": "2m"})); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("max error rate %v → 0.2, bake time %s → 2m", before.MaxErrorRate, time.Duration(before.BakeTime))
+	if s := confirmOf("#save-policy"); !strings.Contains(s, "Change calling-score's rollback policy: "+want) {
+		t.Fatalf("the policy's confirmation reads %q, want %q", s, want)
+	}
+	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("alert").textContent.startsWith("Done: calling-score's policy")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("save the policy: %v", err)
+	}
+	after, err := cl.Policy(ctx, "calling-score")
+	if err != nil || after.MaxErrorRate != 0.2 || time.Duration(after.BakeTime) != 2*time.Minute || after.MaxP99Ms != before.MaxP99Ms {
+		t.Fatalf("the policy after the UI saved it: %+v (%v)", after, err)
+	}
+	// An error rate over 1 is refused by the control plane, which says why.
+	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS("#save-policy")), set(map[string]string{"policy-max_error_rate": "7"})); err != nil {
+		t.Fatal(err)
+	}
+	confirmOf("#save-policy")
+	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("alert").textContent.startsWith("Refused:") && document.getElementById("alert").textContent.includes("max_error_rate 7")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		text, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
+		t.Fatalf("a refused policy says %q (%v)", text, err)
+	}
+	if p, _ := cl.Policy(ctx, "calling-score"); p.MaxErrorRate != 0.2 {
+		t.Fatalf("a refused policy changed max_error_rate to %v", p.MaxErrorRate)
+	}
+	screenshot(t, b, "settings")
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// A model whose every request fails shows red on the overview and its page,
+// where a model without requests shows idle.
+func TestDashboardFailingIsRedAndIdleIsGrey(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := fastMonitor(t)
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: failingArtifact(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Thresholds at 1: the monitor never rolls it back, and only "no request
+	// succeeded" can make it red.
+	lenientPolicy(t, cl)
+	idle := testutil.MustModel(t, 1)
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "idle-score", ArtifactPath: idle.Path}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Promote(ctx, "idle-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	sc := fastScorer(t, cp.URL())
+	stop := make(chan struct{})
+	wg := traffic(t, []string{sc.URL()}, stop)
+	defer func() { close(stop); wg.Wait() }()
+	waitFor(t, "v1's failures in the monitor", 20*time.Second, func() bool {
+		h, err := cl.Health(ctx, "calling-score")
+		if err != nil {
+			return false
+		}
+		for _, a := range h.Arms {
+			if a.Version == 1 && a.Requests > 10 && (a.ErrorRate >= 1 || a.FallbackRate >= 1) {
+				return true
+			}
+		}
+		return false
+	})
+	b, problems := browser(t)
+	signIn(t, b, cp.URL(), adminToken)
+	stateOf := func(model string) string {
+		return fmt.Sprintf(`(() => { const b = document.querySelector('#models tr[data-model=%q] td.state .badge'); return b ? b.className + "|" + b.textContent : ""; })()`, model)
+	}
+	if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](stateOf("calling-score")+` !== ""`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	failingBadge, err := chromedp.Run(b, chromedp.Evaluate[string](stateOf("calling-score")))
+	if err != nil || !strings.Contains(failingBadge, "red") || !strings.Contains(failingBadge, "failing: v1 production, no request succeeded") {
+		t.Fatalf("the failing model's state reads %q (%v), want red: no request succeeded", failingBadge, err)
+	}
+	idleBadge, err := chromedp.Run(b, chromedp.Evaluate[string](stateOf("idle-score")))
+	if err != nil || idleBadge != "badge grey|idle" {
+		t.Fatalf("the idle model's state reads %q (%v), want grey idle", idleBadge, err)
+	}
+	screenshot(t, b, "overview-failing")
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#model-state .badge"))); err != nil {
+		t.Fatal(err)
+	}
+	page, err := chromedp.Run(b, chromedp.Evaluate[string](`document.querySelector("#model-state .badge").className + "|" + document.querySelector('#outcomes tr[data-arm="1/production"] .badge').textContent`))
+	if err != nil || !strings.HasPrefix(page, "badge red|") || !strings.Contains(page, "failing: no request succeeded") {
+		t.Fatalf("the failing model's page reads %q (%v)", page, err)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}

@@ -631,20 +631,23 @@ const fix = (v, n) => (typeof v === "number" ? v.toFixed(n === undefined ? 4 : n
 
 // aggregate sums a version's per-step series over the window (every arm).
 function aggregate(ser, version) {
-  const a = { requests: 0, errors: 0, fallbacks: 0, p50: [], p99: 0, outcomes: 0, se: 0, ae: 0, shadowRows: 0, shadowDiff: 0, arms: new Set() };
+  const a = { requests: 0, rows: 0, errors: 0, fallbacks: 0, p50: [], p99: 0, outcomes: 0, se: 0, ae: 0, shadowRows: 0, shadowDiff: 0, arms: new Set() };
   for (const [k, pts] of Object.entries(ser)) {
     const m = /^v(\d+)\/(\w+)$/.exec(k);
     if (!m || Number(m[1]) !== version) continue;
     for (const p of pts) {
-      if (!p.requests) continue;
+      // A shadow run scores rows without answering requests.
+      if (!p.requests && !p.rows) continue;
       a.arms.add(armName(m[2]));
+      a.rows += p.rows;
+      if (p.shadow_rows) { a.shadowRows += p.shadow_rows; a.shadowDiff += p.shadow_p50_abs_diff * p.shadow_rows; }
+      if (!p.requests) continue;
       a.requests += p.requests;
       a.errors += p.error_rate * p.requests;
       a.fallbacks += p.fallback_rate * p.requests;
       a.p50.push(p.p50_ms);
       a.p99 = Math.max(a.p99, p.p99_ms);
       if (p.outcomes) { a.outcomes += p.outcomes; a.se += p.outcome_mse * p.outcomes; a.ae += p.outcome_mae * p.outcomes; }
-      if (p.shadow_rows) { a.shadowRows += p.shadow_rows; a.shadowDiff += p.shadow_p50_abs_diff * p.shadow_rows; }
     }
   }
   a.p50.sort((x, y) => x - y);
@@ -656,7 +659,8 @@ function productionRows(aggs, healths) {
   const rate = (a, n) => (a.requests ? pct(n / a.requests) : "-");
   const rows = [
     ["Arms", (a) => [...a.arms].join(", ") || "no traffic"],
-    ["Requests", (a) => a.requests],
+    ["Requests answered", (a) => a.requests],
+    ["Rows scored", (a) => a.rows],
     ["Error rate", (a) => rate(a, a.errors)],
     ["Fallback rate", (a) => rate(a, a.fallbacks)],
     ["p50 latency (median step)", (a) => (a.p50.length ? ms(a.p50[Math.floor(a.p50.length / 2)]) : "-")],
