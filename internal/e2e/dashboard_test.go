@@ -1014,10 +1014,10 @@ func TestDashboardComparesTwoVersionsAndPromotes(t *testing.T) {
 	if drift := cells("compare-production", "Drift now (monitor window)"); drift[0] == "no traffic" {
 		t.Fatalf("v1's drift reads %q though it serves", drift[0])
 	}
-	// The test models carry no metrics: the card table is there, labelled, and empty.
-	heading, err := chromedp.Run(b, chromedp.Evaluate[string](`document.getElementById("compare-card").closest("section").previousElementSibling.textContent`))
-	if err != nil || heading != "On the card's test set (not production)" {
-		t.Fatalf("the card metrics' heading reads %q (%v)", heading, err)
+	// The test models carry no metrics: the cards' section says so, under its label.
+	heading, err := chromedp.Run(b, chromedp.Evaluate[string](`document.getElementById("compare-card").closest("section").previousElementSibling.textContent + "|" + document.getElementById("compare-card").textContent`))
+	if err != nil || heading != "On the card's test set (not production)|Neither card records test metrics." {
+		t.Fatalf("the card metrics' section reads %q (%v)", heading, err)
 	}
 	screenshot(t, b, "compare")
 
@@ -1168,13 +1168,13 @@ func TestDashboardFailingIsRedAndIdleIsGrey(t *testing.T) {
 	b, problems := browser(t)
 	signIn(t, b, cp.URL(), adminToken)
 	stateOf := func(model string) string {
-		return fmt.Sprintf(`(() => { const b = document.querySelector('#models tr[data-model=%q] td.state .badge'); return b ? b.className + "|" + b.textContent : ""; })()`, model)
+		return fmt.Sprintf(`(() => { const c = document.querySelector('#models tr[data-model=%q] td.state'); const b = c && c.querySelector(".badge"); return b ? b.className + "|" + c.textContent : ""; })()`, model)
 	}
 	if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](stateOf("calling-score")+` !== ""`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
 		t.Fatal(err)
 	}
 	failingBadge, err := chromedp.Run(b, chromedp.Evaluate[string](stateOf("calling-score")))
-	if err != nil || !strings.Contains(failingBadge, "red") || !strings.Contains(failingBadge, "failing: v1 production, no request succeeded") {
+	if err != nil || !strings.HasPrefix(failingBadge, "badge red|failing v1 production: no request succeeded") {
 		t.Fatalf("the failing model's state reads %q (%v), want red: no request succeeded", failingBadge, err)
 	}
 	idleBadge, err := chromedp.Run(b, chromedp.Evaluate[string](stateOf("idle-score")))

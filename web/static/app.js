@@ -197,7 +197,7 @@ function modelState(health) {
   const arms = (health && health.arms) || [];
   for (const a of arms) {
     const why = failing(a, health.policy);
-    if (why) return badge("red", `failing: ${a.version ? "v" + a.version : "rules"} ${armName(a.arm)}, ${why}`);
+    if (why) return h("span", {}, badge("red", "failing"), h("span", { class: "why" }, ` ${a.version ? "v" + a.version : "rules"} ${armName(a.arm)}: ${why}`));
   }
   return arms.some((a) => a.requests > 0) ? badge("green", "serving") : badge("grey", "idle");
 }
@@ -419,7 +419,7 @@ function cardOf(enc, version) {
 
 // promoteButton asks, then promotes; promoting a rejected version overrides the
 // monitor, and the confirmation says so and why it was rejected.
-function promoteButton(name, m, version, attrs) {
+function promoteButton(name, m, version, attrs, label) {
   const enc = encodeURIComponent(name);
   const rejected = m.rejected || {};
   return h("button", Object.assign({ type: "button", class: "promote", "data-version": version,
@@ -427,7 +427,7 @@ function promoteButton(name, m, version, attrs) {
     onclick: () => act(`Promote ${name} v${version} to production (now ${vname(m.production)}). Every scorer will serve it within a second.` +
       (rejected[version] !== undefined ? ` The monitor rejected v${version} (${rejected[version]}); promoting it overrides that.` : ""),
       `${name} v${version} is in production (was ${vname(m.production)}); every scorer serves it within a second.`,
-      `/api/v1/models/${enc}/promote`, { version, expect_revision: m.revision, force: rejected[version] !== undefined }) }, attrs || {}), "Promote");
+      `/api/v1/models/${enc}/promote`, { version, expect_revision: m.revision, force: rejected[version] !== undefined }) }, attrs || {}), label || "Promote");
 }
 
 const versionHref = (name, v) => `#/model/${encodeURIComponent(name)}/version/${v}`;
@@ -722,7 +722,7 @@ async function versionPage(name, n) {
       h("p", { id: "pushed-by" }, "Pushed by ", h("strong", {}, v.actor), " at ", when(v.created_at),
         pushed && pushed.reason ? ` · why: ${pushed.reason}` : "", " · ", h("code", { title: v.digest }, short(v.digest)), ` · ${v.size} bytes`),
       card.training && card.training.source ? h("p", { id: "trained-on" }, "Trained on ", card.training.source) : null,
-      h("div", { class: "controls" }, promoteButton(name, m, n, { id: "version-promote" }),
+      h("div", { class: "controls" }, promoteButton(name, m, n, { id: "version-promote" }, "Promote v" + n),
         others.length ? h("label", {}, "Compare with", compareWith) : null,
         others.length ? h("button", { type: "button", id: "compare", onclick: () => { location.hash = compareHref(name, Number(compareWith.value), n); } }, "Compare") : null)),
     h("h2", {}, "Metrics"), h("section", {},
@@ -768,10 +768,11 @@ async function comparePage(name, a, b) {
   const head = h("thead", {}, h("tr", {}, h("th", {}, ""), vs.map((n) => h("th", { scope: "col", class: "num" },
     h("a", { href: versionHref(name, n) }, "v" + n), n === m.production ? " (production)" : m.candidate && m.candidate.version === n ? " (canary)" : ""))));
   const shadow = m.candidate && m.candidate.mode === "shadow" && vs.includes(m.candidate.version);
+  const cardRows = cardMetricRows([va.card, vb.card]);
   setMain(`${name}: v${a} and v${b}`,
     h("section", {}, h("p", {}, h("a", { href: "#/model/" + enc }, name), ` · production ${vname(m.production)} · canary `,
       m.candidate ? `v${m.candidate.version} (${m.candidate.mode}, ${m.candidate.traffic}%)` : "none"),
-      h("div", { class: "controls" }, vs.map((n) => promoteButton(name, m, n, { id: "compare-promote-" + n, class: "promote primary" })))),
+      h("div", { class: "controls" }, vs.map((n) => promoteButton(name, m, n, { id: "compare-promote-" + n, class: "promote primary" }, "Promote v" + n)))),
     h("h2", {}, `In production, over the last ${state.window}`), h("section", {},
       h("div", { class: "controls" }, windowControl(series.retain)),
       h("table", { id: "compare-production" }, head.cloneNode(true), h("tbody", {}, productionRows(aggs, healths))),
@@ -779,7 +780,8 @@ async function comparePage(name, a, b) {
         ? `v${m.candidate.version} runs in shadow: it scores a share of production's requests without answering them, and "shadow" rows compare its scores with production's on the same requests.`
         : "Neither runs as a shadow canary, so there are no shadow differences: the figures come from each version's own requests.")),
     h("h2", {}, "On the card's test set (not production)"), h("section", {},
-      h("table", { id: "compare-card" }, head.cloneNode(true), h("tbody", {}, cardMetricRows([va.card, vb.card]))),
+      cardRows.length ? h("table", { id: "compare-card" }, head.cloneNode(true), h("tbody", {}, cardRows))
+        : h("p", { id: "compare-card" }, "Neither card records test metrics."),
       h("p", { class: "muted" }, "What the trainer measured on each version's own test set when it was built; two versions trained on different data are not measured on the same rows.")));
 }
 
