@@ -271,7 +271,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	if err := chromedp.Do(v, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#viewer-note"))); err != nil {
 		t.Fatalf("viewer: %v", err)
 	}
-	disabled, err := chromedp.Run(v, chromedp.Evaluate[bool](`Array.from(document.querySelectorAll("button.promote, #set-canary, #rollback")).every(b => b.disabled)`))
+	disabled, err := chromedp.Run(v, chromedp.Evaluate[bool](`Array.from(document.querySelectorAll("button.promote, #set-canary, #rollback, #set-blend, #save-policy, #blend, #settings input")).every(b => b.disabled)`))
 	if err != nil {
 		t.Fatal(err)
 	}
