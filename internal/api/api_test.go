@@ -318,8 +318,9 @@ func TestWatchStreamResumes(t *testing.T) {
 	<-done
 }
 
-// The health series takes span and step as durations, each more than 0, and at
-// most 500 points; anything else is a 400 that says which and why.
+// The health series takes span (or window, at most what the monitor keeps) and
+// step as durations, each more than 0, and at most 500 points; anything else is
+// a 400 that says which and why.
 func TestSeriesRefusesBadSpans(t *testing.T) {
 	reg, _ := testutil.MustRegistry(t)
 	cp := api.NewControlPlane(reg, discard)
@@ -335,6 +336,9 @@ func TestSeriesRefusesBadSpans(t *testing.T) {
 		{"?step=0s", 400, "step=0s: want more than 0"},
 		{"?step=soon", 400, "must be a duration such as 15m"},
 		{"?span=1h&step=1s", 400, "at most 500 points"},
+		{"?window=15m&step=10s", 404, "not found"},
+		{"?window=16m&step=10s", 400, "window=16m0s: the monitor keeps the last 15m0s"},
+		{"?window=15m&span=15m", 400, "window or span, not both"},
 	} {
 		resp, err := http.Get(url + tc.query)
 		if err != nil {

@@ -886,12 +886,17 @@ func (cp *ControlPlane) backup(c echo.Context) error {
 }
 
 // series answers ?span=15m&step=30s with per-step health per version and arm.
+// ?window= is span bounded by what the monitor keeps (its Retain, which the
+// answer states): the dashboard's window control asks with it.
 func (cp *ControlPlane) series(c echo.Context) error {
 	if cp.Monitor == nil {
 		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this control plane runs no monitor"}
 	}
 	span, step := 15*time.Minute, 30*time.Second
-	for name, dst := range map[string]*time.Duration{"span": &span, "step": &step} {
+	if c.QueryParam("window") != "" && c.QueryParam("span") != "" {
+		return badRequest("give window or span, not both")
+	}
+	for name, dst := range map[string]*time.Duration{"span": &span, "window": &span, "step": &step} {
 		if v := c.QueryParam(name); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -903,11 +908,15 @@ func (cp *ControlPlane) series(c echo.Context) error {
 			*dst = d
 		}
 	}
+	if c.QueryParam("window") != "" && span > cp.Monitor.Retain {
+		return badRequest(fmt.Sprintf("window=%s: the monitor keeps the last %s", span, cp.Monitor.Retain))
+	}
 	if span/step > 500 {
 		return badRequest("span/step is at most 500 points")
 	}
 	if _, err := cp.Registry.Model(c.Request().Context(), c.Param("model")); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"span": span.String(), "step": step.String(), "series": cp.Monitor.Series(c.Request().Context(), c.Param("model"), span, step)})
+	return c.JSON(http.StatusOK, map[string]any{"span": span.String(), "step": step.String(), "retain": cp.Monitor.Retain.String(),
+		"series": cp.Monitor.Series(c.Request().Context(), c.Param("model"), span, step)})
 }

@@ -44,6 +44,9 @@ type ControlPlaneConfig struct {
 	MonitorWindow time.Duration
 	// EvalInterval is how often the monitor evaluates every model.
 	EvalInterval time.Duration
+	// MonitorRetain is how long the monitor keeps reports for the charts (0:
+	// the monitor's 15 min). It keeps each report whole, so memory grows with it.
+	MonitorRetain time.Duration
 	// AdminToken is a bootstrap admin token (MODELOPS_ADMIN_TOKEN); without one
 	// and with no token in the registry, one is created and printed once.
 	AdminToken string
@@ -180,6 +183,9 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	c.api = cp
 	c.Monitor = monitor.New(reg, c.Logger.With("component", "monitor"))
 	c.Monitor.Window = c.Config.MonitorWindow
+	if c.Config.MonitorRetain > 0 {
+		c.Monitor.Retain = c.Config.MonitorRetain
+	}
 	cp.Monitor = c.Monitor
 	c.Server = api.NewServer(c.Config.Listen, cp.Handler(), c.Logger)
 	c.Server.TLSCert, c.Server.TLSKey = c.Config.TLSCert, c.Config.TLSKey
