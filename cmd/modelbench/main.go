@@ -148,7 +148,11 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if os.Getenv("MODELBENCH_KEEP") == "" {
+		defer os.RemoveAll(dir)
+	} else {
+		fmt.Fprintln(os.Stderr, "modelbench: keeping the logs in", dir)
+	}
 	b := &bench{o: o, dir: dir}
 	defer b.stopAll()
 	tok, err := exec.Command(o.modelctl, "token", "new").Output()
@@ -401,7 +405,7 @@ func resetContenders(cs []*contender) []contender {
 func pacedConns(rate float64) int { return max(4, min(256, int(rate/200))) }
 
 func printCosts(o options, maxLoad, sameRate []contender, raw1 cost, many []*contender, raw256 cost, rate float64, busy string) {
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	head := func(title string) {
 		fmt.Fprintf(tw, "%s\tCPU/request\tCPU/row\trequests/s\tp50\tp99\tfailed\t\n", title)
 	}
@@ -478,8 +482,13 @@ var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 // promote promotes version v of model through the control plane's API.
 func (b *bench) promote(cp *proc, model string, v int) error {
-	body, _ := json.Marshal(map[string]any{"version": v, "reason": "modelbench"})
-	req, err := http.NewRequest(http.MethodPost, cp.url+"/api/v1/models/"+model+"/promote", bytes.NewReader(body))
+	return b.call(cp, http.MethodPost, "/api/v1/models/"+model+"/promote", map[string]any{"version": v, "reason": "modelbench"})
+}
+
+// call sends body as JSON to the control plane's API with the admin token.
+func (b *bench) call(cp *proc, method, path string, body any) error {
+	raw, _ := json.Marshal(body)
+	req, err := http.NewRequest(method, cp.url+path, bytes.NewReader(raw))
 	if err != nil {
 		return err
 	}
@@ -492,7 +501,7 @@ func (b *bench) promote(cp *proc, model string, v int) error {
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("promote %s v%d: %s: %s", model, v, resp.Status, answer)
+		return fmt.Errorf("%s %s %s: %s: %s", method, path, raw, resp.Status, answer)
 	}
 	return nil
 }

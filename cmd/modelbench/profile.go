@@ -88,7 +88,10 @@ func parsePerfReport(out []byte) (*profile, error) {
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	lines := 0
 	for sc.Scan() {
-		f := strings.Split(strings.TrimSpace(sc.Text()), "\t")
+		f := strings.Split(sc.Text(), "\t")
+		for i := range f {
+			f[i] = strings.TrimSpace(f[i])
+		}
 		if len(f) < 3 || !strings.HasSuffix(f[0], "%") {
 			continue
 		}
@@ -96,7 +99,7 @@ func parsePerfReport(out []byte) (*profile, error) {
 		if err != nil {
 			continue
 		}
-		dso, sym := strings.TrimSpace(f[1]), strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(f[2], "[.] "), "[k] "))
+		dso, sym := f[1], strings.TrimPrefix(strings.TrimPrefix(f[2], "[.] "), "[k] ")
 		bucket := classify(dso, sym)
 		byBucket[bucket] += pc / 100
 		if bucket != bucketORT {
@@ -197,7 +200,7 @@ func goPackage(sym string) string {
 func (p *profile) print(rawPerRun time.Duration) {
 	per := p.cost.perRequest()
 	fmt.Printf("\nwhere the scorer's CPU goes on 256-row OIP v2 binary requests (perf at 997 Hz, about %.0f samples, over a window of its own: %s of CPU a request there, %d requests):\n", p.cost.cpu.Seconds()*997, us(per), p.cost.requests)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	var ort time.Duration
 	for _, s := range p.buckets {
 		d := time.Duration(s.frac * float64(per))
@@ -213,7 +216,7 @@ func (p *profile) print(rawPerRun time.Duration) {
 	fmt.Printf("the raw loop's session run at batch 256 costs %s; the scorer spends %s a request, %s above it, of which %s inside ONNX Runtime beyond the raw run (%s there in all) and the rest in the buckets above it.\n",
 		us(rawPerRun), us(per), us(per-rawPerRun), us(ort-rawPerRun), us(ort))
 	fmt.Println("largest symbols outside ONNX Runtime:")
-	tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	for _, s := range p.symbols {
 		fmt.Fprintf(tw, "  %s\t%s\t%.1f%%\t\n", s.name, us(time.Duration(s.frac*float64(per))), 100*s.frac)
 	}
