@@ -284,7 +284,7 @@ func run(o options) error {
 
 	printCosts(o, maxLoad, sameRate, raw1Max.add(raw1Paced), many, rawMany, rate, busy)
 	if prof != nil {
-		prof.print(rawMany.perRequest())
+		prof.print(many[0].cost.perRequest(), rawMany.perRequest())
 	} else if !o.noProfile {
 		fmt.Printf("\nno profile of the scorer: %v (the scorer serves no /debug/pprof; perf records the process from outside)\n", profErr)
 	}

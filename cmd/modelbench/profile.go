@@ -195,15 +195,16 @@ func goPackage(sym string) string {
 	return pkg
 }
 
-// print summarises the profile as microseconds per request, and what the
-// scorer spends above the raw loop's run at the same batch.
-func (p *profile) print(rawPerRun time.Duration) {
-	per := p.cost.perRequest()
-	fmt.Printf("\nwhere the scorer's CPU goes on 256-row OIP v2 binary requests (perf at 997 Hz, about %.0f samples, over a window of its own: %s of CPU a request there, %d requests):\n", p.cost.cpu.Seconds()*997, us(per), p.cost.requests)
+// print summarises the profile as microseconds per request of perRequest (the
+// scorer's CPU a request measured without perf), and what the scorer spends
+// above the raw loop's run at the same batch, rawPerRun.
+func (p *profile) print(perRequest, rawPerRun time.Duration) {
+	fmt.Printf("\nwhere the scorer's CPU goes on 256-row OIP v2 binary requests: perf at 997 Hz over a window of its own (about %.0f samples, %d requests, %s of CPU a request with perf attached), its shares applied to the %s measured without it:\n",
+		p.cost.cpu.Seconds()*997, p.cost.requests, us(p.cost.perRequest()), us(perRequest))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	var ort time.Duration
 	for _, s := range p.buckets {
-		d := time.Duration(s.frac * float64(per))
+		d := time.Duration(s.frac * float64(perRequest))
 		if s.name == bucketORT {
 			ort = d
 		}
@@ -213,12 +214,12 @@ func (p *profile) print(rawPerRun time.Duration) {
 		fmt.Fprintf(tw, "  %s\t%s\t%.1f%%\t\n", s.name, us(d), 100*s.frac)
 	}
 	tw.Flush()
-	fmt.Printf("the raw loop's session run at batch 256 costs %s; the scorer spends %s a request, %s above it, of which %s inside ONNX Runtime beyond the raw run (%s there in all) and the rest in the buckets above it.\n",
-		us(rawPerRun), us(per), us(per-rawPerRun), us(ort-rawPerRun), us(ort))
+	fmt.Printf("the raw loop's session run at batch 256 costs %s; the scorer %s a request, %s above it: %s inside ONNX Runtime beyond the raw run (%s there in all), the rest in the other buckets.\n",
+		us(rawPerRun), us(perRequest), us(perRequest-rawPerRun), us(ort-rawPerRun), us(ort))
 	fmt.Println("largest symbols outside ONNX Runtime:")
 	tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	for _, s := range p.symbols {
-		fmt.Fprintf(tw, "  %s\t%s\t%.1f%%\t\n", s.name, us(time.Duration(s.frac*float64(per))), 100*s.frac)
+		fmt.Fprintf(tw, "  %s\t%s\t%.1f%%\t\n", s.name, us(time.Duration(s.frac*float64(perRequest))), 100*s.frac)
 	}
 	tw.Flush()
 }
