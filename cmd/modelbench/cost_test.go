@@ -98,13 +98,16 @@ func TestProcessCPUOfABurningChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	burner.before = 0 // everything since it started
+	burner.before = cpuTimes{} // everything since it started
 	c, err := burner.stop(1000, 256000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.cpu < cpu {
 		t.Errorf("CPU time went back from %s to %s", cpu, c.cpu)
+	}
+	if c.sys < 0 || c.sys > c.cpu || c.sysShare() > 1 {
+		t.Errorf("system time %s of %s", c.sys, c.cpu)
 	}
 	if got, want := c.perRequest(), c.cpu/1000; got != want || got <= 0 {
 		t.Errorf("per request %s, want %s (more than 0)", got, want)
@@ -123,31 +126,31 @@ func TestProcessCPUOfABurningChild(t *testing.T) {
 	}
 }
 
-func TestParseStatCPU(t *testing.T) {
+func TestParseStat(t *testing.T) {
 	for _, tc := range []struct {
 		name, stat string
-		want       time.Duration
+		want       cpuTimes
 		bad        bool
 	}{
-		// utime 250 ticks, stime 50: 3 s.
-		{name: "plain", stat: "4242 (scorer) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 0 0", want: 3 * time.Second},
-		{name: "name with spaces and parentheses", stat: "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 1 2 7 7 20 0 1 0 1 0 0", want: 30 * time.Millisecond},
-		{name: "children's time is not counted", stat: "7 (x) R 1 7 7 0 -1 0 0 0 0 0 0 0 500 500 20 0 1 0 1 0 0", want: 0},
+		// utime 250 ticks, stime 50.
+		{name: "plain", stat: "4242 (scorer) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 0 0", want: cpuTimes{2500 * time.Millisecond, 500 * time.Millisecond}},
+		{name: "name with spaces and parentheses", stat: "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 1 2 7 7 20 0 1 0 1 0 0", want: cpuTimes{10 * time.Millisecond, 20 * time.Millisecond}},
+		{name: "children's time is not counted", stat: "7 (x) R 1 7 7 0 -1 0 0 0 0 0 0 0 500 500 20 0 1 0 1 0 0"},
 		{name: "no command name", stat: "7 x R 1", bad: true},
 		{name: "too short", stat: "7 (x) R 1 7 7 0 -1 0 0", bad: true},
 		{name: "not a number", stat: "7 (x) R 1 7 7 0 -1 0 0 0 0 0 ten 2 0 0 20 0 1 0 1 0 0", bad: true},
 		{name: "negative", stat: "7 (x) R 1 7 7 0 -1 0 0 0 0 0 -1 2 0 0 20 0 1 0 1 0 0", bad: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseStatCPU([]byte(tc.stat))
+			got, err := parseStat([]byte(tc.stat))
 			if tc.bad {
 				if err == nil {
-					t.Errorf("parsed %q as %s, want an error", tc.stat, got)
+					t.Errorf("parsed %q as %+v, want an error", tc.stat, got)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
-				t.Errorf("parseStatCPU(%q) = %s, %v; want %s", tc.stat, got, err, tc.want)
+				t.Errorf("parseStat(%q) = %+v, %v; want %+v", tc.stat, got, err, tc.want)
 			}
 		})
 	}

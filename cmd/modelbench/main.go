@@ -284,7 +284,7 @@ func run(o options) error {
 
 	printCosts(o, maxLoad, sameRate, raw1Max.add(raw1Paced), many, rawMany, rate, busy)
 	if prof != nil {
-		prof.print(many[0].cost.perRequest(), rawMany.perRequest())
+		prof.print(many[0].cost, rawMany.perRequest())
 	} else if !o.noProfile {
 		fmt.Printf("\nno profile of the scorer: %v (the scorer serves no /debug/pprof; perf records the process from outside)\n", profErr)
 	}
@@ -407,10 +407,10 @@ func pacedConns(rate float64) int { return max(4, min(256, int(rate/200))) }
 func printCosts(o options, maxLoad, sameRate []contender, raw1 cost, many []*contender, raw256 cost, rate float64, busy string) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	head := func(title string) {
-		fmt.Fprintf(tw, "%s\tCPU/request\tCPU/row\trequests/s\tp50\tp99\tfailed\t\n", title)
+		fmt.Fprintf(tw, "%s\tCPU/request\tCPU/row\tin kernel\trequests/s\tp50\tp99\tfailed\t\n", title)
 	}
 	line := func(c contender, rows int) {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%.0f\t%s\t%s\t%d\t\n", c.name, us(c.cost.perRequest()), us(c.cost.perRow()), c.res.rps(), us(c.res.quantile(.5)), us(c.res.quantile(.99)), c.res.Failed)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%d\t\n", c.name, us(c.cost.perRequest()), us(c.cost.perRow()), pct(c.cost.sysShare()), c.res.rps(), us(c.res.quantile(.5)), us(c.res.quantile(.99)), c.res.Failed)
 	}
 	head(fmt.Sprintf("single row, maximum load (closed loop, %d connections)", o.conns))
 	for _, c := range maxLoad {
@@ -420,14 +420,14 @@ func printCosts(o options, maxLoad, sameRate []contender, raw1 cost, many []*con
 	for _, c := range sameRate {
 		line(c, 1)
 	}
-	fmt.Fprintf(tw, "  raw onnxruntime_go loop, batch 1 (one thread, no HTTP)\t%s\t%s\t%.0f\t\t\t\t\n", us(raw1.perRequest()), us(raw1.perRow()), float64(raw1.requests)/(2*o.duration.Seconds()))
+	fmt.Fprintf(tw, "  raw onnxruntime_go loop, batch 1 (one thread, no HTTP)\t%s\t%s\t%s\t%.0f\t\t\t\t\n", us(raw1.perRequest()), us(raw1.perRow()), pct(raw1.sysShare()), float64(raw1.requests)/(2*o.duration.Seconds()))
 	head(fmt.Sprintf("256 rows (closed loop, %d connections)", o.conns256))
 	for _, c := range many {
 		line(*c, 256)
 	}
-	fmt.Fprintf(tw, "  raw onnxruntime_go loop, batch 256 (one thread, no HTTP)\t%s\t%s\t%.0f\t\t\t\t\n", us(raw256.perRequest()), us(raw256.perRow()), float64(raw256.requests)/o.duration.Seconds())
+	fmt.Fprintf(tw, "  raw onnxruntime_go loop, batch 256 (one thread, no HTTP)\t%s\t%s\t%s\t%.0f\t\t\t\t\n", us(raw256.perRequest()), us(raw256.perRow()), pct(raw256.sysShare()), float64(raw256.requests)/o.duration.Seconds())
 	tw.Flush()
-	fmt.Printf("CPU is the server process's user + system time (all threads, /proc/PID/stat) over its windows, divided by what it answered; rates and latencies are not targets. During these runs: %s.\n", busy)
+	fmt.Printf("CPU is the server process's user + system time (all threads, /proc/PID/stat) over its windows, divided by what it answered (the raw loops: by session runs and rows); \"in kernel\" is the system time's share. Rates and latencies are not targets. During these runs: %s.\n", busy)
 }
 
 // us prints a duration in microseconds.

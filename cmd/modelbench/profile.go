@@ -195,10 +195,11 @@ func goPackage(sym string) string {
 	return pkg
 }
 
-// print summarises the profile as microseconds per request of perRequest (the
-// scorer's CPU a request measured without perf), and what the scorer spends
-// above the raw loop's run at the same batch, rawPerRun.
-func (p *profile) print(perRequest, rawPerRun time.Duration) {
+// print summarises the profile as microseconds a request of measured (the
+// scorer's cost measured without perf), against rawPerRun, the raw loop's
+// session run at the same batch.
+func (p *profile) print(measured cost, rawPerRun time.Duration) {
+	perRequest := measured.perRequest()
 	fmt.Printf("\nwhere the scorer's CPU goes on 256-row OIP v2 binary requests: perf at 997 Hz over a window of its own (about %.0f samples, %d requests, %s of CPU a request with perf attached), its shares applied to the %s measured without it:\n",
 		p.cost.cpu.Seconds()*997, p.cost.requests, us(p.cost.perRequest()), us(perRequest))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -214,8 +215,8 @@ func (p *profile) print(perRequest, rawPerRun time.Duration) {
 		fmt.Fprintf(tw, "  %s\t%s\t%.1f%%\t\n", s.name, us(d), 100*s.frac)
 	}
 	tw.Flush()
-	fmt.Printf("the raw loop's session run at batch 256 costs %s; the scorer %s a request, %s above it: %s inside ONNX Runtime beyond the raw run (%s there in all), the rest in the other buckets.\n",
-		us(rawPerRun), us(perRequest), us(perRequest-rawPerRun), us(ort-rawPerRun), us(ort))
+	fmt.Printf("that is %s a request in ONNX Runtime (the raw loop's session run: %s) and %s outside it; %s above the raw loop in all. /proc/PID/stat puts %s of the scorer's time in the kernel (perf: the kernel bucket; its samples gather on pvm_irq_enable, where a VM's kernel lets the sampling interrupt in).\n",
+		us(ort), us(rawPerRun), us(perRequest-ort), us(perRequest-rawPerRun), pct(measured.sysShare()))
 	fmt.Println("largest symbols outside ONNX Runtime:")
 	tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	for _, s := range p.symbols {
