@@ -429,7 +429,7 @@ func nullHandler() *api.FastHandler {
 			return
 		}
 		var buf [256]byte
-		b, _ := api.AppendJSON(buf[:0], api.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmChampion})
+		b, _ := api.AppendJSON(buf[:0], api.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmProduction})
 		ctx.SetBody(b)
 	}}
 }
@@ -449,7 +449,7 @@ func echoNullHandler() http.Handler {
 		if err := api.DecodeScoreRequest(b, &req); err != nil || len(req.Features) != 39 {
 			return c.JSON(http.StatusBadRequest, map[string]string{"error": "bad"})
 		}
-		return c.JSON(http.StatusOK, api.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmChampion})
+		return c.JSON(http.StatusOK, api.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmProduction})
 	})
 	return e
 }
@@ -468,7 +468,7 @@ func scorer(path string, batching bool) (string, func(), *loader.Batcher, error)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	served.Slot.Swap(loader.NewLoaded(s, 1, "bench", card))
+	served.Production.Swap(loader.NewLoaded(s, 1, "bench", card))
 	sc := api.NewScorer(quiet, served)
 	sc.Recorder = monitor.NewRecorder()
 	sc.Recorder.SetReference(1, card)
@@ -477,7 +477,7 @@ func scorer(path string, batching bool) (string, func(), *loader.Batcher, error)
 		sc.Batcher = loader.NewBatcher(64, 500*time.Microsecond)
 	}
 	url, stop := serveFast(sc.Fast())
-	return url, func() { stop(); served.Slot.Close() }, sc.Batcher, nil
+	return url, func() { stop(); served.Production.Close() }, sc.Batcher, nil
 }
 
 // constantRules answer every row with the same score.

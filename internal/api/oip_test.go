@@ -283,7 +283,7 @@ func TestOIPv2Versions(t *testing.T) {
 		t.Fatal("the two versions score the row alike; the test could not tell them apart")
 	}
 	data, _ := json.Marshal(row)
-	for v, arm := range map[string]string{"1": api.ArmChampion, "2": api.ArmChallenger} {
+	for v, arm := range map[string]string{"1": api.ArmProduction, "2": api.ArmCanary} {
 		for i := range 20 {
 			body := fmt.Sprintf(`{"parameters":{"key":"user-%d"},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":%s}]}`, i, data)
 			resp, err := http.Post(url+"/v2/models/calling-score/versions/"+v+"/infer", "application/json", strings.NewReader(body))
@@ -345,8 +345,8 @@ func TestOIPv2TimeoutIsTheBudget(t *testing.T) {
 	url, _ := MustScorerAPI(t)
 	data, _ := json.Marshal(testutil.Row(0.4))
 	for timeout, want := range map[string]api.OIPResponseParameters{
-		"1": {Arm: api.ArmChampion, Source: api.SourceFallback, Reason: "timeout"},
-		"0": {Arm: api.ArmChampion, Source: api.SourceModel},
+		"1": {Arm: api.ArmProduction, Source: api.SourceFallback, Reason: "timeout"},
+		"0": {Arm: api.ArmProduction, Source: api.SourceModel},
 	} {
 		body := `{"parameters":{"timeout":` + timeout + `},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + string(data) + `}]}`
 		resp, err := http.Post(url+"/v2/models/calling-score/infer", "application/json", strings.NewReader(body))

@@ -151,7 +151,67 @@ type Card struct {
 	Golden   []Golden `json:"golden,omitempty"`
 	// Reference, when present, is what drift is measured against.
 	Reference *Reference `json:"reference,omitempty"`
-	raw       json.RawMessage
+	// Output is the output contract: ContractScore (the default),
+	// ContractRegression or ContractProbabilities.
+	Output string `json:"output,omitempty"`
+	raw    json.RawMessage
+}
+
+// Output contracts: what a model's output means, and what invalid_output is
+// judged against.
+const (
+	// ContractScore is one value per row in [0,1] (calling-score's).
+	ContractScore = "score"
+	// ContractRegression is any finite values.
+	ContractRegression = "regression"
+	// ContractProbabilities is k values per row, each in [0,1], summing to 1
+	// within ProbabilityTolerance.
+	ContractProbabilities = "probabilities"
+)
+
+// ProbabilityTolerance is how far a row of probabilities may sum from 1.
+const ProbabilityTolerance = 1e-3
+
+// Contract is the card's output contract; a card that declares none (or no
+// card) has ContractScore, which every model had before contracts.
+func (c *Card) Contract() string {
+	if c == nil || c.Output == "" {
+		return ContractScore
+	}
+	return c.Output
+}
+
+// ValidOutput reports whether out, rows of perRow values, keeps contract; if
+// not, it returns the first row that breaks it.
+func ValidOutput(contract string, out []float32, perRow int) (int, bool) {
+	switch contract {
+	case ContractRegression:
+		for i, v := range out {
+			if v-v != 0 { // NaN or infinite
+				return i / max(perRow, 1), false
+			}
+		}
+	case ContractProbabilities:
+		for r := 0; perRow > 0 && (r+1)*perRow <= len(out); r++ {
+			var sum float64
+			for _, v := range out[r*perRow : (r+1)*perRow] {
+				if !(v >= 0 && v <= 1) {
+					return r, false
+				}
+				sum += float64(v)
+			}
+			if math.Abs(sum-1) > ProbabilityTolerance {
+				return r, false
+			}
+		}
+	default:
+		for i, v := range out {
+			if !(v >= 0 && v <= 1) { // false for NaN too
+				return i / max(perRow, 1), false
+			}
+		}
+	}
+	return 0, true
 }
 
 // MaxCardBytes bounds the size of a card accepted anywhere.
@@ -209,6 +269,11 @@ func ParseCard(data []byte) (*Card, error) {
 			}
 		}
 	}
+	switch c.Output {
+	case "", ContractScore, ContractRegression, ContractProbabilities:
+	default:
+		return nil, fmt.Errorf("%w: output %q: want %q, %q or %q", ErrCard, c.Output, ContractScore, ContractRegression, ContractProbabilities)
+	}
 	c.raw = append(json.RawMessage(nil), data...)
 	return c, nil
 }
@@ -224,6 +289,12 @@ func (c *Card) Check(model string, sig Signature) error {
 	n, m := sig.Features(), sig.Outputs()
 	if len(c.Features) != 0 && len(c.Features) != n {
 		return fmt.Errorf("%w: card names %d features, the graph takes %d", ErrCard, len(c.Features), n)
+	}
+	switch {
+	case c.Output == ContractScore && m != 1:
+		return fmt.Errorf("%w: output %q is one value per row, the graph yields %d", ErrCard, ContractScore, m)
+	case c.Output == ContractProbabilities && m < 2:
+		return fmt.Errorf("%w: output %q needs at least 2 values per row, the graph yields %d", ErrCard, ContractProbabilities, m)
 	}
 	for i, g := range c.Golden {
 		if len(g.Input) != n {
