@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/modelops/modelops/internal/fallback"
-	"github.com/modelops/modelops/internal/scoring"
 	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/scoring"
 )
 
 // Names the scoring core gives arms and sources, as the API answers them.
@@ -110,20 +110,20 @@ func (s *Scorer) ready(c echo.Context) error {
 
 // ModelStatus is what a scorer says of one model it serves.
 type ModelStatus struct {
-	Model          string  `json:"model"`
-	Version        int     `json:"version,omitempty"`
-	Digest         string  `json:"digest,omitempty"`
-	CanaryVersion  int     `json:"canary_version,omitempty"`
-	Traffic        float64 `json:"traffic,omitempty"`
-	Mode           string  `json:"mode,omitempty"`
-	Blend          float64 `json:"blend"`
-	Swaps          int64   `json:"swaps"`
-	Destroyed      int64   `json:"sessions_destroyed"`
-	Breaker        string  `json:"breaker"`
-	CanaryBreaker  string  `json:"canary_breaker,omitempty"`
-	Fallback       bool    `json:"has_fallback"`
-	Ready          bool    `json:"ready"`
-	Sync           any     `json:"sync,omitempty"`
+	Model         string  `json:"model"`
+	Version       int     `json:"version,omitempty"`
+	Digest        string  `json:"digest,omitempty"`
+	CanaryVersion int     `json:"canary_version,omitempty"`
+	Traffic       float64 `json:"traffic,omitempty"`
+	Mode          string  `json:"mode,omitempty"`
+	Blend         float64 `json:"blend"`
+	Swaps         int64   `json:"swaps"`
+	Destroyed     int64   `json:"sessions_destroyed"`
+	Breaker       string  `json:"breaker"`
+	CanaryBreaker string  `json:"canary_breaker,omitempty"`
+	Fallback      bool    `json:"has_fallback"`
+	Ready         bool    `json:"ready"`
+	Sync          any     `json:"sync,omitempty"`
 }
 
 func (s *Scorer) status(c echo.Context) error {

@@ -48,9 +48,9 @@ func regressionModel(t *testing.T) string {
 	raw := make([]byte, 4)
 	binary.LittleEndian.PutUint32(raw, math.Float32bits(100))
 	g := &onnx.GraphProto{
-		Name:        "regression",
-		Input:       []*onnx.ValueInfoProto{vi("input", 39)},
-		Output:      []*onnx.ValueInfoProto{vi("output", 1)},
+		Name:   "regression",
+		Input:  []*onnx.ValueInfoProto{vi("input", 39)},
+		Output: []*onnx.ValueInfoProto{vi("output", 1)},
 		Initializer: []*onnx.TensorProto{
 			{Name: "bias", DataType: int32(onnx.TensorProto_FLOAT), RawData: raw},
 			{Name: "axes", Dims: []int64{1}, DataType: int32(onnx.TensorProto_INT64), Int64Data: []int64{1}},
