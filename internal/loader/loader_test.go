@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/testutil"
 )
@@ -152,5 +153,23 @@ func TestCacheKeepsNewestVersionsAndLastDeployment(t *testing.T) {
 	}
 	if err := c.SaveDeployment(loader.CachedDeployment{Model: "../evil", Digest: digests[2]}, 2); err == nil {
 		t.Fatal("a hostile model name reached a cache path")
+	}
+}
+
+// The check push runs and the one a scorer runs before serving are one: a
+// version whose golden outputs break its card's output contract is refused,
+// with the contract named, and served once the card declares the right one.
+func TestGoldenOutputsKeepTheContract(t *testing.T) {
+	path := testutil.RegressionModel(t)
+	golden := []artifact.Golden{{Input: make([]float64, 39), Output: []float64{100}}}
+	_, err := loader.Verify(path, "churn", nil, &artifact.Card{Golden: golden})
+	if !errors.Is(err, loader.ErrGolden) || !strings.Contains(err.Error(), `contract "score"`) || !strings.Contains(err.Error(), `"output": "regression"`) {
+		t.Fatalf("regression outputs under the default contract: %v, want a golden error naming the contract and the way out", err)
+	}
+	if _, err := loader.Verify(path, "churn", nil, &artifact.Card{Output: artifact.ContractRegression, Golden: golden}); err != nil {
+		t.Fatalf("declared regression: %v", err)
+	}
+	if _, err := loader.Verify(path, "churn", nil, &artifact.Card{Output: artifact.ContractProbabilities}); !errors.Is(err, artifact.ErrCard) {
+		t.Fatalf("probabilities from one output: %v, want a card error", err)
 	}
 }

@@ -226,6 +226,9 @@ func (s *Session) VerifyGolden(card *artifact.Card) error {
 	if err != nil {
 		return err
 	}
+	if row, ok := artifact.ValidOutput(card.Contract(), out, m); !ok {
+		return fmt.Errorf("%w: golden[%d] output %v breaks the output contract %q%s", ErrGolden, row, out[row*m:(row+1)*m], card.Contract(), contractHint(card.Contract()))
+	}
 	for i, g := range card.Golden {
 		for j, want := range g.Output {
 			got := float64(out[i*m+j])
@@ -235,6 +238,14 @@ func (s *Session) VerifyGolden(card *artifact.Card) error {
 		}
 	}
 	return nil
+}
+
+// contractHint says how a card declares another output contract.
+func contractHint(contract string) string {
+	if contract != artifact.ContractScore {
+		return ""
+	}
+	return fmt.Sprintf(` (one value in [0,1]); a card declares another with "output": %q or %q`, artifact.ContractRegression, artifact.ContractProbabilities)
 }
 
 // WarmUp runs a few batches of zeros so the first real request does not pay for

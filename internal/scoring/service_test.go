@@ -2,17 +2,10 @@ package scoring_test
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
-
-	"github.com/advancedclimatesystems/gonnx/onnx"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/fallback"
@@ -30,45 +23,6 @@ func mustLoad(t *testing.T, path string, v int, card *artifact.Card) *loader.Loa
 		t.Fatal(err)
 	}
 	return loader.NewLoaded(s, v, fmt.Sprintf("digest-%d", v), card)
-}
-
-// regressionModel is a calling-score-shaped graph whose outputs are around
-// 100: output = sum(input) + 100.
-func regressionModel(t *testing.T) string {
-	t.Helper()
-	vi := func(name string, width int64) *onnx.ValueInfoProto {
-		return &onnx.ValueInfoProto{Name: name, Type: &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
-			ElemType: int32(onnx.TensorProto_FLOAT),
-			Shape: &onnx.TensorShapeProto{Dim: []*onnx.TensorShapeProto_Dimension{
-				{Value: &onnx.TensorShapeProto_Dimension_DimParam{DimParam: "batch"}},
-				{Value: &onnx.TensorShapeProto_Dimension_DimValue{DimValue: width}},
-			}},
-		}}}}
-	}
-	raw := make([]byte, 4)
-	binary.LittleEndian.PutUint32(raw, math.Float32bits(100))
-	g := &onnx.GraphProto{
-		Name:   "regression",
-		Input:  []*onnx.ValueInfoProto{vi("input", 39)},
-		Output: []*onnx.ValueInfoProto{vi("output", 1)},
-		Initializer: []*onnx.TensorProto{
-			{Name: "bias", DataType: int32(onnx.TensorProto_FLOAT), RawData: raw},
-			{Name: "axes", Dims: []int64{1}, DataType: int32(onnx.TensorProto_INT64), Int64Data: []int64{1}},
-		},
-		Node: []*onnx.NodeProto{
-			{OpType: "ReduceSum", Input: []string{"input", "axes"}, Output: []string{"sum"}, Attribute: []*onnx.AttributeProto{{Name: "keepdims", Type: onnx.AttributeProto_INT, I: 1}}},
-			{OpType: "Add", Input: []string{"sum", "bias"}, Output: []string{"output"}},
-		},
-	}
-	data, err := proto.Marshal(&onnx.ModelProto{IrVersion: 8, OpsetImport: []*onnx.OperatorSetIdProto{{Version: 17}}, Graph: g})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "regression.onnx")
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func newService(t *testing.T, models ...*scoring.Model) *scoring.Service {
@@ -238,7 +192,7 @@ func TestTypedErrors(t *testing.T) {
 // invalid_output is judged against the version's output contract: a
 // regression's outputs around 100 are answers, a score's are not.
 func TestOutputContract(t *testing.T) {
-	path := regressionModel(t)
+	path := testutil.RegressionModel(t)
 	for _, tt := range []struct {
 		card   *artifact.Card
 		source string
