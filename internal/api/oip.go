@@ -18,6 +18,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/scoring"
 )
@@ -105,8 +106,13 @@ func (s *Scorer) oipMetadata(c echo.Context) error {
 	}
 	if l != nil {
 		sig := l.Signature()
-		md.Inputs = []OIPTensor{{Name: sig.Input.Name, Datatype: "FP32", Shape: sig.Input.Shape}}
-		md.Outputs = []OIPTensor{{Name: sig.Output.Name, Datatype: "FP32", Shape: sig.Output.Shape}}
+		md.Inputs, md.Outputs = nil, nil
+		for _, t := range sig.Ins() {
+			md.Inputs = append(md.Inputs, OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
+		}
+		for _, t := range sig.Outs() {
+			md.Outputs = append(md.Outputs, OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
+		}
 		l.Release()
 	}
 	return c.JSON(http.StatusOK, md)
@@ -205,7 +211,9 @@ type OIPOutputTensor struct {
 	Shape      []int64              `json:"shape"`
 	Datatype   string               `json:"datatype"`
 	Parameters *OIPTensorParameters `json:"parameters,omitempty"`
-	Data       []float32            `json:"data,omitempty"`
+	// Data is []float32 for FP32, and the Go slice of the datatype for the
+	// others.
+	Data any `json:"data,omitempty"`
 }
 
 // OIPInferResponse answers an inference request. Parameters say where the scores
@@ -267,13 +275,18 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	}
 	pinned := 0
 	width := m.Width()
+	sig, hasSig := m.Signature()
 	if version != "" {
 		l, _ := servedVersion(m, version)
 		if l == nil {
 			return refuse(http.StatusNotFound, noVersion(m, version))
 		}
-		pinned, width = l.Version, l.Signature().Features()
+		pinned, width, sig, hasSig = l.Version, l.Signature().Features(), l.Signature(), true
 		l.Release()
+	}
+	inputName := "input"
+	if hasSig {
+		inputName = sig.Input.Name
 	}
 	body, err := requestBody(x, s.MaxBodyBytes)
 	if err != nil {
@@ -302,15 +315,19 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	if err := decodeOIPHeader(body, &req); err != nil {
 		return refuse(http.StatusBadRequest, "malformed inference request: "+explainJSON(err))
 	}
+	if hasSig && !sig.Simple() {
+		arrival.Abandon()
+		return s.inferTensors(x, m, pinned, sig, &req, tensorBytes, refuse)
+	}
 	if width == 0 {
 		return refuse(http.StatusServiceUnavailable, fmt.Sprintf("model %s has no verified version loaded yet and no fallback rules", m.Name))
 	}
 	if len(req.Inputs) != 1 {
-		return refuse(http.StatusBadRequest, fmt.Sprintf("expected 1 input tensor \"input\", got %d", len(req.Inputs)))
+		return refuse(http.StatusBadRequest, fmt.Sprintf("expected 1 input tensor %q, got %d", inputName, len(req.Inputs)))
 	}
 	in := req.Inputs[0]
-	if in.Name != "input" {
-		return refuse(http.StatusBadRequest, fmt.Sprintf("unexpected input %q: the model takes \"input\"", truncate(in.Name, 40)))
+	if in.Name != inputName {
+		return refuse(http.StatusBadRequest, fmt.Sprintf("unexpected input %q: the model takes %q", truncate(in.Name, 40), inputName))
 	}
 	if in.Datatype != "FP32" {
 		return refuse(http.StatusBadRequest, fmt.Sprintf("input datatype %q: the model takes FP32", truncate(in.Datatype, 20)))
@@ -319,9 +336,13 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 		return refuse(http.StatusBadRequest, fmt.Sprintf("input shape %v: want [N,%d] with 1 ≤ N ≤ %d", in.Shape, width, s.MaxRows))
 	}
 	binaryOut := len(req.Outputs) == 0 && req.Parameters.BinaryDataOutput
+	outputName := "output"
+	if hasSig {
+		outputName = sig.Output.Name
+	}
 	for _, o := range req.Outputs {
-		if o.Name != "output" {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields \"output\"", truncate(o.Name, 40)))
+		if o.Name != outputName {
+			return refuse(http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields %q", truncate(o.Name, 40), outputName))
 		}
 		binaryOut = binaryOut || o.Parameters.BinaryData
 	}
@@ -366,7 +387,7 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	}
 	resp := OIPInferResponse{ModelName: m.Name, ID: req.ID,
 		Parameters: OIPResponseParameters{Arm: out.Arm, Reason: out.Reason, Source: out.Source, RequestID: out.RequestID},
-		Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{int64(n), int64(out.Outputs)}, Datatype: "FP32", Data: out.Scores}}}
+		Outputs:    []OIPOutputTensor{{Name: outputName, Shape: []int64{int64(n), int64(out.Outputs)}, Datatype: "FP32", Data: out.Scores}}}
 	if out.Version > 0 {
 		resp.ModelVersion = strconv.Itoa(out.Version)
 	}

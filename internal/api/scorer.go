@@ -172,6 +172,13 @@ type ScoreResponse struct {
 	Reason  string    `json:"reason,omitempty"`
 	// RequestID names the answer for POST /v1/feedback (model answers only).
 	RequestID string `json:"request_id,omitempty"`
+	// Shape is the shape of Scores when a row yields more than one value
+	// ([rows, values per row]).
+	Shape []int64 `json:"shape,omitempty"`
+	// Outputs, for a model of several outputs, are all of them by name, each
+	// flat (row-major) in the shape Shapes gives.
+	Outputs map[string]any     `json:"outputs,omitempty"`
+	Shapes  map[string][]int64 `json:"shapes,omitempty"`
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -267,10 +274,19 @@ func (s *Scorer) score(x exchange) error {
 		return scoreError(err)
 	}
 	resp := ScoreResponse{Model: m.Name, Source: out.Source, Version: out.Version, Arm: out.Arm, Reason: out.Reason, RequestID: out.RequestID}
-	if single {
+	switch {
+	case single && out.Outputs == 1 && len(out.Scores) == 1:
 		resp.Score = &out.Scores[0]
-	} else {
+	case out.Outputs > 1:
+		resp.Scores, resp.Shape = out.Scores, []int64{int64(n), int64(out.Outputs)}
+	default:
 		resp.Scores = out.Scores
+	}
+	if len(out.Tensors) > 1 {
+		resp.Outputs, resp.Shapes = map[string]any{}, map[string][]int64{}
+		for _, t := range out.Tensors {
+			resp.Outputs[t.Name], resp.Shapes[t.Name] = t.Data, t.Shape
+		}
 	}
 	return x.json(http.StatusOK, resp)
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/advancedclimatesystems/gonnx/onnx"
+
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/testutil"
@@ -172,4 +174,39 @@ func TestGoldenOutputsKeepTheContract(t *testing.T) {
 	if _, err := loader.Verify(path, "churn", nil, &artifact.Card{Output: artifact.ContractProbabilities}); !errors.Is(err, artifact.ErrCard) {
 		t.Fatalf("probabilities from one output: %v, want a card error", err)
 	}
+}
+
+// Any servable signature passes the check push and serving share; one the
+// scorer could not serve is refused with the reason.
+func TestServableSignatures(t *testing.T) {
+	for name, path := range map[string]string{"mixed": testutil.MixedModel(t), "softmax": testutil.SoftmaxModel(t)} {
+		sig, err := loader.Verify(path, name, nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if name == "mixed" && (len(sig.Ins()) != 5 || len(sig.Outs()) != 3 || sig.Ins()[1].Type != "int64") {
+			t.Fatalf("mixed: %s", sig)
+		}
+		if _, err := artifact.Inspect(mustRead(t, path)); err != nil {
+			t.Fatalf("%s: inspect: %v", name, err)
+		}
+	}
+	fixed := testutil.MustGraph(t, &onnx.GraphProto{
+		Name:   "fixed_batch",
+		Input:  []*onnx.ValueInfoProto{testutil.ValueInfo("input", onnx.TensorProto_FLOAT, 2, 3)},
+		Output: []*onnx.ValueInfoProto{testutil.ValueInfo("output", onnx.TensorProto_FLOAT, 2, 3)},
+		Node:   []*onnx.NodeProto{{OpType: "Identity", Input: []string{"input"}, Output: []string{"output"}}},
+	})
+	if _, err := loader.Verify(fixed, "fixed", nil, nil); !errors.Is(err, artifact.ErrSignature) || !strings.Contains(err.Error(), "symbolic batch") {
+		t.Fatalf("a fixed batch: %v, want a signature error naming the symbolic batch", err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

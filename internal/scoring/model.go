@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
@@ -92,6 +93,30 @@ func (m *Model) Width() int {
 	}
 	return 0
 }
+
+// signature is the signature of version v (production's when 0, else the
+// canary's), if one is loaded.
+func (m *Model) signature(v int) (artifact.Signature, bool) {
+	if v != 0 {
+		l, _ := m.Pin(v)
+		if l == nil {
+			return artifact.Signature{}, false
+		}
+		defer l.Release()
+		return l.Signature(), true
+	}
+	for _, slot := range []*loader.Slot{m.Production, m.Canary} {
+		if l := slot.Acquire(); l != nil {
+			defer l.Release()
+			return l.Signature(), true
+		}
+	}
+	return artifact.Signature{}, false
+}
+
+// Signature is the signature of the version production serves (the canary's
+// when production has none); false when none is loaded.
+func (m *Model) Signature() (artifact.Signature, bool) { return m.signature(0) }
 
 // Ready reports whether the model can answer: from a session or its rules.
 func (m *Model) Ready() bool {

@@ -119,6 +119,9 @@ type Request struct {
 	// Arrival is the request's announcement to the batcher (Service.Expect),
 	// if it made one.
 	Arrival *loader.Arrival
+	// Inputs, when set instead of Flat, are named tensors of any servable
+	// signature, each of shape [Rows,…]. The rules never answer them.
+	Inputs []loader.Tensor
 }
 
 // Response is how a request was answered. Nothing in it points into the
@@ -139,6 +142,10 @@ type Response struct {
 	Attempted int
 	// RequestID names a model answer for feedback ("" when none is kept).
 	RequestID string
+	// Tensors are every output of the model with its true shape, when the
+	// version's signature is not one float32 output [batch,M] (Scores are
+	// then the first float32 output's values, the output contract's).
+	Tensors []loader.Tensor
 }
 
 // MaxBudget bounds the latency budget a request may ask for.

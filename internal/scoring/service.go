@@ -299,6 +299,18 @@ func (s *Service) check(m *Model, req *Request, budget time.Duration) *Error {
 	case req.Rows > s.MaxRows:
 		return Invalid("%d rows, at most %d per request", req.Rows, s.MaxRows)
 	}
+	if req.Inputs != nil {
+		sig, ok := m.signature(req.Version)
+		if !ok {
+			return &Error{Kind: ErrUnavailable, Msg: fmt.Sprintf("model %s has no verified version loaded yet", m.Name), RetryAfter: 1}
+		}
+		ordered, err := orderInputs(sig, req.Inputs, req.Rows)
+		if err != nil {
+			return err
+		}
+		req.Inputs = ordered
+		return nil
+	}
 	width := m.Width()
 	if req.Version != 0 {
 		if l, _ := m.Pin(req.Version); l != nil {
@@ -392,7 +404,22 @@ func (s *Service) score(m *Model, req *Request, budget time.Duration, pin *loade
 		timedOut := false
 		version := l.Version
 		b := s.Batcher
+		sig := l.Signature()
 		switch {
+		case req.Inputs != nil || !sig.Simple():
+			inputs := req.Inputs
+			if inputs == nil {
+				inputs = []loader.Tensor{{Name: sig.Input.Name, Shape: []int64{int64(n), int64(sig.Features())}, Data: flat}}
+			} else if ordered, oerr := orderInputs(sig, inputs, n); oerr != nil {
+				inputs, err = nil, oerr // the canary's signature differs from production's
+			} else {
+				inputs = ordered
+			}
+			if inputs != nil {
+				out.Tensors, err = l.RunTensors(inputs, budget)
+				timedOut = errors.Is(err, loader.ErrBudget)
+				res = contractOutput(out.Tensors)
+			}
 		case pin == nil && b != nil && n <= b.MaxRows/4:
 			got, ok := b.Submit(req.Arrival, slot, flat, n, budget)
 			res, err, timedOut = got.Out, got.Err, !ok
@@ -417,8 +444,11 @@ func (s *Service) score(m *Model, req *Request, budget time.Duration, pin *loade
 			out.Reason = fallback.ReasonModelError
 			s.Logger.Warn("session run failed", "model", m.Name, "version", version, "err", err)
 		default:
-			outputs := l.Signature().Outputs()
-			if _, ok := artifact.ValidOutput(l.Card.Contract(), res, outputs); !ok {
+			outputs := sig.Outputs()
+			if out.Tensors != nil && n > 0 {
+				outputs = len(res) / n
+			}
+			if _, ok := artifact.ValidOutput(artifact.ContractOf(l.Card, sig), res, outputs); !ok {
 				br.Record(false)
 				out.Reason = fallback.ReasonInvalidOutput
 			} else {
@@ -427,15 +457,18 @@ func (s *Service) score(m *Model, req *Request, budget time.Duration, pin *loade
 			}
 		}
 	}
+	if out.Source != SourceModel {
+		out.Tensors = nil
+	}
 	if out.Source == SourceModel {
-		if r.Blend < 1 && m.Rules != nil && out.Outputs == 1 {
+		if r.Blend < 1 && m.Rules != nil && out.Outputs == 1 && out.Tensors == nil {
 			w := float32(r.Blend)
 			width := m.Rules.Features()
 			for i := range out.Scores {
 				out.Scores[i] = w*out.Scores[i] + (1-w)*m.Rules.Score(flat[i*width:(i+1)*width])
 			}
 		}
-		if pin == nil && r.Mode == "shadow" && r.Traffic > 0 && out.Arm == ArmProduction && pick(req.Key, r.Traffic) {
+		if pin == nil && req.Inputs == nil && out.Tensors == nil && r.Mode == "shadow" && r.Traffic > 0 && out.Arm == ArmProduction && pick(req.Key, r.Traffic) {
 			s.shadow(m, flat, n, out.Scores)
 		}
 		return out
@@ -577,4 +610,55 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// contractOutput is the output a version's contract judges, and the monitor
+// counts as its scores: the first float32 output (nil when there is none).
+func contractOutput(ts []loader.Tensor) []float32 {
+	for _, t := range ts {
+		if d, ok := t.Data.([]float32); ok {
+			return d
+		}
+	}
+	return nil
+}
+
+// orderInputs checks named tensors against sig's inputs (each present once,
+// of its type, of shape [rows, the input's other dimensions]) and returns
+// them in the signature's order.
+func orderInputs(sig artifact.Signature, inputs []loader.Tensor, rows int) ([]loader.Tensor, *Error) {
+	ins := sig.Ins()
+	if len(inputs) != len(ins) {
+		var names []string
+		for _, in := range ins {
+			names = append(names, fmt.Sprintf("%q", in.Name))
+		}
+		return nil, Invalid("%d input tensors; the model takes %d: %s", len(inputs), len(ins), joinAnd(names))
+	}
+	out := make([]loader.Tensor, len(ins))
+	for _, t := range inputs {
+		i := slices.IndexFunc(ins, func(in artifact.Tensor) bool { return in.Name == t.Name })
+		if i < 0 {
+			return nil, Invalid("unexpected input %q: the model takes %s", truncate(t.Name, 40), sig)
+		}
+		if out[i].Name != "" {
+			return nil, Invalid("input %q given twice", t.Name)
+		}
+		want := ins[i]
+		if t.Type() != want.Type {
+			return nil, Invalid("input %q is %s; the model takes %s", t.Name, artifact.ServableTypes[t.Type()], artifact.ServableTypes[want.Type])
+		}
+		if len(t.Shape) != len(want.Shape) || len(t.Shape) == 0 || t.Shape[0] != int64(rows) || !slices.Equal(t.Shape[1:], want.Shape[1:]) {
+			return nil, Invalid("input %q has shape %v; the model takes [%d,%v] (%d rows)", t.Name, t.Shape, rows, want.Shape[1:], rows)
+		}
+		size := int64(1)
+		for _, d := range t.Shape {
+			size *= d
+		}
+		if int64(t.Len()) != size {
+			return nil, Invalid("input %q has %d values; shape %v needs %d", t.Name, t.Len(), t.Shape, size)
+		}
+		out[i] = t
+	}
+	return out, nil
 }

@@ -74,3 +74,57 @@ func RegressionModel(tb testing.TB) string {
 		},
 	})
 }
+
+// SoftmaxModel is a 10-feature, 3-class classifier: input FP32 [batch,10],
+// output "probabilities" FP32 [batch,3], each row summing to 1.
+func SoftmaxModel(tb testing.TB) string {
+	tb.Helper()
+	w := make([]float32, 30)
+	for i := range w {
+		w[i] = float32(i%7)/7 - 0.4
+	}
+	return MustGraph(tb, &onnx.GraphProto{
+		Name:        "softmax",
+		Input:       []*onnx.ValueInfoProto{ValueInfo("input", onnx.TensorProto_FLOAT, -1, 10)},
+		Output:      []*onnx.ValueInfoProto{ValueInfo("probabilities", onnx.TensorProto_FLOAT, -1, 3)},
+		Initializer: []*onnx.TensorProto{Float32s("w", []int64{10, 3}, w...)},
+		Node: []*onnx.NodeProto{
+			{OpType: "MatMul", Input: []string{"input", "w"}, Output: []string{"logits"}},
+			{OpType: "Softmax", Input: []string{"logits"}, Output: []string{"probabilities"}, Attribute: []*onnx.AttributeProto{{Name: "axis", Type: onnx.AttributeProto_INT, I: 1}}},
+		},
+	})
+}
+
+// MixedModel takes one input of each servable type and yields three outputs:
+//
+//	x     FP32  [batch,3]   twice = 2·x                       FP32  [batch,3]
+//	n     INT64 [batch,1]   sum   = Σx + n + w + m + flag     FP32  [batch,1]
+//	w     FP64  [batch,1]   next  = n + 1                     INT64 [batch,1]
+//	m     INT32 [batch,1]
+//	flag  BOOL  [batch,1]
+func MixedModel(tb testing.TB) string {
+	tb.Helper()
+	cast := func(in, out string) *onnx.NodeProto {
+		return &onnx.NodeProto{OpType: "Cast", Input: []string{in}, Output: []string{out}, Attribute: []*onnx.AttributeProto{{Name: "to", Type: onnx.AttributeProto_INT, I: int64(onnx.TensorProto_FLOAT)}}}
+	}
+	return MustGraph(tb, &onnx.GraphProto{
+		Name: "mixed",
+		Input: []*onnx.ValueInfoProto{
+			ValueInfo("x", onnx.TensorProto_FLOAT, -1, 3), ValueInfo("n", onnx.TensorProto_INT64, -1, 1),
+			ValueInfo("w", onnx.TensorProto_DOUBLE, -1, 1), ValueInfo("m", onnx.TensorProto_INT32, -1, 1),
+			ValueInfo("flag", onnx.TensorProto_BOOL, -1, 1),
+		},
+		Output: []*onnx.ValueInfoProto{
+			ValueInfo("twice", onnx.TensorProto_FLOAT, -1, 3), ValueInfo("sum", onnx.TensorProto_FLOAT, -1, 1),
+			ValueInfo("next", onnx.TensorProto_INT64, -1, 1),
+		},
+		Initializer: []*onnx.TensorProto{Float32s("two", nil, 2), Int64s("one", nil, 1), Int64s("axes", []int64{1}, 1)},
+		Node: []*onnx.NodeProto{
+			{OpType: "Mul", Input: []string{"x", "two"}, Output: []string{"twice"}},
+			{OpType: "ReduceSum", Input: []string{"x", "axes"}, Output: []string{"sx"}, Attribute: []*onnx.AttributeProto{{Name: "keepdims", Type: onnx.AttributeProto_INT, I: 1}}},
+			cast("n", "nf"), cast("w", "wf"), cast("m", "mf"), cast("flag", "ff"),
+			{OpType: "Sum", Input: []string{"sx", "nf", "wf", "mf", "ff"}, Output: []string{"sum"}},
+			{OpType: "Add", Input: []string{"n", "one"}, Output: []string{"next"}},
+		},
+	})
+}
