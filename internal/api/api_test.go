@@ -54,7 +54,7 @@ func MustServe(tb testing.TB, h http.Handler) string {
 func MustScorerAPI(tb testing.TB) (string, *loader.Slot) {
 	tb.Helper()
 	served := mustServed(tb)
-	return MustServe(tb, newScorer(served).Handler()), served.Slot
+	return MustServe(tb, newScorer(served).Handler()), served.Production
 }
 
 // mustServed is calling-score with a session of a fresh model loaded as v1.
@@ -66,8 +66,8 @@ func mustServed(tb testing.TB) *api.Served {
 		tb.Fatal(err)
 	}
 	served := api.NewServed("calling-score", fallback.CallingScore{})
-	served.Slot.Swap(loader.NewLoaded(s, 1, m.Digest, nil))
-	tb.Cleanup(served.Slot.Close)
+	served.Production.Swap(loader.NewLoaded(s, 1, m.Digest, nil))
+	tb.Cleanup(served.Production.Close)
 	return served
 }
 
