@@ -109,11 +109,11 @@ func (m *Model) EffectivePolicy() Policy {
 }
 
 // SetPolicy stores a model's rollback policy.
-func (r *Registry) SetPolicy(_ context.Context, model string, p Policy, expect uint64, actor string) (*Event, error) {
+func (r *Registry) SetPolicy(ctx context.Context, model string, p Policy, expect uint64, actor string) (*Event, error) {
 	if err := p.Check(); err != nil {
 		return nil, err
 	}
-	return r.changeModel(model, expect, func(_ MetaTx, m *Model) (*Event, error) {
+	return r.changeModel(ctx, model, expect, func(_ MetaTx, m *Model) (*Event, error) {
 		m.Policy = &p
 		return &Event{Actor: actorOr(actor), Model: model, Kind: EventPolicySet,
 			Reason: fmt.Sprintf("max error rate %g, fallback rate %g, p99 %g ms, prediction PSI %g; min samples %d, bake %s, failure limit %d, corroborating nodes %d",
@@ -135,8 +135,8 @@ type Decision struct {
 // back to the newest earlier version that is not rejected (or the canary is
 // cleared), and the judged version is marked rejected, so it is never promoted
 // again without force. It refuses (ErrConflict) when the model moved on meanwhile.
-func (r *Registry) AutoRollback(_ context.Context, d Decision) (*Event, error) {
-	return r.changeModel(d.Model, 0, func(tx MetaTx, m *Model) (*Event, error) {
+func (r *Registry) AutoRollback(ctx context.Context, d Decision) (*Event, error) {
+	return r.changeModel(ctx, d.Model, 0, func(tx MetaTx, m *Model) (*Event, error) {
 		if m.Rejected == nil {
 			m.Rejected = map[int]string{}
 		}
@@ -171,8 +171,8 @@ func (r *Registry) AutoRollback(_ context.Context, d Decision) (*Event, error) {
 }
 
 // Alert records a monitor alert (such as input drift) as an event.
-func (r *Registry) Alert(_ context.Context, model string, version int, kind, reason string) (*Event, error) {
-	return r.changeModel(model, 0, func(_ MetaTx, m *Model) (*Event, error) {
+func (r *Registry) Alert(ctx context.Context, model string, version int, kind, reason string) (*Event, error) {
+	return r.changeModel(ctx, model, 0, func(_ MetaTx, m *Model) (*Event, error) {
 		return &Event{Actor: "monitor", Model: model, Kind: kind, To: version, Reason: reason}, nil
 	})
 }

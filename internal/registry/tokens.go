@@ -117,12 +117,12 @@ func nodeFree(tx MetaTx, node, id string) error {
 // BindTokenNode binds a scorer token that names no node yet to node, and
 // returns the node the token is bound to: node, or the one it was bound to
 // before (the caller compares). The binding is stored in the token's record.
-func (r *Registry) BindTokenNode(_ context.Context, id, node string) (string, error) {
+func (r *Registry) BindTokenNode(ctx context.Context, id, node string) (string, error) {
 	if err := CheckNodeName(node); err != nil {
 		return "", err
 	}
 	bound := ""
-	err := r.Meta.Update(func(tx MetaTx) error {
+	err := r.Meta.Update(ctx, func(tx MetaTx) error {
 		t, err := tx.Token(id)
 		if err != nil {
 			return err
@@ -143,6 +143,10 @@ func (r *Registry) BindTokenNode(_ context.Context, id, node string) (string, er
 	return bound, err
 }
 
+// maxTokenName bounds a token's name: it is the actor of every event the
+// token causes, and shown in lists and terminals.
+const maxTokenName = 64
+
 // AddToken stores a token whose secret the caller chose (a bootstrap token from
 // the environment). The secret must have the token form.
 func (r *Registry) AddToken(name, role, secret string) (*Token, error) {
@@ -153,15 +157,16 @@ func (r *Registry) addToken(name, role, node, secret string) (*Token, error) {
 	if !ValidRole(role) {
 		return nil, Invalidf("role %q: want admin, viewer or scorer", role)
 	}
-	if name == "" || len(name) > 64 || strings.ContainsAny(name, "\x00\n\r") {
-		return nil, Invalidf("token name must be 1–64 printable characters")
+	if name == "" || len(name) > maxTokenName || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return nil, Invalidf("token \"name\" must be 1 to %d bytes, without control characters (got %d bytes)", maxTokenName, len(name))
 	}
 	m := tokenRE.FindStringSubmatch(secret)
 	if m == nil {
 		return nil, Invalidf("a token has the form mo_<12 hex>_<40 hex> (`modelctl token new` makes one)")
 	}
 	t := &Token{ID: m[1], Name: name, Role: role, Node: node, CreatedAt: r.Now().UTC(), Hash: hashSecret(secret)}
-	err := r.Meta.Update(func(tx MetaTx) error {
+	ctx := context.Background() // a start-up step or an API call that already authenticated
+	err := r.Meta.Update(ctx, func(tx MetaTx) error {
 		if node != "" {
 			if err := nodeFree(tx, node, t.ID); err != nil {
 				return fmt.Errorf("%w: %w", ErrConflict, err)
@@ -204,7 +209,8 @@ func (r *Registry) Authenticate(secret string) (*Token, error) {
 // token reads a token by id.
 func (r *Registry) token(id string) (*Token, error) {
 	var t *Token
-	err := r.Meta.View(func(tx MetaTx) (err error) {
+	ctx := context.Background() // authentication: bounded by the store's own timeouts
+	err := r.Meta.View(ctx, func(tx MetaTx) (err error) {
 		t, err = tx.Token(id)
 		return err
 	})
@@ -212,9 +218,9 @@ func (r *Registry) token(id string) (*Token, error) {
 }
 
 // Tokens lists every token, without hashes.
-func (r *Registry) Tokens(_ context.Context) ([]Token, error) {
+func (r *Registry) Tokens(ctx context.Context) ([]Token, error) {
 	var out []Token
-	err := r.Meta.View(func(tx MetaTx) (err error) {
+	err := r.Meta.View(ctx, func(tx MetaTx) (err error) {
 		out, err = tx.Tokens()
 		return err
 	})
@@ -227,8 +233,8 @@ func (r *Registry) Tokens(_ context.Context) ([]Token, error) {
 
 // RevokeToken revokes a token by id; it authenticates no more. The last live
 // admin token stays: revoking it would leave no one able to make another.
-func (r *Registry) RevokeToken(_ context.Context, id string) error {
-	return r.Meta.Update(func(tx MetaTx) error {
+func (r *Registry) RevokeToken(ctx context.Context, id string) error {
+	return r.Meta.Update(ctx, func(tx MetaTx) error {
 		t, err := tx.Token(id)
 		if err != nil {
 			return err
