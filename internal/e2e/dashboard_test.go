@@ -1094,20 +1094,21 @@ func TestDashboardBlendAndPolicyBehindTheConfirmation(t *testing.T) {
 		t.Fatalf("the blend after the UI set it: %v", m.Blend)
 	}
 
-	// The policy: two settings changed, the confirmation names both.
-	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS("#save-policy")), set(map[string]string{"policy-max_error_rate": "0.2", "policy-bake_time": "2m"})); err != nil {
+	// The policy: three settings changed, the confirmation names them.
+	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS("#save-policy")), set(map[string]string{"policy-max_error_rate": "0.2", "policy-bake_time": "2m", "policy-corroborating_nodes": "3"})); err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("max error rate %v → 0.2, bake time %s → 2m", before.MaxErrorRate, time.Duration(before.BakeTime))
+	want := fmt.Sprintf("max error rate %v → 0.2, bake time %s → 2m, corroborating nodes %d → 3", before.MaxErrorRate, time.Duration(before.BakeTime), before.CorroboratingNodes)
 	if s := confirmOf("#save-policy"); !strings.Contains(s, "Change calling-score's rollback policy: "+want) {
 		t.Fatalf("the policy's confirmation reads %q, want %q", s, want)
 	}
 	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-ok")),
 		chromedp.Poll[chromedp.Void](`document.getElementById("alert").textContent.startsWith("Done: calling-score's policy")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
-		t.Fatalf("save the policy: %v", err)
+		text, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
+		t.Fatalf("save the policy: %v (the page says %q)", err, text)
 	}
 	after, err := cl.Policy(ctx, "calling-score")
-	if err != nil || after.MaxErrorRate != 0.2 || time.Duration(after.BakeTime) != 2*time.Minute || after.MaxP99Ms != before.MaxP99Ms {
+	if err != nil || after.MaxErrorRate != 0.2 || time.Duration(after.BakeTime) != 2*time.Minute || after.CorroboratingNodes != 3 || after.MaxP99Ms != before.MaxP99Ms {
 		t.Fatalf("the policy after the UI saved it: %+v (%v)", after, err)
 	}
 	// An error rate over 1 is refused by the control plane, which says why.
