@@ -151,7 +151,7 @@ func (r *Registry) Open() error {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return fmt.Errorf("open registry %s: another process holds it (is a control plane already running on this data directory?)", r.Path)
 		}
-		if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
+		if errors.Is(err, errDamagedFile) || errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
 			return fmt.Errorf("open registry %s: %w: the file is not a registry or is damaged; move it aside and put a backup in its place (`modelctl backup` makes one)", r.Path, err)
 		}
 		if err != nil {
