@@ -75,7 +75,14 @@ Flags:
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane URL (env MODELCTL_SERVER)")
-	fs.StringVar(&cfg.Model, "model", cfg.Model, "model to serve")
+	modelsGiven := false
+	fs.Func("model", "model to serve (repeatable; '*' for every model in the registry, or every NAME.onnx in --model-dir; default calling-score)", func(v string) error {
+		if !modelsGiven {
+			cfg.Models, modelsGiven = nil, true
+		}
+		cfg.Models = append(cfg.Models, v)
+		return nil
+	})
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "scoring API address")
 	fs.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, "local artifact cache")
 	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
@@ -99,6 +106,9 @@ Flags:
 	if *version {
 		fmt.Println("scorer", Version)
 		return nil
+	}
+	if cfg.ModelDir != "" && !modelsGiven {
+		cfg.Models = []string{app.AllModels} // every NAME.onnx in the directory
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))

@@ -21,7 +21,9 @@ func TestOutOfRangeSettingsAreRefusedByTheirFlag(t *testing.T) {
 		flag string
 		set  func(*ScorerConfig)
 	}{
-		{"--model", func(c *ScorerConfig) { c.Model = "Calling/Score" }},
+		{"--model", func(c *ScorerConfig) { c.Models = []string{"Calling/Score"} }},
+		{"--model", func(c *ScorerConfig) { c.Models = nil }},
+		{"--model", func(c *ScorerConfig) { c.Models = []string{"a", "*"} }},
 		{"--control-plane", func(c *ScorerConfig) { c.ControlPlane = "localhost:8080" }},
 		{"--intra-op-threads", func(c *ScorerConfig) { c.IntraOpThreads = 0 }},
 		{"--intra-op-threads", func(c *ScorerConfig) { c.IntraOpThreads = 1000 }},
