@@ -27,10 +27,10 @@ type ScorerConfig struct {
 	// Models are the models served; AllModels ("*") is every model in the
 	// registry, followed as models come and go. The first is the default of
 	// requests that name none.
-	Models   []string
-	Listen   string
-	CacheDir     string
-	ORTLibrary   string
+	Models     []string
+	Listen     string
+	CacheDir   string
+	ORTLibrary string
 	// IntraOpThreads per ONNX Runtime session.
 	IntraOpThreads int
 	// ModelDir, when set, serves MODEL.onnx from this directory (watched) instead
