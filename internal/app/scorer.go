@@ -53,6 +53,9 @@ type ScorerConfig struct {
 	TLSCert, TLSKey string
 	// FeedbackCapacity is how many answers the feedback join remembers.
 	FeedbackCapacity int
+	// LoadTimeout bounds the load of one version (fetch, verification, golden
+	// inputs, warm-up); a load that runs out is a load error.
+	LoadTimeout time.Duration
 }
 
 // DefaultScorerConfig returns the defaults of `scorer`.
@@ -66,6 +69,7 @@ func DefaultScorerConfig() ScorerConfig {
 		BatchMaxRows:     64,
 		BatchMaxWait:     500 * time.Microsecond,
 		FeedbackCapacity: 100000,
+		LoadTimeout:      30 * time.Second,
 		ReportInterval:   time.Second,
 	}
 }
@@ -108,6 +112,8 @@ func (c ScorerConfig) Validate() error {
 		return fmt.Errorf("--report-interval %s: want more than 0, at most 1m", c.ReportInterval)
 	case c.FeedbackCapacity < 1 || c.FeedbackCapacity > monitor.MaxJoinCapacity:
 		return fmt.Errorf("--feedback-capacity %d: want 1 to %d", c.FeedbackCapacity, monitor.MaxJoinCapacity)
+	case c.LoadTimeout <= 0 || c.LoadTimeout > time.Hour:
+		return fmt.Errorf("--load-timeout %s: want more than 0, at most 1h", c.LoadTimeout)
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
@@ -298,7 +304,7 @@ func (s *Scorer) addModel(name string) {
 	opts := loader.Options{IntraOpThreads: s.Config.IntraOpThreads}
 	var run func(context.Context)
 	if s.Config.ModelDir != "" {
-		n.dir = &node.DirWatcher{Dir: s.Config.ModelDir, Model: name, Slot: served.Production, Options: opts, Logger: s.Logger.With("component", "dir")}
+		n.dir = &node.DirWatcher{Dir: s.Config.ModelDir, Model: name, Slot: served.Production, Options: opts, LoadTimeout: s.Config.LoadTimeout, Logger: s.Logger.With("component", "dir")}
 		n.dir.Load()
 		served.Status = func() any { return n.dir.Status() }
 		served.LoadError = n.loadError
@@ -310,8 +316,9 @@ func (s *Scorer) addModel(name string) {
 			OnRouting: func(traffic float64, mode string, blend float64) {
 				served.SetRouting(api.Routing{Traffic: traffic, Mode: mode, Blend: blend})
 			},
-			OnLoad: rec.SetReference,
-			Logger: s.Logger.With("component", "follower"),
+			OnLoad:      rec.SetReference,
+			LoadTimeout: s.Config.LoadTimeout,
+			Logger:      s.Logger.With("component", "follower"),
 		}
 		if err := n.follower.Restore(); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.Logger.Warn("cannot serve the cached deployment", "model", name, "err", err)
@@ -448,8 +455,19 @@ func (s *Scorer) Close(ctx context.Context) error {
 	if s.Server != nil {
 		err = s.Server.Close(ctx)
 	}
-	s.wg.Wait()
-	s.closeModels()
+	// Loads in progress are stopped (ONNX Runtime terminates their runs);
+	// wait for them within ctx, never past it.
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.closeModels()
+	case <-ctx.Done():
+		s.Logger.Warn("closing before every load stopped", "err", ctx.Err())
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
 	return err
 }
 

@@ -31,6 +31,7 @@ func TestOutOfRangeSettingsAreRefusedByTheirFlag(t *testing.T) {
 		{"--batch-max-wait", func(c *ScorerConfig) { c.BatchMaxWait = -time.Millisecond }},
 		{"--batch-max-wait", func(c *ScorerConfig) { c.BatchMaxWait = time.Hour }},
 		{"--report-interval", func(c *ScorerConfig) { c.ReportInterval = 0 }},
+		{"--load-timeout", func(c *ScorerConfig) { c.LoadTimeout = 0 }},
 		{"--feedback-capacity", func(c *ScorerConfig) { c.FeedbackCapacity = 0 }},
 		{"--feedback-capacity", func(c *ScorerConfig) { c.FeedbackCapacity = monitor.MaxJoinCapacity + 1 }},
 		{"--tls-key", func(c *ScorerConfig) { c.TLSCert = "cert.pem" }},
