@@ -343,8 +343,12 @@ func (s *Store) watch(ctx context.Context, from int64) {
 				break
 			}
 			if err := resp.Err(); err != nil {
+				level := slog.LevelWarn
+				if attempt > 0 {
+					level = slog.LevelDebug // said once already
+				}
 				if ctx.Err() == nil {
-					s.log.Warn("watch: etcd ended it; resuming", "from", from, "err", err)
+					s.log.Log(ctx, level, "watch: etcd ended it; resuming", "from", from, "err", err)
 				}
 				break
 			}
