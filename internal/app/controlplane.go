@@ -19,6 +19,7 @@ import (
 	"github.com/modelops/modelops/internal/registry"
 	// The storage drivers, each registering its URL scheme.
 	_ "github.com/modelops/modelops/internal/registry/boltmeta"
+	_ "github.com/modelops/modelops/internal/registry/etcdmeta"
 	_ "github.com/modelops/modelops/internal/registry/fileblob"
 	_ "github.com/modelops/modelops/internal/registry/memblob"
 	_ "github.com/modelops/modelops/internal/registry/s3blob"

@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/testutil"
+)
+
+// mustReplica starts a control plane on :0 whose registry is at meta (etcd)
+// with its artifacts in store, as one of several replicas.
+func mustReplica(tb testing.TB, meta, store string) *app.ControlPlane {
+	tb.Helper()
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir = filepath.Join(tb.TempDir(), "data")
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Meta, cfg.Store = meta, store
+	cfg.AdminToken = adminToken
+	cp := app.NewControlPlane(cfg, quietLogger(tb).With("proc", "control-plane"))
+	if err := cp.Open(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cp.Close(context.Background()) })
+	addScorerToken(tb, cp)
+	return cp
+}
+
+// Two control planes on one etcd cluster and one S3 bucket: a version pushed
+// and promoted through one reaches a scorer that follows the other. With two
+// etcd members of three down, a promotion is refused with 503 and says why,
+// while reads and scoring go on; with the members back, promotions work again.
+func TestTwoControlPlanesOnEtcdAndS3(t *testing.T) {
+	ctx := context.Background()
+	cluster := testutil.MustEtcd(t, 3)
+	gw := testutil.MustS3(t, "models")
+	store := gw.StoreURL("models", "ha", "")
+	a := mustReplica(t, cluster.URL("e2e"), store)
+	b := mustReplica(t, cluster.URL("e2e"), store)
+	ca, cb := adminClient(a.URL()), adminClient(b.URL())
+
+	mustPush(t, ca, testutil.MustModel(t, 1))
+	mustPush(t, ca, testutil.MustModel(t, 2))
+	if _, err := cb.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatalf("promote through the other replica: %v", err)
+	}
+	sc := MustScorer(t, b.URL())
+	hc := &http.Client{Timeout: 10 * time.Second}
+	waitFor(t, "v1 on the scorer", 20*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 1 })
+	// The scorer follows b; the promotion is made through a.
+	if _, err := ca.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "v2 on the scorer that follows the other replica", 20*time.Second, func() bool {
+		return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 2
+	})
+
+	cluster.Kill(0)
+	cluster.Kill(1)
+	var err error
+	waitFor(t, "promotions to be refused without quorum", 20*time.Second, func() bool {
+		_, err = ca.Promote(ctx, "calling-score", api.AliasBody{Version: 1})
+		return err != nil
+	})
+	if client.StatusOf(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "etcd") {
+		t.Fatalf("a promotion without quorum: %v (status %d), want 503 naming etcd", err, client.StatusOf(err))
+	}
+	if d, err := cb.Deployment(ctx, "calling-score"); err != nil || d.Production == nil || d.Production.Version != 2 {
+		t.Fatalf("a read without quorum: %+v %v", d, err)
+	}
+	if r := score(hc, sc.URL(), testutil.Row(0.1)); r.status != http.StatusOK || r.resp.Version != 2 {
+		t.Fatalf("scoring without quorum: %+v", r)
+	}
+
+	cluster.Start(0)
+	cluster.Start(1)
+	waitFor(t, "promotions to work again", 30*time.Second, func() bool {
+		_, err := cb.Promote(ctx, "calling-score", api.AliasBody{Version: 1})
+		return err == nil
+	})
+	waitFor(t, "v1 on the scorer again", 20*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 1 })
+}
