@@ -37,6 +37,9 @@ type ControlPlane struct {
 	PushTimeout time.Duration
 	// Heartbeat is the interval of keep-alive comments on the watch stream.
 	Heartbeat time.Duration
+	// Sessions, when set, keeps dashboard sessions where every replica sees
+	// them; without it they live in this process's memory.
+	Sessions SessionStore
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -59,6 +62,7 @@ const maxJSONBody = 1 << 20
 
 // Handler returns the routes.
 func (cp *ControlPlane) Handler() http.Handler {
+	cp.sessions.store = cp.Sessions
 	e := newEcho(cp.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	reg := prometheus.NewRegistry()

@@ -147,6 +147,11 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	cp := api.NewControlPlane(reg, c.Logger.With("component", "api"))
 	cp.RequireAuth = !c.Config.NoAuth
 	cp.MaxPushBytes = reg.MaxArtifactBytes + artifactMultipartSlack
+	if ss, ok := meta.(api.SessionStore); ok {
+		// A shared metadata store keeps dashboard sessions too: any replica
+		// signs a browser in, and a restart signs nobody out.
+		cp.Sessions = ss
+	}
 	c.api = cp
 	c.Monitor = monitor.New(reg, c.Logger.With("component", "monitor"))
 	c.Monitor.Window = c.Config.MonitorWindow

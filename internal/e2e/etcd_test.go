@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,7 @@ func mustReplica(tb testing.TB, meta, store string) *app.ControlPlane {
 // and promoted through one reaches a scorer that follows the other. With two
 // etcd members of three down, a promotion is refused with 503 and says why,
 // while reads and scoring go on; with the members back, promotions work again.
+// Dashboard sessions live in etcd too.
 func TestTwoControlPlanesOnEtcdAndS3(t *testing.T) {
 	ctx := context.Background()
 	cluster := testutil.MustEtcd(t, 3)
@@ -61,6 +63,21 @@ func TestTwoControlPlanesOnEtcdAndS3(t *testing.T) {
 		return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 2
 	})
 
+	// A browser signed in on one replica is signed in on the other, and on a
+	// replica started since; signing out on one signs out on all.
+	cookie := signInOn(t, a.URL())
+	if code := sessionStatus(t, b.URL(), cookie); code != http.StatusOK {
+		t.Fatalf("the session on the other replica: %d", code)
+	}
+	c := mustReplica(t, cluster.URL("e2e"), store)
+	if code := sessionStatus(t, c.URL(), cookie); code != http.StatusOK {
+		t.Fatalf("the session on a replica started since: %d", code)
+	}
+	signOutOn(t, b.URL(), cookie)
+	if code := sessionStatus(t, a.URL(), cookie); code != http.StatusUnauthorized {
+		t.Fatalf("the session after signing out on another replica: %d", code)
+	}
+
 	cluster.Kill(0)
 	cluster.Kill(1)
 	var err error
@@ -85,4 +102,63 @@ func TestTwoControlPlanesOnEtcdAndS3(t *testing.T) {
 		return err == nil
 	})
 	waitFor(t, "v1 on the scorer again", 20*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 1 })
+}
+
+// signInOn signs a browser in on a control plane with the admin token and
+// returns its session cookie.
+func signInOn(t *testing.T, url string) *http.Cookie {
+	t.Helper()
+	resp, err := http.Post(url+"/ui/login", "application/json", strings.NewReader(`{"token":"`+adminToken+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign in: %s", resp.Status)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == api.SessionCookie {
+			return c
+		}
+	}
+	t.Fatal("sign in set no session cookie")
+	return nil
+}
+
+// sessionStatus asks a control plane who the cookie signs in.
+func sessionStatus(t *testing.T, url string, cookie *http.Cookie) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url+"/ui/session", nil)
+	req.AddCookie(cookie)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// signOutOn signs the cookie's browser out, with its CSRF token.
+func signOutOn(t *testing.T, url string, cookie *http.Cookie) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url+"/ui/session", nil)
+	req.AddCookie(cookie)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info api.SessionInfo
+	json.NewDecoder(resp.Body).Decode(&info)
+	resp.Body.Close()
+	req, _ = http.NewRequest(http.MethodPost, url+"/ui/logout", nil)
+	req.AddCookie(cookie)
+	req.Header.Set("X-CSRF-Token", info.CSRF)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("sign out: %s", resp.Status)
+	}
 }

@@ -326,7 +326,7 @@ func (s *Store) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// watch follows the prefix from etcd revision from and wakes the watchers at
+// watch follows the registry revision from etcd revision from and wakes the watchers at
 // each change another process made. A watch that breaks starts again where it
 // stopped; one whose revision was compacted away starts from the compaction
 // and wakes everyone, who read the events again from the registry revision they
@@ -334,7 +334,9 @@ func (s *Store) Changed() <-chan struct{} {
 func (s *Store) watch(ctx context.Context, from int64) {
 	defer close(s.done)
 	for attempt := 0; ctx.Err() == nil; {
-		wch := s.client.Watch(clientv3.WithRequireLeader(ctx), s.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithRev(from))
+		// Every change that watchers care for appends an event, and so
+		// writes the revision key.
+		wch := s.client.Watch(clientv3.WithRequireLeader(ctx), s.cfg.Prefix+"revision", clientv3.WithRev(from))
 		for resp := range wch {
 			if resp.CompactRevision > 0 {
 				s.log.Warn("watch: revision compacted; resuming from the compaction", "from", from, "compacted", resp.CompactRevision)
@@ -766,4 +768,54 @@ func (t *tx) PutToken(tk *registry.Token) error {
 		return registry.Invalidf("token id %q", tk.ID)
 	}
 	return t.put(t.key("tokens", tk.ID), tk)
+}
+
+// PutSession keeps a dashboard session for ttl, on a lease of its own, so that
+// etcd forgets it by itself (api.SessionStore).
+func (s *Store) PutSession(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), s.cfg.Timeout)
+	defer cancel()
+	lease, err := s.client.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
+	if err != nil {
+		return s.wrap("sign in", err)
+	}
+	if _, err := s.client.Put(ctx, s.cfg.Prefix+"sessions/"+key, string(value), clientv3.WithLease(lease.ID)); err != nil {
+		return s.wrap("sign in", err)
+	}
+	return nil
+}
+
+// Session returns a live session (api.SessionStore); without quorum it is read
+// from the members left.
+func (s *Store) Session(ctx context.Context, key string) ([]byte, error) {
+	var v []byte
+	err := s.View(ctx, func(mt registry.MetaTx) error {
+		b, err := mt.(*tx).one(s.cfg.Prefix + "sessions/" + key)
+		v = b
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, fmt.Errorf("session: %w", registry.ErrNotFound)
+	}
+	return v, nil
+}
+
+// DeleteSession ends a session and its lease (api.SessionStore).
+func (s *Store) DeleteSession(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), s.cfg.Timeout)
+	defer cancel()
+	resp, err := s.client.Get(ctx, s.cfg.Prefix+"sessions/"+key)
+	if err != nil {
+		return s.wrap("sign out", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	if _, err := s.client.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		return s.wrap("sign out", err)
+	}
+	return nil
 }
