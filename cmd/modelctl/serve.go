@@ -52,6 +52,7 @@ Flags:
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "API address")
 	fs.StringVar(&cfg.Meta, "meta", cfg.Meta, "metadata store URL: bolt:///dir/registry.db, or etcd://HOST:PORT[,HOST:PORT…]/PREFIX[?tls_ca=…&tls_cert=…&tls_key=…&password_file=…] shared by several control planes (default bolt://DATA/registry.db; env MODELOPS_META)")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, "blob store URL: file:///dir or s3://bucket/prefix?endpoint=…&region=… (default file://DATA/artifacts; env MODELOPS_STORE)")
+	fs.StringVar(&cfg.Advertise, "advertise", cfg.Advertise, "URL other control planes reach this one at, with --meta etcd:// (default: the --listen address)")
 	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
 	fs.Int64Var(&cfg.MaxArtifactBytes, "max-artifact-bytes", cfg.MaxArtifactBytes, "largest artifact a push may carry")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")

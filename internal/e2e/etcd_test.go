@@ -162,3 +162,69 @@ func signOutOn(t *testing.T, url string, cookie *http.Cookie) {
 		t.Fatalf("sign out: %s", resp.Status)
 	}
 }
+
+// leaderOf asks a replica which replica runs the monitor.
+func leaderOf(t *testing.T, url string) app.LeaderInfo {
+	t.Helper()
+	resp, err := http.Get(url + "/api/v1/leader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var li app.LeaderInfo
+	if resp.StatusCode == http.StatusOK {
+		json.NewDecoder(resp.Body).Decode(&li)
+	}
+	return li
+}
+
+// The monitor runs on exactly one replica, elected in etcd, and every replica
+// says which; reports a scorer sends to another replica reach it. When it
+// stops, another replica takes the monitor over and the reports go there.
+func TestTheMonitorRunsOnTheElectedReplica(t *testing.T) {
+	ctx := context.Background()
+	cluster := testutil.MustEtcd(t, 3)
+	store := "file://" + filepath.Join(t.TempDir(), "artifacts")
+	a := mustReplica(t, cluster.URL("elect"), store)
+	b := mustReplica(t, cluster.URL("elect"), store)
+	var leader, other *app.ControlPlane
+	waitFor(t, "one replica to lead the monitor", 10*time.Second, func() bool {
+		la, lb := leaderOf(t, a.URL()), leaderOf(t, b.URL())
+		switch {
+		case la.Monitor == "" || la.Monitor != lb.Monitor || la.Leading == lb.Leading:
+			return false
+		case la.Leading && la.Monitor == a.URL():
+			leader, other = a, b
+		case lb.Leading && lb.Monitor == b.URL():
+			leader, other = b, a
+		default:
+			return false
+		}
+		return true
+	})
+
+	cl := adminClient(other.URL())
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	MustScorer(t, other.URL()) // it follows, and reports to, the replica that does not run the monitor
+	fleet := func(url string) int {
+		nodes, err := adminClient(url).Fleet(ctx)
+		if err != nil {
+			return -1
+		}
+		return len(nodes)
+	}
+	waitFor(t, "the scorer's reports to reach the monitor's replica", 20*time.Second, func() bool { return fleet(leader.URL()) == 1 })
+	if n := fleet(other.URL()); n != 1 {
+		t.Fatalf("the fleet as the other replica shows it: %d nodes, want the monitor's 1", n)
+	}
+
+	leader.Close(ctx)
+	waitFor(t, "the other replica to take the monitor over", 10*time.Second, func() bool {
+		li := leaderOf(t, other.URL())
+		return li.Leading && li.Monitor == other.URL()
+	})
+	waitFor(t, "reports to reach the new monitor", 20*time.Second, func() bool { return fleet(other.URL()) == 1 })
+}
