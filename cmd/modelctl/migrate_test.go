@@ -79,6 +79,9 @@ func TestMigrateBoltToEtcd(t *testing.T) {
 	if out, _, err := cli(t, cp.URL(), "history", "-o", "json"); err != nil || strings.Count(out, `"revision"`) != 4 {
 		t.Fatalf("events on the copy: %q %v", out, err)
 	}
+	if out, _, err := cli(t, cp.URL(), "status"); err != nil || !strings.Contains(out, "monitor runs on ") {
+		t.Fatalf("status of a control plane on etcd: %q %v, want it to say where the monitor runs", out, err)
+	}
 	if d, err := cp.Registry.Deployment(ctx, "calling-score"); err != nil || d.Production == nil || d.Production.Version != 2 {
 		t.Fatalf("the copy deploys %+v (%v)", d, err)
 	}

@@ -238,7 +238,7 @@ func (c *ControlPlane) withMonitorLeader(next http.Handler) http.Handler {
 				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": "unavailable", "message": err.Error()}})
 				return
 			}
-			writeJSON(w, http.StatusOK, LeaderInfo{Monitor: leader, Self: c.self, Leading: c.leading.Load()})
+			writeJSON(w, http.StatusOK, api.LeaderInfo{Monitor: leader, Self: c.self, Leading: c.leading.Load()})
 			return
 		case monitorRoute(r) && !c.leading.Load() && r.Header.Get(forwardedHeader) == "":
 			leader, err := c.elector.Leader(r.Context(), monitorElection)
@@ -276,13 +276,6 @@ func monitorRoute(r *http.Request) bool {
 // forwardedHeader marks a report one replica sent on to another: it is
 // ingested where it arrives, never sent on again.
 const forwardedHeader = "X-Modelops-Forwarded-By"
-
-// LeaderInfo says which replica runs the monitor.
-type LeaderInfo struct {
-	Monitor string `json:"monitor"`
-	Self    string `json:"self"`
-	Leading bool   `json:"leading"`
-}
 
 func (c *ControlPlane) proxy(leader string) *httputil.ReverseProxy {
 	if p, ok := c.proxies.Load(leader); ok {

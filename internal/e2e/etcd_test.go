@@ -164,18 +164,13 @@ func signOutOn(t *testing.T, url string, cookie *http.Cookie) {
 }
 
 // leaderOf asks a replica which replica runs the monitor.
-func leaderOf(t *testing.T, url string) app.LeaderInfo {
+func leaderOf(t *testing.T, url string) api.LeaderInfo {
 	t.Helper()
-	resp, err := http.Get(url + "/api/v1/leader")
-	if err != nil {
-		t.Fatal(err)
+	li, err := adminClient(url).Leader(context.Background())
+	if err != nil || li == nil {
+		return api.LeaderInfo{}
 	}
-	defer resp.Body.Close()
-	var li app.LeaderInfo
-	if resp.StatusCode == http.StatusOK {
-		json.NewDecoder(resp.Body).Decode(&li)
-	}
-	return li
+	return *li
 }
 
 // The monitor runs on exactly one replica, elected in etcd, and every replica
