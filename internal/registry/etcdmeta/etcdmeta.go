@@ -183,7 +183,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		DialKeepAliveTimeout: 5 * time.Second,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcd at %s: %w: %v", strings.Join(cfg.Endpoints, ","), registry.ErrUnavailable, err)
+		return nil, (&Store{cfg: cfg}).wrap("open", err)
 	}
 	s := &Store{cfg: cfg, client: cl, log: cfg.Logger.With("component", "etcdmeta"), changed: make(chan struct{})}
 	// One read proves the cluster is there (and the credentials good) before
