@@ -12,18 +12,22 @@ import (
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
 // mustReplica starts a control plane on :0 whose registry is at meta (etcd)
 // with its artifacts in store, as one of several replicas.
-func mustReplica(tb testing.TB, meta, store string) *app.ControlPlane {
+func mustReplica(tb testing.TB, meta, store string, set ...func(*app.ControlPlaneConfig)) *app.ControlPlane {
 	tb.Helper()
 	cfg := app.DefaultControlPlaneConfig()
 	cfg.DataDir = filepath.Join(tb.TempDir(), "data")
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Meta, cfg.Store = meta, store
 	cfg.AdminToken = adminToken
+	for _, f := range set {
+		f(&cfg)
+	}
 	cp := app.NewControlPlane(cfg, quietLogger(tb).With("proc", "control-plane"))
 	if err := cp.Open(context.Background()); err != nil {
 		tb.Fatal(err)
@@ -175,13 +179,15 @@ func leaderOf(t *testing.T, url string) api.LeaderInfo {
 
 // The monitor runs on exactly one replica, elected in etcd, and every replica
 // says which; reports a scorer sends to another replica reach it. When it
-// stops, another replica takes the monitor over and the reports go there.
+// stops, another replica takes the monitor over within 10 s, the reports go
+// there, and a bad version promoted afterwards is still rolled back.
 func TestTheMonitorRunsOnTheElectedReplica(t *testing.T) {
 	ctx := context.Background()
 	cluster := testutil.MustEtcd(t, 3)
 	store := "file://" + filepath.Join(t.TempDir(), "artifacts")
-	a := mustReplica(t, cluster.URL("elect"), store)
-	b := mustReplica(t, cluster.URL("elect"), store)
+	fast := func(cfg *app.ControlPlaneConfig) { cfg.MonitorWindow, cfg.EvalInterval = 3*time.Second, 100*time.Millisecond }
+	a := mustReplica(t, cluster.URL("elect"), store, fast)
+	b := mustReplica(t, cluster.URL("elect"), store, fast)
 	var leader, other *app.ControlPlane
 	waitFor(t, "one replica to lead the monitor", 10*time.Second, func() bool {
 		la, lb := leaderOf(t, a.URL()), leaderOf(t, b.URL())
@@ -200,10 +206,21 @@ func TestTheMonitorRunsOnTheElectedReplica(t *testing.T) {
 
 	cl := adminClient(other.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: testutil.NaNModel(t).Path}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
-	MustScorer(t, other.URL()) // it follows, and reports to, the replica that does not run the monitor
+	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2)}); err != nil {
+		t.Fatal(err)
+	}
+	// The scorer follows, and reports to, the replica that does not run the
+	// monitor.
+	sc := fastScorer(t, other.URL())
+	stop := make(chan struct{})
+	wg := traffic(t, []string{sc.URL()}, stop)
+	defer func() { close(stop); wg.Wait() }()
 	fleet := func(url string) int {
 		nodes, err := adminClient(url).Fleet(ctx)
 		if err != nil {
@@ -222,4 +239,20 @@ func TestTheMonitorRunsOnTheElectedReplica(t *testing.T) {
 		return li.Leading && li.Monitor == other.URL()
 	})
 	waitFor(t, "reports to reach the new monitor", 20*time.Second, func() bool { return fleet(other.URL()) == 1 })
+	time.Sleep(2 * time.Second) // traffic on v1 that the next version is compared with
+
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2, Reason: "looks fine"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new monitor to roll the bad version back", 20*time.Second, func() bool {
+		m, err := cl.Model(ctx, "calling-score")
+		return err == nil && m.Production == 1
+	})
+	evs, err := cl.Events(ctx, "calling-score", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := evs[len(evs)-1]; last.Kind != registry.EventAutoRollback || last.From != 2 || last.To != 1 {
+		t.Fatalf("last event %+v, want the monitor's rollback from v2 to v1", last)
+	}
 }
