@@ -185,7 +185,9 @@ func TestTheMonitorRunsOnTheElectedReplica(t *testing.T) {
 	ctx := context.Background()
 	cluster := testutil.MustEtcd(t, 3)
 	store := "file://" + filepath.Join(t.TempDir(), "artifacts")
-	fast := func(cfg *app.ControlPlaneConfig) { cfg.MonitorWindow, cfg.EvalInterval = 3*time.Second, 100*time.Millisecond }
+	fast := func(cfg *app.ControlPlaneConfig) {
+		cfg.MonitorWindow, cfg.EvalInterval = 3*time.Second, 100*time.Millisecond
+	}
 	a := mustReplica(t, cluster.URL("elect"), store, fast)
 	b := mustReplica(t, cluster.URL("elect"), store, fast)
 	var leader, other *app.ControlPlane

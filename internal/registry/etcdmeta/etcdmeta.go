@@ -31,6 +31,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/modelops/modelops/internal/registry"
 )
@@ -224,6 +226,9 @@ func (s *Store) wrap(op string, err error) error {
 	}
 	if errors.Is(err, rpctypes.ErrAuthFailed) || errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrUserEmpty) {
 		return fmt.Errorf("%s: etcd at %s refuses these credentials: %w", op, strings.Join(s.cfg.Endpoints, ","), err)
+	}
+	if errors.Is(err, rpctypes.ErrRequestTooLarge) || status.Code(err) == codes.ResourceExhausted {
+		return fmt.Errorf("%s: %w: etcd takes at most its --max-request-bytes (1.5 MiB by default) in one change; a model card that large does not fit: %w", op, registry.ErrTooLarge, err)
 	}
 	what := "cannot be reached or has no quorum"
 	if errors.Is(err, rpctypes.ErrNoLeader) || strings.Contains(err.Error(), "no leader") {

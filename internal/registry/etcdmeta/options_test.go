@@ -91,3 +91,31 @@ func TestUserAndPassword(t *testing.T) {
 		t.Fatalf("a password without a user: %v", err)
 	}
 }
+
+// A record larger than etcd takes in one request (a huge model card) is
+// refused as too large, not taken for an outage, and changes nothing.
+func TestARecordTooLargeForEtcd(t *testing.T) {
+	ctx := context.Background()
+	cluster := testutil.MustEtcd(t, 1)
+	s, err := registry.OpenMetaStore(ctx, cluster.URL("large"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	card := []byte(`{"notes":"` + strings.Repeat("x", 2<<20) + `"}`)
+	err = s.Update(ctx, func(tx registry.MetaTx) error {
+		if err := tx.PutModel(&registry.Model{Name: "m", Latest: 1}); err != nil {
+			return err
+		}
+		return tx.PutVersion(&registry.Version{Model: "m", Number: 1, Card: card})
+	})
+	if !errors.Is(err, registry.ErrTooLarge) || errors.Is(err, registry.ErrUnavailable) {
+		t.Fatalf("a 2 MiB card: %v, want ErrTooLarge", err)
+	}
+	if err := s.View(ctx, func(tx registry.MetaTx) error {
+		_, err := tx.Model("m")
+		return err
+	}); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("the refused change stored a model: %v", err)
+	}
+}
