@@ -44,6 +44,7 @@ var commands = map[string]func(*env) command{
 	"policy":   func(e *env) command { return &policyCmd{env: e} },
 	"token":    func(e *env) command { return &tokenCmd{env: e} },
 	"backup":   func(e *env) command { return &backupCmd{env: e} },
+	"migrate":  func(e *env) command { return &migrateCmd{env: e} },
 }
 
 // env carries what every verb shares: output streams and environment.

@@ -479,6 +479,10 @@ func TestServeSaysWhatIsWrongWithItsSettings(t *testing.T) {
 		{[]string{"--store", "bogus://x"}, `blob store URL "bogus://x": unknown scheme "bogus" (want file:///DIR or s3://BUCKET/PREFIX`},
 		{[]string{"--store", "s3://"}, "s3 URL needs a bucket"},
 		{[]string{"--eval-interval", "0s"}, "--eval-interval 0s: want more than 0"},
+		{[]string{"--meta", "bogus://x"}, `metadata store URL "bogus://x": unknown scheme "bogus" (want bolt:///DIR/registry.db or etcd://`},
+		{[]string{"--meta", "etcd:///registry"}, "etcd URL needs members: etcd://HOST:PORT[,HOST:PORT…]/PREFIX"},
+		{[]string{"--meta", "etcd://127.0.0.1:1/registry?nosuch=1"}, `etcd URL: unknown option "nosuch"`},
+		{[]string{"--meta", "etcd://127.0.0.1:1/registry?dial_timeout=500ms&timeout=500ms"}, "etcd at http://127.0.0.1:1 cannot be reached"},
 	} {
 		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0"}, tc.args...)
 		_, _, err := cli(t, "http://127.0.0.1:1", args...)
@@ -494,7 +498,7 @@ func TestServeHelpNamesTheEnvironment(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("serve -h: %v", err)
 	}
-	for _, want := range []string{"MODELOPS_ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "MODELOPS_STORE", "-store string", "-insecure-no-auth"} {
+	for _, want := range []string{"MODELOPS_ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "MODELOPS_STORE", "-store string", "MODELOPS_META", "-meta string", "-insecure-no-auth"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("serve -h does not mention %s:\n%s", want, errOut)
 		}

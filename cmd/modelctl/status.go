@@ -61,8 +61,22 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Several replicas on etcd: say which runs the monitor (one without an
+	// answer is no reason to withhold the rest).
+	leader, _ := cl.Leader(ctx)
 	if cf.output == "json" {
-		return c.printJSON(map[string]any{"models": healths, "fleet": fleet})
+		out := map[string]any{"models": healths, "fleet": fleet}
+		if leader != nil {
+			out["leader"] = leader
+		}
+		return c.printJSON(out)
+	}
+	if leader != nil {
+		where := leader.Monitor
+		if where == "" {
+			where = "no replica yet (an election is under way)"
+		}
+		fmt.Fprintf(c.stdout, "monitor runs on %s (asked %s)\n\n", where, leader.Self)
 	}
 	for i, h := range healths {
 		fmt.Fprintf(c.stdout, "%s  production %s  canary %s  blend %g  (window %s)\n", h.Model, orDash(h.Production), canaryString(models[i].Candidate), models[i].BlendWeight(), h.Window)
