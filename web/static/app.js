@@ -797,7 +797,7 @@ async function fleet() {
     h("tbody", {}, nodes.map((n) => h("tr", {},
       h("td", {}, n.node), h("td", {}, n.address),
       h("td", {}, n.silent ? badge("red", "silent") : badge(n.ready ? "green" : "red", n.ready ? "ready" : "not ready")),
-      h("td", {}, (n.served || []).map((x) => `${x.model} v${x.version} (${x.arm})`).join(", ") || "-",
+      h("td", {}, (n.served || []).map((x) => `${x.model} v${x.version} (${armName(x.arm)})`).join(", ") || "-",
         // What the node was asked to serve and cannot, and why.
         Object.entries(n.load_errors || {}).map(([m, err]) => h("div", { class: "load-error" }, badge("red", "cannot load"), ` ${m}: ${err}`))),
       h("td", {}, when(n.last_report))))))));
