@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,12 +17,21 @@ import (
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
+	// The storage drivers, each registering its URL scheme.
+	_ "github.com/modelops/modelops/internal/registry/boltmeta"
+	_ "github.com/modelops/modelops/internal/registry/fileblob"
+	_ "github.com/modelops/modelops/internal/registry/memblob"
+	_ "github.com/modelops/modelops/internal/registry/s3blob"
 )
 
 // ControlPlaneConfig configures `modelctl serve`.
 type ControlPlaneConfig struct {
-	// DataDir holds registry.db and, by default, the artifacts.
+	// DataDir holds registry.db (by default), the staging area of pushes and,
+	// by default, the artifacts.
 	DataDir string
+	// Meta is the metadata store URL; default bolt://DATA/registry.db. With
+	// etcd://HOST:PORT,…/PREFIX several control planes share one registry.
+	Meta string
 	// Listen is the address of the API, e.g. 127.0.0.1:8080 or :0.
 	Listen string
 	// Store is the blob store URL; default file://DATA/artifacts.
@@ -44,11 +54,21 @@ type ControlPlaneConfig struct {
 	NoAuth bool
 	// TLSCert and TLSKey, when set, serve HTTPS.
 	TLSCert, TLSKey string
+	// VerifyCommand runs a push's verify child (default: this executable with
+	// loader.VerifyCommand). VerifyCPUTime, VerifyMemory (address space, bytes)
+	// and VerifyTimeout are its limits; VerifyConcurrency bounds the children
+	// at once.
+	VerifyCommand     []string
+	VerifyCPUTime     time.Duration
+	VerifyMemory      int64
+	VerifyTimeout     time.Duration
+	VerifyConcurrency int
 }
 
 // DefaultControlPlaneConfig returns the embedded default.
 func DefaultControlPlaneConfig() ControlPlaneConfig {
-	return ControlPlaneConfig{DataDir: ".data", Listen: "127.0.0.1:8080", MaxArtifactBytes: 1 << 30, MonitorWindow: 30 * time.Second, EvalInterval: time.Second}
+	return ControlPlaneConfig{DataDir: ".data", Listen: "127.0.0.1:8080", MaxArtifactBytes: 1 << 30, MonitorWindow: 30 * time.Second, EvalInterval: time.Second,
+		VerifyCPUTime: time.Minute, VerifyMemory: 4 << 30, VerifyTimeout: 2 * time.Minute, VerifyConcurrency: 2}
 }
 
 // Validate says which setting is out of range, by its flag's name, before
@@ -61,6 +81,14 @@ func (c ControlPlaneConfig) Validate() error {
 		return fmt.Errorf("--monitor-window %s: want 1s or more (scorers report every second)", c.MonitorWindow)
 	case c.EvalInterval <= 0 || c.EvalInterval > c.MonitorWindow:
 		return fmt.Errorf("--eval-interval %s: want more than 0, at most the monitor window (%s)", c.EvalInterval, c.MonitorWindow)
+	case c.VerifyCPUTime < time.Second:
+		return fmt.Errorf("--verify-cpu %s: want 1s or more", c.VerifyCPUTime)
+	case c.VerifyMemory < 256<<20:
+		return fmt.Errorf("--verify-memory %d: want 268435456 (256 MiB) or more", c.VerifyMemory)
+	case c.VerifyTimeout < time.Second:
+		return fmt.Errorf("--verify-timeout %s: want 1s or more", c.VerifyTimeout)
+	case c.VerifyConcurrency < 1 || c.VerifyConcurrency > 64:
+		return fmt.Errorf("--verify-concurrency %d: want 1 to 64", c.VerifyConcurrency)
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
@@ -74,6 +102,8 @@ type ControlPlane struct {
 	Registry *registry.Registry
 	Server   *api.Server
 	Monitor  *monitor.Monitor
+	// Verifier verifies pushes in child processes.
+	Verifier *ProcessVerifier
 	api      *api.ControlPlane
 	stop     context.CancelFunc
 	done     chan struct{}
@@ -90,9 +120,20 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	if err := c.Config.Validate(); err != nil {
 		return err
 	}
-	if _, err := loader.Init(c.Config.ORTLibrary); err != nil {
+	lib, err := loader.Init(c.Config.ORTLibrary)
+	if err != nil {
 		return err
 	}
+	command := c.Config.VerifyCommand
+	if len(command) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("verify process: %w", err)
+		}
+		command = []string{exe, loader.VerifyCommand}
+	}
+	c.Verifier = NewProcessVerifier(command, c.Config.VerifyConcurrency)
+	c.Verifier.Library, c.Verifier.CPUTime, c.Verifier.AddressSpace, c.Verifier.Timeout = lib, c.Config.VerifyCPUTime, c.Config.VerifyMemory, c.Config.VerifyTimeout
 	if err := os.MkdirAll(c.Config.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -108,10 +149,25 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reg := registry.New(filepath.Join(c.Config.DataDir, "registry.db"), blobs, loader.Verifier{})
+	metaURL := c.Config.Meta
+	if metaURL == "" {
+		abs, err := filepath.Abs(filepath.Join(c.Config.DataDir, "registry.db"))
+		if err != nil {
+			return err
+		}
+		metaURL = (&url.URL{Scheme: "bolt", Path: abs}).String()
+	}
+	meta, err := registry.OpenMetaStore(ctx, metaURL)
+	if err != nil {
+		return err
+	}
+	reg := registry.New("", blobs, c.Verifier)
+	reg.Meta = meta
+	reg.StagingDir = filepath.Join(c.Config.DataDir, "staging")
 	reg.Logger = c.Logger.With("component", "registry")
 	reg.MaxArtifactBytes = c.Config.MaxArtifactBytes
 	if err := reg.Open(); err != nil {
+		meta.Close()
 		return err
 	}
 	c.Registry = reg
@@ -153,7 +209,7 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 		defer close(c.done)
 		c.Monitor.Run(runCtx, c.Config.EvalInterval)
 	}()
-	c.Logger.Info("control plane listening", "url", c.Server.URL(), "store", blobs.String(), "db", reg.Path, "onnxruntime", loader.Version())
+	c.Logger.Info("control plane listening", "url", c.Server.URL(), "store", blobs.String(), "meta", redacted(metaURL), "onnxruntime", loader.Version())
 	return nil
 }
 
@@ -170,6 +226,15 @@ func (c *ControlPlane) firstToken() error {
 	}
 	fmt.Fprintf(os.Stderr, "\nCreated the first admin token (id %s). It is shown only now; keep it:\n\n    export MODELCTL_TOKEN=%s\n\n", t.ID, secret)
 	return nil
+}
+
+// redacted is a store URL without its password, for logs.
+func redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // artifactMultipartSlack is room for the card and multipart framing on top of the

@@ -138,7 +138,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 			return nil
 		}
 		for i, a := range h.Arms {
-			if a.Version == 1 && a.Arm == api.ArmChampion {
+			if a.Version == 1 && a.Arm == api.ArmProduction {
 				return &h.Arms[i]
 			}
 		}
