@@ -1074,9 +1074,14 @@ func TestDashboardBlendAndPolicyBehindTheConfirmation(t *testing.T) {
 		js, _ := json.Marshal(fields)
 		return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { for (const [id, v] of Object.entries(%s)) { const el = document.getElementById(id); el.value = v; el.dispatchEvent(new Event("input")); } })()`, js))
 	}
+	// The dialog's button is pressed from the page: a redraw under the dialog
+	// can move it between finding it and a mouse click.
+	okClick := chromedp.Evaluate[chromedp.Void](`document.getElementById("confirm-ok").click()`)
 	confirmOf := func(button string) string {
 		t.Helper()
-		if err := chromedp.Do(b, chromedp.Click(chromedp.CSS(button)), chromedp.WaitVisible(chromedp.CSS("#confirm-ok"))); err != nil {
+		// Found and clicked in one step: the page redraws every few seconds.
+		click := fmt.Sprintf(`(() => { const b = document.querySelector(%q); if (!b || b.disabled) return false; b.click(); return true; })()`, button)
+		if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](click, chromedp.WithPollingTimeout(15*time.Second)), chromedp.WaitVisible(chromedp.CSS("#confirm-ok"))); err != nil {
 			t.Fatalf("%s: %v", button, err)
 		}
 		s, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
@@ -1098,9 +1103,10 @@ func TestDashboardBlendAndPolicyBehindTheConfirmation(t *testing.T) {
 		t.Fatalf("a cancelled blend set it to %v", *m.Blend)
 	}
 	confirmOf("#set-blend")
-	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-ok")),
+	if err := chromedp.Do(b, okClick,
 		chromedp.Poll[chromedp.Void](`document.getElementById("alert").textContent.includes("blend is 0.4 (was 1)")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
-		t.Fatalf("set the blend: %v", err)
+		text, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
+		t.Fatalf("set the blend: the page says %q (%v)", text, err)
 	}
 	if m, _ := cl.Model(ctx, "calling-score"); m.Blend == nil || *m.Blend != 0.4 {
 		t.Fatalf("the blend after the UI set it: %v", m.Blend)
@@ -1114,9 +1120,10 @@ func TestDashboardBlendAndPolicyBehindTheConfirmation(t *testing.T) {
 	if s := confirmOf("#save-policy"); !strings.Contains(s, "Change calling-score's rollback policy: "+want) {
 		t.Fatalf("the policy's confirmation reads %q, want %q", s, want)
 	}
-	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-ok")),
+	if err := chromedp.Do(b, okClick,
 		chromedp.Poll[chromedp.Void](`document.getElementById("alert").textContent.startsWith("Done: calling-score's policy")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
-		t.Fatalf("save the policy: %v", err)
+		text, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
+		t.Fatalf("save the policy: the page says %q (%v)", text, err)
 	}
 	after, err := cl.Policy(ctx, "calling-score")
 	if err != nil || after.MaxErrorRate != 0.2 || time.Duration(after.BakeTime) != 2*time.Minute || after.MaxP99Ms != before.MaxP99Ms {
@@ -1127,7 +1134,7 @@ func TestDashboardBlendAndPolicyBehindTheConfirmation(t *testing.T) {
 		t.Fatal(err)
 	}
 	confirmOf("#save-policy")
-	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-ok")),
+	if err := chromedp.Do(b, okClick,
 		chromedp.Poll[chromedp.Void](`document.getElementById("alert").textContent.startsWith("Refused:") && document.getElementById("alert").textContent.includes("max_error_rate 7")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
 		text, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
 		t.Fatalf("a refused policy says %q (%v)", text, err)
