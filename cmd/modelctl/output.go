@@ -164,8 +164,16 @@ func escape(s string, keepLines bool) string {
 			fmt.Fprintf(&b, `\x%02x`, s[i])
 		case safe(r):
 			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < utf8.RuneSelf:
+			fmt.Fprintf(&b, `\x%02x`, r) // ESC is \x1b, BEL \x07
 		default:
-			q := strconv.QuoteRune(r) // '\x1b', '\u202e'
+			q := strconv.QuoteRune(r) // '\u009b', '\u202e'
 			b.WriteString(q[1 : len(q)-1])
 		}
 	}
