@@ -197,7 +197,7 @@ type policyCmd struct {
 
 func (c *policyCmd) command() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "policy MODEL [--max-error-rate 0.01] [--max-fallback-rate 0.05] [--max-p99-ms 50] [--max-prediction-psi 0.25] [--min-samples 100] [--bake-time 10m] [--failure-limit 3]",
+		Use:   "policy MODEL [--max-error-rate 0.01] [--max-fallback-rate 0.05] [--max-p99-ms 50] [--max-prediction-psi 0.25] [--min-samples 100] [--bake-time 10m] [--failure-limit 3] [--corroborating-nodes 2]",
 		Short: "show or change the rollback policy",
 		Args:  needs(1, 1, "MODEL"),
 		RunE:  runs(c), ValidArgsFunction: c.completeModels,
@@ -242,6 +242,14 @@ func (c *policyCmd) command() *cobra.Command {
 		b.FailureLimit = &v
 		return nil
 	})
+	fs.Func("corroborating-nodes", "nodes that must each see a breach before a version served by several is rolled back", func(s string) error {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("want a whole number")
+		}
+		b.CorroboratingNodes = &v
+		return nil
+	})
 	return cmd
 }
 
@@ -261,8 +269,8 @@ func (c *policyCmd) Run(ctx context.Context, args []string) error {
 	}
 	return c.print(p, func(out io.Writer) {
 		table(out, func(w io.Writer) {
-			fmt.Fprintf(w, "max error rate\t%g\nmax fallback rate\t%g\nmax p99\t%g ms\nmax prediction PSI\t%g\nmin samples\t%d\nbake time\t%s\nfailure limit\t%d\n",
-				p.MaxErrorRate, p.MaxFallbackRate, p.MaxP99Ms, p.MaxPredPSI, p.MinSamples, time.Duration(p.BakeTime), p.FailureLimit)
+			fmt.Fprintf(w, "max error rate\t%g\nmax fallback rate\t%g\nmax p99\t%g ms\nmax prediction PSI\t%g\nmin samples\t%d\nbake time\t%s\nfailure limit\t%d\ncorroborating nodes\t%d\n",
+				p.MaxErrorRate, p.MaxFallbackRate, p.MaxP99Ms, p.MaxPredPSI, p.MinSamples, time.Duration(p.BakeTime), p.FailureLimit, p.CorroboratingNodes)
 		})
 	})
 }

@@ -560,18 +560,19 @@ func (c *tokenCmd) Run(context.Context, []string) error { return nil }
 
 type tokenCreateCmd struct {
 	*env
-	name, role string
+	name, role, node string
 }
 
 func (c *tokenCreateCmd) command() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "create --name NAME --role admin|viewer|scorer",
+		Use:   "create --name NAME --role admin|viewer|scorer [--node NODE]",
 		Short: "make a token; its secret is printed only now, on stdout",
 		Args:  cobra.NoArgs,
 		RunE:  runs(c),
 	}
 	cmd.Flags().StringVar(&c.name, "name", "", "who or what the token is for")
 	cmd.Flags().StringVar(&c.role, "role", "", "admin, viewer or scorer")
+	cmd.Flags().StringVar(&c.node, "node", "", "the scorer node the token reports for (role scorer; else its first report binds it)")
 	cmd.MarkFlagRequired("name")
 	cmd.MarkFlagRequired("role")
 	cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"admin", "viewer", "scorer"}, cobra.ShellCompDirectiveNoFileComp))
@@ -583,7 +584,7 @@ func (c *tokenCreateCmd) Run(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	t, err := cl.CreateToken(ctx, c.name, c.role)
+	t, err := cl.CreateTokenFor(ctx, api.TokenBody{Name: c.name, Role: c.role, Node: c.node})
 	if err != nil {
 		return err
 	}
@@ -608,9 +609,13 @@ func (c *tokenListCmd) Run(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	return printList(c.env, ts, "no tokens", []string{"ID", "NAME", "ROLE", "CREATED", "REVOKED"},
+	return printList(c.env, ts, "no tokens", []string{"ID", "NAME", "ROLE", "NODE", "CREATED", "REVOKED"},
 		func(t registry.Token) []any {
-			return []any{t.ID, t.Name, t.Role, ago(t.CreatedAt), t.Revoked}
+			node := t.Node
+			if node == "" {
+				node = "-"
+			}
+			return []any{t.ID, t.Name, t.Role, node, ago(t.CreatedAt), t.Revoked}
 		})
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/monitor"
@@ -37,10 +39,15 @@ type ControlPlane struct {
 	PushTimeout time.Duration
 	// Heartbeat is the interval of keep-alive comments on the watch stream.
 	Heartbeat time.Duration
+	// ReportsPerSecond and ReportBurst bound each scorer token's reports (each
+	// address's with auth off).
+	ReportsPerSecond float64
+	ReportBurst      int
 
-	closeOnce sync.Once
-	closing   chan struct{}
-	sessions  sessions
+	closeOnce    sync.Once
+	closing      chan struct{}
+	sessions     sessions
+	reportLimits rateLimits
 }
 
 // CloseStreams ends every watch stream, so that a server shutdown does not wait
@@ -51,7 +58,8 @@ func (cp *ControlPlane) CloseStreams() {
 
 // NewControlPlane returns a control plane API with defaults.
 func NewControlPlane(reg *registry.Registry, log *slog.Logger) *ControlPlane {
-	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second, closing: make(chan struct{})}
+	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second,
+		ReportsPerSecond: DefaultReportsPerSecond, ReportBurst: DefaultReportBurst, closing: make(chan struct{})}
 }
 
 // maxJSONBody bounds every JSON request body on the control plane.
@@ -583,26 +591,115 @@ func (cp *ControlPlane) blend(c echo.Context) error {
 	return c.JSON(http.StatusOK, ev)
 }
 
-// maxReportBytes bounds one scorer report.
-const maxReportBytes = 8 << 20
+// Limits on scorer reports (see also monitor's per-report limits). A node
+// reports once a second; a report of a few models is tens of kilobytes.
+const (
+	// maxReportBytes bounds one report's body.
+	maxReportBytes = 1 << 20
+	// DefaultReportsPerSecond and DefaultReportBurst bound each token's
+	// reports: twice what a node reporting every 100 ms sends.
+	DefaultReportsPerSecond = 20
+	DefaultReportBurst      = 40
+)
 
+// report takes a scorer's report: only from a scorer token, only for the node
+// bound to that token (bound by its first report unless the token named it),
+// rate-limited per token, within the monitor's limits and for what the
+// control plane deploys. With auth off (a laptop) there is no token to bind.
 func (cp *ControlPlane) report(c echo.Context) error {
 	if cp.Monitor == nil {
 		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this control plane runs no monitor"}
 	}
+	tok, _ := c.Get(tokenKey).(*registry.Token)
+	if cp.RequireAuth && (tok == nil || tok.Role != registry.RoleScorer) {
+		role := "none"
+		if tok != nil {
+			role = tok.Role
+		}
+		return &requestError{status: http.StatusForbidden, code: "forbidden", msg: "reports come only from a scorer token, one per node (`modelctl token create --role scorer --node NAME`); this one has role " + role}
+	}
+	limiterKey := "ip " + c.RealIP()
+	if tok != nil {
+		limiterKey = "token " + tok.ID
+	}
+	if wait, ok := cp.reportLimits.allow(limiterKey, time.Now(), rate.Limit(cp.ReportsPerSecond), cp.ReportBurst); !ok {
+		return &requestError{status: http.StatusTooManyRequests, code: "too_many_requests", retryAfter: max(1, int(math.Ceil(wait.Seconds()))),
+			msg: fmt.Sprintf("more than %g reports a second (burst %d) from one token; a node reports once a second", cp.ReportsPerSecond, cp.ReportBurst)}
+	}
 	body, err := readBody(c, maxReportBytes)
 	if err != nil {
+		if status, _ := statusOf(err); status == http.StatusRequestEntityTooLarge {
+			return &requestError{status: status, code: "too_large", msg: fmt.Sprintf("report is larger than %d bytes, the limit of one report", maxReportBytes)}
+		}
 		return err
 	}
 	var r monitor.Report
 	if err := json.Unmarshal(body, &r); err != nil {
 		return badRequest("malformed report: " + err.Error())
 	}
-	if r.Node == "" || len(r.Node) > 200 {
-		return badRequest("report needs \"node\", at most 200 bytes")
+	ctx := c.Request().Context()
+	if err := cp.Monitor.Admit(ctx, r); err != nil {
+		return err
+	}
+	if tok != nil {
+		bound := tok.Node
+		if bound == "" {
+			if bound, err = cp.Registry.BindTokenNode(ctx, tok.ID, r.Node); err != nil {
+				return err
+			}
+		}
+		if bound != r.Node {
+			return &requestError{status: http.StatusForbidden, code: "forbidden", msg: fmt.Sprintf("token %s is bound to node %q; it cannot report for node %q (give each node its own token: `modelctl token create --role scorer --node NAME`)", tok.Name, bound, truncate(r.Node, 200))}
+		}
 	}
 	cp.Monitor.Ingest(r)
 	return c.NoContent(http.StatusNoContent)
+}
+
+// rateLimits keeps a token bucket per key, forgetting idle ones: at most
+// maxLimited keys at once, so that the keys themselves stay bounded.
+type rateLimits struct {
+	mu   sync.Mutex
+	keys map[string]*limited
+}
+
+type limited struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+const maxLimited = 10000
+
+// allow takes one event for key, or says how long until one is allowed.
+func (l *rateLimits) allow(key string, now time.Time, every rate.Limit, burst int) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.keys == nil {
+		l.keys = map[string]*limited{}
+	}
+	e := l.keys[key]
+	if e == nil {
+		if len(l.keys) >= maxLimited {
+			for k, o := range l.keys {
+				// A bucket idle long enough to be full again is as good as new.
+				if now.Sub(o.seen) > time.Duration(float64(burst)/float64(every)+1)*time.Second {
+					delete(l.keys, k)
+				}
+			}
+			if len(l.keys) >= maxLimited {
+				return time.Second, false
+			}
+		}
+		e = &limited{lim: rate.NewLimiter(every, burst)}
+		l.keys[key] = e
+	}
+	e.seen = now
+	r := e.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d, false
+	}
+	return 0, true
 }
 
 func (cp *ControlPlane) fleet(c echo.Context) error {
@@ -641,7 +738,10 @@ type PolicyBody struct {
 	MinSamples      *int64             `json:"min_samples,omitempty"`
 	BakeTime        *registry.Duration `json:"bake_time,omitempty"`
 	FailureLimit    *int               `json:"failure_limit,omitempty"`
-	ExpectRevision  uint64             `json:"expect_revision,omitempty"`
+	// CorroboratingNodes: how many nodes must each see a breach before a
+	// version served by several is rolled back.
+	CorroboratingNodes *int   `json:"corroborating_nodes,omitempty"`
+	ExpectRevision     uint64 `json:"expect_revision,omitempty"`
 }
 
 func (cp *ControlPlane) putPolicy(c echo.Context) error {
@@ -673,6 +773,9 @@ func (cp *ControlPlane) putPolicy(c echo.Context) error {
 	if b.FailureLimit != nil {
 		p.FailureLimit = *b.FailureLimit
 	}
+	if b.CorroboratingNodes != nil {
+		p.CorroboratingNodes = *b.CorroboratingNodes
+	}
 	ev, err := cp.Registry.SetPolicy(ctx, m.Name, p, b.ExpectRevision, actorOf(c))
 	if err != nil {
 		return err
@@ -684,6 +787,9 @@ func (cp *ControlPlane) putPolicy(c echo.Context) error {
 type TokenBody struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
+	// Node binds a scorer token to the node it reports for (else its first
+	// report binds it).
+	Node string `json:"node,omitempty"`
 }
 
 // TokenCreated answers a token creation; the secret is shown this once.
@@ -708,7 +814,7 @@ func (cp *ControlPlane) createToken(c echo.Context) error {
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
-	t, secret, err := cp.Registry.CreateToken(c.Request().Context(), b.Name, b.Role)
+	t, secret, err := cp.Registry.CreateNodeToken(c.Request().Context(), b.Name, b.Role, b.Node)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,12 +17,21 @@ import (
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
+	// The storage drivers, each registering its URL scheme.
+	_ "github.com/modelops/modelops/internal/registry/boltmeta"
+	_ "github.com/modelops/modelops/internal/registry/fileblob"
+	_ "github.com/modelops/modelops/internal/registry/memblob"
+	_ "github.com/modelops/modelops/internal/registry/s3blob"
 )
 
 // ControlPlaneConfig configures `modelctl serve`.
 type ControlPlaneConfig struct {
-	// DataDir holds registry.db and, by default, the artifacts.
+	// DataDir holds registry.db (by default), the staging area of pushes and,
+	// by default, the artifacts.
 	DataDir string
+	// Meta is the metadata store URL; default bolt://DATA/registry.db. With
+	// etcd://HOST:PORT,…/PREFIX several control planes share one registry.
+	Meta string
 	// Listen is the address of the API, e.g. 127.0.0.1:8080 or :0.
 	Listen string
 	// Store is the blob store URL; default file://DATA/artifacts.
@@ -105,10 +115,25 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reg := registry.New(filepath.Join(c.Config.DataDir, "registry.db"), blobs, loader.Verifier{})
+	metaURL := c.Config.Meta
+	if metaURL == "" {
+		abs, err := filepath.Abs(filepath.Join(c.Config.DataDir, "registry.db"))
+		if err != nil {
+			return err
+		}
+		metaURL = (&url.URL{Scheme: "bolt", Path: abs}).String()
+	}
+	meta, err := registry.OpenMetaStore(ctx, metaURL)
+	if err != nil {
+		return err
+	}
+	reg := registry.New("", blobs, loader.Verifier{})
+	reg.Meta = meta
+	reg.StagingDir = filepath.Join(c.Config.DataDir, "staging")
 	reg.Logger = c.Logger.With("component", "registry")
 	reg.MaxArtifactBytes = c.Config.MaxArtifactBytes
 	if err := reg.Open(); err != nil {
+		meta.Close()
 		return err
 	}
 	c.Registry = reg
@@ -147,7 +172,7 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 		defer close(c.done)
 		c.Monitor.Run(runCtx, c.Config.EvalInterval)
 	}()
-	c.Logger.Info("control plane listening", "url", c.Server.URL(), "store", blobs.String(), "db", reg.Path, "onnxruntime", loader.Version())
+	c.Logger.Info("control plane listening", "url", c.Server.URL(), "store", blobs.String(), "meta", redacted(metaURL), "onnxruntime", loader.Version())
 	return nil
 }
 
@@ -164,6 +189,15 @@ func (c *ControlPlane) firstToken() error {
 	}
 	fmt.Fprintf(os.Stderr, "\nCreated the first admin token (id %s). It is shown only now; keep it:\n\n    export MODELCTL_TOKEN=%s\n\n", t.ID, secret)
 	return nil
+}
+
+// redacted is a store URL without its password, for logs.
+func redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // artifactMultipartSlack is room for the card and multipart framing on top of the

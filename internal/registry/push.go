@@ -80,7 +80,7 @@ func (r *Registry) Push(ctx context.Context, req PushRequest) (*PushResult, erro
 	}
 
 	res := &PushResult{}
-	err = r.Meta.Update(func(tx MetaTx) error {
+	err = r.Meta.Update(ctx, func(tx MetaTx) error {
 		m, err := tx.Model(req.Model)
 		if errors.Is(err, ErrNotFound) {
 			m = &Model{Name: req.Model, Signature: sig, CreatedAt: r.Now().UTC()}

@@ -12,11 +12,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/registry/boltmeta"
+	"github.com/modelops/modelops/internal/registry/fileblob"
 	"github.com/modelops/modelops/internal/trainer"
 )
 
@@ -110,7 +110,7 @@ func NaNModel(tb testing.TB) Model {
 func MustRegistry(tb testing.TB) (*registry.Registry, string) {
 	tb.Helper()
 	dir := tb.TempDir()
-	blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
+	blobs, err := fileblob.New(filepath.Join(dir, "artifacts"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -119,13 +119,7 @@ func MustRegistry(tb testing.TB) (*registry.Registry, string) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
-		err := r.DB().View(func(tx *bolt.Tx) error {
-			for err := range tx.Check() {
-				return err
-			}
-			return nil
-		})
-		if err != nil {
+		if err := r.Meta.(*boltmeta.Store).Check(); err != nil {
 			tb.Errorf("bbolt check: %v", err)
 		}
 		r.Close()

@@ -1,16 +1,38 @@
-package registry
+// Package boltmeta is the registry's metadata in one bbolt file (bolt:///DIR/registry.db),
+// owned by one process: the embedded default. Nothing else opens the file.
+package boltmeta
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/url"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/modelops/modelops/internal/registry"
 )
+
+func init() {
+	registry.RegisterMetaDriver("bolt", func(_ context.Context, u *url.URL) (registry.MetaStore, error) {
+		p := u.Path
+		if u.Host != "" && u.Host != "localhost" {
+			// bolt://relative/registry.db: take it as relative, as file:// is.
+			p = filepath.Join(u.Host, u.Path)
+		}
+		if p == "" {
+			return nil, registry.Invalidf("bolt URL needs a file: bolt:///DIR/registry.db")
+		}
+		return Open(p)
+	})
+}
 
 var (
 	bucketMeta     = []byte("meta")
@@ -21,22 +43,30 @@ var (
 	keyRevision    = []byte("revision")
 )
 
-// BoltMeta is the MetaStore in a bbolt file: models, versions (a bucket per
+// Store is the MetaStore in a bbolt file: models, versions (a bucket per
 // model), events keyed by revision, tokens, and the revision itself.
-type BoltMeta struct {
+type Store struct {
 	db *bolt.DB
 
 	mu      sync.Mutex
 	changed chan struct{}
 }
 
-var _ MetaStore = (*BoltMeta)(nil)
+var _ registry.MetaStore = (*Store)(nil)
 
-// OpenBoltMeta opens (creating if needed) the bbolt file at path.
-func OpenBoltMeta(path string) (*BoltMeta, error) {
+// Open opens (creating if needed) the bbolt file at path. A file another
+// process holds, or one that is not a registry, is refused with a message that
+// says what to do.
+func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open registry %s: another process holds it (is a control plane already running on this data directory?)", path)
+	}
+	if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
+		return nil, fmt.Errorf("open registry %s: %w: the file is not a registry or is damaged; move it aside and put a backup in its place (`modelctl backup` makes one)", path, err)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open registry %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketModels, bucketVersions, bucketEvents, bucketTokens} {
@@ -50,19 +80,26 @@ func OpenBoltMeta(path string) (*BoltMeta, error) {
 		db.Close()
 		return nil, err
 	}
-	return &BoltMeta{db: db, changed: make(chan struct{})}, nil
+	return &Store{db: db, changed: make(chan struct{})}, nil
 }
 
 // DB exposes the bbolt handle, for consistency checks.
-func (s *BoltMeta) DB() *bolt.DB { return s.db }
+func (s *Store) DB() *bolt.DB { return s.db }
 
 // View implements MetaStore.
-func (s *BoltMeta) View(fn func(MetaTx) error) error {
+func (s *Store) View(ctx context.Context, fn func(registry.MetaTx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return s.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
 }
 
 // Update implements MetaStore, waking the watchers once the change committed.
-func (s *BoltMeta) Update(fn func(MetaTx) error) error {
+// bbolt has one writer at a time, so fn runs once.
+func (s *Store) Update(ctx context.Context, fn func(registry.MetaTx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := s.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) }); err != nil {
 		return err
 	}
@@ -74,14 +111,17 @@ func (s *BoltMeta) Update(fn func(MetaTx) error) error {
 }
 
 // Changed implements MetaStore.
-func (s *BoltMeta) Changed() <-chan struct{} {
+func (s *Store) Changed() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.changed
 }
 
 // Backup implements MetaStore: a consistent copy of the file.
-func (s *BoltMeta) Backup(w io.Writer) (int64, error) {
+func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -92,7 +132,28 @@ func (s *BoltMeta) Backup(w io.Writer) (int64, error) {
 }
 
 // Close implements MetaStore.
-func (s *BoltMeta) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return s.db.Close() }
+
+// Check runs bbolt's consistency check on the open file.
+func (s *Store) Check() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+}
+
+// CheckFile opens a bbolt file (a backup, say) read-only and runs its
+// consistency check.
+func CheckFile(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return (&Store{db: db}).Check()
+}
 
 type boltTx struct{ tx *bolt.Tx }
 
@@ -110,53 +171,53 @@ func (t boltTx) Revision() uint64 {
 	return binary.BigEndian.Uint64(v)
 }
 
-func (t boltTx) Model(name string) (*Model, error) {
+func (t boltTx) Model(name string) (*registry.Model, error) {
 	v := t.tx.Bucket(bucketModels).Get([]byte(name))
 	if v == nil {
-		return nil, fmt.Errorf("model %q: %w", name, ErrNotFound)
+		return nil, fmt.Errorf("model %q: %w", name, registry.ErrNotFound)
 	}
-	m := &Model{}
+	m := &registry.Model{}
 	if err := json.Unmarshal(v, m); err != nil {
 		return nil, fmt.Errorf("model %q: corrupt record: %w", name, err)
 	}
 	return m, nil
 }
 
-func (t boltTx) Models() ([]Model, error) {
-	return records[Model](t.tx.Bucket(bucketModels), func(k []byte) string { return fmt.Sprintf("model %q", k) })
+func (t boltTx) Models() ([]registry.Model, error) {
+	return records[registry.Model](t.tx.Bucket(bucketModels), func(k []byte) string { return fmt.Sprintf("model %q", k) })
 }
 
-func (t boltTx) PutModel(m *Model) error {
+func (t boltTx) PutModel(m *registry.Model) error {
 	return putJSON(t.tx.Bucket(bucketModels), []byte(m.Name), m)
 }
 
-func (t boltTx) Version(model string, n int) (*Version, error) {
+func (t boltTx) Version(model string, n int) (*registry.Version, error) {
 	b := t.tx.Bucket(bucketVersions).Bucket([]byte(model))
 	var v []byte
 	if b != nil && n > 0 {
 		v = b.Get(u64(uint64(n)))
 	}
 	if v == nil {
-		return nil, fmt.Errorf("model %q version %d: %w", model, n, ErrNotFound)
+		return nil, fmt.Errorf("model %q version %d: %w", model, n, registry.ErrNotFound)
 	}
-	ver := &Version{}
+	ver := &registry.Version{}
 	if err := json.Unmarshal(v, ver); err != nil {
 		return nil, fmt.Errorf("model %q version %d: corrupt record: %w", model, n, err)
 	}
 	return ver, nil
 }
 
-func (t boltTx) Versions(model string) ([]Version, error) {
+func (t boltTx) Versions(model string) ([]registry.Version, error) {
 	b := t.tx.Bucket(bucketVersions).Bucket([]byte(model))
 	if b == nil {
 		return nil, nil
 	}
-	return records[Version](b, func(k []byte) string {
+	return records[registry.Version](b, func(k []byte) string {
 		return fmt.Sprintf("model %q version %d", model, binary.BigEndian.Uint64(k))
 	})
 }
 
-func (t boltTx) PutVersion(v *Version) error {
+func (t boltTx) PutVersion(v *registry.Version) error {
 	b, err := t.tx.Bucket(bucketVersions).CreateBucketIfNotExists([]byte(v.Model))
 	if err != nil {
 		return err
@@ -164,7 +225,7 @@ func (t boltTx) PutVersion(v *Version) error {
 	return putJSON(b, u64(uint64(v.Number)), v)
 }
 
-func (t boltTx) AppendEvent(e *Event) error {
+func (t boltTx) AppendEvent(e *registry.Event) error {
 	rev := t.Revision() + 1
 	if err := t.tx.Bucket(bucketMeta).Put(keyRevision, u64(rev)); err != nil {
 		return err
@@ -173,11 +234,11 @@ func (t boltTx) AppendEvent(e *Event) error {
 	return putJSON(t.tx.Bucket(bucketEvents), u64(rev), e)
 }
 
-func (t boltTx) Events(since uint64, limit int, keep func(*Event) bool) ([]Event, error) {
-	var out []Event
+func (t boltTx) Events(since uint64, limit int, keep func(*registry.Event) bool) ([]registry.Event, error) {
+	var out []registry.Event
 	c := t.tx.Bucket(bucketEvents).Cursor()
 	for k, v := c.Seek(u64(since + 1)); k != nil && len(out) < limit; k, v = c.Next() {
-		var e Event
+		var e registry.Event
 		if err := json.Unmarshal(v, &e); err != nil {
 			return nil, fmt.Errorf("event %x: corrupt record: %w", k, err)
 		}
@@ -188,14 +249,14 @@ func (t boltTx) Events(since uint64, limit int, keep func(*Event) bool) ([]Event
 	return out, nil
 }
 
-func (t boltTx) LatestEvents(since uint64, n int, keep func(*Event) bool) ([]Event, error) {
-	var out []Event
+func (t boltTx) LatestEvents(since uint64, n int, keep func(*registry.Event) bool) ([]registry.Event, error) {
+	var out []registry.Event
 	c := t.tx.Bucket(bucketEvents).Cursor()
 	for k, v := c.Last(); k != nil && len(out) < n; k, v = c.Prev() {
 		if binary.BigEndian.Uint64(k) <= since {
 			break
 		}
-		var e Event
+		var e registry.Event
 		if err := json.Unmarshal(v, &e); err != nil {
 			return nil, fmt.Errorf("event %x: corrupt record: %w", k, err)
 		}
@@ -207,23 +268,23 @@ func (t boltTx) LatestEvents(since uint64, n int, keep func(*Event) bool) ([]Eve
 	return out, nil
 }
 
-func (t boltTx) Token(id string) (*Token, error) {
+func (t boltTx) Token(id string) (*registry.Token, error) {
 	v := t.tx.Bucket(bucketTokens).Get([]byte(id))
 	if v == nil {
-		return nil, fmt.Errorf("token %q: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("token %q: %w", id, registry.ErrNotFound)
 	}
-	var tk Token
+	var tk registry.Token
 	if err := json.Unmarshal(v, &tk); err != nil {
 		return nil, fmt.Errorf("token %q: corrupt record: %w", id, err)
 	}
 	return &tk, nil
 }
 
-func (t boltTx) Tokens() ([]Token, error) {
-	return records[Token](t.tx.Bucket(bucketTokens), func(k []byte) string { return fmt.Sprintf("token %q", k) })
+func (t boltTx) Tokens() ([]registry.Token, error) {
+	return records[registry.Token](t.tx.Bucket(bucketTokens), func(k []byte) string { return fmt.Sprintf("token %q", k) })
 }
 
-func (t boltTx) PutToken(tk *Token) error {
+func (t boltTx) PutToken(tk *registry.Token) error {
 	return putJSON(t.tx.Bucket(bucketTokens), []byte(tk.ID), tk)
 }
 
