@@ -75,6 +75,7 @@ func TestKillNineDuringAStorm(t *testing.T) {
 		restarts++
 
 		ctx, cancel := context.WithCancel(context.Background())
+		pushed := make(chan struct{}, 1)
 		var wg sync.WaitGroup
 		for w := 0; w < 4; w++ {
 			wg.Add(1)
@@ -88,6 +89,10 @@ func TestKillNineDuringAStorm(t *testing.T) {
 							mu.Lock()
 							led.pushes[res.Version.Number] = res.Version.Digest
 							mu.Unlock()
+							select {
+							case pushed <- struct{}{}:
+							default:
+							}
 						}
 					case 1:
 						m, err := cl.Model(ctx, "calling-score")
@@ -110,6 +115,12 @@ func TestKillNineDuringAStorm(t *testing.T) {
 					}
 				}
 			}(w)
+		}
+		// A push verifies in a child process, which takes a moment to start:
+		// the kill comes at a random moment after one push went in.
+		select {
+		case <-pushed:
+		case <-time.After(30 * time.Second):
 		}
 		time.Sleep(time.Duration(30+rng.IntN(300)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)

@@ -18,6 +18,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/modelops/modelops/internal/loader"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=…".
@@ -108,6 +110,12 @@ and send the token in MODELCTL_TOKEN, else the context's token file.`,
 	} {
 		root.AddCommand(v.command())
 	}
+	root.AddCommand(&cobra.Command{
+		// Hidden: `modelctl serve` runs its own binary so to verify a push in a
+		// child process under limits; the request comes on stdin.
+		Use: loader.VerifyCommand, Hidden: true, DisableFlagParsing: true, Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return loader.ServeVerify(os.Stdin, e.stdout) },
+	})
 	return root
 }
 

@@ -313,6 +313,9 @@ func (cp *ControlPlane) promote(c echo.Context) error {
 	if b.Version < 1 {
 		return badRequest("promote needs \"version\": a positive whole number")
 	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
+	}
 	ev, err := cp.Registry.Promote(c.Request().Context(), registry.AliasRequest{
 		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason, Force: b.Force,
 	})
@@ -330,6 +333,9 @@ func (cp *ControlPlane) rollback(c echo.Context) error {
 	if b.Version < 0 {
 		return badRequest("rollback \"version\" must be a positive whole number, or absent for the previous version")
 	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
+	}
 	ev, err := cp.Registry.Rollback(c.Request().Context(), registry.AliasRequest{
 		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason, Force: b.Force,
 	})
@@ -339,14 +345,22 @@ func (cp *ControlPlane) rollback(c echo.Context) error {
 	return c.JSON(http.StatusOK, ev)
 }
 
+// maxQueryNumber bounds every numeric query parameter: revisions and counts
+// fit an int64, and a value past it is a mistake or an attack (since=2^64-1
+// wrapped around to every event), never a request to honour.
+const maxQueryNumber = math.MaxInt64
+
 func uintQuery(c echo.Context, name string) (uint64, error) {
 	s := c.QueryParam(name)
 	if s == "" {
 		return 0, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) || (err == nil && n > maxQueryNumber) {
+		return 0, badRequest(fmt.Sprintf("%s=%s is out of range: at most %d", name, truncate(s, 40), uint64(maxQueryNumber)))
+	}
 	if err != nil {
-		return 0, badRequest(fmt.Sprintf("%s=%q must be a whole number", name, truncate(s, 40)))
+		return 0, badRequest(fmt.Sprintf("%s=%q must be a whole number, 0 or more", name, truncate(s, 40)))
 	}
 	return n, nil
 }
@@ -392,7 +406,7 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 		return err
 	}
 	if last := c.Request().Header.Get("Last-Event-ID"); last != "" {
-		if n, err := strconv.ParseUint(last, 10, 64); err == nil && n > since {
+		if n, err := strconv.ParseUint(last, 10, 64); err == nil && n > since && n <= maxQueryNumber {
 			since = n
 		}
 	}
@@ -460,6 +474,19 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 
 // decodeJSON reads one JSON object from a bounded body and refuses unknown fields
 // and trailing data.
+// maxTextBytes bounds every free-text field a request carries (a reason): it
+// goes into the event log, kept for good and sent to every watcher, so a
+// sentence or two is plenty and 900 KB is an attack.
+const maxTextBytes = 1024
+
+// checkText refuses a free-text field longer than maxTextBytes, naming it.
+func checkText(field, s string) error {
+	if len(s) > maxTextBytes {
+		return badRequest(fmt.Sprintf("%q is %d bytes: at most %d", field, len(s), maxTextBytes))
+	}
+	return nil
+}
+
 func decodeJSON(c echo.Context, v any) error {
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, maxJSONBody)
 	dec := json.NewDecoder(body)
@@ -543,6 +570,9 @@ func (cp *ControlPlane) canary(c echo.Context) error {
 	if b.Version < 1 {
 		return badRequest("canary needs \"version\": a positive whole number")
 	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
+	}
 	ev, err := cp.Registry.SetCanary(c.Request().Context(), registry.CanaryRequest{
 		Model: c.Param("model"), Version: b.Version, Traffic: b.Traffic, Mode: b.Mode,
 		ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
@@ -556,6 +586,9 @@ func (cp *ControlPlane) canary(c echo.Context) error {
 func (cp *ControlPlane) clearCanary(c echo.Context) error {
 	exp, err := uintQuery(c, "expect_revision")
 	if err != nil {
+		return err
+	}
+	if err := checkText("reason", c.QueryParam("reason")); err != nil {
 		return err
 	}
 	ev, err := cp.Registry.SetCanary(c.Request().Context(), registry.CanaryRequest{
@@ -581,6 +614,9 @@ func (cp *ControlPlane) blend(c echo.Context) error {
 	}
 	if b.Weight == nil {
 		return badRequest("blend needs \"weight\": a number from 0 to 1")
+	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
 	}
 	ev, err := cp.Registry.SetBlend(c.Request().Context(), registry.BlendRequest{
 		Model: c.Param("model"), Weight: *b.Weight, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
@@ -850,12 +886,17 @@ func (cp *ControlPlane) backup(c echo.Context) error {
 }
 
 // series answers ?span=15m&step=30s with per-step health per version and arm.
+// ?window= is span bounded by what the monitor keeps (its Retain, which the
+// answer states): the dashboard's window control asks with it.
 func (cp *ControlPlane) series(c echo.Context) error {
 	if cp.Monitor == nil {
 		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this control plane runs no monitor"}
 	}
 	span, step := 15*time.Minute, 30*time.Second
-	for name, dst := range map[string]*time.Duration{"span": &span, "step": &step} {
+	if c.QueryParam("window") != "" && c.QueryParam("span") != "" {
+		return badRequest("give window or span, not both")
+	}
+	for name, dst := range map[string]*time.Duration{"span": &span, "window": &span, "step": &step} {
 		if v := c.QueryParam(name); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -867,11 +908,15 @@ func (cp *ControlPlane) series(c echo.Context) error {
 			*dst = d
 		}
 	}
+	if c.QueryParam("window") != "" && span > cp.Monitor.Retain {
+		return badRequest(fmt.Sprintf("window=%s: the monitor keeps the last %s", span, cp.Monitor.Retain))
+	}
 	if span/step > 500 {
 		return badRequest("span/step is at most 500 points")
 	}
 	if _, err := cp.Registry.Model(c.Request().Context(), c.Param("model")); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"span": span.String(), "step": step.String(), "series": cp.Monitor.Series(c.Request().Context(), c.Param("model"), span, step)})
+	return c.JSON(http.StatusOK, map[string]any{"span": span.String(), "step": step.String(), "retain": cp.Monitor.Retain.String(),
+		"series": cp.Monitor.Series(c.Request().Context(), c.Param("model"), span, step)})
 }

@@ -26,6 +26,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	testutil.ServeVerifyChild()
 	testutil.InitORT()
 	os.Exit(m.Run())
 }

@@ -143,6 +143,10 @@ func (r *Registry) BindTokenNode(ctx context.Context, id, node string) (string, 
 	return bound, err
 }
 
+// maxTokenName bounds a token's name: it is the actor of every event the
+// token causes, and shown in lists and terminals.
+const maxTokenName = 64
+
 // AddToken stores a token whose secret the caller chose (a bootstrap token from
 // the environment). The secret must have the token form.
 func (r *Registry) AddToken(name, role, secret string) (*Token, error) {
@@ -153,8 +157,8 @@ func (r *Registry) addToken(name, role, node, secret string) (*Token, error) {
 	if !ValidRole(role) {
 		return nil, Invalidf("role %q: want admin, viewer or scorer", role)
 	}
-	if name == "" || len(name) > 64 || strings.ContainsAny(name, "\x00\n\r") {
-		return nil, Invalidf("token name must be 1–64 printable characters")
+	if name == "" || len(name) > maxTokenName || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return nil, Invalidf("token \"name\" must be 1 to %d bytes, without control characters (got %d bytes)", maxTokenName, len(name))
 	}
 	m := tokenRE.FindStringSubmatch(secret)
 	if m == nil {

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"slices"
@@ -648,6 +649,9 @@ const eventPage = 256
 
 func (t *tx) Events(since uint64, limit int, keep func(*registry.Event) bool) ([]registry.Event, error) {
 	var out []registry.Event
+	if since == math.MaxUint64 {
+		return nil, nil // nothing comes after the last revision there can be (since+1 would wrap to 0)
+	}
 	start, end := t.key("events", eventKey(since+1)), clientv3.GetPrefixRangeEnd(t.key("events")+"/")
 	t.span(start, end)
 	for len(out) < limit {
