@@ -119,6 +119,10 @@ func TestCompletion(t *testing.T) {
 	if out, _, err := cli(t, url, "__complete", "promote", ""); err != nil || !regexp.MustCompile(`(?m)^calling-score$`).MatchString(out) {
 		t.Errorf("completion of promote's MODEL does not offer calling-score: %q %v", out, err)
 	}
+	// --server on the line being completed is the server asked.
+	if out, _, err := cli(t, "http://127.0.0.1:1", "__complete", "--server", url, "promote", ""); err != nil || !regexp.MustCompile(`(?m)^calling-score$`).MatchString(out) {
+		t.Errorf("completion with --server: %q %v", out, err)
+	}
 	if out, _, err := cli(t, url, "__complete", "list", "-o", ""); err != nil || !strings.Contains(out, "yaml") || !strings.Contains(out, "jsonpath=") {
 		t.Errorf("completion of -o: %q %v", out, err)
 	}

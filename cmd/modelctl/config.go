@@ -118,7 +118,7 @@ func (e *env) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := e.context
+	name := e.contextName
 	if name == "" {
 		name = cfg.CurrentContext
 	}
@@ -130,7 +130,7 @@ func (e *env) client() (*client.Client, error) {
 	}
 	server, from := e.server, "--server"
 	switch {
-	case e.serverSet:
+	case server != "":
 	case e.getenv("MODELCTL_SERVER") != "":
 		server, from = e.getenv("MODELCTL_SERVER"), "MODELCTL_SERVER"
 	case ctx != nil && ctx.Server != "":

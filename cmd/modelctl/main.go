@@ -31,10 +31,10 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 
-	// Set from the root's flags before a verb runs.
-	server, context, output string
-	serverSet               bool // --server was given
-	out                     *printer
+	// The root's flags: --server, --context, -o (parsed into out before a
+	// verb runs).
+	server, contextName, output string
+	out                         *printer
 }
 
 func main() {
@@ -76,7 +76,6 @@ and send the token in MODELCTL_TOKEN, else the context's token file.`,
 		// A mistyped verb gets the nearest ones.
 		SuggestionsMinimumDistance: 2,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			e.serverSet = cmd.Flags().Changed("server")
 			var err error
 			e.out, err = parseOutput(e.output)
 			return err
@@ -86,7 +85,7 @@ and send the token in MODELCTL_TOKEN, else the context's token file.`,
 	root.SetErr(e.stderr)
 	pf := root.PersistentFlags()
 	pf.StringVar(&e.server, "server", "", "control plane URL (env MODELCTL_SERVER; default: the context's, else http://127.0.0.1:8080)")
-	pf.StringVar(&e.context, "context", "", "the config file's context to use (default: its current context)")
+	pf.StringVar(&e.contextName, "context", "", "the config file's context to use (default: its current context)")
 	pf.StringVarP(&e.output, "output", "o", "table", "output: "+outputFormats)
 	root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"table", "json", "yaml", "jsonpath="}, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace

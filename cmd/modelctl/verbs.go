@@ -310,9 +310,6 @@ func (c *historyCmd) command() *cobra.Command {
 		Short: "events, oldest first",
 		Args:  needs(0, 1, "at most one MODEL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !cmd.Flags().Changed("last") {
-				c.last = 0
-			}
 			if cmd.Flags().Changed("last") && cmd.Flags().Changed("limit") {
 				return fmt.Errorf("give --limit (the first events after --since) or --last (the latest ones), not both")
 			}
