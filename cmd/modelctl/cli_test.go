@@ -415,6 +415,14 @@ func TestNetworkStringsAreEscaped(t *testing.T) {
 	if err != nil || strings.ContainsAny(out, "\x1b\x07") || json.Unmarshal([]byte(out), &ts) != nil || !strings.Contains(ts[0].Name, "\x1b]0;pwned") {
 		t.Fatalf("token list -o json: %q %v", out, err)
 	}
+	// So does YAML: the encoder quotes and escapes what is not printable.
+	out, _, err = cli(t, url, "status", "-o", "yaml")
+	var st struct {
+		Fleet []monitor.NodeState `json:"fleet"`
+	}
+	if err != nil || strings.ContainsAny(out, "\x1b\x07\u009b") || yaml.Unmarshal([]byte(out), &st) != nil || len(st.Fleet) != 1 || !strings.Contains(st.Fleet[0].Node, "\x1b]0;pwned") {
+		t.Fatalf("status -o yaml: %q %v", out, err)
+	}
 	// An error message from the server is escaped when printed.
 	_, _, err = cli(t, url, "promote", "m", "1")
 	if err == nil || strings.ContainsAny(escText(err.Error()), "\x1b\x07") || !strings.Contains(escText(err.Error()), `refused`+`evil\x1b`) {

@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 
 	"k8s.io/client-go/util/jsonpath"
-	"sigs.k8s.io/yaml"
+	yaml "go.yaml.in/yaml/v2"
 )
 
 const outputFormats = "table, json, yaml or jsonpath=TEMPLATE (kubectl's, e.g. jsonpath='{.production}')"
@@ -54,25 +54,22 @@ func (e *env) print(v any, table func(w io.Writer)) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	case "yaml":
-		js, err := json.Marshal(v)
+		// From the JSON encoding (the API's field names), emitted by a YAML
+		// encoder that quotes and escapes what is not printable (converting
+		// JSON text to YAML would refuse such characters instead).
+		tree, err := jsonTree(v)
 		if err != nil {
 			return err
 		}
-		y, err := yaml.JSONToYAML(js)
+		y, err := yaml.Marshal(yamlNumbers(tree))
 		if err != nil {
 			return err
 		}
 		_, err = e.stdout.Write(y)
 		return err
 	case "jsonpath":
-		js, err := json.Marshal(v)
+		tree, err := jsonTree(v)
 		if err != nil {
-			return err
-		}
-		dec := json.NewDecoder(bytes.NewReader(js))
-		dec.UseNumber()
-		var tree any
-		if err := dec.Decode(&tree); err != nil {
 			return err
 		}
 		// The template's own text may hold line breaks; the values, which
@@ -195,6 +192,42 @@ func escTree(v any) any {
 			out[esc(k)] = escTree(x)
 		}
 		return out
+	}
+	return v
+}
+
+// jsonTree is v as its JSON encoding decodes: maps, lists, strings, bools and
+// json.Number.
+func jsonTree(v any) (any, error) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	var tree any
+	err = dec.Decode(&tree)
+	return tree, err
+}
+
+// yamlNumbers turns a JSON tree's numbers into ints where whole (a revision
+// stays 1234567, not 1.234567e+06) and floats elsewhere.
+func yamlNumbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		f, _ := t.Float64()
+		return f
+	case []any:
+		for i := range t {
+			t[i] = yamlNumbers(t[i])
+		}
+	case map[string]any:
+		for k, x := range t {
+			t[k] = yamlNumbers(x)
+		}
 	}
 	return v
 }
