@@ -10,8 +10,8 @@ import (
 	"text/tabwriter"
 	"unicode/utf8"
 
-	"k8s.io/client-go/util/jsonpath"
 	yaml "go.yaml.in/yaml/v2"
+	"k8s.io/client-go/util/jsonpath"
 )
 
 const outputFormats = "table, json, yaml or jsonpath=TEMPLATE (kubectl's, e.g. jsonpath='{.production}')"
