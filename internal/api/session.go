@@ -1,9 +1,11 @@
 package api
 
 import (
+	"container/list"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,17 +22,40 @@ const SessionCookie = "modelops_session"
 // sessionTTL bounds a dashboard session.
 const sessionTTL = 12 * time.Hour
 
+// Caps on dashboard sessions: per token (a person's browsers), and in all (the
+// memory they take, about 300 bytes each). A new session past a cap ends the
+// oldest one it counts against, so a token that signs in in a loop pushes out
+// only its own sessions, and only many tokens can crowd out others'.
+const (
+	maxSessionsPerToken = 100
+	maxSessions         = 10000
+)
+
 type session struct {
 	tokenID string
 	csrf    string
 	expires time.Time
 }
 
+// sessionEntry is a session where it is kept: in the list of all sessions and
+// in its token's, both oldest first.
+type sessionEntry struct {
+	id       string
+	s        session
+	all, own *list.Element
+}
+
 // sessions are the dashboard's signed-in browsers, in memory: a restart signs
-// everyone out, which is the safe direction.
+// everyone out, which is the safe direction. Every session lives sessionTTL
+// from its creation, so creation order is expiry order: the expired ones are at
+// the front of the list of all, and a login sweeps them in constant time per
+// session swept, never walking the live ones.
 type sessions struct {
-	mu sync.Mutex
-	m  map[string]session
+	mu      sync.Mutex
+	m       map[string]*sessionEntry
+	all     list.List             // of *sessionEntry, oldest first
+	byToken map[string]*list.List // token ID → its sessions, oldest first
+	now     func() time.Time      // the clock; tests may replace it
 }
 
 func randomID() string {
@@ -39,39 +64,90 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
+func (s *sessions) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
 func (s *sessions) create(tokenID string) (id string, ss session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = map[string]session{}
+		s.m, s.byToken = map[string]*sessionEntry{}, map[string]*list.List{}
 	}
-	now := time.Now()
-	for k, v := range s.m {
-		if now.After(v.expires) {
-			delete(s.m, k)
-		}
+	now := s.clock()
+	for f := s.all.Front(); f != nil && now.After(f.Value.(*sessionEntry).s.expires); f = s.all.Front() {
+		s.remove(f.Value.(*sessionEntry))
+	}
+	own := s.byToken[tokenID]
+	if own == nil {
+		own = list.New()
+		s.byToken[tokenID] = own
+	}
+	if own.Len() >= maxSessionsPerToken {
+		s.remove(own.Front().Value.(*sessionEntry))
+	}
+	if s.all.Len() >= maxSessions {
+		s.remove(s.all.Front().Value.(*sessionEntry))
 	}
 	id = randomID()
 	ss = session{tokenID: tokenID, csrf: randomID(), expires: now.Add(sessionTTL)}
-	s.m[id] = ss
+	e := &sessionEntry{id: id, s: ss}
+	e.all, e.own = s.all.PushBack(e), own.PushBack(e)
+	s.m[id] = e
 	return id, ss
+}
+
+// remove forgets e; s.mu is held.
+func (s *sessions) remove(e *sessionEntry) {
+	delete(s.m, e.id)
+	s.all.Remove(e.all)
+	if own := s.byToken[e.s.tokenID]; own != nil {
+		own.Remove(e.own)
+		if own.Len() == 0 {
+			delete(s.byToken, e.s.tokenID)
+		}
+	}
 }
 
 func (s *sessions) get(id string) (session, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ss, ok := s.m[id]
-	if !ok || time.Now().After(ss.expires) {
-		delete(s.m, id)
+	e, ok := s.m[id]
+	if !ok {
 		return session{}, false
 	}
-	return ss, true
+	if s.clock().After(e.s.expires) {
+		s.remove(e)
+		return session{}, false
+	}
+	return e.s, true
 }
 
 func (s *sessions) drop(id string) {
 	s.mu.Lock()
-	delete(s.m, id)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[id]; ok {
+		s.remove(e)
+	}
+}
+
+// counts returns how many sessions are kept, by each index: all three agree.
+func (s *sessions) counts() (byID, inList, byToken int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.byToken {
+		byToken += l.Len()
+	}
+	return len(s.m), s.all.Len(), byToken
+}
+
+// SessionCount is the number of dashboard sessions kept.
+func (cp *ControlPlane) SessionCount() int {
+	n, _, _ := cp.sessions.counts()
+	return n
 }
 
 // fromSession authenticates a dashboard request by its cookie. Requests that
@@ -92,6 +168,9 @@ func (cp *ControlPlane) fromSession(c echo.Context) (*registry.Token, error) {
 	}
 	m := c.Request().Method
 	if m != http.MethodGet && m != http.MethodHead {
+		if err := sameOrigin(c.Request()); err != nil {
+			return nil, err
+		}
 		got := c.Request().Header.Get("X-CSRF-Token")
 		if subtle.ConstantTimeCompare([]byte(got), []byte(ss.csrf)) != 1 {
 			return nil, &requestError{status: http.StatusForbidden, code: "csrf", msg: "missing or wrong X-CSRF-Token"}
@@ -110,7 +189,29 @@ type SessionInfo struct {
 	NoAuth bool `json:"no_auth,omitempty"`
 }
 
+// crossOrigin refuses a state-changing request a browser sent from another
+// site: Sec-Fetch-Site says so, or (from older browsers) an Origin that is not
+// the request's host. Clients that are no browser send neither and pass.
+var crossOrigin = http.NewCrossOriginProtection()
+
+// sameOrigin is 403 for a state-changing request from another site.
+func sameOrigin(r *http.Request) error {
+	if err := crossOrigin.Check(r); err != nil {
+		return &requestError{status: http.StatusForbidden, code: "cross_origin", msg: "refused: a state-changing request from another site (Origin " + truncate(r.Header.Get("Origin"), 100) + ", Sec-Fetch-Site " + truncate(r.Header.Get("Sec-Fetch-Site"), 20) + ")"}
+	}
+	return nil
+}
+
+// login takes application/json only: a form from another site can post
+// text/plain (or urlencoded) without a preflight, and would sign a browser in
+// with the attacker's token.
 func (cp *ControlPlane) login(c echo.Context) error {
+	if err := sameOrigin(c.Request()); err != nil {
+		return err
+	}
+	if mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType)); err != nil || mt != echo.MIMEApplicationJSON {
+		return &requestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", msg: "sign in with Content-Type: application/json"}
+	}
 	var b struct {
 		Token string `json:"token"`
 	}
@@ -129,6 +230,9 @@ func (cp *ControlPlane) login(c echo.Context) error {
 }
 
 func (cp *ControlPlane) logout(c echo.Context) error {
+	if err := sameOrigin(c.Request()); err != nil {
+		return err
+	}
 	if ck, err := c.Cookie(SessionCookie); err == nil {
 		if _, err := cp.fromSession(c); err != nil {
 			return err

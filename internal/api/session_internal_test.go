@@ -1,0 +1,61 @@
+package api
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// 30,000 logins with one token keep that token's sessions at its cap (the
+// oldest go), and logins with 30,000 tokens keep all sessions at the overall
+// cap: the three indexes agree and none grows past it.
+func TestSessionsAreCapped(t *testing.T) {
+	var s sessions
+	first, _ := s.create("viewer")
+	var last string
+	for range 30000 {
+		last, _ = s.create("viewer")
+	}
+	if byID, inList, byToken := s.counts(); byID != maxSessionsPerToken || inList != byID || byToken != byID {
+		t.Fatalf("after 30,000 logins of one token: %d sessions (list %d, by token %d), want %d", byID, inList, byToken, maxSessionsPerToken)
+	}
+	if _, ok := s.get(first); ok {
+		t.Error("the first session outlived 30,000 newer ones of its token")
+	}
+	if _, ok := s.get(last); !ok {
+		t.Error("the newest session is gone")
+	}
+
+	var all sessions
+	for i := range 30000 {
+		all.create(fmt.Sprintf("token-%d", i))
+	}
+	if byID, inList, byToken := all.counts(); byID != maxSessions || inList != byID || byToken != byID || len(all.byToken) != maxSessions {
+		t.Fatalf("after 30,000 logins of as many tokens: %d sessions (list %d, by token %d, tokens %d), want %d", byID, inList, byToken, len(all.byToken), maxSessions)
+	}
+}
+
+// Expired sessions are swept by the next login, and a token with none left
+// leaves no trace.
+func TestExpiredSessionsAreSweptAtLogin(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	s := sessions{now: func() time.Time { return now }}
+	var old []string
+	for i := range 50 {
+		id, _ := s.create(fmt.Sprintf("t%d", i%5))
+		old = append(old, id)
+	}
+	now = now.Add(sessionTTL / 2)
+	kept, _ := s.create("t0")
+	now = now.Add(sessionTTL/2 + time.Second) // the first 50 have expired, not kept
+	s.create("t9")
+	if byID, inList, byToken := s.counts(); byID != 2 || inList != 2 || byToken != 2 || len(s.byToken) != 2 {
+		t.Fatalf("after the expiry of 50: %d sessions (list %d, by token %d, tokens %d), want 2", byID, inList, byToken, len(s.byToken))
+	}
+	if _, ok := s.get(old[0]); ok {
+		t.Error("an expired session still signs in")
+	}
+	if _, ok := s.get(kept); !ok {
+		t.Error("a live session was swept")
+	}
+}
