@@ -4,40 +4,49 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 
+	"github.com/spf13/cobra"
+
 	"github.com/modelops/modelops/internal/registry"
 )
 
-type migrateCmd struct{ *env }
-
-func (c *migrateCmd) Usage() string {
-	return "migrate --from URL --to URL   copy a registry's metadata (bolt:// → etcd://, say) and verify the copy; the control plane must be stopped"
+type migrateCmd struct {
+	*env
+	from, to string
 }
 
-func (c *migrateCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "migrate")
-	from := fs.String("from", "", "metadata store to copy: bolt:///DIR/registry.db or etcd://HOST:PORT,…/PREFIX (required)")
-	to := fs.String("to", "", "empty metadata store to copy into (required)")
-	if err := fs.Parse(args); err != nil {
-		return err
+func (c *migrateCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "migrate --from URL --to URL",
+		Short: "copy a registry's metadata (bolt:// → etcd://, say) and verify the copy; the control plane must be stopped",
+		Args:  cobra.NoArgs,
+		RunE:  runs(c),
 	}
-	if *from == "" || *to == "" || fs.NArg() > 0 {
-		fs.Usage()
+	cmd.Flags().StringVar(&c.from, "from", "", "metadata store to copy: bolt:///DIR/registry.db or etcd://HOST:PORT,…/PREFIX (required)")
+	cmd.Flags().StringVar(&c.to, "to", "", "empty metadata store to copy into (required)")
+	cmd.MarkFlagRequired("from")
+	cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func (c *migrateCmd) Run(ctx context.Context, _ []string) error {
+	if c.from == "" || c.to == "" {
 		return fmt.Errorf("migrate needs --from URL and --to URL")
 	}
-	if err := mustExist(*from); err != nil {
+	if err := mustExist(c.from); err != nil {
 		return err
 	}
-	src, err := registry.OpenMetaStore(ctx, *from)
+	src, err := registry.OpenMetaStore(ctx, c.from)
 	if err != nil {
 		return fmt.Errorf("migrate: --from: %w", err)
 	}
 	defer src.Close()
-	dst, err := registry.OpenMetaStore(ctx, *to)
+	dst, err := registry.OpenMetaStore(ctx, c.to)
 	if err != nil {
 		return fmt.Errorf("migrate: --to: %w", err)
 	}
@@ -46,10 +55,11 @@ func (c *migrateCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	fmt.Fprintf(c.stdout, "copied %d models, %d versions, %d events (revision %d) and %d tokens; the copy reads back the same\n",
-		res.Models, res.Versions, res.Events, res.Revision, res.Tokens)
-	fmt.Fprintf(c.stdout, "start the control plane with --meta on the copy; artifacts stay where --store says\n")
-	return nil
+	return c.print(res, func(w io.Writer) {
+		fmt.Fprintf(w, "copied %d models, %d versions, %d events (revision %d) and %d tokens; the copy reads back the same\n",
+			res.Models, res.Versions, res.Events, res.Revision, res.Tokens)
+		fmt.Fprintf(w, "start the control plane with --meta on the copy; artifacts stay where --store says\n")
+	})
 }
 
 // mustExist refuses a bbolt source that is not there: opening it would make an

@@ -2,15 +2,54 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/modelops/modelops/internal/app"
 )
 
 type serveCmd struct{ *env }
+
+// command hands serve's arguments to its own flag set (the standard library's,
+// as the control plane's settings have always been parsed); its help goes to
+// stdout like every other verb's.
+func (c *serveCmd) command() *cobra.Command {
+	help := func(cmd *cobra.Command) error {
+		out := &serveCmd{env: &env{stdout: cmd.OutOrStdout(), stderr: cmd.OutOrStdout(), getenv: c.getenv}}
+		if err := out.Run(cmd.Context(), []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return nil
+	}
+	cmd := &cobra.Command{
+		Use:                "serve [--data DIR] [--listen ADDR] [--store URL]",
+		Short:              "run the control plane",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, a := range args {
+				if a == "--" {
+					break
+				}
+				if a == "-h" || a == "-help" || a == "--help" {
+					return help(cmd)
+				}
+			}
+			return c.Run(cmd.Context(), args)
+		},
+	}
+	cmd.SetHelpFunc(func(cmd *cobra.Command, _ []string) {
+		if err := help(cmd); err != nil {
+			fmt.Fprintln(cmd.ErrOrStderr(), err)
+		}
+	})
+	return cmd
+}
 
 func (c *serveCmd) Usage() string {
 	return "serve [--data DIR] [--listen ADDR] [--meta URL] [--store URL]   run the control plane"
