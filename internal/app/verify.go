@@ -78,7 +78,7 @@ func (v *ProcessVerifier) VerifyArtifact(ctx context.Context, path, model string
 	runCtx, cancel := context.WithTimeout(ctx, v.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, v.Command[0], v.Command[1:]...)
-	cmd.Env = append(os.Environ(), loader.VerifyChildEnv+"=1")
+	cmd.Env = append(childEnv(), loader.VerifyChildEnv+"=1")
 	cmd.Stdin = bytes.NewReader(in)
 	stdout, stderr := &capped{max: maxChildOutput}, &capped{max: maxChildOutput}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -155,4 +155,18 @@ func bytesText(n int64) string {
 		return "none"
 	}
 	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+}
+
+// childEnv is the part of this process's environment a verify child gets: no
+// tokens or cloud credentials reach the process that runs an admin's graph.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "PATH", "HOME", "TMPDIR", "LANG", "LD_LIBRARY_PATH", loader.LibraryEnv, "GOCOVERDIR", "GODEBUG", "GOMAXPROCS", "GOTRACEBACK":
+			env = append(env, kv)
+		}
+	}
+	return env
 }

@@ -242,3 +242,14 @@ func TestExternalDataIsRefusedAtPush(t *testing.T) {
 		t.Fatalf("push with external data: %v, want 422 naming planted_weights", err)
 	}
 }
+
+// The process that runs an admin's graph gets no secrets from the control
+// plane's environment.
+func TestVerifyChildGetsNoSecrets(t *testing.T) {
+	t.Setenv("MODELOPS_ADMIN_TOKEN", "mo_secret")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+	env := strings.Join(childEnv(), "\n")
+	if strings.Contains(env, "secret") || !strings.Contains(env, "PATH=") {
+		t.Fatalf("a verify child's environment:\n%s", env)
+	}
+}
