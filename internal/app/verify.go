@@ -110,8 +110,11 @@ func (v *ProcessVerifier) VerifyArtifact(ctx context.Context, path, model string
 		}
 		return none, fmt.Errorf("verification process died of %s (address-space limit %s; a graph that allocates too much?): %s", st.Signal(), bytesText(v.AddressSpace), stderr.gist())
 	}
-	// The child exits 1 when it could not answer; the Go runtime exits 2 when
-	// it runs out of memory.
+	// The child exits 1 when it could not answer (its own failure, not the
+	// artifact's); the Go runtime exits 2 when it runs out of memory.
+	if cmd.ProcessState.ExitCode() == 1 {
+		return none, fmt.Errorf("%w: the verify process could not answer: %s", registry.ErrUnavailable, stderr.gist())
+	}
 	return none, fmt.Errorf("verification process failed (%v; address-space limit %s): %s", err, bytesText(v.AddressSpace), stderr.gist())
 }
 
