@@ -141,6 +141,7 @@ func killNineStorm(t *testing.T, args []string, afterKill func(), started func(r
 		restarts++
 
 		ctx, cancel := context.WithCancel(context.Background())
+		pushed := make(chan struct{}, 1)
 		var wg sync.WaitGroup
 		for w := 0; w < 4; w++ {
 			wg.Add(1)
@@ -154,6 +155,10 @@ func killNineStorm(t *testing.T, args []string, afterKill func(), started func(r
 							mu.Lock()
 							led.pushes[res.Version.Number] = res.Version.Digest
 							mu.Unlock()
+							select {
+							case pushed <- struct{}{}:
+							default:
+							}
 						}
 					case 1:
 						m, err := cl.Model(ctx, "calling-score")
@@ -175,6 +180,12 @@ func killNineStorm(t *testing.T, args []string, afterKill func(), started func(r
 					}
 				}
 			}(w)
+		}
+		// A push verifies in a child process, which takes a moment to start:
+		// the kill comes at a random moment after one push went in.
+		select {
+		case <-pushed:
+		case <-time.After(30 * time.Second):
 		}
 		time.Sleep(time.Duration(30+rng.IntN(300)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)

@@ -59,6 +59,9 @@ Flags:
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
 	fs.BoolVar(&cfg.NoAuth, "insecure-no-auth", false, "serve the API without tokens (never on a shared network)")
 	fs.DurationVar(&cfg.MonitorWindow, "monitor-window", cfg.MonitorWindow, "how far back health and rollback decisions look")
+	fs.DurationVar(&cfg.VerifyCPUTime, "verify-cpu", cfg.VerifyCPUTime, "CPU time a push's verification may use (its child process is killed past it)")
+	fs.Int64Var(&cfg.VerifyMemory, "verify-memory", cfg.VerifyMemory, "address space, in bytes, of a push's verification process")
+	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", cfg.VerifyTimeout, "how long a push's verification may take")
 	fs.DurationVar(&cfg.EvalInterval, "eval-interval", cfg.EvalInterval, "how often the monitor evaluates every model")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -48,7 +48,7 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 // appendScoreResponse appends r as json.Marshal writes it when its strings are
 // plain and its scores finite; otherwise it reports false, appending nothing.
 func appendScoreResponse(dst []byte, r *ScoreResponse) ([]byte, bool) {
-	if !plain(r.Model) || !plain(r.Source) || !plain(r.Arm) || !plain(r.Reason) || !plain(r.RequestID) {
+	if !plain(r.Model) || !plain(r.Source) || !plain(r.Arm) || !plain(r.Reason) || !plain(r.RequestID) || r.Shape != nil || r.Outputs != nil || r.Shapes != nil {
 		return dst, false
 	}
 	start := len(dst)

@@ -53,7 +53,7 @@ func BenchmarkHandlerNullModel(b *testing.B) {
 		if err := api.DecodeScoreRequest(body, &req); err != nil || len(req.Features) != 39 {
 			return c.JSON(http.StatusBadRequest, nil)
 		}
-		return c.JSON(http.StatusOK, api.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmChampion})
+		return c.JSON(http.StatusOK, api.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmProduction})
 	})
 	serveBench(b, e)
 }
@@ -87,8 +87,8 @@ func shippedScorer(b *testing.B) *api.Scorer {
 		b.Fatal(err)
 	}
 	served := api.NewServed("calling-score", fallback.CallingScore{})
-	served.Slot.Swap(loader.NewLoaded(s, 1, "bench", card))
-	b.Cleanup(served.Slot.Close)
+	served.Production.Swap(loader.NewLoaded(s, 1, "bench", card))
+	b.Cleanup(served.Production.Close)
 	sc := api.NewScorer(discard, served)
 	sc.Recorder = monitor.NewRecorder()
 	sc.Recorder.SetReference(1, card)
@@ -149,7 +149,8 @@ func BenchmarkFastOIPBinary256(b *testing.B) {
 		})
 	})
 	b.Run("raw", func(b *testing.B) {
-		l := withModel.Models["calling-score"].Slot.Acquire()
+		m, _ := withModel.Model("calling-score")
+		l := m.Production.Acquire()
 		defer l.Release()
 		flat := make([]float32, 256*39)
 		for i := range flat {
@@ -221,7 +222,7 @@ func BenchmarkDecodeScoreRequest256(b *testing.B) {
 // EncodeScoreResponse ./internal/api`.
 func BenchmarkEncodeScoreResponse(b *testing.B) {
 	for _, rows := range []int{1, 256} {
-		resp := api.ScoreResponse{Model: "calling-score", Source: api.SourceModel, Version: 3, Arm: api.ArmChampion, RequestID: "d7ddc33e4e000000"}
+		resp := api.ScoreResponse{Model: "calling-score", Source: api.SourceModel, Version: 3, Arm: api.ArmProduction, RequestID: "d7ddc33e4e000000"}
 		scores := make([]float32, rows)
 		for i := range scores {
 			scores[i] = 1 / (1 + float32(math.Exp(-float64(i%97)/13)))

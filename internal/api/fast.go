@@ -30,7 +30,6 @@ type FastHandler struct {
 // does, which caps scoring on it near 60% of the raw ONNX Runtime loop (make
 // bench measures both).
 func (s *Scorer) Fast() *FastHandler {
-	s.init()
 	rest := fasthttpadaptor.NewFastHTTPHandler(s.Handler())
 	return &FastHandler{
 		// The handlers refuse bodies over s.MaxBodyBytes themselves; fasthttp

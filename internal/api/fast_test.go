@@ -168,7 +168,7 @@ func TestFastServerAnswersLikeEcho(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(metrics), `modelops_scorer_requests_total{arm="champion",model="calling-score",source="model"}`) {
+	if resp.StatusCode != 200 || !strings.Contains(string(metrics), `modelops_scorer_requests_total{arm="champion",model="calling-score",source="model",version="1"}`) {
 		t.Fatalf("metrics on fasthttp: %d\n%.400s", resp.StatusCode, metrics)
 	}
 }

@@ -18,7 +18,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/scoring"
 )
 
 // The Open Inference Protocol v2 (KServe / Triton "v2" REST), for the scorer's
@@ -29,15 +31,15 @@ func (s *Scorer) oipRoutes(e *echo.Echo) {
 	e.GET("/v2", s.oipServer)
 	e.GET("/v2/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]bool{"live": true}) })
 	e.GET("/v2/health/ready", func(c echo.Context) error {
-		ok, _ := s.isReady()
+		ok, _ := s.Ready()
 		status := http.StatusOK
 		if !ok {
 			status = http.StatusServiceUnavailable
 		}
 		return c.JSON(status, map[string]bool{"ready": ok})
 	})
-	// Each model route also takes a version, /v2/models/{m}/versions/{v}/…: the
-	// champion's or the challenger's, whichever holds it.
+	// Each model route also takes a version, /v2/models/{m}/versions/{v}/…:
+	// production's or the canary's, whichever holds it.
 	for _, prefix := range []string{"/v2/models/:model", "/v2/models/:model/versions/:version"} {
 		e.GET(prefix, s.oipMetadata)
 		e.GET(prefix+"/ready", s.oipModelReady)
@@ -73,16 +75,16 @@ func (s *Scorer) oipServer(c echo.Context) error {
 }
 
 func (s *Scorer) oipModel(x exchange, name string) (*Served, error) {
-	m, ok := s.Models[name]
-	if !ok {
+	m, ok := s.Model(name)
+	if !ok || name == "" {
 		return nil, oipError(x, http.StatusNotFound, fmt.Sprintf("unknown model %q", truncate(name, 80)))
 	}
 	return m, nil
 }
 
-// oipMetadata is GET /v2/models/{m}[/versions/{v}]: the versions served (the
-// champion's, then the challenger's), or the one asked for, and the tensors of
-// the champion's session, or of that version's.
+// oipMetadata is GET /v2/models/{m}[/versions/{v}]: the versions served
+// (production's, then the canary's), or the one asked for, and the tensors of
+// production's session, or of that version's.
 func (s *Scorer) oipMetadata(c echo.Context) error {
 	x := &echoExchange{c: c}
 	m, err := s.oipModel(x, c.Param("model"))
@@ -90,7 +92,7 @@ func (s *Scorer) oipMetadata(c echo.Context) error {
 		return err
 	}
 	md := OIPModelMetadata{Name: m.Name, Platform: "onnxruntime_onnx",
-		Inputs:  []OIPTensor{{Name: "input", Datatype: "FP32", Shape: []int64{-1, int64(m.width())}}},
+		Inputs:  []OIPTensor{{Name: "input", Datatype: "FP32", Shape: []int64{-1, int64(m.Width())}}},
 		Outputs: []OIPTensor{{Name: "output", Datatype: "FP32", Shape: []int64{-1, 1}}}}
 	var l *loader.Loaded
 	if v := c.Param("version"); v != "" {
@@ -99,13 +101,18 @@ func (s *Scorer) oipMetadata(c echo.Context) error {
 		}
 		md.Versions = []string{v}
 	} else {
-		md.Versions = servedVersions(m)
-		l = m.Slot.Acquire()
+		md.Versions = m.Versions()
+		l = m.Production.Acquire()
 	}
 	if l != nil {
 		sig := l.Signature()
-		md.Inputs = []OIPTensor{{Name: sig.Input.Name, Datatype: "FP32", Shape: sig.Input.Shape}}
-		md.Outputs = []OIPTensor{{Name: sig.Output.Name, Datatype: "FP32", Shape: sig.Output.Shape}}
+		md.Inputs, md.Outputs = nil, nil
+		for _, t := range sig.Ins() {
+			md.Inputs = append(md.Inputs, OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
+		}
+		for _, t := range sig.Outs() {
+			md.Outputs = append(md.Outputs, OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
+		}
 		l.Release()
 	}
 	return c.JSON(http.StatusOK, md)
@@ -127,8 +134,7 @@ func (s *Scorer) oipModelReady(c echo.Context) error {
 		l.Release()
 		return c.JSON(http.StatusOK, map[string]any{"name": m.Name, "version": v, "ready": true})
 	}
-	_, _, loaded := m.Slot.Current()
-	ready := loaded || m.Rules != nil
+	ready := m.Ready()
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusServiceUnavailable
@@ -137,48 +143,18 @@ func (s *Scorer) oipModelReady(c echo.Context) error {
 }
 
 // servedVersion finds version v of m (as a path spells it: a decimal number)
-// in the champion's slot or the challenger's, and returns its session, acquired
-// (the caller releases it), with the arm that serves it; nil when neither holds
-// it.
+// in production's slot or the canary's, and returns its session, acquired (the
+// caller releases it), with the arm that serves it; nil when neither holds it.
 func servedVersion(m *Served, v string) (*loader.Loaded, string) {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || strconv.Itoa(n) != v {
 		return nil, ""
 	}
-	for _, arm := range []struct {
-		slot *loader.Slot
-		name string
-	}{{m.Slot, ArmChampion}, {m.Candidate, ArmChallenger}} {
-		if l := arm.slot.Acquire(); l != nil {
-			if l.Version == n {
-				return l, arm.name
-			}
-			l.Release()
-		}
-	}
-	return nil, ""
-}
-
-// servedVersions are the versions m's slots hold: the champion's, then the
-// challenger's.
-func servedVersions(m *Served) []string {
-	var vs []string
-	for _, slot := range []*loader.Slot{m.Slot, m.Candidate} {
-		if v, _, ok := slot.Current(); ok {
-			vs = append(vs, strconv.Itoa(v))
-		}
-	}
-	return vs
+	return m.Pin(n)
 }
 
 // noVersion says that m has no version v here, and which it has.
-func noVersion(m *Served, v string) string {
-	served := "none is loaded"
-	if vs := servedVersions(m); len(vs) > 0 {
-		served = "it serves " + strings.Join(vs, " and ")
-	}
-	return fmt.Sprintf("model %s has no version %q on this scorer (%s)", m.Name, truncate(v, 40), served)
-}
+func noVersion(m *Served, v string) string { return scoring.NoVersion(m, v) }
 
 // OIPInferRequest is POST /v2/models/{m}/infer. Of the parameters the
 // protocol allows, the scorer reads the ones its types name and ignores the
@@ -201,6 +177,8 @@ type OIPRequestParameters struct {
 	// schedule-policy extension (and tritonclient's timeout argument) sends it;
 	// 0 or none is the scorer's budget.
 	Timeout *int64 `json:"timeout,omitempty"`
+	// Fallback false refuses an answer from the rules: 503 instead.
+	Fallback *bool `json:"fallback,omitempty"`
 }
 
 // OIPTensorParameters are the tensor parameters of the binary tensor
@@ -233,7 +211,9 @@ type OIPOutputTensor struct {
 	Shape      []int64              `json:"shape"`
 	Datatype   string               `json:"datatype"`
 	Parameters *OIPTensorParameters `json:"parameters,omitempty"`
-	Data       []float32            `json:"data,omitempty"`
+	// Data is []float32 for FP32, and the Go slice of the datatype for the
+	// others.
+	Data any `json:"data,omitempty"`
 }
 
 // OIPInferResponse answers an inference request. Parameters say where the scores
@@ -260,7 +240,7 @@ type OIPResponseParameters struct {
 // key, then oipInfer.
 func (s *Scorer) inferKeyed(x exchange, model, version string) error {
 	if !s.keyOK(x) {
-		s.metrics.rejected.WithLabelValues("401").Inc()
+		s.Metrics().Refused(http.StatusUnauthorized, "unauthenticated")
 		return oipError(x, http.StatusUnauthorized, missingKey)
 	}
 	return s.oipInfer(x, model, version)
@@ -274,28 +254,51 @@ func (s *Scorer) inferKeyed(x exchange, model, version string) error {
 func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	m, err := s.oipModel(x, model)
 	if m == nil {
+		s.Refused("", http.StatusNotFound, scoring.ReasonOf(scoring.ErrUnknownModel))
 		return err
 	}
-	var pin *pinned
-	if version != "" {
-		l, arm := servedVersion(m, version)
-		if l == nil {
-			return oipError(x, http.StatusNotFound, noVersion(m, version))
+	// refuse answers an OIP error and counts it against m.
+	refuse := func(status int, msg string) error {
+		reason := scoring.ReasonOf(scoring.ErrInvalidInput)
+		switch status {
+		case http.StatusNotFound:
+			reason = scoring.ReasonOf(scoring.ErrUnknownVersion)
+		case http.StatusServiceUnavailable:
+			reason = scoring.ReasonOf(scoring.ErrUnavailable)
+		case http.StatusRequestEntityTooLarge:
+			reason = "too_large"
+		case http.StatusUnsupportedMediaType:
+			reason = "unsupported_encoding"
 		}
-		defer l.Release()
-		pin = &pinned{l: l, arm: arm}
+		s.Refused(m.Name, status, reason)
+		return oipError(x, status, msg)
+	}
+	pinned := 0
+	width := m.Width()
+	sig, hasSig := m.Signature()
+	if version != "" {
+		l, _ := servedVersion(m, version)
+		if l == nil {
+			return refuse(http.StatusNotFound, noVersion(m, version))
+		}
+		pinned, width, sig, hasSig = l.Version, l.Signature().Features(), l.Signature(), true
+		l.Release()
+	}
+	inputName := "input"
+	if hasSig {
+		inputName = sig.Input.Name
 	}
 	body, err := requestBody(x, s.MaxBodyBytes)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
-			return oipError(x, re.status, re.msg)
+			return refuse(re.status, re.msg)
 		}
-		return oipError(x, http.StatusBadRequest, err.Error())
+		return refuse(http.StatusBadRequest, err.Error())
 	}
 	var arrival *loader.Arrival
-	if pin == nil { // a pinned request never joins a batch, so no batch waits for it
-		arrival = s.expect()
+	if pinned == 0 { // a pinned request never joins a batch, so no batch waits for it
+		arrival = s.Expect()
 		defer arrival.Abandon()
 	}
 	// The binary tensor extension: the JSON header comes first, its length in
@@ -304,35 +307,42 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	if hl := x.header(HeaderInferenceLength); hl != "" {
 		n, err := strconv.Atoi(hl)
 		if err != nil || n < 0 || n > len(body) {
-			return oipError(x, http.StatusBadRequest, fmt.Sprintf("%s %q does not fit a %d-byte body", HeaderInferenceLength, truncate(hl, 20), len(body)))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("%s %q does not fit a %d-byte body", HeaderInferenceLength, truncate(hl, 20), len(body)))
 		}
 		body, tensorBytes = body[:n], body[n:]
 	}
 	var req OIPInferRequest
 	if err := decodeOIPHeader(body, &req); err != nil {
-		return oipError(x, http.StatusBadRequest, "malformed inference request: "+explainJSON(err))
+		return refuse(http.StatusBadRequest, "malformed inference request: "+explainJSON(err))
 	}
-	width := m.width()
+	if hasSig && !sig.Simple() {
+		arrival.Abandon()
+		return s.inferTensors(x, m, pinned, sig, &req, tensorBytes, refuse)
+	}
 	if width == 0 {
-		return oipError(x, http.StatusServiceUnavailable, fmt.Sprintf("model %s has no verified version loaded yet and no fallback rules", m.Name))
+		return refuse(http.StatusServiceUnavailable, fmt.Sprintf("model %s has no verified version loaded yet and no fallback rules", m.Name))
 	}
 	if len(req.Inputs) != 1 {
-		return oipError(x, http.StatusBadRequest, fmt.Sprintf("expected 1 input tensor \"input\", got %d", len(req.Inputs)))
+		return refuse(http.StatusBadRequest, fmt.Sprintf("expected 1 input tensor %q, got %d", inputName, len(req.Inputs)))
 	}
 	in := req.Inputs[0]
-	if in.Name != "input" {
-		return oipError(x, http.StatusBadRequest, fmt.Sprintf("unexpected input %q: the model takes \"input\"", truncate(in.Name, 40)))
+	if in.Name != inputName {
+		return refuse(http.StatusBadRequest, fmt.Sprintf("unexpected input %q: the model takes %q", truncate(in.Name, 40), inputName))
 	}
 	if in.Datatype != "FP32" {
-		return oipError(x, http.StatusBadRequest, fmt.Sprintf("input datatype %q: the model takes FP32", truncate(in.Datatype, 20)))
+		return refuse(http.StatusBadRequest, fmt.Sprintf("input datatype %q: the model takes FP32", truncate(in.Datatype, 20)))
 	}
 	if len(in.Shape) != 2 || in.Shape[1] != int64(width) || in.Shape[0] < 1 || in.Shape[0] > int64(s.MaxRows) {
-		return oipError(x, http.StatusBadRequest, fmt.Sprintf("input shape %v: want [N,%d] with 1 ≤ N ≤ %d", in.Shape, width, s.MaxRows))
+		return refuse(http.StatusBadRequest, fmt.Sprintf("input shape %v: want [N,%d] with 1 ≤ N ≤ %d", in.Shape, width, s.MaxRows))
 	}
 	binaryOut := len(req.Outputs) == 0 && req.Parameters.BinaryDataOutput
+	outputName := "output"
+	if hasSig {
+		outputName = sig.Output.Name
+	}
 	for _, o := range req.Outputs {
-		if o.Name != "output" {
-			return oipError(x, http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields \"output\"", truncate(o.Name, 40)))
+		if o.Name != outputName {
+			return refuse(http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields %q", truncate(o.Name, 40), outputName))
 		}
 		binaryOut = binaryOut || o.Parameters.BinaryData
 	}
@@ -340,53 +350,51 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	var flat []float32
 	if size := in.Parameters.BinaryDataSize; size != nil {
 		if tensorBytes == nil {
-			return oipError(x, http.StatusBadRequest, "binary_data_size without the "+HeaderInferenceLength+" header")
+			return refuse(http.StatusBadRequest, "binary_data_size without the "+HeaderInferenceLength+" header")
 		}
 		if *size != int64(4*n*width) || int64(len(tensorBytes)) != *size {
-			return oipError(x, http.StatusBadRequest, fmt.Sprintf("binary input has %d bytes (binary_data_size %d); shape [%d,%d] FP32 needs %d", len(tensorBytes), *size, n, width, 4*n*width))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("binary input has %d bytes (binary_data_size %d); shape [%d,%d] FP32 needs %d", len(tensorBytes), *size, n, width, 4*n*width))
 		}
 		// The rows go into a pooled buffer: nothing keeps them once the answer
-		// is written (see Scorer.answer).
+		// is written (see scoring.Response).
 		floats := floatPool.Get().(*[]float32)
 		defer floatPool.Put(floats)
 		if flat, err = decodeFP32(*floats, tensorBytes); err != nil {
-			return oipError(x, http.StatusBadRequest, "input data: "+err.Error())
+			return refuse(http.StatusBadRequest, "input data: "+err.Error())
 		}
 		*floats = flat
 	} else if flat, err = flattenFP32(in.Data, n*width); err != nil {
-		return oipError(x, http.StatusBadRequest, "input data: "+err.Error())
+		return refuse(http.StatusBadRequest, "input data: "+err.Error())
 	}
 	budget := s.Budget
 	if t := req.Parameters.Timeout; t != nil && *t != 0 {
 		if *t < 0 || *t > maxBudget.Microseconds() {
-			return oipError(x, http.StatusBadRequest, fmt.Sprintf("parameters.timeout %d: want microseconds from 1 to %d (0 or none: the scorer's %s)", *t, maxBudget.Microseconds(), s.Budget))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("parameters.timeout %d: want microseconds from 1 to %d (0 or none: the scorer's %s)", *t, maxBudget.Microseconds(), s.Budget))
 		}
 		budget = time.Duration(*t) * time.Microsecond
 	}
-	out, err := s.answer(x.context(), m, flat, n, req.Parameters.Key, budget, arrival, pin)
+	out, err := s.Score(x.context(), scoring.Request{Model: m.Name, Version: pinned, Flat: flat, Rows: n, Key: req.Parameters.Key, Budget: budget,
+		NoFallback: req.Parameters.Fallback != nil && !*req.Parameters.Fallback, Arrival: arrival})
 	if err != nil {
-		var re *requestError
-		if errors.As(err, &re) {
-			if re.retryAfter > 0 {
-				x.setHeader("Retry-After", strconv.Itoa(re.retryAfter))
+		var e *scoring.Error
+		if errors.As(err, &e) {
+			if e.RetryAfter > 0 {
+				x.setHeader("Retry-After", strconv.Itoa(e.RetryAfter))
 			}
-			return oipError(x, re.status, re.msg)
+			return oipError(x, scoring.Status(e), e.Msg)
 		}
 		return err
 	}
 	resp := OIPInferResponse{ModelName: m.Name, ID: req.ID,
-		Parameters: OIPResponseParameters{Arm: out.arm, Reason: out.reason, Source: out.source},
-		Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{int64(n), 1}, Datatype: "FP32", Data: out.scores}}}
-	if out.version > 0 {
-		resp.ModelVersion = strconv.Itoa(out.version)
-	}
-	if s.Join != nil && out.source == SourceModel {
-		resp.Parameters.RequestID = s.Join.Remember(out.version, out.arm, out.scores)
+		Parameters: OIPResponseParameters{Arm: out.Arm, Reason: out.Reason, Source: out.Source, RequestID: out.RequestID},
+		Outputs:    []OIPOutputTensor{{Name: outputName, Shape: []int64{int64(n), int64(out.Outputs)}, Datatype: "FP32", Data: out.Scores}}}
+	if out.Version > 0 {
+		resp.ModelVersion = strconv.Itoa(out.Version)
 	}
 	if !binaryOut {
 		return x.json(http.StatusOK, resp)
 	}
-	size := int64(4 * len(out.scores))
+	size := int64(4 * len(out.Scores))
 	resp.Outputs[0].Data = nil
 	resp.Outputs[0].Parameters = &OIPTensorParameters{BinaryDataSize: &size}
 	header, err := marshalOIPAnswerHeader(make([]byte, 0, 256+size), &resp)
@@ -394,7 +402,7 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 		return err
 	}
 	x.setHeader(HeaderInferenceLength, strconv.Itoa(len(header)))
-	return x.blob(http.StatusOK, "application/octet-stream", appendFP32(header, out.scores))
+	return x.blob(http.StatusOK, "application/octet-stream", appendFP32(header, out.Scores))
 }
 
 // explainJSON says what encoding/json refused in the request's own terms: a

@@ -94,11 +94,11 @@ func TestOIPv2Infer(t *testing.T) {
 				t.Fatalf("response %+v", r)
 			}
 			o := r.Outputs[0]
-			if o.Name != "output" || o.Datatype != "FP32" || len(o.Shape) != 2 || o.Shape[0] != 2 || o.Shape[1] != 1 || len(o.Data) != 2 {
+			if o.Name != "output" || o.Datatype != "FP32" || len(o.Shape) != 2 || o.Shape[0] != 2 || o.Shape[1] != 1 || len(fp32(o.Data)) != 2 {
 				t.Fatalf("output %+v", o)
 			}
 			for i := range want {
-				if math.Abs(float64(o.Data[i]-want[i])) > 1e-6 {
+				if math.Abs(float64(fp32(o.Data)[i]-want[i])) > 1e-6 {
 					t.Fatalf("output %v, session says %v", o.Data, want)
 				}
 			}
@@ -283,7 +283,7 @@ func TestOIPv2Versions(t *testing.T) {
 		t.Fatal("the two versions score the row alike; the test could not tell them apart")
 	}
 	data, _ := json.Marshal(row)
-	for v, arm := range map[string]string{"1": api.ArmChampion, "2": api.ArmChallenger} {
+	for v, arm := range map[string]string{"1": api.ArmProduction, "2": api.ArmCanary} {
 		for i := range 20 {
 			body := fmt.Sprintf(`{"parameters":{"key":"user-%d"},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":%s}]}`, i, data)
 			resp, err := http.Post(url+"/v2/models/calling-score/versions/"+v+"/infer", "application/json", strings.NewReader(body))
@@ -293,10 +293,10 @@ func TestOIPv2Versions(t *testing.T) {
 			var r api.OIPInferResponse
 			err = json.NewDecoder(resp.Body).Decode(&r)
 			resp.Body.Close()
-			if err != nil || resp.StatusCode != 200 || len(r.Outputs) != 1 || len(r.Outputs[0].Data) != 1 {
+			if err != nil || resp.StatusCode != 200 || len(r.Outputs) != 1 || len(fp32(r.Outputs[0].Data)) != 1 {
 				t.Fatalf("version %s: %d %+v %v", v, resp.StatusCode, r, err)
 			}
-			if r.ModelVersion != v || r.Parameters.Arm != arm || r.Parameters.Source != api.SourceModel || r.Outputs[0].Data[0] != want[v] {
+			if r.ModelVersion != v || r.Parameters.Arm != arm || r.Parameters.Source != api.SourceModel || fp32(r.Outputs[0].Data)[0] != want[v] {
 				t.Fatalf("asked for version %s (key user-%d): answered %+v with %v; v%s scores the row %v", v, i, r, r.Outputs[0].Data, v, want[v])
 			}
 		}
@@ -345,8 +345,8 @@ func TestOIPv2TimeoutIsTheBudget(t *testing.T) {
 	url, _ := MustScorerAPI(t)
 	data, _ := json.Marshal(testutil.Row(0.4))
 	for timeout, want := range map[string]api.OIPResponseParameters{
-		"1": {Arm: api.ArmChampion, Source: api.SourceFallback, Reason: "timeout"},
-		"0": {Arm: api.ArmChampion, Source: api.SourceModel},
+		"1": {Arm: api.ArmProduction, Source: api.SourceFallback, Reason: "timeout"},
+		"0": {Arm: api.ArmProduction, Source: api.SourceModel},
 	} {
 		body := `{"parameters":{"timeout":` + timeout + `},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + string(data) + `}]}`
 		resp, err := http.Post(url+"/v2/models/calling-score/infer", "application/json", strings.NewReader(body))
@@ -440,4 +440,19 @@ func TestFeedbackSaysWhatIsWrongInTheRequestsTerms(t *testing.T) {
 			t.Errorf("feedback %q: %d %s, want 400 saying %q", body, code, raw, want)
 		}
 	}
+}
+
+// fp32 reads an output's JSON data, decoded as []any, as float32 values.
+func fp32(data any) []float32 {
+	var out []float32
+	switch d := data.(type) {
+	case []float32:
+		return d
+	case []any:
+		for _, v := range d {
+			f, _ := v.(float64)
+			out = append(out, float32(f))
+		}
+	}
+	return out
 }

@@ -202,10 +202,14 @@ func appendOIPAnswer(dst []byte, resp *OIPInferResponse) ([]byte, bool) {
 		dst = strconv.AppendInt(dst, *o.Parameters.BinaryDataSize, 10)
 		dst = append(dst, '}')
 	}
-	if len(o.Data) > 0 {
+	if o.Data != nil {
+		data, isFP32 := o.Data.([]float32)
+		if !isFP32 {
+			return dst[:start], false
+		}
 		dst = append(dst, `,"data":`...)
 		var ok bool
-		if dst, ok = appendFloat32s(dst, o.Data); !ok {
+		if dst, ok = appendFloat32s(dst, data); !ok {
 			return dst[:start], false
 		}
 	}

@@ -2,164 +2,72 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/modelops/modelops/internal/fallback"
-	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/scoring"
 )
 
-// Arms of a model with a canary.
+// Names the scoring core gives arms and sources, as the API answers them.
 const (
-	ArmChampion   = "champion"
-	ArmChallenger = "challenger"
+	ArmProduction  = scoring.ArmProduction
+	ArmCanary      = scoring.ArmCanary
+	SourceModel    = scoring.SourceModel
+	SourceFallback = scoring.SourceFallback
 )
 
-// Routing is how a model's traffic is split and blended right now.
-type Routing struct {
-	// Traffic is the challenger's percentage (0–100).
-	Traffic float64
-	// Mode is "ab" or "shadow" ("" when there is no canary).
-	Mode string
-	// Blend is w in score = w·model + (1−w)·rules.
-	Blend float64
-}
+// Served is one model a scorer answers for (see scoring.Model).
+type Served = scoring.Model
 
-// Served is one model a scorer answers for: the slots its verified sessions are
-// published in (champion and challenger), its fallback rules (nil when the model
-// has none), the breaker in front of the model, and the routing in force.
-type Served struct {
-	Name      string
-	Slot      *loader.Slot
-	Candidate *loader.Slot
-	Rules     fallback.Rules
-	Breaker   *fallback.Breaker
-	// Status, when set, reports how the node keeps the slots up to date.
-	Status func() any
-	// FailedLoads, when set, counts versions that failed to load.
-	FailedLoads func() int
+// Routing is how a model's traffic is split and blended (see scoring.Routing).
+type Routing = scoring.Routing
 
-	routing atomic.Pointer[Routing]
-}
+// NewServed returns a model with empty slots and no canary.
+func NewServed(name string, rules fallback.Rules) *Served { return scoring.NewModel(name, rules) }
 
-// NewServed returns a model with empty slots, a breaker (5 consecutive model
-// errors open it for 5 s) and no canary.
-func NewServed(name string, rules fallback.Rules) *Served {
-	m := &Served{Name: name, Slot: &loader.Slot{}, Candidate: &loader.Slot{}, Rules: rules, Breaker: fallback.NewBreaker(5, 5*time.Second)}
-	m.SetRouting(Routing{Blend: 1})
-	return m
-}
-
-// SetRouting changes the traffic split and blend.
-func (m *Served) SetRouting(r Routing) { m.routing.Store(&r) }
-
-// Routing returns the traffic split and blend in force.
-func (m *Served) Routing() Routing { return *m.routing.Load() }
-
-func (m *Served) failedLoads() int {
-	if m.FailedLoads == nil {
-		return 0
-	}
-	return m.FailedLoads()
-}
-
-// width is the row width requests must carry: the rules' if the model has rules,
-// else the loaded session's; 0 when neither is there.
-func (m *Served) width() int {
-	if m.Rules != nil {
-		return m.Rules.Features()
-	}
-	if l := m.Slot.Acquire(); l != nil {
-		defer l.Release()
-		return l.Signature().Features()
-	}
-	return 0
-}
-
-// Scorer serves /v1/score and the Open Inference Protocol v2 for a set of models.
+// Scorer serves /v1/score and the Open Inference Protocol v2 over a scoring
+// service: it reads requests, calls Score, and writes answers or maps errors.
+// The service's settings (Budget, MaxRows, MaxInFlight, MaxQueue, Batcher,
+// Recorder, Join) are its fields, set before the first request.
 type Scorer struct {
-	Models map[string]*Served
-	// Default answers requests that name no model.
-	Default string
-	Logger  *slog.Logger
+	*scoring.Service
 	// MaxBodyBytes bounds a score request body (default 1 MiB).
 	MaxBodyBytes int64
-	// MaxRows bounds the rows of one request (default 4096).
-	MaxRows int
-	// Budget is a request's latency budget unless it names its own (default 50 ms).
-	Budget time.Duration
-	// MaxInFlight requests score at once; up to MaxQueue more wait for a turn, and
-	// beyond that the answer is 429 with Retry-After.
-	MaxInFlight, MaxQueue int
-
-	// Recorder, when set, counts every answer for the monitor.
-	Recorder *monitor.Recorder
-	// Join, when set, remembers answers for POST /v1/feedback.
-	Join *monitor.Join
 	// APIKeys, when set, are required on scoring and feedback (Authorization:
 	// Bearer KEY or X-API-Key: KEY).
 	APIKeys []string
-	// Batcher, when set, gathers concurrent requests of at most a quarter of its
-	// MaxRows rows into shared session runs (micro-batching).
-	Batcher *loader.Batcher
-
-	metrics   *scorerMetrics
-	sem       chan struct{}
-	waiting   atomic.Int64
-	shadowSem chan struct{}
-	once      sync.Once
 }
 
 // NewScorer returns a scorer API for the given models; the first is the default.
 func NewScorer(log *slog.Logger, models ...*Served) *Scorer {
-	s := &Scorer{Models: map[string]*Served{}, Logger: log, MaxBodyBytes: 1 << 20, MaxRows: 4096,
-		Budget: 50 * time.Millisecond, MaxInFlight: 256, MaxQueue: 4096}
-	for i, m := range models {
-		s.Models[m.Name] = m
-		if i == 0 {
-			s.Default = m.Name
-		}
-	}
-	return s
-}
-
-func (s *Scorer) init() {
-	s.once.Do(func() {
-		s.metrics = newScorerMetrics(s)
-		s.sem = make(chan struct{}, max(1, s.MaxInFlight))
-		s.shadowSem = make(chan struct{}, 4)
-	})
+	return &Scorer{Service: scoring.New(log, models...), MaxBodyBytes: 1 << 20}
 }
 
 // Handler returns the scorer's routes.
 func (s *Scorer) Handler() http.Handler {
-	s.init()
 	e := newEcho(s.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
 	e.POST("/v1/score", viaEcho(s.scoreKeyed))
 	e.POST("/v1/feedback", s.feedback, s.requireKey)
 	e.GET("/v1/status", s.status)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.Metrics().Registry, promhttp.HandlerOpts{})))
 	s.oipRoutes(e)
 	return headAsGet(e)
 }
@@ -193,22 +101,8 @@ func (s *Scorer) keyOK(x exchange) bool {
 	return key != "" && ok == 1
 }
 
-// Ready reports whether every model can answer (see /readyz), and if not, which.
-func (s *Scorer) Ready() (bool, string) { return s.isReady() }
-
-// isReady is true once every model can answer, from a session or from its rules.
-// A swap never makes it false: the old session serves until the new one is in.
-func (s *Scorer) isReady() (bool, string) {
-	for _, m := range s.Models {
-		if _, _, ok := m.Slot.Current(); !ok && m.Rules == nil {
-			return false, m.Name
-		}
-	}
-	return true, ""
-}
-
 func (s *Scorer) ready(c echo.Context) error {
-	if ok, name := s.isReady(); !ok {
+	if ok, name := s.Ready(); !ok {
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "model": name})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
@@ -216,29 +110,34 @@ func (s *Scorer) ready(c echo.Context) error {
 
 // ModelStatus is what a scorer says of one model it serves.
 type ModelStatus struct {
-	Model            string  `json:"model"`
-	Version          int     `json:"version,omitempty"`
-	Digest           string  `json:"digest,omitempty"`
-	CandidateVersion int     `json:"candidate_version,omitempty"`
-	Traffic          float64 `json:"traffic,omitempty"`
-	Mode             string  `json:"mode,omitempty"`
-	Blend            float64 `json:"blend"`
-	Swaps            int64   `json:"swaps"`
-	Destroyed        int64   `json:"sessions_destroyed"`
-	Breaker          string  `json:"breaker"`
-	Fallback         bool    `json:"has_fallback"`
-	Sync             any     `json:"sync,omitempty"`
+	Model         string  `json:"model"`
+	Version       int     `json:"version,omitempty"`
+	Digest        string  `json:"digest,omitempty"`
+	CanaryVersion int     `json:"canary_version,omitempty"`
+	Traffic       float64 `json:"traffic,omitempty"`
+	Mode          string  `json:"mode,omitempty"`
+	Blend         float64 `json:"blend"`
+	Swaps         int64   `json:"swaps"`
+	Destroyed     int64   `json:"sessions_destroyed"`
+	Breaker       string  `json:"breaker"`
+	CanaryBreaker string  `json:"canary_breaker,omitempty"`
+	Fallback      bool    `json:"has_fallback"`
+	Ready         bool    `json:"ready"`
+	Sync          any     `json:"sync,omitempty"`
 }
 
 func (s *Scorer) status(c echo.Context) error {
-	var out []ModelStatus
-	for _, m := range s.Models {
-		v, d, _ := m.Slot.Current()
-		cv, _, _ := m.Candidate.Current()
+	out := []ModelStatus{}
+	for _, m := range s.Models() {
+		v, d, _ := m.Production.Current()
+		cv, _, _ := m.Canary.Current()
 		r := m.Routing()
-		st := ModelStatus{Model: m.Name, Version: v, Digest: d, CandidateVersion: cv, Traffic: r.Traffic, Mode: r.Mode, Blend: r.Blend,
-			Swaps: m.Slot.Swaps() + m.Candidate.Swaps(), Destroyed: m.Slot.Destroyed() + m.Candidate.Destroyed(),
-			Breaker: m.Breaker.State(), Fallback: m.Rules != nil}
+		st := ModelStatus{Model: m.Name, Version: v, Digest: d, CanaryVersion: cv, Traffic: r.Traffic, Mode: r.Mode, Blend: r.Blend,
+			Swaps: m.Production.Swaps() + m.Canary.Swaps(), Destroyed: m.Production.Destroyed() + m.Canary.Destroyed(),
+			Breaker: m.BreakerState(m.Production), Fallback: m.Rules != nil, Ready: m.Ready()}
+		if cv != 0 {
+			st.CanaryBreaker = m.BreakerState(m.Canary)
+		}
 		if m.Status != nil {
 			st.Sync = m.Status()
 		}
@@ -248,16 +147,18 @@ func (s *Scorer) status(c echo.Context) error {
 }
 
 // maxBudget bounds the latency budget a request may ask for.
-const maxBudget = time.Minute
+const maxBudget = scoring.MaxBudget
 
 // ScoreRequest is one row in "features" or many in "rows". Key routes sticky A/B
-// traffic; BudgetMS overrides the scorer's latency budget.
+// traffic; BudgetMS overrides the scorer's latency budget; Fallback false
+// refuses an answer from the rules (503 instead).
 type ScoreRequest struct {
 	Model    string      `json:"model,omitempty"`
 	Features []float64   `json:"features,omitempty"`
 	Rows     [][]float64 `json:"rows,omitempty"`
 	Key      string      `json:"key,omitempty"`
 	BudgetMS *float64    `json:"budget_ms,omitempty"`
+	Fallback *bool       `json:"fallback,omitempty"`
 }
 
 // ScoreResponse answers a score request; Score for one row, Scores for many.
@@ -271,48 +172,16 @@ type ScoreResponse struct {
 	Reason  string    `json:"reason,omitempty"`
 	// RequestID names the answer for POST /v1/feedback (model answers only).
 	RequestID string `json:"request_id,omitempty"`
+	// Shape is the shape of Scores when a row yields more than one value
+	// ([rows, values per row]).
+	Shape []int64 `json:"shape,omitempty"`
+	// Outputs, for a model of several outputs, are all of them by name, each
+	// flat (row-major) in the shape Shapes gives.
+	Outputs map[string]any     `json:"outputs,omitempty"`
+	Shapes  map[string][]int64 `json:"shapes,omitempty"`
 }
-
-// Sources.
-const (
-	SourceModel    = "model"
-	SourceFallback = "fallback"
-)
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// admit takes a turn to score, which the caller gives back with leave: at once
-// if one is free, else after waiting in a bounded queue. A full queue answers
-// 429, a wait longer than the budget 503. A request that has to wait withdraws
-// its announcement to the batcher first, so no batch waits for it.
-func (s *Scorer) admit(ctx context.Context, wait time.Duration, arrival *loader.Arrival) error {
-	select {
-	case s.sem <- struct{}{}:
-		return nil
-	default:
-	}
-	arrival.Abandon()
-	if s.waiting.Add(1) > int64(s.MaxQueue) {
-		s.waiting.Add(-1)
-		s.metrics.rejected.WithLabelValues("429").Inc()
-		return &requestError{status: http.StatusTooManyRequests, code: "over_capacity", msg: "too many requests waiting; retry shortly", retryAfter: 1}
-	}
-	defer s.waiting.Add(-1)
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case s.sem <- struct{}{}:
-		return nil
-	case <-t.C:
-		s.metrics.rejected.WithLabelValues("503").Inc()
-		return &requestError{status: http.StatusServiceUnavailable, code: "over_capacity", msg: "no capacity within the latency budget; retry shortly", retryAfter: 1}
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// leave gives back a turn admit took.
-func (s *Scorer) leave() { <-s.sem }
 
 // scoreKeyed is POST /v1/score: the API key, then score.
 func (s *Scorer) scoreKeyed(x exchange) error {
@@ -330,30 +199,30 @@ func (s *Scorer) score(x exchange) error {
 		}
 		return s.reject(badRequest("reading body: " + err.Error()))
 	}
-	arrival := s.expect()
+	arrival := s.Expect()
 	defer arrival.Abandon()
 	var req ScoreRequest
 	if err := DecodeScoreRequest(body, &req); err != nil {
-		return s.reject(badRequest(explainScoreError(body, err)))
+		return s.rejectFor("", badRequest(explainScoreError(body, err)))
 	}
 	// encoding/json reads null as 0 without complaint; a null feature is bad input.
 	if bytes.Contains(body, []byte("null")) {
 		if msg, bad := firstBadFeature(body); bad {
-			return s.reject(badRequest(msg))
+			return s.rejectFor(req.Model, badRequest(msg))
 		}
 	}
-	name := req.Model
-	if name == "" {
-		name = s.Default
-	}
-	m, ok := s.Models[name]
+	m, ok := s.Model(req.Model)
 	if !ok {
-		return s.reject(&requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("unknown model %q", truncate(name, 80))})
+		name := req.Model
+		if name == "" {
+			name = s.Default
+		}
+		return s.rejectFor("", &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("unknown model %q", truncate(name, 80))})
 	}
 	budget := s.Budget
 	if req.BudgetMS != nil {
 		if !(*req.BudgetMS > 0) || *req.BudgetMS > float64(maxBudget.Milliseconds()) {
-			return s.reject(badRequest(fmt.Sprintf("budget_ms must be above 0 and at most %d", maxBudget.Milliseconds())))
+			return s.rejectFor(m.Name, badRequest(fmt.Sprintf("budget_ms must be above 0 and at most %d", maxBudget.Milliseconds())))
 		}
 		budget = time.Duration(*req.BudgetMS * float64(time.Millisecond))
 	}
@@ -361,19 +230,19 @@ func (s *Scorer) score(x exchange) error {
 	n := len(req.Rows)
 	switch {
 	case single && req.Rows != nil:
-		return s.reject(badRequest("send \"features\" (one row) or \"rows\" (many), not both"))
+		return s.rejectFor(m.Name, badRequest("send \"features\" (one row) or \"rows\" (many), not both"))
 	case single:
 		n = 1
 	case n == 0:
-		return s.reject(badRequest("no input: send {\"features\":[…]} or {\"rows\":[[…],…]}"))
+		return s.rejectFor(m.Name, badRequest("no input: send {\"features\":[…]} or {\"rows\":[[…],…]}"))
 	case n > s.MaxRows:
-		return s.reject(badRequest(fmt.Sprintf("%d rows, at most %d per request", n, s.MaxRows)))
+		return s.rejectFor(m.Name, badRequest(fmt.Sprintf("%d rows, at most %d per request", n, s.MaxRows)))
 	}
-	width := m.width()
+	width := m.Width()
 	if width == 0 {
-		return &requestError{status: http.StatusServiceUnavailable, code: "unavailable", msg: fmt.Sprintf("model %s has no verified version loaded yet and no fallback rules", m.Name), retryAfter: 1}
+		return s.rejectFor(m.Name, &requestError{status: http.StatusServiceUnavailable, code: "unavailable", msg: fmt.Sprintf("model %s has no verified version loaded yet and no fallback rules", m.Name), retryAfter: 1})
 	}
-	// The rows go flat into a pooled buffer: nothing holds on to it once answer
+	// The rows go flat into a pooled buffer: nothing holds on to it once Score
 	// has returned.
 	floats := floatPool.Get().(*[]float32)
 	defer floatPool.Put(floats)
@@ -389,30 +258,56 @@ func (s *Scorer) score(x exchange) error {
 			if len(r) == 1 {
 				numbers = "number"
 			}
-			return s.reject(badRequest(fmt.Sprintf("%s has %d %s, model %s takes %d", rowName(single, i), len(r), numbers, m.Name, width)))
+			return s.rejectFor(m.Name, badRequest(fmt.Sprintf("%s has %d %s, model %s takes %d", rowName(single, i), len(r), numbers, m.Name, width)))
 		}
 		for j, v := range r {
 			f := float32(v)
 			if math.IsInf(float64(f), 0) || math.IsNaN(v) {
-				return s.reject(badRequest(fmt.Sprintf("%s position %d: %g is outside the float32 range", rowName(single, i), j, v)))
+				return s.rejectFor(m.Name, badRequest(fmt.Sprintf("%s position %d: %g is outside the float32 range", rowName(single, i), j, v)))
 			}
 			flat = append(flat, f)
 		}
 	}
-	out, err := s.answer(x.context(), m, flat, n, req.Key, budget, arrival, nil)
+	out, err := s.Score(x.context(), scoring.Request{Model: m.Name, Flat: flat, Rows: n, Key: req.Key, Budget: budget,
+		NoFallback: req.Fallback != nil && !*req.Fallback, Arrival: arrival})
 	if err != nil {
-		return err
+		return scoreError(err)
 	}
-	resp := ScoreResponse{Model: m.Name, Source: out.source, Version: out.version, Arm: out.arm, Reason: out.reason}
-	if s.Join != nil && out.source == SourceModel {
-		resp.RequestID = s.Join.Remember(out.version, out.arm, out.scores)
+	resp := ScoreResponse{Model: m.Name, Source: out.Source, Version: out.Version, Arm: out.Arm, Reason: out.Reason, RequestID: out.RequestID}
+	switch {
+	case single && out.Outputs == 1 && len(out.Scores) == 1:
+		resp.Score = &out.Scores[0]
+	case out.Outputs > 1:
+		resp.Scores, resp.Shape = out.Scores, []int64{int64(n), int64(out.Outputs)}
+	default:
+		resp.Scores = out.Scores
 	}
-	if single {
-		resp.Score = &out.scores[0]
-	} else {
-		resp.Scores = out.scores
+	if len(out.Tensors) > 1 {
+		resp.Outputs, resp.Shapes = map[string]any{}, map[string][]int64{}
+		for _, t := range out.Tensors {
+			resp.Outputs[t.Name], resp.Shapes[t.Name] = t.Data, t.Shape
+		}
 	}
 	return x.json(http.StatusOK, resp)
+}
+
+// scoreError maps an error of scoring.Service.Score (which has counted it) to
+// the API's.
+func scoreError(err error) error {
+	var e *scoring.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	code := "invalid_request"
+	switch {
+	case errors.Is(e, scoring.ErrUnknownModel), errors.Is(e, scoring.ErrUnknownVersion):
+		code = "not_found"
+	case errors.Is(e, scoring.ErrQueueFull), errors.Is(e, scoring.ErrNoCapacity):
+		code = "over_capacity"
+	case errors.Is(e, scoring.ErrUnavailable):
+		code = "unavailable"
+	}
+	return &requestError{status: scoring.Status(e), code: code, msg: e.Msg, retryAfter: e.RetryAfter}
 }
 
 // FeedbackRequest joins real outcomes to an earlier answer: "outcome" for a
@@ -444,7 +339,7 @@ func (s *Scorer) feedback(c echo.Context) error {
 	}
 	for i, v := range outcomes {
 		// Scores are in [0,1] (anything else is invalid_output), so an outcome
-		// outside it would only skew the error the champion and challenger are
+		// outside it would only skew the error production and the canary are
 		// compared on.
 		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || v > 1 {
 			return badRequest(fmt.Sprintf("outcome %d is %v: want a number from 0 to 1, as scores are", i, v))
@@ -459,59 +354,25 @@ func (s *Scorer) feedback(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-// expect announces a request to the batcher as soon as its body is read, so that
-// a batch about to run waits for it (nil without a batcher).
-func (s *Scorer) expect() *loader.Arrival {
-	if s.Batcher == nil {
-		return nil
-	}
-	return s.Batcher.Expect()
-}
-
-// answer takes a turn, scores the rows and counts the outcome: what /v1/score and
-// the OIP v2 infer route share once they have decoded their rows. arrival is the
-// request's announcement to the batcher, if any; pin the session a versioned
-// request asked for, if any. Nothing holds on to flat once answer returns, so
-// the caller may reuse it.
-func (s *Scorer) answer(ctx context.Context, m *Served, flat []float32, n int, key string, budget time.Duration, arrival *loader.Arrival, pin *pinned) (outcome, error) {
-	start := time.Now()
-	if err := s.admit(ctx, budget, arrival); err != nil {
-		return outcome{}, err
-	}
-	out, err := s.scoreFlat(m, flat, n, key, budget, arrival, pin)
-	s.leave()
-	if err != nil {
-		return outcome{}, err
-	}
-	s.observe(m, out, flat, n, start)
-	return out, nil
-}
-
+// reject counts a refusal made before any model is known, and returns it.
 func (s *Scorer) reject(err error) error {
 	if re, ok := err.(*requestError); ok {
-		s.metrics.rejected.WithLabelValues(strconv.Itoa(re.status)).Inc()
+		s.Metrics().Refused(re.status, re.code)
 	}
 	return err
 }
 
-func (s *Scorer) observe(m *Served, out outcome, flat []float32, rows int, start time.Time) {
-	latency := time.Since(start)
-	if s.Recorder != nil {
-		o := monitor.Observation{Version: out.attempted, Arm: out.arm, Rows: rows, Flat: flat, Error: out.reason == fallback.ReasonModelError, Latency: latency}
-		if out.source == SourceModel {
-			o.Scores = out.scores
-		} else {
-			o.Fallback = out.reason
+// rejectFor counts a refusal of a request for model (as it named it; "" for
+// the default), and returns it.
+func (s *Scorer) rejectFor(model string, err error) error {
+	if re, ok := err.(*requestError); ok {
+		reason := re.code
+		if re.status == http.StatusBadRequest {
+			reason = scoring.ReasonOf(scoring.ErrInvalidInput)
 		}
-		s.Recorder.Observe(o)
+		s.Refused(model, re.status, reason)
 	}
-	series := s.metrics.answered(m.Name, out.arm, out.source)
-	series.requests.Inc()
-	series.rows.Add(float64(rows))
-	series.latency.Observe(latency.Seconds())
-	if out.source == SourceFallback {
-		s.metrics.fallbacks.WithLabelValues(m.Name, out.arm, out.reason).Inc()
-	}
+	return err
 }
 
 func rowName(single bool, i int) string {
@@ -519,209 +380,6 @@ func rowName(single bool, i int) string {
 		return "features"
 	}
 	return "row " + strconv.Itoa(i)
-}
-
-// outcome is how a request was answered.
-type outcome struct {
-	scores  []float32
-	source  string
-	reason  string
-	arm     string
-	version int
-	// attempted is the version that was asked, even when the rules answered.
-	attempted int
-}
-
-// errUnanswerable is returned when neither a session nor rules can answer.
-var errUnanswerable = errors.New("unanswerable")
-
-// scoreFlat answers rows laid out flat: from the arm the routing picks (or from
-// pin's session, when a versioned request names one), within the budget, behind
-// the breaker; from the rules when there is no session, it fails, runs out of
-// budget, or any output is not a finite number in [0,1].
-func (s *Scorer) scoreFlat(m *Served, flat []float32, n int, key string, budget time.Duration, arrival *loader.Arrival, pin *pinned) (outcome, error) {
-	defer arrival.Abandon()
-	r := m.Routing()
-	out := outcome{arm: ArmChampion}
-	slot := m.Slot
-	if pin != nil {
-		out.arm = pin.arm
-	} else if r.Mode == "ab" && r.Traffic > 0 && pick(key, r.Traffic) {
-		if _, _, ok := m.Candidate.Current(); ok {
-			slot, out.arm = m.Candidate, ArmChallenger
-		}
-	}
-	current, _, loaded := slot.Current()
-	if pin != nil {
-		current, loaded = pin.l.Version, true
-	}
-	if !loaded {
-		out.reason = fallback.ReasonNoModel
-	} else if !m.Breaker.Allow() {
-		out.reason = fallback.ReasonCircuitOpen
-		out.attempted = current
-	} else {
-		var res runResult
-		var timedOut bool
-		b := s.Batcher
-		switch {
-		case pin != nil:
-			// On the very session asked for, by itself.
-			o, err := pin.l.RunBudget(flat, n, budget)
-			res, timedOut = runResult{o, pin.l.Version, err}, errors.Is(err, loader.ErrBudget)
-		case b != nil && n <= b.MaxRows/4:
-			r, ok := b.Submit(arrival, slot, flat, n, budget)
-			res, timedOut = runResult{r.Out, r.Version, r.Err}, !ok
-			if r.Rows > 0 {
-				s.metrics.batchRows.Observe(float64(r.Rows))
-			}
-		default:
-			if l := slot.Acquire(); l != nil {
-				res, timedOut = runWithBudget(l, flat, n, budget)
-			} else {
-				res.err = loader.ErrNoSession
-			}
-		}
-		out.version = res.version
-		if out.version == 0 {
-			out.version, _, _ = slot.Current()
-		}
-		out.attempted = out.version
-		switch {
-		case timedOut:
-			out.reason = fallback.ReasonTimeout
-		case errors.Is(res.err, loader.ErrNoSession):
-			out.reason = fallback.ReasonNoModel
-		case res.err != nil:
-			m.Breaker.Record(false)
-			out.reason = fallback.ReasonModelError
-			s.Logger.Warn("session run failed", "model", m.Name, "version", out.version, "err", res.err)
-		case !validScores(res.out):
-			m.Breaker.Record(false)
-			out.reason = fallback.ReasonInvalidOutput
-		default:
-			m.Breaker.Record(true)
-			out.scores, out.source = res.out, SourceModel
-		}
-	}
-	if out.source == SourceModel {
-		if r.Blend < 1 && m.Rules != nil {
-			w := float32(r.Blend)
-			width := m.Rules.Features()
-			for i := range out.scores {
-				out.scores[i] = w*out.scores[i] + (1-w)*m.Rules.Score(flat[i*width:(i+1)*width])
-			}
-		}
-		if r.Mode == "shadow" && r.Traffic > 0 && out.arm == ArmChampion && pick(key, r.Traffic) {
-			s.shadow(m, flat, n, out.scores)
-		}
-		return out, nil
-	}
-	if m.Rules == nil {
-		return out, &requestError{status: http.StatusServiceUnavailable, code: "unavailable", msg: fmt.Sprintf("model %s cannot answer (%s) and has no fallback rules", m.Name, out.reason), retryAfter: 1}
-	}
-	out.source, out.version = SourceFallback, 0
-	out.scores = make([]float32, n)
-	width := m.Rules.Features()
-	for i := range out.scores {
-		out.scores[i] = m.Rules.Score(flat[i*width : (i+1)*width])
-	}
-	return out, nil
-}
-
-// shadow scores the same rows on the challenger in the background and records how
-// far it is from the champion; it never changes what the caller gets. At most a few
-// shadow runs are in flight; beyond that, rows are not shadowed. It copies the rows,
-// as the caller may reuse flat once the answer is out.
-func (s *Scorer) shadow(m *Served, flat []float32, n int, champion []float32) {
-	select {
-	case s.shadowSem <- struct{}{}:
-	default:
-		return
-	}
-	l := m.Candidate.Acquire()
-	if l == nil {
-		<-s.shadowSem
-		return
-	}
-	champ := append([]float32(nil), champion...)
-	flat = append([]float32(nil), flat...)
-	go func() {
-		defer func() { <-s.shadowSem }()
-		out, err := l.Run(flat, n)
-		version := l.Version
-		l.Release()
-		if err != nil {
-			return
-		}
-		h := s.metrics.shadow.WithLabelValues(m.Name)
-		for i, v := range out {
-			h.Observe(math.Abs(float64(v - champ[i])))
-		}
-		if s.Recorder != nil {
-			s.Recorder.ObserveShadow(version, out, champ)
-		}
-	}()
-}
-
-// pinned is the session a versioned request asked for (held until it is
-// answered) and the arm whose slot holds it.
-type pinned struct {
-	l   *loader.Loaded
-	arm string
-}
-
-type runResult struct {
-	out     []float32
-	version int
-	err     error
-}
-
-// runWithBudget runs the session on the caller's goroutine, asking ONNX Runtime to
-// stop when the budget runs out, and releases l.
-func runWithBudget(l *loader.Loaded, flat []float32, n int, budget time.Duration) (runResult, bool) {
-	out, err := l.RunBudget(flat, n, budget)
-	r := runResult{out, l.Version, err}
-	l.Release()
-	if errors.Is(err, loader.ErrBudget) {
-		return runResult{}, true
-	}
-	return r, false
-}
-
-// pick reports whether a request falls in the challenger's share: by a stable hash
-// of its key (the same key always lands on the same side), or at random without one.
-func pick(key string, percent float64) bool {
-	if percent >= 100 {
-		return true
-	}
-	if key == "" {
-		return rand.Float64()*100 < percent
-	}
-	return keyFraction(key)*100 < percent
-}
-
-// keyFraction maps a key to [0,1) uniformly: FNV-1a, then a splitmix64 finaliser
-// so that similar keys spread.
-func keyFraction(key string) float64 {
-	h := fnv.New64a()
-	io.WriteString(h, key)
-	x := h.Sum64()
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return float64(x>>11) / (1 << 53)
-}
-
-func validScores(out []float32) bool {
-	for _, v := range out {
-		if !(v >= 0 && v <= 1) { // false for NaN too
-			return false
-		}
-	}
-	return true
 }
 
 // DecodeScoreRequest decodes a /v1/score body the way the scorer does: one JSON

@@ -23,30 +23,6 @@ import (
 	"github.com/modelops/modelops/internal/testutil"
 )
 
-func TestStickyArmsAndShares(t *testing.T) {
-	for _, share := range []float64{10, 50} {
-		in := 0
-		const keys = 100000
-		for i := 0; i < keys; i++ {
-			k := fmt.Sprintf("user-%d", i)
-			a := pick(k, share)
-			if pick(k, share) != a || pick(k, share) != a {
-				t.Fatalf("key %s changed arms", k)
-			}
-			if a {
-				in++
-			}
-		}
-		got := 100 * float64(in) / keys
-		if math.Abs(got-share) > 2 {
-			t.Fatalf("share %g%%: %.2f%% of %d keys went to the challenger", share, got, keys)
-		}
-	}
-	if pick("anything", 0) || !pick("anything", 100) {
-		t.Fatal("0% and 100% must be absolute")
-	}
-}
-
 func TestOverCapacityAnswersWithRetryAfter(t *testing.T) {
 	s := NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), NewServed("calling-score", fallback.CallingScore{}))
 	s.MaxInFlight, s.MaxQueue = 1, 0
@@ -56,7 +32,10 @@ func TestOverCapacityAnswersWithRetryAfter(t *testing.T) {
 	}
 	defer srv.Close(context.Background())
 	body := `{"features":[` + strings.TrimSuffix(strings.Repeat("0.5,", 39), ",") + `]}`
-	s.sem <- struct{}{} // every turn taken
+	release, err := s.Admit(context.Background(), time.Second) // every turn taken
+	if err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.Post(srv.URL()+"/v1/score", "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +53,7 @@ func TestOverCapacityAnswersWithRetryAfter(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("queued past the budget: %d; want 503 with Retry-After", resp.StatusCode)
 	}
-	<-s.sem
+	release()
 	resp, err = http.Post(srv.URL()+"/v1/score", "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -86,13 +65,13 @@ func TestOverCapacityAnswersWithRetryAfter(t *testing.T) {
 }
 
 // The binary infer route decodes rows into a pooled buffer that the next request
-// reuses, so a shadow run must score a copy of the rows it was given. Champion
-// and challenger here are the same graph: every shadow difference is exactly 0
+// reuses, so a shadow run must score a copy of the rows it was given. Production
+// and canary here are the same graph: every shadow difference is exactly 0
 // unless a shadow run read another request's rows.
 func TestShadowScoresTheRowsItWasGiven(t *testing.T) {
 	m := testutil.MustModel(t, 1)
 	served := NewServed("calling-score", fallback.CallingScore{})
-	for version, slot := range []*loader.Slot{served.Slot, served.Candidate} {
+	for version, slot := range []*loader.Slot{served.Production, served.Canary} {
 		sess, err := loader.Open(m.Path, loader.DefaultOptions())
 		if err != nil {
 			t.Fatal(err)
@@ -145,11 +124,7 @@ func TestShadowScoresTheRowsItWasGiven(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	// Every shadow run holds a turn of shadowSem until it has recorded its rows:
-	// taking all of them waits for the last.
-	for i := 0; i < cap(s.shadowSem); i++ {
-		s.shadowSem <- struct{}{}
-	}
+	s.WaitShadows()
 	resp, err := http.Get(srv.URL() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +157,10 @@ func TestCloseLetsQueuedRequestsFinish(t *testing.T) {
 	if err := srv.Open(); err != nil {
 		t.Fatal(err)
 	}
-	s.sem <- struct{}{} // the only turn, taken
+	release, err := s.Admit(context.Background(), time.Second) // the only turn, taken
+	if err != nil {
+		t.Fatal(err)
+	}
 	status := make(chan int, 1)
 	go func() {
 		resp, err := http.Post(srv.URL()+"/v1/score", "application/json", strings.NewReader(`{"features":[`+strings.TrimSuffix(strings.Repeat("0.5,", 39), ",")+`]}`))
@@ -193,7 +171,7 @@ func TestCloseLetsQueuedRequestsFinish(t *testing.T) {
 		resp.Body.Close()
 		status <- resp.StatusCode
 	}()
-	for s.waiting.Load() == 0 {
+	for s.Waiting() == 0 {
 		runtime.Gosched()
 	}
 	closed := make(chan error, 1)
@@ -212,7 +190,7 @@ func TestCloseLetsQueuedRequestsFinish(t *testing.T) {
 		t.Fatalf("the queued request was answered %d while its turn was still taken", code)
 	default:
 	}
-	<-s.sem
+	release()
 	if code := <-status; code != http.StatusOK {
 		t.Fatalf("queued request across a graceful close: %d, want 200", code)
 	}
@@ -240,55 +218,5 @@ func TestConnectionsAcceptedWhileClosingAreDropped(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read %d bytes, %v: the connection was kept open", n, err)
-	}
-}
-
-// TestPinnedVersionAnswersAfterASwap asks for v1 by version, swaps v2 into its
-// slot before the request is scored (as a promotion during the request would),
-// and requires the answer from v1, which the request holds until it is
-// answered; the slot's retired v1 is closed only after that.
-func TestPinnedVersionAnswersAfterASwap(t *testing.T) {
-	served := NewServed("calling-score", fallback.CallingScore{})
-	load := func(version int) *loader.Loaded {
-		m := testutil.MustModel(t, uint64(version))
-		sess, err := loader.Open(m.Path, loader.DefaultOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return loader.NewLoaded(sess, version, m.Digest, nil)
-	}
-	first := load(1)
-	served.Slot.Swap(first)
-	t.Cleanup(served.Slot.Close)
-	s := NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), served)
-	s.init()
-	row := testutil.Row(0.6)
-	want, err := first.Run(row, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	l, arm := servedVersion(served, "1")
-	if l == nil || arm != ArmChampion {
-		t.Fatalf("version 1: %v, arm %q", l, arm)
-	}
-	served.Slot.Swap(load(2))
-	if v, _ := servedVersion(served, "1"); v != nil {
-		t.Fatal("version 1 is still found after v2 took its slot")
-	}
-	out, err := s.answer(context.Background(), served, row, 1, "", time.Second, nil, &pinned{l: l, arm: arm})
-	if err != nil || out.source != SourceModel || out.version != 1 || out.arm != ArmChampion || out.scores[0] != want[0] {
-		t.Fatalf("answer %+v (%v); want v1's %v from the champion", out, err, want[0])
-	}
-	select {
-	case <-first.Closed():
-		t.Fatal("v1 was closed while a request held it")
-	default:
-	}
-	l.Release()
-	select {
-	case <-first.Closed():
-	case <-time.After(10 * time.Second):
-		t.Fatal("v1 was never closed once the request let it go")
 	}
 }

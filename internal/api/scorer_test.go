@@ -13,6 +13,7 @@ import (
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/scoring"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
@@ -49,9 +50,9 @@ func twoArms(t *testing.T, r api.Routing) (string, *api.Served, testutil.Model, 
 	t.Helper()
 	m1, m2 := testutil.MustModel(t, 1), testutil.MustModel(t, 2)
 	served := api.NewServed("calling-score", fallback.CallingScore{})
-	served.Slot.Swap(mustLoad(t, m1, 1))
-	served.Candidate.Swap(mustLoad(t, m2, 2))
-	t.Cleanup(func() { served.Slot.Close(); served.Candidate.Close() })
+	served.Production.Swap(mustLoad(t, m1, 1))
+	served.Canary.Swap(mustLoad(t, m2, 2))
+	t.Cleanup(func() { served.Production.Close(); served.Canary.Close() })
 	served.SetRouting(r)
 	return MustServe(t, newScorer(served).Handler()), served, m1, m2
 }
@@ -67,12 +68,12 @@ func TestABArmsAreStickyAndNamed(t *testing.T) {
 				t.Fatalf("key %s: arm %s then %s", key, first.Arm, again.Arm)
 			}
 		}
-		if (first.Arm == api.ArmChallenger) != (first.Version == 2) {
+		if (first.Arm == api.ArmCanary) != (first.Version == 2) {
 			t.Fatalf("arm %s answered by v%d", first.Arm, first.Version)
 		}
 		arms[first.Arm]++
 	}
-	if arms[api.ArmChampion] == 0 || arms[api.ArmChallenger] == 0 {
+	if arms[api.ArmProduction] == 0 || arms[api.ArmCanary] == 0 {
 		t.Fatalf("arms over 60 keys at 50%%: %v", arms)
 	}
 }
@@ -83,7 +84,7 @@ func TestShadowNeverChangesTheAnswer(t *testing.T) {
 		v := float32(i) / 20
 		r := scoreJSON(t, url, rowBody("", v))
 		want := m1.MLP.Forward(testutil.Row(v))[0]
-		if r.Arm != api.ArmChampion || r.Version != 1 || math.Abs(float64(*r.Score-want)) > 1e-5 {
+		if r.Arm != api.ArmProduction || r.Version != 1 || math.Abs(float64(*r.Score-want)) > 1e-5 {
 			t.Fatalf("shadow mode answered %+v (score %v), want the champion's %v", r, *r.Score, want)
 		}
 	}
@@ -121,11 +122,11 @@ func TestBlendMixesModelAndRules(t *testing.T) {
 
 func TestNaNOutputFallsBackAndOpensTheBreaker(t *testing.T) {
 	served := api.NewServed("calling-score", fallback.CallingScore{})
-	served.Slot.Swap(mustLoad(t, testutil.NaNModel(t), 1))
-	t.Cleanup(served.Slot.Close)
+	served.Production.Swap(mustLoad(t, testutil.NaNModel(t), 1))
+	t.Cleanup(served.Production.Close)
 	url := MustServe(t, newScorer(served).Handler())
 	row := testutil.Row(0.5)
-	for i := 0; i < served.Breaker.Threshold; i++ {
+	for i := 0; i < scoring.BreakerThreshold; i++ {
 		r := scoreJSON(t, url, rowBody("", 0.5))
 		if r.Source != api.SourceFallback || r.Reason != fallback.ReasonInvalidOutput || *r.Score != served.Rules.Score(row) {
 			t.Fatalf("NaN output answered %+v, want the rules with reason invalid_output", r)
@@ -133,7 +134,7 @@ func TestNaNOutputFallsBackAndOpensTheBreaker(t *testing.T) {
 	}
 	r := scoreJSON(t, url, rowBody("", 0.5))
 	if r.Reason != fallback.ReasonCircuitOpen {
-		t.Fatalf("after %d bad outputs: reason %q, want circuit_open", served.Breaker.Threshold, r.Reason)
+		t.Fatalf("after %d bad outputs: reason %q, want circuit_open", scoring.BreakerThreshold, r.Reason)
 	}
 }
 
@@ -157,9 +158,9 @@ func TestMetricsCountRequestsAndFallbacks(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`modelops_scorer_requests_total{arm="champion",model="calling-score",source="fallback"} 1`,
-		`modelops_scorer_fallbacks_total{arm="champion",model="calling-score",reason="no_model"} 1`,
-		`modelops_scorer_rejected_total{code="400"} 1`,
+		`modelops_scorer_requests_total{arm="champion",model="calling-score",source="fallback",version=""} 1`,
+		`modelops_scorer_fallbacks_total{arm="champion",model="calling-score",reason="no_model",version=""} 1`,
+		`modelops_scorer_refused_total{arm="champion",code="400",model="calling-score",reason="invalid_input",version=""} 1`,
 		`modelops_scorer_loaded_version{arm="champion",model="calling-score"} 0`,
 		`modelops_scorer_request_duration_seconds_bucket`,
 	} {
@@ -173,8 +174,8 @@ func TestBatchedRequestsEachGetTheirOwnRows(t *testing.T) {
 	m1, m2 := testutil.MustModel(t, 1), testutil.MustModel(t, 2)
 	served := api.NewServed("calling-score", fallback.CallingScore{})
 	first := mustLoad(t, m1, 1)
-	served.Slot.Swap(first)
-	t.Cleanup(served.Slot.Close)
+	served.Production.Swap(first)
+	t.Cleanup(served.Production.Close)
 	sc := newScorer(served)
 	sc.Batcher = loader.NewBatcher(64, 5*time.Millisecond)
 	url := MustServe(t, sc.Handler())
@@ -198,7 +199,7 @@ func TestBatchedRequestsEachGetTheirOwnRows(t *testing.T) {
 	// middle: every answer is its own row's score from the version it names.
 	for round := range 3 {
 		if round == 1 {
-			served.Slot.Swap(mustLoad(t, m2, 2))
+			served.Production.Swap(mustLoad(t, m2, 2))
 		}
 		errs := make(chan error, 64)
 		for i := range 64 {

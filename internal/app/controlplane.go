@@ -51,6 +51,9 @@ type ControlPlaneConfig struct {
 	MonitorWindow time.Duration
 	// EvalInterval is how often the monitor evaluates every model.
 	EvalInterval time.Duration
+	// MonitorRetain is how long the monitor keeps reports for the charts (0:
+	// the monitor's 15 min). It keeps each report whole, so memory grows with it.
+	MonitorRetain time.Duration
 	// AdminToken is a bootstrap admin token (MODELOPS_ADMIN_TOKEN); without one
 	// and with no token in the registry, one is created and printed once.
 	AdminToken string
@@ -61,11 +64,21 @@ type ControlPlaneConfig struct {
 	// Advertise is the URL other replicas reach this one at (reports are
 	// forwarded to the monitor's replica); default: the listener's URL.
 	Advertise string
+	// VerifyCommand runs a push's verify child (default: this executable with
+	// loader.VerifyCommand). VerifyCPUTime, VerifyMemory (address space, bytes)
+	// and VerifyTimeout are its limits; VerifyConcurrency bounds the children
+	// at once.
+	VerifyCommand     []string
+	VerifyCPUTime     time.Duration
+	VerifyMemory      int64
+	VerifyTimeout     time.Duration
+	VerifyConcurrency int
 }
 
 // DefaultControlPlaneConfig returns the embedded default.
 func DefaultControlPlaneConfig() ControlPlaneConfig {
-	return ControlPlaneConfig{DataDir: ".data", Listen: "127.0.0.1:8080", MaxArtifactBytes: 1 << 30, MonitorWindow: 30 * time.Second, EvalInterval: time.Second}
+	return ControlPlaneConfig{DataDir: ".data", Listen: "127.0.0.1:8080", MaxArtifactBytes: 1 << 30, MonitorWindow: 30 * time.Second, EvalInterval: time.Second,
+		VerifyCPUTime: time.Minute, VerifyMemory: 4 << 30, VerifyTimeout: 2 * time.Minute, VerifyConcurrency: 2}
 }
 
 // Validate says which setting is out of range, by its flag's name, before
@@ -78,6 +91,14 @@ func (c ControlPlaneConfig) Validate() error {
 		return fmt.Errorf("--monitor-window %s: want 1s or more (scorers report every second)", c.MonitorWindow)
 	case c.EvalInterval <= 0 || c.EvalInterval > c.MonitorWindow:
 		return fmt.Errorf("--eval-interval %s: want more than 0, at most the monitor window (%s)", c.EvalInterval, c.MonitorWindow)
+	case c.VerifyCPUTime < time.Second:
+		return fmt.Errorf("--verify-cpu %s: want 1s or more", c.VerifyCPUTime)
+	case c.VerifyMemory < 256<<20:
+		return fmt.Errorf("--verify-memory %d: want 268435456 (256 MiB) or more", c.VerifyMemory)
+	case c.VerifyTimeout < time.Second:
+		return fmt.Errorf("--verify-timeout %s: want 1s or more", c.VerifyTimeout)
+	case c.VerifyConcurrency < 1 || c.VerifyConcurrency > 64:
+		return fmt.Errorf("--verify-concurrency %d: want 1 to 64", c.VerifyConcurrency)
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
@@ -91,6 +112,8 @@ type ControlPlane struct {
 	Registry *registry.Registry
 	Server   *api.Server
 	Monitor  *monitor.Monitor
+	// Verifier verifies pushes in child processes.
+	Verifier *ProcessVerifier
 	api      *api.ControlPlane
 	stop     context.CancelFunc
 	done     chan struct{}
@@ -120,9 +143,20 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	if err := c.Config.Validate(); err != nil {
 		return err
 	}
-	if _, err := loader.Init(c.Config.ORTLibrary); err != nil {
+	lib, err := loader.Init(c.Config.ORTLibrary)
+	if err != nil {
 		return err
 	}
+	command := c.Config.VerifyCommand
+	if len(command) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("verify process: %w", err)
+		}
+		command = []string{exe, loader.VerifyCommand}
+	}
+	c.Verifier = NewProcessVerifier(command, c.Config.VerifyConcurrency)
+	c.Verifier.Library, c.Verifier.CPUTime, c.Verifier.AddressSpace, c.Verifier.Timeout = lib, c.Config.VerifyCPUTime, c.Config.VerifyMemory, c.Config.VerifyTimeout
 	if err := os.MkdirAll(c.Config.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -150,7 +184,7 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reg := registry.New("", blobs, loader.Verifier{})
+	reg := registry.New("", blobs, c.Verifier)
 	reg.Meta = meta
 	reg.StagingDir = filepath.Join(c.Config.DataDir, "staging")
 	reg.Logger = c.Logger.With("component", "registry")
@@ -177,6 +211,9 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	c.api = cp
 	c.Monitor = monitor.New(reg, c.Logger.With("component", "monitor"))
 	c.Monitor.Window = c.Config.MonitorWindow
+	if c.Config.MonitorRetain > 0 {
+		c.Monitor.Retain = c.Config.MonitorRetain
+	}
 	cp.Monitor = c.Monitor
 	handler := cp.Handler()
 	if el, ok := meta.(elector); ok {

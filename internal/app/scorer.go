@@ -141,12 +141,12 @@ func (s *Scorer) Open(ctx context.Context) error {
 	}
 	served := api.NewServed(s.Config.Model, rules)
 	s.Served = served
-	s.Slot = served.Slot
+	s.Slot = served.Production
 	s.Recorder = monitor.NewRecorder()
 	opts := loader.Options{IntraOpThreads: s.Config.IntraOpThreads}
 	var run func(context.Context)
 	if s.Config.ModelDir != "" {
-		s.Dir = &node.DirWatcher{Dir: s.Config.ModelDir, Model: s.Config.Model, Slot: served.Slot, Options: opts, Logger: s.Logger.With("component", "dir")}
+		s.Dir = &node.DirWatcher{Dir: s.Config.ModelDir, Model: s.Config.Model, Slot: served.Production, Options: opts, Logger: s.Logger.With("component", "dir")}
 		if st, err := os.Stat(s.Config.ModelDir); err != nil || !st.IsDir() {
 			return fmt.Errorf("--model-dir %s: not a directory", s.Config.ModelDir)
 		}
@@ -158,7 +158,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 		cl := client.New(s.Config.ControlPlane)
 		cl.Token = s.Config.Token
 		s.Follower = &node.Follower{
-			Client: cl, Model: s.Config.Model, Slot: served.Slot, CandidateSlot: served.Candidate, Cache: cache, Options: opts,
+			Client: cl, Model: s.Config.Model, Slot: served.Production, CandidateSlot: served.Canary, Cache: cache, Options: opts,
 			OnRouting: func(traffic float64, mode string, blend float64) {
 				served.SetRouting(api.Routing{Traffic: traffic, Mode: mode, Blend: blend})
 			},
@@ -183,8 +183,8 @@ func (s *Scorer) Open(ctx context.Context) error {
 	s.Server.TLSCert, s.Server.TLSKey = s.Config.TLSCert, s.Config.TLSKey
 	if err := s.Server.Open(); err != nil {
 		// Let go of a session restored from the cache.
-		served.Slot.Close()
-		served.Candidate.Close()
+		served.Production.Close()
+		served.Canary.Close()
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -202,7 +202,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 			LoadError: func() string { return s.Follower.Status().LastError },
 			Served: func() []monitor.Served {
 				var out []monitor.Served
-				for arm, slot := range map[string]*loader.Slot{api.ArmChampion: served.Slot, api.ArmChallenger: served.Candidate} {
+				for arm, slot := range map[string]*loader.Slot{api.ArmProduction: served.Production, api.ArmCanary: served.Canary} {
 					if v, d, ok := slot.Current(); ok {
 						out = append(out, monitor.Served{Arm: arm, Version: v, Digest: d})
 					}
@@ -243,8 +243,8 @@ func (s *Scorer) Close(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	if s.Served != nil {
-		s.Served.Slot.Close()
-		s.Served.Candidate.Close()
+		s.Served.Production.Close()
+		s.Served.Canary.Close()
 	}
 	return err
 }

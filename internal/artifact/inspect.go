@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/advancedclimatesystems/gonnx/onnx"
+	"github.com/modelops/modelops/internal/onnx"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -40,10 +40,10 @@ func Inspect(data []byte) (Signature, error) {
 	for _, v := range g.GetOutput() {
 		outs = append(outs, tensorFromValueInfo(v))
 	}
-	if len(ins) != 1 || len(outs) != 1 {
-		return Signature{}, fmt.Errorf("%w: graph has %d inputs and %d outputs, want 1 and 1", ErrSignature, len(ins), len(outs))
+	if len(ins) < 1 || len(outs) < 1 {
+		return Signature{}, fmt.Errorf("%w: graph has %d inputs and %d outputs, want at least 1 of each", ErrSignature, len(ins), len(outs))
 	}
-	return Signature{Input: ins[0], Output: outs[0]}, nil
+	return NewSignature(ins, outs), nil
 }
 
 func tensorFromValueInfo(v *onnx.ValueInfoProto) Tensor {

@@ -276,8 +276,14 @@ func (c *Client) SetPolicy(ctx context.Context, model string, body api.PolicyBod
 
 // CreateToken makes a token; its secret is in the answer only.
 func (c *Client) CreateToken(ctx context.Context, name, role string) (*api.TokenCreated, error) {
+	return c.CreateTokenFor(ctx, api.TokenBody{Name: name, Role: role})
+}
+
+// CreateTokenFor makes a token as b says (a scorer token may name its node);
+// its secret is in the answer only.
+func (c *Client) CreateTokenFor(ctx context.Context, b api.TokenBody) (*api.TokenCreated, error) {
 	var out api.TokenCreated
-	if err := c.do(ctx, http.MethodPost, "/api/v1/tokens", nil, api.TokenBody{Name: name, Role: role}, &out); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/tokens", nil, b, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

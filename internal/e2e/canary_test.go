@@ -39,11 +39,11 @@ func TestCanaryThroughTheControlPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the canary to clear", 10*time.Second, func() bool {
-		_, _, loaded := sc.Served.Candidate.Current()
+		_, _, loaded := sc.Served.Canary.Current()
 		return !loaded && sc.Served.Routing().Mode == ""
 	})
 	for i := 0; i < 50; i++ {
-		if r := scoreKey(hc, sc.URL(), fmt.Sprintf("k%d", i)); r.resp.Arm != api.ArmChampion || r.resp.Version != 1 {
+		if r := scoreKey(hc, sc.URL(), fmt.Sprintf("k%d", i)); r.resp.Arm != api.ArmProduction || r.resp.Version != 1 {
 			t.Fatalf("after clearing: %+v", r.resp)
 		}
 	}

@@ -25,8 +25,8 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 	}
 	sc := fastScorer(t, cp.URL())
 	waitFor(t, "both arms", 10*time.Second, func() bool {
-		_, _, c := sc.Served.Candidate.Current()
-		_, _, p := sc.Served.Slot.Current()
+		_, _, c := sc.Served.Canary.Current()
+		_, _, p := sc.Served.Production.Current()
 		return c && p && sc.Served.Routing().Mode == "ab"
 	})
 	hc := &http.Client{Timeout: 5 * time.Second}
@@ -50,7 +50,7 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 		// The champion's outcomes match its scores; the challenger's are off by
 		// 0.5, within [0,1].
 		outcome := float64(*r.resp.Score)
-		if r.resp.Arm == api.ArmChallenger {
+		if r.resp.Arm == api.ArmCanary {
 			if outcome >= 0.5 {
 				outcome -= 0.5
 			} else {
@@ -84,7 +84,7 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 			if a.Outcomes == 0 {
 				continue
 			}
-			if a.Arm == api.ArmChampion {
+			if a.Arm == api.ArmProduction {
 				champ = &h.Arms[i].OutcomeMSE
 			} else {
 				chall = &h.Arms[i].OutcomeMSE

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelops/modelops/internal/onnx"
+
+	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/testutil"
 )
@@ -153,4 +156,57 @@ func TestCacheKeepsNewestVersionsAndLastDeployment(t *testing.T) {
 	if err := c.SaveDeployment(loader.CachedDeployment{Model: "../evil", Digest: digests[2]}, 2); err == nil {
 		t.Fatal("a hostile model name reached a cache path")
 	}
+}
+
+// The check push runs and the one a scorer runs before serving are one: a
+// version whose golden outputs break its card's output contract is refused,
+// with the contract named, and served once the card declares the right one.
+func TestGoldenOutputsKeepTheContract(t *testing.T) {
+	path := testutil.RegressionModel(t)
+	golden := []artifact.Golden{{Input: make([]float64, 39), Output: []float64{100}}}
+	_, err := loader.Verify(path, "churn", nil, &artifact.Card{Golden: golden})
+	if !errors.Is(err, loader.ErrGolden) || !strings.Contains(err.Error(), `contract "score"`) || !strings.Contains(err.Error(), `"output": "regression"`) {
+		t.Fatalf("regression outputs under the default contract: %v, want a golden error naming the contract and the way out", err)
+	}
+	if _, err := loader.Verify(path, "churn", nil, &artifact.Card{Output: artifact.ContractRegression, Golden: golden}); err != nil {
+		t.Fatalf("declared regression: %v", err)
+	}
+	if _, err := loader.Verify(path, "churn", nil, &artifact.Card{Output: artifact.ContractProbabilities}); !errors.Is(err, artifact.ErrCard) {
+		t.Fatalf("probabilities from one output: %v, want a card error", err)
+	}
+}
+
+// Any servable signature passes the check push and serving share; one the
+// scorer could not serve is refused with the reason.
+func TestServableSignatures(t *testing.T) {
+	for name, path := range map[string]string{"mixed": testutil.MixedModel(t), "softmax": testutil.SoftmaxModel(t)} {
+		sig, err := loader.Verify(path, name, nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if name == "mixed" && (len(sig.Ins()) != 5 || len(sig.Outs()) != 3 || sig.Ins()[1].Type != "int64") {
+			t.Fatalf("mixed: %s", sig)
+		}
+		if _, err := artifact.Inspect(mustRead(t, path)); err != nil {
+			t.Fatalf("%s: inspect: %v", name, err)
+		}
+	}
+	fixed := testutil.MustGraph(t, &onnx.GraphProto{
+		Name:   "fixed_batch",
+		Input:  []*onnx.ValueInfoProto{testutil.ValueInfo("input", onnx.TensorProto_FLOAT, 2, 3)},
+		Output: []*onnx.ValueInfoProto{testutil.ValueInfo("output", onnx.TensorProto_FLOAT, 2, 3)},
+		Node:   []*onnx.NodeProto{{OpType: "Identity", Input: []string{"input"}, Output: []string{"output"}}},
+	})
+	if _, err := loader.Verify(fixed, "fixed", nil, nil); !errors.Is(err, artifact.ErrSignature) || !strings.Contains(err.Error(), "symbolic batch") {
+		t.Fatalf("a fixed batch: %v, want a signature error naming the symbolic batch", err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -56,8 +56,8 @@ func (t *ioTensors) destroy() {
 	t.out.Destroy()
 }
 
-// Open builds a session from an ONNX file and inspects its signature. The file must
-// have one float32 input [batch,N] and one float32 output [batch,M].
+// Open builds a session from an ONNX file and inspects its signature, which
+// must be servable (artifact.Signature.Servable).
 func Open(path string, opts Options) (*Session, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, err
@@ -66,10 +66,18 @@ func Open(path string, opts Options) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: ONNX Runtime cannot load it: %v", ErrInvalidModel, err)
 	}
-	if len(ins) != 1 || len(outs) != 1 {
-		return nil, fmt.Errorf("%w: %w: graph has %d inputs and %d outputs, want 1 and 1", ErrInvalidModel, artifact.ErrSignature, len(ins), len(outs))
+	if len(ins) < 1 || len(outs) < 1 {
+		return nil, fmt.Errorf("%w: %w: graph has %d inputs and %d outputs, want at least 1 of each", ErrInvalidModel, artifact.ErrSignature, len(ins), len(outs))
 	}
-	sig := artifact.Signature{Input: tensorOf(ins[0]), Output: tensorOf(outs[0])}
+	var inT, outT []artifact.Tensor
+	var inNames, outNames []string
+	for _, i := range ins {
+		inT, inNames = append(inT, tensorOf(i)), append(inNames, i.Name)
+	}
+	for _, o := range outs {
+		outT, outNames = append(outT, tensorOf(o)), append(outNames, o.Name)
+	}
+	sig := artifact.NewSignature(inT, outT)
 	if err := sig.Servable(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidModel, err)
 	}
@@ -88,7 +96,7 @@ func Open(path string, opts Options) (*Session, error) {
 	if err := so.SetInterOpNumThreads(1); err != nil {
 		return nil, fmt.Errorf("session options: %w", err)
 	}
-	s, err := ort.NewDynamicAdvancedSession(path, []string{sig.Input.Name}, []string{sig.Output.Name}, so)
+	s, err := ort.NewDynamicAdvancedSession(path, inNames, outNames, so)
 	if err != nil {
 		return nil, fmt.Errorf("%w: ONNX Runtime cannot build a session: %v", ErrInvalidModel, err)
 	}
@@ -123,11 +131,20 @@ func inspect(path string) (ins, outs []ort.InputOutputInfo, err error) {
 
 func tensorOf(info ort.InputOutputInfo) artifact.Tensor {
 	t := artifact.Tensor{Name: info.Name, Type: info.DataType.String(), Shape: []int64(info.Dimensions)}
+	switch info.DataType {
+	case ort.TensorElementDataTypeFloat:
+		t.Type = "float32"
+	case ort.TensorElementDataTypeDouble:
+		t.Type = "float64"
+	case ort.TensorElementDataTypeInt32:
+		t.Type = "int32"
+	case ort.TensorElementDataTypeInt64:
+		t.Type = "int64"
+	case ort.TensorElementDataTypeBool:
+		t.Type = "bool"
+	}
 	if info.OrtValueType != ort.ONNXTypeTensor {
 		t.Type = info.OrtValueType.String()
-	}
-	if info.DataType == ort.TensorElementDataTypeFloat {
-		t.Type = "float32"
 	}
 	return t
 }
@@ -141,6 +158,9 @@ func (s *Session) Run(flat []float32, rows int) ([]float32, error) {
 }
 
 func (s *Session) run(flat []float32, rows int, opts *ort.RunOptions) ([]float32, error) {
+	if !s.sig.Simple() {
+		return nil, fmt.Errorf("%w: rows need a graph of one float32 input [batch,N] and one float32 output [batch,M]; this one has %s", ErrRun, s.sig)
+	}
 	n, m := s.sig.Features(), s.sig.Outputs()
 	if rows < 1 || len(flat) != rows*n {
 		return nil, fmt.Errorf("%w: %d values for %d rows of %d features", ErrRun, len(flat), rows, n)
@@ -226,6 +246,9 @@ func (s *Session) VerifyGolden(card *artifact.Card) error {
 	if err != nil {
 		return err
 	}
+	if row, ok := artifact.ValidOutput(card.Contract(), out, m); !ok {
+		return fmt.Errorf("%w: golden[%d] output %v breaks the output contract %q%s", ErrGolden, row, out[row*m:(row+1)*m], card.Contract(), contractHint(card.Contract()))
+	}
 	for i, g := range card.Golden {
 		for j, want := range g.Output {
 			got := float64(out[i*m+j])
@@ -237,9 +260,25 @@ func (s *Session) VerifyGolden(card *artifact.Card) error {
 	return nil
 }
 
+// contractHint says how a card declares another output contract.
+func contractHint(contract string) string {
+	if contract != artifact.ContractScore {
+		return ""
+	}
+	return fmt.Sprintf(` (one value in [0,1]); a card declares another with "output": %q or %q`, artifact.ContractRegression, artifact.ContractProbabilities)
+}
+
 // WarmUp runs a few batches of zeros so the first real request does not pay for
 // ONNX Runtime's lazy initialisation.
 func (s *Session) WarmUp() error {
+	if !s.sig.Simple() {
+		for _, rows := range []int{1, 8, 1} {
+			if _, err := s.RunTensors(Zeros(s.sig, rows), 0); err != nil {
+				return fmt.Errorf("warm-up: %w", err)
+			}
+		}
+		return nil
+	}
 	for _, rows := range []int{1, 8, 1} {
 		if _, err := s.Run(make([]float32, rows*s.sig.Features()), rows); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
@@ -285,15 +324,22 @@ func (s *Session) Check(model string, want *artifact.Signature, card *artifact.C
 	return nil
 }
 
-// Verify builds a session from path, checks it (see Check) and closes it. It
-// returns the signature ONNX Runtime reports.
+// Verify refuses a graph with external data (CheckEmbedded), builds a session
+// from path, checks it (see Check), warms it up and closes it: all a push
+// verifies. It returns the signature ONNX Runtime reports.
 func Verify(path, model string, want *artifact.Signature, card *artifact.Card) (artifact.Signature, error) {
+	if err := CheckEmbedded(path); err != nil {
+		return artifact.Signature{}, err
+	}
 	s, err := Open(path, DefaultOptions())
 	if err != nil {
 		return artifact.Signature{}, err
 	}
 	defer s.Close()
-	return s.Signature(), s.Check(model, want, card)
+	if err := s.Check(model, want, card); err != nil {
+		return s.Signature(), err
+	}
+	return s.Signature(), s.WarmUp()
 }
 
 // loaderNice is the niceness of the loader's thread: against requests at nice 0
@@ -364,7 +410,9 @@ var background struct {
 	jobs chan func()
 }
 
-// Verifier adapts Verify to the registry's push check.
+// Verifier adapts Verify to the registry's push check, in this process: for
+// tests and tools. The control plane verifies pushes in a child process
+// (ServeVerify), under limits.
 type Verifier struct{}
 
 // VerifyArtifact implements registry.Verifier.

@@ -24,7 +24,10 @@ type Observation struct {
 	Error bool
 	// Fallback is the reason the rules answered, if they did.
 	Fallback string
-	Latency  time.Duration
+	// Refused, when set, is why the request got no answer at all (a model
+	// without rules that failed, or a client that refused the rules' answer).
+	Refused string
+	Latency time.Duration
 }
 
 type accKey struct {
@@ -173,6 +176,12 @@ func (r *Recorder) Observe(o Observation) {
 		}
 		w.Fallbacks[o.Fallback]++
 	}
+	if o.Refused != "" {
+		if w.Refusals == nil {
+			w.Refusals = map[string]int64{}
+		}
+		w.Refusals[o.Refused]++
+	}
 	if len(o.Scores) > 0 {
 		for b, n := range predCounts {
 			w.Prediction[b] += n
@@ -201,6 +210,25 @@ func (r *Recorder) Observe(o Observation) {
 			w.Features[i][b]++
 		}
 	}
+}
+
+// Refuse counts a request refused before it reached a model (bad input, over
+// capacity, an unknown version) by reason, against version and arm when they
+// are known (0 and "" when not). A refusal is not a request: it weighs on no
+// rate the monitor judges a version by.
+func (r *Recorder) Refuse(version int, arm, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := accKey{version, arm}
+	w := r.accs[k]
+	if w == nil {
+		w = &Window{Version: version, Arm: arm, Latency: make([]int64, len(LatencyBucketsMs)+1), Prediction: make([]int64, PredictionBins)}
+		r.accs[k] = w
+	}
+	if w.Refusals == nil {
+		w.Refusals = map[string]int64{}
+	}
+	w.Refusals[reason]++
 }
 
 // ObserveShadow records a shadow run: the challenger's scores and their distance

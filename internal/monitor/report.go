@@ -56,6 +56,12 @@ type Window struct {
 	Rows      int64            `json:"rows"`
 	Errors    int64            `json:"errors"`
 	Fallbacks map[string]int64 `json:"fallbacks,omitempty"`
+	// Refusals count requests answered with an error instead of a score, by
+	// reason: "unavailable" (a model without rules that failed, counted among
+	// Requests and, when the model failed, Errors) and refusals before a model
+	// ran ("invalid_input", "queue_full", "no_capacity", "unknown_version"),
+	// which are not requests.
+	Refusals map[string]int64 `json:"refusals,omitempty"`
 	// Latency counts requests per LatencyBucketsMs bucket (plus one).
 	Latency []int64 `json:"latency"`
 	// Prediction counts model scores in PredictionBins equal bins over [0,1].
@@ -88,6 +94,12 @@ func (w *Window) Add(o Window) {
 	}
 	for k, v := range o.Fallbacks {
 		w.Fallbacks[k] += v
+	}
+	if len(o.Refusals) > 0 && w.Refusals == nil {
+		w.Refusals = map[string]int64{}
+	}
+	for k, v := range o.Refusals {
+		w.Refusals[k] += v
 	}
 	w.Latency = addCounts(w.Latency, o.Latency)
 	w.Prediction = addCounts(w.Prediction, o.Prediction)

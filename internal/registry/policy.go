@@ -27,7 +27,16 @@ type Policy struct {
 	MinSamples      int64    `json:"min_samples"`
 	BakeTime        Duration `json:"bake_time"`
 	FailureLimit    int      `json:"failure_limit"`
+	// CorroboratingNodes is how many distinct nodes must each see a breach of
+	// the error, fallback or latency limit on their own traffic before a
+	// version served by two or more nodes is rolled back: one node (or one
+	// stolen scorer token) alone cannot roll back production. A version served
+	// by fewer nodes needs them all.
+	CorroboratingNodes int `json:"corroborating_nodes"`
 }
+
+// DefaultCorroboratingNodes is the policy's CorroboratingNodes by default.
+const DefaultCorroboratingNodes = 2
 
 // Duration is a time.Duration that reads and writes as "30s" in JSON.
 type Duration time.Duration
@@ -61,7 +70,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // DefaultPolicy applies to models that have not set their own.
 func DefaultPolicy() Policy {
 	return Policy{MaxErrorRate: 0.01, MaxFallbackRate: 0.05, MaxP99Ms: 50, MaxPredPSI: 0.25, MinSamples: 100,
-		BakeTime: Duration(10 * time.Minute), FailureLimit: 3}
+		BakeTime: Duration(10 * time.Minute), FailureLimit: 3, CorroboratingNodes: DefaultCorroboratingNodes}
 }
 
 // Check returns an error naming the first setting out of range.
@@ -81,6 +90,8 @@ func (p Policy) Check() error {
 		return Invalidf("bake_time must not be negative")
 	case p.FailureLimit < 1:
 		return Invalidf("failure_limit %d: want at least 1", p.FailureLimit)
+	case p.CorroboratingNodes < 1 || p.CorroboratingNodes > 1000:
+		return Invalidf("corroborating_nodes %d: want 1 to 1000", p.CorroboratingNodes)
 	}
 	return nil
 }
@@ -90,7 +101,11 @@ func (m *Model) EffectivePolicy() Policy {
 	if m.Policy == nil {
 		return DefaultPolicy()
 	}
-	return *m.Policy
+	p := *m.Policy
+	if p.CorroboratingNodes == 0 { // stored before the setting existed
+		p.CorroboratingNodes = DefaultCorroboratingNodes
+	}
+	return p
 }
 
 // SetPolicy stores a model's rollback policy.
@@ -101,8 +116,8 @@ func (r *Registry) SetPolicy(ctx context.Context, model string, p Policy, expect
 	return r.changeModel(ctx, model, expect, func(_ MetaTx, m *Model) (*Event, error) {
 		m.Policy = &p
 		return &Event{Actor: actorOr(actor), Model: model, Kind: EventPolicySet,
-			Reason: fmt.Sprintf("max error rate %g, fallback rate %g, p99 %g ms, prediction PSI %g; min samples %d, bake %s, failure limit %d",
-				p.MaxErrorRate, p.MaxFallbackRate, p.MaxP99Ms, p.MaxPredPSI, p.MinSamples, time.Duration(p.BakeTime), p.FailureLimit)}, nil
+			Reason: fmt.Sprintf("max error rate %g, fallback rate %g, p99 %g ms, prediction PSI %g; min samples %d, bake %s, failure limit %d, corroborating nodes %d",
+				p.MaxErrorRate, p.MaxFallbackRate, p.MaxP99Ms, p.MaxPredPSI, p.MinSamples, time.Duration(p.BakeTime), p.FailureLimit, p.CorroboratingNodes)}, nil
 	})
 }
 

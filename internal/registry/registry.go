@@ -101,7 +101,8 @@ type Deployed struct {
 
 // Verifier loads an artifact in a real runtime and checks it: its signature
 // against want (when given) and the card's golden inputs. It returns the signature
-// the runtime reports.
+// the runtime reports. An error is the artifact's fault (422), unless it wraps
+// ErrUnavailable: the verifier itself failed.
 type Verifier interface {
 	VerifyArtifact(ctx context.Context, path string, model string, want *artifact.Signature, card *artifact.Card) (artifact.Signature, error)
 }

@@ -29,6 +29,22 @@ func InitORT() {
 	}
 }
 
+// ServeVerifyChild answers as a verify child, then exits, when this test binary
+// was started as one: a control plane under test verifies each push by running
+// its own executable with loader.VerifyCommand, as `modelctl serve` runs
+// `modelctl verify-artifact`. Call it first thing in the TestMain of a package
+// that runs control planes (app.ControlPlane).
+func ServeVerifyChild() {
+	if len(os.Args) < 2 || os.Args[1] != loader.VerifyCommand {
+		return
+	}
+	if err := loader.ServeVerify(os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 // Model is an artifact on disk with its card.
 type Model struct {
 	Path   string

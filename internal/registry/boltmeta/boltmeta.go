@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -237,6 +238,9 @@ func (t boltTx) AppendEvent(e *registry.Event) error {
 func (t boltTx) Events(since uint64, limit int, keep func(*registry.Event) bool) ([]registry.Event, error) {
 	var out []registry.Event
 	c := t.tx.Bucket(bucketEvents).Cursor()
+	if since == math.MaxUint64 {
+		return nil, nil // nothing comes after the last revision there can be (since+1 would wrap to 0)
+	}
 	for k, v := c.Seek(u64(since + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 		var e registry.Event
 		if err := json.Unmarshal(v, &e); err != nil {

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"slices"
@@ -659,6 +660,9 @@ const eventPage = 256
 
 func (t *tx) Events(since uint64, limit int, keep func(*registry.Event) bool) ([]registry.Event, error) {
 	var out []registry.Event
+	if since == math.MaxUint64 {
+		return nil, nil // nothing comes after the last revision there can be (since+1 would wrap to 0)
+	}
 	start, end := t.key("events", eventKey(since+1)), clientv3.GetPrefixRangeEnd(t.key("events")+"/")
 	t.span(start, end)
 	for len(out) < limit {
@@ -690,6 +694,9 @@ func (t *tx) Events(since uint64, limit int, keep func(*registry.Event) bool) ([
 }
 
 func (t *tx) LatestEvents(since uint64, n int, keep func(*registry.Event) bool) ([]registry.Event, error) {
+	if since == math.MaxUint64 {
+		return nil, nil // as in Events
+	}
 	var out []registry.Event
 	own := t.appended(since)
 	for i := len(own) - 1; i >= 0 && len(out) < n; i-- {

@@ -6,6 +6,7 @@ package registrytest
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -182,6 +183,16 @@ func latestEvents(t *testing.T, s registry.MetaStore) {
 				if !slices.Equal(got, tc.want) {
 					t.Errorf("LatestEvents(since %d, n %d): %v, want %v", tc.since, tc.n, got, tc.want)
 				}
+			}
+			// Nothing comes after the largest revision; since+1 wrapped to
+			// every event.
+			var got []uint64
+			s.View(ctx, func(tx registry.MetaTx) error {
+				got = revs(tx.Events(math.MaxUint64, 100, all))
+				return nil
+			})
+			if len(got) != 0 {
+				t.Errorf("Events(since 2^64-1): %v, want none", got)
 			}
 		}
 	}
