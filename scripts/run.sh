@@ -93,6 +93,14 @@ pids+=($!)
 wait_ready scorer "$SCORER_URL/readyz" "${pids[1]}" "$DATA/scorer.log"
 
 row=$(printf '0.5,%.0s' $(seq 1 38))0.5
+# The CLI's hints name this control plane whenever it is not the CLI's default:
+# without MODELCTL_SERVER another terminal's modelctl would ask :8080.
+token_file="$(cd "$DATA" && pwd)/admin.token"
+cli_env="  export MODELCTL_TOKEN=\$(cat $DATA/admin.token)"
+if [ "$MODELCTL_SERVER" != "http://127.0.0.1:8080" ]; then
+  cli_env="  export MODELCTL_SERVER=$MODELCTL_SERVER
+$cli_env"
+fi
 cat <<MSG
 
 modelops is running.
@@ -101,7 +109,10 @@ modelops is running.
   dashboard      $MODELCTL_SERVER/   (sign in with the admin token below)
 
 The admin token is in $DATA/admin.token; for the CLI in another terminal:
-  export MODELCTL_TOKEN=\$(cat $DATA/admin.token)
+$cli_env
+or, once for every terminal, a context:
+  $BIN/modelctl config set-context local --server $MODELCTL_SERVER --token-file $token_file
+  $BIN/modelctl config use-context local
 
 Try:
   curl -s $SCORER_URL/v1/score -d '{"features":[$row]}'

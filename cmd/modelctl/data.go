@@ -3,62 +3,80 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/trainer"
 )
 
-type genDataCmd struct{ *env }
-
-func (c *genDataCmd) Usage() string {
-	return "gen-data --samples N [--seed S] --out FILE.csv|FILE.jsonl   synthetic calling-score data"
+type genDataCmd struct {
+	*env
+	samples int
+	seed    uint64
+	out     string
 }
 
-func (c *genDataCmd) Run(_ context.Context, args []string) error {
-	fs := c.flags(c, "gen-data")
-	n := fs.Int("samples", 10000, "rows to generate")
-	seed := fs.Uint64("seed", 42, "seed")
-	out := fs.String("out", "", "output file: .csv or .jsonl (required)")
-	if err := fs.Parse(args); err != nil {
-		return err
+func (c *genDataCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "gen-data --samples N [--seed S] --out FILE.csv|FILE.jsonl",
+		Short: "synthetic calling-score data",
+		Args:  cobra.NoArgs,
+		RunE:  runs(c),
 	}
-	if *out == "" || fs.NArg() > 0 || *n < 1 {
-		fs.Usage()
+	cmd.Flags().IntVar(&c.samples, "samples", 10000, "rows to generate")
+	cmd.Flags().Uint64Var(&c.seed, "seed", 42, "seed")
+	cmd.Flags().StringVar(&c.out, "out", "", "output file: .csv or .jsonl (required)")
+	cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+func (c *genDataCmd) Run(context.Context, []string) error {
+	if c.out == "" || c.samples < 1 {
 		return fmt.Errorf("gen-data needs --out FILE and a positive --samples")
 	}
-	d := trainer.Generate(*n, *seed)
-	if err := d.WriteFile(*out); err != nil {
+	d := trainer.Generate(c.samples, c.seed)
+	if err := d.WriteFile(c.out); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "wrote %d rows of %d features and %q to %s\n", d.Len(), len(d.Features), trainer.LabelColumn, *out)
-	return nil
+	return c.print(map[string]any{"file": c.out, "rows": d.Len(), "features": d.Features, "label": trainer.LabelColumn, "seed": c.seed},
+		func(w io.Writer) {
+			fmt.Fprintf(w, "wrote %d rows of %d features and %q to %s\n", d.Len(), len(d.Features), trainer.LabelColumn, c.out)
+		})
 }
 
-type cardCmd struct{ *env }
+type cardCmd struct {
+	*env
+	data, out, model, features string
+}
 
-func (c *cardCmd) Usage() string {
-	return "card MODEL.onnx --data FILE --out card.json [--model NAME] [--features a,b,…]   a card for a model trained elsewhere"
+func (c *cardCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "card MODEL.onnx --data FILE --out card.json [--model NAME] [--features a,b,…]",
+		Short: "a card for a model trained elsewhere",
+		Args:  needs(1, 1, "MODEL.onnx, --data and --out"),
+		RunE:  runs(c),
+	}
+	cmd.Flags().StringVar(&c.data, "data", "", "reference data: CSV or .jsonl with the feature columns (and optionally \"label\")")
+	cmd.Flags().StringVar(&c.out, "out", "", "card to write (required)")
+	cmd.Flags().StringVar(&c.model, "model", "calling-score", "model name the card is for")
+	cmd.Flags().StringVar(&c.features, "features", "", "comma-separated feature names in input order (default: calling-score's 39)")
+	cmd.MarkFlagRequired("data")
+	cmd.MarkFlagRequired("out")
+	return cmd
 }
 
 func (c *cardCmd) Run(_ context.Context, args []string) error {
-	fs := c.flags(c, "card")
-	data := fs.String("data", "", "reference data: CSV or .jsonl with the feature columns (and optionally \"label\")")
-	out := fs.String("out", "", "card to write (required)")
-	model := fs.String("model", "calling-score", "model name the card is for")
-	features := fs.String("features", "", "comma-separated feature names in input order (default: calling-score's 39)")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 || *data == "" || *out == "" {
-		fs.Usage()
+	pos, model, data, out := args, &c.model, &c.data, &c.out
+	if *data == "" || *out == "" {
 		return fmt.Errorf("card needs MODEL.onnx, --data and --out")
 	}
 	names := trainer.FeatureNames()
-	if *features != "" {
-		names = strings.Split(*features, ",")
+	if c.features != "" {
+		names = strings.Split(c.features, ",")
 	}
 	if _, err := loader.Init(c.getenv("ONNXRUNTIME_LIB")); err != nil {
 		return err
@@ -99,11 +117,13 @@ func (c *cardCmd) Run(_ context.Context, args []string) error {
 	if err := writeCard(*out, card); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "wrote %s: %d golden inputs, reference histograms over %d rows of %s\n", *out, len(card.Golden), d.Len(), filepath.Base(*data))
 	if d.Len() < minReferenceRows {
 		fmt.Fprintf(c.stderr, "modelctl: warning: deciles of %d rows are rough; drift measured against them will read high. Give --data at least %d rows.\n", d.Len(), minReferenceRows)
 	}
-	return nil
+	return c.print(map[string]any{"card": *out, "model": *model, "golden": len(card.Golden), "reference_rows": d.Len(), "metrics": card.Metrics},
+		func(w io.Writer) {
+			fmt.Fprintf(w, "wrote %s: %d golden inputs, reference histograms over %d rows of %s\n", *out, len(card.Golden), d.Len(), filepath.Base(*data))
+		})
 }
 
 // minReferenceRows is the least data a card's reference deciles should come

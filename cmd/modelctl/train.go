@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/trainer"
@@ -25,10 +27,32 @@ const parityTolerance = 1e-5
 // goldenRows is how many golden inputs a card records.
 const goldenRows = 32
 
-type trainCmd struct{ *env }
+type trainCmd struct {
+	*env
+	o trainOptions
+}
 
-func (c *trainCmd) Usage() string {
-	return "train [--data FILE | --samples 10000] [--seed 42] [--epochs 100] [--batch 32] [--lr 0.001] --out DIR   train calling-score"
+func (c *trainCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "train [--data FILE | --samples 10000] [--seed 42] [--epochs 100] [--batch 32] [--lr 0.001] --out DIR",
+		Short: "train calling-score",
+		Args:  cobra.NoArgs,
+		RunE:  runs(c),
+	}
+	o := &c.o
+	o.cfg, o.samples = trainer.DefaultConfig(), 10000
+	fs := cmd.Flags()
+	fs.StringVar(&o.data, "data", "", "training data: CSV with a header, or .jsonl; the 39 feature columns plus \"label\" (default: synthetic)")
+	fs.IntVar(&o.samples, "samples", o.samples, "synthetic samples to generate when --data is not given")
+	fs.Uint64Var(&o.cfg.Seed, "seed", o.cfg.Seed, "seed of every random choice (data, split, init, dropout, shuffles)")
+	fs.IntVar(&o.cfg.Epochs, "epochs", o.cfg.Epochs, "maximum epochs")
+	fs.IntVar(&o.cfg.Batch, "batch", o.cfg.Batch, "mini-batch size")
+	fs.Float64Var(&o.cfg.LR, "lr", o.cfg.LR, "Adam learning rate")
+	fs.IntVar(&o.cfg.Patience, "patience", o.cfg.Patience, "early stopping: epochs without a better validation loss")
+	fs.StringVar(&o.out, "out", "", "output directory for model.onnx and card.json (required)")
+	fs.BoolVar(&o.quiet, "quiet", false, "no per-epoch progress")
+	cmd.MarkFlagRequired("out")
+	return cmd
 }
 
 // trainOptions is one run of `modelctl train`.
@@ -48,23 +72,9 @@ type trainReport struct {
 	Parity              float64
 }
 
-func (c *trainCmd) Run(ctx context.Context, args []string) error {
-	o := trainOptions{cfg: trainer.DefaultConfig(), samples: 10000}
-	fs := c.flags(c, "train")
-	fs.StringVar(&o.data, "data", "", "training data: CSV with a header, or .jsonl; the 39 feature columns plus \"label\" (default: synthetic)")
-	fs.IntVar(&o.samples, "samples", o.samples, "synthetic samples to generate when --data is not given")
-	fs.Uint64Var(&o.cfg.Seed, "seed", o.cfg.Seed, "seed of every random choice (data, split, init, dropout, shuffles)")
-	fs.IntVar(&o.cfg.Epochs, "epochs", o.cfg.Epochs, "maximum epochs")
-	fs.IntVar(&o.cfg.Batch, "batch", o.cfg.Batch, "mini-batch size")
-	fs.Float64Var(&o.cfg.LR, "lr", o.cfg.LR, "Adam learning rate")
-	fs.IntVar(&o.cfg.Patience, "patience", o.cfg.Patience, "early stopping: epochs without a better validation loss")
-	fs.StringVar(&o.out, "out", "", "output directory for model.onnx and card.json (required)")
-	fs.BoolVar(&o.quiet, "quiet", false, "no per-epoch progress")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if o.out == "" || fs.NArg() > 0 {
-		fs.Usage()
+func (c *trainCmd) Run(ctx context.Context, _ []string) error {
+	o := c.o
+	if o.out == "" {
 		return fmt.Errorf("train needs --out DIR")
 	}
 	switch {
@@ -84,8 +94,23 @@ func (c *trainCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c.summary(rep)
-	return nil
+	return c.print(rep.view(), func(w io.Writer) { summary(w, rep) })
+}
+
+// trainView is what -o json says of a run.
+type trainView struct {
+	Model     string                     `json:"model"`
+	Card      string                     `json:"card"`
+	EpochsRun int                        `json:"epochs_run"`
+	BestEpoch int                        `json:"best_epoch"`
+	Seconds   float64                    `json:"seconds"`
+	Parity    float64                    `json:"onnx_parity_max_abs_diff"`
+	Metrics   map[string]trainer.Metrics `json:"metrics"`
+}
+
+func (rep *trainReport) view() trainView {
+	return trainView{Model: rep.ModelPath, Card: rep.CardPath, EpochsRun: len(rep.Result.Epochs), BestEpoch: rep.Result.BestEpoch,
+		Seconds: rep.Result.Duration.Seconds(), Parity: rep.Parity, Metrics: rep.Card.Metrics}
 }
 
 func runTrain(_ context.Context, o trainOptions, progress io.Writer) (*trainReport, error) {
@@ -232,18 +257,18 @@ func writeCard(path string, card any) error {
 	return writeFileAtomic(path, append(buf, '\n'))
 }
 
-func (c *trainCmd) summary(rep *trainReport) {
+func summary(w io.Writer, rep *trainReport) {
 	res, m := rep.Result, rep.Card.Metrics
 	model, fb := m["test_model"], m["test_fallback"]
-	fmt.Fprintf(c.stdout, "\nwrote %s and %s\n\n", rep.ModelPath, rep.CardPath)
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "\nwrote %s and %s\n\n", rep.ModelPath, rep.CardPath)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "epochs run\t%d (best %d, early stop patience %d)\n", len(res.Epochs), res.BestEpoch, rep.Card.Training.Patience)
 	fmt.Fprintf(tw, "training time\t%s\n", res.Duration.Round(10*time.Millisecond))
 	fmt.Fprintf(tw, "rows train/val/test\t%d / %d / %d\n", res.Split.Train.Len(), res.Split.Val.Len(), res.Split.Test.Len())
 	fmt.Fprintf(tw, "ONNX Runtime vs Go forward pass\tmax |Δ| %.2g (tolerance %g)\n", rep.Parity, parityTolerance)
 	tw.Flush()
-	fmt.Fprintln(c.stdout)
-	tw = tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TEST SPLIT\tMSE\tMAE\tR²")
 	fmt.Fprintf(tw, "model\t%.5f\t%.5f\t%.3f\n", model.MSE, model.MAE, model.R2)
 	fmt.Fprintf(tw, "fallback rules\t%.5f\t%.5f\t%.3f\n", fb.MSE, fb.MAE, fb.R2)
@@ -251,11 +276,11 @@ func (c *trainCmd) summary(rep *trainReport) {
 	if fb.MSE > 0 {
 		switch gain := 1 - model.MSE/fb.MSE; {
 		case gain >= 0.30:
-			fmt.Fprintf(c.stdout, "\nmodel MSE is %.1f%% lower than the fallback rules' (target ≥ 30%%)\n", 100*gain)
+			fmt.Fprintf(w, "\nmodel MSE is %.1f%% lower than the fallback rules' (target ≥ 30%%)\n", 100*gain)
 		case gain >= 0:
-			fmt.Fprintf(c.stdout, "\nmodel MSE is only %.1f%% lower than the fallback rules' (target ≥ 30%%): train longer (--epochs) or on more data\n", 100*gain)
+			fmt.Fprintf(w, "\nmodel MSE is only %.1f%% lower than the fallback rules' (target ≥ 30%%): train longer (--epochs) or on more data\n", 100*gain)
 		default:
-			fmt.Fprintf(c.stdout, "\nmodel MSE is %.1f%% HIGHER than the fallback rules' (target: ≥ 30%% lower): the rules answer better; train longer (--epochs) or on more data before pushing it\n", -100*gain)
+			fmt.Fprintf(w, "\nmodel MSE is %.1f%% HIGHER than the fallback rules' (target: ≥ 30%% lower): the rules answer better; train longer (--epochs) or on more data before pushing it\n", -100*gain)
 		}
 	}
 }

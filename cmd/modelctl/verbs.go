@@ -2,87 +2,21 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/registry"
 )
-
-// clientFlags are shared by every verb that talks to a control plane.
-type clientFlags struct {
-	server string
-	output string
-	token  string
-}
-
-func (e *env) clientFlags(fs *flag.FlagSet) *clientFlags {
-	cf := &clientFlags{server: e.getenv("MODELCTL_SERVER"), output: "table", token: strings.TrimSpace(e.getenv("MODELCTL_TOKEN"))}
-	if cf.server == "" {
-		cf.server = "http://127.0.0.1:8080"
-	}
-	fs.StringVar(&cf.server, "server", cf.server, "control plane URL (env MODELCTL_SERVER)")
-	fs.StringVar(&cf.output, "o", cf.output, "output: table or json")
-	return cf
-}
-
-func (cf *clientFlags) client() (*client.Client, error) {
-	if cf.output != "table" && cf.output != "json" {
-		return nil, fmt.Errorf("-o %q: want table or json", cf.output)
-	}
-	if err := client.CheckBaseURL(cf.server); err != nil {
-		return nil, fmt.Errorf("--server %w", err)
-	}
-	c := client.New(cf.server)
-	c.Token = cf.token
-	return c, nil
-}
-
-func (e *env) printJSON(v any) error {
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func (e *env) table(fn func(w io.Writer)) {
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fn(tw)
-	tw.Flush()
-}
-
-// printList prints items: with -o json as a JSON list (empty, never null);
-// else as a table of header and one row per item, or, when there are none,
-// the empty message.
-func printList[T any](e *env, output string, items []T, empty, header string, row func(T) string) error {
-	if output == "json" {
-		if items == nil {
-			items = []T{}
-		}
-		return e.printJSON(items)
-	}
-	if len(items) == 0 {
-		fmt.Fprintln(e.stdout, empty)
-		return nil
-	}
-	e.table(func(w io.Writer) {
-		fmt.Fprintln(w, header)
-		for _, it := range items {
-			fmt.Fprintln(w, row(it))
-		}
-	})
-	return nil
-}
 
 func ago(t time.Time) string {
 	if t.IsZero() {
@@ -107,40 +41,63 @@ func orDash(n int) string {
 	return "v" + strconv.Itoa(n)
 }
 
+// completeModels offers the control plane's model names for a verb's first
+// argument (a shell asks `modelctl __complete promote ""`).
+func (e *env) completeModels(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	cl, err := e.client()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveError
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	ms, err := cl.Models(ctx)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveError
+	}
+	var names []string
+	for _, m := range ms {
+		names = append(names, m.Name)
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
 // push
 
-type pushCmd struct{ *env }
+type pushCmd struct {
+	*env
+	model, card string
+}
 
-func (c *pushCmd) Usage() string {
-	return "push FILE.onnx --model NAME [--card card.json]   upload a new version"
+func (c *pushCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "push FILE.onnx --model NAME [--card card.json]",
+		Short: "upload a new version",
+		Args:  needs(1, 1, "one FILE and --model"),
+		RunE:  runs(c),
+	}
+	cmd.Flags().StringVar(&c.model, "model", "", "model name (required)")
+	cmd.Flags().StringVar(&c.card, "card", "", "model card JSON (default: card.json beside the file, if there)")
+	cmd.MarkFlagRequired("model")
+	return cmd
 }
 
 func (c *pushCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "push")
-	cf := c.clientFlags(fs)
-	model := fs.String("model", "", "model name (required)")
-	cardPath := fs.String("card", "", "model card JSON (default: card.json beside the file, if there)")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 || *model == "" {
-		fs.Usage()
-		return fmt.Errorf("push needs one FILE and --model")
-	}
-	cl, err := cf.client()
+	cl, err := c.client()
 	if err != nil {
 		return err
 	}
 	var card []byte
 	switch {
-	case *cardPath != "":
-		if card, err = os.ReadFile(*cardPath); err != nil {
+	case c.card != "":
+		if card, err = os.ReadFile(c.card); err != nil {
 			return fmt.Errorf("card: %w", err)
 		}
 	default:
-		beside := strings.TrimSuffix(pos[0], ".onnx") + ".card.json"
-		for _, p := range []string{beside, dirOf(pos[0]) + "card.json"} {
+		beside := strings.TrimSuffix(args[0], ".onnx") + ".card.json"
+		for _, p := range []string{beside, dirOf(args[0]) + "card.json"} {
 			if b, err := os.ReadFile(p); err == nil {
 				card = b
 				fmt.Fprintf(c.stderr, "using card %s\n", p)
@@ -149,29 +106,28 @@ func (c *pushCmd) Run(ctx context.Context, args []string) error {
 		}
 		if card == nil {
 			// Allowed, but the version loses what a card gives: say so.
-			fmt.Fprintf(c.stderr, "no card (%s or %scard.json): the version is pushed without golden inputs to check on every load and without a reference for drift (`modelctl card` makes one)\n", beside, dirOf(pos[0]))
+			fmt.Fprintf(c.stderr, "no card (%s or %scard.json): the version is pushed without golden inputs to check on every load and without a reference for drift (`modelctl card` makes one)\n", beside, dirOf(args[0]))
 		}
 	}
-	opts := client.PushOptions{Model: *model, ArtifactPath: pos[0], Card: card}
+	opts := client.PushOptions{Model: c.model, ArtifactPath: args[0], Card: card}
 	if isTerminal(c.stderr) {
-		opts.Progress = progressBar(c.stderr, pos[0])
+		opts.Progress = progressBar(c.stderr, args[0])
 	}
 	res, err := cl.Push(ctx, opts)
 	if opts.Progress != nil {
 		fmt.Fprintln(c.stderr)
 	}
 	if err != nil {
-		return fmt.Errorf("push %s: %w", pos[0], err)
+		return fmt.Errorf("push %s: %w", args[0], err)
 	}
-	if cf.output == "json" {
-		return c.printJSON(res)
-	}
-	if res.Created {
-		fmt.Fprintf(c.stdout, "pushed %s v%d (sha256 %s, %d bytes)\n", res.Version.Model, res.Version.Number, res.Version.Digest, res.Version.Size)
-	} else {
-		fmt.Fprintf(c.stdout, "already pushed as %s v%d (sha256 %s)\n", res.Version.Model, res.Version.Number, res.Version.Digest)
-	}
-	return nil
+	return c.print(res, func(w io.Writer) {
+		v := res.Version
+		if res.Created {
+			fmt.Fprintf(w, "pushed %s v%d (sha256 %s, %d bytes)\n", esc(v.Model), v.Number, esc(v.Digest), v.Size)
+		} else {
+			fmt.Fprintf(w, "already pushed as %s v%d (sha256 %s)\n", esc(v.Model), v.Number, esc(v.Digest))
+		}
+	})
 }
 
 func dirOf(p string) string {
@@ -204,7 +160,7 @@ func progressBar(w io.Writer, name string) func(sent, total int64) {
 		}
 		const width = 30
 		fill := int(pct / 100 * width)
-		fmt.Fprintf(w, "\r%s [%s%s] %5.1f%% %s/%s", name, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct, bytesH(sent), bytesH(total))
+		fmt.Fprintf(w, "\r%s [%s%s] %5.1f%% %s/%s", esc(name), strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct, bytesH(sent), bytesH(total))
 	}
 }
 
@@ -224,15 +180,12 @@ func bytesH(n int64) string {
 
 type listCmd struct{ *env }
 
-func (c *listCmd) Usage() string { return "list   models with their production version" }
+func (c *listCmd) command() *cobra.Command {
+	return &cobra.Command{Use: "list", Aliases: []string{"ls"}, Short: "models with their production version", Args: cobra.NoArgs, RunE: runs(c)}
+}
 
-func (c *listCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "list")
-	cf := c.clientFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cl, err := cf.client()
+func (c *listCmd) Run(ctx context.Context, _ []string) error {
+	cl, err := c.client()
 	if err != nil {
 		return err
 	}
@@ -240,255 +193,172 @@ func (c *listCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return printList(c.env, cf.output, ms, "no models yet: push one with `modelctl push FILE.onnx --model NAME`",
-		"MODEL\tPRODUCTION\tCANARY\tBLEND\tLATEST\tREVISION\tSIGNATURE",
-		func(m registry.Model) string {
-			return fmt.Sprintf("%s\t%s\t%s\t%g\t%s\t%d\t%s", m.Name, orDash(m.Production), canaryString(m.Candidate), m.BlendWeight(), orDash(m.Latest), m.Revision, m.Signature)
+	return printList(c.env, ms, "no models yet: push one with `modelctl push FILE.onnx --model NAME`",
+		[]string{"MODEL", "PRODUCTION", "CANARY", "BLEND", "LATEST", "REVISION", "SIGNATURE"},
+		func(m registry.Model) []any {
+			return []any{m.Name, orDash(m.Production), canaryString(m.Candidate), m.BlendWeight(), orDash(m.Latest), m.Revision, m.Signature}
 		})
-}
-
-// show
-
-type showCmd struct{ *env }
-
-func (c *showCmd) Usage() string {
-	return "show MODEL [VERSION]   a model's versions, or one version with its card"
-}
-
-func (c *showCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "show")
-	cf := c.clientFlags(fs)
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) < 1 || len(pos) > 2 {
-		fs.Usage()
-		return fmt.Errorf("show needs MODEL and optionally VERSION")
-	}
-	cl, err := cf.client()
-	if err != nil {
-		return err
-	}
-	if len(pos) == 2 {
-		n, err := versionArg(pos[1])
-		if err != nil {
-			return err
-		}
-		v, err := cl.Version(ctx, pos[0], n)
-		if err != nil {
-			return err
-		}
-		if cf.output == "json" {
-			return c.printJSON(v)
-		}
-		c.table(func(w io.Writer) {
-			fmt.Fprintf(w, "model\t%s\nversion\tv%d\nsha256\t%s\nsize\t%s\ncreated\t%s\nby\t%s\n", v.Model, v.Number, v.Digest, bytesH(v.Size), ago(v.CreatedAt), v.Actor)
-		})
-		if len(v.Card) > 0 {
-			fmt.Fprintln(c.stdout, "card:")
-			var pretty any
-			if json.Unmarshal(v.Card, &pretty) == nil {
-				summarizeCard(c.stdout, pretty)
-			}
-		}
-		return nil
-	}
-	m, err := cl.Model(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	if cf.output == "json" {
-		return c.printJSON(m)
-	}
-	fmt.Fprintf(c.stdout, "%s  production %s  canary %s  blend %g  revision %d\nsignature: %s\n\n", m.Name, orDash(m.Production), canaryString(m.Candidate), m.BlendWeight(), m.Revision, m.Signature)
-	c.table(func(w io.Writer) {
-		fmt.Fprintln(w, "VERSION\tSHA256\tSIZE\tCREATED\tBY\tALIAS")
-		for _, v := range m.Versions {
-			alias := ""
-			if v.Number == m.Production {
-				alias = "production"
-			} else if m.Candidate != nil && v.Number == m.Candidate.Version {
-				alias = "candidate"
-			}
-			fmt.Fprintf(w, "v%d\t%s\t%s\t%s\t%s\t%s\n", v.Number, v.Digest[:12], bytesH(v.Size), ago(v.CreatedAt), v.Actor, alias)
-		}
-	})
-	return nil
-}
-
-// summarizeCard prints the card's top-level fields, eliding long arrays.
-func summarizeCard(w io.Writer, card any) {
-	m, ok := card.(map[string]any)
-	if !ok {
-		return
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		switch v := m[k].(type) {
-		case []any:
-			fmt.Fprintf(w, "  %s: %d entries\n", k, len(v))
-		case map[string]any:
-			b, _ := json.Marshal(v)
-			s := string(b)
-			if len(s) > 160 {
-				s = s[:160] + "…"
-			}
-			fmt.Fprintf(w, "  %s: %s\n", k, s)
-		default:
-			fmt.Fprintf(w, "  %s: %v\n", k, v)
-		}
-	}
 }
 
 // promote and rollback
 
-type promoteCmd struct{ *env }
+type aliasFlags struct {
+	expect uint64
+	reason string
+	force  bool
+}
 
-func (c *promoteCmd) Usage() string {
-	return "promote MODEL VERSION [--expect-revision N] [--reason TEXT] [--force]   point production at VERSION"
+func (f *aliasFlags) add(cmd *cobra.Command, force string) {
+	cmd.Flags().Uint64Var(&f.expect, "expect-revision", 0, "refuse unless the model is at this revision")
+	cmd.Flags().StringVar(&f.reason, "reason", "", "why, recorded in the history")
+	if force != "" {
+		cmd.Flags().BoolVar(&f.force, "force", false, force)
+	}
+}
+
+type promoteCmd struct {
+	*env
+	aliasFlags
+}
+
+func (c *promoteCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "promote MODEL VERSION [--expect-revision N] [--reason TEXT] [--force]",
+		Short: "point production at VERSION (the version already there: unchanged, exit 0)",
+		Args:  needs(2, 2, "MODEL and VERSION"),
+		RunE:  runs(c), ValidArgsFunction: c.completeModels,
+	}
+	c.add(cmd, "promote a version the monitor rejected")
+	return cmd
 }
 
 func (c *promoteCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "promote")
-	cf := c.clientFlags(fs)
-	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
-	reason := fs.String("reason", "", "why, recorded in the history")
-	force := fs.Bool("force", false, "promote a version the monitor rejected")
-	pos, err := parseInterleaved(fs, args)
+	n, err := versionArg(args[1])
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 {
-		fs.Usage()
-		return fmt.Errorf("promote needs MODEL and VERSION")
-	}
-	n, err := versionArg(pos[1])
+	cl, err := c.client()
 	if err != nil {
 		return err
 	}
-	cl, err := cf.client()
+	ev, err := cl.Promote(ctx, args[0], api.AliasBody{Version: n, ExpectRevision: c.expect, Reason: c.reason, Force: c.force})
 	if err != nil {
 		return err
 	}
-	ev, err := cl.Promote(ctx, pos[0], api.AliasBody{Version: n, ExpectRevision: *expect, Reason: *reason, Force: *force})
-	if err != nil {
-		return err
-	}
-	return c.printEvent(cf, ev)
+	return c.printEvent(ev)
 }
 
-func (e *env) printEvent(cf *clientFlags, ev *registry.Event) error {
-	if cf.output == "json" {
-		return e.printJSON(ev)
-	}
-	fmt.Fprintf(e.stdout, "%s %s: production %s → %s (revision %d)\n", ev.Model, strings.ReplaceAll(ev.Kind, "_", " "), orDash(ev.From), orDash(ev.To), ev.Revision)
-	return nil
+// printEvent prints the event an alias change made, or says it was unchanged.
+func (e *env) printEvent(ev *registry.Event) error {
+	return e.print(ev, func(w io.Writer) {
+		if ev.Unchanged {
+			fmt.Fprintf(w, "%s unchanged: production is %s (revision %d)\n", esc(ev.Model), orDash(ev.To), ev.Revision)
+			return
+		}
+		fmt.Fprintf(w, "%s %s: production %s → %s (revision %d)\n", esc(ev.Model), esc(strings.ReplaceAll(ev.Kind, "_", " ")), orDash(ev.From), orDash(ev.To), ev.Revision)
+	})
 }
 
-type rollbackCmd struct{ *env }
+type rollbackCmd struct {
+	*env
+	aliasFlags
+	to string
+}
 
-func (c *rollbackCmd) Usage() string {
-	return "rollback MODEL [--to VERSION] [--expect-revision N] [--reason TEXT] [--force]   production back to the previous version"
+func (c *rollbackCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rollback MODEL [--to VERSION] [--expect-revision N] [--reason TEXT] [--force]",
+		Short: "production back to the previous version",
+		Args:  needs(1, 1, "MODEL"),
+		RunE:  runs(c), ValidArgsFunction: c.completeModels,
+	}
+	cmd.Flags().StringVar(&c.to, "to", "", "version to roll back to (default: the previous production version)")
+	c.add(cmd, "with --to: roll back to a version the monitor rejected")
+	return cmd
 }
 
 func (c *rollbackCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "rollback")
-	cf := c.clientFlags(fs)
-	to := fs.String("to", "", "version to roll back to (default: the previous production version)")
-	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
-	reason := fs.String("reason", "", "why, recorded in the history")
-	force := fs.Bool("force", false, "with --to: roll back to a version the monitor rejected")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return fmt.Errorf("rollback needs MODEL")
-	}
-	body := api.AliasBody{ExpectRevision: *expect, Reason: *reason, Force: *force}
-	if *to != "" {
-		if body.Version, err = versionArg(*to); err != nil {
+	body := api.AliasBody{ExpectRevision: c.expect, Reason: c.reason, Force: c.force}
+	if c.to != "" {
+		var err error
+		if body.Version, err = versionArg(c.to); err != nil {
 			return err
 		}
 	}
-	cl, err := cf.client()
+	cl, err := c.client()
 	if err != nil {
 		return err
 	}
-	ev, err := cl.Rollback(ctx, pos[0], body)
+	ev, err := cl.Rollback(ctx, args[0], body)
 	if err != nil {
 		return err
 	}
-	return c.printEvent(cf, ev)
+	return c.printEvent(ev)
 }
 
 // history
 
-type historyCmd struct{ *env }
-
-func (c *historyCmd) Usage() string {
-	return "history [MODEL] [--since REV] [--limit N | --last N]   events, oldest first"
+type historyCmd struct {
+	*env
+	since       uint64
+	limit, last int
 }
 
+func (c *historyCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "history [MODEL] [--since REV] [--limit N | --last N]",
+		Short: "events, oldest first",
+		Args:  needs(0, 1, "at most one MODEL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("last") && cmd.Flags().Changed("limit") {
+				return fmt.Errorf("give --limit (the first events after --since) or --last (the latest ones), not both")
+			}
+			if cmd.Flags().Changed("last") && (c.last < 1 || c.last > 10000) {
+				return fmt.Errorf("--last %d: want 1 to 10000", c.last)
+			}
+			return c.Run(cmd.Context(), args)
+		},
+		ValidArgsFunction: c.completeModels,
+	}
+	cmd.Flags().Uint64Var(&c.since, "since", 0, "only events after this revision")
+	cmd.Flags().IntVar(&c.limit, "limit", 1000, "at most this many events, the first after --since (1 to 10000; --since pages on)")
+	cmd.Flags().IntVar(&c.last, "last", 0, "only the latest N events (1 to 10000)")
+	return cmd
+}
+
+// Run lists events; c.last > 0 asks for the latest ones.
 func (c *historyCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "history")
-	cf := c.clientFlags(fs)
-	since := fs.Uint64("since", 0, "only events after this revision")
-	limit := fs.Int("limit", 1000, "at most this many events, the first after --since (1 to 10000; --since pages on)")
-	last := fs.Int("last", 0, "only the latest N events (1 to 10000)")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if *limit < 1 || *limit > 10000 {
-		return fmt.Errorf("--limit %d: want 1 to 10000 (--since REV pages on)", *limit)
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if set["last"] && (*last < 1 || *last > 10000) {
-		return fmt.Errorf("--last %d: want 1 to 10000", *last)
-	}
-	if set["last"] && set["limit"] {
-		return fmt.Errorf("give --limit (the first events after --since) or --last (the latest ones), not both")
-	}
-	if len(pos) > 1 {
-		fs.Usage()
-		return fmt.Errorf("history takes at most one MODEL")
+	if c.limit < 1 || c.limit > 10000 {
+		return fmt.Errorf("--limit %d: want 1 to 10000 (--since REV pages on)", c.limit)
 	}
 	model := ""
-	if len(pos) == 1 {
-		model = pos[0]
+	if len(args) == 1 {
+		model = args[0]
 	}
-	cl, err := cf.client()
+	cl, err := c.client()
 	if err != nil {
 		return err
 	}
 	var evs []registry.Event
-	if set["last"] {
-		evs, err = cl.LatestEvents(ctx, model, *since, *last)
+	if c.last > 0 {
+		evs, err = cl.LatestEvents(ctx, model, c.since, c.last)
 	} else {
-		evs, err = cl.Events(ctx, model, *since, *limit)
+		evs, err = cl.Events(ctx, model, c.since, c.limit)
 	}
 	if err != nil {
 		return err
 	}
-	if !set["last"] && len(evs) == *limit {
+	if c.last == 0 && len(evs) == c.limit {
 		// Say when there are more, where it does not get into the output.
 		end := evs[len(evs)-1].Revision
 		if more, err := cl.Events(ctx, model, end, 1); err == nil && len(more) > 0 {
-			fmt.Fprintf(c.stderr, "the first %d events after revision %d; there are more: --since %d pages on, --last N shows the latest\n", *limit, *since, end)
+			fmt.Fprintf(c.stderr, "the first %d events after revision %d; there are more: --since %d pages on, --last N shows the latest\n", c.limit, c.since, end)
 		}
 	}
-	return printList(c.env, cf.output, evs, "no events",
-		"REVISION\tTIME\tMODEL\tEVENT\tFROM\tTO\tACTOR\tREASON",
-		func(e registry.Event) string {
-			return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s", e.Revision, ago(e.Time), e.Model, e.Kind, orDash(e.From), orDash(e.To), e.Actor, e.Reason)
+	return printList(c.env, evs, "no events",
+		[]string{"REVISION", "TIME", "MODEL", "EVENT", "FROM", "TO", "ACTOR", "REASON"},
+		func(e registry.Event) []any {
+			return []any{e.Revision, ago(e.Time), e.Model, e.Kind, orDash(e.From), orDash(e.To), e.Actor, e.Reason}
 		})
 }
 
@@ -502,145 +372,162 @@ func blobs(n int) string {
 	return fmt.Sprintf("%d blobs", n)
 }
 
-type gcCmd struct{ *env }
-
-func (c *gcCmd) Usage() string {
-	return "gc [--apply] [--grace 24h]   blobs no version references (deleted only with --apply)"
+type gcCmd struct {
+	*env
+	apply bool
+	grace time.Duration
 }
 
-func (c *gcCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "gc")
-	cf := c.clientFlags(fs)
-	apply := fs.Bool("apply", false, "delete the unreferenced blobs (default: only list them)")
-	grace := fs.Duration("grace", 24*time.Hour, "keep blobs younger than this (an upload may still be on its way to a version)")
-	if err := fs.Parse(args); err != nil {
-		return err
+func (c *gcCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "gc [--apply] [--grace 24h]",
+		Short: "blobs no version references (deleted only with --apply)",
+		Args:  cobra.NoArgs,
+		RunE:  runs(c),
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("gc: unexpected argument %q", fs.Arg(0))
-	}
-	cl, err := cf.client()
+	cmd.Flags().BoolVar(&c.apply, "apply", false, "delete the unreferenced blobs (default: only list them)")
+	cmd.Flags().DurationVar(&c.grace, "grace", 24*time.Hour, "keep blobs younger than this (an upload may still be on its way to a version)")
+	return cmd
+}
+
+func (c *gcCmd) Run(ctx context.Context, _ []string) error {
+	cl, err := c.client()
 	if err != nil {
 		return err
 	}
-	res, err := cl.GC(ctx, api.GCBody{Grace: grace.String(), Apply: *apply})
+	res, err := cl.GC(ctx, api.GCBody{Grace: c.grace.String(), Apply: c.apply})
 	if err != nil {
 		return err
 	}
-	if cf.output == "json" {
-		return c.printJSON(res)
-	}
-	if len(res.Unreferenced) == 0 {
-		fmt.Fprintf(c.stdout, "no unreferenced blobs older than %s (%d younger kept)\n", grace, res.Kept)
-		return nil
-	}
-	var total int64
-	c.table(func(w io.Writer) {
-		fmt.Fprintln(w, "SHA256\tSIZE\tSTORED")
-		for _, b := range res.Unreferenced {
-			total += b.Size
-			fmt.Fprintf(w, "%s\t%s\t%s\n", b.Digest, bytesH(b.Size), ago(b.ModTime))
+	return c.print(res, func(w io.Writer) {
+		if len(res.Unreferenced) == 0 {
+			fmt.Fprintf(w, "no unreferenced blobs older than %s (%d younger kept)\n", c.grace, res.Kept)
+			return
+		}
+		var total int64
+		table(w, func(tw io.Writer) {
+			fmt.Fprintln(tw, "SHA256\tSIZE\tSTORED")
+			for _, b := range res.Unreferenced {
+				total += b.Size
+				fmt.Fprintln(tw, cells(b.Digest, bytesH(b.Size), ago(b.ModTime)))
+			}
+		})
+		if res.Deleted {
+			fmt.Fprintf(w, "deleted %s, %s\n", blobs(len(res.Unreferenced)), bytesH(total))
+		} else {
+			fmt.Fprintf(w, "%s unreferenced, %s; run with --apply to delete them\n", blobs(len(res.Unreferenced)), bytesH(total))
 		}
 	})
-	if res.Deleted {
-		fmt.Fprintf(c.stdout, "deleted %s, %s\n", blobs(len(res.Unreferenced)), bytesH(total))
-	} else {
-		fmt.Fprintf(c.stdout, "%s unreferenced, %s; run with --apply to delete them\n", blobs(len(res.Unreferenced)), bytesH(total))
-	}
-	return nil
 }
 
 // canary and blend
 
-type canaryCmd struct{ *env }
+type canaryCmd struct {
+	*env
+	traffic      float64
+	mode, reason string
+	clear        bool
+	expect       uint64
+}
 
-func (c *canaryCmd) Usage() string {
-	return "canary MODEL VERSION --traffic 10 [--mode ab|shadow] [--reason TEXT] | canary MODEL --clear   set or clear the challenger"
+func (c *canaryCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "canary MODEL VERSION --traffic 10 [--mode ab|shadow] [--reason TEXT] | canary MODEL --clear",
+		Short: "set or clear the challenger (the same setting, or clearing none: unchanged, exit 0)",
+		Args:  needs(1, 2, "MODEL VERSION --traffic N, or MODEL --clear"),
+		RunE:  runs(c), ValidArgsFunction: c.completeModels,
+	}
+	cmd.Flags().Float64Var(&c.traffic, "traffic", 0, "percentage of traffic for the challenger (ab) or scored in its shadow")
+	cmd.Flags().StringVar(&c.mode, "mode", "ab", "ab: the challenger answers its share; shadow: it scores beside the champion, unseen")
+	cmd.Flags().BoolVar(&c.clear, "clear", false, "remove the canary")
+	cmd.Flags().Uint64Var(&c.expect, "expect-revision", 0, "refuse unless the model is at this revision")
+	cmd.Flags().StringVar(&c.reason, "reason", "", "why, recorded in the history")
+	return cmd
 }
 
 func (c *canaryCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "canary")
-	cf := c.clientFlags(fs)
-	traffic := fs.Float64("traffic", 0, "percentage of traffic for the challenger (ab) or scored in its shadow")
-	mode := fs.String("mode", "ab", "ab: the challenger answers its share; shadow: it scores beside the champion, unseen")
-	clear := fs.Bool("clear", false, "remove the canary")
-	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
-	reason := fs.String("reason", "", "why, recorded in the history")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	cl, err := cf.client()
-	if err != nil {
-		return err
-	}
 	var ev *registry.Event
 	switch {
-	case *clear && len(pos) == 1:
-		ev, err = cl.ClearCanary(ctx, pos[0], *expect, *reason)
-	case !*clear && len(pos) == 2:
-		n, verr := versionArg(pos[1])
-		if verr != nil {
-			return verr
+	case c.clear && len(args) == 1:
+		cl, err := c.client()
+		if err != nil {
+			return err
 		}
-		if !(*traffic > 0 && *traffic <= 100) { // NaN too
+		ev, err = cl.ClearCanary(ctx, args[0], c.expect, c.reason)
+		if err != nil {
+			return err
+		}
+	case !c.clear && len(args) == 2:
+		n, err := versionArg(args[1])
+		if err != nil {
+			return err
+		}
+		if !(c.traffic > 0 && c.traffic <= 100) { // NaN too
 			return fmt.Errorf("canary needs --traffic, a percentage above 0 and at most 100")
 		}
-		ev, err = cl.SetCanary(ctx, pos[0], api.CanaryBody{Version: n, Traffic: *traffic, Mode: *mode, ExpectRevision: *expect, Reason: *reason})
+		cl, err := c.client()
+		if err != nil {
+			return err
+		}
+		ev, err = cl.SetCanary(ctx, args[0], api.CanaryBody{Version: n, Traffic: c.traffic, Mode: c.mode, ExpectRevision: c.expect, Reason: c.reason})
+		if err != nil {
+			return err
+		}
 	default:
-		fs.Usage()
 		return fmt.Errorf("canary needs MODEL VERSION --traffic N, or MODEL --clear")
 	}
-	if err != nil {
-		return err
-	}
-	if cf.output == "json" {
-		return c.printJSON(ev)
-	}
-	if ev.Kind == registry.EventCanaryCleared {
-		fmt.Fprintf(c.stdout, "%s canary v%d cleared (revision %d)\n", ev.Model, ev.From, ev.Revision)
-	} else {
-		fmt.Fprintf(c.stdout, "%s canary → v%d: %s (revision %d)\n", ev.Model, ev.To, ev.Reason, ev.Revision)
-	}
-	return nil
+	return c.print(ev, func(w io.Writer) {
+		switch {
+		case ev.Unchanged && ev.Kind == registry.EventCanaryCleared:
+			fmt.Fprintf(w, "%s unchanged: no canary (revision %d)\n", esc(ev.Model), ev.Revision)
+		case ev.Unchanged:
+			fmt.Fprintf(w, "%s unchanged: canary v%d already has that share and mode (revision %d)\n", esc(ev.Model), ev.To, ev.Revision)
+		case ev.Kind == registry.EventCanaryCleared:
+			fmt.Fprintf(w, "%s canary v%d cleared (revision %d)\n", esc(ev.Model), ev.From, ev.Revision)
+		default:
+			fmt.Fprintf(w, "%s canary → v%d: %s (revision %d)\n", esc(ev.Model), ev.To, esc(ev.Reason), ev.Revision)
+		}
+	})
 }
 
-type blendCmd struct{ *env }
+type blendCmd struct {
+	*env
+	expect uint64
+	reason string
+}
 
-func (c *blendCmd) Usage() string {
-	return "blend MODEL W [--reason TEXT]   score = W·model + (1−W)·rules, W from 0 to 1"
+func (c *blendCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "blend MODEL W [--reason TEXT]",
+		Short: "score = W·model + (1−W)·rules, W from 0 to 1 (the same W: unchanged, exit 0)",
+		Args:  needs(2, 2, "MODEL and W"),
+		RunE:  runs(c), ValidArgsFunction: c.completeModels,
+	}
+	cmd.Flags().Uint64Var(&c.expect, "expect-revision", 0, "refuse unless the model is at this revision")
+	cmd.Flags().StringVar(&c.reason, "reason", "", "why, recorded in the history")
+	return cmd
 }
 
 func (c *blendCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "blend")
-	cf := c.clientFlags(fs)
-	expect := fs.Uint64("expect-revision", 0, "refuse unless the model is at this revision")
-	reason := fs.String("reason", "", "why, recorded in the history")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 2 {
-		fs.Usage()
-		return fmt.Errorf("blend needs MODEL and W")
-	}
-	w, err := strconv.ParseFloat(pos[1], 64)
+	w, err := strconv.ParseFloat(args[1], 64)
 	if err != nil || math.IsNaN(w) || math.IsInf(w, 0) {
-		return fmt.Errorf("blend weight %q: want a number from 0 to 1", pos[1])
+		return fmt.Errorf("blend weight %q: want a number from 0 to 1", args[1])
 	}
-	cl, err := cf.client()
+	cl, err := c.client()
 	if err != nil {
 		return err
 	}
-	ev, err := cl.SetBlend(ctx, pos[0], api.BlendBody{Weight: &w, ExpectRevision: *expect, Reason: *reason})
+	ev, err := cl.SetBlend(ctx, args[0], api.BlendBody{Weight: &w, ExpectRevision: c.expect, Reason: c.reason})
 	if err != nil {
 		return err
 	}
-	if cf.output == "json" {
-		return c.printJSON(ev)
-	}
-	fmt.Fprintf(c.stdout, "%s blend: %s (revision %d)\n", ev.Model, ev.Reason, ev.Revision)
-	return nil
+	return c.print(ev, func(out io.Writer) {
+		if ev.Unchanged {
+			fmt.Fprintf(out, "%s unchanged: blend is %g (revision %d)\n", esc(ev.Model), w, ev.Revision)
+			return
+		}
+		fmt.Fprintf(out, "%s blend: %s (revision %d)\n", esc(ev.Model), esc(ev.Reason), ev.Revision)
+	})
 }
 
 func canaryString(c *registry.Canary) string {
@@ -654,67 +541,118 @@ func canaryString(c *registry.Canary) string {
 
 type tokenCmd struct{ *env }
 
-func (c *tokenCmd) Usage() string {
-	return "token create --name NAME --role admin|viewer|scorer [--node NODE] | token list | token revoke ID | token new   manage access (admin); `new` prints a fresh secret for MODELOPS_ADMIN_TOKEN, no control plane needed"
+func (c *tokenCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "manage access (admin); `token new` prints a fresh secret for MODELOPS_ADMIN_TOKEN",
+	}
+	create := &tokenCreateCmd{env: c.env}
+	cmd.AddCommand(create.command(), (&tokenListCmd{env: c.env}).command(),
+		(&tokenRevokeCmd{env: c.env}).command(), (&tokenNewCmd{env: c.env}).command())
+	return group(cmd)
 }
 
-func (c *tokenCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "token")
-	cf := c.clientFlags(fs)
-	name := fs.String("name", "", "who or what the token is for (create)")
-	role := fs.String("role", "", "admin, viewer or scorer (create)")
-	node := fs.String("node", "", "the scorer node the token reports for (create, role scorer; else its first report binds it)")
-	pos, err := parseInterleaved(fs, args)
+// Run is never reached: token is its subcommands.
+func (c *tokenCmd) Run(context.Context, []string) error { return nil }
+
+type tokenCreateCmd struct {
+	*env
+	name, role, node string
+}
+
+func (c *tokenCreateCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "create --name NAME --role admin|viewer|scorer [--node NODE]",
+		Short: "make a token; its secret is printed only now, on stdout",
+		Args:  cobra.NoArgs,
+		RunE:  runs(c),
+	}
+	cmd.Flags().StringVar(&c.name, "name", "", "who or what the token is for")
+	cmd.Flags().StringVar(&c.role, "role", "", "admin, viewer or scorer")
+	cmd.Flags().StringVar(&c.node, "node", "", "the scorer node the token reports for (role scorer; else its first report binds it)")
+	cmd.MarkFlagRequired("name")
+	cmd.MarkFlagRequired("role")
+	cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"admin", "viewer", "scorer"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func (c *tokenCreateCmd) Run(ctx context.Context, _ []string) error {
+	cl, err := c.client()
 	if err != nil {
 		return err
 	}
-	if len(pos) == 1 && pos[0] == "new" {
-		// No control plane involved: the secret a control plane is first started
-		// with (MODELOPS_ADMIN_TOKEN), stored only once it starts.
-		fmt.Fprintln(c.stdout, registry.NewTokenSecret())
-		return nil
-	}
-	cl, err := cf.client()
+	t, err := cl.CreateTokenFor(ctx, api.TokenBody{Name: c.name, Role: c.role, Node: c.node})
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(pos) == 1 && pos[0] == "create":
-		if *name == "" || *role == "" {
-			return fmt.Errorf("token create needs --name and --role")
-		}
-		t, err := cl.CreateTokenFor(ctx, api.TokenBody{Name: *name, Role: *role, Node: *node})
-		if err != nil {
-			return err
-		}
-		if cf.output == "json" {
-			return c.printJSON(t)
-		}
-		fmt.Fprintf(c.stderr, "token %s for %s (role %s); the secret is shown only now:\n", t.ID, t.Name, t.Role)
-		fmt.Fprintln(c.stdout, t.Secret)
-		return nil
-	case len(pos) == 1 && pos[0] == "list":
-		ts, err := cl.Tokens(ctx)
-		if err != nil {
-			return err
-		}
-		return printList(c.env, cf.output, ts, "no tokens", "ID\tNAME\tROLE\tNODE\tCREATED\tREVOKED",
-			func(t registry.Token) string {
-				node := t.Node
-				if node == "" {
-					node = "-"
-				}
-				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%v", t.ID, t.Name, t.Role, node, ago(t.CreatedAt), t.Revoked)
-			})
-	case len(pos) == 2 && pos[0] == "revoke":
-		if err := cl.RevokeToken(ctx, pos[1]); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stdout, "token %s revoked\n", pos[1])
-		return nil
+	return c.print(t, func(w io.Writer) {
+		fmt.Fprintf(c.stderr, "token %s for %s (role %s); the secret is shown only now:\n", esc(t.ID), esc(t.Name), esc(t.Role))
+		fmt.Fprintln(w, esc(t.Secret))
+	})
+}
+
+type tokenListCmd struct{ *env }
+
+func (c *tokenListCmd) command() *cobra.Command {
+	return &cobra.Command{Use: "list", Aliases: []string{"ls"}, Short: "the tokens, without their secrets", Args: cobra.NoArgs, RunE: runs(c)}
+}
+
+func (c *tokenListCmd) Run(ctx context.Context, _ []string) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
 	}
-	fs.Usage()
-	return fmt.Errorf("token needs create, list, revoke ID or new")
+	ts, err := cl.Tokens(ctx)
+	if err != nil {
+		return err
+	}
+	return printList(c.env, ts, "no tokens", []string{"ID", "NAME", "ROLE", "NODE", "CREATED", "REVOKED"},
+		func(t registry.Token) []any {
+			node := t.Node
+			if node == "" {
+				node = "-"
+			}
+			return []any{t.ID, t.Name, t.Role, node, ago(t.CreatedAt), t.Revoked}
+		})
+}
+
+type tokenRevokeCmd struct{ *env }
+
+func (c *tokenRevokeCmd) command() *cobra.Command {
+	return &cobra.Command{Use: "revoke ID", Short: "revoke a token (its secret stops working at once)", Args: needs(1, 1, "the token's ID"), RunE: runs(c)}
+}
+
+func (c *tokenRevokeCmd) Run(ctx context.Context, args []string) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	if err := cl.RevokeToken(ctx, args[0]); err != nil {
+		return err
+	}
+	return c.print(map[string]any{"id": args[0], "revoked": true}, func(w io.Writer) {
+		fmt.Fprintf(w, "token %s revoked\n", esc(args[0]))
+	})
+}
+
+type tokenNewCmd struct{ *env }
+
+func (c *tokenNewCmd) command() *cobra.Command {
+	return &cobra.Command{
+		Use:   "new",
+		Short: "print a fresh secret for MODELOPS_ADMIN_TOKEN (no control plane needed)",
+		Args:  cobra.NoArgs,
+		RunE:  runs(c),
+	}
+}
+
+// Run involves no control plane: the secret a control plane is first started
+// with (MODELOPS_ADMIN_TOKEN), stored only once it starts.
+func (c *tokenNewCmd) Run(context.Context, []string) error {
+	secret := registry.NewTokenSecret()
+	return c.print(map[string]string{"secret": secret}, func(w io.Writer) {
+		fmt.Fprintln(w, secret)
+	})
 }
 
 // backup
@@ -740,34 +678,40 @@ func placeBackup(tmp, out string, force bool) error {
 	return fmt.Errorf("%s appeared while the backup was taken; choose another file, or add --force to replace it", out)
 }
 
-type backupCmd struct{ *env }
-
-func (c *backupCmd) Usage() string {
-	return "backup --out FILE [--force]   a consistent copy of the registry's bbolt file, taken while it runs (admin)"
+type backupCmd struct {
+	*env
+	out   string
+	force bool
 }
 
-func (c *backupCmd) Run(ctx context.Context, args []string) error {
-	fs := c.flags(c, "backup")
-	cf := c.clientFlags(fs)
-	out := fs.String("out", "", "file to write (required)")
-	force := fs.Bool("force", false, "replace FILE if it exists")
-	if err := fs.Parse(args); err != nil {
-		return err
+func (c *backupCmd) command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup --out FILE [--force]",
+		Short: "a consistent copy of the registry's bbolt file, taken while it runs (admin)",
+		Args:  cobra.NoArgs,
+		RunE:  runs(c),
 	}
-	if *out == "" || fs.NArg() > 0 {
-		fs.Usage()
+	cmd.Flags().StringVar(&c.out, "out", "", "file to write (required)")
+	cmd.Flags().BoolVar(&c.force, "force", false, "replace FILE if it exists")
+	cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+func (c *backupCmd) Run(ctx context.Context, _ []string) error {
+	out := c.out
+	if out == "" {
 		return fmt.Errorf("backup needs --out FILE")
 	}
 	// An earlier backup is often the only copy there is: replace it only when
 	// asked to, and say so before asking the control plane for anything.
-	if _, err := os.Lstat(*out); err == nil && !*force {
-		return fmt.Errorf("backup: %s exists; choose another file, or add --force to replace it", *out)
+	if _, err := os.Lstat(out); err == nil && !c.force {
+		return fmt.Errorf("backup: %s exists; choose another file, or add --force to replace it", out)
 	}
-	cl, err := cf.client()
+	cl, err := c.client()
 	if err != nil {
 		return err
 	}
-	tmp := *out + ".tmp"
+	tmp := out + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -787,10 +731,11 @@ func (c *backupCmd) Run(ctx context.Context, args []string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("backup: the copy does not check out: %w", err)
 	}
-	if err := placeBackup(tmp, *out, *force); err != nil {
+	if err := placeBackup(tmp, out, c.force); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("backup: %w", err)
 	}
-	fmt.Fprintf(c.stdout, "wrote %s (%s), consistency checked\n", *out, bytesH(n))
-	return nil
+	return c.print(map[string]any{"file": out, "bytes": n, "checked": true, "server": cl.BaseURL}, func(w io.Writer) {
+		fmt.Fprintf(w, "wrote %s (%s), consistency checked\n", out, bytesH(n))
+	})
 }

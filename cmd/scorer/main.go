@@ -75,7 +75,14 @@ Flags:
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane URL (env MODELCTL_SERVER)")
-	fs.StringVar(&cfg.Model, "model", cfg.Model, "model to serve")
+	modelsGiven := false
+	fs.Func("model", "model to serve (repeatable; '*' for every model in the registry, or every NAME.onnx in --model-dir; default calling-score)", func(v string) error {
+		if !modelsGiven {
+			cfg.Models, modelsGiven = nil, true
+		}
+		cfg.Models = append(cfg.Models, v)
+		return nil
+	})
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "scoring API address")
 	fs.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, "local artifact cache")
 	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
@@ -86,6 +93,7 @@ Flags:
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "how often to report to the control plane's monitor")
 	fs.StringVar(&cfg.Node, "node", cfg.Node, "node name in reports (default: host name and listen address)")
 	fs.IntVar(&cfg.FeedbackCapacity, "feedback-capacity", cfg.FeedbackCapacity, "answers remembered for POST /v1/feedback; multi-row answers hold at most 16 scores per answer of this in all")
+	fs.DurationVar(&cfg.LoadTimeout, "load-timeout", cfg.LoadTimeout, "deadline of loading one version: fetch, verification, golden inputs and warm-up (ONNX Runtime stops a run that outlives it); a load that runs out is a load error")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
 	fs.Func("api-key", "require this API key on /v1/score, /v1/feedback and /v2 infer (repeatable; env SCORER_API_KEYS, comma-separated)", func(v string) error {
@@ -99,6 +107,9 @@ Flags:
 	if *version {
 		fmt.Println("scorer", Version)
 		return nil
+	}
+	if cfg.ModelDir != "" && !modelsGiven {
+		cfg.Models = []string{app.AllModels} // every NAME.onnx in the directory
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))

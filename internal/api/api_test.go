@@ -445,3 +445,47 @@ func TestFreeTextIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// Promoting the production version, clearing an absent canary and setting the
+// same blend answer 200 with "unchanged": true, and append no event: an
+// idempotent pipeline may repeat them.
+func TestIdempotentRequestsAnswerUnchanged(t *testing.T) {
+	ctx := context.Background()
+	cl, reg := MustControlPlaneAPI(t)
+	m := testutil.MustModel(t, 1)
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: m.Path, Card: m.Card}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	w := 0.5
+	if _, err := cl.SetBlend(ctx, "calling-score", api.BlendBody{Weight: &w}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := reg.Events(ctx, registry.EventQuery{})
+	for _, tc := range []struct {
+		method, path, body string
+	}{
+		{"POST", "/api/v1/models/calling-score/promote", `{"version":1}`},
+		{"DELETE", "/api/v1/models/calling-score/canary", ``},
+		{"POST", "/api/v1/models/calling-score/blend", `{"weight":0.5}`},
+	} {
+		req, _ := http.NewRequest(tc.method, cl.BaseURL+tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer "+cl.Token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev registry.Event
+		err = json.NewDecoder(resp.Body).Decode(&ev)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || err != nil || !ev.Unchanged || ev.Revision != before[len(before)-1].Revision {
+			t.Errorf("%s %s: %d %+v %v, want 200 unchanged at revision %d", tc.method, tc.path, resp.StatusCode, ev, err, before[len(before)-1].Revision)
+		}
+	}
+	if after, _ := reg.Events(ctx, registry.EventQuery{}); len(after) != len(before) {
+		t.Fatalf("the history grew from %d to %d events", len(before), len(after))
+	}
+}

@@ -43,6 +43,9 @@ type ControlPlane struct {
 	// address's with auth off).
 	ReportsPerSecond float64
 	ReportBurst      int
+	// Sessions, when set, keeps dashboard sessions where every replica sees
+	// them; without it they live in this process's memory.
+	Sessions SessionStore
 
 	closeOnce    sync.Once
 	closing      chan struct{}
@@ -67,6 +70,7 @@ const maxJSONBody = 1 << 20
 
 // Handler returns the routes.
 func (cp *ControlPlane) Handler() http.Handler {
+	cp.sessions.store = cp.Sessions
 	e := newEcho(cp.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	reg := prometheus.NewRegistry()
@@ -654,13 +658,12 @@ func (cp *ControlPlane) report(c echo.Context) error {
 		}
 		return &requestError{status: http.StatusForbidden, code: "forbidden", msg: "reports come only from a scorer token, one per node (`modelctl token create --role scorer --node NAME`); this one has role " + role}
 	}
-	limiterKey := "ip " + c.RealIP()
+	// A token's rate is checked before its body is read; with auth off, each
+	// node's once its name is known.
 	if tok != nil {
-		limiterKey = "token " + tok.ID
-	}
-	if wait, ok := cp.reportLimits.allow(limiterKey, time.Now(), rate.Limit(cp.ReportsPerSecond), cp.ReportBurst); !ok {
-		return &requestError{status: http.StatusTooManyRequests, code: "too_many_requests", retryAfter: max(1, int(math.Ceil(wait.Seconds()))),
-			msg: fmt.Sprintf("more than %g reports a second (burst %d) from one token; a node reports once a second", cp.ReportsPerSecond, cp.ReportBurst)}
+		if err := cp.reportRate("token " + tok.ID); err != nil {
+			return err
+		}
 	}
 	body, err := readBody(c, maxReportBytes)
 	if err != nil {
@@ -672,6 +675,11 @@ func (cp *ControlPlane) report(c echo.Context) error {
 	var r monitor.Report
 	if err := json.Unmarshal(body, &r); err != nil {
 		return badRequest("malformed report: " + err.Error())
+	}
+	if tok == nil {
+		if err := cp.reportRate("node " + truncate(r.Node, registry.MaxNodeName)); err != nil {
+			return err
+		}
 	}
 	ctx := c.Request().Context()
 	if err := cp.Monitor.Admit(ctx, r); err != nil {
@@ -690,6 +698,16 @@ func (cp *ControlPlane) report(c echo.Context) error {
 	}
 	cp.Monitor.Ingest(r)
 	return c.NoContent(http.StatusNoContent)
+}
+
+// reportRate takes one report of key's rate, or answers 429 with Retry-After.
+func (cp *ControlPlane) reportRate(key string) error {
+	wait, ok := cp.reportLimits.allow(key, time.Now(), rate.Limit(cp.ReportsPerSecond), cp.ReportBurst)
+	if ok {
+		return nil
+	}
+	return &requestError{status: http.StatusTooManyRequests, code: "too_many_requests", retryAfter: max(1, int(math.Ceil(wait.Seconds()))),
+		msg: fmt.Sprintf("more than %g reports a second (burst %d) from one token; a node reports once a second", cp.ReportsPerSecond, cp.ReportBurst)}
 }
 
 // rateLimits keeps a token bucket per key, forgetting idle ones: at most

@@ -29,6 +29,7 @@ import (
 
 func (s *Scorer) oipRoutes(e *echo.Echo) {
 	e.GET("/v2", s.oipServer)
+	e.POST("/v2/repository/index", s.repositoryIndex)
 	e.GET("/v2/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]bool{"live": true}) })
 	e.GET("/v2/health/ready", func(c echo.Context) error {
 		ok, _ := s.Ready()
@@ -72,6 +73,45 @@ type OIPModelMetadata struct {
 func (s *Scorer) oipServer(c echo.Context) error {
 	// Triton's binary tensor extension is the one the scorer implements whole.
 	return c.JSON(http.StatusOK, map[string]any{"name": "modelops-scorer", "version": "2", "extensions": []string{"binary_tensor_data"}})
+}
+
+// RepositoryModel is one entry of Triton's model repository index: a version
+// of a model this scorer serves (or the model, with no version, when none is
+// loaded), its state and why.
+type RepositoryModel struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	// State is READY or UNAVAILABLE.
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// repositoryIndex is POST /v2/repository/index: every model served, with each
+// version loaded (production's, then the canary's), its state and reason.
+func (s *Scorer) repositoryIndex(c echo.Context) error {
+	out := []RepositoryModel{}
+	for _, m := range s.Models() {
+		reason := ""
+		if m.LoadError != nil {
+			reason = m.LoadError()
+		}
+		vs := m.Versions()
+		if len(vs) == 0 {
+			e := RepositoryModel{Name: m.Name, State: "UNAVAILABLE", Reason: "no version loaded yet"}
+			if m.Rules != nil {
+				e.State, e.Reason = "READY", "no version loaded yet: the fallback rules answer"
+			}
+			if reason != "" {
+				e.Reason += "; " + reason
+			}
+			out = append(out, e)
+			continue
+		}
+		for _, v := range vs {
+			out = append(out, RepositoryModel{Name: m.Name, Version: v, State: "READY", Reason: reason})
+		}
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Scorer) oipModel(x exchange, name string) (*Served, error) {

@@ -319,7 +319,16 @@ type FeedbackRequest struct {
 }
 
 func (s *Scorer) feedback(c echo.Context) error {
-	if s.Join == nil {
+	var joins []*monitor.Join
+	for _, m := range s.Models() {
+		if m.Join != nil {
+			joins = append(joins, m.Join)
+		}
+	}
+	if s.Join != nil {
+		joins = append(joins, s.Join)
+	}
+	if len(joins) == 0 {
 		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this scorer keeps no answers for feedback"}
 	}
 	body, err := readBody(c, s.MaxBodyBytes)
@@ -345,7 +354,13 @@ func (s *Scorer) feedback(c echo.Context) error {
 			return badRequest(fmt.Sprintf("outcome %d is %v: want a number from 0 to 1, as scores are", i, v))
 		}
 	}
-	if err := s.Join.Feedback(req.RequestID, outcomes); err != nil {
+	// A request id names an answer of one model's join: ask each.
+	for _, j := range joins {
+		if err = j.Feedback(req.RequestID, outcomes); !errors.Is(err, monitor.ErrUnknownRequest) {
+			break
+		}
+	}
+	if err != nil {
 		if errors.Is(err, monitor.ErrUnknownRequest) {
 			return &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("request_id %q: %v", truncate(req.RequestID, 40), err)}
 		}

@@ -24,10 +24,13 @@ import (
 // ScorerConfig configures a scorer node.
 type ScorerConfig struct {
 	ControlPlane string
-	Model        string
-	Listen       string
-	CacheDir     string
-	ORTLibrary   string
+	// Models are the models served; AllModels ("*") is every model in the
+	// registry, followed as models come and go. The first is the default of
+	// requests that name none.
+	Models     []string
+	Listen     string
+	CacheDir   string
+	ORTLibrary string
 	// IntraOpThreads per ONNX Runtime session.
 	IntraOpThreads int
 	// ModelDir, when set, serves MODEL.onnx from this directory (watched) instead
@@ -50,19 +53,23 @@ type ScorerConfig struct {
 	TLSCert, TLSKey string
 	// FeedbackCapacity is how many answers the feedback join remembers.
 	FeedbackCapacity int
+	// LoadTimeout bounds the load of one version (fetch, verification, golden
+	// inputs, warm-up); a load that runs out is a load error.
+	LoadTimeout time.Duration
 }
 
 // DefaultScorerConfig returns the defaults of `scorer`.
 func DefaultScorerConfig() ScorerConfig {
 	return ScorerConfig{
 		ControlPlane:     "http://127.0.0.1:8080",
-		Model:            "calling-score",
+		Models:           []string{"calling-score"},
 		Listen:           "127.0.0.1:8081",
 		CacheDir:         filepath.Join(".data", "scorer-cache"),
 		IntraOpThreads:   1,
 		BatchMaxRows:     64,
 		BatchMaxWait:     500 * time.Microsecond,
 		FeedbackCapacity: 100000,
+		LoadTimeout:      30 * time.Second,
 		ReportInterval:   time.Second,
 	}
 }
@@ -70,8 +77,19 @@ func DefaultScorerConfig() ScorerConfig {
 // Validate says which setting is out of range, by its flag's name, before
 // anything starts: a value quietly replaced by a default is a surprise later.
 func (c ScorerConfig) Validate() error {
-	if err := registry.CheckModelName(c.Model); err != nil {
-		return fmt.Errorf("--model: %w", err)
+	if len(c.Models) == 0 {
+		return fmt.Errorf("--model: name at least one model, or %q for every model", AllModels)
+	}
+	for _, m := range c.Models {
+		if m == AllModels && len(c.Models) > 1 {
+			return fmt.Errorf("--model %q serves every model; name no other", AllModels)
+		}
+		if m == AllModels {
+			continue
+		}
+		if err := registry.CheckModelName(m); err != nil {
+			return fmt.Errorf("--model: %w", err)
+		}
 	}
 	if c.ModelDir == "" {
 		if err := client.CheckBaseURL(c.ControlPlane); err != nil {
@@ -94,121 +112,137 @@ func (c ScorerConfig) Validate() error {
 		return fmt.Errorf("--report-interval %s: want more than 0, at most 1m", c.ReportInterval)
 	case c.FeedbackCapacity < 1 || c.FeedbackCapacity > monitor.MaxJoinCapacity:
 		return fmt.Errorf("--feedback-capacity %d: want 1 to %d", c.FeedbackCapacity, monitor.MaxJoinCapacity)
+	case c.LoadTimeout <= 0 || c.LoadTimeout > time.Hour:
+		return fmt.Errorf("--load-timeout %s: want more than 0, at most 1h", c.LoadTimeout)
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
 	return nil
 }
 
-// Scorer is a running scorer node.
+// AllModels, as the only --model, serves every model in the registry (or
+// every NAME.onnx in --model-dir).
+const AllModels = "*"
+
+// Scorer is a running scorer node: one ONNX Runtime environment, one scoring
+// service, and per model its slots, its recorder and what keeps it loaded (a
+// follower of the control plane, or a directory watcher). Each model is
+// followed, loaded and swapped on its own.
 type Scorer struct {
-	Config   ScorerConfig
-	Logger   *slog.Logger
+	Config ScorerConfig
+	Logger *slog.Logger
+	// Slot, Served, Follower, Dir and Recorder are the first model's (the
+	// default of requests that name none).
 	Slot     *loader.Slot
 	Served   *api.Served
 	Follower *node.Follower
 	Dir      *node.DirWatcher
-	Server   *api.Server
 	Recorder *monitor.Recorder
+	Server   *api.Server
+	API      *api.Scorer
 	reporter *monitor.Reporter
 
+	cache  *loader.Cache
+	client *client.Client
+	runCtx context.Context
+	mu     sync.Mutex
+	models map[string]*modelNode
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
+// modelNode is one model on the node.
+type modelNode struct {
+	served   *api.Served
+	recorder *monitor.Recorder
+	follower *node.Follower
+	dir      *node.DirWatcher
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// loadError is why the node does not serve the model's deployment ("" when
+// it does).
+func (n *modelNode) loadError() string {
+	switch {
+	case n.follower != nil:
+		return n.follower.Status().LastError
+	case n.dir != nil:
+		return n.dir.Status().LastError
+	}
+	return ""
+}
+
 // NewScorer returns an unopened scorer node.
 func NewScorer(cfg ScorerConfig, log *slog.Logger) *Scorer {
-	return &Scorer{Config: cfg, Logger: log}
+	return &Scorer{Config: cfg, Logger: log, models: map[string]*modelNode{}}
 }
 
 // Open initialises ONNX Runtime and the cache, binds the scoring API (which
 // answers from the fallback rules until a model is loaded) and starts following
-// the control plane.
+// the control plane (or the directory) for every model.
 func (s *Scorer) Open(ctx context.Context) error {
 	if err := s.Config.Validate(); err != nil {
 		return err
 	}
-	if _, err := loader.Init(s.Config.ORTLibrary); err != nil {
-		return err
-	}
-	cache := &loader.Cache{Dir: s.Config.CacheDir}
-	if err := cache.Open(); err != nil {
-		return err
-	}
-	rules, err := fallback.For(s.Config.Model)
-	if err != nil {
-		s.Logger.Warn("no fallback rules: requests fail until a model is loaded", "model", s.Config.Model)
-	}
-	served := api.NewServed(s.Config.Model, rules)
-	s.Served = served
-	s.Slot = served.Production
-	s.Recorder = monitor.NewRecorder()
-	opts := loader.Options{IntraOpThreads: s.Config.IntraOpThreads}
-	var run func(context.Context)
 	if s.Config.ModelDir != "" {
-		s.Dir = &node.DirWatcher{Dir: s.Config.ModelDir, Model: s.Config.Model, Slot: served.Production, Options: opts, Logger: s.Logger.With("component", "dir")}
 		if st, err := os.Stat(s.Config.ModelDir); err != nil || !st.IsDir() {
 			return fmt.Errorf("--model-dir %s: not a directory", s.Config.ModelDir)
 		}
-		s.Dir.Load()
-		served.Status = func() any { return s.Dir.Status() }
-		served.FailedLoads = func() int { return s.Dir.Status().FailedLoads }
-		run = func(ctx context.Context) { s.Dir.Run(ctx) }
-	} else {
-		cl := client.New(s.Config.ControlPlane)
-		cl.Token = s.Config.Token
-		s.Follower = &node.Follower{
-			Client: cl, Model: s.Config.Model, Slot: served.Production, CandidateSlot: served.Canary, Cache: cache, Options: opts,
-			OnRouting: func(traffic float64, mode string, blend float64) {
-				served.SetRouting(api.Routing{Traffic: traffic, Mode: mode, Blend: blend})
-			},
-			OnLoad: s.Recorder.SetReference,
-			Logger: s.Logger.With("component", "follower"),
-		}
-		if err := s.Follower.Restore(); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.Logger.Warn("cannot serve the cached deployment", "err", err)
-		}
-		served.Status = func() any { return s.Follower.Status() }
-		served.FailedLoads = func() int { return s.Follower.Status().FailedLoads }
-		run = func(ctx context.Context) { s.Follower.Run(ctx) }
 	}
-	scorer := api.NewScorer(s.Logger.With("component", "api"), served)
-	scorer.Recorder = s.Recorder
+	if _, err := loader.Init(s.Config.ORTLibrary); err != nil {
+		return err
+	}
+	s.cache = &loader.Cache{Dir: s.Config.CacheDir}
+	if err := s.cache.Open(); err != nil {
+		return err
+	}
+	s.client = client.New(s.Config.ControlPlane)
+	s.client.Token = s.Config.Token
+	scorer := api.NewScorer(s.Logger.With("component", "api"))
+	s.API = scorer
 	if s.Config.BatchMaxRows > 0 {
 		scorer.Batcher = loader.NewBatcher(s.Config.BatchMaxRows, s.Config.BatchMaxWait)
 	}
-	scorer.Join = monitor.NewJoin(s.Recorder, s.Config.FeedbackCapacity)
 	scorer.APIKeys = s.Config.APIKeys
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.runCtx, s.cancel = runCtx, cancel
+	var names []string
+	if s.Config.Models[0] == AllModels {
+		var ok bool
+		if names, ok = s.discover(); !ok {
+			// Out of touch: serve what the cache last served, until the
+			// control plane answers.
+			names = s.cache.Deployments()
+		}
+	} else {
+		names = s.Config.Models
+	}
+	for _, name := range names {
+		s.addModel(name)
+	}
+	if first := s.first(); first != nil {
+		scorer.Default = first.served.Name
+	}
 	s.Server = api.NewFastServer(s.Config.Listen, scorer.Fast(), s.Logger)
 	s.Server.TLSCert, s.Server.TLSKey = s.Config.TLSCert, s.Config.TLSKey
 	if err := s.Server.Open(); err != nil {
-		// Let go of a session restored from the cache.
-		served.Production.Close()
-		served.Canary.Close()
+		cancel()
+		s.wg.Wait()
+		s.closeModels()
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
-	if s.Follower != nil {
+	if s.Config.ModelDir == "" {
 		nodeName := s.Config.Node
 		if nodeName == "" {
 			host, _ := os.Hostname()
 			nodeName = host + "/" + s.Server.URL()
 		}
 		s.reporter = &monitor.Reporter{
-			ControlPlane: s.Config.ControlPlane, Node: nodeName, Address: s.Server.URL(), Model: s.Config.Model,
-			Interval: s.Config.ReportInterval, Recorder: s.Recorder, Logger: s.Logger.With("component", "reporter"), Token: s.Config.Token,
-			Ready:     func() bool { ok, _ := scorer.Ready(); return ok },
-			LoadError: func() string { return s.Follower.Status().LastError },
-			Served: func() []monitor.Served {
-				var out []monitor.Served
-				for arm, slot := range map[string]*loader.Slot{api.ArmProduction: served.Production, api.ArmCanary: served.Canary} {
-					if v, d, ok := slot.Current(); ok {
-						out = append(out, monitor.Served{Arm: arm, Version: v, Digest: d})
-					}
-				}
-				return out
-			},
+			ControlPlane: s.Config.ControlPlane, Node: nodeName, Address: s.Server.URL(),
+			Interval: s.Config.ReportInterval, Logger: s.Logger.With("component", "reporter"), Token: s.Config.Token,
+			Ready:  func() bool { ok, _ := scorer.Ready(); return ok },
+			Models: s.sources,
 		}
 		s.wg.Add(1)
 		go func() {
@@ -216,23 +250,203 @@ func (s *Scorer) Open(ctx context.Context) error {
 			s.reporter.Run(runCtx)
 		}()
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		run(runCtx)
-	}()
+	if s.Config.Models[0] == AllModels {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.followCatalog(runCtx)
+		}()
+	}
 	source := []any{"control_plane", s.Config.ControlPlane}
 	if s.Config.ModelDir != "" {
 		source = []any{"model_dir", s.Config.ModelDir}
 	}
-	s.Logger.Info("scorer listening", append([]any{"url", s.Server.URL(), "model", s.Config.Model}, source...)...)
+	s.Logger.Info("scorer listening", append([]any{"url", s.Server.URL(), "models", strings.Join(s.Config.Models, ",")}, source...)...)
 	return nil
+}
+
+// first is the model requests that name none go to: the first of
+// --model, else the first by name.
+func (s *Scorer) first() *modelNode {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, name := range s.Config.Models {
+		if n, ok := s.models[name]; ok {
+			return n
+		}
+	}
+	var best *modelNode
+	for name, n := range s.models {
+		if best == nil || name < best.served.Name {
+			best = n
+		}
+	}
+	return best
+}
+
+// addModel starts serving name: its rules, slots and recorder, restored from
+// the cache's last deployment if it can, and followed from then on.
+func (s *Scorer) addModel(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.models[name]; ok {
+		return
+	}
+	rules, err := fallback.For(name)
+	if err != nil {
+		s.Logger.Info("no fallback rules: requests fail while no version can answer", "model", name)
+	}
+	served := api.NewServed(name, rules)
+	rec := monitor.NewRecorder()
+	served.Recorder = rec
+	served.Join = monitor.NewJoin(rec, s.Config.FeedbackCapacity)
+	n := &modelNode{served: served, recorder: rec, done: make(chan struct{})}
+	opts := loader.Options{IntraOpThreads: s.Config.IntraOpThreads}
+	var run func(context.Context)
+	if s.Config.ModelDir != "" {
+		n.dir = &node.DirWatcher{Dir: s.Config.ModelDir, Model: name, Slot: served.Production, Options: opts, LoadTimeout: s.Config.LoadTimeout, Logger: s.Logger.With("component", "dir")}
+		n.dir.Load()
+		served.Status = func() any { return n.dir.Status() }
+		served.LoadError = n.loadError
+		served.FailedLoads = func() int { return n.dir.Status().FailedLoads }
+		run = func(ctx context.Context) { n.dir.Run(ctx) }
+	} else {
+		n.follower = &node.Follower{
+			Client: s.client, Model: name, Slot: served.Production, CandidateSlot: served.Canary, Cache: s.cache, Options: opts,
+			OnRouting: func(traffic float64, mode string, blend float64) {
+				served.SetRouting(api.Routing{Traffic: traffic, Mode: mode, Blend: blend})
+			},
+			OnLoad:      rec.SetReference,
+			LoadTimeout: s.Config.LoadTimeout,
+			Logger:      s.Logger.With("component", "follower"),
+		}
+		if err := n.follower.Restore(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.Logger.Warn("cannot serve the cached deployment", "model", name, "err", err)
+		}
+		served.Status = func() any { return n.follower.Status() }
+		served.LoadError = n.loadError
+		served.FailedLoads = func() int { return n.follower.Status().FailedLoads }
+		run = func(ctx context.Context) { n.follower.Run(ctx) }
+	}
+	ctx, cancel := context.WithCancel(s.runCtx)
+	n.cancel = cancel
+	s.models[name] = n
+	s.API.Add(served)
+	if len(s.models) == 1 || (len(s.Config.Models) > 0 && s.Config.Models[0] == name) {
+		s.Slot, s.Served, s.Follower, s.Dir, s.Recorder = served.Production, served, n.follower, n.dir, rec
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(n.done)
+		run(ctx)
+	}()
+}
+
+// removeModel stops serving name and retires its sessions.
+func (s *Scorer) removeModel(name string) {
+	s.mu.Lock()
+	n, ok := s.models[name]
+	delete(s.models, name)
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	s.API.Remove(name)
+	n.cancel()
+	<-n.done
+	n.served.Close()
+	s.Logger.Info("no longer serving a model the registry no longer has", "model", name)
+}
+
+// discover lists the models to serve with --model '*': the registry's (or
+// the directory's NAME.onnx files); false when the control plane cannot be
+// reached.
+func (s *Scorer) discover() ([]string, bool) {
+	if s.Config.ModelDir != "" {
+		var names []string
+		entries, _ := os.ReadDir(s.Config.ModelDir)
+		for _, e := range entries {
+			if name, ok := strings.CutSuffix(e.Name(), ".onnx"); ok && !e.IsDir() && registry.CheckModelName(name) == nil {
+				names = append(names, name)
+			}
+		}
+		return names, true
+	}
+	ctx, cancel := context.WithTimeout(s.runCtx, 5*time.Second)
+	defer cancel()
+	models, err := s.client.Models(ctx)
+	if err != nil {
+		return nil, false
+	}
+	names := make([]string, 0, len(models))
+	for _, m := range models {
+		names = append(names, m.Name)
+	}
+	return names, true
+}
+
+// CatalogInterval is how often --model '*' looks for models added or removed.
+var CatalogInterval = time.Second
+
+// followCatalog keeps the models served in step with the registry (or the
+// directory) until ctx is done.
+func (s *Scorer) followCatalog(ctx context.Context) {
+	t := time.NewTicker(CatalogInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		names, ok := s.discover()
+		if !ok {
+			continue // out of touch: keep serving what is served
+		}
+		want := map[string]bool{}
+		for _, name := range names {
+			want[name] = true
+			s.addModel(name)
+		}
+		s.mu.Lock()
+		var gone []string
+		for name := range s.models {
+			if !want[name] {
+				gone = append(gone, name)
+			}
+		}
+		s.mu.Unlock()
+		for _, name := range gone {
+			s.removeModel(name)
+		}
+	}
+}
+
+// sources are what the reporter reports: every model served.
+func (s *Scorer) sources() []monitor.ModelSource {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]monitor.ModelSource, 0, len(s.models))
+	for name, n := range s.models {
+		out = append(out, monitor.ModelSource{Model: name, Recorder: n.recorder, LoadError: n.loadError,
+			Served: func() []monitor.Served {
+				var served []monitor.Served
+				for arm, slot := range map[string]*loader.Slot{api.ArmProduction: n.served.Production, api.ArmCanary: n.served.Canary} {
+					if v, d, ok := slot.Current(); ok {
+						served = append(served, monitor.Served{Arm: arm, Version: v, Digest: d})
+					}
+				}
+				return served
+			}})
+	}
+	return out
 }
 
 // URL is the scoring API's base URL.
 func (s *Scorer) URL() string { return s.Server.URL() }
 
-// Close stops following, drains requests in flight, and retires the session.
+// Close stops following, drains requests in flight, and retires the sessions.
 func (s *Scorer) Close(ctx context.Context) error {
 	if s.cancel != nil {
 		s.cancel()
@@ -241,10 +455,26 @@ func (s *Scorer) Close(ctx context.Context) error {
 	if s.Server != nil {
 		err = s.Server.Close(ctx)
 	}
-	s.wg.Wait()
-	if s.Served != nil {
-		s.Served.Production.Close()
-		s.Served.Canary.Close()
+	// Loads in progress are stopped (ONNX Runtime terminates their runs);
+	// wait for them within ctx, never past it.
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.closeModels()
+	case <-ctx.Done():
+		s.Logger.Warn("closing before every load stopped", "err", ctx.Err())
+		if err == nil {
+			err = ctx.Err()
+		}
 	}
 	return err
+}
+
+func (s *Scorer) closeModels() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.models {
+		n.served.Close()
+	}
 }

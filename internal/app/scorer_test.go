@@ -21,7 +21,9 @@ func TestOutOfRangeSettingsAreRefusedByTheirFlag(t *testing.T) {
 		flag string
 		set  func(*ScorerConfig)
 	}{
-		{"--model", func(c *ScorerConfig) { c.Model = "Calling/Score" }},
+		{"--model", func(c *ScorerConfig) { c.Models = []string{"Calling/Score"} }},
+		{"--model", func(c *ScorerConfig) { c.Models = nil }},
+		{"--model", func(c *ScorerConfig) { c.Models = []string{"a", "*"} }},
 		{"--control-plane", func(c *ScorerConfig) { c.ControlPlane = "localhost:8080" }},
 		{"--intra-op-threads", func(c *ScorerConfig) { c.IntraOpThreads = 0 }},
 		{"--intra-op-threads", func(c *ScorerConfig) { c.IntraOpThreads = 1000 }},
@@ -29,6 +31,7 @@ func TestOutOfRangeSettingsAreRefusedByTheirFlag(t *testing.T) {
 		{"--batch-max-wait", func(c *ScorerConfig) { c.BatchMaxWait = -time.Millisecond }},
 		{"--batch-max-wait", func(c *ScorerConfig) { c.BatchMaxWait = time.Hour }},
 		{"--report-interval", func(c *ScorerConfig) { c.ReportInterval = 0 }},
+		{"--load-timeout", func(c *ScorerConfig) { c.LoadTimeout = 0 }},
 		{"--feedback-capacity", func(c *ScorerConfig) { c.FeedbackCapacity = 0 }},
 		{"--feedback-capacity", func(c *ScorerConfig) { c.FeedbackCapacity = monitor.MaxJoinCapacity + 1 }},
 		{"--tls-key", func(c *ScorerConfig) { c.TLSCert = "cert.pem" }},

@@ -27,13 +27,19 @@ import (
 
 // Error is an error answer from the server.
 type Error struct {
+	// Server is the base URL that answered: with several control planes about
+	// (contexts, environment, flags), an error says which one refused.
+	Server  string
 	Status  int
 	Code    string
 	Message string
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("%s (HTTP %d %s)", e.Message, e.Status, e.Code)
+	if e.Server == "" {
+		return fmt.Sprintf("%s (HTTP %d %s)", e.Message, e.Status, e.Code)
+	}
+	return fmt.Sprintf("%s: %s (HTTP %d %s)", e.Server, e.Message, e.Status, e.Code)
 }
 
 // StatusOf returns the HTTP status of an *Error, or 0.
@@ -103,7 +109,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
+		return fmt.Errorf("%s: %s %s: decoding the answer: %w", c.BaseURL, method, path, err)
 	}
 	return nil
 }
@@ -128,11 +134,11 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 		if resp.StatusCode == http.StatusNotFound && msg == http.StatusText(http.StatusNotFound) {
 			// No such route at all, not a missing model or version: the base URL
 			// is most likely not a control plane (a scorer's, say).
-			msg = fmt.Sprintf("%s has no %s %s: is it a modelops control plane? (a scorer listens on :8081 by default, the control plane on :8080)", c.BaseURL, req.Method, req.URL.Path)
+			msg = fmt.Sprintf("no %s %s here: is it a modelops control plane? (a scorer listens on :8081 by default, the control plane on :8080)", req.Method, req.URL.Path)
 		}
-		return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: msg}
+		return nil, &Error{Server: c.BaseURL, Status: resp.StatusCode, Code: eb.Error.Code, Message: msg}
 	}
-	return nil, &Error{Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(raw))}
+	return nil, &Error{Server: c.BaseURL, Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(raw))}
 }
 
 // Models lists every model.
@@ -239,6 +245,19 @@ func (c *Client) Fleet(ctx context.Context) ([]monitor.NodeState, error) {
 	}
 	err := c.do(ctx, http.MethodGet, "/api/v1/fleet", nil, nil, &out)
 	return out.Nodes, err
+}
+
+// Leader says which replica runs the monitor; nil for a single control plane.
+func (c *Client) Leader(ctx context.Context) (*api.LeaderInfo, error) {
+	var out api.LeaderInfo
+	err := c.do(ctx, http.MethodGet, "/api/v1/leader", nil, nil, &out)
+	if StatusOf(err) == http.StatusNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // Policy returns a model's rollback policy.
@@ -418,7 +437,7 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (*api.PushResponse, er
 	defer resp.Body.Close()
 	var out api.PushResponse
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("push: decoding the answer: %w", err)
+		return nil, fmt.Errorf("%s: push: decoding the answer: %w", c.BaseURL, err)
 	}
 	return &out, nil
 }

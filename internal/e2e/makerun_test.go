@@ -92,6 +92,12 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 		t.Fatalf("dashboard: %d %.200s", resp.StatusCode, page)
 	}
 	waitFor(t, "make run to say it is running", 30*time.Second, func() bool { return strings.Contains(out.String(), "modelops is running.") })
+	// Its hints for another terminal name this control plane, which is not the
+	// CLI's default: following them must not reach another one on :8080.
+	waitFor(t, "make run's hints", 10*time.Second, func() bool { return strings.Contains(out.String(), "Ctrl-C stops both.") })
+	if hint := "export MODELCTL_SERVER=http://" + cpAddr + "\n"; !strings.Contains(out.String(), hint) {
+		t.Fatalf("make run on %s does not hint %q:\n%s", cpAddr, hint, out.String())
+	}
 
 	// A second make run on the same addresses refuses to start, rather than
 	// talk to the first one's control plane with its own token.

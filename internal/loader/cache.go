@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/modelops/modelops/internal/artifact"
 )
@@ -179,4 +180,19 @@ func (c *Cache) LoadDeployment(model string) (*CachedDeployment, error) {
 		return nil, fmt.Errorf("artifact cache: %s: %w", p, err)
 	}
 	return d, nil
+}
+
+// Deployments names the models the cache holds a last deployment of.
+func (c *Cache) Deployments() []string {
+	entries, err := os.ReadDir(filepath.Join(c.Dir, "deployments"))
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range entries {
+		if name, ok := strings.CutSuffix(e.Name(), ".json"); ok && modelNameRE.MatchString(name) {
+			names = append(names, name)
+		}
+	}
+	return names
 }

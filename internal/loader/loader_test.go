@@ -2,6 +2,7 @@ package loader_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -209,4 +210,32 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A graph whose runs never end cannot wedge the loader: its warm-up is
+// stopped by ONNX Runtime's run termination when the load's deadline passes,
+// and the loader serves the next load.
+func TestLoadDeadlineStopsALoopingWarmUp(t *testing.T) {
+	path := testutil.LoopingModel(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	s, err := loader.PrepareContext(ctx, path, "looping", nil, nil, loader.DefaultOptions())
+	if !errors.Is(err, loader.ErrLoadTimeout) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("looping warm-up: %v, want ErrLoadTimeout", err)
+	}
+	// The loader's thread is free for the next load.
+	good, err := loader.Prepare(testutil.MustModel(t, 1).Path, "calling-score", nil, nil, loader.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	good.Close()
+	// A load cancelled (superseded, shut down) says so.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel2)
+	if _, err := loader.PrepareContext(ctx2, path, "looping", nil, nil, loader.DefaultOptions()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled load: %v, want context.Canceled", err)
+	}
 }

@@ -228,7 +228,9 @@ func (s *Session) putTensors(rows int, t *ioTensors) {
 
 // VerifyGolden runs the card's golden inputs and returns an error naming the first
 // output that differs from the card by more than artifact.GoldenTolerance.
-func (s *Session) VerifyGolden(card *artifact.Card) error {
+func (s *Session) VerifyGolden(card *artifact.Card) error { return s.verifyGolden(card, nil) }
+
+func (s *Session) verifyGolden(card *artifact.Card, opts *ort.RunOptions) error {
 	if card == nil || len(card.Golden) == 0 {
 		return nil
 	}
@@ -242,7 +244,7 @@ func (s *Session) VerifyGolden(card *artifact.Card) error {
 			flat = append(flat, float32(v))
 		}
 	}
-	out, err := s.Run(flat, len(card.Golden))
+	out, err := s.run(flat, len(card.Golden), opts)
 	if err != nil {
 		return err
 	}
@@ -270,17 +272,19 @@ func contractHint(contract string) string {
 
 // WarmUp runs a few batches of zeros so the first real request does not pay for
 // ONNX Runtime's lazy initialisation.
-func (s *Session) WarmUp() error {
+func (s *Session) WarmUp() error { return s.warmUp(nil) }
+
+func (s *Session) warmUp(opts *ort.RunOptions) error {
 	if !s.sig.Simple() {
 		for _, rows := range []int{1, 8, 1} {
-			if _, err := s.RunTensors(Zeros(s.sig, rows), 0); err != nil {
+			if _, err := s.runTensors(Zeros(s.sig, rows), opts); err != nil {
 				return fmt.Errorf("warm-up: %w", err)
 			}
 		}
 		return nil
 	}
 	for _, rows := range []int{1, 8, 1} {
-		if _, err := s.Run(make([]float32, rows*s.sig.Features()), rows); err != nil {
+		if _, err := s.run(make([]float32, rows*s.sig.Features()), rows, opts); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
@@ -307,6 +311,10 @@ func (s *Session) Close() error {
 // Check verifies an open session: its signature against want (when given), the
 // card against the signature, and the card's golden inputs.
 func (s *Session) Check(model string, want *artifact.Signature, card *artifact.Card) error {
+	return s.check(model, want, card, nil)
+}
+
+func (s *Session) check(model string, want *artifact.Signature, card *artifact.Card, opts *ort.RunOptions) error {
 	sig := s.Signature()
 	if want != nil {
 		if err := sig.Match(*want); err != nil {
@@ -318,7 +326,7 @@ func (s *Session) Check(model string, want *artifact.Signature, card *artifact.C
 			return fmt.Errorf("%w: %w", ErrInvalidModel, err)
 		}
 	}
-	if err := s.VerifyGolden(card); err != nil {
+	if err := s.verifyGolden(card, opts); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidModel, err)
 	}
 	return nil
@@ -348,6 +356,10 @@ func Verify(path, model string, want *artifact.Signature, card *artifact.Card) (
 // which an automatic rollback needs. (At 19 it would get 1.5%.)
 const loaderNice = 10
 
+// ErrLoadTimeout means a load (verification, golden inputs, warm-up) ran out
+// of its deadline; ONNX Runtime was asked to stop the run it was in.
+var ErrLoadTimeout = errors.New("load timed out")
+
 // Prepare builds a session from path, checks it (see Check) and warms it up: all
 // a scorer does before a swap. With one intra-op thread it runs on an OS thread
 // of low CPU priority (loaderNice), so loading a new version under load takes
@@ -355,17 +367,55 @@ const loaderNice = 10
 // inherit the priority for the session's life, so with more than one it runs
 // at normal priority.)
 func Prepare(path, model string, want *artifact.Signature, card *artifact.Card, opts Options) (*Session, error) {
+	return PrepareContext(context.Background(), path, model, want, card, opts)
+}
+
+// PrepareContext is Prepare under ctx: when ctx is done (its deadline passes,
+// a newer deployment supersedes the load, the node shuts down), ONNX Runtime
+// is asked to terminate the golden or warm-up run in progress, and the load
+// fails with ErrLoadTimeout (past a deadline) or ctx's error. A graph whose
+// runs never end cannot wedge the loader.
+func PrepareContext(ctx context.Context, path, model string, want *artifact.Signature, card *artifact.Card, opts Options) (*Session, error) {
+	runOpts, err := ort.NewRunOptions()
+	if err != nil {
+		return nil, fmt.Errorf("run options: %w", err)
+	}
+	defer runOpts.Destroy()
+	var mu sync.Mutex
+	finished := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !finished {
+			runOpts.Terminate()
+		}
+	})
+	defer func() {
+		stop()
+		mu.Lock()
+		finished = true
+		mu.Unlock()
+	}()
 	prepare := func() (*Session, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		s, err := Open(path, opts)
 		if err != nil {
 			return nil, err
 		}
-		err = s.Check(model, want, card)
+		err = s.check(model, want, card, runOpts)
 		if err == nil {
-			err = s.WarmUp()
+			err = s.warmUp(runOpts)
 		}
 		if err != nil {
 			s.Close()
+			if ctx.Err() != nil {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return nil, fmt.Errorf("%w: verification and warm-up did not finish in time (ONNX Runtime stopped the run): %v", ErrLoadTimeout, err)
+				}
+				return nil, fmt.Errorf("load stopped: %w", ctx.Err())
+			}
 			return nil, err
 		}
 		return s, nil
@@ -374,7 +424,6 @@ func Prepare(path, model string, want *artifact.Signature, card *artifact.Card, 
 		return prepare()
 	}
 	var s *Session
-	var err error
 	onBackgroundThread(func() { s, err = prepare() })
 	return s, err
 }

@@ -122,6 +122,14 @@ func tensorFrom(name string, v ort.Value) (Tensor, error) {
 // shape ONNX Runtime gave it. A budget above 0 asks ONNX Runtime to stop the
 // run when it runs out (ErrBudget).
 func (s *Session) RunTensors(inputs []Tensor, budget time.Duration) ([]Tensor, error) {
+	return s.runTensorsWith(inputs, budget, nil)
+}
+
+func (s *Session) runTensors(inputs []Tensor, opts *ort.RunOptions) ([]Tensor, error) {
+	return s.runTensorsWith(inputs, 0, opts)
+}
+
+func (s *Session) runTensorsWith(inputs []Tensor, budget time.Duration, opts *ort.RunOptions) ([]Tensor, error) {
 	ins := s.sig.Ins()
 	if len(inputs) != len(ins) {
 		return nil, fmt.Errorf("%w: %d inputs, the graph takes %d", ErrRun, len(inputs), len(ins))
@@ -153,11 +161,11 @@ func (s *Session) RunTensors(inputs []Tensor, budget time.Duration) ([]Tensor, e
 		}
 	}()
 	var err error
-	if budget > 0 {
+	switch {
+	case budget > 0:
 		err = s.withBudget(budget, func(opts *ort.RunOptions) error { return s.sess.RunWithOptions(values, outs, opts) })
-	} else {
-		err = s.sess.Run(values, outs)
-		if err != nil {
+	default:
+		if err = s.sess.RunWithOptions(values, outs, opts); err != nil {
 			err = fmt.Errorf("%w: %v", ErrRun, err)
 		}
 	}

@@ -27,8 +27,12 @@ const (
 	// MaxArmsPerVersion bounds the windows of one version in a report (one
 	// per arm: champion, challenger, shadow).
 	MaxArmsPerVersion = 4
-	// MaxServed bounds what a node says it serves of one model.
-	MaxServed = 8
+	// MaxServed bounds what a node says it serves of one model, and
+	// MaxReportServed of all models: a node's fleet entry stays small.
+	MaxServed       = 8
+	MaxReportServed = 64
+	// MaxReportLoadErrors bounds the bytes of a report's load errors in all.
+	MaxReportLoadErrors = 8 << 10
 	// MaxBins bounds a histogram's bins; a card's reference fixes them exactly.
 	MaxBins = 64
 	// MaxFeatures bounds the feature histograms of a window; the card fixes
@@ -101,9 +105,17 @@ func (m *Monitor) Admit(ctx context.Context, r Report) error {
 	if len(r.Models) > MaxReportModels {
 		return tooLarge("report covers %d models; at most %d", len(r.Models), MaxReportModels)
 	}
-	pairs := 0
+	pairs, served, loadErrors := 0, 0, 0
 	seen := map[string]bool{}
 	for _, mr := range r.Models {
+		served += len(mr.Served)
+		loadErrors += len(mr.LoadError)
+		if served > MaxReportServed {
+			return tooLarge("report names more than %d served entries", MaxReportServed)
+		}
+		if loadErrors > MaxReportLoadErrors {
+			return tooLarge("report's load errors pass %d bytes in all", MaxReportLoadErrors)
+		}
 		if err := registry.CheckModelName(mr.Model); err != nil {
 			return err
 		}

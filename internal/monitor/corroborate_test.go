@@ -142,3 +142,38 @@ func TestMonitorHoldsItsBudget(t *testing.T) {
 		t.Fatalf("ingesting changed the reported window: %+v", w)
 	}
 }
+
+// Prediction drift is judged per node against its own predictions before the
+// promotion: a node that skews its reports, before the promotion and after,
+// moves nothing; two nodes whose predictions moved do.
+func TestOneNodeCannotSkewThePredictions(t *testing.T) {
+	reg, mon, now := setup(t)
+	rng := rand.New(rand.NewPCG(11, 11))
+	ctx := context.Background()
+	second := func(v int, honest, liar float64) {
+		*now = now.Add(time.Second)
+		ingestFrom(mon, "a", window(rng, v, "champion", 300, 0, honest, 0))
+		ingestFrom(mon, "b", window(rng, v, "champion", 300, 0, honest, 0))
+		ingestFrom(mon, "liar", window(rng, v, "champion", 3000, 0, liar, 0))
+		mon.Evaluate(ctx)
+	}
+	for range 10 {
+		second(1, 0.2, 0.5)
+	}
+	if _, err := reg.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		second(2, 0.2, 0)
+	}
+	if m, _ := reg.Model(ctx, "calling-score"); m.Production != 2 || len(m.Rejected) > 0 {
+		t.Fatalf("one node's skewed predictions moved production to v%d (rejected %v)", m.Production, m.Rejected)
+	}
+	for range 10 {
+		second(2, 0.5, 0)
+	}
+	m, _ := reg.Model(ctx, "calling-score")
+	if m.Production != 1 || !strings.Contains(m.Rejected[2], "prediction PSI") || !strings.Contains(m.Rejected[2], "seen by 3 of 3 nodes serving it (a, b, liar; 2 needed)") {
+		t.Fatalf("with both honest nodes' predictions moved: production v%d, rejected %q", m.Production, m.Rejected[2])
+	}
+}

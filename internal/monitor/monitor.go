@@ -32,14 +32,17 @@ type point struct {
 type nodeSlot struct {
 	t                                        time.Time
 	requests, errors, fallbacks, timed, fast int64
+	prediction                               [PredictionBins]int64
 }
 
 // nodeSlotBytes is what one nodeSlot costs, for the budget.
-const nodeSlotBytes = 56
+const nodeSlotBytes = 216
 
 // nodeSlots is how many slots of a node's counts are kept per judged series:
-// the decision window in that many steps of at least a second.
-const nodeSlots = 30
+// the decision window in that many steps of at least a second. At 15 slots of
+// 216 bytes, 1,000 nodes each serving 50 judged versions hold 162 MB at
+// worst; one version on each, 3 MB.
+const nodeSlots = 15
 
 // NodeState is the last word of a scorer node.
 type NodeState struct {
@@ -84,17 +87,18 @@ type Monitor struct {
 	// reports (default DefaultGrace).
 	Grace time.Duration
 
-	mu       sync.Mutex
-	series   map[seriesKey][]point
-	perNode  map[seriesKey]map[string][]nodeSlot
-	nodes    map[string]*NodeState
-	fails    map[seriesKey]int
-	alerted  map[seriesKey]bool
-	cards    map[seriesKey]*artifact.Card // by model and version (arm empty)
-	deployed map[string]map[int]time.Time // by model: when each version was last seen deployed
-	limits   map[string]float64           // by model: the p99 limit of its policy, last read
-	retained int64                        // bytes of series points and node slots
-	decided  int64
+	mu        sync.Mutex
+	series    map[seriesKey][]point
+	perNode   map[seriesKey]map[string][]nodeSlot
+	nodes     map[string]*NodeState
+	fails     map[seriesKey]int
+	alerted   map[seriesKey]bool
+	cards     map[seriesKey]*artifact.Card // by model and version (arm empty)
+	deployed  map[string]map[int]time.Time // by model: when each version was last seen deployed
+	limits    map[string]float64           // by model: the p99 limit of its policy, last read
+	baselines map[string]*baseline         // by model, while production bakes
+	retained  int64                        // bytes of series points and node slots
+	decided   int64
 }
 
 // New returns a monitor over a registry.
@@ -103,7 +107,7 @@ func New(reg *registry.Registry, log *slog.Logger) *Monitor {
 		MaxBytes: DefaultMaxBytes, Grace: DefaultGrace,
 		series: map[seriesKey][]point{}, perNode: map[seriesKey]map[string][]nodeSlot{}, nodes: map[string]*NodeState{},
 		fails: map[seriesKey]int{}, alerted: map[seriesKey]bool{}, cards: map[seriesKey]*artifact.Card{},
-		deployed: map[string]map[int]time.Time{}, limits: map[string]float64{}}
+		deployed: map[string]map[int]time.Time{}, limits: map[string]float64{}, baselines: map[string]*baseline{}}
 }
 
 // Usage is what the monitor holds: nodes, series, chart points, node slots,
@@ -259,18 +263,25 @@ func (m *Monitor) addNodeSlotLocked(k seriesKey, node string, now time.Time, w W
 	fast = fastCount(w.Latency, m.p99Limit(k.model))
 	sl := byNode[node]
 	step := m.slotStep()
+	var s *nodeSlot
 	if n := len(sl); n > 0 && now.Truncate(step).Equal(sl[n-1].t.Truncate(step)) {
-		s := &sl[n-1]
-		s.t = now
-		s.requests += w.Requests
-		s.errors += w.Errors
-		s.fallbacks += w.FallbackCount()
-		s.timed += timed
-		s.fast += fast
-		return
+		s = &sl[n-1]
+	} else {
+		byNode[node] = append(sl, nodeSlot{})
+		s = &byNode[node][len(sl)]
+		m.retained += nodeSlotBytes
 	}
-	byNode[node] = append(sl, nodeSlot{t: now, requests: w.Requests, errors: w.Errors, fallbacks: w.FallbackCount(), timed: timed, fast: fast})
-	m.retained += nodeSlotBytes
+	s.t = now
+	s.requests += w.Requests
+	s.errors += w.Errors
+	s.fallbacks += w.FallbackCount()
+	s.timed += timed
+	s.fast += fast
+	if len(w.Prediction) == PredictionBins {
+		for i, c := range w.Prediction {
+			s.prediction[i] += c
+		}
+	}
 }
 
 // p99Limit is the model's p99 limit as the monitor last read its policy (the
@@ -729,10 +740,14 @@ func (m *Monitor) evaluate(ctx context.Context, md registry.Model, judged, watch
 		}
 		w := m.window(k, from, now)
 		if baking {
+			m.takeBaseline(md)
 			reason := m.breach(ctx, md, k, w, pol, from, md.PromotedAt)
 			judged[k] = true
 			m.decide(ctx, k, reason, pol, registry.Decision{Model: md.Name, Version: md.Production})
 		} else {
+			m.mu.Lock()
+			delete(m.baselines, md.Name)
+			m.mu.Unlock()
 			watched[k] = true
 			m.driftAlert(ctx, md, k, w, pol)
 		}
@@ -763,18 +778,89 @@ func (m *Monitor) breach(ctx context.Context, md registry.Model, k seriesKey, w 
 		return reason
 	}
 	// Prediction drift against the version it replaced, on the traffic it saw
-	// just before the promotion.
+	// just before the promotion: each node's against its own.
 	if !promotedAt.IsZero() && len(md.Previous) > 0 {
-		prev := seriesKey{md.Name, md.Previous[len(md.Previous)-1], "champion"}
-		before := m.window(prev, promotedAt.Add(-m.Window), promotedAt)
-		if n := minPSIRows(len(w.Prediction), pol); before.Rows >= n && w.Rows >= n {
-			psi := PSICounts(before.Prediction, w.Prediction)
-			if psi > pol.MaxPredPSI {
-				return fmt.Sprintf("prediction PSI %.3f > %.3f against v%d on the same traffic (%d vs %d requests)", psi, pol.MaxPredPSI, prev.version, w.Requests, before.Requests)
-			}
-		}
+		return m.corroboratePSI(md, k, pol, from, promotedAt)
 	}
 	return ""
+}
+
+// baseline holds, per node, the prediction counts of the version production
+// replaced over the window before the promotion: each node's predictions of
+// the new version are compared with its own of the old, on the same traffic.
+// (A node can skew only its own.)
+type baseline struct {
+	promotedAt time.Time
+	version    int
+	byNode     map[string][PredictionBins]int64
+}
+
+// takeBaseline notes, once per promotion, the baseline of md's production
+// from the node counts of the version before it.
+func (m *Monitor) takeBaseline(md registry.Model) {
+	if len(md.Previous) == 0 {
+		return
+	}
+	prev := md.Previous[len(md.Previous)-1]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if b := m.baselines[md.Name]; b != nil && b.promotedAt.Equal(md.PromotedAt) && b.version == prev {
+		return
+	}
+	b := &baseline{promotedAt: md.PromotedAt, version: prev, byNode: map[string][PredictionBins]int64{}}
+	from := md.PromotedAt.Add(-m.Window)
+	for node, sl := range m.perNode[seriesKey{md.Name, prev, "champion"}] {
+		var counts [PredictionBins]int64
+		for _, s := range sl {
+			if s.t.After(from) && !s.t.After(md.PromotedAt) {
+				for i, c := range s.prediction {
+					counts[i] += c
+				}
+			}
+		}
+		b.byNode[node] = counts
+	}
+	m.baselines[md.Name] = b
+}
+
+// corroboratePSI returns why production's predictions since from are too far
+// from the version it replaced, or "": as corroborate, enough nodes serving
+// it must each see it, comparing their own predictions before and after.
+func (m *Monitor) corroboratePSI(md registry.Model, k seriesKey, pol registry.Policy, from, promotedAt time.Time) string {
+	prev := md.Previous[len(md.Previous)-1]
+	n := minPSIRows(PredictionBins, pol)
+	tallies := m.tallies(k, from)
+	m.mu.Lock()
+	b := m.baselines[md.Name]
+	var base map[string][PredictionBins]int64
+	if b != nil && b.promotedAt.Equal(promotedAt) && b.version == prev {
+		base = b.byNode
+	}
+	m.mu.Unlock()
+	need := min(pol.CorroboratingNodes, len(tallies))
+	// Each node's share of the rows a pooled PSI would need, but no fewer than
+	// 10 a bin: below that a PSI is mostly noise.
+	if len(tallies) > 0 {
+		n = max(n/int64(len(tallies)), 10*PredictionBins)
+	}
+	var names []string
+	var before, after [PredictionBins]int64
+	for _, t := range tallies {
+		own, old := t.prediction, base[t.node]
+		if total(own[:]) < n || total(old[:]) < n || PSICounts(old[:], own[:]) <= pol.MaxPredPSI {
+			continue
+		}
+		names = append(names, t.node)
+		for i := range own {
+			before[i] += old[i]
+			after[i] += own[i]
+		}
+	}
+	if len(names) == 0 || len(names) < need {
+		return ""
+	}
+	return fmt.Sprintf("prediction PSI %.3f > %.3f against v%d on the same traffic (%d vs %d rows), seen by %d of %d nodes serving it (%s; %d needed)",
+		PSICounts(before[:], after[:]), pol.MaxPredPSI, prev, total(after[:]), total(before[:]), len(names), len(tallies), nodeList(names), need)
 }
 
 // nodeList names the first few nodes of names, for an event's reason.
@@ -798,6 +884,7 @@ func nodeList(names []string) string {
 type nodeTally struct {
 	node                                     string
 	requests, errors, fallbacks, timed, fast int64
+	prediction                               [PredictionBins]int64
 }
 
 // tallies are the nodes' own counts of the series k since from, by node name.
@@ -814,6 +901,9 @@ func (m *Monitor) tallies(k seriesKey, from time.Time) []nodeTally {
 				t.fallbacks += s.fallbacks
 				t.timed += s.timed
 				t.fast += s.fast
+				for i, c := range s.prediction {
+					t.prediction[i] += c
+				}
 			}
 		}
 		if t.requests > 0 {

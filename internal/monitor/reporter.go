@@ -31,6 +31,17 @@ type Reporter struct {
 	Logger    *slog.Logger
 	// Token authenticates the reports (role scorer).
 	Token string
+	// Models, when set, are the models reported (Model, Recorder, Served and
+	// LoadError describe one model otherwise).
+	Models func() []ModelSource
+}
+
+// ModelSource is where a report finds one model's counts and state.
+type ModelSource struct {
+	Model     string
+	Recorder  *Recorder
+	Served    func() []Served
+	LoadError func() string
 }
 
 // Run reports until ctx is done.
@@ -65,16 +76,26 @@ func (r *Reporter) Run(ctx context.Context) {
 }
 
 func (r *Reporter) send(ctx context.Context) error {
-	rep := Report{Node: r.Node, Address: r.Address, Time: time.Now().UTC(), Interval: r.Interval.Seconds(),
-		Models: []ModelReport{{Model: r.Model, Windows: r.Recorder.Flush()}}}
+	rep := Report{Node: r.Node, Address: r.Address, Time: time.Now().UTC(), Interval: r.Interval.Seconds()}
+	sources := []ModelSource{{Model: r.Model, Recorder: r.Recorder, Served: r.Served, LoadError: r.LoadError}}
+	if r.Models != nil {
+		sources = r.Models()
+	}
+	for _, src := range sources {
+		mr := ModelReport{Model: src.Model, Windows: []Window{}}
+		if src.Recorder != nil {
+			mr.Windows = src.Recorder.Flush()
+		}
+		if src.Served != nil {
+			mr.Served = src.Served()
+		}
+		if src.LoadError != nil {
+			mr.LoadError = src.LoadError()
+		}
+		rep.Models = append(rep.Models, mr)
+	}
 	if r.Ready != nil {
 		rep.Ready = r.Ready()
-	}
-	if r.Served != nil {
-		rep.Models[0].Served = r.Served()
-	}
-	if r.LoadError != nil {
-		rep.Models[0].LoadError = r.LoadError()
 	}
 	body, err := json.Marshal(rep)
 	if err != nil {

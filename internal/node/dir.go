@@ -31,6 +31,9 @@ type DirWatcher struct {
 	// Settle is how long a file must stay unchanged before it is read (default
 	// 200 ms), so a file written in place is read once it is complete.
 	Settle time.Duration
+	// LoadTimeout bounds verification, golden inputs and warm-up of a file
+	// (default DefaultLoadTimeout).
+	LoadTimeout time.Duration
 
 	mu      sync.Mutex
 	version int
@@ -54,7 +57,16 @@ func (w *DirWatcher) modelPath() string { return filepath.Join(w.Dir, w.Model+".
 func (w *DirWatcher) cardPath() string  { return filepath.Join(w.Dir, w.Model+".card.json") }
 
 // Load tries the model file now; a missing file is not an error.
-func (w *DirWatcher) Load() error {
+func (w *DirWatcher) Load() error { return w.LoadContext(context.Background()) }
+
+// LoadContext is Load under ctx (and the load timeout).
+func (w *DirWatcher) LoadContext(ctx context.Context) error {
+	timeout := w.LoadTimeout
+	if timeout <= 0 {
+		timeout = DefaultLoadTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	data, err := os.ReadFile(w.modelPath())
 	if os.IsNotExist(err) {
 		return nil
@@ -95,7 +107,7 @@ func (w *DirWatcher) Load() error {
 	if sig, ok := artifact.Declared(w.Model); ok {
 		want = &sig
 	}
-	s, err := loader.Prepare(tmp.Name(), w.Model, want, card, w.Options)
+	s, err := loader.PrepareContext(ctx, tmp.Name(), w.Model, want, card, w.Options)
 	if err != nil {
 		return w.fail(err)
 	}
@@ -137,7 +149,7 @@ func (w *DirWatcher) Run(ctx context.Context) error {
 	if err := fw.Add(w.Dir); err != nil {
 		return fmt.Errorf("watch %s: %w", w.Dir, err)
 	}
-	w.Load()
+	w.LoadContext(ctx)
 	var timer *time.Timer
 	fire := make(chan struct{}, 1)
 	for {
@@ -166,7 +178,7 @@ func (w *DirWatcher) Run(ctx context.Context) error {
 				}
 			})
 		case <-fire:
-			w.Load()
+			w.LoadContext(ctx)
 		case err, ok := <-fw.Errors:
 			if !ok {
 				return nil

@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -36,11 +37,55 @@ type Follower struct {
 	KeepVersions int
 	// OnLoad, when set, hears of every version swapped in, with its card.
 	OnLoad func(version int, card *artifact.Card)
+	// LoadTimeout bounds the load of one version: fetch, digest check,
+	// signature, golden inputs and warm-up (default DefaultLoadTimeout).
+	LoadTimeout time.Duration
 
 	mu      sync.Mutex
 	lastErr error
 	loads   int
 	failed  int
+	// pending are the loads in progress, by slot: the digest each loads and
+	// how to stop it when a newer deployment supersedes it.
+	pending map[*loader.Slot]pendingLoad
+}
+
+// DefaultLoadTimeout bounds a load unless a node says otherwise.
+const DefaultLoadTimeout = 30 * time.Second
+
+type pendingLoad struct {
+	digest string
+	cancel context.CancelFunc
+}
+
+// errSuperseded stops a load a newer deployment made pointless.
+var errSuperseded = errors.New("superseded by a newer deployment")
+
+// supersede stops the loads in progress that the deployment no longer asks
+// for, so a promotion or rollback never waits behind a load it replaced.
+func (f *Follower) supersede(ctx context.Context) {
+	f.mu.Lock()
+	n := len(f.pending)
+	f.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	d, err := f.Client.Deployment(ctx, f.Model)
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for slot, p := range f.pending {
+		want := d.Production
+		if slot != f.Slot {
+			want = d.Candidate
+		}
+		if want == nil || want.Digest != p.digest {
+			f.Logger.Info("a newer deployment supersedes the load in progress", "model", f.Model, "digest", p.digest[:min(12, len(p.digest))])
+			p.cancel()
+		}
+	}
 }
 
 // Status is what a follower has done so far.
@@ -74,8 +119,35 @@ func (f *Follower) Run(ctx context.Context) error {
 	// so is a different one; repeats are debug lines, and the way back is told.
 	var downSince time.Time
 	var lastWarned string
+	// Loads run on a goroutine of their own, so that the watch stream is
+	// read while one is in progress and a newer deployment can supersede it.
+	kicks := make(chan struct{}, 1)
+	kick := func() {
+		select {
+		case kicks <- struct{}{}:
+		default:
+		}
+	}
+	syncDone := make(chan struct{})
+	defer func() { <-syncDone }()
+	go func() {
+		defer close(syncDone)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-kicks:
+			}
+			if _, err := f.Sync(ctx); err != nil && ctx.Err() == nil {
+				f.Logger.Warn("sync failed", "model", f.Model, "err", err)
+			}
+		}
+	}()
 	for attempt := 0; ; {
-		rev, err := f.Sync(ctx)
+		rev, err := f.revision(ctx)
+		if err == nil {
+			kick()
+		}
 		if err == nil {
 			if !downSince.IsZero() {
 				f.Logger.Info("in touch with the control plane again; caught up", "model", f.Model, "revision", rev, "out_of_touch", time.Since(downSince).Round(time.Millisecond))
@@ -88,9 +160,8 @@ func (f *Follower) Run(ctx context.Context) error {
 			since = rev
 			var werr error
 			since, werr = f.Client.Watch(ctx, f.Model, since, func(registry.Event) {
-				if _, err := f.Sync(ctx); err != nil && ctx.Err() == nil {
-					f.Logger.Warn("sync failed", "model", f.Model, "err", err)
-				}
+				f.supersede(ctx)
+				kick()
 			})
 			if ctx.Err() != nil {
 				return nil
@@ -119,6 +190,19 @@ func (f *Follower) Run(ctx context.Context) error {
 			attempt++
 		}
 	}
+}
+
+// revision is the revision of the model's deployment (0 before its first
+// push).
+func (f *Follower) revision(ctx context.Context) (uint64, error) {
+	d, err := f.Client.Deployment(ctx, f.Model)
+	if client.StatusOf(err) == http.StatusNotFound {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return d.Revision, nil
 }
 
 // Sync loads the model's production (and canary) version if it is not the one
@@ -171,6 +255,9 @@ func (f *Follower) ensure(ctx context.Context, slot *loader.Slot, want *registry
 		return
 	}
 	if err := f.load(ctx, slot, want, sig, production); err != nil {
+		if ctx.Err() != nil || errors.Is(err, errSuperseded) {
+			return // shutting down, or a newer deployment is on its way
+		}
 		f.mu.Lock()
 		f.failed++
 		f.lastErr = err
@@ -179,8 +266,36 @@ func (f *Follower) ensure(ctx context.Context, slot *loader.Slot, want *registry
 	}
 }
 
-func (f *Follower) load(ctx context.Context, slot *loader.Slot, p *registry.Deployed, sig artifact.Signature, production bool) error {
+func (f *Follower) load(parent context.Context, slot *loader.Slot, p *registry.Deployed, sig artifact.Signature, production bool) error {
 	start := time.Now()
+	timeout := f.LoadTimeout
+	if timeout <= 0 {
+		timeout = DefaultLoadTimeout
+	}
+	ctx, cancelTimeout := context.WithTimeoutCause(parent, timeout, fmt.Errorf("%w: v%d did not load within %s", loader.ErrLoadTimeout, p.Version, timeout))
+	defer cancelTimeout()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	f.mu.Lock()
+	if f.pending == nil {
+		f.pending = map[*loader.Slot]pendingLoad{}
+	}
+	f.pending[slot] = pendingLoad{digest: p.Digest, cancel: func() { cancel(errSuperseded) }}
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.pending, slot)
+		f.mu.Unlock()
+	}()
+	err := f.loadWithin(ctx, slot, p, sig, production, start)
+	if err != nil && ctx.Err() != nil && parent.Err() == nil {
+		// Say why it stopped: a deadline, or a newer deployment.
+		return fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+	}
+	return err
+}
+
+func (f *Follower) loadWithin(ctx context.Context, slot *loader.Slot, p *registry.Deployed, sig artifact.Signature, production bool, start time.Time) error {
 	path, ok := f.Cache.Lookup(p.Digest)
 	if !ok {
 		rc, _, err := f.Client.Artifact(ctx, f.Model, p.Version)
@@ -204,10 +319,10 @@ func (f *Follower) load(ctx context.Context, slot *loader.Slot, p *registry.Depl
 	if err != nil {
 		return fmt.Errorf("card of v%d: %w", p.Version, err)
 	}
-	if err := f.swapIn(slot, path, p.Version, p.Digest, sig, card); err != nil {
+	if err := f.swapIn(ctx, slot, path, p.Version, p.Digest, sig, card); err != nil {
 		return err
 	}
-	role := "candidate"
+	role := "canary"
 	if production {
 		role = "production"
 		keep := f.KeepVersions
@@ -226,8 +341,8 @@ func (f *Follower) load(ctx context.Context, slot *loader.Slot, p *registry.Depl
 
 // swapIn builds a session from a verified artifact, checks it against the
 // signature and card, warms it up and publishes it.
-func (f *Follower) swapIn(slot *loader.Slot, path string, version int, digest string, sig artifact.Signature, card *artifact.Card) error {
-	s, err := loader.Prepare(path, f.Model, &sig, card, f.Options)
+func (f *Follower) swapIn(ctx context.Context, slot *loader.Slot, path string, version int, digest string, sig artifact.Signature, card *artifact.Card) error {
+	s, err := loader.PrepareContext(ctx, path, f.Model, &sig, card, f.Options)
 	if err != nil {
 		return fmt.Errorf("v%d: %w", version, err)
 	}
@@ -257,7 +372,13 @@ func (f *Follower) Restore() error {
 	if err != nil {
 		return fmt.Errorf("cached deployment v%d: %w", d.Version, err)
 	}
-	if err := f.swapIn(f.Slot, path, d.Version, d.Digest, d.Signature, card); err != nil {
+	timeout := f.LoadTimeout
+	if timeout <= 0 {
+		timeout = DefaultLoadTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := f.swapIn(ctx, f.Slot, path, d.Version, d.Digest, d.Signature, card); err != nil {
 		return fmt.Errorf("cached deployment: %w", err)
 	}
 	f.Logger.Info("serving the cached deployment until the control plane answers", "model", f.Model, "version", d.Version, "digest", d.Digest[:12])

@@ -21,7 +21,8 @@ type AliasRequest struct {
 
 // changeModel is the one shape of every alias change: in one transaction, read the
 // model, refuse a stale expected revision, let change edit the model and name the
-// event, then append the event and store the model at the event's revision.
+// event, then append the event and store the model at the event's revision. A
+// change that returns an Unchanged event stores nothing (an idempotent request).
 func (r *Registry) changeModel(ctx context.Context, name string, expect uint64, change func(tx MetaTx, m *Model) (*Event, error)) (*Event, error) {
 	if err := CheckModelName(name); err != nil {
 		return nil, err
@@ -37,6 +38,11 @@ func (r *Registry) changeModel(ctx context.Context, name string, expect uint64, 
 		}
 		if ev, err = change(tx, m); err != nil {
 			return err
+		}
+		if ev.Unchanged {
+			// Asked for what already holds: succeed, store nothing.
+			ev.Revision, ev.Time = m.Revision, r.Now().UTC()
+			return nil
 		}
 		if err := r.appendEvent(tx, ev); err != nil {
 			return err
@@ -57,7 +63,7 @@ func (r *Registry) Promote(ctx context.Context, req AliasRequest) (*Event, error
 			return nil, err
 		}
 		if m.Production == req.Version {
-			return nil, fmt.Errorf("%s v%d is already production: %w", req.Model, req.Version, ErrConflict)
+			return unchanged(req.Model, EventPromoted, m.Production, m.Production), nil
 		}
 		if why, bad := m.Rejected[req.Version]; bad {
 			if !req.Force {
@@ -140,4 +146,9 @@ func (r *Registry) Rollback(ctx context.Context, req AliasRequest) (*Event, erro
 		}
 		return ev, nil
 	})
+}
+
+// unchanged is the answer to a request for what already holds.
+func unchanged(model, kind string, from, to int) *Event {
+	return &Event{Model: model, Kind: kind, From: from, To: to, Unchanged: true}
 }

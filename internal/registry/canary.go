@@ -60,7 +60,7 @@ func (r *Registry) SetCanary(ctx context.Context, req CanaryRequest) (*Event, er
 	return r.changeModel(ctx, req.Model, req.ExpectRevision, func(tx MetaTx, m *Model) (*Event, error) {
 		if req.Clear {
 			if m.Candidate == nil {
-				return nil, fmt.Errorf("%s has no canary to clear: %w", req.Model, ErrConflict)
+				return unchanged(req.Model, EventCanaryCleared, 0, 0), nil
 			}
 			ev := &Event{Actor: actorOr(req.Actor), Model: req.Model, Kind: EventCanaryCleared, From: m.Candidate.Version, Reason: req.Reason}
 			m.Candidate = nil
@@ -78,6 +78,9 @@ func (r *Registry) SetCanary(ctx context.Context, req CanaryRequest) (*Event, er
 		from := 0
 		if m.Candidate != nil {
 			from = m.Candidate.Version
+			if *m.Candidate == (Canary{Version: req.Version, Traffic: req.Traffic, Mode: req.Mode, Since: m.Candidate.Since}) {
+				return unchanged(req.Model, EventCanarySet, from, from), nil
+			}
 		}
 		reason := withWhy(fmt.Sprintf("%s, %g%% of traffic", req.Mode, req.Traffic), req.Reason)
 		since := r.Now().UTC()
@@ -103,6 +106,9 @@ func (r *Registry) SetBlend(ctx context.Context, req BlendRequest) (*Event, erro
 		return nil, Invalidf("blend weight %v: want a number from 0 to 1", req.Weight)
 	}
 	return r.changeModel(ctx, req.Model, req.ExpectRevision, func(_ MetaTx, m *Model) (*Event, error) {
+		if m.BlendWeight() == req.Weight {
+			return unchanged(req.Model, EventBlendSet, 0, 0), nil
+		}
 		reason := withWhy(fmt.Sprintf("weight %g (was %g)", req.Weight, m.BlendWeight()), req.Reason)
 		w := req.Weight
 		m.Blend = &w

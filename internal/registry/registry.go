@@ -76,6 +76,11 @@ type Event struct {
 	From     int       `json:"from,omitempty"`
 	To       int       `json:"to,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
+	// Unchanged marks an answer to a request that asked for what already
+	// holds (promote the production version, clear an absent canary, set the
+	// same blend): nothing was stored and no event appended, so such an
+	// "event" is never in the history; Revision is the model's current one.
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // Deployment is what a scorer must serve for a model right now.

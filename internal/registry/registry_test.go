@@ -430,6 +430,71 @@ func TestOpenOfADamagedFileSaysWhatToDo(t *testing.T) {
 	}
 }
 
+// Asking for what already holds (promote the production version, clear an
+// absent canary, set the same canary or blend) succeeds as unchanged: the
+// model keeps its revision and the history gains no event.
+func TestIdempotentRequestsChangeNothing(t *testing.T) {
+	ctx := context.Background()
+	r := promotedInTurn(t, 2)
+	before, err := r.Model(ctx, "calling-score")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := 0.5
+	if _, err := r.SetBlend(ctx, registry.BlendRequest{Model: "calling-score", Weight: w}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Version: 1, Traffic: 10, Mode: registry.ModeShadow}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ = r.Model(ctx, "calling-score")
+	evsBefore, _ := r.Events(ctx, registry.EventQuery{Model: "calling-score"})
+	for _, tc := range []struct {
+		name string
+		do   func() (*registry.Event, error)
+	}{
+		{"promote production", func() (*registry.Event, error) {
+			return r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2, ExpectRevision: before.Revision})
+		}},
+		{"same blend", func() (*registry.Event, error) {
+			return r.SetBlend(ctx, registry.BlendRequest{Model: "calling-score", Weight: w})
+		}},
+		{"same canary", func() (*registry.Event, error) {
+			return r.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Version: 1, Traffic: 10, Mode: registry.ModeShadow})
+		}},
+	} {
+		ev, err := tc.do()
+		if err != nil || !ev.Unchanged || ev.Revision != before.Revision {
+			t.Fatalf("%s: %+v %v, want unchanged at revision %d", tc.name, ev, err, before.Revision)
+		}
+	}
+	// A different share is a change.
+	if ev, err := r.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Version: 1, Traffic: 20, Mode: registry.ModeShadow}); err != nil || ev.Unchanged {
+		t.Fatalf("a new canary share: %+v %v", ev, err)
+	}
+	if _, err := r.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Clear: true}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := r.Model(ctx, "calling-score")
+	ev, err := r.SetCanary(ctx, registry.CanaryRequest{Model: "calling-score", Clear: true})
+	if err != nil || !ev.Unchanged || ev.Revision != m.Revision {
+		t.Fatalf("clearing an absent canary: %+v %v", ev, err)
+	}
+	evs, _ := r.Events(ctx, registry.EventQuery{Model: "calling-score"})
+	if len(evs) != len(evsBefore)+2 {
+		t.Fatalf("history grew by %d events, want 2 (the new share and the clear)", len(evs)-len(evsBefore))
+	}
+	for _, e := range evs {
+		if e.Unchanged {
+			t.Fatalf("an unchanged answer is in the history: %+v", e)
+		}
+	}
+	// A stale revision still conflicts, even for what holds.
+	if _, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 2, ExpectRevision: before.Revision}); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("promote of production with a stale revision: %v, want ErrConflict", err)
+	}
+}
+
 // randomBlob returns n random bytes and their sha256.
 func randomBlob(t *testing.T, n int) ([]byte, string) {
 	t.Helper()

@@ -47,6 +47,9 @@ type Model struct {
 	Status func() any
 	// FailedLoads, when set, counts versions that failed to load.
 	FailedLoads func() int
+	// LoadError, when set, says why the node does not serve the model's
+	// deployment ("" while it does).
+	LoadError func() string
 	// NewBreaker makes the breaker of each version loaded (default
 	// BreakerThreshold and BreakerCooldown).
 	NewBreaker func() *fallback.Breaker

@@ -128,3 +128,35 @@ func MixedModel(tb testing.TB) string {
 		},
 	})
 }
+
+// LoopingModel is a calling-score-shaped graph ([batch,39] in, [batch,1] out)
+// whose every run loops 10^15 times: it loads, but its first run never ends.
+func LoopingModel(tb testing.TB) string {
+	tb.Helper()
+	body := &onnx.GraphProto{
+		Name: "body",
+		Input: []*onnx.ValueInfoProto{
+			{Name: "i", Type: &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{ElemType: int32(onnx.TensorProto_INT64), Shape: &onnx.TensorShapeProto{}}}}},
+			{Name: "c_in", Type: &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{ElemType: int32(onnx.TensorProto_BOOL), Shape: &onnx.TensorShapeProto{}}}}},
+			ValueInfo("v_in", onnx.TensorProto_FLOAT, -1, 1),
+		},
+		Output:      []*onnx.ValueInfoProto{{Name: "c_out", Type: &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{ElemType: int32(onnx.TensorProto_BOOL), Shape: &onnx.TensorShapeProto{}}}}}, ValueInfo("v_out", onnx.TensorProto_FLOAT, -1, 1)},
+		Initializer: []*onnx.TensorProto{Float32s("tiny", nil, 1e-9)},
+		Node: []*onnx.NodeProto{
+			{OpType: "Identity", Input: []string{"c_in"}, Output: []string{"c_out"}},
+			{OpType: "Add", Input: []string{"v_in", "tiny"}, Output: []string{"v_out"}},
+		},
+	}
+	return MustGraph(tb, &onnx.GraphProto{
+		Name:   "looping",
+		Input:  []*onnx.ValueInfoProto{ValueInfo("input", onnx.TensorProto_FLOAT, -1, 39)},
+		Output: []*onnx.ValueInfoProto{ValueInfo("output", onnx.TensorProto_FLOAT, -1, 1)},
+		Initializer: []*onnx.TensorProto{Int64s("trips", nil, 1_000_000_000_000_000),
+			{Name: "go_on", DataType: int32(onnx.TensorProto_BOOL), Int32Data: []int32{1}}},
+		Node: []*onnx.NodeProto{
+			{OpType: "ReduceMean", Input: []string{"input"}, Output: []string{"start"}, Attribute: []*onnx.AttributeProto{
+				{Name: "axes", Type: onnx.AttributeProto_INTS, Ints: []int64{1}}, {Name: "keepdims", Type: onnx.AttributeProto_INT, I: 1}}},
+			{OpType: "Loop", Input: []string{"trips", "go_on", "start"}, Output: []string{"output"}, Attribute: []*onnx.AttributeProto{{Name: "body", Type: onnx.AttributeProto_GRAPH, G: body}}},
+		},
+	})
+}

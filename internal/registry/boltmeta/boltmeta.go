@@ -8,10 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"io/fs"
 	"math"
 	"net/url"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -55,19 +59,54 @@ type Store struct {
 
 var _ registry.MetaStore = (*Store)(nil)
 
-// Open opens (creating if needed) the bbolt file at path. A file another
-// process holds, or one that is not a registry, is refused with a message that
-// says what to do.
+// errDamagedFile means the bbolt file cannot be a sound registry.
+var errDamagedFile = errors.New("damaged")
+
+// Open opens (creating if needed) the bbolt file at path. A damaged
+// file is an error wrapping errDamagedFile, never a panic or a fault: bbolt
+// trusts its file, and panics (a zeroed freelist page) or faults (pages a
+// truncated file no longer has, read through its mmap) on some damage. So the
+// meta pages are read first, as bbolt will read them, and the file refused
+// when it is shorter than they say; then the whole file is checked once
+// (tx.Check, O(file)), with panics and memory faults recovered.
 func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	s, err := open(path)
+	switch {
+	case errors.Is(err, bolt.ErrTimeout):
 		return nil, fmt.Errorf("open registry %s: another process holds it (is a control plane already running on this data directory?)", path)
-	}
-	if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
+	case errors.Is(err, errDamagedFile) || errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch):
 		return nil, fmt.Errorf("open registry %s: %w: the file is not a registry or is damaged; move it aside and put a backup in its place (`modelctl backup` makes one)", path, err)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("open registry %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func open(path string) (_ *Store, err error) {
+	if err := precheckBolt(path); err != nil {
+		return nil, err
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			// bbolt may still hold the file (and its lock): the process is
+			// expected to stop on this error.
+			err = fmt.Errorf("%w: bbolt: %v", errDamagedFile, p)
+		}
+	}()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return fmt.Errorf("%w: %v", errDamagedFile, err)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketModels, bucketVersions, bucketEvents, bucketTokens} {
@@ -313,4 +352,89 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 		return err
 	}
 	return b.Put(key, buf)
+}
+
+// bbolt's file format, as far as precheckBolt reads it: two meta pages at the
+// start, each a page header (16 bytes) then the meta.
+const (
+	boltMagic      = 0xED0CDAED
+	boltVersion    = 2
+	boltPageHeader = 16
+	boltMetaSum    = 56 // bytes of the meta the checksum (FNV-64a) covers
+	boltNoFreelist = ^uint64(0)
+	boltBranchPage = 0x01
+	boltLeafPage   = 0x02
+	boltFreePage   = 0x10
+)
+
+type boltMeta struct {
+	pageSize                    int64
+	root, freelist, pages, txid uint64
+}
+
+// precheckBolt refuses an existing bbolt file that bbolt would fault or panic
+// on: empty, neither meta page valid (magic, version, checksum), shorter than
+// its meta says, or its root or freelist page of the wrong kind.
+func precheckBolt(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // a new registry
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	if size == 0 {
+		return fmt.Errorf("%w: it is empty", errDamagedFile)
+	}
+	read := func(off int64) (boltMeta, bool) {
+		b := make([]byte, boltPageHeader+boltMetaSum+8)
+		if _, err := f.ReadAt(b, off); err != nil {
+			return boltMeta{}, false
+		}
+		m := b[boltPageHeader:]
+		le := binary.LittleEndian
+		h := fnv.New64a()
+		h.Write(m[:boltMetaSum])
+		if le.Uint32(m[0:]) != boltMagic || le.Uint32(m[4:]) != boltVersion || le.Uint64(m[boltMetaSum:]) != h.Sum64() {
+			return boltMeta{}, false
+		}
+		return boltMeta{pageSize: int64(le.Uint32(m[8:])), root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]), pages: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
+	}
+	m0, ok0 := read(0)
+	second := int64(os.Getpagesize())
+	if ok0 {
+		second = m0.pageSize
+	}
+	m1, ok1 := read(second)
+	m := m0
+	switch {
+	case !ok0 && !ok1:
+		return fmt.Errorf("%w: neither meta page is valid (wrong magic, version or checksum)", errDamagedFile)
+	case !ok0 || (ok1 && m1.txid > m0.txid):
+		m = m1
+	}
+	if m.pageSize < 512 || m.pageSize > 1<<20 || m.pageSize&(m.pageSize-1) != 0 {
+		return fmt.Errorf("%w: its meta page says pages of %d bytes", errDamagedFile, m.pageSize)
+	}
+	if m.pages < 4 || m.pages > uint64(size/m.pageSize) {
+		return fmt.Errorf("%w: it is %d bytes, shorter than the %d pages of %d bytes its meta page says it holds (truncated?)", errDamagedFile, size, m.pages, m.pageSize)
+	}
+	kind := func(page uint64) uint16 {
+		b := make([]byte, 2)
+		f.ReadAt(b, int64(page)*m.pageSize+8)
+		return binary.LittleEndian.Uint16(b)
+	}
+	if m.root >= m.pages || (kind(m.root) != boltBranchPage && kind(m.root) != boltLeafPage) {
+		return fmt.Errorf("%w: its root page %d is not a page of the tree", errDamagedFile, m.root)
+	}
+	if m.freelist != boltNoFreelist && (m.freelist >= m.pages || kind(m.freelist) != boltFreePage) {
+		return fmt.Errorf("%w: its freelist page %d is not a freelist", errDamagedFile, m.freelist)
+	}
+	return nil
 }

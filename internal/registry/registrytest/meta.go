@@ -92,6 +92,20 @@ func metaContract(t *testing.T, s registry.MetaStore) {
 	default:
 	}
 
+	// An update that only reads (a request for what already holds, answered
+	// "unchanged") succeeds and moves nothing.
+	if err := s.Update(ctx, func(tx registry.MetaTx) error {
+		if _, err := tx.Model("a"); err != nil {
+			return err
+		}
+		if tx.Revision() != 2 {
+			t.Errorf("a read-only update sees revision %d, want 2", tx.Revision())
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("a read-only update: %v", err)
+	}
+
 	err = s.View(ctx, func(tx registry.MetaTx) error {
 		if tx.Revision() != 2 {
 			t.Errorf("revision %d, want 2", tx.Revision())
