@@ -73,10 +73,9 @@ fmt:
 model: ort
 	$(GO) run ./cmd/modelctl train --seed 42 --samples 10000 --out models/calling_score
 
-## bench: serving against its baselines (raw onnxruntime_go loop, null-model handler), hot swap, training
-bench: ort
-	$(GO) run ./cmd/modelbench
-	$(GO) test -run '^$$' -bench 'Handler|FastOIP|DecodeScoreRequest|EncodeScoreResponse' -count=1 ./internal/api/
+## bench: CPU cost of the scorer against its baselines (raw onnxruntime_go loop, null-model handlers), hot swap, rollback, monitoring, training
+bench: ort build
+	$(GO) run ./cmd/modelbench -scorer $(BIN)/scorer -modelctl $(BIN)/modelctl
 	$(GO) test -run '^$$' -bench . -count=1 ./internal/monitor/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./internal/trainer/
 

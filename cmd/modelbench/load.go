@@ -4,66 +4,54 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
-	"os"
-	"os/exec"
-	"runtime/debug"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 )
 
-// The load generator runs in a child process (modelbench re-executed with
-// -load-child) so that its goroutines, allocations and collections are not
-// charged to the servers measured in this one. It speaks HTTP/1.1 over plain
-// keep-alive connections with a request prebuilt once, so it costs a few
-// microseconds a request, the way wrk does, rather than the tens that
-// net/http's client takes; what the table measures is the server.
+// The load generator runs in the bench's own process, and every server it
+// loads runs in a process of its own, so the CPU time each server's process
+// spends is its own. The generator speaks HTTP/1.1 over plain keep-alive
+// connections with a request prebuilt once, so it costs a few microseconds a
+// request, the way wrk does, rather than the tens net/http's client takes.
 
-// loadSpec is one load run, sent to the child as JSON on its stdin.
+// loadSpec is one load run.
 type loadSpec struct {
-	URL      string            `json:"url"`
-	Body     []byte            `json:"body"`
-	Headers  map[string]string `json:"headers,omitempty"`
-	Conns    int               `json:"conns"`
-	Duration time.Duration     `json:"duration"`
+	URL      string
+	Body     []byte
+	Headers  map[string]string
+	Conns    int
+	Duration time.Duration
 	// Rate, when above 0, paces requests at this many a second (open loop);
 	// 0 runs every connection back to back (closed loop, maximum load).
-	Rate float64 `json:"rate,omitempty"`
-	// URLs, when set, replace URL: the run takes them in turns of Slice and
-	// reports each apart (closed, every connection on the same one at a time;
-	// paced, each request to the one whose turn it is when it is due).
-	// Contenders measured together see the same machine at the same moments, so
-	// a hypervisor's stolen time or a neighbour's burst falls on all.
-	URLs  []string      `json:"urls,omitempty"`
-	Slice time.Duration `json:"slice,omitempty"`
-	// CPUs, when set, are the only CPUs the generator runs on.
-	CPUs []int `json:"cpus,omitempty"`
+	Rate float64
 }
 
 // loadResult is what one load run saw.
 type loadResult struct {
-	Requests  int             `json:"requests"`
-	Failed    int             `json:"failed"` // transport errors and non-2xx
-	Fallbacks int             `json:"fallbacks"`
-	Elapsed   time.Duration   `json:"elapsed"`
-	Latencies []time.Duration `json:"latencies"`
+	Requests  int
+	Failed    int // transport errors and non-2xx
+	Fallbacks int
+	Elapsed   time.Duration
+	Latencies []time.Duration
 	// Sent holds, for each latency, when its request was due (Unix nanoseconds).
-	Sent []int64 `json:"sent"`
+	Sent []int64
 	// FirstError is the first failure's description, for the log.
-	FirstError string `json:"first_error,omitempty"`
+	FirstError string
 }
 
-func (r loadResult) rps() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
+func (r loadResult) rps() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Requests) / r.Elapsed.Seconds()
+}
 
 func (r loadResult) quantile(q float64) time.Duration {
 	if len(r.Latencies) == 0 {
@@ -74,7 +62,7 @@ func (r loadResult) quantile(q float64) time.Duration {
 	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
 
-// merge adds up runs of the same kind (interleaved rounds).
+// merge adds up runs of the same kind (rounds).
 func merge(rs ...loadResult) loadResult {
 	var m loadResult
 	for _, r := range rs {
@@ -92,7 +80,7 @@ func merge(rs ...loadResult) loadResult {
 }
 
 // split divides r's requests into those sent inside one of windows (pairs of Unix
-// nanoseconds, start and end) and the rest; elapsed is shared out by request count.
+// nanoseconds, start and end) and the rest.
 func (r loadResult) split(windows [][2]int64) (in, out loadResult) {
 	for i, lat := range r.Latencies {
 		dst := &out
@@ -106,10 +94,6 @@ func (r loadResult) split(windows [][2]int64) (in, out loadResult) {
 		dst.Sent = append(dst.Sent, r.Sent[i])
 	}
 	in.Requests, out.Requests = len(in.Latencies), len(out.Latencies)
-	if r.Requests > 0 {
-		in.Elapsed = r.Elapsed * time.Duration(in.Requests) / time.Duration(r.Requests)
-		out.Elapsed = r.Elapsed - in.Elapsed
-	}
 	return in, out
 }
 
@@ -127,239 +111,19 @@ func (r loadResult) within(span [2]int64) loadResult {
 	return in
 }
 
-// load runs spec in a child process and returns what it saw. Cancelling ctx ends
-// the run early (the child stops when its stdin closes).
+// load runs spec until its duration ends or ctx does, and returns once every
+// answer due has arrived: a window measured around it holds all the server
+// spent on it.
 func load(ctx context.Context, spec loadSpec) (loadResult, error) {
-	var res loadResult
-	return res, runChild(ctx, spec, &res)
-}
-
-// runChild runs spec in a child process and decodes what it printed into res.
-func runChild(ctx context.Context, spec loadSpec, res any) error {
-	exe, err := os.Executable()
+	req, err := request(spec)
 	if err != nil {
-		return err
+		return loadResult{}, err
 	}
-	before, statBefore := selfCPU(), procStat()
-	cmd := exec.Command(exe, "-load-child")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return err
-	}
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	spec.CPUs = generatorCPUs
-	if err := json.NewEncoder(stdin).Encode(spec); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return err
-	}
-	stopped := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stopped:
-		}
-		stdin.Close()
-	}()
-	err = cmd.Wait()
-	close(stopped)
-	if os.Getenv("MODELBENCH_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "load %s%v: generator CPU user %s sys %s; servers' CPU %s\n", spec.URL, spec.URLs, cmd.ProcessState.UserTime(), cmd.ProcessState.SystemTime(), selfCPU()-before)
-		fmt.Fprintf(os.Stderr, "  %s\n", machineShares(statBefore, procStat()))
-	}
-	if err != nil {
-		return fmt.Errorf("load generator: %w", err)
-	}
-	if err := json.Unmarshal(stdout.Bytes(), res); err != nil {
-		return fmt.Errorf("load generator output: %w", err)
-	}
-	return nil
-}
-
-// mustLoad is load for runs whose failure ends the benchmark.
-func mustLoad(ctx context.Context, spec loadSpec) loadResult {
-	r, err := load(ctx, spec)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "modelbench:", err)
-		os.Exit(1)
-	}
-	return r
-}
-
-// closedLoop runs conns connections back to back for d: the maximum load.
-func closedLoop(url string, body []byte, headers map[string]string, conns int, d time.Duration) loadResult {
-	return mustLoad(context.Background(), loadSpec{URL: url, Body: body, Headers: headers, Conns: conns, Duration: d})
-}
-
-// turns runs a closed loop on each of urls in turns of slice for d in all (each
-// gets about d/len(urls)) and returns each one's result.
-func turns(urls []string, body []byte, headers map[string]string, conns int, d, slice time.Duration) []loadResult {
-	var res []loadResult
-	if err := runChild(context.Background(), loadSpec{URLs: urls, Body: body, Headers: headers, Conns: conns, Duration: d, Slice: slice}, &res); err != nil {
-		fmt.Fprintln(os.Stderr, "modelbench:", err)
-		os.Exit(1)
-	}
-	return res
-}
-
-// paced sends requests at rate per second, open loop, for d or until ctx ends, so
-// latency is measured at a chosen load rather than at saturation.
-func paced(ctx context.Context, url string, body []byte, rate float64, d time.Duration) loadResult {
-	return mustLoad(ctx, loadSpec{URL: url, Body: body, Conns: pacedConns(rate), Duration: d, Rate: rate})
-}
-
-// pacedTurns sends requests at rate per second, open loop, for d in all, to each
-// of urls in turns of slice, and returns each one's result.
-func pacedTurns(urls []string, body []byte, rate float64, d, slice time.Duration) []loadResult {
-	var res []loadResult
-	if err := runChild(context.Background(), loadSpec{URLs: urls, Body: body, Conns: pacedConns(rate), Duration: d, Rate: rate, Slice: slice}, &res); err != nil {
-		fmt.Fprintln(os.Stderr, "modelbench:", err)
-		os.Exit(1)
-	}
-	return res
-}
-
-// pacedConns gives every connection about 5 ms between its requests, so one slow
-// answer rarely holds up the next request due on the same connection.
-func pacedConns(rate float64) int { return max(4, min(256, int(rate/200))) }
-
-// loadChild is the child process: it reads a loadSpec from stdin, runs it until
-// its duration ends or stdin closes, and writes the loadResult to stdout.
-func loadChild() error {
-	in := bufio.NewReader(os.Stdin)
-	line, err := in.ReadBytes('\n')
-	if err != nil {
-		return fmt.Errorf("reading the load spec: %w", err)
-	}
-	var spec loadSpec
-	if err := json.Unmarshal(line, &spec); err != nil {
-		return fmt.Errorf("load spec: %w", err)
-	}
-	// The generator allocates little (a latency slice per connection); without
-	// collections its own pauses stay out of the latencies it measures.
-	debug.SetGCPercent(-1)
-	debug.SetMemoryLimit(1 << 30)
-	if len(spec.CPUs) > 0 {
-		if err := pinTo(spec.CPUs); err != nil {
-			return fmt.Errorf("pinning to CPUs %v: %w", spec.CPUs, err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), spec.Duration)
+	ctx, cancel := context.WithTimeout(ctx, spec.Duration)
 	defer cancel()
-	go func() {
-		io.Copy(io.Discard, in)
-		cancel()
-	}()
-	var res []loadResult
-	if len(spec.URLs) > 0 && spec.Rate <= 0 {
-		res, err = alternate(ctx, spec)
-	} else {
-		res, err = generate(ctx, spec)
-	}
-	if err != nil {
-		return err
-	}
-	if len(spec.URLs) == 0 {
-		return json.NewEncoder(os.Stdout).Encode(res[0])
-	}
-	return json.NewEncoder(os.Stdout).Encode(res)
-}
-
-// request is the HTTP/1.1 request spec sends to target, and target's host.
-func request(target string, spec loadSpec) (host string, req []byte, err error) {
-	u, err := url.Parse(target)
-	if err != nil {
-		return "", nil, err
-	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", u.RequestURI(), u.Host, len(spec.Body))
-	for k, v := range spec.Headers {
-		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
-	}
-	b.WriteString("\r\n")
-	b.Write(spec.Body)
-	return u.Host, b.Bytes(), nil
-}
-
-// alternate runs spec's closed loop on each of spec.URLs in turn, a slice at a
-// time, until ctx ends, and returns what each saw. A request goes to the target
-// whose turn it is when it is sent; a target's elapsed time is the sum of its
-// turns.
-func alternate(ctx context.Context, spec loadSpec) ([]loadResult, error) {
-	n := len(spec.URLs)
-	hosts, reqs := make([]string, n), make([][]byte, n)
-	for i, target := range spec.URLs {
-		var err error
-		if hosts[i], reqs[i], err = request(target, spec); err != nil {
-			return nil, err
-		}
-	}
-	var turn atomic.Int32
-	results := make([][]loadResult, spec.Conns)
+	g := &generator{host: req.host, request: req.bytes, spec: spec, start: time.Now()}
+	results := make([]loadResult, spec.Conns)
 	var wg sync.WaitGroup
-	for k := range spec.Conns {
-		results[k] = make([]loadResult, n)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conns := make([]*httpConn, n)
-			for i := range conns {
-				conns[i] = &httpConn{host: hosts[i], body: make([]byte, 0, 64<<10)}
-				defer conns[i].close()
-			}
-			for ctx.Err() == nil {
-				t := turn.Load()
-				conns[t].exchange(reqs[t], time.Now(), &results[k][t])
-			}
-		}()
-	}
-	elapsed := make([]time.Duration, n)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for t := 0; ctx.Err() == nil; t = (t + 1) % n {
-		turn.Store(int32(t))
-		start := time.Now()
-		timer.Reset(max(spec.Slice, 10*time.Millisecond))
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-		}
-		elapsed[t] += time.Since(start)
-	}
-	wg.Wait()
-	out := make([]loadResult, n)
-	for t := range out {
-		per := make([]loadResult, spec.Conns)
-		for k := range per {
-			per[k] = results[k][t]
-		}
-		out[t] = merge(per...)
-		out[t].Requests = len(out[t].Latencies)
-		out[t].Elapsed = elapsed[t]
-	}
-	return out, nil
-}
-
-// generate runs spec's connections and gathers what they saw: one result for
-// spec.URL, or one for each of spec.URLs (paced in turns).
-func generate(ctx context.Context, spec loadSpec) ([]loadResult, error) {
-	targets := spec.URLs
-	if len(targets) == 0 {
-		targets = []string{spec.URL}
-	}
-	g := &generator{hosts: make([]string, len(targets)), requests: make([][]byte, len(targets)), spec: spec, start: time.Now()}
-	for i, target := range targets {
-		var err error
-		if g.hosts[i], g.requests[i], err = request(target, spec); err != nil {
-			return nil, err
-		}
-	}
-	var wg sync.WaitGroup
-	results := make([][]loadResult, spec.Conns)
 	for k := range spec.Conns {
 		wg.Add(1)
 		go func() {
@@ -368,93 +132,73 @@ func generate(ctx context.Context, spec loadSpec) ([]loadResult, error) {
 		}()
 	}
 	wg.Wait()
-	el := time.Since(g.start)
-	out := make([]loadResult, len(targets))
-	for t := range out {
-		per := make([]loadResult, spec.Conns)
-		for k := range per {
-			per[k] = results[k][t]
-		}
-		out[t] = merge(per...)
-		out[t].Elapsed = el
-		if len(targets) > 1 {
-			out[t].Elapsed = turnTime(el, spec.Slice, len(targets), t)
-		}
-	}
+	out := merge(results...)
+	out.Elapsed = time.Since(g.start)
 	return out, nil
 }
 
-// turnTime is how much of el the turns of target t held, turns of slice going
-// round n targets from target 0.
-func turnTime(el, slice time.Duration, n, t int) time.Duration {
-	full := int(el / slice)
-	d := time.Duration(full/n) * slice
-	if full%n > t {
-		d += slice
-	} else if full%n == t {
-		d += el - time.Duration(full)*slice
+type prebuilt struct {
+	host  string
+	bytes []byte
+}
+
+// request is the HTTP/1.1 request spec sends, prebuilt.
+func request(spec loadSpec) (prebuilt, error) {
+	u, err := url.Parse(spec.URL)
+	if err != nil {
+		return prebuilt{}, err
 	}
-	return d
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", u.RequestURI(), u.Host, len(spec.Body))
+	for k, v := range spec.Headers {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+	}
+	b.WriteString("\r\n")
+	b.Write(spec.Body)
+	return prebuilt{host: u.Host, bytes: b.Bytes()}, nil
 }
 
 type generator struct {
-	hosts    []string
-	requests [][]byte
-	spec     loadSpec
-	start    time.Time
+	host    string
+	request []byte
+	spec    loadSpec
+	start   time.Time
 }
 
 var fallbackMark = []byte(`"source":"fallback"`)
 
 // connection sends requests on one keep-alive connection, reconnecting after a
-// failure. Paced, connection k sends requests k, k+conns, k+2·conns, … each at its
-// due time; a request that goes out late because this connection was still
-// waiting for an answer is timed from when it was due (no coordinated omission),
-// while one that goes out late because the generator's timer woke late is timed
-// from when it went out.
-//
-// With several targets (paced only), a request goes to the one whose turn it is
-// when it is due, on a connection of its own to each.
-func (g *generator) connection(ctx context.Context, k int) []loadResult {
-	n := len(g.hosts)
-	res, conns := make([]loadResult, n), make([]*httpConn, n)
-	for t := range n {
-		res[t].Latencies = make([]time.Duration, 0, 4096)
-		res[t].Sent = make([]int64, 0, 4096)
-		conns[t] = &httpConn{host: g.hosts[t], body: make([]byte, 0, 64<<10)}
-		defer conns[t].close()
-	}
+// failure. Paced, connection k sends requests k, k+conns, k+2·conns, … each at
+// its due time; a request that goes out late because this connection was still
+// waiting for an answer is timed from when it was due (no coordinated
+// omission), one that goes out late because the timer woke late from when it
+// went out.
+func (g *generator) connection(ctx context.Context, k int) loadResult {
+	res := loadResult{Latencies: make([]time.Duration, 0, 4096), Sent: make([]int64, 0, 4096)}
+	conn := &httpConn{host: g.host, body: make([]byte, 0, 64<<10)}
+	defer conn.close()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for i := k; ctx.Err() == nil; i += g.spec.Conns {
-		from, t := time.Now(), 0
+		from := time.Now()
 		if g.spec.Rate > 0 {
-			at := time.Duration(float64(i) / g.spec.Rate * float64(time.Second))
-			if n > 1 {
-				t = int(at/max(g.spec.Slice, 10*time.Millisecond)) % n
-			}
-			due := g.start.Add(at)
+			due := g.start.Add(time.Duration(float64(i) / g.spec.Rate * float64(time.Second)))
 			if wait := time.Until(due); wait > 0 {
 				timer.Reset(wait)
 				select {
 				case <-timer.C:
 				case <-ctx.Done():
-					return countRequests(res)
+					res.Requests = len(res.Latencies)
+					return res
 				}
 				from = time.Now()
 			} else {
 				from = due
 			}
 		}
-		conns[t].exchange(g.requests[t], from, &res[t])
+		conn.exchange(g.request, from, &res)
 	}
-	return countRequests(res)
-}
-
-func countRequests(res []loadResult) []loadResult {
-	for t := range res {
-		res[t].Requests = len(res[t].Latencies)
-	}
+	res.Requests = len(res.Latencies)
 	return res
 }
 
@@ -515,13 +259,6 @@ func (c *httpConn) close() {
 		c.conn.Close()
 		c.conn = nil
 	}
-}
-
-func truncateBytes(b []byte, n int) string {
-	if len(b) > n {
-		return string(b[:n]) + "…"
-	}
-	return string(b)
 }
 
 // readResponse reads one HTTP/1.1 response: its status and body (Content-Length
@@ -598,24 +335,9 @@ func readN(r *bufio.Reader, body []byte, n int) ([]byte, error) {
 	return body, err
 }
 
-// selfCPU is the CPU time this process (the servers) has used so far.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// procStat reads the machine's CPU time so far from /proc/stat, in clock ticks:
-// user, nice, system, idle, iowait, irq, softirq, steal (zeros where there is
-// no /proc/stat).
-func procStat() [8]int64 {
-	var v [8]int64
-	b, _ := os.ReadFile("/proc/stat")
-	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
-	for i := range v {
-		if i+1 < len(f) {
-			v[i], _ = strconv.ParseInt(f[i+1], 10, 64)
-		}
+func truncateBytes(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "…"
 	}
-	return v
+	return string(b)
 }

@@ -1,22 +1,7 @@
 package main
 
-import (
-	"time"
+import "github.com/modelops/modelops/internal/registry/boltmeta"
 
-	bolt "go.etcd.io/bbolt"
-)
-
-// checkBoltFile opens a bbolt file read-only and runs its consistency check.
-func checkBoltFile(path string) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
-}
+// checkBoltFile opens a bbolt file (a backup) read-only and runs its
+// consistency check; only the boltmeta driver opens bbolt files.
+func checkBoltFile(path string) error { return boltmeta.CheckFile(path) }

@@ -18,13 +18,22 @@ import (
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/fallback"
+	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
+	if (len(os.Args) > 1 && os.Args[1] == loader.VerifyCommand) || os.Getenv(runMainEnv) != "" {
+		// The control planes under test verify pushes by running their own
+		// executable, this test binary, as `modelctl verify-artifact`; and
+		// tests run it as modelctl itself, to see its exit code.
+		main()
+		os.Exit(0)
+	}
 	testutil.InitORT()
 	os.Exit(m.Run())
 }
@@ -259,8 +268,11 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	if err != nil || !strings.Contains(out, "max error rate") || !strings.Contains(out, "10m0s") {
 		t.Fatalf("policy: %q %v", out, err)
 	}
-	out, _, err = cli(t, url, "policy", "calling-score", "--max-error-rate", "0.02", "--bake-time", "5m", "-o", "json")
-	if err != nil || !strings.Contains(out, `"max_error_rate": 0.02`) || !strings.Contains(out, `"bake_time": "5m0s"`) {
+	if !strings.Contains(out, "corroborating nodes") {
+		t.Fatalf("policy does not show corroborating nodes: %q", out)
+	}
+	out, _, err = cli(t, url, "policy", "calling-score", "--max-error-rate", "0.02", "--bake-time", "5m", "--corroborating-nodes", "3", "-o", "json")
+	if err != nil || !strings.Contains(out, `"max_error_rate": 0.02`) || !strings.Contains(out, `"bake_time": "5m0s"`) || !strings.Contains(out, `"corroborating_nodes": 3`) {
 		t.Fatalf("policy set: %q %v", out, err)
 	}
 	if _, _, err := cli(t, url, "policy", "calling-score", "--max-error-rate", "2"); err == nil || !strings.Contains(err.Error(), "max_error_rate") {
@@ -279,10 +291,19 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	// A scorer's first report of a dozen rows: too few to grade the drift.
 	w := monitor.Window{Version: 1, Arm: "champion", Requests: 12, Rows: 12, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins)}
 	w.Latency[0] = 12
-	w.Features = make([][]int64, 39)
-	for f := range w.Features {
-		w.Features[f] = make([]int64, 10)
-		w.Features[f][9] = 12
+	// Its feature histograms have the bins of the card's reference.
+	raw, err := os.ReadFile(filepath.Join(dir, "card.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var card artifact.Card
+	if err := json.Unmarshal(raw, &card); err != nil || card.Reference == nil {
+		t.Fatalf("the trained card: %v (reference %v)", err, card.Reference)
+	}
+	w.Features = make([][]int64, len(card.Features))
+	for f, name := range card.Features {
+		w.Features[f] = make([]int64, len(card.Reference.Features[name].Edges)+1)
+		w.Features[f][len(w.Features[f])-1] = 12
 	}
 	// And a shadow run of 5 rows, which answers no requests.
 	shadow := monitor.Window{Version: 1, Arm: "shadow", Rows: 5, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins)}
@@ -291,12 +312,21 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	none.Latency[0] = 3
 	report, _ := json.Marshal(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w, shadow, none},
 		LoadError: "fetch v2: blob 3f…: not found"}}})
+	// From node n1's own scorer token, for v1 once deployed.
+	node, _, err := cli(t, url, "token", "create", "--name", "node-1", "--role", "scorer", "--node", "n1")
+	if err != nil {
+		t.Fatalf("token create --node: %v", err)
+	}
+	if _, _, err := cli(t, url, "promote", "calling-score", "1"); err != nil {
+		t.Fatal(err)
+	}
 	req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/reports", bytes.NewReader(report))
-	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(node))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode/100 != 2 {
-		t.Fatalf("report: %v %v", resp, err)
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("report: %v %s %v", resp.Status, b, err)
 	}
 	resp.Body.Close()
 	out, _, err = cli(t, url, "status", "calling-score")
@@ -449,6 +479,10 @@ func TestServeSaysWhatIsWrongWithItsSettings(t *testing.T) {
 		{[]string{"--store", "bogus://x"}, `blob store URL "bogus://x": unknown scheme "bogus" (want file:///DIR or s3://BUCKET/PREFIX`},
 		{[]string{"--store", "s3://"}, "s3 URL needs a bucket"},
 		{[]string{"--eval-interval", "0s"}, "--eval-interval 0s: want more than 0"},
+		{[]string{"--meta", "bogus://x"}, `metadata store URL "bogus://x": unknown scheme "bogus" (want bolt:///DIR/registry.db or etcd://`},
+		{[]string{"--meta", "etcd:///registry"}, "etcd URL needs members: etcd://HOST:PORT[,HOST:PORT…]/PREFIX"},
+		{[]string{"--meta", "etcd://127.0.0.1:1/registry?nosuch=1"}, `etcd URL: unknown option "nosuch"`},
+		{[]string{"--meta", "etcd://127.0.0.1:1/registry?dial_timeout=500ms&timeout=500ms"}, "etcd at http://127.0.0.1:1 cannot be reached"},
 	} {
 		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0"}, tc.args...)
 		_, _, err := cli(t, "http://127.0.0.1:1", args...)
@@ -464,7 +498,7 @@ func TestServeHelpNamesTheEnvironment(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("serve -h: %v", err)
 	}
-	for _, want := range []string{"MODELOPS_ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "MODELOPS_STORE", "-store string", "-insecure-no-auth"} {
+	for _, want := range []string{"MODELOPS_ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "MODELOPS_STORE", "-store string", "MODELOPS_META", "-meta string", "-insecure-no-auth"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("serve -h does not mention %s:\n%s", want, errOut)
 		}

@@ -13,7 +13,7 @@ import (
 type serveCmd struct{ *env }
 
 func (c *serveCmd) Usage() string {
-	return "serve [--data DIR] [--listen ADDR] [--store URL]   run the control plane"
+	return "serve [--data DIR] [--listen ADDR] [--meta URL] [--store URL]   run the control plane"
 }
 
 func (c *serveCmd) Run(ctx context.Context, args []string) error {
@@ -23,6 +23,9 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	}
 	if v := c.getenv("MODELOPS_STORE"); v != "" {
 		cfg.Store = v
+	}
+	if v := c.getenv("MODELOPS_META"); v != "" {
+		cfg.Meta = v
 	}
 	if v := c.getenv("ONNXRUNTIME_LIB"); v != "" {
 		cfg.ORTLibrary = v
@@ -38,22 +41,27 @@ Environment:
                          registry with no admin token makes one and prints it once
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
                          credentials for an s3:// store
-  MODELOPS_DATA, MODELOPS_STORE, ONNXRUNTIME_LIB
+  MODELOPS_DATA, MODELOPS_META, MODELOPS_STORE, ONNXRUNTIME_LIB
                          as the flags that name them; a flag given wins
 
 Flags:
 `, c.Usage())
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for registry.db and, by default, the artifacts (env MODELOPS_DATA)")
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for registry.db (with the default --meta), uploads being verified and, by default, the artifacts (env MODELOPS_DATA)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "API address")
+	fs.StringVar(&cfg.Meta, "meta", cfg.Meta, "metadata store URL: bolt:///dir/registry.db, or etcd://HOST:PORT[,HOST:PORT…]/PREFIX[?tls_ca=…&tls_cert=…&tls_key=…&password_file=…] shared by several control planes (default bolt://DATA/registry.db; env MODELOPS_META)")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, "blob store URL: file:///dir or s3://bucket/prefix?endpoint=…&region=… (default file://DATA/artifacts; env MODELOPS_STORE)")
+	fs.StringVar(&cfg.Advertise, "advertise", cfg.Advertise, "URL other control planes reach this one at, with --meta etcd:// (default: the --listen address)")
 	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
 	fs.Int64Var(&cfg.MaxArtifactBytes, "max-artifact-bytes", cfg.MaxArtifactBytes, "largest artifact a push may carry")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
 	fs.BoolVar(&cfg.NoAuth, "insecure-no-auth", false, "serve the API without tokens (never on a shared network)")
 	fs.DurationVar(&cfg.MonitorWindow, "monitor-window", cfg.MonitorWindow, "how far back health and rollback decisions look")
+	fs.DurationVar(&cfg.VerifyCPUTime, "verify-cpu", cfg.VerifyCPUTime, "CPU time a push's verification may use (its child process is killed past it)")
+	fs.Int64Var(&cfg.VerifyMemory, "verify-memory", cfg.VerifyMemory, "address space, in bytes, of a push's verification process")
+	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", cfg.VerifyTimeout, "how long a push's verification may take")
 	fs.DurationVar(&cfg.EvalInterval, "eval-interval", cfg.EvalInterval, "how often the monitor evaluates every model")
 	if err := fs.Parse(args); err != nil {
 		return err

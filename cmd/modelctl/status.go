@@ -61,8 +61,22 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Several replicas on etcd: say which runs the monitor (one without an
+	// answer is no reason to withhold the rest).
+	leader, _ := cl.Leader(ctx)
 	if cf.output == "json" {
-		return c.printJSON(map[string]any{"models": healths, "fleet": fleet})
+		out := map[string]any{"models": healths, "fleet": fleet}
+		if leader != nil {
+			out["leader"] = leader
+		}
+		return c.printJSON(out)
+	}
+	if leader != nil {
+		where := leader.Monitor
+		if where == "" {
+			where = "no replica yet (an election is under way)"
+		}
+		fmt.Fprintf(c.stdout, "monitor runs on %s (asked %s)\n\n", where, leader.Self)
 	}
 	for i, h := range healths {
 		fmt.Fprintf(c.stdout, "%s  production %s  canary %s  blend %g  (window %s)\n", h.Model, orDash(h.Production), canaryString(models[i].Candidate), models[i].BlendWeight(), h.Window)
@@ -133,7 +147,7 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 type policyCmd struct{ *env }
 
 func (c *policyCmd) Usage() string {
-	return "policy MODEL [--max-error-rate 0.01] [--max-fallback-rate 0.05] [--max-p99-ms 50] [--max-prediction-psi 0.25] [--min-samples 100] [--bake-time 10m] [--failure-limit 3]   show or change the rollback policy"
+	return "policy MODEL [--max-error-rate 0.01] [--max-fallback-rate 0.05] [--max-p99-ms 50] [--max-prediction-psi 0.25] [--min-samples 100] [--bake-time 10m] [--failure-limit 3] [--corroborating-nodes 2]   show or change the rollback policy"
 }
 
 func (c *policyCmd) Run(ctx context.Context, args []string) error {
@@ -179,6 +193,14 @@ func (c *policyCmd) Run(ctx context.Context, args []string) error {
 		b.FailureLimit = &v
 		return nil
 	})
+	fs.Func("corroborating-nodes", "nodes that must each see a breach before a version served by several is rolled back", func(s string) error {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("want a whole number")
+		}
+		b.CorroboratingNodes = &v
+		return nil
+	})
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -204,8 +226,8 @@ func (c *policyCmd) Run(ctx context.Context, args []string) error {
 		return c.printJSON(p)
 	}
 	c.table(func(w io.Writer) {
-		fmt.Fprintf(w, "max error rate\t%g\nmax fallback rate\t%g\nmax p99\t%g ms\nmax prediction PSI\t%g\nmin samples\t%d\nbake time\t%s\nfailure limit\t%d\n",
-			p.MaxErrorRate, p.MaxFallbackRate, p.MaxP99Ms, p.MaxPredPSI, p.MinSamples, time.Duration(p.BakeTime), p.FailureLimit)
+		fmt.Fprintf(w, "max error rate\t%g\nmax fallback rate\t%g\nmax p99\t%g ms\nmax prediction PSI\t%g\nmin samples\t%d\nbake time\t%s\nfailure limit\t%d\ncorroborating nodes\t%d\n",
+			p.MaxErrorRate, p.MaxFallbackRate, p.MaxP99Ms, p.MaxPredPSI, p.MinSamples, time.Duration(p.BakeTime), p.FailureLimit, p.CorroboratingNodes)
 	})
 	return nil
 }

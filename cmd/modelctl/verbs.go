@@ -655,7 +655,7 @@ func canaryString(c *registry.Canary) string {
 type tokenCmd struct{ *env }
 
 func (c *tokenCmd) Usage() string {
-	return "token create --name NAME --role admin|viewer|scorer | token list | token revoke ID | token new   manage access (admin); `new` prints a fresh secret for MODELOPS_ADMIN_TOKEN, no control plane needed"
+	return "token create --name NAME --role admin|viewer|scorer [--node NODE] | token list | token revoke ID | token new   manage access (admin); `new` prints a fresh secret for MODELOPS_ADMIN_TOKEN, no control plane needed"
 }
 
 func (c *tokenCmd) Run(ctx context.Context, args []string) error {
@@ -663,6 +663,7 @@ func (c *tokenCmd) Run(ctx context.Context, args []string) error {
 	cf := c.clientFlags(fs)
 	name := fs.String("name", "", "who or what the token is for (create)")
 	role := fs.String("role", "", "admin, viewer or scorer (create)")
+	node := fs.String("node", "", "the scorer node the token reports for (create, role scorer; else its first report binds it)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -682,7 +683,7 @@ func (c *tokenCmd) Run(ctx context.Context, args []string) error {
 		if *name == "" || *role == "" {
 			return fmt.Errorf("token create needs --name and --role")
 		}
-		t, err := cl.CreateToken(ctx, *name, *role)
+		t, err := cl.CreateTokenFor(ctx, api.TokenBody{Name: *name, Role: *role, Node: *node})
 		if err != nil {
 			return err
 		}
@@ -697,9 +698,13 @@ func (c *tokenCmd) Run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		return printList(c.env, cf.output, ts, "no tokens", "ID\tNAME\tROLE\tCREATED\tREVOKED",
+		return printList(c.env, cf.output, ts, "no tokens", "ID\tNAME\tROLE\tNODE\tCREATED\tREVOKED",
 			func(t registry.Token) string {
-				return fmt.Sprintf("%s\t%s\t%s\t%s\t%v", t.ID, t.Name, t.Role, ago(t.CreatedAt), t.Revoked)
+				node := t.Node
+				if node == "" {
+					node = "-"
+				}
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%v", t.ID, t.Name, t.Role, node, ago(t.CreatedAt), t.Revoked)
 			})
 	case len(pos) == 2 && pos[0] == "revoke":
 		if err := cl.RevokeToken(ctx, pos[1]); err != nil {

@@ -221,6 +221,15 @@ func TestControlPlaneStatuses(t *testing.T) {
 		{"GET", "/api/v1/models/calling-score/versions/1/artifact", "", 200, ""},
 		{"GET", "/api/v1/models/..%2f..%2fetc", "", 400, "model name"},
 		{"GET", "/api/v1/events?since=-1", "", 400, ""},
+		// since=2^64-1 wrapped around to every event from revision 1.
+		{"GET", "/api/v1/events?since=18446744073709551615", "", 400, "out of range"},
+		{"GET", "/api/v1/events?since=9223372036854775808", "", 400, "out of range"},
+		{"GET", "/api/v1/events?since=99999999999999999999999", "", 400, "out of range"},
+		{"GET", "/api/v1/events?limit=18446744073709551616", "", 400, "limit=18446744073709551616 is out of range"},
+		{"GET", "/api/v1/events?since=9223372036854775807", "", 200, ""},
+		{"GET", "/api/v1/watch?since=18446744073709551615", "", 400, "out of range"},
+		{"DELETE", "/api/v1/models/calling-score/canary?expect_revision=18446744073709551615", "", 400, "out of range"},
+		{"DELETE", "/api/v1/models/calling-score/canary?expect_revision=-3", "", 400, "0 or more"},
 		{"GET", "/api/v1/events?last=x", "", 400, `last="x" must be a whole number`},
 		{"GET", "/api/v1/events?last=1&limit=1", "", 400, "not both"},
 		{"GET", "/api/v1/nowhere", "", 404, ""},
@@ -309,8 +318,9 @@ func TestWatchStreamResumes(t *testing.T) {
 	<-done
 }
 
-// The health series takes span and step as durations, each more than 0, and at
-// most 500 points; anything else is a 400 that says which and why.
+// The health series takes span (or window, at most what the monitor keeps) and
+// step as durations, each more than 0, and at most 500 points; anything else is
+// a 400 that says which and why.
 func TestSeriesRefusesBadSpans(t *testing.T) {
 	reg, _ := testutil.MustRegistry(t)
 	cp := api.NewControlPlane(reg, discard)
@@ -326,6 +336,9 @@ func TestSeriesRefusesBadSpans(t *testing.T) {
 		{"?step=0s", 400, "step=0s: want more than 0"},
 		{"?step=soon", 400, "must be a duration such as 15m"},
 		{"?span=1h&step=1s", 400, "at most 500 points"},
+		{"?window=15m&step=10s", 404, "not found"},
+		{"?window=16m&step=10s", 400, "window=16m0s: the monitor keeps the last 15m0s"},
+		{"?window=15m&span=15m", 400, "window or span, not both"},
 	} {
 		resp, err := http.Get(url + tc.query)
 		if err != nil {
@@ -381,5 +394,54 @@ func TestPushTooLargeIsRefusedBeforeItsBody(t *testing.T) {
 	good := testutil.MustModel(t, 1)
 	if res, err := client.New(url).Push(context.Background(), client.PushOptions{Model: "calling-score", ArtifactPath: good.Path, Card: good.Card}); err != nil || !res.Created {
 		t.Fatalf("push: %+v %v", res, err)
+	}
+}
+
+// Free text is bounded: a 900 KB reason was accepted into the event log. Every
+// reason is refused past 1 KB with a 400 naming the field and the limit, and
+// nothing is recorded; a token's name is at most 64 bytes, no control
+// characters.
+func TestFreeTextIsBounded(t *testing.T) {
+	ctx := context.Background()
+	cl, reg := MustControlPlaneAPI(t)
+	good := testutil.MustModel(t, 1)
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: good.Path, Card: good.Card}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := reg.Revision()
+	huge := strings.Repeat("x", 900<<10)
+	long := strings.Repeat("y", 1025)
+	body := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	for _, tc := range []struct{ method, path, body string }{
+		{"POST", "/api/v1/models/calling-score/promote", body(api.AliasBody{Version: 1, Reason: huge})},
+		{"POST", "/api/v1/models/calling-score/promote", body(api.AliasBody{Version: 1, Reason: long})},
+		{"POST", "/api/v1/models/calling-score/rollback", body(api.AliasBody{Reason: long})},
+		{"POST", "/api/v1/models/calling-score/canary", body(api.CanaryBody{Version: 1, Traffic: 0.1, Reason: long})},
+		{"POST", "/api/v1/models/calling-score/blend", `{"weight":0.5,"reason":"` + long + `"}`},
+		{"DELETE", "/api/v1/models/calling-score/canary?reason=" + long, ""},
+	} {
+		req, _ := http.NewRequest(tc.method, cl.BaseURL+tc.path, strings.NewReader(tc.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var eb api.ErrorBody
+		json.NewDecoder(resp.Body).Decode(&eb)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(eb.Error.Message, `"reason"`) || !strings.Contains(eb.Error.Message, "at most 1024") {
+			t.Errorf("%s %s with a %d-byte reason: %d %q, want 400 naming \"reason\" and 1024", tc.method, tc.path, len(tc.body), resp.StatusCode, eb.Error.Message)
+		}
+	}
+	if after, _ := reg.Revision(); after != before {
+		t.Errorf("refused requests moved the revision from %d to %d", before, after)
+	}
+	// 1024 bytes are fine.
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, Reason: long[:1024]}); err != nil {
+		t.Errorf("promote with a 1024-byte reason: %v", err)
+	}
+	for _, name := range []string{strings.Repeat("n", 65), "ci\x1b]0;pwned\x07", ""} {
+		if _, err := cl.CreateToken(ctx, name, registry.RoleViewer); client.StatusOf(err) != 400 || !strings.Contains(err.Error(), `"name"`) {
+			t.Errorf("token named %q: %v, want 400 naming \"name\"", name, err)
+		}
 	}
 }

@@ -292,3 +292,144 @@ func TestSignInTakesATokenWithSpacesAround(t *testing.T) {
 		t.Fatalf("a wrong token with a space: %v %v, want 401", resp, err)
 	}
 }
+
+// Sign-in takes JSON only: a cross-site form can post text/plain (or
+// urlencoded) without a preflight, and signed a browser in with the attacker's
+// token. Every state-changing dashboard request from another site is refused,
+// by Sec-Fetch-Site or, from browsers without it, by Origin.
+func TestDashboardRefusesCrossSiteRequests(t *testing.T) {
+	reg, _ := testutil.MustRegistry(t)
+	cp := api.NewControlPlane(reg, discard)
+	cp.RequireAuth = true
+	url := MustServe(t, cp.Handler())
+	secret := registry.NewTokenSecret()
+	if _, err := reg.AddToken("alice", registry.RoleAdmin, secret); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]string{"token": secret})
+	host := strings.TrimPrefix(url, "http://")
+	send := func(method, path, contentType string, body []byte, header ...string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url+path, bytes.NewReader(body))
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, b
+	}
+	for _, tc := range []struct {
+		name        string
+		contentType string
+		header      []string
+		status      int
+	}{
+		{"text/plain form", "text/plain", nil, http.StatusUnsupportedMediaType},
+		{"urlencoded form", "application/x-www-form-urlencoded", nil, http.StatusUnsupportedMediaType},
+		{"no content type", "", nil, http.StatusUnsupportedMediaType},
+		{"cross-site fetch", "application/json", []string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{"same-site, other origin", "application/json", []string{"Sec-Fetch-Site", "same-site"}, http.StatusForbidden},
+		{"other Origin", "application/json", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
+		{"text/plain cross-site", "text/plain", []string{"Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example"}, http.StatusForbidden},
+		{"same-origin", "application/json; charset=utf-8", []string{"Sec-Fetch-Site", "same-origin", "Origin", "http://" + host}, http.StatusOK},
+		{"own Origin", "application/json", []string{"Origin", "http://" + host}, http.StatusOK},
+	} {
+		resp, b := send("POST", "/ui/login", tc.contentType, body, tc.header...)
+		if resp.StatusCode != tc.status {
+			t.Errorf("login, %s: %d %s, want %d", tc.name, resp.StatusCode, b, tc.status)
+		}
+		if tc.status != http.StatusOK && len(resp.Cookies()) > 0 {
+			t.Errorf("login, %s: refused yet set a cookie", tc.name)
+		}
+	}
+
+	// A signed-in browser: its changes need the same origin too, CSRF token
+	// or not.
+	resp, b := send("POST", "/ui/login", "application/json", body, "Sec-Fetch-Site", "same-origin")
+	var info api.SessionInfo
+	if err := json.Unmarshal(b, &info); err != nil || len(resp.Cookies()) == 0 {
+		t.Fatalf("login: %s %v", b, err)
+	}
+	cookie := resp.Cookies()[0]
+	change := func(site string) int {
+		req, _ := http.NewRequest("POST", url+"/api/v1/tokens", strings.NewReader(`{"name":"x","role":"viewer"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-CSRF-Token", info.CSRF)
+		req.Header.Set("Sec-Fetch-Site", site)
+		req.AddCookie(cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := change("cross-site"); got != http.StatusForbidden {
+		t.Errorf("a cross-site change with the session and its CSRF token: %d, want 403", got)
+	}
+	if got := change("same-origin"); got != http.StatusCreated {
+		t.Errorf("a same-origin change: %d, want 201", got)
+	}
+	if resp, _ := send("POST", "/ui/logout", "", nil, "Sec-Fetch-Site", "cross-site"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a cross-site sign-out: %d, want 403", resp.StatusCode)
+	}
+}
+
+// 30,000 sign-ins with one viewer token keep the session count at the cap:
+// the first sessions end, the newest works.
+func TestManySignInsKeepSessionsCapped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short: 30,000 sign-ins")
+	}
+	reg, _ := testutil.MustRegistry(t)
+	cp := api.NewControlPlane(reg, discard)
+	cp.RequireAuth = true
+	url := MustServe(t, cp.Handler())
+	secret := registry.NewTokenSecret()
+	if _, err := reg.AddToken("viewer", registry.RoleViewer, secret); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]string{"token": secret})
+	var first, last *http.Cookie
+	for i := range 30000 {
+		resp, err := http.Post(url+"/ui/login", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(resp.Cookies()) == 0 {
+			t.Fatalf("sign-in %d: %s", i, resp.Status)
+		}
+		if i == 0 {
+			first = resp.Cookies()[0]
+		}
+		last = resp.Cookies()[0]
+	}
+	if got := cp.SessionCount(); got != 100 {
+		t.Errorf("after 30,000 sign-ins of one token: %d sessions, want the cap, 100", got)
+	}
+	status := func(c *http.Cookie) int {
+		req, _ := http.NewRequest("GET", url+"/ui/session", nil)
+		req.AddCookie(c)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(first); got != http.StatusUnauthorized {
+		t.Errorf("the first of 30,000 sessions: %d, want 401 (pushed out)", got)
+	}
+	if got := status(last); got != http.StatusOK {
+		t.Errorf("the newest session: %d, want 200", got)
+	}
+}

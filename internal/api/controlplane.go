@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/monitor"
@@ -37,10 +39,18 @@ type ControlPlane struct {
 	PushTimeout time.Duration
 	// Heartbeat is the interval of keep-alive comments on the watch stream.
 	Heartbeat time.Duration
+	// ReportsPerSecond and ReportBurst bound each scorer token's reports (each
+	// address's with auth off).
+	ReportsPerSecond float64
+	ReportBurst      int
+	// Sessions, when set, keeps dashboard sessions where every replica sees
+	// them; without it they live in this process's memory.
+	Sessions SessionStore
 
-	closeOnce sync.Once
-	closing   chan struct{}
-	sessions  sessions
+	closeOnce    sync.Once
+	closing      chan struct{}
+	sessions     sessions
+	reportLimits rateLimits
 }
 
 // CloseStreams ends every watch stream, so that a server shutdown does not wait
@@ -51,7 +61,8 @@ func (cp *ControlPlane) CloseStreams() {
 
 // NewControlPlane returns a control plane API with defaults.
 func NewControlPlane(reg *registry.Registry, log *slog.Logger) *ControlPlane {
-	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second, closing: make(chan struct{})}
+	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second,
+		ReportsPerSecond: DefaultReportsPerSecond, ReportBurst: DefaultReportBurst, closing: make(chan struct{})}
 }
 
 // maxJSONBody bounds every JSON request body on the control plane.
@@ -59,6 +70,7 @@ const maxJSONBody = 1 << 20
 
 // Handler returns the routes.
 func (cp *ControlPlane) Handler() http.Handler {
+	cp.sessions.store = cp.Sessions
 	e := newEcho(cp.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	reg := prometheus.NewRegistry()
@@ -305,6 +317,9 @@ func (cp *ControlPlane) promote(c echo.Context) error {
 	if b.Version < 1 {
 		return badRequest("promote needs \"version\": a positive whole number")
 	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
+	}
 	ev, err := cp.Registry.Promote(c.Request().Context(), registry.AliasRequest{
 		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason, Force: b.Force,
 	})
@@ -322,6 +337,9 @@ func (cp *ControlPlane) rollback(c echo.Context) error {
 	if b.Version < 0 {
 		return badRequest("rollback \"version\" must be a positive whole number, or absent for the previous version")
 	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
+	}
 	ev, err := cp.Registry.Rollback(c.Request().Context(), registry.AliasRequest{
 		Model: c.Param("model"), Version: b.Version, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason, Force: b.Force,
 	})
@@ -331,14 +349,22 @@ func (cp *ControlPlane) rollback(c echo.Context) error {
 	return c.JSON(http.StatusOK, ev)
 }
 
+// maxQueryNumber bounds every numeric query parameter: revisions and counts
+// fit an int64, and a value past it is a mistake or an attack (since=2^64-1
+// wrapped around to every event), never a request to honour.
+const maxQueryNumber = math.MaxInt64
+
 func uintQuery(c echo.Context, name string) (uint64, error) {
 	s := c.QueryParam(name)
 	if s == "" {
 		return 0, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) || (err == nil && n > maxQueryNumber) {
+		return 0, badRequest(fmt.Sprintf("%s=%s is out of range: at most %d", name, truncate(s, 40), uint64(maxQueryNumber)))
+	}
 	if err != nil {
-		return 0, badRequest(fmt.Sprintf("%s=%q must be a whole number", name, truncate(s, 40)))
+		return 0, badRequest(fmt.Sprintf("%s=%q must be a whole number, 0 or more", name, truncate(s, 40)))
 	}
 	return n, nil
 }
@@ -384,7 +410,7 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 		return err
 	}
 	if last := c.Request().Header.Get("Last-Event-ID"); last != "" {
-		if n, err := strconv.ParseUint(last, 10, 64); err == nil && n > since {
+		if n, err := strconv.ParseUint(last, 10, 64); err == nil && n > since && n <= maxQueryNumber {
 			since = n
 		}
 	}
@@ -452,6 +478,19 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 
 // decodeJSON reads one JSON object from a bounded body and refuses unknown fields
 // and trailing data.
+// maxTextBytes bounds every free-text field a request carries (a reason): it
+// goes into the event log, kept for good and sent to every watcher, so a
+// sentence or two is plenty and 900 KB is an attack.
+const maxTextBytes = 1024
+
+// checkText refuses a free-text field longer than maxTextBytes, naming it.
+func checkText(field, s string) error {
+	if len(s) > maxTextBytes {
+		return badRequest(fmt.Sprintf("%q is %d bytes: at most %d", field, len(s), maxTextBytes))
+	}
+	return nil
+}
+
 func decodeJSON(c echo.Context, v any) error {
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, maxJSONBody)
 	dec := json.NewDecoder(body)
@@ -535,6 +574,9 @@ func (cp *ControlPlane) canary(c echo.Context) error {
 	if b.Version < 1 {
 		return badRequest("canary needs \"version\": a positive whole number")
 	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
+	}
 	ev, err := cp.Registry.SetCanary(c.Request().Context(), registry.CanaryRequest{
 		Model: c.Param("model"), Version: b.Version, Traffic: b.Traffic, Mode: b.Mode,
 		ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
@@ -548,6 +590,9 @@ func (cp *ControlPlane) canary(c echo.Context) error {
 func (cp *ControlPlane) clearCanary(c echo.Context) error {
 	exp, err := uintQuery(c, "expect_revision")
 	if err != nil {
+		return err
+	}
+	if err := checkText("reason", c.QueryParam("reason")); err != nil {
 		return err
 	}
 	ev, err := cp.Registry.SetCanary(c.Request().Context(), registry.CanaryRequest{
@@ -574,6 +619,9 @@ func (cp *ControlPlane) blend(c echo.Context) error {
 	if b.Weight == nil {
 		return badRequest("blend needs \"weight\": a number from 0 to 1")
 	}
+	if err := checkText("reason", b.Reason); err != nil {
+		return err
+	}
 	ev, err := cp.Registry.SetBlend(c.Request().Context(), registry.BlendRequest{
 		Model: c.Param("model"), Weight: *b.Weight, ExpectRevision: b.ExpectRevision, Actor: actorOf(c), Reason: b.Reason,
 	})
@@ -583,26 +631,129 @@ func (cp *ControlPlane) blend(c echo.Context) error {
 	return c.JSON(http.StatusOK, ev)
 }
 
-// maxReportBytes bounds one scorer report.
-const maxReportBytes = 8 << 20
+// Limits on scorer reports (see also monitor's per-report limits). A node
+// reports once a second; a report of a few models is tens of kilobytes.
+const (
+	// maxReportBytes bounds one report's body.
+	maxReportBytes = 1 << 20
+	// DefaultReportsPerSecond and DefaultReportBurst bound each token's
+	// reports: twice what a node reporting every 100 ms sends.
+	DefaultReportsPerSecond = 20
+	DefaultReportBurst      = 40
+)
 
+// report takes a scorer's report: only from a scorer token, only for the node
+// bound to that token (bound by its first report unless the token named it),
+// rate-limited per token, within the monitor's limits and for what the
+// control plane deploys. With auth off (a laptop) there is no token to bind.
 func (cp *ControlPlane) report(c echo.Context) error {
 	if cp.Monitor == nil {
 		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this control plane runs no monitor"}
 	}
+	tok, _ := c.Get(tokenKey).(*registry.Token)
+	if cp.RequireAuth && (tok == nil || tok.Role != registry.RoleScorer) {
+		role := "none"
+		if tok != nil {
+			role = tok.Role
+		}
+		return &requestError{status: http.StatusForbidden, code: "forbidden", msg: "reports come only from a scorer token, one per node (`modelctl token create --role scorer --node NAME`); this one has role " + role}
+	}
+	// A token's rate is checked before its body is read; with auth off, each
+	// node's once its name is known.
+	if tok != nil {
+		if err := cp.reportRate("token " + tok.ID); err != nil {
+			return err
+		}
+	}
 	body, err := readBody(c, maxReportBytes)
 	if err != nil {
+		if status, _ := statusOf(err); status == http.StatusRequestEntityTooLarge {
+			return &requestError{status: status, code: "too_large", msg: fmt.Sprintf("report is larger than %d bytes, the limit of one report", maxReportBytes)}
+		}
 		return err
 	}
 	var r monitor.Report
 	if err := json.Unmarshal(body, &r); err != nil {
 		return badRequest("malformed report: " + err.Error())
 	}
-	if r.Node == "" || len(r.Node) > 200 {
-		return badRequest("report needs \"node\", at most 200 bytes")
+	if tok == nil {
+		if err := cp.reportRate("node " + truncate(r.Node, registry.MaxNodeName)); err != nil {
+			return err
+		}
+	}
+	ctx := c.Request().Context()
+	if err := cp.Monitor.Admit(ctx, r); err != nil {
+		return err
+	}
+	if tok != nil {
+		bound := tok.Node
+		if bound == "" {
+			if bound, err = cp.Registry.BindTokenNode(ctx, tok.ID, r.Node); err != nil {
+				return err
+			}
+		}
+		if bound != r.Node {
+			return &requestError{status: http.StatusForbidden, code: "forbidden", msg: fmt.Sprintf("token %s is bound to node %q; it cannot report for node %q (give each node its own token: `modelctl token create --role scorer --node NAME`)", tok.Name, bound, truncate(r.Node, 200))}
+		}
 	}
 	cp.Monitor.Ingest(r)
 	return c.NoContent(http.StatusNoContent)
+}
+
+// reportRate takes one report of key's rate, or answers 429 with Retry-After.
+func (cp *ControlPlane) reportRate(key string) error {
+	wait, ok := cp.reportLimits.allow(key, time.Now(), rate.Limit(cp.ReportsPerSecond), cp.ReportBurst)
+	if ok {
+		return nil
+	}
+	return &requestError{status: http.StatusTooManyRequests, code: "too_many_requests", retryAfter: max(1, int(math.Ceil(wait.Seconds()))),
+		msg: fmt.Sprintf("more than %g reports a second (burst %d) from one token; a node reports once a second", cp.ReportsPerSecond, cp.ReportBurst)}
+}
+
+// rateLimits keeps a token bucket per key, forgetting idle ones: at most
+// maxLimited keys at once, so that the keys themselves stay bounded.
+type rateLimits struct {
+	mu   sync.Mutex
+	keys map[string]*limited
+}
+
+type limited struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+const maxLimited = 10000
+
+// allow takes one event for key, or says how long until one is allowed.
+func (l *rateLimits) allow(key string, now time.Time, every rate.Limit, burst int) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.keys == nil {
+		l.keys = map[string]*limited{}
+	}
+	e := l.keys[key]
+	if e == nil {
+		if len(l.keys) >= maxLimited {
+			for k, o := range l.keys {
+				// A bucket idle long enough to be full again is as good as new.
+				if now.Sub(o.seen) > time.Duration(float64(burst)/float64(every)+1)*time.Second {
+					delete(l.keys, k)
+				}
+			}
+			if len(l.keys) >= maxLimited {
+				return time.Second, false
+			}
+		}
+		e = &limited{lim: rate.NewLimiter(every, burst)}
+		l.keys[key] = e
+	}
+	e.seen = now
+	r := e.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d, false
+	}
+	return 0, true
 }
 
 func (cp *ControlPlane) fleet(c echo.Context) error {
@@ -641,7 +792,10 @@ type PolicyBody struct {
 	MinSamples      *int64             `json:"min_samples,omitempty"`
 	BakeTime        *registry.Duration `json:"bake_time,omitempty"`
 	FailureLimit    *int               `json:"failure_limit,omitempty"`
-	ExpectRevision  uint64             `json:"expect_revision,omitempty"`
+	// CorroboratingNodes: how many nodes must each see a breach before a
+	// version served by several is rolled back.
+	CorroboratingNodes *int   `json:"corroborating_nodes,omitempty"`
+	ExpectRevision     uint64 `json:"expect_revision,omitempty"`
 }
 
 func (cp *ControlPlane) putPolicy(c echo.Context) error {
@@ -673,6 +827,9 @@ func (cp *ControlPlane) putPolicy(c echo.Context) error {
 	if b.FailureLimit != nil {
 		p.FailureLimit = *b.FailureLimit
 	}
+	if b.CorroboratingNodes != nil {
+		p.CorroboratingNodes = *b.CorroboratingNodes
+	}
 	ev, err := cp.Registry.SetPolicy(ctx, m.Name, p, b.ExpectRevision, actorOf(c))
 	if err != nil {
 		return err
@@ -684,6 +841,9 @@ func (cp *ControlPlane) putPolicy(c echo.Context) error {
 type TokenBody struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
+	// Node binds a scorer token to the node it reports for (else its first
+	// report binds it).
+	Node string `json:"node,omitempty"`
 }
 
 // TokenCreated answers a token creation; the secret is shown this once.
@@ -708,7 +868,7 @@ func (cp *ControlPlane) createToken(c echo.Context) error {
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
-	t, secret, err := cp.Registry.CreateToken(c.Request().Context(), b.Name, b.Role)
+	t, secret, err := cp.Registry.CreateNodeToken(c.Request().Context(), b.Name, b.Role, b.Node)
 	if err != nil {
 		return err
 	}
@@ -744,12 +904,17 @@ func (cp *ControlPlane) backup(c echo.Context) error {
 }
 
 // series answers ?span=15m&step=30s with per-step health per version and arm.
+// ?window= is span bounded by what the monitor keeps (its Retain, which the
+// answer states): the dashboard's window control asks with it.
 func (cp *ControlPlane) series(c echo.Context) error {
 	if cp.Monitor == nil {
 		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this control plane runs no monitor"}
 	}
 	span, step := 15*time.Minute, 30*time.Second
-	for name, dst := range map[string]*time.Duration{"span": &span, "step": &step} {
+	if c.QueryParam("window") != "" && c.QueryParam("span") != "" {
+		return badRequest("give window or span, not both")
+	}
+	for name, dst := range map[string]*time.Duration{"span": &span, "window": &span, "step": &step} {
 		if v := c.QueryParam(name); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -761,11 +926,15 @@ func (cp *ControlPlane) series(c echo.Context) error {
 			*dst = d
 		}
 	}
+	if c.QueryParam("window") != "" && span > cp.Monitor.Retain {
+		return badRequest(fmt.Sprintf("window=%s: the monitor keeps the last %s", span, cp.Monitor.Retain))
+	}
 	if span/step > 500 {
 		return badRequest("span/step is at most 500 points")
 	}
 	if _, err := cp.Registry.Model(c.Request().Context(), c.Param("model")); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"span": span.String(), "step": step.String(), "series": cp.Monitor.Series(c.Request().Context(), c.Param("model"), span, step)})
+	return c.JSON(http.StatusOK, map[string]any{"span": span.String(), "step": step.String(), "retain": cp.Monitor.Retain.String(),
+		"series": cp.Monitor.Series(c.Request().Context(), c.Param("model"), span, step)})
 }

@@ -63,6 +63,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, registry.ErrConflict):
 		return http.StatusConflict, "conflict"
+	case errors.Is(err, registry.ErrForbidden):
+		return http.StatusForbidden, "forbidden"
 	case errors.Is(err, registry.ErrInvalidModel):
 		return http.StatusUnprocessableEntity, "invalid_model"
 	case errors.Is(err, registry.ErrTooLarge):

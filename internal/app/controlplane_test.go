@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/registry/fileblob"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
@@ -33,7 +34,7 @@ func TestAFailedStartMakesNoFirstToken(t *testing.T) {
 	}
 	tokens := func() int {
 		t.Helper()
-		blobs, _ := registry.NewFileStore(filepath.Join(cfg.DataDir, "artifacts"))
+		blobs, _ := fileblob.New(filepath.Join(cfg.DataDir, "artifacts"))
 		r := registry.New(filepath.Join(cfg.DataDir, "registry.db"), blobs, loader.Verifier{})
 		if err := r.Open(); err != nil {
 			t.Fatal(err)

@@ -59,6 +59,10 @@ func TestOutOfRangeSettingsAreRefusedByTheirFlag(t *testing.T) {
 		{"--eval-interval", func(c *ControlPlaneConfig) { c.EvalInterval = -time.Second }},
 		{"--eval-interval", func(c *ControlPlaneConfig) { c.EvalInterval = time.Hour }},
 		{"--tls-cert", func(c *ControlPlaneConfig) { c.TLSKey = "key.pem" }},
+		{"--verify-cpu", func(c *ControlPlaneConfig) { c.VerifyCPUTime = 0 }},
+		{"--verify-memory", func(c *ControlPlaneConfig) { c.VerifyMemory = 1 << 20 }},
+		{"--verify-timeout", func(c *ControlPlaneConfig) { c.VerifyTimeout = -time.Second }},
+		{"--verify-concurrency", func(c *ControlPlaneConfig) { c.VerifyConcurrency = 0 }},
 	}
 	for _, tc := range controlPlane {
 		cfg := DefaultControlPlaneConfig()

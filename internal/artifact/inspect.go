@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/advancedclimatesystems/gonnx/onnx"
+	"github.com/modelops/modelops/internal/onnx"
 	"google.golang.org/protobuf/proto"
 )
 

@@ -241,6 +241,19 @@ func (c *Client) Fleet(ctx context.Context) ([]monitor.NodeState, error) {
 	return out.Nodes, err
 }
 
+// Leader says which replica runs the monitor; nil for a single control plane.
+func (c *Client) Leader(ctx context.Context) (*api.LeaderInfo, error) {
+	var out api.LeaderInfo
+	err := c.do(ctx, http.MethodGet, "/api/v1/leader", nil, nil, &out)
+	if StatusOf(err) == http.StatusNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Policy returns a model's rollback policy.
 func (c *Client) Policy(ctx context.Context, model string) (*registry.Policy, error) {
 	var out registry.Policy
@@ -263,8 +276,14 @@ func (c *Client) SetPolicy(ctx context.Context, model string, body api.PolicyBod
 
 // CreateToken makes a token; its secret is in the answer only.
 func (c *Client) CreateToken(ctx context.Context, name, role string) (*api.TokenCreated, error) {
+	return c.CreateTokenFor(ctx, api.TokenBody{Name: name, Role: role})
+}
+
+// CreateTokenFor makes a token as b says (a scorer token may name its node);
+// its secret is in the answer only.
+func (c *Client) CreateTokenFor(ctx context.Context, b api.TokenBody) (*api.TokenCreated, error) {
 	var out api.TokenCreated
-	if err := c.do(ctx, http.MethodPost, "/api/v1/tokens", nil, api.TokenBody{Name: name, Role: role}, &out); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/tokens", nil, b, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -91,6 +93,14 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
+// textOf reads the text of the first element sel matches, waiting up to 15 s
+// for one with text, in one step: the page redraws every few seconds, and a
+// node found by one command may be gone by the next.
+func textOf(b context.Context, sel string) (string, error) {
+	return chromedp.Run(b, chromedp.Poll[string](fmt.Sprintf(`(() => { const el = document.querySelector(%q); return el ? el.innerText : false; })()`, sel),
+		chromedp.WithPollingTimeout(15*time.Second)))
+}
+
 func signIn(t *testing.T, ctx context.Context, url, token string) {
 	t.Helper()
 	err := chromedp.Do(ctx,
@@ -117,9 +127,10 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
-	// Two unrelated test models score far apart; keep the monitor from undoing the
-	// promotion this test makes.
-	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MaxPredPSI: ptr(1000.0)}); err != nil {
+	// Two unrelated test models score far apart, and a loaded machine under the
+	// race detector answers slowly; keep the monitor from undoing the promotion
+	// this test makes.
+	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MaxPredPSI: ptr(1000.0), MaxP99Ms: ptr(1000.0)}); err != nil {
 		t.Fatal(err)
 	}
 	sc := fastScorer(t, cp.URL())
@@ -153,7 +164,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/"), chromedp.WaitVisible(chromedp.CSS("#signin"))); err != nil {
 		t.Fatal(err)
 	}
-	body, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("main")))
+	body, err := textOf(b, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +177,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS(`#models tr[data-model="calling-score"]`))); err != nil {
 		t.Fatal(err)
 	}
-	table, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#models")))
+	table, err := textOf(b, "#models")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +209,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	if !strings.Contains(confirmText, "Promote calling-score v2") || !strings.Contains(confirmText, "now v1") {
 		t.Fatalf("the confirmation says %q, want what will change", confirmText)
 	}
-	done, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
+	done, err := textOf(b, "#alert")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +233,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS("#timeline"))); err != nil {
 		t.Fatal(err)
 	}
-	timeline, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#timeline")))
+	timeline, err := textOf(b, "#timeline")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,10 +252,10 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	}
 	// The promote's banner belongs to the model page it was made on.
 	if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](`document.getElementById("alert").hidden`, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
-		text, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
+		text, _ := textOf(b, "#alert")
 		t.Fatalf("the fleet page still shows %q from the model page: %v", text, err)
 	}
-	nodes, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#nodes")))
+	nodes, err := textOf(b, "#nodes")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +280,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	if err := chromedp.Do(v, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#viewer-note"))); err != nil {
 		t.Fatalf("viewer: %v", err)
 	}
-	disabled, err := chromedp.Run(v, chromedp.Evaluate[bool](`Array.from(document.querySelectorAll("button.promote, #set-canary, #rollback")).every(b => b.disabled)`))
+	disabled, err := chromedp.Run(v, chromedp.Evaluate[bool](`Array.from(document.querySelectorAll("button.promote, #set-canary, #rollback, #set-blend, #save-policy, #blend, #settings input")).every(b => b.disabled)`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +293,8 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	}
 	screenshot(t, v, "model-viewer")
 	if m, _ := cl.Model(ctx, "calling-score"); m.Production != 2 {
-		t.Fatalf("a viewer moved production to v%d", m.Production)
+		evs, _ := cl.Events(ctx, "calling-score", 0, 0)
+		t.Fatalf("production moved to v%d while a viewer looked; events: %+v", m.Production, evs)
 	}
 	if len(*vproblems) > 0 {
 		t.Fatalf("browser console (viewer): %v", *vproblems)
@@ -297,7 +309,7 @@ func TestDashboardCSRFAndEmptyState(t *testing.T) {
 	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS("#empty"))); err != nil {
 		t.Fatal(err)
 	}
-	empty, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#empty")))
+	empty, err := textOf(b, "#empty")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +338,7 @@ func TestDashboardSaysWhenThereIsNoAuth(t *testing.T) {
 	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/"), chromedp.WaitVisible(chromedp.CSS("#no-auth")), chromedp.WaitVisible(chromedp.CSS("#empty"))); err != nil {
 		t.Fatal(err)
 	}
-	who, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#who")))
+	who, err := textOf(b, "#who")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +389,7 @@ func TestDashboardDropsALoadErrorOnceThePageLoads(t *testing.T) {
 	}
 	noAuthControlPlane(t, data, addr)
 	if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](`document.getElementById("alert").hidden && !!document.getElementById("empty")`, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
-		text, _ := chromedp.Run(b, chromedp.Text(chromedp.CSS("#alert")))
+		text, _ := textOf(b, "#alert")
 		t.Fatalf("the load error stayed after the control plane came back: %q (%v)", text, err)
 	}
 	if err := chromedp.Do(b, liveMarker("live")); err != nil {
@@ -494,7 +506,7 @@ func openPromoteConfirmation(t *testing.T, b context.Context, version int) strin
 	if err != nil {
 		t.Fatalf("open the promote confirmation: %v", err)
 	}
-	text, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
+	text, err := textOf(b, "#confirm-text")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +568,7 @@ func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
 	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/fleet"), chromedp.WaitVisible(chromedp.CSS("#nodes .load-error"))); err != nil {
 		t.Fatalf("the fleet page shows no load error: %v", err)
 	}
-	text, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#nodes .load-error")))
+	text, err := textOf(b, "#nodes .load-error")
 	if err != nil || !strings.Contains(text, "cannot load") || !strings.Contains(text, "calling-score: fetch v2: blob not found") {
 		t.Fatalf("the node's load error reads %q (%v)", text, err)
 	}
@@ -564,7 +576,7 @@ func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
 	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/"), chromedp.WaitVisible(chromedp.CSS(`#models tr[data-model="calling-score"] .unserved`))); err != nil {
 		t.Fatalf("the overview does not warn of a node that cannot load: %v", err)
 	}
-	warn, err := chromedp.Run(b, chromedp.Text(chromedp.CSS(`#models tr[data-model="calling-score"] .unserved`)))
+	warn, err := textOf(b, `#models tr[data-model="calling-score"] .unserved`)
 	if err != nil || !strings.Contains(warn, "1 node cannot load its deployment") {
 		t.Fatalf("the overview's warning reads %q (%v)", warn, err)
 	}
@@ -612,7 +624,7 @@ func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("open the rollback confirmation: %v", err)
 	}
-	confirm, err := chromedp.Run(b, chromedp.Text(chromedp.CSS("#confirm-text")))
+	confirm, err := textOf(b, "#confirm-text")
 	if err != nil || !strings.Contains(confirm, "from v3 to v1, the previous good production version") {
 		t.Fatalf("the rollback confirmation reads %q (%v)", confirm, err)
 	}
@@ -657,6 +669,554 @@ func TestDashboardVersionsPastTheLatest(t *testing.T) {
 	}
 	if after, err := chromedp.Run(b, chromedp.Evaluate[int](cardFetches)); err != nil || after != before {
 		t.Fatalf("card fetches went from %d to %d over two refreshes (%v): cards are immutable", before, after, err)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// fastMonitorKeeping is fastMonitor whose monitor keeps retain of reports for
+// the charts.
+func fastMonitorKeeping(t *testing.T, retain time.Duration) (*app.ControlPlane, *client.Client) {
+	t.Helper()
+	cfg := app.DefaultControlPlaneConfig()
+	cfg.DataDir, cfg.Listen = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0"
+	cfg.MonitorWindow, cfg.EvalInterval, cfg.MonitorRetain = 3*time.Second, 100*time.Millisecond, retain
+	cfg.AdminToken = adminToken
+	cp := app.NewControlPlane(cfg, quietLogger(t))
+	if err := cp.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cp.Close(context.Background()) })
+	addScorerToken(t, cp)
+	return cp, adminClient(cp.URL())
+}
+
+// lenientPolicy keeps the monitor from rolling back what a test promotes: two
+// unrelated test models score far apart, and a loaded machine is slow.
+func lenientPolicy(t *testing.T, cl *client.Client) {
+	t.Helper()
+	if _, err := cl.SetPolicy(context.Background(), "calling-score", api.PolicyBody{MaxPredPSI: ptr(1000.0), MaxP99Ms: ptr(60000.0),
+		MaxErrorRate: ptr(1.0), MaxFallbackRate: ptr(1.0)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The charts have a time axis over the chosen window, show values under the
+// pointer, leave a gap where a version served nothing (not a zero), and mark
+// promotions and canary changes on the time line.
+func TestDashboardChartsOverAWindowWithMarkers(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := fastMonitorKeeping(t, 24*time.Hour)
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	lenientPolicy(t, cl)
+	sc := fastScorer(t, cp.URL())
+	stop := make(chan struct{})
+	wg := traffic(t, []string{sc.URL()}, stop)
+	waitFor(t, "v1's traffic in the monitor", 15*time.Second, func() bool {
+		h, err := cl.Health(ctx, "calling-score")
+		if err != nil {
+			return false
+		}
+		for _, a := range h.Arms {
+			if a.Version == 1 && a.Requests > 50 {
+				return true
+			}
+		}
+		return false
+	})
+	close(stop)
+	wg.Wait()
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 1, Traffic: 10, Mode: "ab"}); err != nil {
+		t.Fatal(err)
+	}
+
+	b, problems := browser(t)
+	signIn(t, b, cp.URL(), adminToken)
+	allMarked := `(() => { const c = document.querySelector("#charts .chart"); return !!c && c.dataset.markers === "3"; })()`
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.Poll[chromedp.Void](allMarked, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		n, _ := chromedp.Run(b, chromedp.Evaluate[string](`String(document.querySelector("#charts .chart") && document.querySelector("#charts .chart").dataset.markers)`))
+		t.Fatalf("the charts do not mark v1's and v2's promotions and the canary (markers %s): %v", n, err)
+	}
+	kinds, err := chromedp.Run(b, chromedp.Evaluate[string](`[...document.querySelectorAll("#markers li")].map((l) => l.dataset.kind).join(" ")`))
+	if err != nil || kinds != "promoted promoted canary_set" {
+		t.Fatalf("the markers listed: %q (%v), want promoted promoted canary_set", kinds, err)
+	}
+	// The requests chart over 15 minutes: a time axis whose labels read as
+	// times, and v1's line null (a gap) in every step without its requests.
+	type chartState struct {
+		Charts int      `json:"charts"`
+		Span   float64  `json:"span"`
+		Ticks  string   `json:"ticks"`
+		Labels []string `json:"labels"`
+		Nulls  int      `json:"nulls"`
+		Zeros  int      `json:"zeros"`
+		Values int      `json:"values"`
+		Hover  string   `json:"hover"`
+		Want   string   `json:"want"`
+		Time   string   `json:"time"`
+	}
+	read := `new Promise((resolve) => {
+		const u = charts[0];
+		const i = u.series.findIndex((s) => s.label === "v1 production");
+		const ys = i > 0 ? u.data[i] : [];
+		const last = ys.findLastIndex((v) => v !== null);
+		const out = { charts: charts.length, span: u.scales.x.max - u.scales.x.min, ticks: u.root.closest(".chart").dataset.ticks || "",
+			labels: u.series.map((s) => s.label), nulls: ys.filter((v) => v === null).length, zeros: ys.filter((v) => v === 0).length,
+			values: ys.filter((v) => v !== null).length, want: last >= 0 ? String(Math.round(ys[last] * 1000) / 1000) : "" };
+		if (last < 0) { resolve(out); return; }
+		// Point at v1's last value, as a mouse would.
+		const over = u.root.querySelector(".u-over"), r = over.getBoundingClientRect();
+		over.dispatchEvent(new MouseEvent("mousemove", { bubbles: true, clientX: r.left + u.valToPos(u.data[0][last], "x"), clientY: r.top + u.valToPos(ys[last], "y") }));
+		// A timer, not an animation frame: a tab in the background gets none.
+		setTimeout(() => {
+			try {
+				const rows = u.root.querySelectorAll(".u-legend .u-series");
+				out.time = rows[0].querySelector(".u-value").textContent;
+				out.hover = rows[i].querySelector(".u-value").textContent;
+			} catch (e) {
+				out.hover = "legend: " + e.message + " connected=" + u.root.isConnected + " legends=" + document.querySelectorAll(".u-legend").length + " inroot=" + u.root.querySelectorAll(".u-legend").length + " rows=" + u.root.querySelectorAll(".u-legend tr").length;
+			}
+			resolve(out);
+		}, 50);
+	})`
+	// The page redraws every 5 s; a redraw between the pointer's move and the
+	// reading takes the legend away, and the reading is made again.
+	var got chartState
+	for range 5 {
+		var err error
+		if got, err = chromedp.Run(b, chromedp.Evaluate[chartState](read, chromedp.EvalAwaitPromise)); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(got.Hover, "legend: ") {
+			break
+		}
+	}
+	if got.Charts != 5 || got.Span < 14*60 || got.Span > 16*60 || !regexp.MustCompile(`\d{1,2}:\d{2}`).MatchString(got.Ticks) {
+		t.Fatalf("charts %+v: want 5 charts over 15 minutes with times on the axis", got)
+	}
+	if got.Values == 0 || got.Nulls == 0 || got.Zeros != 0 {
+		t.Fatalf("v1's requests line (series %v) has %d values, %d nulls and %d zeros: want values, and gaps as nulls, never zeros", got.Labels, got.Values, got.Nulls, got.Zeros)
+	}
+	if got.Hover != got.Want || got.Time == "-" || got.Time == "" {
+		t.Fatalf("under the pointer the legend reads %q at %q, want v1's value %q at a time", got.Hover, got.Time, got.Want)
+	}
+	screenshot(t, b, "charts")
+
+	// The window goes to 24 hours: the monitor here keeps that long.
+	err = chromedp.Do(b, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById("window"); s.value = "24h"; s.dispatchEvent(new Event("change")); })()`),
+		chromedp.Poll[chromedp.Void](`charts.length === 5 && charts[0].scales.x.max - charts[0].scales.x.min > 23 * 3600 && document.querySelector("#charts .chart").dataset.markers === "3"`, chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		t.Fatalf("the charts over 24 hours: %v", err)
+	}
+	asked, err := chromedp.Run(b, chromedp.Evaluate[bool](`performance.getEntriesByType("resource").some((e) => e.name.includes("/series?window=24h&step=960s"))`))
+	if err != nil || !asked {
+		t.Fatalf("the 24-hour charts did not ask the control plane for 24 hours (%v)", err)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// A version's page, reached from the versions table, shows its card, data
+// summary, metrics, golden inputs, who pushed it and its history, and can
+// promote it behind the confirmation.
+func TestDashboardVersionPage(t *testing.T) {
+	ctx := context.Background()
+	cp := noAuthControlPlane(t, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
+	cl := adminClient(cp.URL())
+	cardJSON, err := os.ReadFile("../../models/calling_score/card.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var card struct {
+		Data struct {
+			Rows     int            `json:"rows"`
+			Features map[string]any `json:"features"`
+		} `json:"data"`
+		Metrics map[string]map[string]float64 `json:"metrics"`
+		Golden  []any                         `json:"golden"`
+	}
+	if err := json.Unmarshal(cardJSON, &card); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: "../../models/calling_score/model.onnx", Card: cardJSON}); err != nil {
+		t.Fatal(err)
+	}
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, Reason: "first release"}); err != nil {
+		t.Fatal(err)
+	}
+	b, problems := browser(t)
+	err = chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"),
+		chromedp.Poll[chromedp.Void](`(() => { const a = document.querySelector('#versions tr[data-version="1"] a.version-link'); if (!a) return false; a.click(); return true; })()`, chromedp.WithPollingTimeout(15*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS("#version-summary")))
+	if err != nil {
+		t.Fatalf("open v1's page from the versions table: %v", err)
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := textOf(b, sel)
+		if err != nil {
+			t.Fatalf("%s: %v", sel, err)
+		}
+		return s
+	}
+	v1, err := cl.Version(ctx, "calling-score", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := text("h1"); s != "calling-score v1" {
+		t.Fatalf("the version page's title is %q", s)
+	}
+	if s := text("#pushed-by"); !strings.Contains(s, "Pushed by "+v1.Actor) || !strings.Contains(s, v1.Digest[:12]) || !strings.Contains(s, strconv.FormatInt(v1.Size, 10)+" bytes") {
+		t.Fatalf("who pushed v1 reads %q, want %s, its digest and size", s, v1.Actor)
+	}
+	if s := text("#data-rows"); !strings.Contains(s, fmt.Sprintf("%d training rows", card.Data.Rows)) {
+		t.Fatalf("the data summary says %q, want the card's %d rows", s, card.Data.Rows)
+	}
+	counts, err := chromedp.Run(b, chromedp.Evaluate[[]int](`[document.querySelectorAll("#data-summary tbody tr").length, document.querySelectorAll("#golden tbody tr").length]`))
+	if err != nil || counts[0] != len(card.Data.Features) || counts[1] != min(len(card.Golden), 10) {
+		t.Fatalf("data summary and golden rows %v (%v), want %d features and %d golden inputs", counts, err, len(card.Data.Features), min(len(card.Golden), 10))
+	}
+	if s := text("#golden caption"); !strings.Contains(s, fmt.Sprintf("%d golden input", len(card.Golden))) {
+		t.Fatalf("the golden inputs say %q", s)
+	}
+	want := fmt.Sprintf("MSE of the model, card's test set\t%.5f", card.Metrics["test_model"]["mse"])
+	if s := text("#version-metrics"); !strings.Contains(s, want) {
+		t.Fatalf("v1's metrics read %q, want %q", s, want)
+	}
+	if s := text("#card-training"); !strings.Contains(s, "seed") {
+		t.Fatalf("the card's training section reads %q", s)
+	}
+	if s := text("#version-history"); !strings.Contains(s, "pushed") || !strings.Contains(s, "promoted") || !strings.Contains(s, "first release") {
+		t.Fatalf("v1's history reads %q, want its push and its promotion with the reason", s)
+	}
+	screenshot(t, b, "version")
+
+	// v2's page promotes it, behind the confirmation.
+	err = chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score/version/2"),
+		chromedp.Poll[chromedp.Void](`(() => { const b = document.getElementById("version-promote"); if (!b || b.disabled || document.querySelector("h1").textContent !== "calling-score v2") return false; b.click(); return true; })()`, chromedp.WithPollingTimeout(15*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")))
+	if err != nil {
+		t.Fatalf("open v2's promote confirmation: %v", err)
+	}
+	if s := text("#confirm-text"); !strings.Contains(s, "Promote calling-score v2 to production (now v1)") {
+		t.Fatalf("the confirmation reads %q", s)
+	}
+	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.Poll[chromedp.Void](`[...document.querySelectorAll("#version-summary .badge")].some((b) => b.textContent === "production")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("v2's page after its promotion: %v", err)
+	}
+	if m, _ := cl.Model(ctx, "calling-score"); m.Production != 2 {
+		t.Fatalf("production is v%d after promoting v2 from its page", m.Production)
+	}
+	// A version that does not exist is a page with nothing to act on.
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score/version/9"), chromedp.WaitVisible(chromedp.CSS("#unknown"))); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := chromedp.Run(b, chromedp.Evaluate[int](`document.querySelectorAll("#main button").length`)); err != nil || n != 0 {
+		t.Fatalf("the page of a missing version has %d buttons (%v)", n, err)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// An unknown model's page is empty: the previous model's buttons do not stay
+// live under it, and the refresh does not bring them back.
+func TestDashboardUnknownModelHasNoActions(t *testing.T) {
+	cp, cl := noAuthWithVersions(t, 2)
+	if _, err := cl.Promote(context.Background(), "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	b, problems := browser(t)
+	err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#rollback")),
+		chromedp.Evaluate[chromedp.Void](`location.hash = "#/model/no-such-model"`), chromedp.WaitVisible(chromedp.CSS("#unknown")))
+	if err != nil {
+		t.Fatalf("an unknown model's page: %v", err)
+	}
+	check := func() {
+		t.Helper()
+		got, err := chromedp.Run(b, chromedp.Evaluate[[]string](`[document.querySelector("h1").textContent, document.getElementById("unknown").textContent, String(document.querySelectorAll("#main button, #main select, #main input").length)]`))
+		if err != nil || len(got) != 3 || got[0] != "no-such-model" || !strings.Contains(got[1], "There is no model named no-such-model") || got[2] != "0" {
+			t.Fatalf("the unknown model's page: %q (%v), want its name, no such model, and no controls", got, err)
+		}
+	}
+	check()
+	// A refresh (every 5 s) draws the same empty page.
+	if err := chromedp.Do(b, chromedp.Evaluate[chromedp.Void](`route().then(() => { document.body.dataset.refreshed = "1"; })`),
+		chromedp.Poll[chromedp.Void](`document.body.dataset.refreshed === "1"`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// Two versions compared on production's traffic over the same window, with the
+// shadow canary's differences and the cards' test metrics labelled as such; a
+// promotion is made from the comparison, behind the confirmation.
+func TestDashboardComparesTwoVersionsAndPromotes(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := fastMonitor(t)
+	mustPush(t, cl, testutil.MustModel(t, 1))
+	mustPush(t, cl, testutil.MustModel(t, 2))
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	lenientPolicy(t, cl)
+	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 50, Mode: "shadow"}); err != nil {
+		t.Fatal(err)
+	}
+	sc := fastScorer(t, cp.URL())
+	stop := make(chan struct{})
+	wg := traffic(t, []string{sc.URL()}, stop)
+	defer func() { close(stop); wg.Wait() }()
+	waitFor(t, "v2's shadow rows in the monitor", 20*time.Second, func() bool {
+		h, err := cl.Health(ctx, "calling-score")
+		if err != nil {
+			return false
+		}
+		for _, a := range h.Arms {
+			if a.Version == 2 && a.ShadowRows > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	b, problems := browser(t)
+	signIn(t, b, cp.URL(), adminToken)
+	err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"),
+		chromedp.Poll[chromedp.Void](`(() => { const a = document.querySelector('#versions tr[data-version="2"] a.compare-link'); if (!a) return false; a.click(); return true; })()`, chromedp.WithPollingTimeout(15*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS("#compare-production")))
+	if err != nil {
+		t.Fatalf("open the comparison from the versions table: %v", err)
+	}
+	// Cells by row label: [v1, v2].
+	cells := func(table, row string) []string {
+		t.Helper()
+		got, err := chromedp.Run(b, chromedp.Evaluate[[]string](fmt.Sprintf(`(() => {
+			const tr = [...document.querySelectorAll("#%s tbody tr")].find((r) => r.querySelector("th").textContent === %q);
+			return tr ? [...tr.querySelectorAll("td")].map((td) => td.textContent) : [];
+		})()`, table, row)))
+		if err != nil || len(got) != 2 {
+			t.Fatalf("%s row %q: %q (%v)", table, row, got, err)
+		}
+		return got
+	}
+	if title, _ := textOf(b, "h1"); title != "calling-score: v1 and v2" {
+		t.Fatalf("the comparison's title is %q", title)
+	}
+	// v2 runs in shadow: it scores rows, and answers no request.
+	req, rows := cells("compare-production", "Requests answered"), cells("compare-production", "Rows scored")
+	if n1, _ := strconv.Atoi(req[0]); n1 == 0 || req[1] != "0" {
+		t.Fatalf("requests answered read %q, want some by v1 and none by the shadow v2", req)
+	}
+	if n2, _ := strconv.Atoi(rows[1]); n2 == 0 {
+		t.Fatalf("rows scored read %q, want some by the shadow v2", rows)
+	}
+	if rows := cells("compare-production", "Shadow rows"); rows[0] != "-" || rows[1] == "-" {
+		t.Fatalf("shadow rows read %q: want v2's, and none for v1", rows)
+	}
+	if diff := cells("compare-production", "Shadow p50 |canary − production|"); !strings.HasPrefix(diff[1], "≤ ") {
+		t.Fatalf("v2's shadow difference reads %q", diff[1])
+	}
+	if note, _ := textOf(b, "#shadow-note"); !strings.Contains(note, "v2 runs in shadow") {
+		t.Fatalf("the shadow note reads %q", note)
+	}
+	if drift := cells("compare-production", "Drift now (monitor window)"); drift[0] == "no traffic" {
+		t.Fatalf("v1's drift reads %q though it serves", drift[0])
+	}
+	// The test models carry no metrics: the cards' section says so, under its label.
+	heading, err := chromedp.Run(b, chromedp.Evaluate[string](`document.getElementById("compare-card").closest("section").previousElementSibling.textContent + "|" + document.getElementById("compare-card").textContent`))
+	if err != nil || heading != "On the card's test set (not production)|Neither card records test metrics." {
+		t.Fatalf("the card metrics' section reads %q (%v)", heading, err)
+	}
+	screenshot(t, b, "compare")
+
+	// Promote v2 from here.
+	err = chromedp.Do(b,
+		chromedp.Poll[chromedp.Void](`(() => { const b = document.getElementById("compare-promote-2"); if (!b || b.disabled) return false; b.click(); return true; })()`, chromedp.WithPollingTimeout(15*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := textOf(b, "#confirm-text"); !strings.Contains(s, "Promote calling-score v2 to production (now v1)") {
+		t.Fatalf("the confirmation reads %q", s)
+	}
+	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.Poll[chromedp.Void](`!!document.getElementById("compare-promote-2") && document.getElementById("compare-promote-2").disabled`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("the comparison after promoting v2: %v", err)
+	}
+	if m, _ := cl.Model(ctx, "calling-score"); m.Production != 2 {
+		t.Fatalf("production is v%d after promoting v2 from the comparison", m.Production)
+	}
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// The blend and the policy are set from the model page behind the same
+// confirmation as the other actions; a cancel changes nothing, and a value the
+// control plane refuses says why and changes nothing.
+func TestDashboardBlendAndPolicyBehindTheConfirmation(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := noAuthWithVersions(t, 1)
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := cl.Policy(ctx, "calling-score")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, problems := browser(t)
+	set := func(fields map[string]string) chromedp.Action[chromedp.Void] {
+		js, _ := json.Marshal(fields)
+		return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { for (const [id, v] of Object.entries(%s)) { const el = document.getElementById(id); el.value = v; el.dispatchEvent(new Event("input")); } })()`, js))
+	}
+	// The dialog's button is pressed from the page: a redraw under the dialog
+	// can move it between finding it and a mouse click.
+	okClick := chromedp.Evaluate[chromedp.Void](`document.getElementById("confirm-ok").click()`)
+	confirmOf := func(button string) string {
+		t.Helper()
+		// Found and clicked in one step: the page redraws every few seconds.
+		click := fmt.Sprintf(`(() => { const b = document.querySelector(%q); if (!b || b.disabled) return false; b.click(); return true; })()`, button)
+		if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](click, chromedp.WithPollingTimeout(15*time.Second)), chromedp.WaitVisible(chromedp.CSS("#confirm-ok"))); err != nil {
+			t.Fatalf("%s: %v", button, err)
+		}
+		s, err := textOf(b, "#confirm-text")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#set-blend")), set(map[string]string{"blend": "0.4"})); err != nil {
+		t.Fatal(err)
+	}
+	if s := confirmOf("#set-blend"); !strings.Contains(s, "Set calling-score's blend from 1 to 0.4") {
+		t.Fatalf("the blend's confirmation reads %q", s)
+	}
+	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS("#confirm-cancel")), chromedp.WaitNotVisible(chromedp.CSS("#confirm-ok"))); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := cl.Model(ctx, "calling-score"); m.Blend != nil {
+		t.Fatalf("a cancelled blend set it to %v", *m.Blend)
+	}
+	confirmOf("#set-blend")
+	if err := chromedp.Do(b, okClick,
+		chromedp.Poll[chromedp.Void](`document.getElementById("alert").textContent.includes("blend is 0.4 (was 1)")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		text, _ := textOf(b, "#alert")
+		t.Fatalf("set the blend: the page says %q (%v)", text, err)
+	}
+	if m, _ := cl.Model(ctx, "calling-score"); m.Blend == nil || *m.Blend != 0.4 {
+		t.Fatalf("the blend after the UI set it: %v", m.Blend)
+	}
+
+	// The policy: two settings changed, the confirmation names both.
+	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS("#save-policy")), set(map[string]string{"policy-max_error_rate": "0.2", "policy-bake_time": "2m"})); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("max error rate %v → 0.2, bake time %s → 2m", before.MaxErrorRate, time.Duration(before.BakeTime))
+	if s := confirmOf("#save-policy"); !strings.Contains(s, "Change calling-score's rollback policy: "+want) {
+		t.Fatalf("the policy's confirmation reads %q, want %q", s, want)
+	}
+	if err := chromedp.Do(b, okClick,
+		chromedp.Poll[chromedp.Void](`document.getElementById("alert").textContent.startsWith("Done: calling-score's policy")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		text, _ := textOf(b, "#alert")
+		t.Fatalf("save the policy: the page says %q (%v)", text, err)
+	}
+	after, err := cl.Policy(ctx, "calling-score")
+	if err != nil || after.MaxErrorRate != 0.2 || time.Duration(after.BakeTime) != 2*time.Minute || after.MaxP99Ms != before.MaxP99Ms {
+		t.Fatalf("the policy after the UI saved it: %+v (%v)", after, err)
+	}
+	// An error rate over 1 is refused by the control plane, which says why.
+	if err := chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS("#save-policy")), set(map[string]string{"policy-max_error_rate": "7"})); err != nil {
+		t.Fatal(err)
+	}
+	confirmOf("#save-policy")
+	if err := chromedp.Do(b, okClick,
+		chromedp.Poll[chromedp.Void](`document.getElementById("alert").textContent.startsWith("Refused:") && document.getElementById("alert").textContent.includes("max_error_rate 7")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		text, _ := textOf(b, "#alert")
+		t.Fatalf("a refused policy says %q (%v)", text, err)
+	}
+	if p, _ := cl.Policy(ctx, "calling-score"); p.MaxErrorRate != 0.2 {
+		t.Fatalf("a refused policy changed max_error_rate to %v", p.MaxErrorRate)
+	}
+	screenshot(t, b, "settings")
+	if len(*problems) > 0 {
+		t.Fatalf("browser console: %v", *problems)
+	}
+}
+
+// A model whose every request fails shows red on the overview and its page,
+// where a model without requests shows idle.
+func TestDashboardFailingIsRedAndIdleIsGrey(t *testing.T) {
+	ctx := context.Background()
+	cp, cl := fastMonitor(t)
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: failingArtifact(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Thresholds at 1: the monitor never rolls it back, and only "no request
+	// succeeded" can make it red.
+	lenientPolicy(t, cl)
+	idle := testutil.MustModel(t, 1)
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "idle-score", ArtifactPath: idle.Path}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Promote(ctx, "idle-score", api.AliasBody{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	sc := fastScorer(t, cp.URL())
+	stop := make(chan struct{})
+	wg := traffic(t, []string{sc.URL()}, stop)
+	defer func() { close(stop); wg.Wait() }()
+	waitFor(t, "v1's failures in the monitor", 20*time.Second, func() bool {
+		h, err := cl.Health(ctx, "calling-score")
+		if err != nil {
+			return false
+		}
+		for _, a := range h.Arms {
+			if a.Version == 1 && a.Requests > 10 && (a.ErrorRate >= 1 || a.FallbackRate >= 1) {
+				return true
+			}
+		}
+		return false
+	})
+	b, problems := browser(t)
+	signIn(t, b, cp.URL(), adminToken)
+	stateOf := func(model string) string {
+		return fmt.Sprintf(`(() => { const c = document.querySelector('#models tr[data-model=%q] td.state'); const b = c && c.querySelector(".badge"); return b ? b.className + "|" + c.textContent : ""; })()`, model)
+	}
+	if err := chromedp.Do(b, chromedp.Poll[chromedp.Void](stateOf("calling-score")+` !== ""`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	failingBadge, err := chromedp.Run(b, chromedp.Evaluate[string](stateOf("calling-score")))
+	if err != nil || !strings.HasPrefix(failingBadge, "badge red|failing v1 production: no request succeeded") {
+		t.Fatalf("the failing model's state reads %q (%v), want red: no request succeeded", failingBadge, err)
+	}
+	idleBadge, err := chromedp.Run(b, chromedp.Evaluate[string](stateOf("idle-score")))
+	if err != nil || idleBadge != "badge grey|idle" {
+		t.Fatalf("the idle model's state reads %q (%v), want grey idle", idleBadge, err)
+	}
+	screenshot(t, b, "overview-failing")
+	if err := chromedp.Do(b, chromedp.Navigate(cp.URL()+"/#/model/calling-score"), chromedp.WaitVisible(chromedp.CSS("#model-state .badge"))); err != nil {
+		t.Fatal(err)
+	}
+	page, err := chromedp.Run(b, chromedp.Evaluate[string](`document.querySelector("#model-state .badge").className + "|" + document.querySelector('#outcomes tr[data-arm="1/production"] .badge').textContent`))
+	if err != nil || !strings.HasPrefix(page, "badge red|") || !strings.Contains(page, "failing: no request succeeded") {
+		t.Fatalf("the failing model's page reads %q (%v)", page, err)
 	}
 	if len(*problems) > 0 {
 		t.Fatalf("browser console: %v", *problems)

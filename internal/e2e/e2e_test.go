@@ -26,6 +26,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	testutil.ServeVerifyChild()
 	testutil.InitORT()
 	os.Exit(m.Run())
 }
@@ -58,6 +59,20 @@ func addScorerToken(tb testing.TB, cp *app.ControlPlane) {
 	}
 }
 
+// nodeToken is a scorer token of its own for one more node of the control
+// plane at cpURL: a scorer token is bound to the node of its first report. With
+// no control plane there, the shared one (nothing checks it).
+func nodeToken(tb testing.TB, cpURL string) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t, err := adminClient(cpURL).CreateToken(ctx, "test-node", registry.RoleScorer)
+	if err != nil {
+		return scorerToken
+	}
+	return t.Secret
+}
+
 // MustControlPlane starts a control plane on :0 over a temp data dir, with its
 // blobs in store (default: the data dir).
 func MustControlPlane(tb testing.TB, store ...string) *app.ControlPlane {
@@ -84,7 +99,7 @@ func MustScorer(tb testing.TB, cpURL string, cacheDir ...string) *app.Scorer {
 	tb.Helper()
 	cfg := app.DefaultScorerConfig()
 	cfg.ControlPlane = cpURL
-	cfg.Token = scorerToken
+	cfg.Token = nodeToken(tb, cpURL)
 	cfg.Listen = "127.0.0.1:0"
 	cfg.CacheDir = filepath.Join(tb.TempDir(), "cache")
 	if len(cacheDir) > 0 {

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/advancedclimatesystems/gonnx/onnx"
+	"github.com/modelops/modelops/internal/onnx"
 	"google.golang.org/protobuf/proto"
 )
 

@@ -46,7 +46,7 @@ func fastScorer(t *testing.T, cpURL string) *app.Scorer {
 	t.Helper()
 	cfg := app.DefaultScorerConfig()
 	cfg.ControlPlane, cfg.Listen, cfg.CacheDir = cpURL, "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
-	cfg.Token = scorerToken
+	cfg.Token = nodeToken(t, cpURL)
 	cfg.ReportInterval = 100 * time.Millisecond
 	s := app.NewScorer(cfg, quietLogger(t))
 	if err := s.Open(context.Background()); err != nil {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/advancedclimatesystems/gonnx/onnx"
+	"github.com/modelops/modelops/internal/onnx"
 
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"

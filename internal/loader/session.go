@@ -332,15 +332,22 @@ func (s *Session) check(model string, want *artifact.Signature, card *artifact.C
 	return nil
 }
 
-// Verify builds a session from path, checks it (see Check) and closes it. It
-// returns the signature ONNX Runtime reports.
+// Verify refuses a graph with external data (CheckEmbedded), builds a session
+// from path, checks it (see Check), warms it up and closes it: all a push
+// verifies. It returns the signature ONNX Runtime reports.
 func Verify(path, model string, want *artifact.Signature, card *artifact.Card) (artifact.Signature, error) {
+	if err := CheckEmbedded(path); err != nil {
+		return artifact.Signature{}, err
+	}
 	s, err := Open(path, DefaultOptions())
 	if err != nil {
 		return artifact.Signature{}, err
 	}
 	defer s.Close()
-	return s.Signature(), s.Check(model, want, card)
+	if err := s.Check(model, want, card); err != nil {
+		return s.Signature(), err
+	}
+	return s.Signature(), s.WarmUp()
 }
 
 // loaderNice is the niceness of the loader's thread: against requests at nice 0
@@ -452,7 +459,9 @@ var background struct {
 	jobs chan func()
 }
 
-// Verifier adapts Verify to the registry's push check.
+// Verifier adapts Verify to the registry's push check, in this process: for
+// tests and tools. The control plane verifies pushes in a child process
+// (ServeVerify), under limits.
 type Verifier struct{}
 
 // VerifyArtifact implements registry.Verifier.

@@ -29,12 +29,14 @@ var (
 	descDriftRows = prometheus.NewDesc("modelops_monitor_drift_rows", "Rows whose features were counted for drift over the window; the PSIs appear once there are enough.", []string{"model", "version", "arm"}, nil)
 	descDecisions = prometheus.NewDesc("modelops_monitor_decisions_total", "Automatic rollbacks and canary clearings taken.", nil, nil)
 	descNodes     = prometheus.NewDesc("modelops_monitor_nodes", "Scorer nodes that reported in the last minute.", nil, nil)
+	descRetained  = prometheus.NewDesc("modelops_monitor_retained_bytes", "Bytes of counts the monitor keeps (its budget is DefaultMaxBytes).", nil, nil)
+	descSeries    = prometheus.NewDesc("modelops_monitor_series", "Series (model, version, arm) the monitor keeps.", nil, nil)
 	descUnserved  = prometheus.NewDesc("modelops_monitor_nodes_not_serving_deployment", "Scorer nodes, of those that reported in the last minute, that cannot load the model's deployment (the fleet API says why).", []string{"model"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRate, descErrors, descFallbacks, descP99, descPSI, descPredPSI, descDriftRows, descDecisions, descNodes, descUnserved} {
+	for _, d := range []*prometheus.Desc{descRate, descErrors, descFallbacks, descP99, descPSI, descPredPSI, descDriftRows, descDecisions, descNodes, descUnserved, descRetained, descSeries} {
 		ch <- d
 	}
 }
@@ -67,6 +69,9 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(c.M.Decisions()))
+	u := c.M.Usage()
+	ch <- prometheus.MustNewConstMetric(descRetained, prometheus.GaugeValue, float64(u.Bytes))
+	ch <- prometheus.MustNewConstMetric(descSeries, prometheus.GaugeValue, float64(u.Series))
 	recent := 0
 	unserved := map[string]int{}
 	for _, n := range c.M.Fleet() {

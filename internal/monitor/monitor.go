@@ -22,9 +22,27 @@ type seriesKey struct {
 }
 
 type point struct {
-	t time.Time
-	w Window
+	t    time.Time
+	w    Window
+	size int64
 }
+
+// nodeSlot is one node's counts of one judged series over one slot of time,
+// enough to say whether that node alone sees a breach (see corroborate).
+type nodeSlot struct {
+	t                                        time.Time
+	requests, errors, fallbacks, timed, fast int64
+	prediction                               [PredictionBins]int64
+}
+
+// nodeSlotBytes is what one nodeSlot costs, for the budget.
+const nodeSlotBytes = 216
+
+// nodeSlots is how many slots of a node's counts are kept per judged series:
+// the decision window in that many steps of at least a second. At 15 slots of
+// 216 bytes, 1,000 nodes each serving 50 judged versions hold 162 MB at
+// worst; one version on each, 3 MB.
+const nodeSlots = 15
 
 // NodeState is the last word of a scorer node.
 type NodeState struct {
@@ -50,6 +68,10 @@ type NodeState struct {
 const silentAfter = 5
 
 // Monitor keeps sliding windows of reports and makes the rollback decisions.
+// What it keeps is bounded whatever is reported (see MaxNodes, MaxSeries,
+// MaxBytes): the points of a series are merged per second across nodes, and
+// each node's own counts are kept only for the judged arms over the decision
+// window, to corroborate a breach.
 type Monitor struct {
 	Registry *registry.Registry
 	Logger   *slog.Logger
@@ -58,24 +80,84 @@ type Monitor struct {
 	Window time.Duration
 	// Retain is how long points are kept for charts (default 15 min).
 	Retain time.Duration
+	// MaxBytes bounds the counts kept (default DefaultMaxBytes); past it the
+	// oldest chart points are dropped first.
+	MaxBytes int64
+	// Grace is how long a version that left a deployment is still taken in
+	// reports (default DefaultGrace).
+	Grace time.Duration
 
-	mu      sync.Mutex
-	series  map[seriesKey][]point
-	nodes   map[string]*NodeState
-	fails   map[seriesKey]int
-	alerted map[seriesKey]bool
-	cards   map[seriesKey]*artifact.Card // by model and version (arm empty)
-	decided int64
+	mu        sync.Mutex
+	series    map[seriesKey][]point
+	perNode   map[seriesKey]map[string][]nodeSlot
+	nodes     map[string]*NodeState
+	fails     map[seriesKey]int
+	alerted   map[seriesKey]bool
+	cards     map[seriesKey]*artifact.Card // by model and version (arm empty)
+	deployed  map[string]map[int]time.Time // by model: when each version was last seen deployed
+	limits    map[string]float64           // by model: the p99 limit of its policy, last read
+	baselines map[string]*baseline         // by model, while production bakes
+	retained  int64                        // bytes of series points and node slots
+	decided   int64
 }
 
 // New returns a monitor over a registry.
 func New(reg *registry.Registry, log *slog.Logger) *Monitor {
 	return &Monitor{Registry: reg, Logger: log, Now: time.Now, Window: 30 * time.Second, Retain: 15 * time.Minute,
-		series: map[seriesKey][]point{}, nodes: map[string]*NodeState{}, fails: map[seriesKey]int{},
-		alerted: map[seriesKey]bool{}, cards: map[seriesKey]*artifact.Card{}}
+		MaxBytes: DefaultMaxBytes, Grace: DefaultGrace,
+		series: map[seriesKey][]point{}, perNode: map[seriesKey]map[string][]nodeSlot{}, nodes: map[string]*NodeState{},
+		fails: map[seriesKey]int{}, alerted: map[seriesKey]bool{}, cards: map[seriesKey]*artifact.Card{},
+		deployed: map[string]map[int]time.Time{}, limits: map[string]float64{}, baselines: map[string]*baseline{}}
 }
 
-// Ingest stores a report.
+// Usage is what the monitor holds: nodes, series, chart points, node slots,
+// and the bytes of their counts (an estimate that the budget is held to).
+type Usage struct {
+	Nodes     int   `json:"nodes"`
+	Series    int   `json:"series"`
+	Points    int   `json:"points"`
+	NodeSlots int   `json:"node_slots"`
+	Bytes     int64 `json:"bytes"`
+}
+
+// Usage reports what the monitor holds now.
+func (m *Monitor) Usage() Usage {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := Usage{Nodes: len(m.nodes), Series: len(m.series), Bytes: m.retained}
+	for _, ps := range m.series {
+		u.Points += len(ps)
+	}
+	for _, byNode := range m.perNode {
+		for _, sl := range byNode {
+			u.NodeSlots += len(sl)
+		}
+	}
+	return u
+}
+
+// windowBytes estimates what a window's counts cost in memory.
+func windowBytes(w Window) int64 {
+	n := int64(200) // the struct, its slice headers and the point around it
+	n += 8 * int64(len(w.Latency)+len(w.Prediction)+len(w.RefPrediction)+len(w.ShadowDiff))
+	for _, f := range w.Features {
+		n += 24 + 8*int64(len(f))
+	}
+	for k := range w.Fallbacks {
+		n += 64 + int64(len(k))
+	}
+	return n
+}
+
+// clone copies a window's counts, so that merging into it leaves the
+// reported one alone.
+func clone(w Window) Window {
+	c := Window{Version: w.Version, Arm: w.Arm}
+	c.Add(w)
+	return c
+}
+
+// Ingest stores a report as it is; Admit it first (the API does).
 func (m *Monitor) Ingest(r Report) {
 	now := m.Now()
 	m.mu.Lock()
@@ -96,18 +178,196 @@ func (m *Monitor) Ingest(r Report) {
 		}
 		for _, w := range mr.Windows {
 			k := seriesKey{mr.Model, w.Version, w.Arm}
-			m.series[k] = append(m.series[k], point{now, w})
+			m.addPointLocked(k, now, w)
+			if w.Version > 0 && (w.Arm == "champion" || w.Arm == "challenger") {
+				m.addNodeSlotLocked(k, r.Node, now, w)
+			}
 		}
+	}
+	if _, known := m.nodes[r.Node]; !known && len(m.nodes) >= MaxNodes {
+		m.forgetNodesLocked(now.Add(-m.Retain))
+		m.dropStalestNodeLocked()
 	}
 	m.nodes[r.Node] = ns
 	cutoff := now.Add(-m.Retain)
 	m.forgetNodesLocked(cutoff)
 	for k, ps := range m.series {
 		i := sort.Search(len(ps), func(i int) bool { return ps[i].t.After(cutoff) })
+		for _, p := range ps[:i] {
+			m.retained -= p.size
+		}
 		if i == len(ps) {
 			delete(m.series, k)
 		} else if i > 0 {
 			m.series[k] = append(ps[:0:0], ps[i:]...)
+		}
+	}
+	nodeCutoff := now.Add(-m.Window - m.slotStep())
+	for k, byNode := range m.perNode {
+		for node, sl := range byNode {
+			i := sort.Search(len(sl), func(i int) bool { return sl[i].t.After(nodeCutoff) })
+			m.retained -= int64(i) * nodeSlotBytes
+			if i == len(sl) {
+				delete(byNode, node)
+			} else if i > 0 {
+				byNode[node] = append(sl[:0:0], sl[i:]...)
+			}
+		}
+		if len(byNode) == 0 {
+			delete(m.perNode, k)
+		}
+	}
+	m.holdBudgetLocked()
+}
+
+// slotStep is the time one node slot covers: the window in nodeSlots steps,
+// a second at least.
+func (m *Monitor) slotStep() time.Duration {
+	return max(time.Second, m.Window/nodeSlots)
+}
+
+// addPointLocked merges w into its series: into the last point when that is
+// of the same second (so that a series holds a point a second, however many
+// nodes report), else as a new point.
+func (m *Monitor) addPointLocked(k seriesKey, now time.Time, w Window) {
+	ps, ok := m.series[k]
+	if n := len(ps); n > 0 && ps[n-1].t.Unix() == now.Unix() {
+		p := &ps[n-1]
+		p.w.Add(w)
+		p.t = now
+		size := windowBytes(p.w)
+		m.retained += size - p.size
+		p.size = size
+		return
+	}
+	if !ok && len(m.series) >= MaxSeries {
+		m.dropStalestSeriesLocked()
+	}
+	p := point{t: now, w: clone(w)}
+	p.size = windowBytes(p.w)
+	m.retained += p.size
+	m.series[k] = append(ps, p)
+}
+
+// addNodeSlotLocked adds w to the node's own counts of a judged series.
+func (m *Monitor) addNodeSlotLocked(k seriesKey, node string, now time.Time, w Window) {
+	byNode := m.perNode[k]
+	if byNode == nil {
+		byNode = map[string][]nodeSlot{}
+		m.perNode[k] = byNode
+	}
+	var timed, fast int64
+	for _, c := range w.Latency {
+		timed += c
+	}
+	fast = fastCount(w.Latency, m.p99Limit(k.model))
+	sl := byNode[node]
+	step := m.slotStep()
+	var s *nodeSlot
+	if n := len(sl); n > 0 && now.Truncate(step).Equal(sl[n-1].t.Truncate(step)) {
+		s = &sl[n-1]
+	} else {
+		byNode[node] = append(sl, nodeSlot{})
+		s = &byNode[node][len(sl)]
+		m.retained += nodeSlotBytes
+	}
+	s.t = now
+	s.requests += w.Requests
+	s.errors += w.Errors
+	s.fallbacks += w.FallbackCount()
+	s.timed += timed
+	s.fast += fast
+	if len(w.Prediction) == PredictionBins {
+		for i, c := range w.Prediction {
+			s.prediction[i] += c
+		}
+	}
+}
+
+// p99Limit is the model's p99 limit as the monitor last read its policy (the
+// default policy's until then): a node's counts keep how many of its
+// requests were answered within it.
+func (m *Monitor) p99Limit(model string) float64 {
+	if l, ok := m.limits[model]; ok {
+		return l
+	}
+	return registry.DefaultPolicy().MaxP99Ms
+}
+
+// fastCount is how many requests of a latency histogram were answered within
+// limitMs: those in buckets whose upper edge is at most limitMs.
+func fastCount(latency []int64, limitMs float64) int64 {
+	var n int64
+	for i, c := range latency {
+		if i < len(LatencyBucketsMs) && LatencyBucketsMs[i] <= limitMs {
+			n += c
+		}
+	}
+	return n
+}
+
+// dropStalestSeriesLocked forgets the series whose last point is the oldest.
+func (m *Monitor) dropStalestSeriesLocked() {
+	var stalest seriesKey
+	var at time.Time
+	found := false
+	for k, ps := range m.series {
+		if t := ps[len(ps)-1].t; !found || t.Before(at) {
+			stalest, at, found = k, t, true
+		}
+	}
+	if found {
+		for _, p := range m.series[stalest] {
+			m.retained -= p.size
+		}
+		delete(m.series, stalest)
+	}
+}
+
+// dropStalestNodeLocked forgets the node heard from least recently, and its
+// counts.
+func (m *Monitor) dropStalestNodeLocked() {
+	var stalest string
+	var at time.Time
+	for name, n := range m.nodes {
+		if stalest == "" || n.LastReport.Before(at) {
+			stalest, at = name, n.LastReport
+		}
+	}
+	delete(m.nodes, stalest)
+	for _, byNode := range m.perNode {
+		m.retained -= int64(len(byNode[stalest])) * nodeSlotBytes
+		delete(byNode, stalest)
+	}
+}
+
+// holdBudgetLocked drops the oldest chart points while the counts kept pass
+// MaxBytes: charts lose their far end before decisions lose their window.
+func (m *Monitor) holdBudgetLocked() {
+	for m.retained > m.MaxBytes {
+		var oldest seriesKey
+		var at time.Time
+		found := false
+		for k, ps := range m.series {
+			if t := ps[0].t; !found || t.Before(at) {
+				oldest, at, found = k, t, true
+			}
+		}
+		if !found {
+			return
+		}
+		ps := m.series[oldest]
+		// Drop every point of that second and older in one go.
+		i := sort.Search(len(ps), func(i int) bool { return ps[i].t.After(at) })
+		i = max(i, 1)
+		for _, p := range ps[:i] {
+			m.retained -= p.size
+		}
+		clear(ps[:i]) // the dropped counts are freed, not kept by the array
+		if i == len(ps) {
+			delete(m.series, oldest)
+		} else {
+			m.series[oldest] = ps[i:]
 		}
 	}
 }
@@ -335,21 +595,7 @@ func (m *Monitor) Health(ctx context.Context, model string) (*ModelHealth, error
 	if md.Candidate != nil {
 		out.Candidate = md.Candidate.Version
 	}
-	m.mu.Lock()
-	var keys []seriesKey
-	for k := range m.series {
-		if k.model == model {
-			keys = append(keys, k)
-		}
-	}
-	m.mu.Unlock()
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].version != keys[j].version {
-			return keys[i].version > keys[j].version
-		}
-		return keys[i].arm < keys[j].arm
-	})
-	for _, k := range keys {
+	for _, k := range m.modelKeys(model) {
 		w := m.window(k, now.Add(-m.Window), now)
 		if w.Requests == 0 && w.Outcomes == 0 && w.Rows == 0 {
 			continue
@@ -365,11 +611,13 @@ type SeriesPoint struct {
 	ArmHealth
 }
 
-// Series returns per-step health of each (version, arm) of a model over the last
-// span, for the dashboard's charts and drift heatmap.
-func (m *Monitor) Series(ctx context.Context, model string, span, step time.Duration) map[string][]SeriesPoint {
-	now := m.Now()
-	out := map[string][]SeriesPoint{}
+// MaxSeriesShown bounds the series of one model in a Series or Health answer:
+// the newest versions first.
+const MaxSeriesShown = 16
+
+// modelKeys are the series of a model, newest version first, at most
+// MaxSeriesShown of them.
+func (m *Monitor) modelKeys(model string) []seriesKey {
 	m.mu.Lock()
 	var keys []seriesKey
 	for k := range m.series {
@@ -378,7 +626,22 @@ func (m *Monitor) Series(ctx context.Context, model string, span, step time.Dura
 		}
 	}
 	m.mu.Unlock()
-	for _, k := range keys {
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].version != keys[j].version {
+			return keys[i].version > keys[j].version
+		}
+		return keys[i].arm < keys[j].arm
+	})
+	return keys[:min(len(keys), MaxSeriesShown)]
+}
+
+// Series returns per-step health of each (version, arm) of a model over the last
+// span, for the dashboard's charts and drift heatmap: at most MaxSeriesShown
+// series of span/step points each, whatever was reported.
+func (m *Monitor) Series(ctx context.Context, model string, span, step time.Duration) map[string][]SeriesPoint {
+	now := m.Now()
+	out := map[string][]SeriesPoint{}
+	for _, k := range m.modelKeys(model) {
 		name := fmt.Sprintf("v%d/%s", k.version, k.arm)
 		if k.version == 0 {
 			// The rules answer before any model as the champion: the arm says
@@ -388,9 +651,24 @@ func (m *Monitor) Series(ctx context.Context, model string, span, step time.Dura
 				name += " (" + k.arm + ")"
 			}
 		}
+		var times []time.Time
 		for t := now.Add(-span); t.Before(now); t = t.Add(step) {
-			w := m.window(k, t, t.Add(step))
-			out[name] = append(out[name], SeriesPoint{Time: t.Add(step), ArmHealth: m.armHealth(ctx, k, w, step)})
+			times = append(times, t)
+		}
+		ws := make([]Window, len(times))
+		m.mu.Lock()
+		ps := m.series[k]
+		for i, t := range times {
+			ws[i] = Window{Version: k.version, Arm: k.arm}
+			// Points are in time order: those in (t, t+step].
+			j := sort.Search(len(ps), func(j int) bool { return ps[j].t.After(t) })
+			for ; j < len(ps) && !ps[j].t.After(t.Add(step)); j++ {
+				ws[i].Add(ps[j].w)
+			}
+		}
+		m.mu.Unlock()
+		for i, t := range times {
+			out[name] = append(out[name], SeriesPoint{Time: t.Add(step), ArmHealth: m.armHealth(ctx, k, ws[i], step)})
 		}
 	}
 	return out
@@ -450,6 +728,9 @@ func (m *Monitor) Evaluate(ctx context.Context) {
 func (m *Monitor) evaluate(ctx context.Context, md registry.Model, judged, watched map[seriesKey]bool) {
 	now := m.Now()
 	pol := md.EffectivePolicy()
+	m.mu.Lock()
+	m.limits[md.Name] = pol.MaxP99Ms
+	m.mu.Unlock()
 	if md.Production > 0 {
 		k := seriesKey{md.Name, md.Production, "champion"}
 		baking := now.Sub(md.PromotedAt) < time.Duration(pol.BakeTime)
@@ -459,10 +740,14 @@ func (m *Monitor) evaluate(ctx context.Context, md registry.Model, judged, watch
 		}
 		w := m.window(k, from, now)
 		if baking {
-			reason := m.breach(ctx, md, k, w, pol, md.PromotedAt)
+			m.takeBaseline(md)
+			reason := m.breach(ctx, md, k, w, pol, from, md.PromotedAt)
 			judged[k] = true
 			m.decide(ctx, k, reason, pol, registry.Decision{Model: md.Name, Version: md.Production})
 		} else {
+			m.mu.Lock()
+			delete(m.baselines, md.Name)
+			m.mu.Unlock()
 			watched[k] = true
 			m.driftAlert(ctx, md, k, w, pol)
 		}
@@ -475,38 +760,218 @@ func (m *Monitor) evaluate(ctx context.Context, md registry.Model, judged, watch
 			from = md.Candidate.Since
 		}
 		w := m.window(k, from, now)
-		reason := m.breach(ctx, md, k, w, pol, time.Time{})
+		reason := m.breach(ctx, md, k, w, pol, from, time.Time{})
 		judged[k] = true
 		m.decide(ctx, k, reason, pol, registry.Decision{Model: md.Name, Version: md.Candidate.Version, Candidate: true})
 	}
 }
 
-// breach returns why w breaks the policy, or "" when it does not (or has too few
-// samples to say).
-func (m *Monitor) breach(ctx context.Context, md registry.Model, k seriesKey, w Window, pol registry.Policy, promotedAt time.Time) string {
+// breach returns why w (the series k since from) breaks the policy, or "" when
+// it does not (or has too few samples to say). A breach of the error, fallback
+// or latency limit must be seen by enough nodes on their own traffic (see
+// corroborate).
+func (m *Monitor) breach(ctx context.Context, md registry.Model, k seriesKey, w Window, pol registry.Policy, from, promotedAt time.Time) string {
 	if w.Requests < pol.MinSamples {
 		return ""
 	}
-	h := m.armHealth(ctx, k, w, 0)
-	switch {
-	case h.ErrorRate > pol.MaxErrorRate:
-		return fmt.Sprintf("error rate %.3f > %.3f over %d requests", h.ErrorRate, pol.MaxErrorRate, w.Requests)
-	case h.FallbackRate > pol.MaxFallbackRate:
-		return fmt.Sprintf("fallback rate %.3f > %.3f over %d requests (%v)", h.FallbackRate, pol.MaxFallbackRate, w.Requests, w.Fallbacks)
-	case h.P99Ms > pol.MaxP99Ms:
-		return fmt.Sprintf("p99 latency %.1f ms > %.1f ms over %d requests", h.P99Ms, pol.MaxP99Ms, w.Requests)
+	if reason := m.corroborate(k, w, pol, from); reason != "" {
+		return reason
 	}
 	// Prediction drift against the version it replaced, on the traffic it saw
-	// just before the promotion.
+	// just before the promotion: each node's against its own.
 	if !promotedAt.IsZero() && len(md.Previous) > 0 {
-		prev := seriesKey{md.Name, md.Previous[len(md.Previous)-1], "champion"}
-		before := m.window(prev, promotedAt.Add(-m.Window), promotedAt)
-		if n := minPSIRows(len(w.Prediction), pol); before.Rows >= n && w.Rows >= n {
-			psi := PSICounts(before.Prediction, w.Prediction)
-			if psi > pol.MaxPredPSI {
-				return fmt.Sprintf("prediction PSI %.3f > %.3f against v%d on the same traffic (%d vs %d requests)", psi, pol.MaxPredPSI, prev.version, w.Requests, before.Requests)
+		return m.corroboratePSI(md, k, pol, from, promotedAt)
+	}
+	return ""
+}
+
+// baseline holds, per node, the prediction counts of the version production
+// replaced over the window before the promotion: each node's predictions of
+// the new version are compared with its own of the old, on the same traffic.
+// (A node can skew only its own.)
+type baseline struct {
+	promotedAt time.Time
+	version    int
+	byNode     map[string][PredictionBins]int64
+}
+
+// takeBaseline notes, once per promotion, the baseline of md's production
+// from the node counts of the version before it.
+func (m *Monitor) takeBaseline(md registry.Model) {
+	if len(md.Previous) == 0 {
+		return
+	}
+	prev := md.Previous[len(md.Previous)-1]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if b := m.baselines[md.Name]; b != nil && b.promotedAt.Equal(md.PromotedAt) && b.version == prev {
+		return
+	}
+	b := &baseline{promotedAt: md.PromotedAt, version: prev, byNode: map[string][PredictionBins]int64{}}
+	from := md.PromotedAt.Add(-m.Window)
+	for node, sl := range m.perNode[seriesKey{md.Name, prev, "champion"}] {
+		var counts [PredictionBins]int64
+		for _, s := range sl {
+			if s.t.After(from) && !s.t.After(md.PromotedAt) {
+				for i, c := range s.prediction {
+					counts[i] += c
+				}
 			}
 		}
+		b.byNode[node] = counts
+	}
+	m.baselines[md.Name] = b
+}
+
+// corroboratePSI returns why production's predictions since from are too far
+// from the version it replaced, or "": as corroborate, enough nodes serving
+// it must each see it, comparing their own predictions before and after.
+func (m *Monitor) corroboratePSI(md registry.Model, k seriesKey, pol registry.Policy, from, promotedAt time.Time) string {
+	prev := md.Previous[len(md.Previous)-1]
+	n := minPSIRows(PredictionBins, pol)
+	tallies := m.tallies(k, from)
+	m.mu.Lock()
+	b := m.baselines[md.Name]
+	var base map[string][PredictionBins]int64
+	if b != nil && b.promotedAt.Equal(promotedAt) && b.version == prev {
+		base = b.byNode
+	}
+	m.mu.Unlock()
+	need := min(pol.CorroboratingNodes, len(tallies))
+	// Each node's share of the rows a pooled PSI would need, but no fewer than
+	// 10 a bin: below that a PSI is mostly noise.
+	if len(tallies) > 0 {
+		n = max(n/int64(len(tallies)), 10*PredictionBins)
+	}
+	var names []string
+	var before, after [PredictionBins]int64
+	for _, t := range tallies {
+		own, old := t.prediction, base[t.node]
+		if total(own[:]) < n || total(old[:]) < n || PSICounts(old[:], own[:]) <= pol.MaxPredPSI {
+			continue
+		}
+		names = append(names, t.node)
+		for i := range own {
+			before[i] += old[i]
+			after[i] += own[i]
+		}
+	}
+	if len(names) == 0 || len(names) < need {
+		return ""
+	}
+	return fmt.Sprintf("prediction PSI %.3f > %.3f against v%d on the same traffic (%d vs %d rows), seen by %d of %d nodes serving it (%s; %d needed)",
+		PSICounts(before[:], after[:]), pol.MaxPredPSI, prev, total(after[:]), total(before[:]), len(names), len(tallies), nodeList(names), need)
+}
+
+// nodeList names the first few nodes of names, for an event's reason.
+func nodeList(names []string) string {
+	const shown = 5
+	var b strings.Builder
+	for i, n := range names {
+		if i == shown {
+			fmt.Fprintf(&b, " and %d more", len(names)-shown)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(truncate(n, 64))
+	}
+	return b.String()
+}
+
+// nodeTally is one node's counts of a judged series over a decision window.
+type nodeTally struct {
+	node                                     string
+	requests, errors, fallbacks, timed, fast int64
+	prediction                               [PredictionBins]int64
+}
+
+// tallies are the nodes' own counts of the series k since from, by node name.
+func (m *Monitor) tallies(k seriesKey, from time.Time) []nodeTally {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []nodeTally
+	for node, sl := range m.perNode[k] {
+		t := nodeTally{node: node}
+		for _, s := range sl {
+			if s.t.After(from) {
+				t.requests += s.requests
+				t.errors += s.errors
+				t.fallbacks += s.fallbacks
+				t.timed += s.timed
+				t.fast += s.fast
+				for i, c := range s.prediction {
+					t.prediction[i] += c
+				}
+			}
+		}
+		if t.requests > 0 {
+			out = append(out, t)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].node < out[j].node })
+	return out
+}
+
+// corroborate returns why the series breaks its error, fallback or latency
+// limit, or "". A version served by two nodes or more is in breach only when
+// at least pol.CorroboratingNodes of them (all of them, when fewer serve it)
+// each see the breach on their own traffic: one node, or one stolen scorer
+// token, cannot roll back what others serve well. The reason gives the
+// numbers of the nodes in breach, and names them.
+func (m *Monitor) corroborate(k seriesKey, w Window, pol registry.Policy, from time.Time) string {
+	tallies := m.tallies(k, from)
+	if len(tallies) == 0 {
+		// Counts without a node's own (none reported since): the pooled ones.
+		tallies = []nodeTally{{requests: w.Requests, errors: w.Errors, fallbacks: w.FallbackCount()}}
+		for _, c := range w.Latency {
+			tallies[0].timed += c
+		}
+		tallies[0].fast = fastCount(w.Latency, pol.MaxP99Ms)
+	}
+	need := min(pol.CorroboratingNodes, len(tallies))
+	// A node's own window must hold a fair share of the samples for its rates
+	// to mean anything.
+	minOwn := max(1, pol.MinSamples/int64(2*len(tallies)))
+	limits := []struct {
+		breaks func(t nodeTally) bool
+		say    func(t nodeTally) string
+	}{
+		{func(t nodeTally) bool { return float64(t.errors) > pol.MaxErrorRate*float64(t.requests) },
+			func(t nodeTally) string {
+				return fmt.Sprintf("error rate %.3f > %.3f over %d requests", float64(t.errors)/float64(t.requests), pol.MaxErrorRate, t.requests)
+			}},
+		{func(t nodeTally) bool { return float64(t.fallbacks) > pol.MaxFallbackRate*float64(t.requests) },
+			func(t nodeTally) string {
+				return fmt.Sprintf("fallback rate %.3f > %.3f over %d requests (%v)", float64(t.fallbacks)/float64(t.requests), pol.MaxFallbackRate, t.requests, w.Fallbacks)
+			}},
+		{func(t nodeTally) bool { return t.timed > 0 && t.fast < max(1, int64(0.99*float64(t.timed)+0.5)) },
+			func(t nodeTally) string {
+				return fmt.Sprintf("p99 latency > %.1f ms (%d of %d requests slower) over %d requests", pol.MaxP99Ms, t.timed-t.fast, t.timed, t.requests)
+			}},
+	}
+	for _, l := range limits {
+		var in nodeTally
+		var names []string
+		for _, t := range tallies {
+			if t.requests >= minOwn && l.breaks(t) {
+				in.requests += t.requests
+				in.errors += t.errors
+				in.fallbacks += t.fallbacks
+				in.timed += t.timed
+				in.fast += t.fast
+				names = append(names, t.node)
+			}
+		}
+		if len(names) == 0 || len(names) < need {
+			continue
+		}
+		reason := l.say(in)
+		if len(tallies) > 1 || tallies[0].node != "" {
+			reason += fmt.Sprintf(", seen by %d of %d nodes serving it (%s; %d needed)", len(names), len(tallies), nodeList(names), need)
+		}
+		return reason
 	}
 	return ""
 }

@@ -22,12 +22,12 @@ type AliasRequest struct {
 // changeModel is the one shape of every alias change: in one transaction, read the
 // model, refuse a stale expected revision, let change edit the model and name the
 // event, then append the event and store the model at the event's revision.
-func (r *Registry) changeModel(name string, expect uint64, change func(tx MetaTx, m *Model) (*Event, error)) (*Event, error) {
+func (r *Registry) changeModel(ctx context.Context, name string, expect uint64, change func(tx MetaTx, m *Model) (*Event, error)) (*Event, error) {
 	if err := CheckModelName(name); err != nil {
 		return nil, err
 	}
 	var ev *Event
-	err := r.Meta.Update(func(tx MetaTx) error {
+	err := r.Meta.Update(ctx, func(tx MetaTx) error {
 		m, err := tx.Model(name)
 		if err != nil {
 			return err
@@ -51,8 +51,8 @@ func (r *Registry) changeModel(name string, expect uint64, change func(tx MetaTx
 }
 
 // Promote points production at req.Version.
-func (r *Registry) Promote(_ context.Context, req AliasRequest) (*Event, error) {
-	return r.changeModel(req.Model, req.ExpectRevision, func(tx MetaTx, m *Model) (*Event, error) {
+func (r *Registry) Promote(ctx context.Context, req AliasRequest) (*Event, error) {
+	return r.changeModel(ctx, req.Model, req.ExpectRevision, func(tx MetaTx, m *Model) (*Event, error) {
 		if _, err := tx.Version(req.Model, req.Version); err != nil {
 			return nil, err
 		}
@@ -81,8 +81,8 @@ func (r *Registry) Promote(_ context.Context, req AliasRequest) (*Event, error) 
 
 // Rollback points production back at the version it held before the current one,
 // or at req.Version when that is set.
-func (r *Registry) Rollback(_ context.Context, req AliasRequest) (*Event, error) {
-	return r.changeModel(req.Model, req.ExpectRevision, func(tx MetaTx, m *Model) (*Event, error) {
+func (r *Registry) Rollback(ctx context.Context, req AliasRequest) (*Event, error) {
+	return r.changeModel(ctx, req.Model, req.ExpectRevision, func(tx MetaTx, m *Model) (*Event, error) {
 		if m.Production == 0 {
 			return nil, fmt.Errorf("%s has no production version to roll back: %w", req.Model, ErrConflict)
 		}

@@ -45,7 +45,7 @@ type CanaryRequest struct {
 
 // SetCanary points the candidate alias at a version with a traffic share and mode,
 // or clears it.
-func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, error) {
+func (r *Registry) SetCanary(ctx context.Context, req CanaryRequest) (*Event, error) {
 	if !req.Clear {
 		if req.Mode == "" {
 			req.Mode = ModeAB
@@ -57,7 +57,7 @@ func (r *Registry) SetCanary(_ context.Context, req CanaryRequest) (*Event, erro
 			return nil, Invalidf("canary traffic %v: want a percentage above 0 and at most 100", req.Traffic)
 		}
 	}
-	return r.changeModel(req.Model, req.ExpectRevision, func(tx MetaTx, m *Model) (*Event, error) {
+	return r.changeModel(ctx, req.Model, req.ExpectRevision, func(tx MetaTx, m *Model) (*Event, error) {
 		if req.Clear {
 			if m.Candidate == nil {
 				return nil, fmt.Errorf("%s has no canary to clear: %w", req.Model, ErrConflict)
@@ -98,11 +98,11 @@ type BlendRequest struct {
 }
 
 // SetBlend records the weight the model's score gets against its fallback rules.
-func (r *Registry) SetBlend(_ context.Context, req BlendRequest) (*Event, error) {
+func (r *Registry) SetBlend(ctx context.Context, req BlendRequest) (*Event, error) {
 	if math.IsNaN(req.Weight) || req.Weight < 0 || req.Weight > 1 {
 		return nil, Invalidf("blend weight %v: want a number from 0 to 1", req.Weight)
 	}
-	return r.changeModel(req.Model, req.ExpectRevision, func(_ MetaTx, m *Model) (*Event, error) {
+	return r.changeModel(ctx, req.Model, req.ExpectRevision, func(_ MetaTx, m *Model) (*Event, error) {
 		reason := withWhy(fmt.Sprintf("weight %g (was %g)", req.Weight, m.BlendWeight()), req.Reason)
 		w := req.Weight
 		m.Blend = &w

@@ -20,7 +20,7 @@ func FuzzNames(f *testing.F) {
 				}
 			}
 		}
-		if k, err := blobKey(name); err == nil && (strings.Contains(k, "..") || len(k) != len("blobs/sha256/")+64) {
+		if k, err := BlobKey(name); err == nil && (strings.Contains(k, "..") || len(k) != len("blobs/sha256/")+64) {
 			t.Fatalf("blob key %q from %q", k, name)
 		}
 	})

@@ -21,7 +21,7 @@ func (r *Registry) GC(ctx context.Context, grace time.Duration, apply bool) (*GC
 	r.pushMu.Lock()
 	defer r.pushMu.Unlock()
 	referenced := map[string]bool{}
-	err := r.Meta.View(func(tx MetaTx) error {
+	err := r.Meta.View(ctx, func(tx MetaTx) error {
 		models, err := tx.Models()
 		if err != nil {
 			return err

@@ -27,7 +27,16 @@ type Policy struct {
 	MinSamples      int64    `json:"min_samples"`
 	BakeTime        Duration `json:"bake_time"`
 	FailureLimit    int      `json:"failure_limit"`
+	// CorroboratingNodes is how many distinct nodes must each see a breach of
+	// the error, fallback or latency limit on their own traffic before a
+	// version served by two or more nodes is rolled back: one node (or one
+	// stolen scorer token) alone cannot roll back production. A version served
+	// by fewer nodes needs them all.
+	CorroboratingNodes int `json:"corroborating_nodes"`
 }
+
+// DefaultCorroboratingNodes is the policy's CorroboratingNodes by default.
+const DefaultCorroboratingNodes = 2
 
 // Duration is a time.Duration that reads and writes as "30s" in JSON.
 type Duration time.Duration
@@ -61,7 +70,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // DefaultPolicy applies to models that have not set their own.
 func DefaultPolicy() Policy {
 	return Policy{MaxErrorRate: 0.01, MaxFallbackRate: 0.05, MaxP99Ms: 50, MaxPredPSI: 0.25, MinSamples: 100,
-		BakeTime: Duration(10 * time.Minute), FailureLimit: 3}
+		BakeTime: Duration(10 * time.Minute), FailureLimit: 3, CorroboratingNodes: DefaultCorroboratingNodes}
 }
 
 // Check returns an error naming the first setting out of range.
@@ -81,6 +90,8 @@ func (p Policy) Check() error {
 		return Invalidf("bake_time must not be negative")
 	case p.FailureLimit < 1:
 		return Invalidf("failure_limit %d: want at least 1", p.FailureLimit)
+	case p.CorroboratingNodes < 1 || p.CorroboratingNodes > 1000:
+		return Invalidf("corroborating_nodes %d: want 1 to 1000", p.CorroboratingNodes)
 	}
 	return nil
 }
@@ -90,19 +101,23 @@ func (m *Model) EffectivePolicy() Policy {
 	if m.Policy == nil {
 		return DefaultPolicy()
 	}
-	return *m.Policy
+	p := *m.Policy
+	if p.CorroboratingNodes == 0 { // stored before the setting existed
+		p.CorroboratingNodes = DefaultCorroboratingNodes
+	}
+	return p
 }
 
 // SetPolicy stores a model's rollback policy.
-func (r *Registry) SetPolicy(_ context.Context, model string, p Policy, expect uint64, actor string) (*Event, error) {
+func (r *Registry) SetPolicy(ctx context.Context, model string, p Policy, expect uint64, actor string) (*Event, error) {
 	if err := p.Check(); err != nil {
 		return nil, err
 	}
-	return r.changeModel(model, expect, func(_ MetaTx, m *Model) (*Event, error) {
+	return r.changeModel(ctx, model, expect, func(_ MetaTx, m *Model) (*Event, error) {
 		m.Policy = &p
 		return &Event{Actor: actorOr(actor), Model: model, Kind: EventPolicySet,
-			Reason: fmt.Sprintf("max error rate %g, fallback rate %g, p99 %g ms, prediction PSI %g; min samples %d, bake %s, failure limit %d",
-				p.MaxErrorRate, p.MaxFallbackRate, p.MaxP99Ms, p.MaxPredPSI, p.MinSamples, time.Duration(p.BakeTime), p.FailureLimit)}, nil
+			Reason: fmt.Sprintf("max error rate %g, fallback rate %g, p99 %g ms, prediction PSI %g; min samples %d, bake %s, failure limit %d, corroborating nodes %d",
+				p.MaxErrorRate, p.MaxFallbackRate, p.MaxP99Ms, p.MaxPredPSI, p.MinSamples, time.Duration(p.BakeTime), p.FailureLimit, p.CorroboratingNodes)}, nil
 	})
 }
 
@@ -120,8 +135,8 @@ type Decision struct {
 // back to the newest earlier version that is not rejected (or the canary is
 // cleared), and the judged version is marked rejected, so it is never promoted
 // again without force. It refuses (ErrConflict) when the model moved on meanwhile.
-func (r *Registry) AutoRollback(_ context.Context, d Decision) (*Event, error) {
-	return r.changeModel(d.Model, 0, func(tx MetaTx, m *Model) (*Event, error) {
+func (r *Registry) AutoRollback(ctx context.Context, d Decision) (*Event, error) {
+	return r.changeModel(ctx, d.Model, 0, func(tx MetaTx, m *Model) (*Event, error) {
 		if m.Rejected == nil {
 			m.Rejected = map[int]string{}
 		}
@@ -156,8 +171,8 @@ func (r *Registry) AutoRollback(_ context.Context, d Decision) (*Event, error) {
 }
 
 // Alert records a monitor alert (such as input drift) as an event.
-func (r *Registry) Alert(_ context.Context, model string, version int, kind, reason string) (*Event, error) {
-	return r.changeModel(model, 0, func(_ MetaTx, m *Model) (*Event, error) {
+func (r *Registry) Alert(ctx context.Context, model string, version int, kind, reason string) (*Event, error) {
+	return r.changeModel(ctx, model, 0, func(_ MetaTx, m *Model) (*Event, error) {
 		return &Event{Actor: "monitor", Model: model, Kind: kind, To: version, Reason: reason}, nil
 	})
 }

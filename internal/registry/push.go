@@ -65,6 +65,10 @@ func (r *Registry) Push(ctx context.Context, req PushRequest) (*PushResult, erro
 
 	sig, err := r.Verifier.VerifyArtifact(ctx, staged, req.Model, want, card)
 	if err != nil {
+		if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			// The verifier's own failure, or the client gone: not the artifact's.
+			return nil, fmt.Errorf("push %s: %w", req.Model, err)
+		}
 		return nil, &kindError{ErrInvalidModel, fmt.Errorf("push %s: %w", req.Model, err)}
 	}
 
@@ -80,7 +84,7 @@ func (r *Registry) Push(ctx context.Context, req PushRequest) (*PushResult, erro
 	}
 
 	res := &PushResult{}
-	err = r.Meta.Update(func(tx MetaTx) error {
+	err = r.Meta.Update(ctx, func(tx MetaTx) error {
 		m, err := tx.Model(req.Model)
 		if errors.Is(err, ErrNotFound) {
 			m = &Model{Name: req.Model, Signature: sig, CreatedAt: r.Now().UTC()}

@@ -1,22 +1,22 @@
 // Package registry is the system of record: models, their immutable versions, the
 // aliases that say which version serves, and the history of every change, each
-// change numbered by a registry-wide revision. Metadata lives in bbolt; artifacts
-// live in a BlobStore addressed by sha256.
+// change numbered by a registry-wide revision. Metadata lives in a MetaStore (a
+// bbolt file by default, etcd for several control planes); artifacts live in a
+// BlobStore addressed by sha256. The stores are drivers in packages of their own
+// (boltmeta, etcdmeta, fileblob, s3blob, memblob), each registering a URL scheme.
 package registry
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/modelops/modelops/internal/artifact"
 )
@@ -101,7 +101,8 @@ type Deployed struct {
 
 // Verifier loads an artifact in a real runtime and checks it: its signature
 // against want (when given) and the card's golden inputs. It returns the signature
-// the runtime reports.
+// the runtime reports. An error is the artifact's fault (422), unless it wraps
+// ErrUnavailable: the verifier itself failed.
 type Verifier interface {
 	VerifyArtifact(ctx context.Context, path string, model string, want *artifact.Signature, card *artifact.Card) (artifact.Signature, error)
 }
@@ -111,13 +112,15 @@ type Verifier interface {
 type Registry struct {
 	// Path is the bbolt file, used when Meta is not set.
 	Path string
-	// Meta holds the metadata; Open opens a BoltMeta at Path when it is nil.
+	// Meta holds the metadata; Open opens bolt://Path when it is nil (the
+	// boltmeta driver must be linked in).
 	Meta MetaStore
 	// Blobs holds the artifacts.
 	Blobs BlobStore
 	// Verifier checks artifacts before they are recorded.
 	Verifier Verifier
-	// StagingDir holds uploads while they are verified; default: beside Path.
+	// StagingDir holds uploads while they are verified; default: beside Path
+	// (required when Meta is set and Path is not).
 	StagingDir string
 	// MaxArtifactBytes bounds a pushed artifact (default 1 GiB).
 	MaxArtifactBytes int64
@@ -138,6 +141,9 @@ func New(path string, blobs BlobStore, v Verifier) *Registry {
 // Open opens the metadata store (creating the bbolt file if needed).
 func (r *Registry) Open() error {
 	if r.StagingDir == "" {
+		if r.Path == "" {
+			return Invalidf("registry: set StagingDir, or Path for a bbolt file")
+		}
 		r.StagingDir = filepath.Join(filepath.Dir(r.Path), "staging")
 	}
 	if err := os.MkdirAll(r.StagingDir, 0o755); err != nil {
@@ -146,15 +152,13 @@ func (r *Registry) Open() error {
 	// The bbolt file's lock first: the staging files below may be another
 	// control plane's uploads in flight until this one holds it.
 	if r.Meta == nil {
-		meta, err := OpenBoltMeta(r.Path)
-		if errors.Is(err, bolt.ErrTimeout) {
-			return fmt.Errorf("open registry %s: another process holds it (is a control plane already running on this data directory?)", r.Path)
-		}
-		if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
-			return fmt.Errorf("open registry %s: %w: the file is not a registry or is damaged; move it aside and put a backup in its place (`modelctl backup` makes one)", r.Path, err)
-		}
+		abs, err := filepath.Abs(r.Path)
 		if err != nil {
 			return fmt.Errorf("open registry %s: %w", r.Path, err)
+		}
+		meta, err := OpenMetaStore(context.Background(), (&url.URL{Scheme: "bolt", Path: abs}).String())
+		if err != nil {
+			return err
 		}
 		r.Meta = meta
 	}
@@ -175,19 +179,10 @@ func (r *Registry) Close() error {
 	return r.Meta.Close()
 }
 
-// DB exposes the bbolt handle, for consistency checks, when the metadata is in
-// bbolt (nil otherwise).
-func (r *Registry) DB() *bolt.DB {
-	if b, ok := r.Meta.(*BoltMeta); ok {
-		return b.DB()
-	}
-	return nil
-}
-
 // Revision returns the current registry revision.
 func (r *Registry) Revision() (uint64, error) {
 	var rev uint64
-	err := r.Meta.View(func(tx MetaTx) error {
+	err := r.Meta.View(context.Background(), func(tx MetaTx) error {
 		rev = tx.Revision()
 		return nil
 	})
@@ -206,12 +201,12 @@ func (r *Registry) appendEvent(tx MetaTx, e *Event) error {
 }
 
 // Model returns one model.
-func (r *Registry) Model(_ context.Context, name string) (*Model, error) {
+func (r *Registry) Model(ctx context.Context, name string) (*Model, error) {
 	if err := CheckModelName(name); err != nil {
 		return nil, err
 	}
 	var m *Model
-	err := r.Meta.View(func(tx MetaTx) (err error) {
+	err := r.Meta.View(ctx, func(tx MetaTx) (err error) {
 		m, err = tx.Model(name)
 		return err
 	})
@@ -219,9 +214,9 @@ func (r *Registry) Model(_ context.Context, name string) (*Model, error) {
 }
 
 // Models returns every model, by name.
-func (r *Registry) Models(_ context.Context) ([]Model, error) {
+func (r *Registry) Models(ctx context.Context) ([]Model, error) {
 	var out []Model
-	err := r.Meta.View(func(tx MetaTx) (err error) {
+	err := r.Meta.View(ctx, func(tx MetaTx) (err error) {
 		out, err = tx.Models()
 		return err
 	})
@@ -229,12 +224,12 @@ func (r *Registry) Models(_ context.Context) ([]Model, error) {
 }
 
 // Versions returns a model's versions, oldest first, without their cards.
-func (r *Registry) Versions(_ context.Context, model string) ([]Version, error) {
+func (r *Registry) Versions(ctx context.Context, model string) ([]Version, error) {
 	if err := CheckModelName(model); err != nil {
 		return nil, err
 	}
 	var out []Version
-	err := r.Meta.View(func(tx MetaTx) error {
+	err := r.Meta.View(ctx, func(tx MetaTx) error {
 		if _, err := tx.Model(model); err != nil {
 			return err
 		}
@@ -249,12 +244,12 @@ func (r *Registry) Versions(_ context.Context, model string) ([]Version, error) 
 }
 
 // Version returns one version with its card.
-func (r *Registry) Version(_ context.Context, model string, n int) (*Version, error) {
+func (r *Registry) Version(ctx context.Context, model string, n int) (*Version, error) {
 	if err := CheckModelName(model); err != nil {
 		return nil, err
 	}
 	var v *Version
-	err := r.Meta.View(func(tx MetaTx) (err error) {
+	err := r.Meta.View(ctx, func(tx MetaTx) (err error) {
 		v, err = tx.Version(model, n)
 		return err
 	})
@@ -262,12 +257,12 @@ func (r *Registry) Version(_ context.Context, model string, n int) (*Version, er
 }
 
 // Deployment resolves a model's aliases to the versions a scorer must serve.
-func (r *Registry) Deployment(_ context.Context, model string) (*Deployment, error) {
+func (r *Registry) Deployment(ctx context.Context, model string) (*Deployment, error) {
 	if err := CheckModelName(model); err != nil {
 		return nil, err
 	}
 	var d *Deployment
-	err := r.Meta.View(func(tx MetaTx) error {
+	err := r.Meta.View(ctx, func(tx MetaTx) error {
 		m, err := tx.Model(model)
 		if err != nil {
 			return err
@@ -320,4 +315,4 @@ type readCloser struct {
 
 // Backup writes a consistent copy of the metadata (the bbolt file) while the
 // registry runs.
-func (r *Registry) Backup(w io.Writer) (int64, error) { return r.Meta.Backup(w) }
+func (r *Registry) Backup(w io.Writer) (int64, error) { return r.Meta.Backup(context.Background(), w) }

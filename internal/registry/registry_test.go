@@ -3,6 +3,7 @@ package registry_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/registry/boltmeta"
+	"github.com/modelops/modelops/internal/registry/fileblob"
+	_ "github.com/modelops/modelops/internal/registry/s3blob"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
@@ -31,13 +33,7 @@ func MustOpen(tb testing.TB) (*registry.Registry, string) {
 // MustCheck runs bbolt's consistency check.
 func MustCheck(tb testing.TB, r *registry.Registry) {
 	tb.Helper()
-	err := r.DB().View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
+	if err := r.Meta.(*boltmeta.Store).Check(); err != nil {
 		tb.Fatalf("bbolt check: %v", err)
 	}
 }
@@ -410,7 +406,7 @@ func TestSecondOpenOfTheSameDirectoryFailsAndTouchesNothing(t *testing.T) {
 // openIn opens the registry of a data directory, with its artifacts beside it.
 func openIn(t *testing.T, dir string) (*registry.Registry, error) {
 	t.Helper()
-	blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
+	blobs, err := fileblob.New(filepath.Join(dir, "artifacts"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,4 +428,12 @@ func TestOpenOfADamagedFileSaysWhatToDo(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "registry.db")); !bytes.Equal(b, junk) {
 		t.Fatal("the damaged file was changed")
 	}
+}
+
+// randomBlob returns n random bytes and their sha256.
+func randomBlob(t *testing.T, n int) ([]byte, string) {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	return b, testutil.MustDigest(t, b)
 }

@@ -18,7 +18,7 @@ type EventQuery struct {
 }
 
 // Events returns events in revision order.
-func (r *Registry) Events(_ context.Context, q EventQuery) ([]Event, error) {
+func (r *Registry) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 	if q.Model != "" {
 		if err := CheckModelName(q.Model); err != nil {
 			return nil, err
@@ -29,7 +29,7 @@ func (r *Registry) Events(_ context.Context, q EventQuery) ([]Event, error) {
 	}
 	keep := func(e *Event) bool { return q.Model == "" || e.Model == q.Model }
 	var out []Event
-	err := r.Meta.View(func(tx MetaTx) (err error) {
+	err := r.Meta.View(ctx, func(tx MetaTx) (err error) {
 		if q.Last > 0 {
 			out, err = tx.LatestEvents(q.Since, q.Last, keep)
 		} else {

@@ -12,11 +12,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/registry/boltmeta"
+	"github.com/modelops/modelops/internal/registry/fileblob"
 	"github.com/modelops/modelops/internal/trainer"
 )
 
@@ -27,6 +27,22 @@ func InitORT() {
 		fmt.Fprintln(os.Stderr, "FAIL: ONNX Runtime is required for these tests:", err)
 		os.Exit(1)
 	}
+}
+
+// ServeVerifyChild answers as a verify child, then exits, when this test binary
+// was started as one: a control plane under test verifies each push by running
+// its own executable with loader.VerifyCommand, as `modelctl serve` runs
+// `modelctl verify-artifact`. Call it first thing in the TestMain of a package
+// that runs control planes (app.ControlPlane).
+func ServeVerifyChild() {
+	if len(os.Args) < 2 || os.Args[1] != loader.VerifyCommand {
+		return
+	}
+	if err := loader.ServeVerify(os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
 
 // Model is an artifact on disk with its card.
@@ -110,7 +126,7 @@ func NaNModel(tb testing.TB) Model {
 func MustRegistry(tb testing.TB) (*registry.Registry, string) {
 	tb.Helper()
 	dir := tb.TempDir()
-	blobs, err := registry.NewFileStore(filepath.Join(dir, "artifacts"))
+	blobs, err := fileblob.New(filepath.Join(dir, "artifacts"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -119,13 +135,7 @@ func MustRegistry(tb testing.TB) (*registry.Registry, string) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
-		err := r.DB().View(func(tx *bolt.Tx) error {
-			for err := range tx.Check() {
-				return err
-			}
-			return nil
-		})
-		if err != nil {
+		if err := r.Meta.(*boltmeta.Store).Check(); err != nil {
 			tb.Errorf("bbolt check: %v", err)
 		}
 		r.Close()

@@ -72,15 +72,19 @@ func (d *Dataset) Len() int { return len(d.Y) }
 //	ℓ      = 6·(align−0.55) + 3·(ctx−0.3) + 2.5·(timing−0.3) + 2·align·timing + N(0, 0.25)
 //
 // which is not the fallback rules' linear blend, so a model has something to learn.
-func Generate(n int, seed uint64) *Dataset {
-	rng := rand.New(rand.NewPCG(seed, 0xca11))
-	// Each user dimension loads on the three latent tastes.
-	var load [12][3]float64
-	for i := range load {
-		for j := range load[i] {
-			load[i][j] = normal(rng)
-		}
-	}
+//
+// The seed decides both the population (how user dimensions load on the tastes)
+// and the draws; GenerateFrom separates the two.
+func Generate(n int, seed uint64) *Dataset { return GenerateFrom(n, seed, seed) }
+
+// GenerateFrom draws n samples of the population that population seeds, with
+// the draws seeded by sample. Two data sets of one population (a model's
+// training data and its successor's) differ in their rows but not in how the
+// features relate; GenerateFrom(n, s, s) is Generate(n, s).
+func GenerateFrom(n int, population, sample uint64) *Dataset {
+	load := loadings(rand.New(rand.NewPCG(population, 0xca11)))
+	rng := rand.New(rand.NewPCG(sample, 0xca11))
+	loadings(rng) // the draws start where Generate's single stream did after the loadings
 	d := &Dataset{Features: FeatureNames(), X: make([][]float64, n), Y: make([]float64, n), HasLabel: true}
 	for r := 0; r < n; r++ {
 		x := make([]float64, 39)
@@ -124,6 +128,18 @@ func Generate(n int, seed uint64) *Dataset {
 		d.Y[r] = label(x, normal(rng))
 	}
 	return d
+}
+
+// loadings draws how each of the 12 user dimensions loads on the three latent
+// tastes: the population.
+func loadings(rng *rand.Rand) [12][3]float64 {
+	var load [12][3]float64
+	for i := range load {
+		for j := range load[i] {
+			load[i][j] = normal(rng)
+		}
+	}
+	return load
 }
 
 func label(x []float64, noise float64) float64 {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/advancedclimatesystems/gonnx/onnx"
+	"github.com/modelops/modelops/internal/onnx"
 	"google.golang.org/protobuf/proto"
 )
 

@@ -1,4 +1,6 @@
-package registry
+// Package s3blob is the blob store in an S3 bucket (s3://BUCKET/PREFIX?…): the
+// only package that imports the AWS SDK.
+package s3blob
 
 import (
 	"bytes"
@@ -24,14 +26,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/modelops/modelops/internal/registry"
 )
 
-// S3Store keeps blobs in an S3 bucket under PREFIX/blobs/sha256/<hex>.
+// Store keeps blobs in an S3 bucket under PREFIX/blobs/sha256/<hex>.
 //
 // URL: s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true
 // &multipart_threshold=BYTES&part_size=BYTES&timeout=DURATION&retries=N.
 // Credentials come from the SDK's default chain (AWS_ACCESS_KEY_ID, …).
-type S3Store struct {
+type Store struct {
 	Client *s3.Client
 	Bucket string
 	Prefix string
@@ -46,21 +50,21 @@ type S3Store struct {
 	endpoint string
 }
 
-var _ BlobStore = (*S3Store)(nil)
+var _ registry.BlobStore = (*Store)(nil)
 
 func init() {
-	RegisterBlobDriver("s3", func(ctx context.Context, u *url.URL) (BlobStore, error) {
-		return OpenS3(ctx, u)
+	registry.RegisterBlobDriver("s3", func(ctx context.Context, u *url.URL) (registry.BlobStore, error) {
+		return Open(ctx, u)
 	})
 }
 
-// OpenS3 builds an S3 store from a parsed s3:// URL and checks the bucket.
-func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
+// Open builds an S3 store from a parsed s3:// URL and checks the bucket.
+func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if u.Host == "" {
-		return nil, Invalidf("s3 URL needs a bucket: s3://BUCKET/PREFIX")
+		return nil, registry.Invalidf("s3 URL needs a bucket: s3://BUCKET/PREFIX")
 	}
 	q := u.Query()
-	s := &S3Store{
+	s := &Store{
 		Bucket:             u.Host,
 		Prefix:             strings.Trim(u.Path, "/"),
 		MultipartThreshold: 64 << 20,
@@ -72,7 +76,7 @@ func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 		if v := q.Get(name); v != "" {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < min {
-				return Invalidf("s3 URL: %s=%q must be a whole number ≥ %d", name, v, min)
+				return registry.Invalidf("s3 URL: %s=%q must be a whole number ≥ %d", name, v, min)
 			}
 			*dst = n
 		}
@@ -87,7 +91,7 @@ func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 	if v := q.Get("timeout"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			return nil, Invalidf("s3 URL: timeout=%q must be a duration such as 30s", v)
+			return nil, registry.Invalidf("s3 URL: timeout=%q must be a duration such as 30s", v)
 		}
 		s.Timeout = d
 	}
@@ -149,7 +153,7 @@ func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 		if errors.As(err, &re) {
 			switch re.HTTPStatusCode() {
 			case http.StatusNotFound:
-				return nil, fmt.Errorf("s3: bucket %q at %s: %w: it does not exist, or these credentials cannot see it (HeadBucket: HTTP 404)", s.Bucket, s.endpointName(), ErrNotFound)
+				return nil, fmt.Errorf("s3: bucket %q at %s: %w: it does not exist, or these credentials cannot see it (HeadBucket: HTTP 404)", s.Bucket, s.endpointName(), registry.ErrNotFound)
 			case http.StatusForbidden, http.StatusUnauthorized:
 				return nil, fmt.Errorf("s3: bucket %q at %s refuses these credentials (HeadBucket: HTTP %d): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and that they may read and write the bucket", s.Bucket, s.endpointName(), re.HTTPStatusCode())
 			}
@@ -159,19 +163,19 @@ func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 	return s, nil
 }
 
-func (s *S3Store) endpointName() string {
+func (s *Store) endpointName() string {
 	if s.endpoint != "" {
 		return s.endpoint
 	}
 	return "AWS"
 }
 
-func (s *S3Store) String() string {
+func (s *Store) String() string {
 	return fmt.Sprintf("s3://%s/%s (%s)", s.Bucket, s.Prefix, s.endpointName())
 }
 
-func (s *S3Store) key(digest string) (string, error) {
-	k, err := blobKey(digest)
+func (s *Store) key(digest string) (string, error) {
+	k, err := registry.BlobKey(digest)
 	if err != nil {
 		return "", err
 	}
@@ -181,10 +185,10 @@ func (s *S3Store) key(digest string) (string, error) {
 	return k, nil
 }
 
-// wrap maps S3 errors to registry kinds: a missing object is ErrNotFound, and a
-// store that cannot be reached is ErrUnavailable.
-func (s *S3Store) wrap(err error) error {
-	if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrInvalid) {
+// wrap maps S3 errors to registry kinds: a missing object is registry.ErrNotFound, and a
+// store that cannot be reached is registry.ErrUnavailable.
+func (s *Store) wrap(err error) error {
+	if errors.Is(err, registry.ErrDigestMismatch) || errors.Is(err, registry.ErrInvalid) {
 		return err
 	}
 	var ae smithy.APIError
@@ -192,16 +196,16 @@ func (s *S3Store) wrap(err error) error {
 		code := ae.ErrorCode()
 		switch {
 		case code == "NoSuchKey" || code == "NotFound" || code == "NoSuchBucket":
-			return fmt.Errorf("%w: %v", ErrNotFound, err)
+			return fmt.Errorf("%w: %v", registry.ErrNotFound, err)
 		case strings.Contains(code, "Digest") || strings.Contains(code, "Checksum"):
-			return fmt.Errorf("%w: S3 refused the bytes: %v", ErrDigestMismatch, err)
+			return fmt.Errorf("%w: S3 refused the bytes: %v", registry.ErrDigestMismatch, err)
 		}
 		return err
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return fmt.Errorf("%w: %s", ErrUnavailable, brief(err))
+	return fmt.Errorf("%w: %s", registry.ErrUnavailable, brief(err))
 }
 
 // brief says what failed in an SDK error that never reached S3: the operation,
@@ -233,7 +237,7 @@ func isPreconditionFailed(err error) bool {
 // If-None-Match: *, so S3 refuses bytes that do not match and never overwrites. A
 // 412 means the digest is already stored: the stored bytes are verified instead.
 // Large blobs go up in parts, each with its own checksum, one part in memory.
-func (s *S3Store) Put(ctx context.Context, digest string, size int64, r io.Reader) error {
+func (s *Store) Put(ctx context.Context, digest string, size int64, r io.Reader) error {
 	key, err := s.key(digest)
 	if err != nil {
 		return err
@@ -252,7 +256,7 @@ func (s *S3Store) Put(ctx context.Context, digest string, size int64, r io.Reade
 	return nil
 }
 
-func (s *S3Store) putSingle(ctx context.Context, key, digest string, size int64, r io.Reader) error {
+func (s *Store) putSingle(ctx context.Context, key, digest string, size int64, r io.Reader) error {
 	// The SDK signs the payload and may retry, so it needs to seek: a file does;
 	// anything else is read into memory (it is below the multipart threshold).
 	body, ok := r.(io.ReadSeeker)
@@ -276,7 +280,7 @@ func (s *S3Store) putSingle(ctx context.Context, key, digest string, size int64,
 	return err
 }
 
-func (s *S3Store) putMultipart(ctx context.Context, key, digest string, size int64, r io.Reader) error {
+func (s *Store) putMultipart(ctx context.Context, key, digest string, size int64, r io.Reader) error {
 	up, err := s.Client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket: &s.Bucket, Key: &key, ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 		ContentType: aws.String("application/octet-stream"),
@@ -323,10 +327,10 @@ func (s *S3Store) putMultipart(ctx context.Context, key, digest string, size int
 	}
 	// Nothing is visible under the key until Complete; check the whole first.
 	if sent != size {
-		return fmt.Errorf("%w: got %d bytes, %d stated", ErrDigestMismatch, sent, size)
+		return fmt.Errorf("%w: got %d bytes, %d stated", registry.ErrDigestMismatch, sent, size)
 	}
 	if got := hex.EncodeToString(whole.Sum(nil)); got != digest {
-		return fmt.Errorf("%w: content hashes to sha256 %s, %s stated", ErrDigestMismatch, got, digest)
+		return fmt.Errorf("%w: content hashes to sha256 %s, %s stated", registry.ErrDigestMismatch, got, digest)
 	}
 	_, err = s.Client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &s.Bucket, Key: &key, UploadId: up.UploadId,
@@ -340,19 +344,19 @@ func (s *S3Store) putMultipart(ctx context.Context, key, digest string, size int
 }
 
 // confirm verifies that the blob already stored under digest really holds it.
-func (s *S3Store) confirm(ctx context.Context, digest string, size int64) error {
+func (s *Store) confirm(ctx context.Context, digest string, size int64) error {
 	rc, _, err := s.Open(ctx, digest)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	if _, err := io.Copy(io.Discard, NewVerifyingReader(rc, digest, size)); err != nil {
+	if _, err := io.Copy(io.Discard, registry.NewVerifyingReader(rc, digest, size)); err != nil {
 		return fmt.Errorf("existing blob %s in %s is damaged: %w", digest, s, err)
 	}
 	return nil
 }
 
-func (s *S3Store) Open(ctx context.Context, digest string) (io.ReadCloser, int64, error) {
+func (s *Store) Open(ctx context.Context, digest string) (io.ReadCloser, int64, error) {
 	key, err := s.key(digest)
 	if err != nil {
 		return nil, 0, err
@@ -364,7 +368,7 @@ func (s *S3Store) Open(ctx context.Context, digest string) (io.ReadCloser, int64
 	return out.Body, aws.ToInt64(out.ContentLength), nil
 }
 
-func (s *S3Store) Stat(ctx context.Context, digest string) (int64, error) {
+func (s *Store) Stat(ctx context.Context, digest string) (int64, error) {
 	key, err := s.key(digest)
 	if err != nil {
 		return 0, err
@@ -378,7 +382,7 @@ func (s *S3Store) Stat(ctx context.Context, digest string) (int64, error) {
 	return aws.ToInt64(out.ContentLength), nil
 }
 
-func (s *S3Store) Delete(ctx context.Context, digest string) error {
+func (s *Store) Delete(ctx context.Context, digest string) error {
 	key, err := s.key(digest)
 	if err != nil {
 		return err
@@ -391,10 +395,10 @@ func (s *S3Store) Delete(ctx context.Context, digest string) error {
 	return nil
 }
 
-func (s *S3Store) List(ctx context.Context) ([]BlobInfo, error) {
+func (s *Store) List(ctx context.Context) ([]registry.BlobInfo, error) {
 	prefix, _ := s.key(strings.Repeat("0", 64))
 	prefix = strings.TrimSuffix(prefix, strings.Repeat("0", 64))
-	var out []BlobInfo
+	var out []registry.BlobInfo
 	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix})
 	for p.HasMorePages() {
 		cctx, cancel := context.WithTimeout(ctx, s.Timeout)
@@ -405,8 +409,8 @@ func (s *S3Store) List(ctx context.Context) ([]BlobInfo, error) {
 		}
 		for _, o := range page.Contents {
 			d := strings.TrimPrefix(aws.ToString(o.Key), prefix)
-			if CheckDigest(d) == nil {
-				out = append(out, BlobInfo{Digest: d, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
+			if registry.CheckDigest(d) == nil {
+				out = append(out, registry.BlobInfo{Digest: d, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
 			}
 		}
 	}
