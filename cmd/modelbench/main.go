@@ -455,7 +455,7 @@ func (b *bench) controlPlane(name string) (*proc, error) {
 
 // scorer starts a scorer node following cp, with extra flags.
 func (b *bench) scorer(cp *proc, name string, flags ...string) (*proc, error) {
-	args := append([]string{"--control-plane", cp.url, "--model", "calling-score", "--listen", "ADDR", "--cache-dir", filepath.Join(b.dir, name+"-cache")}, flags...)
+	args := append([]string{"--control-plane", cp.url, "--model", "calling-score", "--listen", "ADDR", "--grpc-listen", "", "--cache-dir", filepath.Join(b.dir, name+"-cache")}, flags...)
 	p, err := startServer(b.dir, name, b.o.scorerBin, args, []string{"MODELCTL_TOKEN=" + b.token, "ONNXRUNTIME_LIB=" + b.o.lib}, "/readyz")
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/node"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/scorerapi"
 )
 
 // ScorerConfig configures a scorer node.
@@ -26,8 +27,10 @@ type ScorerConfig struct {
 	ControlPlane string
 	Model        string
 	Listen       string
-	CacheDir     string
-	ORTLibrary   string
+	// GRPCListen is the address of the OIP v2 gRPC API ("" turns it off).
+	GRPCListen string
+	CacheDir   string
+	ORTLibrary string
 	// IntraOpThreads per ONNX Runtime session.
 	IntraOpThreads int
 	// ModelDir, when set, serves MODEL.onnx from this directory (watched) instead
@@ -58,6 +61,7 @@ func DefaultScorerConfig() ScorerConfig {
 		ControlPlane:     "http://127.0.0.1:8080",
 		Model:            "calling-score",
 		Listen:           "127.0.0.1:8081",
+		GRPCListen:       "127.0.0.1:8082",
 		CacheDir:         filepath.Join(".data", "scorer-cache"),
 		IntraOpThreads:   1,
 		BatchMaxRows:     64,
@@ -109,6 +113,7 @@ type Scorer struct {
 	Follower *node.Follower
 	Dir      *node.DirWatcher
 	Server   *api.Server
+	GRPC     *scorerapi.GRPCServer
 	Recorder *monitor.Recorder
 	reporter *monitor.Reporter
 
@@ -187,6 +192,16 @@ func (s *Scorer) Open(ctx context.Context) error {
 		served.Canary.Close()
 		return err
 	}
+	if s.Config.GRPCListen != "" {
+		s.GRPC = &scorerapi.GRPCServer{Service: scorer.Service, Logger: s.Logger.With("component", "grpc"), Addr: s.Config.GRPCListen,
+			APIKeys: s.Config.APIKeys, TLSCert: s.Config.TLSCert, TLSKey: s.Config.TLSKey}
+		if err := s.GRPC.Open(); err != nil {
+			_ = s.Server.Close(ctx)
+			served.Production.Close()
+			served.Canary.Close()
+			return err
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	if s.Follower != nil {
@@ -238,8 +253,11 @@ func (s *Scorer) Close(ctx context.Context) error {
 		s.cancel()
 	}
 	var err error
+	if s.GRPC != nil {
+		err = s.GRPC.Close(ctx)
+	}
 	if s.Server != nil {
-		err = s.Server.Close(ctx)
+		err = errors.Join(err, s.Server.Close(ctx))
 	}
 	s.wg.Wait()
 	if s.Served != nil {

@@ -120,6 +120,7 @@ func TestFailingVersionWithoutRulesIsRolledBack(t *testing.T) {
 	}
 	cfg := app.DefaultScorerConfig()
 	cfg.ControlPlane, cfg.Listen, cfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
+	cfg.GRPCListen = "127.0.0.1:0"
 	cfg.Token, cfg.Model, cfg.ReportInterval = scorerToken, "churn", 100*time.Millisecond
 	s := app.NewScorer(cfg, quietLogger(t))
 	if err := s.Open(ctx); err != nil {

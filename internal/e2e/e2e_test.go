@@ -101,6 +101,7 @@ func MustScorer(tb testing.TB, cpURL string, cacheDir ...string) *app.Scorer {
 	cfg.ControlPlane = cpURL
 	cfg.Token = nodeToken(tb, cpURL)
 	cfg.Listen = "127.0.0.1:0"
+	cfg.GRPCListen = "127.0.0.1:0"
 	cfg.CacheDir = filepath.Join(tb.TempDir(), "cache")
 	if len(cacheDir) > 0 {
 		cfg.CacheDir = cacheDir[0]

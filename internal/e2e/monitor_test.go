@@ -46,6 +46,7 @@ func fastScorer(t *testing.T, cpURL string) *app.Scorer {
 	t.Helper()
 	cfg := app.DefaultScorerConfig()
 	cfg.ControlPlane, cfg.Listen, cfg.CacheDir = cpURL, "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
+	cfg.GRPCListen = "127.0.0.1:0"
 	cfg.Token = nodeToken(t, cpURL)
 	cfg.ReportInterval = 100 * time.Millisecond
 	s := app.NewScorer(cfg, quietLogger(t))
@@ -248,6 +249,7 @@ func TestScorerWithARefusedTokenSaysSo(t *testing.T) {
 	var log lockedBuffer
 	cfg := app.DefaultScorerConfig()
 	cfg.ControlPlane, cfg.Listen, cfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
+	cfg.GRPCListen = "127.0.0.1:0"
 	cfg.Token = registry.NewTokenSecret() // well formed, never issued
 	s := app.NewScorer(cfg, slog.New(slog.NewTextHandler(&log, nil)))
 	if err := s.Open(context.Background()); err != nil {
@@ -312,6 +314,7 @@ func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
 	var log lockedBuffer
 	scfg := app.DefaultScorerConfig()
 	scfg.ControlPlane, scfg.Listen, scfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
+	scfg.GRPCListen = "127.0.0.1:0"
 	scfg.Token, scfg.ReportInterval = scorerToken, 100*time.Millisecond
 	sc := app.NewScorer(scfg, slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err := sc.Open(ctx); err != nil {
@@ -388,6 +391,7 @@ func TestScorerFollowsARegistryRestoredFromABackup(t *testing.T) {
 
 	scfg := app.DefaultScorerConfig()
 	scfg.ControlPlane, scfg.Listen, scfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
+	scfg.GRPCListen = "127.0.0.1:0"
 	scfg.Token = scorerToken
 	sc := app.NewScorer(scfg, quietLogger(t))
 	if err := sc.Open(ctx); err != nil {
