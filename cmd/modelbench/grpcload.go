@@ -67,8 +67,12 @@ func grpcLoad(ctx context.Context, spec loadSpec) (loadResult, error) {
 		defer c.Close()
 		conns[i] = c
 	}
-	ctx, cancel := context.WithTimeout(ctx, spec.Duration)
+	// The window ends by cancelling, not by a deadline: a deadline would travel
+	// with every call (grpc-timeout), and the server would end calls at it a
+	// moment before this side's context says so.
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	time.AfterFunc(spec.Duration, cancel)
 	start := time.Now()
 	results := make([]loadResult, spec.Conns)
 	var wg sync.WaitGroup

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,6 +123,14 @@ func (g *GRPCServer) Open() error {
 	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(g.MaxMessageBytes()),
+		// Windows of 1 MiB let a 256-row request (40 KB) in without waiting
+		// for window updates, and turn off the BDP probing pings.
+		grpc.InitialWindowSize(1 << 20),
+		grpc.InitialConnWindowSize(1 << 20),
+		// Calls run on long-lived workers, whose stacks have grown to what
+		// scoring takes, rather than each on a new goroutine growing its own.
+		grpc.ForceServerCodecV2(newCodec()),
+		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
 		grpc.KeepaliveParams(kp),
 		grpc.KeepaliveEnforcementPolicy(ep),
 		grpc.InTapHandle(g.tap),
