@@ -167,7 +167,7 @@ func badPromotion(t *testing.T, bad, why string) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"modelops_monitor_decisions_total 1", "modelops_monitor_nodes 2", `modelops_monitor_fallback_rate{arm="champion",model="calling-score",version="2"}`} {
+	for _, want := range []string{`modelops_monitor_decisions_total{kind="auto_rollback",model="calling-score"} 1`, "modelops_monitor_nodes 2", `modelops_monitor_fallback_ratio{arm="champion",model="calling-score",version="2"}`, `modelops_build_info{component="control-plane"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("control plane /metrics lacks %s", want)
 		}
