@@ -38,8 +38,10 @@ type loadResult struct {
 	Requests  int
 	Failed    int // transport errors and non-2xx
 	Fallbacks int
-	Elapsed   time.Duration
-	Latencies []time.Duration
+	// FallbackReasons counts the fallback answers by their reason.
+	FallbackReasons map[string]int
+	Elapsed         time.Duration
+	Latencies       []time.Duration
 	// Sent holds, for each latency, when its request was due (Unix nanoseconds).
 	Sent []int64
 	// FirstError is the first failure's description, for the log.
@@ -69,6 +71,12 @@ func merge(rs ...loadResult) loadResult {
 		m.Requests += r.Requests
 		m.Failed += r.Failed
 		m.Fallbacks += r.Fallbacks
+		for k, n := range r.FallbackReasons {
+			if m.FallbackReasons == nil {
+				m.FallbackReasons = map[string]int{}
+			}
+			m.FallbackReasons[k] += n
+		}
 		m.Elapsed += r.Elapsed
 		m.Latencies = append(m.Latencies, r.Latencies...)
 		m.Sent = append(m.Sent, r.Sent...)
@@ -165,7 +173,24 @@ type generator struct {
 	start   time.Time
 }
 
-var fallbackMark = []byte(`"source":"fallback"`)
+var (
+	fallbackMark = []byte(`"source":"fallback"`)
+	reasonMark   = []byte(`"reason":"`)
+)
+
+// fallbackReason is the reason a fallback answer gives ("unknown" if none).
+func fallbackReason(answer []byte) string {
+	i := bytes.Index(answer, reasonMark)
+	if i < 0 {
+		return "unknown"
+	}
+	rest := answer[i+len(reasonMark):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || j > 64 {
+		return "unknown"
+	}
+	return string(rest[:j])
+}
 
 // connection sends requests on one keep-alive connection, reconnecting after a
 // failure. Paced, connection k sends requests k, k+conns, k+2·conns, … each at
@@ -251,6 +276,10 @@ func (c *httpConn) exchange(request []byte, from time.Time, res *loadResult) {
 		fail(fmt.Errorf("status %d: %s", status, truncateBytes(b, 200)))
 	case bytes.Contains(b, fallbackMark):
 		res.Fallbacks++
+		if res.FallbackReasons == nil {
+			res.FallbackReasons = map[string]int{}
+		}
+		res.FallbackReasons[fallbackReason(b)]++
 	}
 }
 

@@ -453,10 +453,17 @@ func (b *bench) controlPlane(name string) (*proc, error) {
 	return b.keep(p), nil
 }
 
-// scorer starts a scorer node following cp, with extra flags.
+// scorer starts a scorer node following cp, with extra flags and a scorer
+// token of its own, as a node runs.
 func (b *bench) scorer(cp *proc, name string, flags ...string) (*proc, error) {
+	cmd := exec.Command(b.o.modelctl, "token", "create", "--name", name, "--role", "scorer")
+	cmd.Env = append(os.Environ(), "MODELCTL_SERVER="+cp.url, "MODELCTL_TOKEN="+b.token)
+	tok, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("modelctl token create %s: %w", name, err)
+	}
 	args := append([]string{"--control-plane", cp.url, "--model", "calling-score", "--listen", "ADDR", "--cache-dir", filepath.Join(b.dir, name+"-cache")}, flags...)
-	p, err := startServer(b.dir, name, b.o.scorerBin, args, []string{"MODELCTL_TOKEN=" + b.token, "ONNXRUNTIME_LIB=" + b.o.lib}, "/readyz")
+	p, err := startServer(b.dir, name, b.o.scorerBin, args, []string{"MODELOPS_SCORER_TOKEN=" + strings.TrimSpace(string(tok)), "ONNXRUNTIME_LIB=" + b.o.lib}, "/readyz")
 	if err != nil {
 		return nil, err
 	}

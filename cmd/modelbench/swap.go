@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -43,6 +44,7 @@ type swapResult struct {
 	// of the machine falls on either kind alike, a cost of swapping on windows.
 	windowsOver, gapsOver, windows, gaps int
 	failed, fallbacks                    int
+	reasons                              map[string]int
 	firstError                           string
 	took                                 time.Duration
 	// The scorer process's resident set size and OS threads before the swaps
@@ -59,6 +61,9 @@ func (s swapResult) print(o options, rate float64) {
 		s.swaps, o.swapEvery, swapsPerWindow, s.took.Round(time.Millisecond), rate, s.duringRequests, s.steadyRequests, s.windowsOver, s.windows, s.gapsOver, s.gaps)
 	if s.firstError != "" {
 		fmt.Printf("first failure: %s\n", s.firstError)
+	}
+	if s.fallbacks > 0 {
+		fmt.Printf("fallback answers by reason: %v\n", s.reasons)
 	}
 	trend := make([]string, len(s.rssTrend))
 	for i, r := range s.rssTrend {
@@ -78,6 +83,18 @@ func settledRSS(p *proc) (float64, int) {
 		rss, threads = min(rss, r), t
 	}
 	return rss, threads
+}
+
+// swapBudget is the latency budget the hot-swap run's requests ask for: long
+// enough that a request the overloaded machine holds up is not answered from
+// the rules for its lateness (p99 judges latency), so that every fallback
+// counted is one a swap caused.
+const swapBudget = "10000"
+
+// bytesTrimmedClone is a copy of a JSON object's text without its closing
+// brace, for fields to be appended.
+func bytesTrimmedClone(object []byte) []byte {
+	return bytes.TrimSuffix(bytes.TrimSpace(bytes.Clone(object)), []byte("}"))
 }
 
 // hotSwap starts a fresh scorer node on the control plane the bench already
@@ -119,6 +136,7 @@ func (b *bench) hotSwap(body []byte, rate float64) (swapResult, error) {
 		return swapResult{}, err
 	}
 	url := sc.url + "/v1/score"
+	body = append(bytesTrimmedClone(body), `,"budget_ms":`+swapBudget+`}`...)
 	res := swapResult{swaps: b.o.swaps}
 	ctx := context.Background()
 	promote := func(v int) error {
@@ -229,7 +247,7 @@ func (b *bench) hotSwap(body []byte, rate float64) (swapResult, error) {
 		return n
 	}
 	res.windowsOver, res.gapsOver, res.windows, res.gaps = over(windows), over(gaps), len(windows), len(gaps)
-	res.failed, res.fallbacks, res.firstError = all.Failed, all.Fallbacks, all.FirstError
+	res.failed, res.fallbacks, res.reasons, res.firstError = all.Failed, all.Fallbacks, all.FallbackReasons, all.FirstError
 	res.rssAfter, res.threadsAfter = settledRSS(sc)
 	return res, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -16,8 +17,10 @@ import (
 	"time"
 
 	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/trainer"
 )
 
@@ -29,6 +32,67 @@ func TestKillNineDuringAStorm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short: 20 kills of a real process")
 	}
+	data := t.TempDir()
+	killNineStorm(t, []string{"--data", data}, func() { checkBolt(t, filepath.Join(data, "registry.db")) }, nil)
+}
+
+// TestKillNineDuringAStormOnEtcd is the same storm against a registry in a
+// three-member etcd cluster, with a second control plane beside the one killed:
+// the monitor runs on the first until its first kill, and the second takes it
+// over within 10 s (the election's lease runs out).
+func TestKillNineDuringAStormOnEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short: 20 kills of a real process")
+	}
+	cluster := testutil.MustEtcd(t, 3)
+	meta := cluster.URL("storm")
+	args := []string{"--data", t.TempDir(), "--meta", meta, "--store", "file://" + filepath.Join(t.TempDir(), "artifacts")}
+	var survivor *app.ControlPlane
+	killNineStorm(t, args, nil, func(round int, url string) {
+		switch round {
+		case 0:
+			// The first replica up leads; the survivor starts beside it.
+			waitLeader(t, url, url, 10*time.Second)
+			cfg := app.DefaultControlPlaneConfig()
+			cfg.DataDir, cfg.Listen, cfg.Meta, cfg.Store = t.TempDir(), "127.0.0.1:0", meta, args[5]
+			cfg.AdminToken = stormToken
+			survivor = app.NewControlPlane(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err := survivor.Open(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { survivor.Close(context.Background()) })
+		case 1:
+			// Killed once: the survivor took the monitor over.
+			waitLeader(t, survivor.URL(), survivor.URL(), 10*time.Second)
+		}
+	})
+}
+
+// waitLeader waits until the replica at url says the monitor runs on want.
+func waitLeader(t *testing.T, url, want string, limit time.Duration) {
+	t.Helper()
+	cl := client.New(url)
+	cl.Token = stormToken
+	deadline := time.Now().Add(limit)
+	for {
+		li, err := cl.Leader(context.Background())
+		if err == nil && li != nil && li.Monitor == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s the monitor runs on %+v (%v), want %s", limit, li, err, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stormToken is the admin token of the storm's control planes.
+var stormToken = registry.NewTokenSecret()
+
+// killNineStorm runs modelctl serve with args, storms it, kills it with
+// SIGKILL, 20 times; afterKill checks the store after each kill, and started
+// is told each round's URL once the control plane answered.
+func killNineStorm(t *testing.T, args []string, afterKill func(), started func(round int, url string)) {
 	bin := filepath.Join(t.TempDir(), "modelctl")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -44,8 +108,7 @@ func TestKillNineDuringAStorm(t *testing.T) {
 		os.WriteFile(p, data, 0o644)
 		models = append(models, p)
 	}
-	data := t.TempDir()
-	token := registry.NewTokenSecret()
+	token := stormToken
 
 	var (
 		mu       sync.Mutex
@@ -56,7 +119,7 @@ func TestKillNineDuringAStorm(t *testing.T) {
 	for round := 0; round < 20; round++ {
 		port := freePort(t)
 		url := fmt.Sprintf("http://127.0.0.1:%d", port)
-		cmd := exec.Command(bin, "serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+		cmd := exec.Command(bin, append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, args...)...)
 		cmd.Env = append(os.Environ(), "MODELOPS_ADMIN_TOKEN="+token)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -67,6 +130,9 @@ func TestKillNineDuringAStorm(t *testing.T) {
 		if err := waitHealthy(url); err != nil {
 			cmd.Process.Kill()
 			t.Fatalf("round %d: %v", round, err)
+		}
+		if started != nil {
+			started(round, url)
 		}
 		// After a restart, everything acknowledged before must be there.
 		mu.Lock()
@@ -127,12 +193,14 @@ func TestKillNineDuringAStorm(t *testing.T) {
 		cmd.Wait()
 		cancel()
 		wg.Wait()
-		checkBolt(t, filepath.Join(data, "registry.db"))
+		if afterKill != nil {
+			afterKill()
+		}
 	}
 	// One last start to check the final state.
 	port := freePort(t)
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, args...)...)
 	cmd.Env = append(os.Environ(), "MODELOPS_ADMIN_TOKEN="+token)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -15,9 +15,9 @@ import (
 
 type genDataCmd struct {
 	*env
-	samples int
-	seed    uint64
-	out     string
+	samples          int
+	seed, population uint64
+	out              string
 }
 
 func (c *genDataCmd) command() *cobra.Command {
@@ -28,7 +28,8 @@ func (c *genDataCmd) command() *cobra.Command {
 		RunE:  runs(c),
 	}
 	cmd.Flags().IntVar(&c.samples, "samples", 10000, "rows to generate")
-	cmd.Flags().Uint64Var(&c.seed, "seed", 42, "seed")
+	cmd.Flags().Uint64Var(&c.seed, "seed", 42, "seed of the draws")
+	cmd.Flags().Uint64Var(&c.population, "population-seed", 42, "seed of the population drawn from (42: the shipped model's)")
 	cmd.Flags().StringVar(&c.out, "out", "", "output file: .csv or .jsonl (required)")
 	cmd.MarkFlagRequired("out")
 	return cmd
@@ -38,11 +39,11 @@ func (c *genDataCmd) Run(context.Context, []string) error {
 	if c.out == "" || c.samples < 1 {
 		return fmt.Errorf("gen-data needs --out FILE and a positive --samples")
 	}
-	d := trainer.Generate(c.samples, c.seed)
+	d := trainer.GenerateFrom(c.samples, c.population, c.seed)
 	if err := d.WriteFile(c.out); err != nil {
 		return err
 	}
-	return c.print(map[string]any{"file": c.out, "rows": d.Len(), "features": d.Features, "label": trainer.LabelColumn, "seed": c.seed},
+	return c.print(map[string]any{"file": c.out, "rows": d.Len(), "features": d.Features, "label": trainer.LabelColumn, "seed": c.seed, "population_seed": c.population},
 		func(w io.Writer) {
 			fmt.Fprintf(w, "wrote %d rows of %d features and %q to %s\n", d.Len(), len(d.Features), trainer.LabelColumn, c.out)
 		})

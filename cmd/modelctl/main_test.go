@@ -494,7 +494,7 @@ func TestServeHelpNamesTheEnvironment(t *testing.T) {
 		if err != nil {
 			t.Fatalf("modelctl %s: %v", strings.Join(args, " "), err)
 		}
-		for _, want := range []string{"MODELOPS_ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "MODELOPS_STORE", "-store string", "-insecure-no-auth"} {
+		for _, want := range []string{"MODELOPS_ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "MODELOPS_STORE", "-store string", "MODELOPS_META", "-meta string", "-insecure-no-auth"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("modelctl %s does not mention %s:\n%s", strings.Join(args, " "), want, out)
 			}

@@ -52,7 +52,7 @@ func (c *serveCmd) command() *cobra.Command {
 }
 
 func (c *serveCmd) Usage() string {
-	return "serve [--data DIR] [--listen ADDR] [--store URL]   run the control plane"
+	return "serve [--data DIR] [--listen ADDR] [--meta URL] [--store URL]   run the control plane"
 }
 
 func (c *serveCmd) Run(ctx context.Context, args []string) error {
@@ -62,6 +62,9 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	}
 	if v := c.getenv("MODELOPS_STORE"); v != "" {
 		cfg.Store = v
+	}
+	if v := c.getenv("MODELOPS_META"); v != "" {
+		cfg.Meta = v
 	}
 	if v := c.getenv("ONNXRUNTIME_LIB"); v != "" {
 		cfg.ORTLibrary = v
@@ -77,16 +80,18 @@ Environment:
                          registry with no admin token makes one and prints it once
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
                          credentials for an s3:// store
-  MODELOPS_DATA, MODELOPS_STORE, ONNXRUNTIME_LIB
+  MODELOPS_DATA, MODELOPS_META, MODELOPS_STORE, ONNXRUNTIME_LIB
                          as the flags that name them; a flag given wins
 
 Flags:
 `, c.Usage())
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for registry.db and, by default, the artifacts (env MODELOPS_DATA)")
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for registry.db (with the default --meta), uploads being verified and, by default, the artifacts (env MODELOPS_DATA)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "API address")
+	fs.StringVar(&cfg.Meta, "meta", cfg.Meta, "metadata store URL: bolt:///dir/registry.db, or etcd://HOST:PORT[,HOST:PORT…]/PREFIX[?tls_ca=…&tls_cert=…&tls_key=…&password_file=…] shared by several control planes (default bolt://DATA/registry.db; env MODELOPS_META)")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, "blob store URL: file:///dir or s3://bucket/prefix?endpoint=…&region=… (default file://DATA/artifacts; env MODELOPS_STORE)")
+	fs.StringVar(&cfg.Advertise, "advertise", cfg.Advertise, "URL other control planes reach this one at, with --meta etcd:// (default: the --listen address)")
 	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
 	fs.Int64Var(&cfg.MaxArtifactBytes, "max-artifact-bytes", cfg.MaxArtifactBytes, "largest artifact a push may carry")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")

@@ -42,6 +42,8 @@ type statusView struct {
 	models  []registry.Model
 	Healths []*monitor.ModelHealth `json:"models"`
 	Fleet   []monitor.NodeState    `json:"fleet"`
+	// Leader, with several replicas on etcd, says which runs the monitor.
+	Leader *api.LeaderInfo `json:"leader,omitempty"`
 }
 
 func (c *statusCmd) Run(ctx context.Context, args []string) error {
@@ -121,10 +123,20 @@ func (c *statusCmd) fetch(ctx context.Context, args []string) (*statusView, erro
 	if v.Fleet == nil {
 		v.Fleet = []monitor.NodeState{}
 	}
+	// Several replicas on etcd: say which runs the monitor (one without an
+	// answer is no reason to withhold the rest).
+	v.Leader, _ = cl.Leader(ctx)
 	return v, nil
 }
 
 func (v *statusView) table(out io.Writer) {
+	if v.Leader != nil {
+		where := esc(v.Leader.Monitor)
+		if where == "" {
+			where = "no replica yet (an election is under way)"
+		}
+		fmt.Fprintf(out, "monitor runs on %s (asked %s)\n\n", where, esc(v.Leader.Self))
+	}
 	for i, h := range v.Healths {
 		fmt.Fprintf(out, "%s  production %s  canary %s  blend %g  (window %s)\n", esc(h.Model), orDash(h.Production), esc(canaryString(v.models[i].Candidate)), v.models[i].BlendWeight(), esc(h.Window))
 		if len(h.Arms) == 0 {

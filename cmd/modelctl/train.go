@@ -45,6 +45,7 @@ func (c *trainCmd) command() *cobra.Command {
 	fs.StringVar(&o.data, "data", "", "training data: CSV with a header, or .jsonl; the 39 feature columns plus \"label\" (default: synthetic)")
 	fs.IntVar(&o.samples, "samples", o.samples, "synthetic samples to generate when --data is not given")
 	fs.Uint64Var(&o.cfg.Seed, "seed", o.cfg.Seed, "seed of every random choice (data, split, init, dropout, shuffles)")
+	fs.Uint64Var(&o.population, "population-seed", 42, "seed of the synthetic population the data is drawn from (42: the shipped model's); --seed changes the draws, not the population")
 	fs.IntVar(&o.cfg.Epochs, "epochs", o.cfg.Epochs, "maximum epochs")
 	fs.IntVar(&o.cfg.Batch, "batch", o.cfg.Batch, "mini-batch size")
 	fs.Float64Var(&o.cfg.LR, "lr", o.cfg.LR, "Adam learning rate")
@@ -59,9 +60,11 @@ func (c *trainCmd) command() *cobra.Command {
 type trainOptions struct {
 	data    string
 	samples int
-	out     string
-	cfg     trainer.Config
-	quiet   bool
+	// population seeds the synthetic population, apart from the draws.
+	population uint64
+	out        string
+	cfg        trainer.Config
+	quiet      bool
 }
 
 // trainReport is what a run measured.
@@ -125,8 +128,11 @@ func runTrain(_ context.Context, o trainOptions, progress io.Writer) (*trainRepo
 		}
 		source = "file " + filepath.Base(o.data)
 	} else {
-		d = trainer.Generate(o.samples, o.cfg.Seed)
+		d = trainer.GenerateFrom(o.samples, o.population, o.cfg.Seed)
 		source = fmt.Sprintf("synthetic, %d samples, seed %d", o.samples, o.cfg.Seed)
+		if o.population != o.cfg.Seed {
+			source = fmt.Sprintf("synthetic, %d samples of population %d, seed %d", o.samples, o.population, o.cfg.Seed)
+		}
 	}
 	if progress != nil && !o.quiet {
 		fmt.Fprintf(progress, "training on %d rows (%s)\n", d.Len(), source)

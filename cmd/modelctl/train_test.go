@@ -18,7 +18,7 @@ func smallTrain(t *testing.T, seed uint64, out string) *trainReport {
 	t.Helper()
 	cfg := trainer.DefaultConfig()
 	cfg.Seed, cfg.Epochs, cfg.Hidden = seed, 4, []int{32, 16}
-	rep, err := runTrain(context.Background(), trainOptions{samples: 800, out: out, cfg: cfg, quiet: true}, nil)
+	rep, err := runTrain(context.Background(), trainOptions{samples: 800, population: cfg.Seed, out: out, cfg: cfg, quiet: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ Flags:
 	}
 	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane URL (env MODELCTL_SERVER)")
 	modelsGiven := false
-	fs.Func("model", "model to serve (repeatable; '*' for every model in the registry, or every NAME.onnx in --model-dir; default calling-score)", func(v string) error {
+	fs.Func("model", "model to serve (repeatable; '*' for every model in the registry; --model-dir serves these and every NAME.onnx in it; default calling-score)", func(v string) error {
 		if !modelsGiven {
 			cfg.Models, modelsGiven = nil, true
 		}
@@ -107,9 +107,6 @@ Flags:
 	if *version {
 		fmt.Println("scorer", Version)
 		return nil
-	}
-	if cfg.ModelDir != "" && !modelsGiven {
-		cfg.Models = []string{app.AllModels} // every NAME.onnx in the directory
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))

@@ -43,6 +43,9 @@ type ControlPlane struct {
 	// address's with auth off).
 	ReportsPerSecond float64
 	ReportBurst      int
+	// Sessions, when set, keeps dashboard sessions where every replica sees
+	// them; without it they live in this process's memory.
+	Sessions SessionStore
 
 	closeOnce    sync.Once
 	closing      chan struct{}
@@ -67,6 +70,7 @@ const maxJSONBody = 1 << 20
 
 // Handler returns the routes.
 func (cp *ControlPlane) Handler() http.Handler {
+	cp.sessions.store = cp.Sessions
 	e := newEcho(cp.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	reg := prometheus.NewRegistry()

@@ -2,9 +2,12 @@ package api
 
 import (
 	"container/list"
+	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"mime"
 	"net/http"
 	"strings"
@@ -37,6 +40,32 @@ type session struct {
 	expires time.Time
 }
 
+// SessionStore keeps the dashboard's sessions where every control-plane
+// replica sees them (etcd, with a lease per session), so that any replica signs
+// a browser in and a restart signs nobody out. Keys are already hashed; a value
+// is gone after its ttl.
+type SessionStore interface {
+	PutSession(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Session returns a live session's value, or an error wrapping
+	// registry.ErrNotFound.
+	Session(ctx context.Context, key string) ([]byte, error)
+	DeleteSession(ctx context.Context, key string) error
+}
+
+// sessionRecord is a session as a SessionStore keeps it.
+type sessionRecord struct {
+	TokenID string    `json:"token_id"`
+	CSRF    string    `json:"csrf"`
+	Expires time.Time `json:"expires"`
+}
+
+// sessionKey is what a store keeps a session under: a hash of its id, so that
+// a copy of the store signs nobody in.
+func sessionKey(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(h[:])
+}
+
 // sessionEntry is a session where it is kept: in the list of all sessions and
 // in its token's, both oldest first.
 type sessionEntry struct {
@@ -45,12 +74,15 @@ type sessionEntry struct {
 	all, own *list.Element
 }
 
-// sessions are the dashboard's signed-in browsers, in memory: a restart signs
-// everyone out, which is the safe direction. Every session lives sessionTTL
+// sessions are the dashboard's signed-in browsers: in store when there is one
+// (the caps below are then not enforced: a lease ends each session), else in
+// memory, where a restart signs everyone out (the safe direction). Every session lives sessionTTL
 // from its creation, so creation order is expiry order: the expired ones are at
 // the front of the list of all, and a login sweeps them in constant time per
 // session swept, never walking the live ones.
 type sessions struct {
+	store SessionStore
+
 	mu      sync.Mutex
 	m       map[string]*sessionEntry
 	all     list.List             // of *sessionEntry, oldest first
@@ -71,7 +103,13 @@ func (s *sessions) clock() time.Time {
 	return time.Now()
 }
 
-func (s *sessions) create(tokenID string) (id string, ss session) {
+func (s *sessions) create(ctx context.Context, tokenID string) (id string, ss session, err error) {
+	if s.store != nil {
+		id = randomID()
+		ss = session{tokenID: tokenID, csrf: randomID(), expires: s.clock().Add(sessionTTL)}
+		b, _ := json.Marshal(sessionRecord{TokenID: ss.tokenID, CSRF: ss.csrf, Expires: ss.expires})
+		return id, ss, s.store.PutSession(ctx, sessionKey(id), b, sessionTTL)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
@@ -81,23 +119,25 @@ func (s *sessions) create(tokenID string) (id string, ss session) {
 	for f := s.all.Front(); f != nil && now.After(f.Value.(*sessionEntry).s.expires); f = s.all.Front() {
 		s.remove(f.Value.(*sessionEntry))
 	}
-	own := s.byToken[tokenID]
-	if own == nil {
-		own = list.New()
-		s.byToken[tokenID] = own
-	}
-	if own.Len() >= maxSessionsPerToken {
+	if own := s.byToken[tokenID]; own != nil && own.Len() >= maxSessionsPerToken {
 		s.remove(own.Front().Value.(*sessionEntry))
 	}
 	if s.all.Len() >= maxSessions {
 		s.remove(s.all.Front().Value.(*sessionEntry))
+	}
+	// Looked up after the evictions: one may have emptied the token's list,
+	// and dropped it.
+	own := s.byToken[tokenID]
+	if own == nil {
+		own = list.New()
+		s.byToken[tokenID] = own
 	}
 	id = randomID()
 	ss = session{tokenID: tokenID, csrf: randomID(), expires: now.Add(sessionTTL)}
 	e := &sessionEntry{id: id, s: ss}
 	e.all, e.own = s.all.PushBack(e), own.PushBack(e)
 	s.m[id] = e
-	return id, ss
+	return id, ss, nil
 }
 
 // remove forgets e; s.mu is held.
@@ -112,7 +152,15 @@ func (s *sessions) remove(e *sessionEntry) {
 	}
 }
 
-func (s *sessions) get(id string) (session, bool) {
+func (s *sessions) get(ctx context.Context, id string) (session, bool) {
+	if s.store != nil {
+		b, err := s.store.Session(ctx, sessionKey(id))
+		var r sessionRecord
+		if err != nil || json.Unmarshal(b, &r) != nil || s.clock().After(r.Expires) {
+			return session{}, false
+		}
+		return session{tokenID: r.TokenID, csrf: r.CSRF, expires: r.Expires}, true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.m[id]
@@ -126,12 +174,16 @@ func (s *sessions) get(id string) (session, bool) {
 	return e.s, true
 }
 
-func (s *sessions) drop(id string) {
+func (s *sessions) drop(ctx context.Context, id string) error {
+	if s.store != nil {
+		return s.store.DeleteSession(ctx, sessionKey(id))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.m[id]; ok {
 		s.remove(e)
 	}
+	return nil
 }
 
 // counts returns how many sessions are kept, by each index: all three agree.
@@ -157,13 +209,13 @@ func (cp *ControlPlane) fromSession(c echo.Context) (*registry.Token, error) {
 	if err != nil || ck.Value == "" {
 		return nil, nil
 	}
-	ss, ok := cp.sessions.get(ck.Value)
+	ss, ok := cp.sessions.get(c.Request().Context(), ck.Value)
 	if !ok {
 		return nil, &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "the session expired; sign in again"}
 	}
 	t, err := cp.Registry.TokenByID(ss.tokenID)
 	if err != nil {
-		cp.sessions.drop(ck.Value)
+		cp.sessions.drop(c.Request().Context(), ck.Value)
 		return nil, &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "the session's token was revoked; sign in again"}
 	}
 	m := c.Request().Method
@@ -223,7 +275,10 @@ func (cp *ControlPlane) login(c echo.Context) error {
 	if err != nil {
 		return &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "that token is not valid"}
 	}
-	id, ss := cp.sessions.create(t.ID)
+	id, ss, err := cp.sessions.create(c.Request().Context(), t.ID)
+	if err != nil {
+		return err
+	}
 	c.SetCookie(&http.Cookie{Name: SessionCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		Secure: c.IsTLS(), Expires: ss.expires})
 	return c.JSON(http.StatusOK, SessionInfo{Name: t.Name, Role: t.Role, CSRF: ss.csrf})
@@ -237,7 +292,9 @@ func (cp *ControlPlane) logout(c echo.Context) error {
 		if _, err := cp.fromSession(c); err != nil {
 			return err
 		}
-		cp.sessions.drop(ck.Value)
+		if err := cp.sessions.drop(c.Request().Context(), ck.Value); err != nil {
+			return err
+		}
 	}
 	c.SetCookie(&http.Cookie{Name: SessionCookie, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	return c.NoContent(http.StatusNoContent)
@@ -251,7 +308,7 @@ func (cp *ControlPlane) sessionInfo(c echo.Context) error {
 	if err != nil {
 		return &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "not signed in"}
 	}
-	ss, ok := cp.sessions.get(ck.Value)
+	ss, ok := cp.sessions.get(c.Request().Context(), ck.Value)
 	if !ok {
 		return &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "not signed in"}
 	}
@@ -260,4 +317,13 @@ func (cp *ControlPlane) sessionInfo(c echo.Context) error {
 		return &requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "the token was revoked"}
 	}
 	return c.JSON(http.StatusOK, SessionInfo{Name: t.Name, Role: t.Role, CSRF: ss.csrf})
+}
+
+// LeaderInfo says which control-plane replica runs the monitor, when several
+// share an etcd registry (GET /api/v1/leader; a single control plane has no
+// such route).
+type LeaderInfo struct {
+	Monitor string `json:"monitor"`
+	Self    string `json:"self"`
+	Leading bool   `json:"leading"`
 }

@@ -6,11 +6,17 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelops/modelops/internal/api"
@@ -19,6 +25,7 @@ import (
 	"github.com/modelops/modelops/internal/registry"
 	// The storage drivers, each registering its URL scheme.
 	_ "github.com/modelops/modelops/internal/registry/boltmeta"
+	_ "github.com/modelops/modelops/internal/registry/etcdmeta"
 	_ "github.com/modelops/modelops/internal/registry/fileblob"
 	_ "github.com/modelops/modelops/internal/registry/memblob"
 	_ "github.com/modelops/modelops/internal/registry/s3blob"
@@ -44,8 +51,8 @@ type ControlPlaneConfig struct {
 	MonitorWindow time.Duration
 	// EvalInterval is how often the monitor evaluates every model.
 	EvalInterval time.Duration
-	// MonitorRetain is how long the monitor keeps reports for the charts (0:
-	// the monitor's 15 min). It keeps each report whole, so memory grows with it.
+	// MonitorRetain is how long the monitor keeps chart points (0: the
+	// monitor's 15 min); its byte budget still holds, dropping the oldest first.
 	MonitorRetain time.Duration
 	// AdminToken is a bootstrap admin token (MODELOPS_ADMIN_TOKEN); without one
 	// and with no token in the registry, one is created and printed once.
@@ -63,6 +70,9 @@ type ControlPlaneConfig struct {
 	VerifyMemory      int64
 	VerifyTimeout     time.Duration
 	VerifyConcurrency int
+	// Advertise is the URL other replicas reach this one at (reports are
+	// forwarded to the monitor's replica); default: the listener's URL.
+	Advertise string
 }
 
 // DefaultControlPlaneConfig returns the embedded default.
@@ -107,6 +117,19 @@ type ControlPlane struct {
 	api      *api.ControlPlane
 	stop     context.CancelFunc
 	done     chan struct{}
+
+	// With a shared metadata store the monitor runs on the elected replica.
+	elector elector
+	self    string
+	leading atomic.Bool
+	proxies sync.Map // leader URL → *httputil.ReverseProxy
+}
+
+// elector is a metadata store that elects one replica among several
+// (etcdmeta.Store).
+type elector interface {
+	Campaign(ctx context.Context, name, value string, lead func(ctx context.Context))
+	Leader(ctx context.Context, name string) (string, error)
 }
 
 // NewControlPlane returns an unopened control plane.
@@ -180,6 +203,11 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	cp := api.NewControlPlane(reg, c.Logger.With("component", "api"))
 	cp.RequireAuth = !c.Config.NoAuth
 	cp.MaxPushBytes = reg.MaxArtifactBytes + artifactMultipartSlack
+	if ss, ok := meta.(api.SessionStore); ok {
+		// A shared metadata store keeps dashboard sessions too: any replica
+		// signs a browser in, and a restart signs nobody out.
+		cp.Sessions = ss
+	}
 	c.api = cp
 	c.Monitor = monitor.New(reg, c.Logger.With("component", "monitor"))
 	c.Monitor.Window = c.Config.MonitorWindow
@@ -187,7 +215,12 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 		c.Monitor.Retain = c.Config.MonitorRetain
 	}
 	cp.Monitor = c.Monitor
-	c.Server = api.NewServer(c.Config.Listen, cp.Handler(), c.Logger)
+	handler := cp.Handler()
+	if el, ok := meta.(elector); ok {
+		c.elector = el
+		handler = c.withMonitorLeader(handler)
+	}
+	c.Server = api.NewServer(c.Config.Listen, handler, c.Logger)
 	c.Server.TLSCert, c.Server.TLSKey = c.Config.TLSCert, c.Config.TLSKey
 	if err := c.Server.Open(); err != nil {
 		reg.Close()
@@ -205,12 +238,109 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop, c.done = stop, make(chan struct{})
+	c.self = c.Config.Advertise
+	if c.self == "" {
+		c.self = c.Server.URL()
+	}
 	go func() {
 		defer close(c.done)
-		c.Monitor.Run(runCtx, c.Config.EvalInterval)
+		if c.elector == nil {
+			c.Monitor.Run(runCtx, c.Config.EvalInterval)
+			return
+		}
+		c.elector.Campaign(runCtx, monitorElection, c.self, func(ctx context.Context) {
+			c.leading.Store(true)
+			defer c.leading.Store(false)
+			c.Logger.Info("this replica runs the monitor", "url", c.self)
+			c.Monitor.Run(ctx, c.Config.EvalInterval)
+		})
 	}()
 	c.Logger.Info("control plane listening", "url", c.Server.URL(), "store", blobs.String(), "meta", redacted(metaURL), "onnxruntime", loader.Version())
 	return nil
+}
+
+// monitorElection names the office of the replica that runs the monitor.
+const monitorElection = "monitor"
+
+// withMonitorLeader serves GET /api/v1/leader (which replica runs the monitor)
+// and sends scorer reports that reach another replica on to the monitor's,
+// so that its windows hold the whole fleet's traffic, and so the reads of what
+// the monitor holds.
+func (c *ControlPlane) withMonitorLeader(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/api/v1/leader" && r.Method == http.MethodGet:
+			leader, err := c.elector.Leader(r.Context(), monitorElection)
+			if err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": "unavailable", "message": err.Error()}})
+				return
+			}
+			writeJSON(w, http.StatusOK, api.LeaderInfo{Monitor: leader, Self: c.self, Leading: c.leading.Load()})
+			return
+		case monitorRoute(r) && !c.leading.Load() && r.Header.Get(forwardedHeader) == "":
+			leader, err := c.elector.Leader(r.Context(), monitorElection)
+			if err != nil || leader == "" {
+				msg := "no replica runs the monitor yet; the next report will find one"
+				if err != nil {
+					msg = err.Error()
+				}
+				w.Header().Set("Retry-After", "1")
+				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": "unavailable", "message": msg}})
+				return
+			}
+			if leader != c.self {
+				c.proxy(leader).ServeHTTP(w, r)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// monitorRoute says whether a request is for the monitor: reports, and the
+// reads of what it holds (fleet, health, series).
+func monitorRoute(r *http.Request) bool {
+	p := r.URL.Path
+	switch {
+	case r.Method == http.MethodPost:
+		return p == "/api/v1/reports"
+	case r.Method == http.MethodGet:
+		return p == "/api/v1/fleet" || (strings.HasPrefix(p, "/api/v1/models/") && (strings.HasSuffix(p, "/health") || strings.HasSuffix(p, "/series")))
+	}
+	return false
+}
+
+// forwardedHeader marks a report one replica sent on to another: it is
+// ingested where it arrives, never sent on again.
+const forwardedHeader = "X-Modelops-Forwarded-By"
+
+func (c *ControlPlane) proxy(leader string) *httputil.ReverseProxy {
+	if p, ok := c.proxies.Load(leader); ok {
+		return p.(*httputil.ReverseProxy)
+	}
+	target, err := url.Parse(leader)
+	if err != nil {
+		target = &url.URL{}
+	}
+	p := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Header.Set(forwardedHeader, c.self)
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": "unavailable",
+				"message": fmt.Sprintf("the monitor's replica %s cannot be reached: %v", leader, err)}})
+		},
+	}
+	c.proxies.Store(leader, p)
+	return p
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
 }
 
 // firstToken makes sure an admin can get in when no token is configured: with

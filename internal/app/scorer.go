@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -120,8 +121,8 @@ func (c ScorerConfig) Validate() error {
 	return nil
 }
 
-// AllModels, as the only --model, serves every model in the registry (or
-// every NAME.onnx in --model-dir).
+// AllModels, as the only --model, serves every model in the registry. (With
+// --model-dir, the models named are served, and every NAME.onnx in it.)
 const AllModels = "*"
 
 // Scorer is a running scorer node: one ONNX Runtime environment, one scoring
@@ -208,7 +209,11 @@ func (s *Scorer) Open(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.runCtx, s.cancel = runCtx, cancel
 	var names []string
-	if s.Config.Models[0] == AllModels {
+	if s.Config.ModelDir != "" {
+		// The models named, and every NAME.onnx in the directory.
+		found, _ := s.discover()
+		names = s.named(found)
+	} else if s.Config.Models[0] == AllModels {
 		var ok bool
 		if names, ok = s.discover(); !ok {
 			// Out of touch: serve what the cache last served, until the
@@ -224,7 +229,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 	if first := s.first(); first != nil {
 		scorer.Default = first.served.Name
 	}
-	s.Server = api.NewFastServer(s.Config.Listen, scorer.Fast(), s.Logger)
+	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
 	s.Server.TLSCert, s.Server.TLSKey = s.Config.TLSCert, s.Config.TLSKey
 	if err := s.Server.Open(); err != nil {
 		cancel()
@@ -250,7 +255,7 @@ func (s *Scorer) Open(ctx context.Context) error {
 			s.reporter.Run(runCtx)
 		}()
 	}
-	if s.Config.Models[0] == AllModels {
+	if s.Config.Models[0] == AllModels || s.Config.ModelDir != "" {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -386,6 +391,22 @@ func (s *Scorer) discover() ([]string, bool) {
 	return names, true
 }
 
+// named adds the models --model names to found ones.
+func (s *Scorer) named(found []string) []string {
+	var out []string
+	for _, m := range s.Config.Models {
+		if m != AllModels {
+			out = append(out, m)
+		}
+	}
+	for _, m := range found {
+		if !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // CatalogInterval is how often --model '*' looks for models added or removed.
 var CatalogInterval = time.Second
 
@@ -404,6 +425,7 @@ func (s *Scorer) followCatalog(ctx context.Context) {
 		if !ok {
 			continue // out of touch: keep serving what is served
 		}
+		names = s.named(names)
 		want := map[string]bool{}
 		for _, name := range names {
 			want[name] = true

@@ -247,6 +247,19 @@ func (c *Client) Fleet(ctx context.Context) ([]monitor.NodeState, error) {
 	return out.Nodes, err
 }
 
+// Leader says which replica runs the monitor; nil for a single control plane.
+func (c *Client) Leader(ctx context.Context) (*api.LeaderInfo, error) {
+	var out api.LeaderInfo
+	err := c.do(ctx, http.MethodGet, "/api/v1/leader", nil, nil, &out)
+	if StatusOf(err) == http.StatusNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Policy returns a model's rollback policy.
 func (c *Client) Policy(ctx context.Context, model string) (*registry.Policy, error) {
 	var out registry.Policy

@@ -133,7 +133,6 @@ func TestDirectoryModeServesEveryModel(t *testing.T) {
 	put("churn", testutil.MustModel(t, 2))
 	cfg := app.DefaultScorerConfig()
 	cfg.ModelDir, cfg.Listen, cfg.CacheDir = dir, "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
-	cfg.Models = []string{app.AllModels}
 	s := app.NewScorer(cfg, quietLogger(t))
 	if err := s.Open(context.Background()); err != nil {
 		t.Fatal(err)

@@ -3,12 +3,21 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,6 +47,20 @@ type EtcdCluster struct {
 	bin     string
 	members []*etcdMember
 	initial string
+	opts    EtcdOptions
+	scheme  string
+}
+
+// EtcdOptions change how a test cluster serves its clients.
+type EtcdOptions struct {
+	// TLS, when set, serves clients over TLS with CertFile and KeyFile and
+	// asks for client certificates signed by CAFile.
+	TLS *EtcdTLS
+}
+
+// EtcdTLS names PEM files.
+type EtcdTLS struct {
+	CAFile, CertFile, KeyFile string
 }
 
 type etcdMember struct {
@@ -78,11 +101,20 @@ func (s *syncBuffer) Reset() {
 // absence fails the test: etcd is a real component here.
 func MustEtcd(tb testing.TB, n int) *EtcdCluster {
 	tb.Helper()
+	return MustEtcdWith(tb, n, EtcdOptions{})
+}
+
+// MustEtcdWith is MustEtcd with options.
+func MustEtcdWith(tb testing.TB, n int, opts EtcdOptions) *EtcdCluster {
+	tb.Helper()
 	bin, err := EtcdBinary()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c := &EtcdCluster{tb: tb, bin: bin}
+	c := &EtcdCluster{tb: tb, bin: bin, opts: opts, scheme: "http"}
+	if opts.TLS != nil {
+		c.scheme = "https"
+	}
 	var initial []string
 	for i := range n {
 		m := &etcdMember{name: fmt.Sprintf("m%d", i), dir: tb.TempDir(), client: freePort(tb), peer: freePort(tb)}
@@ -131,9 +163,13 @@ func (c *EtcdCluster) Start(i int) {
 	if m.cmd != nil {
 		c.tb.Fatalf("etcd member %s is running already", m.name)
 	}
-	client := fmt.Sprintf("http://127.0.0.1:%d", m.client)
+	client := fmt.Sprintf("%s://127.0.0.1:%d", c.scheme, m.client)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", m.peer)
-	cmd := exec.Command(c.bin,
+	var extra []string
+	if t := c.opts.TLS; t != nil {
+		extra = append(extra, "--cert-file", t.CertFile, "--key-file", t.KeyFile, "--trusted-ca-file", t.CAFile, "--client-cert-auth")
+	}
+	cmd := exec.Command(c.bin, append([]string{
 		"--name", m.name, "--data-dir", m.dir,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
@@ -141,7 +177,7 @@ func (c *EtcdCluster) Start(i int) {
 		// Short timeouts: a lost member is noticed, and a leader elected, in
 		// about a second.
 		"--heartbeat-interval", "50", "--election-timeout", "500",
-		"--logger", "zap", "--log-level", "warn")
+		"--logger", "zap", "--log-level", "warn"}, extra...)...)
 	m.log.Reset()
 	cmd.Stdout, cmd.Stderr = &m.log, &m.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -191,11 +227,25 @@ func tail(s string, n int) string {
 // (at most 30s).
 func (c *EtcdCluster) WaitHealthy(i int) {
 	c.tb.Helper()
-	url := fmt.Sprintf("http://127.0.0.1:%d/health", c.members[i].client)
+	url := fmt.Sprintf("%s://127.0.0.1:%d/health", c.scheme, c.members[i].client)
+	hc := http.DefaultClient
+	if t := c.opts.TLS; t != nil {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			c.tb.Fatal(err)
+		}
+		ca, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			c.tb.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		ok := healthy(ctx, url)
+		ok := healthy(ctx, hc, url)
 		cancel()
 		if ok {
 			return
@@ -207,12 +257,12 @@ func (c *EtcdCluster) WaitHealthy(i int) {
 	}
 }
 
-func healthy(ctx context.Context, url string) bool {
+func healthy(ctx context.Context, hc *http.Client, url string) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return false
 	}
@@ -221,4 +271,49 @@ func healthy(ctx context.Context, url string) bool {
 		Health string `json:"health"`
 	}
 	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&h) == nil && h.Health == "true"
+}
+
+// MustTLSFiles writes a CA, and a certificate for 127.0.0.1 it signed (for
+// both server and client use), as PEM files in a temp dir.
+func MustTLSFiles(tb testing.TB) EtcdTLS {
+	tb.Helper()
+	dir := tb.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "modelops test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caTmpl, &key.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	files := EtcdTLS{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}
+	for path, block := range map[string]*pem.Block{
+		files.CAFile:   {Type: "CERTIFICATE", Bytes: caDER},
+		files.CertFile: {Type: "CERTIFICATE", Bytes: der},
+		files.KeyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return files
 }

@@ -144,17 +144,21 @@ function confirmAction(text) {
 }
 
 // act asks before an action, then says what it did (done) or why it was refused.
-// after runs once the action is done, before the page is drawn again.
+// after runs once the action is done, before the page is drawn again. What
+// it did is said once the page shows it (and its new revision, which the next
+// action expects).
 async function act(ask, done, path, body, method, after) {
   if (!(await confirmAction(ask))) return;
+  let said;
   try {
     await api(path, { method: method || "POST", body });
-    alertBox("Done: " + done, true);
+    said = () => alertBox("Done: " + done, true);
     if (after) after();
   } catch (e) {
-    alertBox("Refused: " + e.message);
+    said = () => alertBox("Refused: " + e.message);
   }
-  route();
+  await route();
+  said();
 }
 
 // ---- pages ----
@@ -438,7 +442,7 @@ const compareHref = (name, a, b) => `#/model/${encodeURIComponent(name)}/compare
 // The policy's settings as the form shows them: [field, label, kind].
 const POLICY_FIELDS = [["max_error_rate", "Max error rate (0-1)", "number"], ["max_fallback_rate", "Max fallback rate (0-1)", "number"],
   ["max_p99_ms", "Max p99 ms", "number"], ["max_prediction_psi", "Max prediction PSI", "number"], ["min_samples", "Min samples", "int"],
-  ["bake_time", "Bake time", "duration"], ["failure_limit", "Failure limit", "int"]];
+  ["bake_time", "Bake time", "duration"], ["failure_limit", "Failure limit", "int"], ["corroborating_nodes", "Corroborating nodes", "int"]];
 
 function settings(name, m, policy) {
   const enc = encodeURIComponent(name);
@@ -797,7 +801,7 @@ async function fleet() {
     h("tbody", {}, nodes.map((n) => h("tr", {},
       h("td", {}, n.node), h("td", {}, n.address),
       h("td", {}, n.silent ? badge("red", "silent") : badge(n.ready ? "green" : "red", n.ready ? "ready" : "not ready")),
-      h("td", {}, (n.served || []).map((x) => `${x.model} v${x.version} (${x.arm})`).join(", ") || "-",
+      h("td", {}, (n.served || []).map((x) => `${x.model} v${x.version} (${armName(x.arm)})`).join(", ") || "-",
         // What the node was asked to serve and cannot, and why.
         Object.entries(n.load_errors || {}).map(([m, err]) => h("div", { class: "load-error" }, badge("red", "cannot load"), ` ${m}: ${err}`))),
       h("td", {}, when(n.last_report))))))));
@@ -805,7 +809,23 @@ async function fleet() {
 
 // ---- routing and live updates ----
 
-async function route() {
+// route draws the page the address names. Draws run one at a time: one asked
+// for while another runs (a refresh, an action's) runs after it, so that the
+// page shown is never older than the last change made from it.
+let routing = null, routeAgain = false;
+function route() {
+  if (routing) { routeAgain = true; return routing; }
+  routing = (async () => {
+    try {
+      do { routeAgain = false; await drawRoute(); } while (routeAgain);
+    } finally {
+      routing = null;
+    }
+  })();
+  return routing;
+}
+
+async function drawRoute() {
   const hash = location.hash || "#/";
   for (const [id, match] of [["nav-overview", hash === "#/"], ["nav-fleet", hash === "#/fleet"]]) {
     const a = document.getElementById(id);

@@ -32,6 +32,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/modelops/modelops/internal/registry"
 )
@@ -184,7 +186,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		DialKeepAliveTimeout: 5 * time.Second,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcd at %s: %w: %v", strings.Join(cfg.Endpoints, ","), registry.ErrUnavailable, err)
+		return nil, (&Store{cfg: cfg}).wrap("open", err)
 	}
 	s := &Store{cfg: cfg, client: cl, log: cfg.Logger.With("component", "etcdmeta"), changed: make(chan struct{})}
 	// One read proves the cluster is there (and the credentials good) before
@@ -225,6 +227,9 @@ func (s *Store) wrap(op string, err error) error {
 	}
 	if errors.Is(err, rpctypes.ErrAuthFailed) || errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrUserEmpty) {
 		return fmt.Errorf("%s: etcd at %s refuses these credentials: %w", op, strings.Join(s.cfg.Endpoints, ","), err)
+	}
+	if errors.Is(err, rpctypes.ErrRequestTooLarge) || status.Code(err) == codes.ResourceExhausted {
+		return fmt.Errorf("%s: %w: etcd takes at most its --max-request-bytes (1.5 MiB by default) in one change; a model card that large does not fit: %w", op, registry.ErrTooLarge, err)
 	}
 	what := "cannot be reached or has no quorum"
 	if errors.Is(err, rpctypes.ErrNoLeader) || strings.Contains(err.Error(), "no leader") {
@@ -327,7 +332,7 @@ func (s *Store) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// watch follows the prefix from etcd revision from and wakes the watchers at
+// watch follows the registry revision from etcd revision from and wakes the watchers at
 // each change another process made. A watch that breaks starts again where it
 // stopped; one whose revision was compacted away starts from the compaction
 // and wakes everyone, who read the events again from the registry revision they
@@ -335,7 +340,9 @@ func (s *Store) Changed() <-chan struct{} {
 func (s *Store) watch(ctx context.Context, from int64) {
 	defer close(s.done)
 	for attempt := 0; ctx.Err() == nil; {
-		wch := s.client.Watch(clientv3.WithRequireLeader(ctx), s.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithRev(from))
+		// Every change that watchers care for appends an event, and so
+		// writes the revision key.
+		wch := s.client.Watch(clientv3.WithRequireLeader(ctx), s.cfg.Prefix+"revision", clientv3.WithRev(from))
 		for resp := range wch {
 			if resp.CompactRevision > 0 {
 				s.log.Warn("watch: revision compacted; resuming from the compaction", "from", from, "compacted", resp.CompactRevision)
@@ -344,8 +351,12 @@ func (s *Store) watch(ctx context.Context, from int64) {
 				break
 			}
 			if err := resp.Err(); err != nil {
+				level := slog.LevelWarn
+				if attempt > 0 {
+					level = slog.LevelDebug // said once already
+				}
 				if ctx.Err() == nil {
-					s.log.Warn("watch: etcd ended it; resuming", "from", from, "err", err)
+					s.log.Log(ctx, level, "watch: etcd ended it; resuming", "from", from, "err", err)
 				}
 				break
 			}
@@ -683,6 +694,9 @@ func (t *tx) Events(since uint64, limit int, keep func(*registry.Event) bool) ([
 }
 
 func (t *tx) LatestEvents(since uint64, n int, keep func(*registry.Event) bool) ([]registry.Event, error) {
+	if since == math.MaxUint64 {
+		return nil, nil // as in Events
+	}
 	var out []registry.Event
 	own := t.appended(since)
 	for i := len(own) - 1; i >= 0 && len(out) < n; i-- {
@@ -766,4 +780,54 @@ func (t *tx) PutToken(tk *registry.Token) error {
 		return registry.Invalidf("token id %q", tk.ID)
 	}
 	return t.put(t.key("tokens", tk.ID), tk)
+}
+
+// PutSession keeps a dashboard session for ttl, on a lease of its own, so that
+// etcd forgets it by itself (api.SessionStore).
+func (s *Store) PutSession(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), s.cfg.Timeout)
+	defer cancel()
+	lease, err := s.client.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
+	if err != nil {
+		return s.wrap("sign in", err)
+	}
+	if _, err := s.client.Put(ctx, s.cfg.Prefix+"sessions/"+key, string(value), clientv3.WithLease(lease.ID)); err != nil {
+		return s.wrap("sign in", err)
+	}
+	return nil
+}
+
+// Session returns a live session (api.SessionStore); without quorum it is read
+// from the members left.
+func (s *Store) Session(ctx context.Context, key string) ([]byte, error) {
+	var v []byte
+	err := s.View(ctx, func(mt registry.MetaTx) error {
+		b, err := mt.(*tx).one(s.cfg.Prefix + "sessions/" + key)
+		v = b
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, fmt.Errorf("session: %w", registry.ErrNotFound)
+	}
+	return v, nil
+}
+
+// DeleteSession ends a session and its lease (api.SessionStore).
+func (s *Store) DeleteSession(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), s.cfg.Timeout)
+	defer cancel()
+	resp, err := s.client.Get(ctx, s.cfg.Prefix+"sessions/"+key)
+	if err != nil {
+		return s.wrap("sign out", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	if _, err := s.client.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		return s.wrap("sign out", err)
+	}
+	return nil
 }
