@@ -35,12 +35,12 @@ func TestSessionsAreCapped(t *testing.T) {
 	}
 	// A token whose one session is the oldest of all, pushed out by its own
 	// next one, has the new one in its list.
-	all.create("lone")
+	all.create(ctx, "lone")
 	for i := range maxSessions - 1 {
-		all.create(fmt.Sprintf("again-%d", i))
+		all.create(ctx, fmt.Sprintf("again-%d", i))
 	}
-	mine, _ := all.create("lone")
-	if _, ok := all.get(mine); !ok || all.byToken["lone"] == nil || all.byToken["lone"].Len() != 1 {
+	mine, _, _ := all.create(ctx, "lone")
+	if _, ok := all.get(ctx, mine); !ok || all.byToken["lone"] == nil || all.byToken["lone"].Len() != 1 {
 		t.Error("a token whose only session was the oldest of all lost track of its new one")
 	}
 	if byID, inList, byToken := all.counts(); byID != maxSessions || inList != byID || byToken != byID {

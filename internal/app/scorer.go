@@ -20,6 +20,7 @@ import (
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/node"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/scorerapi"
 )
 
 // ScorerConfig configures a scorer node.
@@ -28,8 +29,10 @@ type ScorerConfig struct {
 	// Models are the models served; AllModels ("*") is every model in the
 	// registry, followed as models come and go. The first is the default of
 	// requests that name none.
-	Models     []string
-	Listen     string
+	Models []string
+	Listen string
+	// GRPCListen is the address of the OIP v2 gRPC API ("" turns it off).
+	GRPCListen string
 	CacheDir   string
 	ORTLibrary string
 	// IntraOpThreads per ONNX Runtime session.
@@ -65,6 +68,7 @@ func DefaultScorerConfig() ScorerConfig {
 		ControlPlane:     "http://127.0.0.1:8080",
 		Models:           []string{"calling-score"},
 		Listen:           "127.0.0.1:8081",
+		GRPCListen:       "127.0.0.1:8082",
 		CacheDir:         filepath.Join(".data", "scorer-cache"),
 		IntraOpThreads:   1,
 		BatchMaxRows:     64,
@@ -140,6 +144,7 @@ type Scorer struct {
 	Dir      *node.DirWatcher
 	Recorder *monitor.Recorder
 	Server   *api.Server
+	GRPC     *scorerapi.GRPCServer
 	API      *api.Scorer
 	reporter *monitor.Reporter
 
@@ -236,6 +241,17 @@ func (s *Scorer) Open(ctx context.Context) error {
 		s.wg.Wait()
 		s.closeModels()
 		return err
+	}
+	if s.Config.GRPCListen != "" {
+		s.GRPC = &scorerapi.GRPCServer{Service: scorer.Service, Logger: s.Logger.With("component", "grpc"), Addr: s.Config.GRPCListen,
+			APIKeys: s.Config.APIKeys, TLSCert: s.Config.TLSCert, TLSKey: s.Config.TLSKey}
+		if err := s.GRPC.Open(); err != nil {
+			_ = s.Server.Close(ctx)
+			cancel()
+			s.wg.Wait()
+			s.closeModels()
+			return err
+		}
 	}
 	if s.Config.ModelDir == "" {
 		nodeName := s.Config.Node
@@ -474,8 +490,11 @@ func (s *Scorer) Close(ctx context.Context) error {
 		s.cancel()
 	}
 	var err error
+	if s.GRPC != nil {
+		err = s.GRPC.Close(ctx)
+	}
 	if s.Server != nil {
-		err = s.Server.Close(ctx)
+		err = errors.Join(err, s.Server.Close(ctx))
 	}
 	// Loads in progress are stopped (ONNX Runtime terminates their runs);
 	// wait for them within ctx, never past it.

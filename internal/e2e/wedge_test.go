@@ -15,6 +15,7 @@ import (
 func loadingScorer(t *testing.T, cpURL string, timeout time.Duration) *app.Scorer {
 	t.Helper()
 	cfg := app.DefaultScorerConfig()
+	cfg.GRPCListen = "127.0.0.1:0" // the default port would be shared by tests running at once
 	cfg.ControlPlane, cfg.Listen, cfg.CacheDir = cpURL, "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
 	cfg.Token, cfg.ReportInterval, cfg.LoadTimeout = scorerToken, 100*time.Millisecond, timeout
 	s := app.NewScorer(cfg, quietLogger(t))
