@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/scorernode"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=…".
@@ -33,7 +33,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
-	cfg := app.DefaultScorerConfig()
+	cfg := scorernode.DefaultConfig()
 	if v := os.Getenv("MODELCTL_SERVER"); v != "" {
 		cfg.ControlPlane = v
 	}
@@ -113,7 +113,7 @@ Flags:
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	s := app.NewScorer(cfg, log)
+	s := scorernode.New(cfg, log)
 	if err := s.Open(ctx); err != nil {
 		return err
 	}

@@ -82,6 +82,7 @@ func startNode(t *testing.T, o nodeOpts) *node {
 		copyFile(t, o.onnx, filepath.Join(dir, o.model+".onnx"))
 	}
 	cfg := app.DefaultScorerConfig()
+	cfg.GRPCListen = "127.0.0.1:0" // the default port would be shared by tests running at once
 	cfg.Models, cfg.ModelDir = []string{o.model}, dir
 	cfg.Listen, cfg.GRPCListen, cfg.CacheDir = "127.0.0.1:0", "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
 	cfg.APIKeys = []string{apiKey}
