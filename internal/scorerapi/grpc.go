@@ -256,6 +256,13 @@ func (g *GRPCServer) tap(ctx context.Context, info *tap.Info) (context.Context, 
 	if !strings.HasPrefix(info.FullMethodName, "/"+inferencepb.GRPCInferenceService_ServiceDesc.ServiceName+"/") {
 		return ctx, nil // health watches and reflection streams run long by design
 	}
+	// The API key is checked on the headers, before the message is read: a
+	// caller without one costs no more than them.
+	if info.FullMethodName == inferencepb.GRPCInferenceService_ModelInfer_FullMethodName && !g.keyOK(info.Header) {
+		g.Service.Metrics().Refused(401, "unauthenticated")
+		g.metrics.observe("ModelInfer", codes.Unauthenticated, 0)
+		return nil, status.Error(codes.Unauthenticated, "this scorer needs an API key: metadata authorization: Bearer KEY (or x-api-key: KEY)")
+	}
 	rc := &readContext{}
 	rc.Context, rc.cancel = context.WithCancel(ctx)
 	rc.timer = time.AfterFunc(g.ReadTimeout, func() {
@@ -290,33 +297,25 @@ func (c *readContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// intercept runs once a unary call's message is in: it stops the read timer,
-// checks the API key on ModelInfer and counts the call.
+// intercept runs once a unary call's message is in: it stops the read timer
+// and counts the call.
 func (g *GRPCServer) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if rc, ok := ctx.Value(readTimer{}).(*readContext); ok {
 		rc.timer.Stop()
 	}
 	start := time.Now()
 	method := info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]
-	var resp any
-	var err error
-	if method == "ModelInfer" && !g.keyOK(ctx) {
-		g.Service.Metrics().Refused(401, "unauthenticated")
-		err = status.Error(codes.Unauthenticated, "this scorer needs an API key: metadata authorization: Bearer KEY (or x-api-key: KEY)")
-	} else {
-		resp, err = handler(ctx, req)
-	}
+	resp, err := handler(ctx, req)
 	g.metrics.observe(method, status.Code(err), time.Since(start))
 	return resp, err
 }
 
-// keyOK reports whether the call carries one of the API keys (or there are
+// keyOK reports whether the call's headers carry one of the API keys (or there are
 // none), comparing in constant time.
-func (g *GRPCServer) keyOK(ctx context.Context) bool {
+func (g *GRPCServer) keyOK(md metadata.MD) bool {
 	if len(g.APIKeys) == 0 {
 		return true
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
 	key := ""
 	if v := md.Get("x-api-key"); len(v) > 0 {
 		key = v[0]
