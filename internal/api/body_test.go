@@ -97,7 +97,10 @@ func TestDeclaredLengthsReserveNothing(t *testing.T) {
 	heapGrown := int64(ms.HeapInuse) - int64(heapBefore)
 	t.Logf("RSS grew %.1f MB, the heap in use %.1f MB, for %d connections declaring %.1f MB each (%d goroutines)",
 		float64(grown)/(1<<20), float64(heapGrown)/(1<<20), conns, float64(declared)/(1<<20), runtime.NumGoroutine()-goroutines)
-	if grown > 50<<20 || heapGrown > 50<<20 {
-		t.Fatalf("RSS grew %d MB and the heap in use %d MB, want each under 50 MB", grown>>20, heapGrown>>20)
+	// Reserving the declared lengths would hold 500 × 1.2 MB in the heap; under
+	// the race detector RSS is several times the heap whatever the code does,
+	// so there the heap alone is held to the bound.
+	if heapGrown > 50<<20 || (!raceDetector && grown > 50<<20) {
+		t.Fatalf("RSS grew %d MB and the heap in use %d MB, want each under 50 MB (RSS not judged under the race detector: %v)", grown>>20, heapGrown>>20, raceDetector)
 	}
 }
