@@ -139,6 +139,21 @@ func runExport(t *testing.T, store string) {
 		resp.Body.Close()
 	}
 
+	// Exports are for admin and viewer tokens, not a node's.
+	if _, err := scorer.Export(ctx, "calling-score", client.ExportOptions{}, func(predlog.ExportRow) error { return nil }); client.StatusOf(err) != http.StatusForbidden {
+		t.Errorf("export with a scorer token: %v, want 403", err)
+	}
+	viewerTok, err := admin.CreateTokenFor(ctx, api.TokenBody{Name: "viewer", Role: registry.RoleViewer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer := client.New(url)
+	viewer.Token = viewerTok.Secret
+	n := 0
+	if sum, err := viewer.Export(ctx, "calling-score", client.ExportOptions{Version: 1}, func(predlog.ExportRow) error { n++; return nil }); err != nil || n != 200 || sum.Rows != 200 || sum.Outcomes != 300 {
+		t.Errorf("viewer export of v1: %d rows, %+v %v; want 200 rows and 300 outcomes read", n, sum, err)
+	}
+
 	// Restarted between ingestion and export: every acknowledged row is there.
 	if err := cp.Close(ctx); err != nil {
 		t.Fatal(err)

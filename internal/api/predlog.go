@@ -99,6 +99,11 @@ func (cp *ControlPlane) export(c echo.Context) error {
 	if cp.Logs == nil {
 		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this control plane keeps no prediction log"}
 	}
+	// A scorer token is a node's credential; the log's production rows are
+	// read by people and their tools (admin or viewer).
+	if tok, _ := c.Get(tokenKey).(*registry.Token); tok != nil && tok.Role == registry.RoleScorer {
+		return &requestError{status: http.StatusForbidden, code: "forbidden", msg: "exports are for admin and viewer tokens; a scorer token only ships the log"}
+	}
 	ctx := c.Request().Context()
 	model := c.Param("model")
 	if _, err := cp.Registry.Model(ctx, model); err != nil {
