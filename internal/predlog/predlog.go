@@ -103,8 +103,8 @@ func (r *Row) validate() error {
 		return fmt.Errorf("request id must be 1 to %d bytes", MaxIDLength)
 	case len(r.RoutingKey) > MaxIDLength || len(r.Arm) > MaxIDLength || len(r.Source) > MaxIDLength:
 		return fmt.Errorf("arm, source and routing key are at most %d bytes", MaxIDLength)
-	case r.Time.IsZero():
-		return errors.New("time is missing")
+	case !inRange(r.Time):
+		return fmt.Errorf("time %s is missing or outside %d–%d", r.Time.Format(time.RFC3339), minYear, maxYear)
 	case len(r.Features) == 0 || len(r.Features) > MaxFeatures:
 		return fmt.Errorf("%d features (want 1 to %d)", len(r.Features), MaxFeatures)
 	case math.IsNaN(r.Answer) || math.IsInf(r.Answer, 0):
@@ -124,12 +124,21 @@ func (o *Outcome) validate() error {
 		return fmt.Errorf("model %q is not a model name", truncate(o.Model))
 	case o.RequestID == "" || len(o.RequestID) > MaxIDLength:
 		return fmt.Errorf("request id must be 1 to %d bytes", MaxIDLength)
-	case o.Time.IsZero():
-		return errors.New("time is missing")
+	case !inRange(o.Time):
+		return fmt.Errorf("time %s is missing or outside %d–%d", o.Time.Format(time.RFC3339), minYear, maxYear)
 	case math.IsNaN(o.Outcome) || math.IsInf(o.Outcome, 0):
 		return errors.New("outcome is not finite")
 	}
 	return nil
+}
+
+// Times are stored as Unix nanoseconds, which hold years 1678 to 2262; a
+// row's time must fall well inside.
+const minYear, maxYear = 2000, 2200
+
+func inRange(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= minYear && y < maxYear
 }
 
 func truncate(s string) string {
