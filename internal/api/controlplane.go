@@ -22,7 +22,6 @@ import (
 
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/monitor"
-	"github.com/modelops/modelops/internal/predlog/logstore"
 	"github.com/modelops/modelops/internal/registry"
 )
 
@@ -48,7 +47,7 @@ type ControlPlane struct {
 	// them; without it they live in this process's memory.
 	Sessions SessionStore
 	// Logs, when set, keeps the prediction log (POST /logs, GET …/export).
-	Logs *logstore.Store
+	Logs LogStore
 
 	closeOnce    sync.Once
 	closing      chan struct{}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,9 +12,15 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/modelops/modelops/internal/predlog"
-	"github.com/modelops/modelops/internal/predlog/logstore"
 	"github.com/modelops/modelops/internal/registry"
 )
+
+// LogStore keeps the prediction log (internal/predlog/logstore over the blob
+// store). Write returns once the batch is durable.
+type LogStore interface {
+	Write(ctx context.Context, b *predlog.Batch) (predlog.Stored, error)
+	Export(ctx context.Context, model string, f predlog.ExportFilter, fn func(predlog.ExportRow) error) (predlog.ExportSummary, error)
+}
 
 // shipLog takes a scorer's prediction log batch (POST /api/v1/logs): only from
 // a scorer token bound to the batch's node, as reports are; within
@@ -109,7 +116,7 @@ func (cp *ControlPlane) export(c echo.Context) error {
 	if _, err := cp.Registry.Model(ctx, model); err != nil {
 		return err
 	}
-	var f logstore.Filter
+	var f predlog.ExportFilter
 	q := c.QueryParams()
 	for _, p := range []struct {
 		name string

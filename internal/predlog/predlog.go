@@ -176,3 +176,10 @@ type Stored struct {
 	Outcomes int      `json:"outcomes"`
 	Files    []string `json:"files"`
 }
+
+// ExportFilter selects the rows of an export. Zero fields select everything.
+type ExportFilter struct {
+	Since, Until     time.Time // rows answered at or after Since and before Until
+	Version          int
+	WithOutcomesOnly bool
+}

@@ -131,12 +131,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-// Filter selects the rows of an export. Zero fields select everything.
-type Filter struct {
-	Since, Until     time.Time // rows answered at or after Since and before Until
-	Version          int
-	WithOutcomesOnly bool
-}
+// Filter selects the rows of an export.
+type Filter = predlog.ExportFilter
 
 // Summary counts what an export read and wrote.
 type Summary = predlog.ExportSummary
