@@ -9,6 +9,7 @@ DATA=${DATA:-.data}
 BIN=${BIN:-bin}
 CP_ADDR=${CP_ADDR:-127.0.0.1:8080}
 SCORER_ADDR=${SCORER_ADDR:-127.0.0.1:8081}
+GRPC_ADDR=${GRPC_ADDR:-127.0.0.1:8082}
 
 # reach HOST:PORT prints an address to dial for a listen address: an empty or
 # wildcard host (":8080", "0.0.0.0:8080", "[::]:8080") is reached on loopback.
@@ -41,9 +42,9 @@ listening() {
   addr=$(reach "$1") && host=${addr%:*} && host=${host#[} && host=${host%]}
   (exec 3<>"/dev/tcp/$host/${addr##*:}") 2>/dev/null
 }
-for addr in "$CP_ADDR" "$SCORER_ADDR"; do
+for addr in "$CP_ADDR" "$SCORER_ADDR" "$GRPC_ADDR"; do
   if listening "$addr"; then
-    echo "something already listens on $addr (another make run?): stop it, or choose other addresses with CP_ADDR=... SCORER_ADDR=..." >&2
+    echo "something already listens on $addr (another make run?): stop it, or choose other addresses with CP_ADDR=... SCORER_ADDR=... GRPC_ADDR=..." >&2
     exit 1
   fi
 done
@@ -88,7 +89,7 @@ if [ ! -s "$DATA/scorer.token" ]; then
   (umask 077; "$BIN/modelctl" token create --name local-scorer --role scorer 2>/dev/null > "$DATA/scorer.token")
 fi
 MODELOPS_SCORER_TOKEN=$(cat "$DATA/scorer.token") \
-  "$BIN/scorer" --control-plane "$MODELCTL_SERVER" --listen "$SCORER_ADDR" --cache-dir "$DATA/scorer-cache" 2>"$DATA/scorer.log" &
+  "$BIN/scorer" --control-plane "$MODELCTL_SERVER" --listen "$SCORER_ADDR" --grpc-listen "$GRPC_ADDR" --cache-dir "$DATA/scorer-cache" 2>"$DATA/scorer.log" &
 pids+=($!)
 wait_ready scorer "$SCORER_URL/readyz" "${pids[1]}" "$DATA/scorer.log"
 
@@ -106,6 +107,7 @@ cat <<MSG
 modelops is running.
   control plane  $MODELCTL_SERVER   (log: $DATA/control-plane.log)
   scorer         $SCORER_URL   (log: $DATA/scorer.log)
+  scorer gRPC    $(reach "$GRPC_ADDR")   (OIP v2, inference.GRPCInferenceService)
   dashboard      $MODELCTL_SERVER/   (sign in with the admin token below)
 
 The admin token is in $DATA/admin.token; for the CLI in another terminal:

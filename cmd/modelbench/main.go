@@ -113,6 +113,9 @@ type contender struct {
 	name string
 	p    *proc
 	path string
+	// grpcBody, when set, is the ModelInferRequest sent to grpcAddr instead.
+	grpcAddr string
+	grpcBody []byte
 	// cost and res add up its windows in the run being measured.
 	cost cost
 	res  loadResult
@@ -175,7 +178,11 @@ func run(o options) error {
 	if err := b.promote(cp, "calling-score", 1); err != nil {
 		return err
 	}
-	sc, err := b.scorer(cp, "scorer")
+	grpcAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	sc, err := b.scorer(cp, "scorer", "--grpc-listen", grpcAddr)
 	if err != nil {
 		return err
 	}
@@ -218,10 +225,11 @@ func run(o options) error {
 		{name: "null-model handler, fasthttp, encoding/json", p: fastNull, path: "/v1/score"},
 		{name: "scorer (micro-batching on, the default)", p: sc, path: "/v1/score"},
 		{name: "scorer (micro-batching off)", p: scNoBatch, path: "/v1/score"},
+		{name: "scorer, OIP v2 gRPC raw contents (micro-batching on)", p: sc, grpcAddr: grpcAddr, grpcBody: grpcRequest(1)},
 	}
 	// Warm every server up: connections, heaps, ONNX Runtime's arenas.
 	for _, c := range singles {
-		if _, err := load(context.Background(), loadSpec{URL: c.p.url + c.path, Body: single, Conns: o.conns, Duration: 500 * time.Millisecond}); err != nil {
+		if _, err := loadAny(context.Background(), c.spec(loadSpec{Body: single, Conns: o.conns, Duration: 500 * time.Millisecond})); err != nil {
 			return err
 		}
 	}
@@ -240,7 +248,7 @@ func run(o options) error {
 	// The same rate for every contender: half what the slowest took at maximum
 	// load, so each answers the same requests at the same pace.
 	rate := math.Inf(1)
-	for _, r := range maxLoad {
+	for _, r := range maxLoad[:4] { // the HTTP contenders, as before gRPC joined
 		rate = min(rate, r.res.rps())
 	}
 	rate = math.Round(rate / 2)
@@ -255,6 +263,7 @@ func run(o options) error {
 	many := []*contender{
 		{name: "scorer, OIP v2 binary FP32 tensors", p: sc, path: infer},
 		{name: "scorer, /v1/score JSON rows", p: sc, path: "/v1/score"},
+		{name: "scorer, OIP v2 gRPC raw contents", p: sc, grpcAddr: grpcAddr, grpcBody: grpcRequest(256)},
 	}
 	rawMany := cost{}
 	for r := 0; r < o.rounds; r++ {
@@ -268,7 +277,7 @@ func run(o options) error {
 			if i == 1 {
 				spec.Body, spec.Headers = multi, nil
 			}
-			if err := b.measure(ct, spec, 256); err != nil {
+			if err := b.measure(ct, ct.spec(spec), 256); err != nil {
 				return err
 			}
 		}
@@ -295,6 +304,7 @@ func run(o options) error {
 		target{"single row: null echo handler's CPU/request ÷ scorer's, same rate", ratio(echoPer, scorerPer, 0.85)},
 		target{"single row, the same at maximum load (reference)", ratio(maxLoad[0].cost.perRequest(), maxLoad[2].cost.perRequest(), 0.85)},
 		target{"256 rows, OIP v2 binary: raw loop's CPU/row ÷ scorer's", ratio(rawMany.perRow(), many[0].cost.perRow(), 0.60)},
+		target{"256 rows, OIP v2 gRPC raw contents: raw loop's CPU/row ÷ scorer's", ratio(rawMany.perRow(), many[2].cost.perRow(), 0.60)},
 	)
 	echoOverFast := float64(echoPer)/float64(fastPer) - 1
 	fmt.Printf("\necho v4 + net/http against fasthttp, the same null handler at the same rate: %s vs %s a request, echo costs %+.0f%% (%+.0f%% at maximum load): %s\n",
@@ -356,9 +366,7 @@ func (b *bench) rounds(cs []*contender, spec loadSpec, rows int, raw *rawLoop) (
 	var rawCost cost
 	for r := 0; r < b.o.rounds; r++ {
 		for _, c := range cs {
-			s := spec
-			s.URL = c.p.url + c.path
-			if err := b.measure(c, s, rows); err != nil {
+			if err := b.measure(c, c.spec(spec), rows); err != nil {
 				return cost{}, err
 			}
 		}
@@ -377,7 +385,7 @@ func (b *bench) measure(c *contender, spec loadSpec, rows int) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.name, err)
 	}
-	res, err := load(context.Background(), spec)
+	res, err := loadAny(context.Background(), spec)
 	if err != nil {
 		return err
 	}
@@ -388,6 +396,16 @@ func (b *bench) measure(c *contender, spec loadSpec, rows int) error {
 	c.cost = c.cost.add(got)
 	c.res = merge(c.res, res)
 	return nil
+}
+
+// spec is spec aimed at c: its URL and path, or its gRPC address and request.
+func (c *contender) spec(spec loadSpec) loadSpec {
+	if c.grpcAddr != "" {
+		spec.URL, spec.Body, spec.Headers = grpcScheme+c.grpcAddr, c.grpcBody, nil
+		return spec
+	}
+	spec.URL = c.p.url + c.path
+	return spec
 }
 
 // resetContenders returns a copy of cs as measured and clears their sums.
@@ -462,7 +480,7 @@ func (b *bench) scorer(cp *proc, name string, flags ...string) (*proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("modelctl token create %s: %w", name, err)
 	}
-	args := append([]string{"--control-plane", cp.url, "--model", "calling-score", "--listen", "ADDR", "--cache-dir", filepath.Join(b.dir, name+"-cache")}, flags...)
+	args := append([]string{"--control-plane", cp.url, "--model", "calling-score", "--listen", "ADDR", "--grpc-listen", "", "--cache-dir", filepath.Join(b.dir, name+"-cache")}, flags...)
 	p, err := startServer(b.dir, name, b.o.scorerBin, args, []string{"MODELOPS_SCORER_TOKEN=" + strings.TrimSpace(string(tok)), "ONNXRUNTIME_LIB=" + b.o.lib}, "/readyz")
 	if err != nil {
 		return nil, err

@@ -73,16 +73,26 @@ func TestServeRefusesADamagedRegistryFile(t *testing.T) {
 	if tx1, root1 := meta(1); tx1 > tx0 {
 		root = root1
 	}
-	// And a page of the tree below the root: bbolt panicked on it.
+	// And a page of the tree below the root, one a bucket in use starts at
+	// (bbolt panicked on it): the root page lists the buckets, each leaf
+	// element (flags, pos, ksize, vsize) pointing at its name and its header,
+	// whose first 8 bytes are the bucket's root page. A page merely marked a
+	// leaf may be a free one, whose zeroing damages nothing.
 	leaf := uint64(0)
-	for p := uint64(2); p < uint64(len(sound)/pageSize); p++ {
-		if p != root && binary.LittleEndian.Uint16(sound[p*pageSize+8:]) == 0x02 {
-			leaf = p
-			break
+	rp := sound[root*pageSize:]
+	if flags := binary.LittleEndian.Uint16(rp[8:]); flags != 0x02 {
+		t.Fatalf("root page %d has flags %#x, want a leaf page of buckets", root, flags)
+	}
+	for i := 0; i < int(binary.LittleEndian.Uint16(rp[10:])); i++ {
+		el := rp[16+16*i:]
+		pos, ksize := binary.LittleEndian.Uint32(el[4:]), binary.LittleEndian.Uint32(el[8:])
+		start := 16 + 16*i + int(pos)
+		if string(rp[start:start+int(ksize)]) == "tokens" {
+			leaf = binary.LittleEndian.Uint64(rp[start+int(ksize):])
 		}
 	}
-	if leaf == 0 {
-		t.Fatal("no leaf page below the root")
+	if leaf == 0 || leaf == root {
+		t.Fatalf("the tokens bucket has no page of its own (root %d)", leaf)
 	}
 	damage := map[string]func([]byte) []byte{
 		"zeroed leaf": func(b []byte) []byte { clear(b[leaf*pageSize : (leaf+1)*pageSize]); return b },

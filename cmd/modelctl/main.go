@@ -90,13 +90,8 @@ and send the token in MODELCTL_TOKEN, else the context's token file.`,
 	root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"table", "json", "yaml", "jsonpath="}, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
 	})
-	root.RegisterFlagCompletionFunc("context", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		cfg, _, _ := e.loadConfig()
-		var names []string
-		for _, c := range cfg.Contexts {
-			names = append(names, c.Name)
-		}
-		return names, cobra.ShellCompDirectiveNoFileComp
+	root.RegisterFlagCompletionFunc("context", func(cmd *cobra.Command, _ []string, s string) ([]string, cobra.ShellCompDirective) {
+		return e.completeContexts(cmd, nil, s)
 	})
 	root.SetFlagErrorFunc(suggestFlag)
 

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/modelops/modelops/internal/app"
+	"github.com/modelops/modelops/internal/scorernode"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=…".
@@ -33,7 +33,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
-	cfg := app.DefaultScorerConfig()
+	cfg := scorernode.DefaultConfig()
 	if v := os.Getenv("MODELCTL_SERVER"); v != "" {
 		cfg.ControlPlane = v
 	}
@@ -76,7 +76,7 @@ Flags:
 	}
 	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane URL (env MODELCTL_SERVER)")
 	modelsGiven := false
-	fs.Func("model", "model to serve (repeatable; '*' for every model in the registry, or every NAME.onnx in --model-dir; default calling-score)", func(v string) error {
+	fs.Func("model", "model to serve (repeatable; '*' for every model in the registry; --model-dir serves these and every NAME.onnx in it; default calling-score)", func(v string) error {
 		if !modelsGiven {
 			cfg.Models, modelsGiven = nil, true
 		}
@@ -84,6 +84,7 @@ Flags:
 		return nil
 	})
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "scoring API address")
+	fs.StringVar(&cfg.GRPCListen, "grpc-listen", cfg.GRPCListen, "OIP v2 gRPC API address (empty: off)")
 	fs.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, "local artifact cache")
 	fs.StringVar(&cfg.ORTLibrary, "onnxruntime-lib", cfg.ORTLibrary, "path of libonnxruntime.so (env ONNXRUNTIME_LIB)")
 	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", cfg.IntraOpThreads, "ONNX Runtime intra-op threads per session (env SCORER_INTRA_OP_THREADS)")
@@ -94,7 +95,7 @@ Flags:
 	fs.StringVar(&cfg.Node, "node", cfg.Node, "node name in reports (default: host name and listen address)")
 	fs.IntVar(&cfg.FeedbackCapacity, "feedback-capacity", cfg.FeedbackCapacity, "answers remembered for POST /v1/feedback; multi-row answers hold at most 16 scores per answer of this in all")
 	fs.DurationVar(&cfg.LoadTimeout, "load-timeout", cfg.LoadTimeout, "deadline of loading one version: fetch, verification, golden inputs and warm-up (ONNX Runtime stops a run that outlives it); a load that runs out is a load error")
-	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS (and gRPC over TLS) with this certificate (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
 	fs.Func("api-key", "require this API key on /v1/score, /v1/feedback and /v2 infer (repeatable; env SCORER_API_KEYS, comma-separated)", func(v string) error {
 		cfg.APIKeys = append(cfg.APIKeys, v)
@@ -108,14 +109,11 @@ Flags:
 		fmt.Println("scorer", Version)
 		return nil
 	}
-	if cfg.ModelDir != "" && !modelsGiven {
-		cfg.Models = []string{app.AllModels} // every NAME.onnx in the directory
-	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	s := app.NewScorer(cfg, log)
+	s := scorernode.New(cfg, log)
 	if err := s.Open(ctx); err != nil {
 		return err
 	}

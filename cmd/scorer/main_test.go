@@ -82,7 +82,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "--model-dir", dir, "--listen", addr, "--cache-dir", filepath.Join(dir, "cache"))
+	cmd := exec.Command(bin, "--model-dir", dir, "--listen", addr, "--grpc-listen", "127.0.0.1:0", "--cache-dir", filepath.Join(dir, "cache"))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

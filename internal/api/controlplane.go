@@ -21,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/modelops/modelops/internal/artifact"
+	"github.com/modelops/modelops/internal/buildinfo"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 )
@@ -76,7 +77,7 @@ func (cp *ControlPlane) Handler() http.Handler {
 	e := newEcho(cp.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("control-plane"))
 	if cp.Monitor != nil {
 		reg.MustRegister(monitor.Collector{M: cp.Monitor})
 	}

@@ -576,11 +576,19 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 
 func bodyTooLargeMsg(limit int64) string { return fmt.Sprintf("body is larger than %d bytes", limit) }
 
+// trustedGrow is how much of a declared Content-Length a body buffer reserves
+// before the bytes arrive: a 256-row binary request fits.
+const trustedGrow = 64 << 10
+
 // readBodyInto reads the request body into buf (reset first), at most limit bytes.
 func readBodyInto(c echo.Context, buf *bytes.Buffer, limit int64) error {
 	buf.Reset()
+	// One read, no regrowth, for bodies that say their length, up to
+	// trustedGrow: past that the buffer grows with what arrives, never with
+	// what a client declares (500 clients declaring 1.3 MB and sending a byte
+	// each must not reserve 650 MB).
 	if n := c.Request().ContentLength; n > 0 && n <= limit {
-		buf.Grow(int(n) + 1) // one read, no regrowth, for bodies that say their length
+		buf.Grow(int(min(n, trustedGrow)) + 1)
 	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), c.Request().Body, limit)); err != nil {
 		var mbe *http.MaxBytesError

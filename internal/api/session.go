@@ -119,16 +119,18 @@ func (s *sessions) create(ctx context.Context, tokenID string) (id string, ss se
 	for f := s.all.Front(); f != nil && now.After(f.Value.(*sessionEntry).s.expires); f = s.all.Front() {
 		s.remove(f.Value.(*sessionEntry))
 	}
-	own := s.byToken[tokenID]
-	if own == nil {
-		own = list.New()
-		s.byToken[tokenID] = own
-	}
-	if own.Len() >= maxSessionsPerToken {
+	if own := s.byToken[tokenID]; own != nil && own.Len() >= maxSessionsPerToken {
 		s.remove(own.Front().Value.(*sessionEntry))
 	}
 	if s.all.Len() >= maxSessions {
 		s.remove(s.all.Front().Value.(*sessionEntry))
+	}
+	// Looked up after the evictions: one may have emptied the token's list,
+	// and dropped it.
+	own := s.byToken[tokenID]
+	if own == nil {
+		own = list.New()
+		s.byToken[tokenID] = own
 	}
 	id = randomID()
 	ss = session{tokenID: tokenID, csrf: randomID(), expires: now.Add(sessionTTL)}

@@ -33,6 +33,19 @@ func TestSessionsAreCapped(t *testing.T) {
 	for i := range 30000 {
 		all.create(ctx, fmt.Sprintf("token-%d", i))
 	}
+	// A token whose one session is the oldest of all, pushed out by its own
+	// next one, has the new one in its list.
+	all.create(ctx, "lone")
+	for i := range maxSessions - 1 {
+		all.create(ctx, fmt.Sprintf("again-%d", i))
+	}
+	mine, _, _ := all.create(ctx, "lone")
+	if _, ok := all.get(ctx, mine); !ok || all.byToken["lone"] == nil || all.byToken["lone"].Len() != 1 {
+		t.Error("a token whose only session was the oldest of all lost track of its new one")
+	}
+	if byID, inList, byToken := all.counts(); byID != maxSessions || inList != byID || byToken != byID {
+		t.Fatalf("after a token's only session was pushed out by its next: %d sessions (list %d, by token %d)", byID, inList, byToken)
+	}
 	if byID, inList, byToken := all.counts(); byID != maxSessions || inList != byID || byToken != byID || len(all.byToken) != maxSessions {
 		t.Fatalf("after 30,000 logins of as many tokens: %d sessions (list %d, by token %d, tokens %d), want %d", byID, inList, byToken, len(all.byToken), maxSessions)
 	}

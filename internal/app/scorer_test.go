@@ -40,6 +40,7 @@ func TestOutOfRangeSettingsAreRefusedByTheirFlag(t *testing.T) {
 	}
 	for _, tc := range scorer {
 		cfg := DefaultScorerConfig()
+		cfg.GRPCListen = "127.0.0.1:0" // the default port would be shared by tests running at once
 		cfg.Listen, cfg.CacheDir = "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
 		tc.set(&cfg)
 		err := NewScorer(cfg, log).Open(context.Background())

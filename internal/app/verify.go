@@ -78,7 +78,7 @@ func (v *ProcessVerifier) VerifyArtifact(ctx context.Context, path, model string
 	runCtx, cancel := context.WithTimeout(ctx, v.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, v.Command[0], v.Command[1:]...)
-	cmd.Env = append(os.Environ(), loader.VerifyChildEnv+"=1")
+	cmd.Env = append(childEnv(), loader.VerifyChildEnv+"=1")
 	cmd.Stdin = bytes.NewReader(in)
 	stdout, stderr := &capped{max: maxChildOutput}, &capped{max: maxChildOutput}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -110,8 +110,11 @@ func (v *ProcessVerifier) VerifyArtifact(ctx context.Context, path, model string
 		}
 		return none, fmt.Errorf("verification process died of %s (address-space limit %s; a graph that allocates too much?): %s", st.Signal(), bytesText(v.AddressSpace), stderr.gist())
 	}
-	// The child exits 1 when it could not answer; the Go runtime exits 2 when
-	// it runs out of memory.
+	// The child exits 1 when it could not answer (its own failure, not the
+	// artifact's); the Go runtime exits 2 when it runs out of memory.
+	if cmd.ProcessState.ExitCode() == 1 {
+		return none, fmt.Errorf("%w: the verify process could not answer: %s", registry.ErrUnavailable, stderr.gist())
+	}
 	return none, fmt.Errorf("verification process failed (%v; address-space limit %s): %s", err, bytesText(v.AddressSpace), stderr.gist())
 }
 
@@ -155,4 +158,18 @@ func bytesText(n int64) string {
 		return "none"
 	}
 	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+}
+
+// childEnv is the part of this process's environment a verify child gets: no
+// tokens or cloud credentials reach the process that runs an admin's graph.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "PATH", "HOME", "TMPDIR", "LANG", "LD_LIBRARY_PATH", loader.LibraryEnv, "GOCOVERDIR", "GODEBUG", "GOMAXPROCS", "GOTRACEBACK":
+			env = append(env, kv)
+		}
+	}
+	return env
 }

@@ -242,3 +242,38 @@ func TestExternalDataIsRefusedAtPush(t *testing.T) {
 		t.Fatalf("push with external data: %v, want 422 naming planted_weights", err)
 	}
 }
+
+// The process that runs an admin's graph gets no secrets from the control
+// plane's environment.
+func TestVerifyChildGetsNoSecrets(t *testing.T) {
+	t.Setenv("MODELOPS_ADMIN_TOKEN", "mo_secret")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+	env := strings.Join(childEnv(), "\n")
+	if strings.Contains(env, "secret") || !strings.Contains(env, "PATH=") {
+		t.Fatalf("a verify child's environment:\n%s", env)
+	}
+}
+
+// A verify process that cannot run or answer is the control plane's fault
+// (503), not the artifact's (422), and records nothing.
+func TestABrokenVerifierIsNotTheArtifactsFault(t *testing.T) {
+	testutil.InitORT()
+	good := testutil.MustModel(t, 1)
+	for _, command := range [][]string{{"/bin/false"}, {filepath.Join(t.TempDir(), "missing")}} {
+		cfg := DefaultControlPlaneConfig()
+		cfg.DataDir, cfg.Listen = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0"
+		cfg.AdminToken = registry.NewTokenSecret()
+		cfg.VerifyCommand = command
+		cp := NewControlPlane(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err := cp.Open(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		c := client.New(cp.URL())
+		c.Token = cfg.AdminToken
+		_, err := c.Push(context.Background(), client.PushOptions{Model: "calling-score", ArtifactPath: good.Path, Card: good.Card})
+		if client.StatusOf(err) != http.StatusServiceUnavailable {
+			t.Errorf("push verified by %v: %v, want 503", command, err)
+		}
+		cp.Close(context.Background())
+	}
+}

@@ -119,6 +119,7 @@ func TestFailingVersionWithoutRulesIsRolledBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := app.DefaultScorerConfig()
+	cfg.GRPCListen = "127.0.0.1:0" // the default port would be shared by tests running at once
 	cfg.ControlPlane, cfg.Listen, cfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
 	cfg.Token, cfg.Models, cfg.ReportInterval = scorerToken, []string{"churn"}, 100*time.Millisecond
 	s := app.NewScorer(cfg, quietLogger(t))

@@ -27,7 +27,9 @@ func TestDirectoryModeSwapsOnRenameAndRefusesPartialFiles(t *testing.T) {
 	}
 	put(m1)
 	cfg := app.DefaultScorerConfig()
+	cfg.GRPCListen = "127.0.0.1:0" // the default port would be shared by tests running at once
 	cfg.ModelDir, cfg.Listen, cfg.CacheDir = dir, "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
+	cfg.GRPCListen = "127.0.0.1:0"
 	sc := app.NewScorer(cfg, quietLogger(t))
 	if err := sc.Open(context.Background()); err != nil {
 		t.Fatal(err)

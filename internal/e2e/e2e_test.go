@@ -98,9 +98,11 @@ func MustControlPlane(tb testing.TB, store ...string) *app.ControlPlane {
 func MustScorer(tb testing.TB, cpURL string, cacheDir ...string) *app.Scorer {
 	tb.Helper()
 	cfg := app.DefaultScorerConfig()
+	cfg.GRPCListen = "127.0.0.1:0" // the default port would be shared by tests running at once
 	cfg.ControlPlane = cpURL
 	cfg.Token = nodeToken(tb, cpURL)
 	cfg.Listen = "127.0.0.1:0"
+	cfg.GRPCListen = "127.0.0.1:0"
 	cfg.CacheDir = filepath.Join(tb.TempDir(), "cache")
 	if len(cacheDir) > 0 {
 		cfg.CacheDir = cacheDir[0]

@@ -36,7 +36,7 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	// The shell in between is the parent that goes away; `; :` keeps it from
 	// replacing itself with bash.
 	cmd := exec.Command("sh", "-c", "bash ../../scripts/run.sh; :")
-	cmd.Env = append(os.Environ(), "BIN="+bin, "DATA="+data, "CP_ADDR="+cpAddr, "SCORER_ADDR="+scorerAddr)
+	cmd.Env = append(os.Environ(), "BIN="+bin, "DATA="+data, "CP_ADDR="+cpAddr, "SCORER_ADDR="+scorerAddr, "GRPC_ADDR="+freeAddr(t))
 	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -102,7 +102,7 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	// A second make run on the same addresses refuses to start, rather than
 	// talk to the first one's control plane with its own token.
 	second := exec.Command("bash", "../../scripts/run.sh")
-	second.Env = append(os.Environ(), "BIN="+bin, "DATA="+t.TempDir(), "CP_ADDR="+cpAddr, "SCORER_ADDR="+scorerAddr)
+	second.Env = append(os.Environ(), "BIN="+bin, "DATA="+t.TempDir(), "CP_ADDR="+cpAddr, "SCORER_ADDR="+scorerAddr, "GRPC_ADDR="+freeAddr(t))
 	said, err := second.CombinedOutput()
 	if err == nil || !strings.Contains(string(said), "already listens on "+cpAddr) {
 		t.Fatalf("a second make run on the same addresses: %v\n%s", err, said)
@@ -111,7 +111,7 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	// listen address may be: its check dials loopback.
 	_, port, _ := net.SplitHostPort(cpAddr)
 	second = exec.Command("bash", "../../scripts/run.sh")
-	second.Env = append(os.Environ(), "BIN="+bin, "DATA="+t.TempDir(), "CP_ADDR=:"+port, "SCORER_ADDR="+freeAddr(t))
+	second.Env = append(os.Environ(), "BIN="+bin, "DATA="+t.TempDir(), "CP_ADDR=:"+port, "SCORER_ADDR="+freeAddr(t), "GRPC_ADDR="+freeAddr(t))
 	said, err = second.CombinedOutput()
 	if err == nil || !strings.Contains(string(said), "already listens on :"+port) {
 		t.Fatalf("a second make run with CP_ADDR=:%s: %v\n%s", port, err, said)
@@ -143,7 +143,7 @@ func TestMakeRunSaysWhyTheScorerDidNotStart(t *testing.T) {
 	bin := buildBinaries(t)
 	cpAddr := freeAddr(t)
 	cmd := exec.Command("bash", "../../scripts/run.sh")
-	cmd.Env = append(os.Environ(), "BIN="+bin, "DATA="+t.TempDir(), "CP_ADDR="+cpAddr, "SCORER_ADDR=127.0.0.1:99999")
+	cmd.Env = append(os.Environ(), "BIN="+bin, "DATA="+t.TempDir(), "CP_ADDR="+cpAddr, "SCORER_ADDR=127.0.0.1:99999", "GRPC_ADDR="+freeAddr(t))
 	done := make(chan struct{})
 	var said []byte
 	var err error

@@ -48,6 +48,7 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 		}
 	}
 	cfg := app.DefaultScorerConfig()
+	cfg.GRPCListen = "127.0.0.1:0" // the default port would be shared by tests running at once
 	cfg.ControlPlane, cfg.Listen, cfg.CacheDir = cp.URL(), "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
 	cfg.Token, cfg.Models, cfg.ReportInterval = scorerToken, []string{app.AllModels}, 100*time.Millisecond
 	s := app.NewScorer(cfg, quietLogger(t))
@@ -132,8 +133,8 @@ func TestDirectoryModeServesEveryModel(t *testing.T) {
 	put("calling-score", testutil.MustModel(t, 1))
 	put("churn", testutil.MustModel(t, 2))
 	cfg := app.DefaultScorerConfig()
+	cfg.GRPCListen = "127.0.0.1:0" // the default port would be shared by tests running at once
 	cfg.ModelDir, cfg.Listen, cfg.CacheDir = dir, "127.0.0.1:0", filepath.Join(t.TempDir(), "cache")
-	cfg.Models = []string{app.AllModels}
 	s := app.NewScorer(cfg, quietLogger(t))
 	if err := s.Open(context.Background()); err != nil {
 		t.Fatal(err)

@@ -355,6 +355,30 @@ func TestMetricsExportPSIOnlyOverEnoughRows(t *testing.T) {
 	if !psi || !pred || g["modelops_monitor_drift_rows"] != 412 {
 		t.Fatalf("after 412 rows /metrics has %v, want both PSIs and drift_rows 412", g)
 	}
+	// One gauge a feature, whose largest is the _max one.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(monitor.Collector{M: mon})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	features, largest := map[string]bool{}, 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "modelops_monitor_feature_psi" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "feature" {
+					features[l.GetValue()] = true
+				}
+			}
+			largest = max(largest, m.GetGauge().GetValue())
+		}
+	}
+	if len(features) != 39 || largest != g["modelops_monitor_feature_psi_max"] {
+		t.Errorf("per-feature PSI gauges for %d features, largest %v; want 39, largest the _max gauge's %v", len(features), largest, g["modelops_monitor_feature_psi_max"])
+	}
 }
 
 // "N consecutive failing evaluations" means consecutive: failures counted while

@@ -2,32 +2,36 @@ package monitor
 
 import (
 	"context"
+	"sort"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Collector exposes the monitor on the control plane's /metrics: per model,
-// version and arm over the window, the request rate, error and fallback rates,
-// p99, the rows counted for drift, the largest feature PSI and the prediction
-// PSI; the automatic decisions taken; the nodes reporting, and those that cannot
-// load a model's deployment. A PSI is exported
-// only once its histogram holds enough rows to grade it, so an alert on it does
-// not fire on the noise of a dozen rows.
+// Collector exposes the monitor on the control plane's /metrics, named as
+// Prometheus names things (base units, _total, _ratio): per model, version and
+// arm over the window, the request rate, error and fallback ratios, p99, the
+// rows counted for drift, each feature's PSI (the first MaxFeatureMetrics of the
+// card's features), the largest and the prediction PSI; the automatic
+// decisions taken by model and kind; the nodes reporting, and those that cannot
+// load a model's deployment. A PSI is exported only once its histogram holds
+// enough rows to grade it, so an alert on it does not fire on the noise of a
+// dozen rows.
 type Collector struct {
 	M *Monitor
 }
 
 var (
-	descRate      = prometheus.NewDesc("modelops_monitor_request_rate", "Requests per second over the monitor window.", []string{"model", "version", "arm"}, nil)
-	descErrors    = prometheus.NewDesc("modelops_monitor_error_rate", "Share of requests whose session failed, over the window.", []string{"model", "version", "arm"}, nil)
-	descFallbacks = prometheus.NewDesc("modelops_monitor_fallback_rate", "Share of requests answered by the rules, over the window.", []string{"model", "version", "arm"}, nil)
+	descRate      = prometheus.NewDesc("modelops_monitor_requests_per_second", "Requests per second over the monitor window.", []string{"model", "version", "arm"}, nil)
+	descErrors    = prometheus.NewDesc("modelops_monitor_error_ratio", "Share of requests whose model failed, over the window (0–1).", []string{"model", "version", "arm"}, nil)
+	descFallbacks = prometheus.NewDesc("modelops_monitor_fallback_ratio", "Share of requests answered by the rules, over the window (0–1).", []string{"model", "version", "arm"}, nil)
 	descP99       = prometheus.NewDesc("modelops_monitor_p99_seconds", "p99 latency over the window (histogram upper edge).", []string{"model", "version", "arm"}, nil)
 	descPSI       = prometheus.NewDesc("modelops_monitor_feature_psi_max", "Largest feature PSI against the card's reference.", []string{"model", "version", "arm"}, nil)
+	descFeatPSI   = prometheus.NewDesc("modelops_monitor_feature_psi", "PSI of one input feature against the card's reference.", []string{"model", "version", "arm", "feature"}, nil)
 	descPredPSI   = prometheus.NewDesc("modelops_monitor_prediction_psi", "Prediction PSI against the card's reference.", []string{"model", "version", "arm"}, nil)
 	descDriftRows = prometheus.NewDesc("modelops_monitor_drift_rows", "Rows whose features were counted for drift over the window; the PSIs appear once there are enough.", []string{"model", "version", "arm"}, nil)
-	descDecisions = prometheus.NewDesc("modelops_monitor_decisions_total", "Automatic rollbacks and canary clearings taken.", nil, nil)
+	descDecisions = prometheus.NewDesc("modelops_monitor_decisions_total", "Automatic decisions taken, by model and the kind of event each made (auto_rollback, canary_cleared, drift_alert).", []string{"model", "kind"}, nil)
 	descNodes     = prometheus.NewDesc("modelops_monitor_nodes", "Scorer nodes that reported in the last minute.", nil, nil)
 	descRetained  = prometheus.NewDesc("modelops_monitor_retained_bytes", "Bytes of counts the monitor keeps (its budget is DefaultMaxBytes).", nil, nil)
 	descSeries    = prometheus.NewDesc("modelops_monitor_series", "Series (model, version, arm) the monitor keeps.", nil, nil)
@@ -36,7 +40,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRate, descErrors, descFallbacks, descP99, descPSI, descPredPSI, descDriftRows, descDecisions, descNodes, descUnserved, descRetained, descSeries} {
+	for _, d := range []*prometheus.Desc{descRate, descErrors, descFallbacks, descP99, descPSI, descFeatPSI, descPredPSI, descDriftRows, descDecisions, descNodes, descUnserved, descRetained, descSeries} {
 		ch <- d
 	}
 }
@@ -62,13 +66,16 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			if a.featureGraded {
 				ch <- prometheus.MustNewConstMetric(descPSI, prometheus.GaugeValue, a.MaxPSI, l...)
+				c.featurePSI(ch, a, l)
 			}
 			if a.predGraded {
 				ch <- prometheus.MustNewConstMetric(descPredPSI, prometheus.GaugeValue, a.PredPSI, l...)
 			}
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(c.M.Decisions()))
+	for k, n := range c.M.decisionCounts() {
+		ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(n), k.model, k.kind)
+	}
 	u := c.M.Usage()
 	ch <- prometheus.MustNewConstMetric(descRetained, prometheus.GaugeValue, float64(u.Bytes))
 	ch <- prometheus.MustNewConstMetric(descSeries, prometheus.GaugeValue, float64(u.Series))
@@ -86,5 +93,24 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 	// Every model gets a series, 0 while all is well, so that an alert has one to watch.
 	for _, md := range models {
 		ch <- prometheus.MustNewConstMetric(descUnserved, prometheus.GaugeValue, float64(unserved[md.Name]), md.Name)
+	}
+}
+
+// MaxFeatureMetrics bounds the per-feature PSI gauges of one series: a card
+// may name up to 1,024 features, and a scrape should stay small.
+const MaxFeatureMetrics = 128
+
+// featurePSI exports the PSI of each feature of one arm, by name.
+func (c Collector) featurePSI(ch chan<- prometheus.Metric, a ArmHealth, l []string) {
+	names := make([]string, 0, len(a.FeaturePSI))
+	for name := range a.FeaturePSI {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	if len(names) > MaxFeatureMetrics {
+		names = names[:MaxFeatureMetrics]
+	}
+	for _, name := range names {
+		ch <- prometheus.MustNewConstMetric(descFeatPSI, prometheus.GaugeValue, a.FeaturePSI[name], l[0], l[1], l[2], name)
 	}
 }

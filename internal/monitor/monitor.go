@@ -98,7 +98,7 @@ type Monitor struct {
 	limits    map[string]float64           // by model: the p99 limit of its policy, last read
 	baselines map[string]*baseline         // by model, while production bakes
 	retained  int64                        // bytes of series points and node slots
-	decided   int64
+	decided   map[decisionKey]int64
 }
 
 // New returns a monitor over a registry.
@@ -688,11 +688,38 @@ func (m *Monitor) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Decisions counts automatic decisions taken.
+// decisionKey is what an automatic decision is counted under: the model and
+// the event's kind (auto_rollback, canary_cleared, drift_alert…).
+type decisionKey struct{ model, kind string }
+
+// Decisions counts automatic decisions taken, in all.
 func (m *Monitor) Decisions() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.decided
+	var n int64
+	for _, c := range m.decided {
+		n += c
+	}
+	return n
+}
+
+// decisionCounts copies the counts of automatic decisions by model and kind.
+func (m *Monitor) decisionCounts() map[decisionKey]int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[decisionKey]int64, len(m.decided))
+	for k, c := range m.decided {
+		out[k] = c
+	}
+	return out
+}
+
+// count records one automatic decision; m.mu is held.
+func (m *Monitor) count(model, kind string) {
+	if m.decided == nil {
+		m.decided = map[decisionKey]int64{}
+	}
+	m.decided[decisionKey{model, kind}]++
 }
 
 // Evaluate checks every model once against its policy.
@@ -999,7 +1026,7 @@ func (m *Monitor) decide(ctx context.Context, k seriesKey, reason string, pol re
 	}
 	m.mu.Lock()
 	delete(m.fails, k)
-	m.decided++
+	m.count(d.Model, string(ev.Kind))
 	m.mu.Unlock()
 	m.Logger.Warn("monitor: automatic decision", "model", d.Model, "kind", ev.Kind, "from", ev.From, "to", ev.To, "reason", d.Reason)
 }
@@ -1028,6 +1055,7 @@ func (m *Monitor) driftAlert(ctx context.Context, md registry.Model, k seriesKey
 	}
 	m.mu.Lock()
 	m.alerted[k] = true
+	m.count(md.Name, string(registry.EventDriftAlert))
 	m.mu.Unlock()
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/modelops/modelops/internal/buildinfo"
 	"github.com/modelops/modelops/internal/loader"
 )
 
@@ -49,7 +50,7 @@ func (m *Metrics) answered(model, version, arm, source string) *answerSeries {
 		requests: m.requests.WithLabelValues(model, version, arm, source),
 		rows:     m.rows.WithLabelValues(model, version, arm, source),
 		errors:   m.errors.WithLabelValues(model, version, arm),
-		latency:  m.latency.WithLabelValues(model, arm),
+		latency:  m.latency.WithLabelValues(model, version, arm),
 	}
 	v, _ := m.series.LoadOrStore(k, a)
 	return v.(*answerSeries)
@@ -75,9 +76,9 @@ func newMetrics(s *Service) *Metrics {
 		Name: "modelops_scorer_model_errors_total", Help: "Requests whose model failed (a session error, or any failure of a model without rules), by model, version and arm.",
 	}, []string{"model", "version", "arm"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "modelops_scorer_request_duration_seconds", Help: "Time to score a request, by model and arm.",
+		Name: "modelops_scorer_request_duration_seconds", Help: "Time to score a request, by model, version asked and arm.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
-	}, []string{"model", "arm"})
+	}, []string{"model", "version", "arm"})
 	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelops_scorer_fallbacks_total", Help: "Requests answered by the fallback rules, by model, the version that caused it, arm and reason.",
 	}, []string{"model", "version", "arm", "reason"})
@@ -93,7 +94,7 @@ func newMetrics(s *Service) *Metrics {
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 	})
 	m.Registry.MustRegister(m.requests, m.rows, m.errors, m.latency, m.fallbacks, m.shadow, m.refusals, m.batchRows,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("scorer"),
 		modelCollector{s})
 	return m
 }

@@ -442,7 +442,7 @@ const compareHref = (name, a, b) => `#/model/${encodeURIComponent(name)}/compare
 // The policy's settings as the form shows them: [field, label, kind].
 const POLICY_FIELDS = [["max_error_rate", "Max error rate (0-1)", "number"], ["max_fallback_rate", "Max fallback rate (0-1)", "number"],
   ["max_p99_ms", "Max p99 ms", "number"], ["max_prediction_psi", "Max prediction PSI", "number"], ["min_samples", "Min samples", "int"],
-  ["bake_time", "Bake time", "duration"], ["failure_limit", "Failure limit", "int"]];
+  ["bake_time", "Bake time", "duration"], ["failure_limit", "Failure limit", "int"], ["corroborating_nodes", "Corroborating nodes", "int"]];
 
 function settings(name, m, policy) {
   const enc = encodeURIComponent(name);

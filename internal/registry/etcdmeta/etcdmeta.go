@@ -694,6 +694,9 @@ func (t *tx) Events(since uint64, limit int, keep func(*registry.Event) bool) ([
 }
 
 func (t *tx) LatestEvents(since uint64, n int, keep func(*registry.Event) bool) ([]registry.Event, error) {
+	if since == math.MaxUint64 {
+		return nil, nil // as in Events
+	}
 	var out []registry.Event
 	own := t.appended(since)
 	for i := len(own) - 1; i >= 0 && len(out) < n; i-- {
