@@ -100,7 +100,7 @@ and send the token in MODELCTL_TOKEN, else the context's token file.`,
 		&promoteCmd{env: e}, &rollbackCmd{env: e}, &historyCmd{env: e},
 		&trainCmd{env: e}, &genDataCmd{env: e}, &cardCmd{env: e}, &gcCmd{env: e},
 		&canaryCmd{env: e}, &blendCmd{env: e}, &statusCmd{env: e}, &policyCmd{env: e},
-		&tokenCmd{env: e}, &backupCmd{env: e}, &migrateCmd{env: e}, &evalCmd{env: e}, &configCmd{env: e}, &versionCmd{env: e},
+		&tokenCmd{env: e}, &backupCmd{env: e}, &migrateCmd{env: e}, &evalCmd{env: e}, &exportCmd{env: e}, &configCmd{env: e}, &versionCmd{env: e},
 	} {
 		root.AddCommand(v.command())
 	}

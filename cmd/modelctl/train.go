@@ -118,15 +118,23 @@ func (rep *trainReport) view() trainView {
 
 func runTrain(_ context.Context, o trainOptions, progress io.Writer) (*trainReport, error) {
 	var (
-		d      *trainer.Dataset
-		source string
-		err    error
+		d        *trainer.Dataset
+		source   string
+		exported *trainer.ExportSource
+		err      error
 	)
 	if o.data != "" {
 		if d, err = trainer.ReadFile(o.data, trainer.FeatureNames(), true); err != nil {
 			return nil, err
 		}
 		source = "file " + filepath.Base(o.data)
+		if exported, err = trainer.ReadExportSource(o.data); err != nil {
+			return nil, err
+		}
+		if exported != nil {
+			source = fmt.Sprintf("export of %s's prediction log, %d rows (%d with outcomes) answered %s to %s, file %s", exported.Model, exported.Rows,
+				exported.WithOutcomes, exported.First.Format(time.RFC3339), exported.Last.Format(time.RFC3339), filepath.Base(o.data))
+		}
 	} else {
 		d = trainer.GenerateFrom(o.samples, o.population, o.cfg.Seed)
 		source = fmt.Sprintf("synthetic, %d samples, seed %d", o.samples, o.cfg.Seed)
@@ -194,6 +202,7 @@ func runTrain(_ context.Context, o trainOptions, progress io.Writer) (*trainRepo
 			Dropout: o.cfg.Dropout, MaxEpochs: o.cfg.Epochs, Patience: o.cfg.Patience, EpochsRun: len(res.Epochs), BestEpoch: res.BestEpoch,
 			TrainRows: res.Split.Train.Len(), ValRows: res.Split.Val.Len(), TestRows: res.Split.Test.Len(),
 			Normalize: "standardisation fitted on the training split, folded into layer 0",
+			Export:    exported,
 		},
 		Metrics: map[string]trainer.Metrics{
 			"test_model":    trainer.Score(ortTest, res.Split.Test.Y),

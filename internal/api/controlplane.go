@@ -47,6 +47,8 @@ type ControlPlane struct {
 	// Sessions, when set, keeps dashboard sessions where every replica sees
 	// them; without it they live in this process's memory.
 	Sessions SessionStore
+	// Logs, when set, keeps the prediction log (POST /logs, GET …/export).
+	Logs LogStore
 
 	closeOnce    sync.Once
 	closing      chan struct{}
@@ -106,6 +108,8 @@ func (cp *ControlPlane) Handler() http.Handler {
 	g.GET("/watch", cp.watch, read)
 	g.POST("/reports", cp.report, scorer)
 	g.GET("/fleet", cp.fleet, read)
+	g.POST("/logs", cp.shipLog, scorer)
+	g.GET("/models/:model/export", cp.export, read)
 	g.POST("/gc", cp.gc, admin)
 	g.GET("/tokens", cp.listTokens, admin)
 	g.POST("/tokens", cp.createToken, admin)

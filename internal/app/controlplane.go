@@ -22,6 +22,7 @@ import (
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/predlog/logstore"
 	"github.com/modelops/modelops/internal/registry"
 	// The storage drivers, each registering its URL scheme.
 	_ "github.com/modelops/modelops/internal/registry/boltmeta"
@@ -207,6 +208,9 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 		// A shared metadata store keeps dashboard sessions too: any replica
 		// signs a browser in, and a restart signs nobody out.
 		cp.Sessions = ss
+	}
+	if objects, ok := blobs.(registry.ObjectStore); ok {
+		cp.Logs = logstore.New(objects)
 	}
 	c.api = cp
 	c.Monitor = monitor.New(reg, c.Logger.With("component", "monitor"))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/predlog"
 	"github.com/modelops/modelops/internal/registry"
 )
 
@@ -529,4 +530,70 @@ func Backoff(n int, max time.Duration) time.Duration {
 		d = max
 	}
 	return d
+}
+
+// ShipLog sends a prediction log batch (a scorer's, with its scorer token).
+// The answer comes once the control plane has stored every row and outcome;
+// an error means the batch may be shipped again (a repeat is stored once).
+func (c *Client) ShipLog(ctx context.Context, b *predlog.Batch) (*predlog.Stored, error) {
+	var out predlog.Stored
+	if err := c.do(ctx, http.MethodPost, "/api/v1/logs", nil, b, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ExportOptions select the rows of an export.
+type ExportOptions struct {
+	Since, Until     time.Time
+	Version          int
+	WithOutcomesOnly bool
+}
+
+// Export streams a model's logged rows joined with their outcomes, calling fn
+// for each, and returns the server's summary. An export cut short (by the
+// server or the connection) is an error: only a summary line ends it.
+func (c *Client) Export(ctx context.Context, model string, o ExportOptions, fn func(predlog.ExportRow) error) (*predlog.ExportSummary, error) {
+	q := url.Values{}
+	if !o.Since.IsZero() {
+		q.Set("since", o.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !o.Until.IsZero() {
+		q.Set("until", o.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if o.Version != 0 {
+		q.Set("version", strconv.Itoa(o.Version))
+	}
+	if o.WithOutcomesOnly {
+		q.Set("with_outcomes_only", "true")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("/api/v1/models/"+url.PathEscape(model)+"/export", q), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(bufio.NewReader(resp.Body))
+	for {
+		var line predlog.ExportLine
+		if err := dec.Decode(&line); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("%s: export %s: %w (the export is incomplete)", c.BaseURL, model, err)
+		}
+		switch {
+		case line.Error != "":
+			return nil, fmt.Errorf("%s: export %s stopped: %s", c.BaseURL, model, line.Error)
+		case line.End != nil:
+			return line.End, nil
+		case line.ExportRow != nil:
+			if err := fn(*line.ExportRow); err != nil {
+				return nil, err
+			}
+		}
+	}
 }

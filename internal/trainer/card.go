@@ -1,8 +1,13 @@
 package trainer
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
+	"os"
+	"time"
 
 	"github.com/modelops/modelops/internal/artifact"
 )
@@ -51,6 +56,48 @@ type TrainingInfo struct {
 	ValRows      int     `json:"val_rows"`
 	TestRows     int     `json:"test_rows"`
 	Normalize    string  `json:"normalization"`
+	// Export says which prediction log the data came from, when it came from
+	// `modelctl export` (read from the export's sidecar).
+	Export *ExportSource `json:"export,omitempty"`
+}
+
+// ExportSource describes an export of the prediction log: the model, the
+// time range asked for and the one the rows span, the filters, and the
+// counts. `modelctl export` writes it beside its file (FILE.source.json);
+// `modelctl train --data FILE` copies it into the card.
+type ExportSource struct {
+	Model            string    `json:"model"`
+	Server           string    `json:"server,omitempty"`
+	Since            time.Time `json:"since,omitzero"`
+	Until            time.Time `json:"until,omitzero"`
+	Version          int       `json:"version,omitempty"`
+	WithOutcomesOnly bool      `json:"with_outcomes_only"`
+	First            time.Time `json:"first,omitzero"`
+	Last             time.Time `json:"last,omitzero"`
+	Logged           int       `json:"logged_rows"`
+	Rows             int       `json:"rows"`
+	WithOutcomes     int       `json:"rows_with_outcomes"`
+	ExportedAt       time.Time `json:"exported_at"`
+}
+
+// SourceSidecar names the file beside an export that describes it.
+func SourceSidecar(dataPath string) string { return dataPath + ".source.json" }
+
+// ReadExportSource reads the sidecar of dataPath, or returns nil when there is
+// none (a file that did not come from an export).
+func ReadExportSource(dataPath string) (*ExportSource, error) {
+	b, err := os.ReadFile(SourceSidecar(dataPath))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var src ExportSource
+	if err := json.Unmarshal(b, &src); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrData, SourceSidecar(dataPath), err)
+	}
+	return &src, nil
 }
 
 // DataInfo summarises the data a card was computed from.

@@ -210,9 +210,12 @@ func ReadFile(path string, features []string, withLabel bool) (*Dataset, error) 
 	}
 	defer f.Close()
 	var d *Dataset
-	if strings.HasSuffix(path, ".jsonl") {
+	switch {
+	case strings.HasSuffix(path, ".parquet"):
+		d, err = readParquet(path, f, features, withLabel)
+	case strings.HasSuffix(path, ".jsonl"):
 		d, err = readJSONL(path, f, features, withLabel)
-	} else {
+	default:
 		d, err = readCSV(path, f, features, withLabel)
 	}
 	if err != nil {

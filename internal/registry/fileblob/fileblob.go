@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	"github.com/modelops/modelops/internal/registry"
 )
@@ -174,4 +176,108 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+var _ registry.ObjectStore = (*Store)(nil)
+
+func (s *Store) objectPath(key string) (string, error) {
+	if err := registry.CheckObjectKey(key); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.root, filepath.FromSlash(key)), nil
+}
+
+// PutObject writes through DIR/tmp with fsync and rename (then fsyncs the
+// directory), so a crash leaves the whole object or none; an existing key is
+// a conflict.
+func (s *Store) PutObject(_ context.Context, key string, body []byte) error {
+	final, err := s.objectPath(key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return fmt.Errorf("put object %s: %w", key, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "object-*")
+	if err != nil {
+		return fmt.Errorf("put object %s: %w", key, err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if _, err := tmp.Write(body); err != nil {
+		return fmt.Errorf("put object %s: %w", key, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("put object %s: %w", key, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("put object %s: %w", key, err)
+	}
+	// A hard link fails if the key exists, so an object is never replaced.
+	if err := os.Link(tmp.Name(), final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("put object %s: %w: already stored", key, registry.ErrConflict)
+		}
+		return fmt.Errorf("put object %s: %w", key, err)
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+func (s *Store) GetObject(_ context.Context, key string) ([]byte, error) {
+	p, err := s.objectPath(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("object %s: %w", key, registry.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("object %s: %w", key, err)
+	}
+	defer f.Close()
+	return registry.ReadObject(f, key)
+}
+
+func (s *Store) ListObjects(_ context.Context, prefix string) ([]registry.ObjectInfo, error) {
+	if err := registry.CheckObjectKey(prefix); err != nil {
+		return nil, err
+	}
+	var out []registry.ObjectInfo
+	// Walk the deepest directory the prefix names, then filter by the prefix.
+	dir := prefix
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		dir = prefix[:i]
+	}
+	root := filepath.Join(s.root, filepath.FromSlash(dir))
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, err := filepath.Rel(s.root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		out = append(out, registry.ObjectInfo{Key: key, Size: info.Size(), ModTime: info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list objects %s: %w", prefix, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -414,5 +415,79 @@ func (s *Store) List(ctx context.Context) ([]registry.BlobInfo, error) {
 			}
 		}
 	}
+	return out, nil
+}
+
+var _ registry.ObjectStore = (*Store)(nil)
+
+func (s *Store) objectKey(key string) (string, error) {
+	if err := registry.CheckObjectKey(key); err != nil {
+		return "", err
+	}
+	if s.Prefix != "" {
+		key = s.Prefix + "/" + key
+	}
+	return key, nil
+}
+
+// PutObject uploads with its sha256 stated and If-None-Match: *, so S3 stores
+// the whole object or nothing and never replaces one.
+func (s *Store) PutObject(ctx context.Context, key string, body []byte) error {
+	k, err := s.objectKey(key)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(body)
+	_, err = s.Client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &s.Bucket, Key: &k, Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
+		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
+		IfNoneMatch:    aws.String("*"),
+		ContentType:    aws.String("application/octet-stream"),
+	})
+	if isPreconditionFailed(err) {
+		return fmt.Errorf("put object %s: %w: already stored", key, registry.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("put object %s: %w", key, s.wrap(err))
+	}
+	return nil
+}
+
+func (s *Store) GetObject(ctx context.Context, key string) ([]byte, error) {
+	k, err := s.objectKey(key)
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.Bucket, Key: &k})
+	if err != nil {
+		return nil, fmt.Errorf("object %s: %w", key, s.wrap(err))
+	}
+	defer out.Body.Close()
+	return registry.ReadObject(out.Body, key)
+}
+
+func (s *Store) ListObjects(ctx context.Context, prefix string) ([]registry.ObjectInfo, error) {
+	full, err := s.objectKey(prefix)
+	if err != nil {
+		return nil, err
+	}
+	strip := ""
+	if s.Prefix != "" {
+		strip = s.Prefix + "/"
+	}
+	var out []registry.ObjectInfo
+	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &full})
+	for p.HasMorePages() {
+		cctx, cancel := context.WithTimeout(ctx, s.Timeout)
+		page, err := p.NextPage(cctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("list objects %s in %s: %w", prefix, s, s.wrap(err))
+		}
+		for _, o := range page.Contents {
+			out = append(out, registry.ObjectInfo{Key: strings.TrimPrefix(aws.ToString(o.Key), strip), Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
 }
