@@ -109,9 +109,12 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 	if len(status.Models) != 3 {
 		t.Fatalf("/v1/status lists %d models, want 3", len(status.Models))
 	}
-	// Every model's counts reach the control plane.
+	// Every model's counts reach the control plane. Each is scored on every
+	// poll, so that its traffic stays within the monitor's 3 s window however
+	// slowly the test ran to here (under the race detector it took longer).
 	waitFor(t, "reports of all three models", 10*time.Second, func() bool {
 		for _, name := range []string{"alpha", "beta", "gamma"} {
+			scoreModel(hc, s.URL(), name, row)
 			h, err := cl.Health(ctx, name)
 			if err != nil || len(h.Arms) == 0 {
 				return false
