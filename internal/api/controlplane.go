@@ -43,6 +43,10 @@ type ControlPlane struct {
 	// address's with auth off).
 	ReportsPerSecond float64
 	ReportBurst      int
+	// MaxWatchStreams and MaxWatchStreamsPerToken bound the open watch
+	// streams in all and per token (per address with auth off).
+	MaxWatchStreams         int
+	MaxWatchStreamsPerToken int
 	// Sessions, when set, keeps dashboard sessions where every replica sees
 	// them; without it they live in this process's memory.
 	Sessions SessionStore
@@ -51,6 +55,7 @@ type ControlPlane struct {
 	closing      chan struct{}
 	sessions     sessions
 	reportLimits rateLimits
+	streams      streamLimits
 }
 
 // CloseStreams ends every watch stream, so that a server shutdown does not wait
@@ -62,7 +67,8 @@ func (cp *ControlPlane) CloseStreams() {
 // NewControlPlane returns a control plane API with defaults.
 func NewControlPlane(reg *registry.Registry, log *slog.Logger) *ControlPlane {
 	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second,
-		ReportsPerSecond: DefaultReportsPerSecond, ReportBurst: DefaultReportBurst, closing: make(chan struct{})}
+		ReportsPerSecond: DefaultReportsPerSecond, ReportBurst: DefaultReportBurst,
+		MaxWatchStreams: DefaultMaxWatchStreams, MaxWatchStreamsPerToken: DefaultMaxWatchStreamsPerToken, closing: make(chan struct{})}
 }
 
 // maxJSONBody bounds every JSON request body on the control plane.
@@ -431,6 +437,21 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 	if ahead {
 		since = rev
 	}
+	key := "addr " + c.RealIP()
+	if t, ok := c.Get(tokenKey).(*registry.Token); ok {
+		key = "token " + t.ID
+	}
+	perKey, total := cp.MaxWatchStreamsPerToken, cp.MaxWatchStreams
+	if perKey <= 0 {
+		perKey = DefaultMaxWatchStreamsPerToken
+	}
+	if total <= 0 {
+		total = DefaultMaxWatchStreams
+	}
+	if err := cp.streams.acquire(key, perKey, total); err != nil {
+		return err
+	}
+	defer cp.streams.release(key)
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()
 	w := c.Response()

@@ -1,0 +1,57 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+)
+
+// Watch streams are held open for as long as their clients like, each with a
+// connection, two goroutines and a registry read on every commit (about 40 KB
+// each), so one token opening thousands of them grew memory without limit and
+// would exhaust the process's file descriptors, shutting every scorer out.
+const (
+	// DefaultMaxWatchStreams bounds the open watch streams in all: one for
+	// each of 1,000 nodes, and room for dashboards.
+	DefaultMaxWatchStreams = 4096
+	// DefaultMaxWatchStreamsPerToken bounds one token's (one address's with
+	// auth off): a node holds one, a dashboard one a tab.
+	DefaultMaxWatchStreamsPerToken = 64
+)
+
+// streamLimits counts the open watch streams, in all and per key.
+type streamLimits struct {
+	mu    sync.Mutex
+	total int
+	byKey map[string]int
+}
+
+// acquire takes one stream for key, or answers why not: 429 past the key's
+// share, 503 past the total. The caller releases what it took.
+func (s *streamLimits) acquire(key string, perKey, total int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byKey == nil {
+		s.byKey = make(map[string]int)
+	}
+	if s.byKey[key] >= perKey {
+		return &requestError{status: http.StatusTooManyRequests, code: "too_many_requests", retryAfter: 5,
+			msg: fmt.Sprintf("this token already holds %d watch streams, the most one may", perKey)}
+	}
+	if s.total >= total {
+		return &requestError{status: http.StatusServiceUnavailable, code: "unavailable", retryAfter: 5,
+			msg: fmt.Sprintf("the control plane already serves %d watch streams, the most it takes", total)}
+	}
+	s.byKey[key]++
+	s.total++
+	return nil
+}
+
+func (s *streamLimits) release(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.byKey[key]--; s.byKey[key] <= 0 {
+		delete(s.byKey, key)
+	}
+}
