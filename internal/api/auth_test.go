@@ -497,3 +497,34 @@ func TestWatchStreamsAreCapped(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// With auth off the streams are counted per connecting address, which a
+// client cannot change with X-Forwarded-For.
+func TestWatchStreamsWithoutAuthAreCappedPerAddress(t *testing.T) {
+	reg, _ := testutil.MustRegistry(t)
+	cp := api.NewControlPlane(reg, discard)
+	cp.MaxWatchStreamsPerToken = 2
+	url := MustServe(t, cp.Handler())
+	open := func(i int) int {
+		req, err := http.NewRequest(http.MethodGet, url+"/api/v1/watch", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.0.0.%d", i))
+		req.Header.Set("X-Real-IP", fmt.Sprintf("10.0.1.%d", i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp.StatusCode
+	}
+	for i := range 2 {
+		if status := open(i); status != http.StatusOK {
+			t.Fatalf("stream %d: %d", i, status)
+		}
+	}
+	if status := open(9); status != http.StatusTooManyRequests {
+		t.Fatalf("a 3rd stream from the same address, claiming another: %d, want 429", status)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -437,7 +438,13 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 	if ahead {
 		since = rev
 	}
-	key := "addr " + c.RealIP()
+	// The connection's own address: echo's RealIP believes X-Forwarded-For,
+	// which a client writes as it likes.
+	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+	if err != nil {
+		host = c.Request().RemoteAddr
+	}
+	key := "addr " + host
 	if t, ok := c.Get(tokenKey).(*registry.Token); ok {
 		key = "token " + t.ID
 	}
