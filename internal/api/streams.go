@@ -11,12 +11,14 @@ import (
 // each), so one token opening thousands of them grew memory without limit and
 // would exhaust the process's file descriptors, shutting every scorer out.
 const (
-	// DefaultMaxWatchStreams bounds the open watch streams in all: one for
-	// each of 1,000 nodes, and room for dashboards.
-	DefaultMaxWatchStreams = 4096
+	// DefaultMaxWatchStreams bounds the open watch streams in all (about
+	// 400 MB at most), below the file descriptors a control plane is
+	// usually given.
+	DefaultMaxWatchStreams = 10000
 	// DefaultMaxWatchStreamsPerToken bounds one token's (one address's with
-	// auth off): a node holds one, a dashboard one a tab.
-	DefaultMaxWatchStreamsPerToken = 64
+	// auth off): a node holds one a model it serves (a report covers 50),
+	// with room for a restart's streams not yet closed; a dashboard one a tab.
+	DefaultMaxWatchStreamsPerToken = 128
 )
 
 // streamLimits counts the open watch streams, in all and per key.
