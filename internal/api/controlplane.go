@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -49,6 +48,9 @@ type ControlPlane struct {
 	// streams in all and per token (per address with auth off).
 	MaxWatchStreams         int
 	MaxWatchStreamsPerToken int
+	// MaxDownloadsPerToken bounds each token's artifact downloads at once
+	// (each address's with auth off), MaxWatchStreams all of them.
+	MaxDownloadsPerToken int
 	// Sessions, when set, keeps dashboard sessions where every replica sees
 	// them; without it they live in this process's memory.
 	Sessions SessionStore
@@ -58,6 +60,7 @@ type ControlPlane struct {
 	sessions     sessions
 	reportLimits rateLimits
 	streams      streamLimits
+	downloads    streamLimits
 }
 
 // CloseStreams ends every watch stream, so that a server shutdown does not wait
@@ -70,7 +73,8 @@ func (cp *ControlPlane) CloseStreams() {
 func NewControlPlane(reg *registry.Registry, log *slog.Logger) *ControlPlane {
 	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second,
 		ReportsPerSecond: DefaultReportsPerSecond, ReportBurst: DefaultReportBurst,
-		MaxWatchStreams: DefaultMaxWatchStreams, MaxWatchStreamsPerToken: DefaultMaxWatchStreamsPerToken, closing: make(chan struct{})}
+		MaxWatchStreams: DefaultMaxWatchStreams, MaxWatchStreamsPerToken: DefaultMaxWatchStreamsPerToken,
+		MaxDownloadsPerToken: DefaultMaxDownloadsPerToken, closing: make(chan struct{})}
 }
 
 // maxJSONBody bounds every JSON request body on the control plane.
@@ -212,6 +216,17 @@ func (cp *ControlPlane) getArtifact(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	key, perKey, total := streamKey(c), cp.MaxDownloadsPerToken, cp.MaxWatchStreams
+	if perKey <= 0 {
+		perKey = DefaultMaxDownloadsPerToken
+	}
+	if total <= 0 {
+		total = DefaultMaxWatchStreams
+	}
+	if err := cp.downloads.acquireWhat("artifact downloads", key, perKey, total); err != nil {
+		return err
+	}
+	defer cp.downloads.release(key)
 	ctx := c.Request().Context()
 	v, rc, err := cp.Registry.OpenArtifact(ctx, c.Param("model"), n)
 	if err != nil {
@@ -453,16 +468,7 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 	if ahead {
 		since = rev
 	}
-	// The connection's own address: echo's RealIP believes X-Forwarded-For,
-	// which a client writes as it likes.
-	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
-	if err != nil {
-		host = c.Request().RemoteAddr
-	}
-	key := "addr " + host
-	if t, ok := c.Get(tokenKey).(*registry.Token); ok {
-		key = "token " + t.ID
-	}
+	key := streamKey(c)
 	perKey, total := cp.MaxWatchStreamsPerToken, cp.MaxWatchStreams
 	if perKey <= 0 {
 		perKey = DefaultMaxWatchStreamsPerToken

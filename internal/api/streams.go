@@ -2,8 +2,13 @@ package api
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/modelops/modelops/internal/registry"
 )
 
 // Watch streams are held open for as long as their clients like, each with a
@@ -19,6 +24,10 @@ const (
 	// auth off): a node holds one a model it serves (a report covers 50),
 	// with room for a restart's streams not yet closed; a dashboard one a tab.
 	DefaultMaxWatchStreamsPerToken = 128
+	// DefaultMaxDownloadsPerToken bounds one token's artifact downloads at
+	// once: each holds a connection and an open blob for up to 30 minutes, so a
+	// scorer token reading slowly could otherwise hold thousands.
+	DefaultMaxDownloadsPerToken = 64
 )
 
 // streamLimits counts the open watch streams, in all and per key.
@@ -31,6 +40,10 @@ type streamLimits struct {
 // acquire takes one stream for key, or answers why not: 429 past the key's
 // share, 503 past the total. The caller releases what it took.
 func (s *streamLimits) acquire(key string, perKey, total int) error {
+	return s.acquireWhat("watch streams", key, perKey, total)
+}
+
+func (s *streamLimits) acquireWhat(what, key string, perKey, total int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.byKey == nil {
@@ -38,11 +51,11 @@ func (s *streamLimits) acquire(key string, perKey, total int) error {
 	}
 	if s.byKey[key] >= perKey {
 		return &requestError{status: http.StatusTooManyRequests, code: "too_many_requests", retryAfter: 5,
-			msg: fmt.Sprintf("this token already holds %d watch streams, the most one may", perKey)}
+			msg: fmt.Sprintf("this token already holds %d %s, the most one may", perKey, what)}
 	}
 	if s.total >= total {
 		return &requestError{status: http.StatusServiceUnavailable, code: "unavailable", retryAfter: 5,
-			msg: fmt.Sprintf("the control plane already serves %d watch streams, the most it takes", total)}
+			msg: fmt.Sprintf("the control plane already serves %d %s, the most it takes", total, what)}
 	}
 	s.byKey[key]++
 	s.total++
@@ -56,4 +69,18 @@ func (s *streamLimits) release(key string) {
 	if s.byKey[key]--; s.byKey[key] <= 0 {
 		delete(s.byKey, key)
 	}
+}
+
+// streamKey is what a stream is counted against: its token, else (auth off)
+// the connection's own address; echo's RealIP believes X-Forwarded-For, which
+// a client writes as it likes.
+func streamKey(c echo.Context) string {
+	if t, ok := c.Get(tokenKey).(*registry.Token); ok {
+		return "token " + t.ID
+	}
+	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+	if err != nil {
+		host = c.Request().RemoteAddr
+	}
+	return "addr " + host
 }
