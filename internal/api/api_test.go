@@ -489,3 +489,22 @@ func TestIdempotentRequestsAnswerUnchanged(t *testing.T) {
 		t.Fatalf("the history grew from %d to %d events", len(before), len(after))
 	}
 }
+
+// A query Go cannot parse whole is refused: echo dropped what it could not
+// parse, so a since past the range, after 10,000 other parameters, was read
+// as no since at all and answered every event.
+func TestMalformedQueriesAreRefused(t *testing.T) {
+	cl, _ := MustControlPlaneAPI(t)
+	many := strings.Repeat("a&", 10001)
+	for _, q := range []string{many + "since=18446744073709551615", "since=1;x=2", "since=%zz"} {
+		resp, err := http.Get(cl.BaseURL + "/api/v1/events?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "malformed query string") {
+			t.Errorf("?%s: %d %s, want 400 naming the query", truncate(q, 40), resp.StatusCode, truncate(string(body), 200))
+		}
+	}
+}

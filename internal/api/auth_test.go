@@ -433,3 +433,98 @@ func TestManySignInsKeepSessionsCapped(t *testing.T) {
 		t.Errorf("the newest session: %d, want 200", got)
 	}
 }
+
+// A viewer token holding watch streams open in a loop (each a connection, two
+// goroutines and about 40 KB) grew memory without bound and would run the
+// control plane out of file descriptors: streams are capped per token and in
+// all, and a stream closed frees its place.
+func TestWatchStreamsAreCapped(t *testing.T) {
+	reg, _ := testutil.MustRegistry(t)
+	cp := api.NewControlPlane(reg, discard)
+	cp.RequireAuth = true
+	cp.MaxWatchStreamsPerToken, cp.MaxWatchStreams = 3, 4
+	url := MustServe(t, cp.Handler())
+	secret := func(name string) string {
+		s := registry.NewTokenSecret()
+		if _, err := reg.AddToken(name, registry.RoleViewer, s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	viewer, other, third := secret("viewer"), secret("other"), secret("third")
+	open := func(secret string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url+"/api/v1/watch", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	var held []*http.Response
+	for range 3 {
+		resp := open(viewer)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream within the token's share: %d", resp.StatusCode)
+		}
+		held = append(held, resp)
+	}
+	if resp := open(viewer); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a 4th stream of one token: %d (Retry-After %q), want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp := open(other); resp.StatusCode != http.StatusOK {
+		t.Fatalf("another token's stream: %d, want 200", resp.StatusCode)
+	}
+	if resp := open(third); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a stream past the total: %d, want 503", resp.StatusCode)
+	}
+	held[0].Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp := open(third)
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed stream never freed its place: %d", resp.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// With auth off the streams are counted per connecting address, which a
+// client cannot change with X-Forwarded-For.
+func TestWatchStreamsWithoutAuthAreCappedPerAddress(t *testing.T) {
+	reg, _ := testutil.MustRegistry(t)
+	cp := api.NewControlPlane(reg, discard)
+	cp.MaxWatchStreamsPerToken = 2
+	url := MustServe(t, cp.Handler())
+	open := func(i int) int {
+		req, err := http.NewRequest(http.MethodGet, url+"/api/v1/watch", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.0.0.%d", i))
+		req.Header.Set("X-Real-IP", fmt.Sprintf("10.0.1.%d", i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp.StatusCode
+	}
+	for i := range 2 {
+		if status := open(i); status != http.StatusOK {
+			t.Fatalf("stream %d: %d", i, status)
+		}
+	}
+	if status := open(9); status != http.StatusTooManyRequests {
+		t.Fatalf("a 3rd stream from the same address, claiming another: %d, want 429", status)
+	}
+}

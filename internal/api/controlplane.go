@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,13 @@ type ControlPlane struct {
 	// address's with auth off).
 	ReportsPerSecond float64
 	ReportBurst      int
+	// MaxWatchStreams and MaxWatchStreamsPerToken bound the open watch
+	// streams in all and per token (per address with auth off).
+	MaxWatchStreams         int
+	MaxWatchStreamsPerToken int
+	// MaxDownloadsPerToken bounds each token's artifact downloads at once
+	// (each address's with auth off), MaxWatchStreams all of them.
+	MaxDownloadsPerToken int
 	// Sessions, when set, keeps dashboard sessions where every replica sees
 	// them; without it they live in this process's memory.
 	Sessions SessionStore
@@ -54,6 +62,8 @@ type ControlPlane struct {
 	closing      chan struct{}
 	sessions     sessions
 	reportLimits rateLimits
+	streams      streamLimits
+	downloads    streamLimits
 }
 
 // CloseStreams ends every watch stream, so that a server shutdown does not wait
@@ -65,7 +75,9 @@ func (cp *ControlPlane) CloseStreams() {
 // NewControlPlane returns a control plane API with defaults.
 func NewControlPlane(reg *registry.Registry, log *slog.Logger) *ControlPlane {
 	return &ControlPlane{Registry: reg, Logger: log, MaxPushBytes: 1 << 30, PushTimeout: 30 * time.Minute, Heartbeat: 15 * time.Second,
-		ReportsPerSecond: DefaultReportsPerSecond, ReportBurst: DefaultReportBurst, closing: make(chan struct{})}
+		ReportsPerSecond: DefaultReportsPerSecond, ReportBurst: DefaultReportBurst,
+		MaxWatchStreams: DefaultMaxWatchStreams, MaxWatchStreamsPerToken: DefaultMaxWatchStreamsPerToken,
+		MaxDownloadsPerToken: DefaultMaxDownloadsPerToken, closing: make(chan struct{})}
 }
 
 // maxJSONBody bounds every JSON request body on the control plane.
@@ -75,6 +87,7 @@ const maxJSONBody = 1 << 20
 func (cp *ControlPlane) Handler() http.Handler {
 	cp.sessions.store = cp.Sessions
 	e := newEcho(cp.Logger)
+	e.Pre(strictQuery)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("control-plane"))
@@ -117,6 +130,19 @@ func (cp *ControlPlane) Handler() http.Handler {
 	g.GET("/whoami", cp.whoami, read)
 	g.GET("/backup", cp.backup, admin)
 	return headAsGet(e)
+}
+
+// strictQuery refuses a query string Go cannot parse whole (more than 10,000
+// parameters, a semicolon, a bad escape): echo would drop what it could not
+// parse, so ?since=2^64-1 after 10,000 other parameters was read as no since
+// at all, past the range check.
+func strictQuery(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
+			return badRequest("malformed query string: " + truncate(err.Error(), 200))
+		}
+		return next(c)
+	}
 }
 
 // ModelView is a model with its versions, as GET /models/{m} returns it.
@@ -195,6 +221,17 @@ func (cp *ControlPlane) getArtifact(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	key, perKey, total := streamKey(c), cp.MaxDownloadsPerToken, cp.MaxWatchStreams
+	if perKey <= 0 {
+		perKey = DefaultMaxDownloadsPerToken
+	}
+	if total <= 0 {
+		total = DefaultMaxWatchStreams
+	}
+	if err := cp.downloads.acquireWhat("artifact downloads", key, perKey, total); err != nil {
+		return err
+	}
+	defer cp.downloads.release(key)
 	ctx := c.Request().Context()
 	v, rc, err := cp.Registry.OpenArtifact(ctx, c.Param("model"), n)
 	if err != nil {
@@ -436,6 +473,18 @@ func (cp *ControlPlane) watch(c echo.Context) error {
 	if ahead {
 		since = rev
 	}
+	key := streamKey(c)
+	perKey, total := cp.MaxWatchStreamsPerToken, cp.MaxWatchStreams
+	if perKey <= 0 {
+		perKey = DefaultMaxWatchStreamsPerToken
+	}
+	if total <= 0 {
+		total = DefaultMaxWatchStreams
+	}
+	if err := cp.streams.acquire(key, perKey, total); err != nil {
+		return err
+	}
+	defer cp.streams.release(key)
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()
 	w := c.Response()

@@ -187,6 +187,16 @@ func TestReportLimits(t *testing.T) {
 	feats := errorsWindow(1, 10, 0)
 	feats.Features = make([][]int64, 5000)
 	negative := errorsWindow(1, 10, -5)
+	refusals := errorsWindow(1, 10, 0)
+	refusals.Refusals = map[string]int64{}
+	for i := range 20000 {
+		refusals.Refusals[fmt.Sprintf("reason-%06d", i)] = 1
+	}
+	longRefusal := errorsWindow(1, 10, 0)
+	longRefusal.Refusals = map[string]int64{strings.Repeat("r", 500): 1}
+	negRefusal := errorsWindow(1, 10, 0)
+	negRefusal.Refusals = map[string]int64{"queue_full": -3}
+	moreErrors := errorsWindow(1, 10, 11)
 	huge := nodeReport("a")
 	huge.Models[0].LoadError = strings.Repeat("x", 2<<20)
 	for _, c := range []struct {
@@ -201,6 +211,10 @@ func TestReportLimits(t *testing.T) {
 		{"arms", arms, http.StatusRequestEntityTooLarge, "more than 4 windows"},
 		{"features", nodeReport("a", feats), http.StatusRequestEntityTooLarge, "5000 feature histograms; at most 1024"},
 		{"negative", nodeReport("a", negative), http.StatusBadRequest, "errors -5"},
+		{"refusals", nodeReport("a", refusals), http.StatusRequestEntityTooLarge, "20000 refusal reasons; at most 16"},
+		{"long refusal", nodeReport("a", longRefusal), http.StatusBadRequest, "refusal reason"},
+		{"negative refusal", nodeReport("a", negRefusal), http.StatusBadRequest, "refusal reason"},
+		{"errors above requests", nodeReport("a", moreErrors), http.StatusBadRequest, "errors 11 of 10 requests"},
 		{"node", monitor.Report{Node: "evil\x1b[2J"}, http.StatusBadRequest, "control characters"},
 	} {
 		status, body, _ := sendReport(t, url, node.Secret, c.r)

@@ -243,6 +243,9 @@ func (m *Monitor) checkWindow(ctx context.Context, model string, w Window) error
 			return invalid("%s: %s %d: want 0 to %g", name, c.what, c.n, float64(MaxCount))
 		}
 	}
+	if w.Errors > w.Requests {
+		return invalid("%s: errors %d of %d requests: errors are among the requests", name, w.Errors, w.Requests)
+	}
 	for _, f := range []float64{w.OutcomeSE, w.OutcomeAE} {
 		if !(f >= 0) || math.IsInf(f, 0) {
 			return invalid("%s: outcome errors must be finite and not negative", name)
@@ -254,6 +257,16 @@ func (m *Monitor) checkWindow(ctx context.Context, model string, w Window) error
 	for reason, n := range w.Fallbacks {
 		if len(reason) > 64 || n < 0 || n > MaxCount {
 			return invalid("%s: fallback reason %q: at most 64 bytes, a count from 0 to %g", name, truncate(reason, 40), float64(MaxCount))
+		}
+	}
+	// Refusals are kept in every chart point like fallbacks: unchecked, one
+	// report's 28,000 made-up reasons grew the monitor by 3 MB a second.
+	if len(w.Refusals) > MaxFallbackReasons {
+		return tooLarge("%s: %d refusal reasons; at most %d", name, len(w.Refusals), MaxFallbackReasons)
+	}
+	for reason, n := range w.Refusals {
+		if len(reason) > 64 || n < 0 || n > MaxCount {
+			return invalid("%s: refusal reason %q: at most 64 bytes, a count from 0 to %g", name, truncate(reason, 40), float64(MaxCount))
 		}
 	}
 	hist := func(what string, counts []int64, want int) error {

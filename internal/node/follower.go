@@ -166,7 +166,12 @@ func (f *Follower) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			attempt = 0
+			// A stream the control plane refused (429: this token holds
+			// too many) is retried with a growing wait, not ten times a
+			// second; one that ran and broke is reconnected at once.
+			if client.StatusOf(werr) == 0 {
+				attempt = 0
+			}
 			f.Logger.Warn("watch stream ended; reconnecting", "model", f.Model, "err", werr)
 		} else if ctx.Err() == nil {
 			if downSince.IsZero() {
