@@ -32,6 +32,10 @@ type Server struct {
 	IdleTimeout       time.Duration
 	// TLSCert and TLSKey, when both set, serve HTTPS.
 	TLSCert, TLSKey string
+	// MaxConns and MaxConnsPerAddr bound the connections held at once, in all
+	// and from one remote address (0: no bound); past them a new connection is
+	// closed at once.
+	MaxConns, MaxConnsPerAddr int
 
 	ln     net.Listener
 	scheme string
@@ -83,6 +87,9 @@ func (s *Server) Open() error {
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.Addr, err)
+	}
+	if s.MaxConns > 0 || s.MaxConnsPerAddr > 0 {
+		ln = &limitListener{Listener: ln, total: s.MaxConns, perAddr: s.MaxConnsPerAddr, byAddr: map[string]int{}}
 	}
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)

@@ -71,6 +71,10 @@ type ControlPlaneConfig struct {
 	VerifyMemory      int64
 	VerifyTimeout     time.Duration
 	VerifyConcurrency int
+	// MaxConns and MaxConnsPerAddr bound the connections the control plane
+	// holds, in all and from one address (a load balancer in front is one
+	// address: raise it there); 0 is no bound.
+	MaxConns, MaxConnsPerAddr int
 	// Advertise is the URL other replicas reach this one at (reports are
 	// forwarded to the monitor's replica); default: the listener's URL.
 	Advertise string
@@ -79,7 +83,8 @@ type ControlPlaneConfig struct {
 // DefaultControlPlaneConfig returns the embedded default.
 func DefaultControlPlaneConfig() ControlPlaneConfig {
 	return ControlPlaneConfig{DataDir: ".data", Listen: "127.0.0.1:8080", MaxArtifactBytes: 1 << 30, MonitorWindow: 30 * time.Second, EvalInterval: time.Second,
-		VerifyCPUTime: time.Minute, VerifyMemory: 4 << 30, VerifyTimeout: 2 * time.Minute, VerifyConcurrency: 2}
+		VerifyCPUTime: time.Minute, VerifyMemory: 4 << 30, VerifyTimeout: 2 * time.Minute, VerifyConcurrency: 2,
+		MaxConns: 16384, MaxConnsPerAddr: 4096}
 }
 
 // Validate says which setting is out of range, by its flag's name, before
@@ -226,6 +231,7 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	}
 	c.Server = api.NewServer(c.Config.Listen, handler, c.Logger)
 	c.Server.TLSCert, c.Server.TLSKey = c.Config.TLSCert, c.Config.TLSKey
+	c.Server.MaxConns, c.Server.MaxConnsPerAddr = c.Config.MaxConns, c.Config.MaxConnsPerAddr
 	if err := c.Server.Open(); err != nil {
 		reg.Close()
 		return err
