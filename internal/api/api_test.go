@@ -21,6 +21,7 @@ import (
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/web"
 )
 
 func TestMain(m *testing.M) {
@@ -169,7 +170,9 @@ func TestScoreFallsBackWithoutModel(t *testing.T) {
 func MustControlPlaneAPI(tb testing.TB) (*client.Client, *registry.Registry) {
 	tb.Helper()
 	reg, _ := testutil.MustRegistry(tb)
-	url := MustServe(tb, api.NewControlPlane(reg, discard).Handler())
+	cp := api.NewControlPlane(reg, discard)
+	cp.Dashboard = web.Static
+	url := MustServe(tb, cp.Handler())
 	return client.New(url), reg
 }
 

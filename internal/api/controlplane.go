@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net/http"
@@ -52,6 +53,9 @@ type ControlPlane struct {
 	// MaxDownloadsPerToken bounds each token's artifact downloads at once
 	// (each address's with auth off), MaxWatchStreams all of them.
 	MaxDownloadsPerToken int
+	// Dashboard, when set, is the admin dashboard's assets (web.Static),
+	// served at /.
+	Dashboard fs.FS
 	// Sessions, when set, keeps dashboard sessions where every replica sees
 	// them; without it they live in this process's memory.
 	Sessions SessionStore
@@ -98,7 +102,9 @@ func (cp *ControlPlane) Handler() http.Handler {
 	e.POST("/ui/login", cp.login)
 	e.POST("/ui/logout", cp.logout)
 	e.GET("/ui/session", cp.sessionInfo)
-	dashboard(e)
+	if cp.Dashboard != nil {
+		dashboard(e, cp.Dashboard)
+	}
 	g := e.Group("/api/v1")
 	read, scorer, admin := cp.authorize(permRead), cp.authorize(permScorer), cp.authorize(permAdmin)
 	g.GET("/models", cp.listModels, read)

@@ -5,13 +5,13 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/modelops/modelops/web"
 )
 
-// dashboard serves the embedded admin dashboard at / and /static/.
-func dashboard(e *echo.Echo) {
-	static, _ := fs.Sub(web.Static, "static")
+// dashboard serves the admin dashboard's assets (web.Static, whose static/
+// holds index.html and the rest) at / and /static/. The assets come from the
+// caller, so that the scorer, which shares this package, links none of them.
+func dashboard(e *echo.Echo, assets fs.FS) {
+	static, _ := fs.Sub(assets, "static")
 	files := http.FileServer(http.FS(static))
 	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", files)))
 	e.GET("/", func(c echo.Context) error {

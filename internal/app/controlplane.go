@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/modelops/modelops/web"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -207,6 +208,7 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 		}
 	}
 	cp := api.NewControlPlane(reg, c.Logger.With("component", "api"))
+	cp.Dashboard = web.Static
 	cp.RequireAuth = !c.Config.NoAuth
 	cp.MaxPushBytes = reg.MaxArtifactBytes + artifactMultipartSlack
 	if ss, ok := meta.(api.SessionStore); ok {
