@@ -498,7 +498,7 @@ const HeaderInferenceLength = "Inference-Header-Content-Length"
 func decodeFP32(dst []float32, b []byte) ([]float32, error) {
 	n := len(b) / 4
 	b = b[:4*n]
-	if i := firstNonFinite(b); i >= 0 {
+	if i := loader.FirstNonFinite(b); i >= 0 {
 		return nil, fmt.Errorf("value %d is not a finite number", i)
 	}
 	if cap(dst) < n {
@@ -517,37 +517,6 @@ func decodeFP32(dst []float32, b []byte) ([]float32, error) {
 		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
 	return out, nil
-}
-
-// firstNonFinite returns the index of the first little-endian float32 in b that
-// is infinite or NaN (all exponent bits set), or -1 when every one is finite.
-func firstNonFinite(b []byte) int {
-	// Two values a step, without a branch: a lane's exponent bits plus one at the
-	// exponent's lowest bit carry into the lane's top bit only when all of them
-	// were set, and never into the next lane.
-	const exp, low, top = 0x7f8000007f800000, 0x0080000000800000, 0x8000000080000000
-	le := binary.LittleEndian
-	var acc uint64
-	i := 0
-	for ; i+32 <= len(b); i += 32 {
-		c := b[i : i+32]
-		acc |= (le.Uint64(c)&exp + low) | (le.Uint64(c[8:])&exp + low) | (le.Uint64(c[16:])&exp + low) | (le.Uint64(c[24:])&exp + low)
-	}
-	for ; i+8 <= len(b); i += 8 {
-		acc |= le.Uint64(b[i:])&exp + low
-	}
-	if i+4 <= len(b) {
-		acc |= uint64(le.Uint32(b[i:]))&exp + low
-	}
-	if acc&top == 0 {
-		return -1
-	}
-	for j := 0; j+4 <= len(b); j += 4 {
-		if le.Uint32(b[j:])&0x7f800000 == 0x7f800000 {
-			return j / 4
-		}
-	}
-	return -1
 }
 
 // floatPool keeps the buffers requests' rows are laid out flat in (/v1/score

@@ -284,7 +284,7 @@ func (s *inferenceServer) infer(ctx context.Context, m *scoring.Model, req *infe
 				return nil, invalid("input %q: raw_input_contents has %d bytes; shape [%d,%d] FP32 needs %d", inputName, len(raw[0]), n, width, 4*n*width)
 			}
 			flat = rawFP32(raw[0])
-			if i := firstNonFinite(raw[0]); i >= 0 {
+			if i := loader.FirstNonFinite(raw[0]); i >= 0 {
 				return nil, invalid("input %q: value %d is not a finite number", inputName, i)
 			}
 		} else {
@@ -503,38 +503,6 @@ func rawFP32(b []byte) []float32 {
 		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
 	return out
-}
-
-// firstNonFinite returns the index of the first little-endian float32 in b that
-// is infinite or NaN (all exponent bits set), or -1 when every one is finite.
-// (The REST adapter's, internal/api/oip.go, until both share this package.)
-func firstNonFinite(b []byte) int {
-	// Two values a step, without a branch: a lane's exponent bits plus one at the
-	// exponent's lowest bit carry into the lane's top bit only when all of them
-	// were set, and never into the next lane.
-	const exp, low, top = 0x7f8000007f800000, 0x0080000000800000, 0x8000000080000000
-	le := binary.LittleEndian
-	var acc uint64
-	i := 0
-	for ; i+32 <= len(b); i += 32 {
-		c := b[i : i+32]
-		acc |= (le.Uint64(c)&exp + low) | (le.Uint64(c[8:])&exp + low) | (le.Uint64(c[16:])&exp + low) | (le.Uint64(c[24:])&exp + low)
-	}
-	for ; i+8 <= len(b); i += 8 {
-		acc |= le.Uint64(b[i:])&exp + low
-	}
-	if i+4 <= len(b) {
-		acc |= uint64(le.Uint32(b[i:]))&exp + low
-	}
-	if acc&top == 0 {
-		return -1
-	}
-	for j := 0; j+4 <= len(b); j += 4 {
-		if le.Uint32(b[j:])&0x7f800000 == 0x7f800000 {
-			return j / 4
-		}
-	}
-	return -1
 }
 
 // fromContents takes want values of datatype from the contents field that
