@@ -102,6 +102,9 @@ Flags:
 	fs.Int64Var(&cfg.VerifyMemory, "verify-memory", cfg.VerifyMemory, "address space, in bytes, of a push's verification process")
 	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", cfg.VerifyTimeout, "how long a push's verification may take")
 	fs.DurationVar(&cfg.EvalInterval, "eval-interval", cfg.EvalInterval, "how often the monitor evaluates every model")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "connections held at once, in all (0: no bound)")
+	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", cfg.MaxConnsPerAddr, "connections held at once from one address (0: no bound; a load balancer in front is one address)")
+	fs.IntVar(&cfg.MaxWatchStreamsPerToken, "max-watch-streams-per-token", cfg.MaxWatchStreamsPerToken, "watch streams one token may hold open (a scorer holds one a model it serves)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

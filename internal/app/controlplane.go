@@ -76,6 +76,8 @@ type ControlPlaneConfig struct {
 	// holds, in all and from one address (a load balancer in front is one
 	// address: raise it there); 0 is no bound.
 	MaxConns, MaxConnsPerAddr int
+	// MaxWatchStreamsPerToken bounds the watch streams one token holds open.
+	MaxWatchStreamsPerToken int
 	// Advertise is the URL other replicas reach this one at (reports are
 	// forwarded to the monitor's replica); default: the listener's URL.
 	Advertise string
@@ -85,13 +87,17 @@ type ControlPlaneConfig struct {
 func DefaultControlPlaneConfig() ControlPlaneConfig {
 	return ControlPlaneConfig{DataDir: ".data", Listen: "127.0.0.1:8080", MaxArtifactBytes: 1 << 30, MonitorWindow: 30 * time.Second, EvalInterval: time.Second,
 		VerifyCPUTime: time.Minute, VerifyMemory: 4 << 30, VerifyTimeout: 2 * time.Minute, VerifyConcurrency: 2,
-		MaxConns: 16384, MaxConnsPerAddr: 4096}
+		MaxConns: 16384, MaxConnsPerAddr: 4096, MaxWatchStreamsPerToken: api.DefaultMaxWatchStreamsPerToken}
 }
 
 // Validate says which setting is out of range, by its flag's name, before
 // anything starts.
 func (c ControlPlaneConfig) Validate() error {
 	switch {
+	case c.MaxConns < 0 || c.MaxConnsPerAddr < 0:
+		return fmt.Errorf("--max-conns %d, --max-conns-per-addr %d: want 0 (no bound) or more", c.MaxConns, c.MaxConnsPerAddr)
+	case c.MaxWatchStreamsPerToken < 0:
+		return fmt.Errorf("--max-watch-streams-per-token %d: want 1 or more", c.MaxWatchStreamsPerToken)
 	case c.MaxArtifactBytes < 1:
 		return fmt.Errorf("--max-artifact-bytes %d: want more than 0", c.MaxArtifactBytes)
 	case c.MonitorWindow < time.Second:
@@ -209,6 +215,9 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	}
 	cp := api.NewControlPlane(reg, c.Logger.With("component", "api"))
 	cp.Dashboard = web.Static
+	if c.Config.MaxWatchStreamsPerToken > 0 {
+		cp.MaxWatchStreamsPerToken = c.Config.MaxWatchStreamsPerToken
+	}
 	cp.RequireAuth = !c.Config.NoAuth
 	cp.MaxPushBytes = reg.MaxArtifactBytes + artifactMultipartSlack
 	if ss, ok := meta.(api.SessionStore); ok {
