@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,14 +49,14 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 		t := loader.Tensor{Name: in.Name, Shape: in.Shape}
 		var err error
 		if size := in.Parameters.BinaryDataSize; size != nil {
-			width := datatypeSize(in.Datatype)
+			width := loader.DatatypeSize(in.Datatype)
 			if width == 0 {
 				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q datatype %q: the scorer reads FP32, FP64, INT32, INT64 and BOOL", truncate(in.Name, 40), truncate(in.Datatype, 20)))
 			}
 			if *size != count*width || offset+*size > int64(len(tensorBytes)) {
 				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q: binary_data_size %d; shape %v %s needs %d, and %d bytes follow the header", truncate(in.Name, 40), *size, in.Shape, in.Datatype, count*width, int64(len(tensorBytes))-offset))
 			}
-			t.Data, err = decodeBinary(in.Datatype, tensorBytes[offset:offset+*size])
+			t.Data, err = loader.DecodeLE(in.Datatype, tensorBytes[offset:offset+*size])
 			offset += *size
 		} else {
 			t.Data, err = decodeJSONTensor(in.Datatype, in.Data, int(count))
@@ -114,7 +113,7 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 		bin := wanted[t.Name]
 		o := OIPOutputTensor{Name: t.Name, Shape: t.Shape, Datatype: artifact.ServableTypes[t.Type()], Data: t.Data}
 		if bin || binaryAll {
-			b := encodeBinary(t.Data)
+			b := loader.EncodeLE(t.Data)
 			size := int64(len(b))
 			o.Data, o.Parameters = nil, &OIPTensorParameters{BinaryDataSize: &size}
 			raw = append(raw, b)
@@ -130,98 +129,6 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 	}
 	x.setHeader(HeaderInferenceLength, strconv.Itoa(len(header)))
 	return x.blob(http.StatusOK, "application/octet-stream", append(header, bytes.Join(raw, nil)...))
-}
-
-// datatypeSize is the bytes per value of an OIP datatype the scorer reads (0
-// for the others).
-func datatypeSize(datatype string) int64 {
-	switch datatype {
-	case "FP32", "INT32":
-		return 4
-	case "FP64", "INT64":
-		return 8
-	case "BOOL":
-		return 1
-	}
-	return 0
-}
-
-// decodeBinary reads little-endian values of datatype.
-func decodeBinary(datatype string, b []byte) (any, error) {
-	le := binary.LittleEndian
-	switch datatype {
-	case "FP32":
-		out := make([]float32, len(b)/4)
-		for i := range out {
-			out[i] = math.Float32frombits(le.Uint32(b[4*i:]))
-			if f := float64(out[i]); math.IsNaN(f) || math.IsInf(f, 0) {
-				return nil, fmt.Errorf("value %d is not a finite number", i)
-			}
-		}
-		return out, nil
-	case "FP64":
-		out := make([]float64, len(b)/8)
-		for i := range out {
-			out[i] = math.Float64frombits(le.Uint64(b[8*i:]))
-			if math.IsNaN(out[i]) || math.IsInf(out[i], 0) {
-				return nil, fmt.Errorf("value %d is not a finite number", i)
-			}
-		}
-		return out, nil
-	case "INT32":
-		out := make([]int32, len(b)/4)
-		for i := range out {
-			out[i] = int32(le.Uint32(b[4*i:]))
-		}
-		return out, nil
-	case "INT64":
-		out := make([]int64, len(b)/8)
-		for i := range out {
-			out[i] = int64(le.Uint64(b[8*i:]))
-		}
-		return out, nil
-	case "BOOL":
-		out := make([]bool, len(b))
-		for i, c := range b {
-			if c > 1 {
-				return nil, fmt.Errorf("value %d is byte %d, want 0 or 1", i, c)
-			}
-			out[i] = c == 1
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("datatype %q: the scorer reads FP32, FP64, INT32, INT64 and BOOL", datatype)
-}
-
-// encodeBinary writes values little-endian.
-func encodeBinary(data any) []byte {
-	le := binary.LittleEndian
-	var b []byte
-	switch d := data.(type) {
-	case []float32:
-		return appendFP32(nil, d)
-	case []float64:
-		for _, v := range d {
-			b = le.AppendUint64(b, math.Float64bits(v))
-		}
-	case []int32:
-		for _, v := range d {
-			b = le.AppendUint32(b, uint32(v))
-		}
-	case []int64:
-		for _, v := range d {
-			b = le.AppendUint64(b, uint64(v))
-		}
-	case []bool:
-		for _, v := range d {
-			if v {
-				b = append(b, 1)
-			} else {
-				b = append(b, 0)
-			}
-		}
-	}
-	return b
 }
 
 // decodeJSONTensor reads want values of datatype from JSON data, flat or

@@ -292,7 +292,7 @@ func (s *inferenceServer) infer(ctx context.Context, m *scoring.Model, req *infe
 			if len(flat) != n*width {
 				return nil, invalid("input %q: contents.fp32_contents has %d values; shape [%d,%d] needs %d", inputName, len(flat), n, width, n*width)
 			}
-			if i := nonFinite32(flat); i >= 0 {
+			if i := loader.NonFinite32(flat); i >= 0 {
 				return nil, invalid("input %q: value %d is not a finite number", inputName, i)
 			}
 		}
@@ -335,7 +335,7 @@ func (s *inferenceServer) tensors(req *inferencepb.ModelInferRequest, raw [][]by
 				return nil, 0, invalid("input %q shape %v is too large", name, shape)
 			}
 		}
-		size := datatypeSize(dt)
+		size := loader.DatatypeSize(dt)
 		if size == 0 {
 			return nil, 0, invalid("input %q datatype %q: the scorer reads FP32, FP64, INT32, INT64 and BOOL", name, truncate(dt, 20))
 		}
@@ -345,7 +345,7 @@ func (s *inferenceServer) tensors(req *inferencepb.ModelInferRequest, raw [][]by
 			if int64(len(raw[i])) != count*size {
 				return nil, 0, invalid("input %q: raw_input_contents[%d] has %d bytes; shape %v %s needs %d", name, i, len(raw[i]), shape, dt, count*size)
 			}
-			t.Data, err = decodeRaw(dt, raw[i])
+			t.Data, err = loader.DecodeLE(dt, raw[i])
 		} else {
 			t.Data, err = fromContents(dt, in.GetContents(), int(count))
 		}
@@ -414,77 +414,9 @@ func answer(m *scoring.Model, req *inferencepb.ModelInferRequest, out *scoring.R
 	}
 	for _, t := range tensors {
 		resp.Outputs = append(resp.Outputs, &inferencepb.ModelInferResponse_InferOutputTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type()], Shape: t.Shape})
-		resp.RawOutputContents = append(resp.RawOutputContents, encodeRaw(t.Data))
+		resp.RawOutputContents = append(resp.RawOutputContents, loader.EncodeLE(t.Data))
 	}
 	return resp
-}
-
-// datatypeSize is the bytes per value of a datatype the scorer reads (0 for
-// the others).
-func datatypeSize(datatype string) int64 {
-	switch datatype {
-	case "FP32", "INT32":
-		return 4
-	case "FP64", "INT64":
-		return 8
-	case "BOOL":
-		return 1
-	}
-	return 0
-}
-
-var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
-
-// decodeRaw reads little-endian values of datatype (b's length a multiple of
-// the datatype's size), refusing non-finite floats and bools other than 0 or 1.
-func decodeRaw(datatype string, b []byte) (any, error) {
-	le := binary.LittleEndian
-	switch datatype {
-	case "FP32":
-		out := make([]float32, len(b)/4)
-		if nativeLittleEndian && len(out) > 0 {
-			copy(unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), len(b)), b)
-		} else {
-			for i := range out {
-				out[i] = math.Float32frombits(le.Uint32(b[4*i:]))
-			}
-		}
-		if i := nonFinite32(out); i >= 0 {
-			return nil, fmt.Errorf("value %d is not a finite number", i)
-		}
-		return out, nil
-	case "FP64":
-		out := make([]float64, len(b)/8)
-		for i := range out {
-			out[i] = math.Float64frombits(le.Uint64(b[8*i:]))
-		}
-		if i := nonFinite64(out); i >= 0 {
-			return nil, fmt.Errorf("value %d is not a finite number", i)
-		}
-		return out, nil
-	case "INT32":
-		out := make([]int32, len(b)/4)
-		for i := range out {
-			out[i] = int32(le.Uint32(b[4*i:]))
-		}
-		return out, nil
-	case "INT64":
-		out := make([]int64, len(b)/8)
-		for i := range out {
-			out[i] = int64(le.Uint64(b[8*i:]))
-		}
-		return out, nil
-	case "BOOL":
-		out := make([]bool, len(b))
-		for i, c := range b {
-			if c > 1 {
-				return nil, fmt.Errorf("value %d is byte %d, want 0 or 1", i, c)
-			}
-			out[i] = c == 1
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("datatype %q: the scorer reads FP32, FP64, INT32, INT64 and BOOL", datatype)
 }
 
 // rawFP32 is b's little-endian float32 values: b itself when the machine is
@@ -495,7 +427,7 @@ func rawFP32(b []byte) []float32 {
 	if n == 0 {
 		return nil
 	}
-	if nativeLittleEndian && uintptr(unsafe.Pointer(&b[0]))%unsafe.Alignof(float32(0)) == 0 {
+	if loader.NativeLittleEndian && uintptr(unsafe.Pointer(&b[0]))%unsafe.Alignof(float32(0)) == 0 {
 		return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)
 	}
 	out := make([]float32, n)
@@ -514,13 +446,13 @@ func fromContents(datatype string, c *inferencepb.InferTensorContents, want int)
 	switch datatype {
 	case "FP32":
 		v := c.GetFp32Contents()
-		if i := nonFinite32(v); i >= 0 {
+		if i := loader.NonFinite32(v); i >= 0 {
 			return nil, fmt.Errorf("value %d is not a finite number", i)
 		}
 		data, n, field = v, len(v), "fp32_contents"
 	case "FP64":
 		v := c.GetFp64Contents()
-		if i := nonFinite64(v); i >= 0 {
+		if i := loader.NonFinite64(v); i >= 0 {
 			return nil, fmt.Errorf("value %d is not a finite number", i)
 		}
 		data, n, field = v, len(v), "fp64_contents"
@@ -540,68 +472,6 @@ func fromContents(datatype string, c *inferencepb.InferTensorContents, want int)
 		return nil, fmt.Errorf("contents.%s has %d values; the shape needs %d", field, n, want)
 	}
 	return data, nil
-}
-
-func nonFinite32(v []float32) int {
-	for i, f := range v {
-		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-			return i
-		}
-	}
-	return -1
-}
-
-func nonFinite64(v []float64) int {
-	for i, f := range v {
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return i
-		}
-	}
-	return -1
-}
-
-// encodeRaw writes values little-endian.
-func encodeRaw(data any) []byte {
-	le := binary.LittleEndian
-	switch d := data.(type) {
-	case []float32:
-		b := make([]byte, 4*len(d))
-		if nativeLittleEndian && len(d) > 0 {
-			copy(b, unsafe.Slice((*byte)(unsafe.Pointer(&d[0])), len(b)))
-			return b
-		}
-		for i, f := range d {
-			le.PutUint32(b[4*i:], math.Float32bits(f))
-		}
-		return b
-	case []float64:
-		b := make([]byte, 0, 8*len(d))
-		for _, v := range d {
-			b = le.AppendUint64(b, math.Float64bits(v))
-		}
-		return b
-	case []int32:
-		b := make([]byte, 0, 4*len(d))
-		for _, v := range d {
-			b = le.AppendUint32(b, uint32(v))
-		}
-		return b
-	case []int64:
-		b := make([]byte, 0, 8*len(d))
-		for _, v := range d {
-			b = le.AppendUint64(b, uint64(v))
-		}
-		return b
-	case []bool:
-		b := make([]byte, len(d))
-		for i, v := range d {
-			if v {
-				b[i] = 1
-			}
-		}
-		return b
-	}
-	return nil
 }
 
 // truncate shortens s to at most n bytes for an error message.
