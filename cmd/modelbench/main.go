@@ -39,7 +39,7 @@ type options struct {
 	swapEvery            time.Duration
 	skipSwaps, noProfile bool
 	rssModels            string
-	rssOnly              bool
+	rssOnly, grpcOnly    bool
 }
 
 func main() {
@@ -65,6 +65,7 @@ func main() {
 	flag.BoolVar(&o.noProfile, "no-profile", false, "do not profile the scorer with perf")
 	flag.StringVar(&o.rssModels, "rss-models", "1,10,50", "measure the scorer's RSS serving each of these counts of models (empty: skip)")
 	flag.BoolVar(&o.rssOnly, "rss-only", false, "measure the scorer's RSS for -rss-models only")
+	flag.BoolVar(&o.grpcOnly, "grpc-only", false, "measure the gRPC contenders only (scorer, null gRPC server, raw loops), then profile the scorer on gRPC")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "modelbench:", err)
@@ -184,6 +185,9 @@ func run(o options) error {
 	}
 	if o.rssOnly {
 		return nil
+	}
+	if o.grpcOnly {
+		return b.grpcRun()
 	}
 	statBefore := procStat()
 
