@@ -137,7 +137,10 @@ func printGRPCFloor(raw256, scorer256, null256, scorer1, null1 cost) {
 	floor := null256.perRow() + raw256.perRow()
 	fmt.Printf("\ngRPC floor: the null gRPC server costs %s a 256-row request (%s a row; %s in kernel), %s a single-row one (the scorer: %s and %s).\n",
 		us(null256.perRequest()), us(null256.perRow()), pct(null256.sysShare()), us(null1.perRequest()), us(scorer256.perRequest()), us(scorer1.perRequest()))
-	fmt.Printf("  budget at goal 0.60: %s a row; the null server takes %.0f%% of it, and with the raw loop's %s a row the floor is %s a row: best ratio on this stack %.2f; the scorer's overhead above that floor %s a request.\n",
-		us(budget), 100*float64(null256.perRow())/float64(budget), us(raw256.perRow()), us(floor), float64(raw256.perRow())/float64(floor),
-		us(scorer256.perRequest()-null256.perRequest()-raw256.perRequest()))
+	above := "none measurable (the scorer costs less than null + raw loop: noise)"
+	if d := scorer256.perRequest() - null256.perRequest() - raw256.perRequest(); d > 0 {
+		above = us(d) + " a request"
+	}
+	fmt.Printf("  budget at goal 0.60: %s a row; the null server takes %.0f%% of it, and with the raw loop's %s a row the floor is %s a row: best ratio on this stack %.2f; the scorer's cost above that floor: %s.\n",
+		us(budget), 100*float64(null256.perRow())/float64(budget), us(raw256.perRow()), us(floor), float64(raw256.perRow())/float64(floor), above)
 }
