@@ -128,7 +128,8 @@ type Log struct {
 	queue   []record // queue[head:] waits, oldest first
 	head    int
 	bytes   int64
-	retry   int // size of the batch that last failed, shipped again whole
+	retry   int   // size of the batch that last failed, shipped again whole
+	removed int64 // records ever removed from the front
 	kick    chan struct{}
 	holders map[string]func(id string) bool
 
@@ -372,6 +373,7 @@ func (l *Log) push(r record) {
 		l.bytes -= l.queue[l.head].size
 		l.queue[l.head] = record{}
 		l.head++
+		l.removed++
 		dropped++
 	}
 	if l.head > 1024 && l.head > len(l.queue)/2 {
@@ -399,13 +401,14 @@ func (l *Log) Buffered() (int, int64) {
 	return len(l.queue) - l.head, l.bytes
 }
 
-// take removes the next batch from the front of the queue.
-func (l *Log) take() []record {
+// take copies the next batch from the front of the queue; it stays there,
+// counted in the bound, until it is acknowledged (done).
+func (l *Log) take() (recs []record, from int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := min(len(l.queue)-l.head, l.Config.BatchRows)
 	if l.retry > 0 {
-		n = min(n, l.retry)
+		n = min(n, l.retry) // the same batch again, so a repeat is stored once
 	}
 	// Keep a batch's JSON well within what the control plane takes.
 	var size int64
@@ -417,43 +420,20 @@ func (l *Log) take() []record {
 		}
 		k++
 	}
-	out := make([]record, k)
-	copy(out, l.queue[l.head:l.head+k])
-	for i := l.head; i < l.head+k; i++ {
-		l.bytes -= l.queue[i].size
-		l.queue[i] = record{}
-	}
-	l.head += k
-	return out
+	return append([]record(nil), l.queue[l.head:l.head+k]...), l.removed
 }
 
-// giveBack returns a batch that failed to the front, as the oldest records;
-// whatever no longer fits within the bound is dropped, oldest first.
-func (l *Log) giveBack(b []record) {
+// done removes a shipped batch of n records taken when l.removed was from
+// (those the bound dropped since are gone already).
+func (l *Log) done(from int64, n int) {
 	l.mu.Lock()
-	var keep int
-	var size int64
-	for i := len(b) - 1; i >= 0; i-- {
-		if l.bytes+size+b[i].size > l.Config.MaxBytes {
-			break
-		}
-		size += b[i].size
-		keep++
-	}
-	dropped := len(b) - keep
-	b = b[len(b)-keep:]
-	if l.head >= len(b) {
-		l.head -= len(b)
-		copy(l.queue[l.head:], b)
-	} else {
-		l.queue = append(append(make([]record, 0, len(b)+len(l.queue)-l.head), b...), l.queue[l.head:]...)
-		l.head = 0
-	}
-	l.bytes += size
-	l.retry = len(b)
-	l.mu.Unlock()
-	if dropped > 0 {
-		l.dropped.WithLabelValues("overflow").Add(float64(dropped))
+	defer l.mu.Unlock()
+	l.retry = 0
+	for k := from + int64(n) - l.removed; k > 0 && l.head < len(l.queue); k-- {
+		l.bytes -= l.queue[l.head].size
+		l.queue[l.head] = record{}
+		l.head++
+		l.removed++
 	}
 }
 
@@ -503,10 +483,11 @@ func backoff(n int, base, max time.Duration) time.Duration {
 }
 
 // Flush ships every record buffered, batch by batch, and stops at the first
-// failure (the batch goes back to the front of the buffer).
+// failure (the batch stays at the front of the buffer). With Run at once, a
+// batch may ship twice.
 func (l *Log) Flush(ctx context.Context) error {
 	for {
-		recs := l.take()
+		recs, from := l.take()
 		if len(recs) == 0 {
 			l.gauges()
 			return nil
@@ -526,18 +507,16 @@ func (l *Log) Flush(ctx context.Context) error {
 		case err == nil:
 			l.shipped.WithLabelValues("row").Add(float64(len(b.Rows)))
 			l.shipped.WithLabelValues("outcome").Add(float64(len(b.Outcomes)))
-			l.mu.Lock()
-			l.retry = 0
-			l.mu.Unlock()
+			l.done(from, len(recs))
 		case l.Permanent != nil && l.Permanent(err):
 			l.dropped.WithLabelValues("rejected").Add(float64(len(recs)))
-			l.mu.Lock()
-			l.retry = 0
-			l.mu.Unlock()
+			l.done(from, len(recs))
 			l.Logger.Warn("the control plane refused a prediction log batch; dropped", "rows", len(b.Rows), "outcomes", len(b.Outcomes), "err", err)
 		default:
 			l.failures.Inc()
-			l.giveBack(recs)
+			l.mu.Lock()
+			l.retry = len(recs)
+			l.mu.Unlock()
 			l.gauges()
 			return err
 		}
