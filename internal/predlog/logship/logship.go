@@ -287,6 +287,7 @@ func (l *Log) Sampled(model, id string, i int) bool {
 // holds, it takes the outcomes if any model logged a row of it and no other
 // join holds it, and says so.
 func (l *Log) Outcomes(model string) func(id string, outcomes []float64, held bool) bool {
+	l.model(model) // known from the start: an outcome may come before any request
 	return func(id string, outcomes []float64, held bool) bool {
 		if held {
 			l.recordOutcomes(model, id, outcomes)

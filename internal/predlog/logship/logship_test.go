@@ -112,3 +112,37 @@ var ids = func() []string {
 	}
 	return out
 }()
+
+// An outcome for an id no join holds is taken only when the id was sampled,
+// and left to the join that holds it otherwise.
+func TestOutcomesForForgottenRequests(t *testing.T) {
+	l := New(Config{Rate: 0.5, MaxBytes: 1 << 20}, nil, nil)
+	hook := l.Outcomes("calling-score")
+	var sampled, unsampled string
+	for i := 0; sampled == "" || unsampled == ""; i++ {
+		id := fmt.Sprintf("%016x", i)
+		if l.Sampled("calling-score", id, 0) {
+			sampled = id
+		} else {
+			unsampled = id
+		}
+	}
+	if hook(unsampled, []float64{1}, false) || hook("not-an-id", []float64{1}, false) {
+		t.Error("took an outcome for an id it never sampled")
+	}
+	held := false
+	l.SetHolder("other", func(id string) bool { return held && id == sampled })
+	held = true
+	if hook(sampled, []float64{1}, false) {
+		t.Error("took an outcome another join holds")
+	}
+	held = false
+	if !hook(sampled, []float64{0.25}, false) {
+		t.Error("refused an outcome for a sampled id nobody holds")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.queue) - l.head; n != 1 || l.queue[l.head].outcome.RequestID != sampled || l.queue[l.head].outcome.Outcome != 0.25 {
+		t.Errorf("buffered %d records, want the one outcome", n)
+	}
+}
