@@ -79,6 +79,7 @@ model: ort
 bench: ort build
 	$(GO) run ./cmd/modelbench -scorer $(BIN)/scorer -modelctl $(BIN)/modelctl
 	$(GO) test -run '^$$' -bench . -count=1 ./internal/monitor/
+	$(GO) test -run '^$$' -bench . -count=1 ./internal/predlog/logship/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./internal/trainer/
 
 clean:
