@@ -340,7 +340,8 @@ func TestSeriesRefusesBadSpans(t *testing.T) {
 		{"?step=soon", 400, "must be a duration such as 15m"},
 		{"?span=1h&step=1s", 400, "at most 500 points"},
 		{"?window=15m&step=10s", 404, "not found"},
-		{"?window=16m&step=10s", 400, "window=16m0s: the monitor keeps the last 15m0s"},
+		{"?window=24h&step=3m", 404, "not found"},
+		{"?window=25h&step=5m", 400, "window=25h0m0s: the monitor keeps the last 24h0m0s"},
 		{"?window=15m&span=15m", 400, "window or span, not both"},
 	} {
 		resp, err := http.Get(url + tc.query)

@@ -673,7 +673,7 @@ func TestDashboardVersionsPastTheLatest(t *testing.T) {
 }
 
 // fastMonitorKeeping is fastMonitor whose monitor keeps retain of reports for
-// the charts.
+// the charts (0: the monitor's default).
 func fastMonitorKeeping(t *testing.T, retain time.Duration) (*app.ControlPlane, *client.Client) {
 	t.Helper()
 	cfg := app.DefaultControlPlaneConfig()
@@ -704,7 +704,7 @@ func lenientPolicy(t *testing.T, cl *client.Client) {
 // promotions and canary changes on the time line.
 func TestDashboardChartsOverAWindowWithMarkers(t *testing.T) {
 	ctx := context.Background()
-	cp, cl := fastMonitorKeeping(t, 24*time.Hour)
+	cp, cl := fastMonitorKeeping(t, 0) // the default: 24 hours
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
 	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
@@ -807,7 +807,7 @@ func TestDashboardChartsOverAWindowWithMarkers(t *testing.T) {
 	}
 	screenshot(t, b, "charts")
 
-	// The window goes to 24 hours: the monitor here keeps that long.
+	// The window goes to 24 hours: the monitor keeps that long by default.
 	err = chromedp.Do(b, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById("window"); s.value = "24h"; s.dispatchEvent(new Event("change")); })()`),
 		chromedp.Poll[chromedp.Void](`charts.length === 5 && charts[0].scales.x.max - charts[0].scales.x.min > 23 * 3600 && document.querySelector("#charts .chart").dataset.markers === "3"`, chromedp.WithPollingTimeout(20*time.Second)))
 	if err != nil {
