@@ -286,6 +286,35 @@ func TestPushWithWrongDigestStoresNothing(t *testing.T) {
 	}
 }
 
+// A push's reason is kept with the version and in its pushed event, with the
+// token's actor; one past 1 KB is refused and stores nothing.
+func TestPushKeepsWhoAndWhy(t *testing.T) {
+	ctx := context.Background()
+	cl, reg := MustControlPlaneAPI(t)
+	m := testutil.MustModel(t, 1)
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: m.Path, Card: m.Card, Reason: strings.Repeat("x", 1025)}); err == nil || !strings.Contains(err.Error(), "reason") {
+		t.Fatalf("a push with a reason of 1,025 bytes: %v, want refused naming the reason", err)
+	}
+	if list, _ := reg.Blobs.List(ctx); len(list) != 0 {
+		t.Fatalf("blobs after a refused push: %v", list)
+	}
+	res, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: m.Path, Card: m.Card, Reason: "retrained on November's traffic"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version.Reason != "retrained on November's traffic" || res.Version.Actor == "" {
+		t.Fatalf("push answered %+v, want the reason and the actor", res.Version)
+	}
+	v, err := cl.Version(ctx, "calling-score", 1)
+	if err != nil || v.Reason != "retrained on November's traffic" || v.Actor != res.Version.Actor {
+		t.Fatalf("version 1 reads %+v (%v), want the push's reason and actor", v, err)
+	}
+	evs, err := reg.Events(ctx, registry.EventQuery{Model: "calling-score"})
+	if err != nil || len(evs) != 1 || evs[0].Kind != registry.EventPushed || evs[0].Reason != v.Reason || evs[0].Actor != v.Actor {
+		t.Fatalf("history %+v (%v), want the pushed event with who and why", evs, err)
+	}
+}
+
 func TestWatchStreamResumes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

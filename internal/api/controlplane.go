@@ -294,6 +294,10 @@ func (cp *ControlPlane) push(c echo.Context) error {
 	if err := registry.CheckDigest(digest); err != nil {
 		return err
 	}
+	reason := c.QueryParam("reason")
+	if err := checkText("reason", reason); err != nil {
+		return err
+	}
 	// A push that states a length past the limit is refused before its body is
 	// read: a gigabyte too many is not worth a gigabyte of upload to learn so.
 	if req.ContentLength > cp.MaxPushBytes {
@@ -325,7 +329,7 @@ func (cp *ControlPlane) push(c echo.Context) error {
 			}
 		case "artifact":
 			res, err := cp.Registry.Push(req.Context(), registry.PushRequest{
-				Model: model, Digest: digest, Artifact: part, Card: card, Actor: actorOf(c),
+				Model: model, Digest: digest, Artifact: part, Card: card, Actor: actorOf(c), Reason: reason,
 			})
 			if err != nil {
 				var mbe *http.MaxBytesError

@@ -844,7 +844,8 @@ func TestDashboardVersionPage(t *testing.T) {
 	if err := json.Unmarshal(cardJSON, &card); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: "../../models/calling_score/model.onnx", Card: cardJSON}); err != nil {
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: "../../models/calling_score/model.onnx", Card: cardJSON,
+		Reason: "the shipped model, <b>retrained</b> on 10,000 rows"}); err != nil {
 		t.Fatal(err)
 	}
 	mustPush(t, cl, testutil.MustModel(t, 2))
@@ -873,8 +874,9 @@ func TestDashboardVersionPage(t *testing.T) {
 	if s := text("h1"); s != "calling-score v1" {
 		t.Fatalf("the version page's title is %q", s)
 	}
-	if s := text("#pushed-by"); !strings.Contains(s, "Pushed by "+v1.Actor) || !strings.Contains(s, v1.Digest[:12]) || !strings.Contains(s, strconv.FormatInt(v1.Size, 10)+" bytes") {
-		t.Fatalf("who pushed v1 reads %q, want %s, its digest and size", s, v1.Actor)
+	if s := text("#pushed-by"); !strings.Contains(s, "Pushed by "+v1.Actor) || !strings.Contains(s, v1.Digest[:12]) || !strings.Contains(s, strconv.FormatInt(v1.Size, 10)+" bytes") ||
+		!strings.Contains(s, "why: the shipped model, <b>retrained</b> on 10,000 rows") {
+		t.Fatalf("who pushed v1 reads %q, want %s, why (as text), its digest and size", s, v1.Actor)
 	}
 	if s := text("#data-rows"); !strings.Contains(s, fmt.Sprintf("%d training rows", card.Data.Rows)) {
 		t.Fatalf("the data summary says %q, want the card's %d rows", s, card.Data.Rows)

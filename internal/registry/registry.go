@@ -50,13 +50,15 @@ type Model struct {
 
 // Version is one immutable artifact of a model.
 type Version struct {
-	Model     string          `json:"model"`
-	Number    int             `json:"version"`
-	Digest    string          `json:"digest"`
-	Size      int64           `json:"size"`
-	CreatedAt time.Time       `json:"created_at"`
-	Actor     string          `json:"actor"`
-	Card      json.RawMessage `json:"card,omitempty"`
+	Model     string    `json:"model"`
+	Number    int       `json:"version"`
+	Digest    string    `json:"digest"`
+	Size      int64     `json:"size"`
+	CreatedAt time.Time `json:"created_at"`
+	Actor     string    `json:"actor"`
+	// Reason is why it was pushed, as the pusher said (may be empty).
+	Reason string          `json:"reason,omitempty"`
+	Card   json.RawMessage `json:"card,omitempty"`
 }
 
 // Event kinds.

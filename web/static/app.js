@@ -724,7 +724,7 @@ async function versionPage(name, n) {
     h("section", { id: "version-summary" },
       h("p", {}, h("a", { href: "#/model/" + enc }, name), " · v" + n + " · ", status),
       h("p", { id: "pushed-by" }, "Pushed by ", h("strong", {}, v.actor), " at ", when(v.created_at),
-        pushed && pushed.reason ? ` · why: ${pushed.reason}` : "", " · ", h("code", { title: v.digest }, short(v.digest)), ` · ${v.size} bytes`),
+        v.reason || (pushed && pushed.reason) ? ` · why: ${v.reason || pushed.reason}` : "", " · ", h("code", { title: v.digest }, short(v.digest)), ` · ${v.size} bytes`),
       card.training && card.training.source ? h("p", { id: "trained-on" }, "Trained on ", card.training.source) : null,
       h("div", { class: "controls" }, promoteButton(name, m, n, { id: "version-promote" }, "Promote v" + n),
         others.length ? h("label", {}, "Compare with", compareWith) : null,
