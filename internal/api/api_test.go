@@ -315,6 +315,55 @@ func TestPushKeepsWhoAndWhy(t *testing.T) {
 	}
 }
 
+// An evaluation on the same rows is kept on the model with an event; one that
+// names a version the model lacks, or has no rows, is refused and changes
+// nothing.
+func TestEvaluationIsKeptWithTheModel(t *testing.T) {
+	ctx := context.Background()
+	cl, reg := MustControlPlaneAPI(t)
+	for seed := uint64(1); seed <= 2; seed++ {
+		m := testutil.MustModel(t, seed)
+		if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: m.Path, Card: m.Card}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := registry.Evaluation{Data: "rows.csv", Rows: 5000, Versions: []int{1, 2}, Confidence: 0.95,
+		Figures:     []registry.EvalFigures{{Name: "v1", MSE: 0.006}, {Name: "v2", MSE: 0.0046}},
+		Differences: []registry.EvalDifference{{Name: "v2", Baseline: "v1", MSE: -0.0014, Low: -0.0016, High: -0.0011, Verdict: "better"}}}
+	before, _ := cl.Model(ctx, "calling-score")
+	for _, bad := range []struct {
+		ev   registry.Evaluation
+		want string
+	}{
+		{func() registry.Evaluation { e := good; e.Versions = []int{1, 3}; return e }(), "not_found"},
+		{func() registry.Evaluation { e := good; e.Rows = 0; return e }(), "rows 0"},
+		{func() registry.Evaluation { e := good; e.Confidence = 1.5; return e }(), "confidence"},
+		{func() registry.Evaluation { e := good; e.Data = "a\nb"; return e }(), "control characters"},
+	} {
+		if _, err := cl.RecordEvaluation(ctx, "calling-score", bad.ev); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("evaluation %+v: %v, want refused with %q", bad.ev, err, bad.want)
+		}
+	}
+	if m, _ := cl.Model(ctx, "calling-score"); m.Revision != before.Revision || m.Evaluation != nil {
+		t.Fatalf("refused evaluations changed the model: revision %d → %d, evaluation %+v", before.Revision, m.Revision, m.Evaluation)
+	}
+	got, err := cl.RecordEvaluation(ctx, "calling-score", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Actor == "" || got.Time.IsZero() || got.Rows != 5000 || len(got.Figures) != 2 {
+		t.Fatalf("recorded %+v", got)
+	}
+	m, err := cl.Model(ctx, "calling-score")
+	if err != nil || m.Evaluation == nil || m.Evaluation.Differences[0].Verdict != "better" || m.Evaluation.Figures[1].MSE != 0.0046 || m.Revision != before.Revision+1 {
+		t.Fatalf("the model after recording: %+v (%v)", m, err)
+	}
+	evs, err := reg.Events(ctx, registry.EventQuery{Model: "calling-score", Last: 1})
+	if err != nil || len(evs) != 1 || evs[0].Kind != registry.EventEvaluated || evs[0].Reason != "v1, v2 on 5000 rows of rows.csv" {
+		t.Fatalf("last event %+v (%v), want evaluated", evs, err)
+	}
+}
+
 func TestWatchStreamResumes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

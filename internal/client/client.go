@@ -602,3 +602,14 @@ func (c *Client) Export(ctx context.Context, model string, o ExportOptions, fn f
 		}
 	}
 }
+
+// RecordEvaluation keeps an evaluation on the same rows as the model's latest.
+func (c *Client) RecordEvaluation(ctx context.Context, model string, ev registry.Evaluation) (*registry.Evaluation, error) {
+	var out struct {
+		Evaluation registry.Evaluation `json:"evaluation"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/evaluation", nil, ev, &out); err != nil {
+		return nil, err
+	}
+	return &out.Evaluation, nil
+}

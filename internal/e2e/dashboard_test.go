@@ -1035,10 +1035,29 @@ func TestDashboardComparesTwoVersionsAndPromotes(t *testing.T) {
 	if drift := cells("compare-production", "Drift now (monitor window)"); drift[0] == "no traffic" {
 		t.Fatalf("v1's drift reads %q though it serves", drift[0])
 	}
-	// The test models carry no metrics: the cards' section says so, under its label.
-	heading, err := chromedp.Run(b, chromedp.Evaluate[string](`document.getElementById("compare-card").closest("section").previousElementSibling.textContent + "|" + document.getElementById("compare-card").textContent`))
-	if err != nil || heading != "On the card's test set (not production)|Neither card records test metrics." {
-		t.Fatalf("the card metrics' section reads %q (%v)", heading, err)
+	// No evaluation on the same rows yet: the section says how to make one, and
+	// compares no cards.
+	if s, _ := textOf(b, "#compare-eval"); !strings.Contains(s, "No evaluation on the same rows covers v1 and v2") || !strings.Contains(s, "--record") {
+		t.Fatalf("the same-rows section without an evaluation reads %q", s)
+	}
+	// An evaluation recorded through the API shows, on the same rows, with its
+	// interval and source.
+	if _, err := cl.RecordEvaluation(ctx, "calling-score", registry.Evaluation{Data: "rows.csv", Rows: 5000, Versions: []int{1, 2}, Confidence: 0.95,
+		Figures: []registry.EvalFigures{{Name: "v1", MSE: 0.006, MAE: 0.057, R2: 0.913, CalibrationError: 0.0073}, {Name: "v2", MSE: 0.00463, MAE: 0.0497, R2: 0.933, CalibrationError: 0.0064}},
+		Differences: []registry.EvalDifference{{Name: "v2", Baseline: "v1", MSE: -0.00137, Low: -0.0016, High: -0.00115, Verdict: "better"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(b, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("table#compare-eval"))); err != nil {
+		t.Fatalf("the comparison after an evaluation was recorded: %v", err)
+	}
+	if mse := cells("compare-eval", "MSE"); mse[0] != "0.006" || mse[1] != "0.00463" {
+		t.Fatalf("MSE on the same rows reads %q", mse)
+	}
+	if d := cells("compare-eval", "MSE v2 − v1, 95% interval"); d[0] != "baseline" || d[1] != "-0.00137 [-0.0016, -0.00115] better" {
+		t.Fatalf("the difference reads %q", d)
+	}
+	if s, _ := textOf(b, "#compare-eval-source"); !strings.Contains(s, "5000 rows of rows.csv, evaluated by ") {
+		t.Fatalf("the evaluation's source reads %q", s)
 	}
 	screenshot(t, b, "compare")
 

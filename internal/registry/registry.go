@@ -46,6 +46,8 @@ type Model struct {
 	// Rejected maps versions the monitor rolled back to why; they are not promoted
 	// again without force.
 	Rejected map[int]string `json:"rejected,omitempty"`
+	// Evaluation is the latest comparison of its versions on the same rows.
+	Evaluation *Evaluation `json:"evaluation,omitempty"`
 }
 
 // Version is one immutable artifact of a model.
