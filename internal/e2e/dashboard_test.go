@@ -1043,7 +1043,7 @@ func TestDashboardComparesTwoVersionsAndPromotes(t *testing.T) {
 	// An evaluation recorded through the API shows, on the same rows, with its
 	// interval and source.
 	if _, err := cl.RecordEvaluation(ctx, "calling-score", registry.Evaluation{Data: "rows.csv", Rows: 5000, Versions: []int{1, 2}, Confidence: 0.95,
-		Figures: []registry.EvalFigures{{Name: "v1", MSE: 0.006, MAE: 0.057, R2: 0.913, CalibrationError: 0.0073}, {Name: "v2", MSE: 0.00463, MAE: 0.0497, R2: 0.933, CalibrationError: 0.0064}},
+		Figures:     []registry.EvalFigures{{Name: "v1", MSE: 0.006, MAE: 0.057, R2: 0.913, CalibrationError: 0.0073}, {Name: "v2", MSE: 0.00463, MAE: 0.0497, R2: 0.933, CalibrationError: 0.0064}},
 		Differences: []registry.EvalDifference{{Name: "v2", Baseline: "v1", MSE: -0.00137, Low: -0.0016, High: -0.00115, Verdict: "better"}}}); err != nil {
 		t.Fatal(err)
 	}
