@@ -16,6 +16,7 @@ import (
 	"github.com/modelops/modelops/internal/eval"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/trainer"
 )
 
@@ -25,6 +26,7 @@ type evalCmd struct {
 	data      string
 	resamples int
 	seed      uint64
+	record    bool
 }
 
 func (c *evalCmd) command() *cobra.Command {
@@ -43,6 +45,7 @@ paired bootstrap interval; "better" or "worse" only when the interval excludes 0
 	cmd.Flags().StringVar(&c.data, "data", "", "rows with outcomes: CSV or .jsonl (required)")
 	cmd.Flags().IntVar(&c.resamples, "resamples", 2000, "bootstrap resamples")
 	cmd.Flags().Uint64Var(&c.seed, "seed", 1, "seed of the bootstrap")
+	cmd.Flags().BoolVar(&c.record, "record", false, "keep the figures on the control plane as the model's latest evaluation (the dashboard's comparison uses it)")
 	cmd.MarkFlagRequired("versions")
 	cmd.MarkFlagRequired("data")
 	return cmd
@@ -117,6 +120,19 @@ func (c *evalCmd) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("eval: %w", err)
 	}
 	view := evalView{Model: model, Versions: versions, Data: c.data, Features: features, Report: rep}
+	if c.record {
+		ev := registry.Evaluation{Data: filepath.Base(c.data), Rows: rep.Rows, Versions: versions, Confidence: rep.Confidence}
+		for _, f := range rep.Figures {
+			ev.Figures = append(ev.Figures, registry.EvalFigures{Name: f.Name, MSE: f.MSE, MAE: f.MAE, R2: f.R2, CalibrationError: f.CalibrationError})
+		}
+		for _, d := range rep.Differences {
+			ev.Differences = append(ev.Differences, registry.EvalDifference{Name: d.Name, Baseline: d.Baseline, MSE: d.MSE, Low: d.Low, High: d.High, Verdict: d.Verdict})
+		}
+		if _, err := cl.RecordEvaluation(ctx, model, ev); err != nil {
+			return fmt.Errorf("eval --record: %w", err)
+		}
+		fmt.Fprintf(c.stderr, "recorded as %s's latest evaluation on %s\n", model, cl.BaseURL)
+	}
 	return c.print(view, func(w io.Writer) { view.table(w) })
 }
 

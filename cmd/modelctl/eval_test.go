@@ -53,10 +53,19 @@ func TestEvalComparesVersionsOnTheSameRows(t *testing.T) {
 		t.Errorf("v2 against v1: %+v, want worse with the interval above 0", d)
 	}
 
-	table, _, err := cli(t, url, "eval", "calling-score", "--versions", "1,2", "--data", data, "--resamples", "200")
+	table, errOut, err := cli(t, url, "eval", "calling-score", "--versions", "1,2", "--data", data, "--resamples", "200", "--record")
 	if err != nil || !strings.Contains(table, "v2  ") || !strings.Contains(table, "worse") || !strings.Contains(table, "calibration by decile") {
 		t.Errorf("eval table: %v\n%s", err, table)
 	}
+	// --record keeps it on the control plane, as the model's latest evaluation.
+	if !strings.Contains(errOut, "recorded as calling-score's latest evaluation on "+url) {
+		t.Errorf("eval --record said %q", errOut)
+	}
+	hist, _, herr := cli(t, url, "history", "calling-score")
+	if herr != nil || !strings.Contains(hist, "evaluated") || !strings.Contains(hist, "v1, v2 on 1500 rows of rows.csv") {
+		t.Errorf("history after eval --record:\n%s\n%v", hist, herr)
+	}
+
 	for _, bad := range [][]string{
 		{"eval", "calling-score", "--versions", "1,x", "--data", data},
 		{"eval", "calling-score", "--versions", "1,1", "--data", data},

@@ -531,6 +531,23 @@ func TestPushWithoutACardSaysSo(t *testing.T) {
 	}
 }
 
+// push --reason is kept: show prints it with who pushed, history lists it.
+func TestPushReasonShowsOnShowAndHistory(t *testing.T) {
+	url := mustControlPlane(t)
+	m := testutil.MustModel(t, 1)
+	if out, errOut, err := cli(t, url, "push", m.Path, "--model", "calling-score", "--reason", "retrained on November's traffic"); err != nil || !strings.Contains(out, "pushed calling-score v1") {
+		t.Fatalf("push --reason: %q %q %v", out, errOut, err)
+	}
+	out, _, err := cli(t, url, "show", "calling-score", "1")
+	if err != nil || !regexp.MustCompile(`(?m)^reason +retrained on November's traffic$`).MatchString(out) || !regexp.MustCompile(`(?m)^by +\S+`).MatchString(out) {
+		t.Fatalf("show after push --reason:\n%s\n%v", out, err)
+	}
+	out, _, err = cli(t, url, "history", "calling-score")
+	if err != nil || !regexp.MustCompile(`pushed .*v1 .*retrained on November's traffic`).MatchString(out) {
+		t.Fatalf("history after push --reason:\n%s\n%v", out, err)
+	}
+}
+
 func TestBlobsCountsInWords(t *testing.T) {
 	for n, want := range map[int]string{0: "0 blobs", 1: "1 blob", 2: "2 blobs"} {
 		if got := blobs(n); got != want {

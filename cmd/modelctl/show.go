@@ -68,8 +68,12 @@ func (c *showCmd) Run(ctx context.Context, args []string) error {
 // against.
 func showVersion(w io.Writer, v *registry.Version) {
 	table(w, func(tw io.Writer) {
-		for _, kv := range [][2]any{{"model", v.Model}, {"version", fmt.Sprintf("v%d", v.Number)}, {"sha256", v.Digest},
-			{"size", bytesH(v.Size)}, {"created", ago(v.CreatedAt)}, {"by", v.Actor}} {
+		rows := [][2]any{{"model", v.Model}, {"version", fmt.Sprintf("v%d", v.Number)}, {"sha256", v.Digest},
+			{"size", bytesH(v.Size)}, {"created", ago(v.CreatedAt)}, {"by", v.Actor}}
+		if v.Reason != "" {
+			rows = append(rows, [2]any{"reason", v.Reason})
+		}
+		for _, kv := range rows {
 			fmt.Fprintln(tw, cells(kv[0], kv[1]))
 		}
 	})

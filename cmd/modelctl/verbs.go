@@ -68,18 +68,19 @@ func (e *env) completeModels(_ *cobra.Command, args []string, _ string) ([]strin
 
 type pushCmd struct {
 	*env
-	model, card string
+	model, card, reason string
 }
 
 func (c *pushCmd) command() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "push FILE.onnx --model NAME [--card card.json]",
+		Use:   "push FILE.onnx --model NAME [--card card.json] [--reason TEXT]",
 		Short: "upload a new version",
 		Args:  needs(1, 1, "one FILE and --model"),
 		RunE:  runs(c),
 	}
 	cmd.Flags().StringVar(&c.model, "model", "", "model name (required)")
 	cmd.Flags().StringVar(&c.card, "card", "", "model card JSON (default: card.json beside the file, if there)")
+	cmd.Flags().StringVar(&c.reason, "reason", "", "why, kept with the version and in the history")
 	cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -109,7 +110,7 @@ func (c *pushCmd) Run(ctx context.Context, args []string) error {
 			fmt.Fprintf(c.stderr, "no card (%s or %scard.json): the version is pushed without golden inputs to check on every load and without a reference for drift (`modelctl card` makes one)\n", beside, dirOf(args[0]))
 		}
 	}
-	opts := client.PushOptions{Model: c.model, ArtifactPath: args[0], Card: card}
+	opts := client.PushOptions{Model: c.model, ArtifactPath: args[0], Card: card, Reason: c.reason}
 	if isTerminal(c.stderr) {
 		opts.Progress = progressBar(c.stderr, args[0])
 	}

@@ -286,6 +286,84 @@ func TestPushWithWrongDigestStoresNothing(t *testing.T) {
 	}
 }
 
+// A push's reason is kept with the version and in its pushed event, with the
+// token's actor; one past 1 KB is refused and stores nothing.
+func TestPushKeepsWhoAndWhy(t *testing.T) {
+	ctx := context.Background()
+	cl, reg := MustControlPlaneAPI(t)
+	m := testutil.MustModel(t, 1)
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: m.Path, Card: m.Card, Reason: strings.Repeat("x", 1025)}); err == nil || !strings.Contains(err.Error(), "reason") {
+		t.Fatalf("a push with a reason of 1,025 bytes: %v, want refused naming the reason", err)
+	}
+	if list, _ := reg.Blobs.List(ctx); len(list) != 0 {
+		t.Fatalf("blobs after a refused push: %v", list)
+	}
+	res, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: m.Path, Card: m.Card, Reason: "retrained on November's traffic"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version.Reason != "retrained on November's traffic" || res.Version.Actor == "" {
+		t.Fatalf("push answered %+v, want the reason and the actor", res.Version)
+	}
+	v, err := cl.Version(ctx, "calling-score", 1)
+	if err != nil || v.Reason != "retrained on November's traffic" || v.Actor != res.Version.Actor {
+		t.Fatalf("version 1 reads %+v (%v), want the push's reason and actor", v, err)
+	}
+	evs, err := reg.Events(ctx, registry.EventQuery{Model: "calling-score"})
+	if err != nil || len(evs) != 1 || evs[0].Kind != registry.EventPushed || evs[0].Reason != v.Reason || evs[0].Actor != v.Actor {
+		t.Fatalf("history %+v (%v), want the pushed event with who and why", evs, err)
+	}
+}
+
+// An evaluation on the same rows is kept on the model with an event; one that
+// names a version the model lacks, or has no rows, is refused and changes
+// nothing.
+func TestEvaluationIsKeptWithTheModel(t *testing.T) {
+	ctx := context.Background()
+	cl, reg := MustControlPlaneAPI(t)
+	for seed := uint64(1); seed <= 2; seed++ {
+		m := testutil.MustModel(t, seed)
+		if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: m.Path, Card: m.Card}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := registry.Evaluation{Data: "rows.csv", Rows: 5000, Versions: []int{1, 2}, Confidence: 0.95,
+		Figures:     []registry.EvalFigures{{Name: "v1", MSE: 0.006}, {Name: "v2", MSE: 0.0046}},
+		Differences: []registry.EvalDifference{{Name: "v2", Baseline: "v1", MSE: -0.0014, Low: -0.0016, High: -0.0011, Verdict: "better"}}}
+	before, _ := cl.Model(ctx, "calling-score")
+	for _, bad := range []struct {
+		ev   registry.Evaluation
+		want string
+	}{
+		{func() registry.Evaluation { e := good; e.Versions = []int{1, 3}; return e }(), "not_found"},
+		{func() registry.Evaluation { e := good; e.Rows = 0; return e }(), "rows 0"},
+		{func() registry.Evaluation { e := good; e.Confidence = 1.5; return e }(), "confidence"},
+		{func() registry.Evaluation { e := good; e.Data = "a\nb"; return e }(), "control characters"},
+	} {
+		if _, err := cl.RecordEvaluation(ctx, "calling-score", bad.ev); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("evaluation %+v: %v, want refused with %q", bad.ev, err, bad.want)
+		}
+	}
+	if m, _ := cl.Model(ctx, "calling-score"); m.Revision != before.Revision || m.Evaluation != nil {
+		t.Fatalf("refused evaluations changed the model: revision %d → %d, evaluation %+v", before.Revision, m.Revision, m.Evaluation)
+	}
+	got, err := cl.RecordEvaluation(ctx, "calling-score", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Actor == "" || got.Time.IsZero() || got.Rows != 5000 || len(got.Figures) != 2 {
+		t.Fatalf("recorded %+v", got)
+	}
+	m, err := cl.Model(ctx, "calling-score")
+	if err != nil || m.Evaluation == nil || m.Evaluation.Differences[0].Verdict != "better" || m.Evaluation.Figures[1].MSE != 0.0046 || m.Revision != before.Revision+1 {
+		t.Fatalf("the model after recording: %+v (%v)", m, err)
+	}
+	evs, err := reg.Events(ctx, registry.EventQuery{Model: "calling-score", Last: 1})
+	if err != nil || len(evs) != 1 || evs[0].Kind != registry.EventEvaluated || evs[0].Reason != "v1, v2 on 5000 rows of rows.csv" {
+		t.Fatalf("last event %+v (%v), want evaluated", evs, err)
+	}
+}
+
 func TestWatchStreamResumes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -340,7 +418,8 @@ func TestSeriesRefusesBadSpans(t *testing.T) {
 		{"?step=soon", 400, "must be a duration such as 15m"},
 		{"?span=1h&step=1s", 400, "at most 500 points"},
 		{"?window=15m&step=10s", 404, "not found"},
-		{"?window=16m&step=10s", 400, "window=16m0s: the monitor keeps the last 15m0s"},
+		{"?window=24h&step=3m", 404, "not found"},
+		{"?window=25h&step=5m", 400, "window=25h0m0s: the monitor keeps the last 24h0m0s"},
 		{"?window=15m&span=15m", 400, "window or span, not both"},
 	} {
 		resp, err := http.Get(url + tc.query)

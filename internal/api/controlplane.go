@@ -123,6 +123,7 @@ func (cp *ControlPlane) Handler() http.Handler {
 	g.GET("/models/:model/series", cp.series, read)
 	g.GET("/models/:model/policy", cp.getPolicy, read)
 	g.PUT("/models/:model/policy", cp.putPolicy, admin)
+	g.POST("/models/:model/evaluation", cp.recordEvaluation, admin)
 	g.GET("/events", cp.listEvents, read)
 	g.GET("/watch", cp.watch, read)
 	g.POST("/reports", cp.report, scorer)
@@ -294,6 +295,10 @@ func (cp *ControlPlane) push(c echo.Context) error {
 	if err := registry.CheckDigest(digest); err != nil {
 		return err
 	}
+	reason := c.QueryParam("reason")
+	if err := checkText("reason", reason); err != nil {
+		return err
+	}
 	// A push that states a length past the limit is refused before its body is
 	// read: a gigabyte too many is not worth a gigabyte of upload to learn so.
 	if req.ContentLength > cp.MaxPushBytes {
@@ -325,7 +330,7 @@ func (cp *ControlPlane) push(c echo.Context) error {
 			}
 		case "artifact":
 			res, err := cp.Registry.Push(req.Context(), registry.PushRequest{
-				Model: model, Digest: digest, Artifact: part, Card: card, Actor: actorOf(c),
+				Model: model, Digest: digest, Artifact: part, Card: card, Actor: actorOf(c), Reason: reason,
 			})
 			if err != nil {
 				var mbe *http.MaxBytesError
@@ -997,4 +1002,22 @@ func (cp *ControlPlane) series(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{"span": span.String(), "step": step.String(), "retain": cp.Monitor.Retain.String(),
 		"series": cp.Monitor.Series(c.Request().Context(), c.Param("model"), span, step)})
+}
+
+// recordEvaluation keeps a comparison of versions on the same rows (`modelctl
+// eval --record`) as the model's latest; the dashboard's comparison uses it.
+func (cp *ControlPlane) recordEvaluation(c echo.Context) error {
+	var ev registry.Evaluation
+	if err := decodeJSON(c, &ev); err != nil {
+		return err
+	}
+	e, err := cp.Registry.RecordEvaluation(c.Request().Context(), c.Param("model"), ev, actorOf(c))
+	if err != nil {
+		return err
+	}
+	m, err := cp.Registry.Model(c.Request().Context(), c.Param("model"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, map[string]any{"evaluation": m.Evaluation, "revision": e.Revision})
 }

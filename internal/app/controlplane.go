@@ -54,7 +54,7 @@ type ControlPlaneConfig struct {
 	// EvalInterval is how often the monitor evaluates every model.
 	EvalInterval time.Duration
 	// MonitorRetain is how long the monitor keeps chart points (0: the
-	// monitor's 15 min); its byte budget still holds, dropping the oldest first.
+	// monitor's 24 h, thinned to a point a minute past 15 min); its byte budget still holds, dropping the oldest first.
 	MonitorRetain time.Duration
 	// AdminToken is a bootstrap admin token (MODELOPS_ADMIN_TOKEN); without one
 	// and with no token in the registry, one is created and printed once.

@@ -383,6 +383,8 @@ type PushOptions struct {
 	ArtifactPath string
 	// Card is the model card JSON (may be nil).
 	Card []byte
+	// Reason is why, kept with the version (may be empty).
+	Reason string
 	// Progress, when set, is called as bytes go out.
 	Progress func(sent, total int64)
 }
@@ -425,6 +427,9 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (*api.PushResponse, er
 	}
 	body := io.MultiReader(bytes.NewReader(head.Bytes()), io.LimitReader(src, size), bytes.NewReader(tail.Bytes()))
 	q := url.Values{"sha256": {digest}}
+	if o.Reason != "" {
+		q.Set("reason", o.Reason)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("/api/v1/models/"+url.PathEscape(o.Model)+"/versions", q), body)
 	if err != nil {
 		return nil, err
@@ -596,4 +601,15 @@ func (c *Client) Export(ctx context.Context, model string, o ExportOptions, fn f
 			}
 		}
 	}
+}
+
+// RecordEvaluation keeps an evaluation on the same rows as the model's latest.
+func (c *Client) RecordEvaluation(ctx context.Context, model string, ev registry.Evaluation) (*registry.Evaluation, error) {
+	var out struct {
+		Evaluation registry.Evaluation `json:"evaluation"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/evaluation", nil, ev, &out); err != nil {
+		return nil, err
+	}
+	return &out.Evaluation, nil
 }

@@ -673,7 +673,7 @@ func TestDashboardVersionsPastTheLatest(t *testing.T) {
 }
 
 // fastMonitorKeeping is fastMonitor whose monitor keeps retain of reports for
-// the charts.
+// the charts (0: the monitor's default).
 func fastMonitorKeeping(t *testing.T, retain time.Duration) (*app.ControlPlane, *client.Client) {
 	t.Helper()
 	cfg := app.DefaultControlPlaneConfig()
@@ -704,7 +704,7 @@ func lenientPolicy(t *testing.T, cl *client.Client) {
 // promotions and canary changes on the time line.
 func TestDashboardChartsOverAWindowWithMarkers(t *testing.T) {
 	ctx := context.Background()
-	cp, cl := fastMonitorKeeping(t, 24*time.Hour)
+	cp, cl := fastMonitorKeeping(t, 0) // the default: 24 hours
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
 	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
@@ -807,7 +807,7 @@ func TestDashboardChartsOverAWindowWithMarkers(t *testing.T) {
 	}
 	screenshot(t, b, "charts")
 
-	// The window goes to 24 hours: the monitor here keeps that long.
+	// The window goes to 24 hours: the monitor keeps that long by default.
 	err = chromedp.Do(b, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById("window"); s.value = "24h"; s.dispatchEvent(new Event("change")); })()`),
 		chromedp.Poll[chromedp.Void](`charts.length === 5 && charts[0].scales.x.max - charts[0].scales.x.min > 23 * 3600 && document.querySelector("#charts .chart").dataset.markers === "3"`, chromedp.WithPollingTimeout(20*time.Second)))
 	if err != nil {
@@ -844,7 +844,8 @@ func TestDashboardVersionPage(t *testing.T) {
 	if err := json.Unmarshal(cardJSON, &card); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: "../../models/calling_score/model.onnx", Card: cardJSON}); err != nil {
+	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: "../../models/calling_score/model.onnx", Card: cardJSON,
+		Reason: "the shipped model, <b>retrained</b> on 10,000 rows"}); err != nil {
 		t.Fatal(err)
 	}
 	mustPush(t, cl, testutil.MustModel(t, 2))
@@ -873,8 +874,9 @@ func TestDashboardVersionPage(t *testing.T) {
 	if s := text("h1"); s != "calling-score v1" {
 		t.Fatalf("the version page's title is %q", s)
 	}
-	if s := text("#pushed-by"); !strings.Contains(s, "Pushed by "+v1.Actor) || !strings.Contains(s, v1.Digest[:12]) || !strings.Contains(s, strconv.FormatInt(v1.Size, 10)+" bytes") {
-		t.Fatalf("who pushed v1 reads %q, want %s, its digest and size", s, v1.Actor)
+	if s := text("#pushed-by"); !strings.Contains(s, "Pushed by "+v1.Actor) || !strings.Contains(s, v1.Digest[:12]) || !strings.Contains(s, strconv.FormatInt(v1.Size, 10)+" bytes") ||
+		!strings.Contains(s, "why: the shipped model, <b>retrained</b> on 10,000 rows") {
+		t.Fatalf("who pushed v1 reads %q, want %s, why (as text), its digest and size", s, v1.Actor)
 	}
 	if s := text("#data-rows"); !strings.Contains(s, fmt.Sprintf("%d training rows", card.Data.Rows)) {
 		t.Fatalf("the data summary says %q, want the card's %d rows", s, card.Data.Rows)
@@ -1033,10 +1035,29 @@ func TestDashboardComparesTwoVersionsAndPromotes(t *testing.T) {
 	if drift := cells("compare-production", "Drift now (monitor window)"); drift[0] == "no traffic" {
 		t.Fatalf("v1's drift reads %q though it serves", drift[0])
 	}
-	// The test models carry no metrics: the cards' section says so, under its label.
-	heading, err := chromedp.Run(b, chromedp.Evaluate[string](`document.getElementById("compare-card").closest("section").previousElementSibling.textContent + "|" + document.getElementById("compare-card").textContent`))
-	if err != nil || heading != "On the card's test set (not production)|Neither card records test metrics." {
-		t.Fatalf("the card metrics' section reads %q (%v)", heading, err)
+	// No evaluation on the same rows yet: the section says how to make one, and
+	// compares no cards.
+	if s, _ := textOf(b, "#compare-eval"); !strings.Contains(s, "No evaluation on the same rows covers v1 and v2") || !strings.Contains(s, "--record") {
+		t.Fatalf("the same-rows section without an evaluation reads %q", s)
+	}
+	// An evaluation recorded through the API shows, on the same rows, with its
+	// interval and source.
+	if _, err := cl.RecordEvaluation(ctx, "calling-score", registry.Evaluation{Data: "rows.csv", Rows: 5000, Versions: []int{1, 2}, Confidence: 0.95,
+		Figures:     []registry.EvalFigures{{Name: "v1", MSE: 0.006, MAE: 0.057, R2: 0.913, CalibrationError: 0.0073}, {Name: "v2", MSE: 0.00463, MAE: 0.0497, R2: 0.933, CalibrationError: 0.0064}},
+		Differences: []registry.EvalDifference{{Name: "v2", Baseline: "v1", MSE: -0.00137, Low: -0.0016, High: -0.00115, Verdict: "better"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(b, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("table#compare-eval"))); err != nil {
+		t.Fatalf("the comparison after an evaluation was recorded: %v", err)
+	}
+	if mse := cells("compare-eval", "MSE"); mse[0] != "0.006" || mse[1] != "0.00463" {
+		t.Fatalf("MSE on the same rows reads %q", mse)
+	}
+	if d := cells("compare-eval", "MSE v2 − v1, 95% interval"); d[0] != "baseline" || d[1] != "-0.00137 [-0.0016, -0.00115] better" {
+		t.Fatalf("the difference reads %q", d)
+	}
+	if s, _ := textOf(b, "#compare-eval-source"); !strings.Contains(s, "5000 rows of rows.csv, evaluated by ") {
+		t.Fatalf("the evaluation's source reads %q", s)
 	}
 	screenshot(t, b, "compare")
 

@@ -169,7 +169,7 @@ func (m *Monitor) Admit(ctx context.Context, r Report) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, known := m.nodes[r.Node]; !known && len(m.nodes) >= MaxNodes {
-		m.forgetNodesLocked(m.Now().Add(-m.Retain))
+		m.forgetNodesLocked(m.Now().Add(-m.nodeMemory()))
 		if len(m.nodes) >= MaxNodes {
 			return ErrFull
 		}

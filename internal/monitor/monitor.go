@@ -25,7 +25,15 @@ type point struct {
 	t    time.Time
 	w    Window
 	size int64
+	// thinned is set on a point that merges a minute of older points (see
+	// thinLocked); thinned points come first in a series.
+	thinned bool
 }
+
+// FineFor is how long a series keeps a point a second; older points are
+// thinned to one a minute, kept up to Retain: 900 + 1,380 points a series over
+// the default 24 hours, where a point a second would be 86,400.
+const FineFor = 15 * time.Minute
 
 // nodeSlot is one node's counts of one judged series over one slot of time,
 // enough to say whether that node alone sees a breach (see corroborate).
@@ -78,7 +86,8 @@ type Monitor struct {
 	Now      func() time.Time
 	// Window is how far back health and decisions look (default 30 s).
 	Window time.Duration
-	// Retain is how long points are kept for charts (default 15 min).
+	// Retain is how long points are kept for charts (default 24 h): a point a
+	// second for the last FineFor, a point a minute before that.
 	Retain time.Duration
 	// MaxBytes bounds the counts kept (default DefaultMaxBytes); past it the
 	// oldest chart points are dropped first.
@@ -103,7 +112,7 @@ type Monitor struct {
 
 // New returns a monitor over a registry.
 func New(reg *registry.Registry, log *slog.Logger) *Monitor {
-	return &Monitor{Registry: reg, Logger: log, Now: time.Now, Window: 30 * time.Second, Retain: 15 * time.Minute,
+	return &Monitor{Registry: reg, Logger: log, Now: time.Now, Window: 30 * time.Second, Retain: 24 * time.Hour,
 		MaxBytes: DefaultMaxBytes, Grace: DefaultGrace,
 		series: map[seriesKey][]point{}, perNode: map[seriesKey]map[string][]nodeSlot{}, nodes: map[string]*NodeState{},
 		fails: map[seriesKey]int{}, alerted: map[seriesKey]bool{}, cards: map[seriesKey]*artifact.Card{},
@@ -185,12 +194,12 @@ func (m *Monitor) Ingest(r Report) {
 		}
 	}
 	if _, known := m.nodes[r.Node]; !known && len(m.nodes) >= MaxNodes {
-		m.forgetNodesLocked(now.Add(-m.Retain))
+		m.forgetNodesLocked(now.Add(-m.nodeMemory()))
 		m.dropStalestNodeLocked()
 	}
 	m.nodes[r.Node] = ns
+	m.forgetNodesLocked(now.Add(-m.nodeMemory()))
 	cutoff := now.Add(-m.Retain)
-	m.forgetNodesLocked(cutoff)
 	for k, ps := range m.series {
 		i := sort.Search(len(ps), func(i int) bool { return ps[i].t.After(cutoff) })
 		for _, p := range ps[:i] {
@@ -198,9 +207,11 @@ func (m *Monitor) Ingest(r Report) {
 		}
 		if i == len(ps) {
 			delete(m.series, k)
+			continue
 		} else if i > 0 {
-			m.series[k] = append(ps[:0:0], ps[i:]...)
+			ps = append(ps[:0:0], ps[i:]...)
 		}
+		m.series[k] = m.thinLocked(ps, now.Add(-FineFor))
 	}
 	nodeCutoff := now.Add(-m.Window - m.slotStep())
 	for k, byNode := range m.perNode {
@@ -218,6 +229,36 @@ func (m *Monitor) Ingest(r Report) {
 		}
 	}
 	m.holdBudgetLocked()
+}
+
+// thinLocked merges the points of ps older than horizon into one point per
+// minute (the minute of the wall clock), each the sum of the counts it merges
+// and stamped with the time of its newest: sums and counts over any span of
+// whole minutes are what they were. Points already thinned are left alone, so
+// a report costs the points that aged past horizon since the last one.
+func (m *Monitor) thinLocked(ps []point, horizon time.Time) []point {
+	j := sort.Search(len(ps), func(i int) bool { return !ps[i].thinned })
+	out := j // ps[:out] are thinned points
+	for ; j < len(ps) && ps[j].t.Before(horizon); j++ {
+		if out > 0 && ps[out-1].t.Truncate(time.Minute).Equal(ps[j].t.Truncate(time.Minute)) {
+			p := &ps[out-1]
+			p.w.Add(ps[j].w)
+			p.t = ps[j].t
+			size := windowBytes(p.w)
+			m.retained += size - p.size - ps[j].size
+			p.size = size
+			continue
+		}
+		ps[out] = ps[j]
+		ps[out].thinned = true
+		out++
+	}
+	if out == j {
+		return ps
+	}
+	n := copy(ps[out:], ps[j:])
+	clear(ps[out+n:]) // the merged counts are freed, not kept by the array
+	return ps[:out+n]
 }
 
 // slotStep is the time one node slot covers: the window in nodeSlots steps,
@@ -372,6 +413,12 @@ func (m *Monitor) holdBudgetLocked() {
 	}
 }
 
+// nodeMemory is how long a silent node is still listed: as long as the
+// charts keep a point a second, at most Retain.
+func (m *Monitor) nodeMemory() time.Duration {
+	return min(m.Retain, FineFor)
+}
+
 // forgetNodesLocked drops the nodes silent since before cutoff (m.mu held): a
 // scorer gone for good (a replaced pod under a new name) leaves the fleet once
 // its charts have aged out too, rather than being listed for ever.
@@ -400,7 +447,7 @@ func (m *Monitor) window(k seriesKey, from, to time.Time) Window {
 func (m *Monitor) Fleet() []NodeState {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.forgetNodesLocked(m.Now().Add(-m.Retain))
+	m.forgetNodesLocked(m.Now().Add(-m.nodeMemory()))
 	out := make([]NodeState, 0, len(m.nodes))
 	now := m.Now()
 	for _, n := range m.nodes {

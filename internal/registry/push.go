@@ -22,6 +22,8 @@ type PushRequest struct {
 	// Card is the model card JSON (may be empty).
 	Card  []byte
 	Actor string
+	// Reason is why, kept with the version and its pushed event.
+	Reason string
 }
 
 // PushResult says which version holds the artifact.
@@ -107,8 +109,8 @@ func (r *Registry) Push(ctx context.Context, req PushRequest) (*PushResult, erro
 		}
 		m.Latest++
 		v := &Version{Model: req.Model, Number: m.Latest, Digest: req.Digest, Size: size,
-			CreatedAt: r.Now().UTC(), Actor: actorOr(req.Actor), Card: card.Raw()}
-		e := &Event{Actor: v.Actor, Model: req.Model, Kind: EventPushed, To: v.Number}
+			CreatedAt: r.Now().UTC(), Actor: actorOr(req.Actor), Reason: req.Reason, Card: card.Raw()}
+		e := &Event{Actor: v.Actor, Model: req.Model, Kind: EventPushed, To: v.Number, Reason: req.Reason}
 		if err := r.appendEvent(tx, e); err != nil {
 			return err
 		}

@@ -46,17 +46,21 @@ type Model struct {
 	// Rejected maps versions the monitor rolled back to why; they are not promoted
 	// again without force.
 	Rejected map[int]string `json:"rejected,omitempty"`
+	// Evaluation is the latest comparison of its versions on the same rows.
+	Evaluation *Evaluation `json:"evaluation,omitempty"`
 }
 
 // Version is one immutable artifact of a model.
 type Version struct {
-	Model     string          `json:"model"`
-	Number    int             `json:"version"`
-	Digest    string          `json:"digest"`
-	Size      int64           `json:"size"`
-	CreatedAt time.Time       `json:"created_at"`
-	Actor     string          `json:"actor"`
-	Card      json.RawMessage `json:"card,omitempty"`
+	Model     string    `json:"model"`
+	Number    int       `json:"version"`
+	Digest    string    `json:"digest"`
+	Size      int64     `json:"size"`
+	CreatedAt time.Time `json:"created_at"`
+	Actor     string    `json:"actor"`
+	// Reason is why it was pushed, as the pusher said (may be empty).
+	Reason string          `json:"reason,omitempty"`
+	Card   json.RawMessage `json:"card,omitempty"`
 }
 
 // Event kinds.

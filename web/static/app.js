@@ -724,7 +724,7 @@ async function versionPage(name, n) {
     h("section", { id: "version-summary" },
       h("p", {}, h("a", { href: "#/model/" + enc }, name), " · v" + n + " · ", status),
       h("p", { id: "pushed-by" }, "Pushed by ", h("strong", {}, v.actor), " at ", when(v.created_at),
-        pushed && pushed.reason ? ` · why: ${pushed.reason}` : "", " · ", h("code", { title: v.digest }, short(v.digest)), ` · ${v.size} bytes`),
+        v.reason || (pushed && pushed.reason) ? ` · why: ${v.reason || pushed.reason}` : "", " · ", h("code", { title: v.digest }, short(v.digest)), ` · ${v.size} bytes`),
       card.training && card.training.source ? h("p", { id: "trained-on" }, "Trained on ", card.training.source) : null,
       h("div", { class: "controls" }, promoteButton(name, m, n, { id: "version-promote" }, "Promote v" + n),
         others.length ? h("label", {}, "Compare with", compareWith) : null,
@@ -772,7 +772,7 @@ async function comparePage(name, a, b) {
   const head = h("thead", {}, h("tr", {}, h("th", {}, ""), vs.map((n) => h("th", { scope: "col", class: "num" },
     h("a", { href: versionHref(name, n) }, "v" + n), n === m.production ? " (production)" : m.candidate && m.candidate.version === n ? " (canary)" : ""))));
   const shadow = m.candidate && m.candidate.mode === "shadow" && vs.includes(m.candidate.version);
-  const cardRows = cardMetricRows([va.card, vb.card]);
+  const evalSection = sameDataSection(name, m.evaluation, vs, head);
   setMain(`${name}: v${a} and v${b}`,
     h("section", {}, h("p", {}, h("a", { href: "#/model/" + enc }, name), ` · production ${vname(m.production)} · canary `,
       m.candidate ? `v${m.candidate.version} (${m.candidate.mode}, ${m.candidate.traffic}%)` : "none"),
@@ -783,10 +783,31 @@ async function comparePage(name, a, b) {
       h("p", { class: "muted", id: "shadow-note" }, shadow
         ? `v${m.candidate.version} runs in shadow: it scores a share of production's requests without answering them, and "shadow" rows compare its scores with production's on the same requests.`
         : "Neither runs as a shadow canary, so there are no shadow differences: the figures come from each version's own requests.")),
-    h("h2", {}, "On the card's test set (not production)"), h("section", {},
-      cardRows.length ? h("table", { id: "compare-card" }, head.cloneNode(true), h("tbody", {}, cardRows))
-        : h("p", { id: "compare-card" }, "Neither card records test metrics."),
-      h("p", { class: "muted" }, "What the trainer measured on each version's own test set when it was built; two versions trained on different data are not measured on the same rows.")));
+    h("h2", {}, "On the same rows (the latest evaluation)"), evalSection);
+}
+
+// sameDataSection shows the model's latest evaluation (modelctl eval --record)
+// when it measured both versions on the same rows; the cards' test metrics are
+// never compared, as each comes from its own test set.
+function sameDataSection(name, ev, vs, head) {
+  const fig = (n) => ev && (ev.figures || []).find((f) => f.name === "v" + n);
+  if (!ev || !vs.every(fig)) {
+    return h("section", {}, h("p", { id: "compare-eval" }, `No evaluation on the same rows covers v${vs[0]} and v${vs[1]}: `,
+      h("code", {}, `modelctl eval ${name} --versions ${vs.join(",")} --data FILE --record`), " records one. The cards' test metrics are not compared: each comes from its own test set."));
+  }
+  const r4 = (x) => (Math.round(x * 1e5) / 1e5).toString();
+  const rows = [["MSE", "mse"], ["MAE", "mae"], ["R²", "r2"], ["Calibration error", "calibration_error"]].map(([label, k]) =>
+    h("tr", {}, h("th", { scope: "row" }, label), vs.map((n) => h("td", { class: "num" }, r4(fig(n)[k])))));
+  const pct = Math.round((ev.confidence || 0.95) * 100);
+  for (const [x, y] of [[vs[1], vs[0]], [vs[0], vs[1]]]) {
+    const d = (ev.differences || []).find((d) => d.name === "v" + x && d.baseline === "v" + y);
+    if (d) {
+      rows.push(h("tr", { id: "compare-eval-difference" }, h("th", { scope: "row" }, `MSE v${x} − v${y}, ${pct}% interval`),
+        vs.map((n) => h("td", { class: "num" }, n === x ? `${d.mse_difference > 0 ? "+" : ""}${r4(d.mse_difference)} [${r4(d.low)}, ${r4(d.high)}] ${d.verdict}` : "baseline"))));
+    }
+  }
+  return h("section", {}, h("table", { id: "compare-eval" }, head.cloneNode(true), h("tbody", {}, rows)),
+    h("p", { class: "muted", id: "compare-eval-source" }, `${ev.rows} rows of ${ev.data}, evaluated by ${ev.actor} at `, when(ev.time), "."));
 }
 
 async function fleet() {
