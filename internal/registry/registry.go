@@ -46,6 +46,10 @@ type Model struct {
 	// Rejected maps versions the monitor rolled back to why; they are not promoted
 	// again without force.
 	Rejected map[int]string `json:"rejected,omitempty"`
+	// Rollout is the latest progressive rollout (nil: none yet).
+	Rollout *Rollout `json:"rollout,omitempty"`
+	// RolloutPolicy judges rollouts (nil: DefaultRolloutPolicy).
+	RolloutPolicy *RolloutPolicy `json:"rollout_policy,omitempty"`
 }
 
 // Version is one immutable artifact of a model.
