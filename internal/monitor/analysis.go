@@ -175,7 +175,7 @@ func Analyze(canary, production, canaryAll, productionAll Window, shadow bool, p
 	}
 	// Prediction drift against production's scores over the same window.
 	ch := Check{Name: "prediction_psi", Limit: pol.MaxPredPSI, Verdict: Inconclusive}
-	minRows := int64(20 * PredictionBins)
+	minRows := rp.MinScores
 	cr, pr := total(canary.Prediction), total(production.Prediction)
 	if cr > 0 && pr > 0 && len(canary.Prediction) == len(production.Prediction) {
 		ch.Canary = round4(PSICounts(production.Prediction, canary.Prediction))
@@ -186,6 +186,11 @@ func Analyze(canary, production, canaryAll, productionAll Window, shadow bool, p
 		if ch.Canary > ch.Limit {
 			ch.Verdict = Fail
 		}
+	case !shadow && enough && cr >= minRows:
+		// Production answered too little of the window to compare with (the
+		// canary has most of the traffic): judged by the other checks.
+		ch.Verdict = Pass
+		ch.Note = fmt.Sprintf("production has %d of %d scores", pr, minRows)
 	case shadow || enough:
 		ch.Note = fmt.Sprintf("%d and %d of %d scores", cr, pr, minRows)
 	default:

@@ -47,6 +47,9 @@ type RolloutPolicy struct {
 	// MinRequests is how many canary requests a step needs before its health
 	// is judged.
 	MinRequests int64 `json:"min_requests"`
+	// MinScores is how many scores both the canary's and production's
+	// prediction histograms need before their drift is judged.
+	MinScores int64 `json:"min_scores"`
 	// MinOutcomes is how many outcomes each arm needs before the loss test may
 	// decide; with fewer (but some), the step waits.
 	MinOutcomes int64 `json:"min_outcomes"`
@@ -67,7 +70,7 @@ type RolloutPolicy struct {
 // DefaultRolloutPolicy applies to models that have not set their own.
 func DefaultRolloutPolicy() RolloutPolicy {
 	return RolloutPolicy{Steps: []float64{5, 25, 50, 100}, Interval: Duration(2 * time.Minute), Timeout: Duration(30 * time.Minute),
-		MinRequests: 100, MinOutcomes: 200, LossMargin: 0.1, Alpha: 0.05, MaxShadowDiff: 0.2}
+		MinRequests: 100, MinScores: 400, MinOutcomes: 200, LossMargin: 0.1, Alpha: 0.05, MaxShadowDiff: 0.2}
 }
 
 // CheckSteps validates a list of traffic shares.
@@ -98,6 +101,8 @@ func (p RolloutPolicy) Check() error {
 		return Invalidf("timeout %s: want at least the interval %s", time.Duration(p.Timeout), time.Duration(p.Interval))
 	case p.MinRequests < 1:
 		return Invalidf("min_requests %d: want at least 1", p.MinRequests)
+	case p.MinScores < 1:
+		return Invalidf("min_scores %d: want at least 1", p.MinScores)
 	case p.MinOutcomes < 2:
 		return Invalidf("min_outcomes %d: want at least 2", p.MinOutcomes)
 	case !(p.LossMargin >= 0 && p.LossMargin <= 10):
@@ -115,7 +120,11 @@ func (m *Model) EffectiveRolloutPolicy() RolloutPolicy {
 	if m.RolloutPolicy == nil {
 		return DefaultRolloutPolicy()
 	}
-	return *m.RolloutPolicy
+	p := *m.RolloutPolicy
+	if p.MinScores == 0 {
+		p.MinScores = DefaultRolloutPolicy().MinScores
+	}
+	return p
 }
 
 // SetRolloutPolicy stores a model's rollout policy.
