@@ -180,8 +180,8 @@ func (c *rolloutStatusCmd) Run(ctx context.Context, args []string) error {
 					fmt.Fprintf(w, "%s\t%.4g\t%.4g\t%.4g\t%s\t%s\n", ch.Name, ch.Canary, ch.Production, ch.Limit, ch.Verdict, esc(ch.Note))
 				}
 				if l := a.Loss; l != nil {
-					fmt.Fprintf(w, "outcome_mse\t%.4g (%d)\t%.4g (%d)\t×%g\t%s\tD %.4g in [%.4g, %.4g], alpha %g\n",
-						l.CanaryMSE, l.CanaryOutcomes, l.ProductionMSE, l.ProductionOutcomes, 1+l.Margin, l.Verdict, l.Diff, l.Lower, l.Upper, l.Alpha)
+					fmt.Fprintf(w, "outcome_mse\t%.4g (%d)\t%.4g (%d)\t×%g\t%s\tD %.4g in %s, alpha %g\n",
+						l.CanaryMSE, l.CanaryOutcomes, l.ProductionMSE, l.ProductionOutcomes, 1+l.Margin, l.Verdict, l.Diff, l.Interval(), l.Alpha)
 				}
 			})
 		} else if ro.Analysis != "" {

@@ -33,10 +33,11 @@ type LossTest struct {
 	ProductionMSE      float64 `json:"production_mse"`
 	Margin             float64 `json:"margin"`
 	// Diff is MSE(canary) − (1+margin)·MSE(production); Lower and Upper bound
-	// it at confidence 1−alpha, uniformly over time.
-	Diff    float64 `json:"diff"`
-	Lower   float64 `json:"lower"`
-	Upper   float64 `json:"upper"`
+	// it at confidence 1−alpha, uniformly over time (absent with too few
+	// outcomes: unbounded).
+	Diff    float64  `json:"diff"`
+	Lower   *float64 `json:"lower,omitempty"`
+	Upper   *float64 `json:"upper,omitempty"`
 	Alpha   float64 `json:"alpha"`
 	Verdict string  `json:"verdict"`
 }
@@ -53,7 +54,6 @@ func CompareLoss(canary, production Window, margin, alpha float64, minOutcomes i
 	}
 	t.Diff = t.CanaryMSE - (1+margin)*t.ProductionMSE
 	if canary.Outcomes < minOutcomes || production.Outcomes < minOutcomes {
-		t.Lower, t.Upper = math.Inf(-1), math.Inf(1)
 		return t
 	}
 	nc, np := float64(canary.Outcomes), float64(production.Outcomes)
@@ -61,11 +61,12 @@ func CompareLoss(canary, production Window, margin, alpha float64, minOutcomes i
 	vp := math.Max(production.OutcomeSE2/np-t.ProductionMSE*t.ProductionMSE, 0)
 	se := math.Sqrt(vc/nc + (1+margin)*(1+margin)*vp/np)
 	r := se * boundary(math.Min(nc, np), float64(minOutcomes), alpha)
-	t.Lower, t.Upper = t.Diff-r, t.Diff+r
+	lo, hi := t.Diff-r, t.Diff+r
+	t.Lower, t.Upper = &lo, &hi
 	switch {
-	case t.Upper < 0:
+	case hi < 0:
 		t.Verdict = Pass
-	case t.Lower > 0:
+	case lo > 0:
 		t.Verdict = Fail
 	}
 	return t
@@ -79,6 +80,14 @@ func boundary(n, nStar, alpha float64) float64 {
 	rho2 := (l + math.Log(l+1)) / nStar
 	tr := n * rho2
 	return math.Sqrt(2 * (tr + 1) / tr * math.Log(math.Sqrt(tr+1)/alpha))
+}
+
+// Interval is the confidence sequence's interval in words.
+func (t LossTest) Interval() string {
+	if t.Lower == nil || t.Upper == nil {
+		return "(-inf, inf)"
+	}
+	return fmt.Sprintf("[%.4g, %.4g]", *t.Lower, *t.Upper)
 }
 
 // Check is one line of an analysis.
@@ -113,8 +122,8 @@ func (a Analysis) String() string {
 		}
 	}
 	if l := a.Loss; l != nil {
-		fmt.Fprintf(&b, "; outcome MSE %.4g (%d) vs production %.4g (%d), D=%.4g in [%.4g, %.4g] at alpha %g: %s",
-			l.CanaryMSE, l.CanaryOutcomes, l.ProductionMSE, l.ProductionOutcomes, l.Diff, l.Lower, l.Upper, l.Alpha, l.Verdict)
+		fmt.Fprintf(&b, "; outcome MSE %.4g (%d) vs production %.4g (%d), D=%.4g in %s at alpha %g: %s",
+			l.CanaryMSE, l.CanaryOutcomes, l.ProductionMSE, l.ProductionOutcomes, l.Diff, l.Interval(), l.Alpha, l.Verdict)
 	}
 	return b.String()
 }
