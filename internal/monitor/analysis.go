@@ -38,8 +38,8 @@ type LossTest struct {
 	Diff    float64  `json:"diff"`
 	Lower   *float64 `json:"lower,omitempty"`
 	Upper   *float64 `json:"upper,omitempty"`
-	Alpha   float64 `json:"alpha"`
-	Verdict string  `json:"verdict"`
+	Alpha   float64  `json:"alpha"`
+	Verdict string   `json:"verdict"`
 }
 
 // CompareLoss runs the loss test on the outcomes of two windows; with fewer
