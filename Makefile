@@ -49,7 +49,7 @@ test: ort s3 lint
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 FUZZTIME ?= 10m
-FUZZ_TARGETS := FuzzInspect:./internal/artifact FuzzParseCard:./internal/artifact FuzzNames:./internal/registry FuzzScoreRequest:./internal/api FuzzOIPData:./internal/api FuzzFP32Binary:./internal/api FuzzOIPHeader:./internal/api FuzzOIPAnswer:./internal/api FuzzScoreResponse:./internal/api FuzzBatch:./internal/predlog
+FUZZ_TARGETS := FuzzInspect:./internal/artifact FuzzParseCard:./internal/artifact FuzzNames:./internal/registry FuzzScoreRequest:./internal/api FuzzOIPData:./internal/api FuzzFP32Binary:./internal/api FuzzOIPHeader:./internal/api FuzzOIPAnswer:./internal/api FuzzScoreResponse:./internal/api FuzzBatch:./internal/predlog FuzzInferRequestCodec:./internal/scorerapi
 
 ## fuzz: run every fuzz target for FUZZTIME (default 10m each)
 fuzz: ort
@@ -79,6 +79,7 @@ model: ort
 bench: ort build
 	$(GO) run ./cmd/modelbench -scorer $(BIN)/scorer -modelctl $(BIN)/modelctl
 	$(GO) test -run '^$$' -bench . -count=1 ./internal/monitor/
+	$(GO) test -run '^$$' -bench . -count=1 ./internal/predlog/logship/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./internal/trainer/
 
 clean:

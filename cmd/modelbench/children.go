@@ -186,6 +186,8 @@ func runChild(kind string, args []string) error {
 			return serveNullEcho(ctx, args[0])
 		}
 		return serveNullFast(ctx, args[0])
+	case "null-grpc":
+		return runNullGRPCChild(args)
 	case "raw":
 		if len(args) != 3 {
 			return errors.New("want the library, the model and the batch size")

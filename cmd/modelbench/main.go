@@ -38,6 +38,8 @@ type options struct {
 	swaps                int
 	swapEvery            time.Duration
 	skipSwaps, noProfile bool
+	rssModels            string
+	rssOnly, grpcOnly    bool
 }
 
 func main() {
@@ -61,6 +63,9 @@ func main() {
 	flag.DurationVar(&o.swapEvery, "swap-every", 150*time.Millisecond, "time between promotions in the hot-swap run")
 	flag.BoolVar(&o.skipSwaps, "skip-swaps", false, "measure the costs only: no hot-swap or rollback run")
 	flag.BoolVar(&o.noProfile, "no-profile", false, "do not profile the scorer with perf")
+	flag.StringVar(&o.rssModels, "rss-models", "1,10,50", "measure the scorer's RSS serving each of these counts of models (empty: skip)")
+	flag.BoolVar(&o.rssOnly, "rss-only", false, "measure the scorer's RSS for -rss-models only")
+	flag.BoolVar(&o.grpcOnly, "grpc-only", false, "measure the gRPC contenders only (scorer, null gRPC server, raw loops), then profile the scorer on gRPC")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "modelbench:", err)
@@ -166,6 +171,24 @@ func run(o options) error {
 
 	fmt.Printf("modelbench: %s, %d CPUs (%s), servers and load generator sharing them; %s per contender per run in %d rounds; %s\n\n",
 		runtime.Version(), runtime.NumCPU(), cpuName(), o.duration, o.rounds, loadAverage())
+	counts, err := parseModelCounts(o.rssModels)
+	if err != nil {
+		return err
+	}
+	if len(counts) > 0 {
+		pts, err := b.rssRun(counts)
+		if err != nil {
+			return err
+		}
+		printRSS(pts)
+		fmt.Println()
+	}
+	if o.rssOnly {
+		return nil
+	}
+	if o.grpcOnly {
+		return b.grpcRun()
+	}
 	statBefore := procStat()
 
 	cp, err := b.controlPlane("control-plane")
@@ -204,6 +227,11 @@ func run(o options) error {
 		return err
 	}
 	b.keep(fastNull)
+	grpcNull, grpcNullAddr, err := startNullGRPC(dir)
+	if err != nil {
+		return err
+	}
+	b.keep(grpcNull)
 	raw1, err := startRawLoop(dir, o.lib, o.model, 1)
 	if err != nil {
 		return err
@@ -226,6 +254,7 @@ func run(o options) error {
 		{name: "scorer (micro-batching on, the default)", p: sc, path: "/v1/score"},
 		{name: "scorer (micro-batching off)", p: scNoBatch, path: "/v1/score"},
 		{name: "scorer, OIP v2 gRPC raw contents (micro-batching on)", p: sc, grpcAddr: grpcAddr, grpcBody: grpcRequest(1)},
+		{name: "null gRPC server, the scorer's transport options", p: grpcNull, grpcAddr: grpcNullAddr, grpcBody: grpcRequest(1)},
 	}
 	// Warm every server up: connections, heaps, ONNX Runtime's arenas.
 	for _, c := range singles {
@@ -264,6 +293,7 @@ func run(o options) error {
 		{name: "scorer, OIP v2 binary FP32 tensors", p: sc, path: infer},
 		{name: "scorer, /v1/score JSON rows", p: sc, path: "/v1/score"},
 		{name: "scorer, OIP v2 gRPC raw contents", p: sc, grpcAddr: grpcAddr, grpcBody: grpcRequest(256)},
+		{name: "null gRPC server, the scorer's transport options", p: grpcNull, grpcAddr: grpcNullAddr, grpcBody: grpcRequest(256)},
 	}
 	rawMany := cost{}
 	for r := 0; r < o.rounds; r++ {
@@ -306,6 +336,7 @@ func run(o options) error {
 		target{"256 rows, OIP v2 binary: raw loop's CPU/row ÷ scorer's", ratio(rawMany.perRow(), many[0].cost.perRow(), 0.60)},
 		target{"256 rows, OIP v2 gRPC raw contents: raw loop's CPU/row ÷ scorer's", ratio(rawMany.perRow(), many[2].cost.perRow(), 0.60)},
 	)
+	printGRPCFloor(rawMany, many[2].cost, many[3].cost, sameRate[4].cost, sameRate[5].cost)
 	echoOverFast := float64(echoPer)/float64(fastPer) - 1
 	fmt.Printf("\necho v4 + net/http against fasthttp, the same null handler at the same rate: %s vs %s a request, echo costs %+.0f%% (%+.0f%% at maximum load): %s\n",
 		us(echoPer), us(fastPer), 100*echoOverFast, 100*(float64(maxLoad[0].cost.perRequest())/float64(maxLoad[1].cost.perRequest())-1),

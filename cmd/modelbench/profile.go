@@ -57,7 +57,7 @@ func (b *bench) profileScorer(sc *proc, spec loadSpec) (*profile, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := load(context.Background(), spec)
+	res, err := loadAny(context.Background(), spec)
 	if err != nil {
 		return nil, err
 	}
@@ -199,8 +199,13 @@ func goPackage(sym string) string {
 // scorer's cost measured without perf), against rawPerRun, the raw loop's
 // session run at the same batch.
 func (p *profile) print(measured cost, rawPerRun time.Duration) {
+	p.printFor("OIP v2 binary", measured, rawPerRun)
+}
+
+// printFor is print for 256-row requests of the protocol named.
+func (p *profile) printFor(protocol string, measured cost, rawPerRun time.Duration) {
 	perRequest := measured.perRequest()
-	fmt.Printf("\nwhere the scorer's CPU goes on 256-row OIP v2 binary requests: perf at 997 Hz over a window of its own (about %.0f samples, %d requests, %s of CPU a request with perf attached), its shares applied to the %s measured without it:\n",
+	fmt.Printf("\nwhere the scorer's CPU goes on 256-row %s requests: perf at 997 Hz over a window of its own (about %.0f samples, %d requests, %s of CPU a request with perf attached), its shares applied to the %s measured without it:\n", protocol,
 		p.cost.cpu.Seconds()*997, p.cost.requests, us(p.cost.perRequest()), us(perRequest))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	var ort time.Duration

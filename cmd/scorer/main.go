@@ -101,6 +101,22 @@ Flags:
 		cfg.APIKeys = append(cfg.APIKeys, v)
 		return nil
 	})
+	fs.Float64Var(&cfg.Log.Rate, "log-sample", cfg.Log.Rate, "share of answered rows sampled into the prediction log, shipped to the control plane (0: off)")
+	fs.Func("log-sample-model", "`NAME=RATE`: the share sampled for one model, over --log-sample (repeatable)", func(v string) error {
+		name, rate, ok := strings.Cut(v, "=")
+		r, err := strconv.ParseFloat(rate, 64)
+		if !ok || err != nil {
+			return fmt.Errorf("want NAME=RATE, e.g. calling-score=0.05")
+		}
+		if cfg.Log.Rates == nil {
+			cfg.Log.Rates = map[string]float64{}
+		}
+		cfg.Log.Rates[name] = r
+		return nil
+	})
+	fs.IntVar(&cfg.Log.BatchRows, "log-batch", cfg.Log.BatchRows, "rows and outcomes per prediction log shipment; a full batch ships at once (a kill -9 loses at most about one batch)")
+	fs.DurationVar(&cfg.Log.Interval, "log-interval", cfg.Log.Interval, "how often a partial prediction log batch ships")
+	fs.Int64Var(&cfg.Log.MaxBytes, "log-buffer", cfg.Log.MaxBytes, "`bytes` of prediction log kept while the control plane is away; beyond them the oldest rows are dropped (counted in modelops_predlog_dropped_total)")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -39,6 +39,12 @@ const MaxJoinCapacity = 1 << positionBits
 // ring, so remembering and finding an answer take no map.
 type Join struct {
 	Recorder *Recorder
+	// Outcomes, when set, hears of feedback: every one the join accepts
+	// (held), and those for ids it no longer holds, which it takes when it
+	// returns true (a prediction log records outcomes of rows it logged hours
+	// ago; see internal/predlog/logship). A second feedback for an id the join
+	// still knows is refused without it.
+	Outcomes func(id string, outcomes []float64, held bool) bool
 	mu       sync.Mutex
 	ring     []answer
 	next     int
@@ -128,7 +134,13 @@ func (j *Join) Feedback(id string, outcomes []float64) error {
 	at := int(key & (MaxJoinCapacity - 1))
 	j.mu.Lock()
 	if at >= len(j.ring) || j.ring[at].id != key || j.ring[at].rows == 0 {
+		// Forgotten (its place taken), or never issued here: a prediction log
+		// may still take it. One already answered is refused.
+		expired := at < len(j.ring) && j.ring[at].id != key
 		j.mu.Unlock()
+		if expired && j.Outcomes != nil && j.Outcomes(id, outcomes, false) {
+			return nil
+		}
 		return ErrUnknownRequest
 	}
 	a := j.ring[at]
@@ -144,7 +156,22 @@ func (j *Join) Feedback(id string, outcomes []float64) error {
 		scores = []float32{a.score}
 	}
 	j.Recorder.ObserveOutcomes(int(a.version), arm, scores, outcomes)
+	if j.Outcomes != nil {
+		j.Outcomes(id, outcomes, true)
+	}
 	return nil
+}
+
+// Holds reports whether the join still holds the answer id names, unanswered.
+func (j *Join) Holds(id string) bool {
+	key, err := strconv.ParseUint(id, 16, 64)
+	if err != nil {
+		return false
+	}
+	at := int(key & (MaxJoinCapacity - 1))
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return at < len(j.ring) && j.ring[at].id == key && j.ring[at].rows > 0
 }
 
 // armIndex is arm's index in j.arms, added if new (j.mu held). Arms are few.

@@ -121,21 +121,12 @@ func (g *GRPCServer) Open() error {
 	if g.metrics, err = newGRPCMetrics(g.Service.Metrics().Registry); err != nil {
 		return err
 	}
-	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(g.MaxMessageBytes()),
-		// Windows of 1 MiB let a 256-row request (40 KB) in without waiting
-		// for window updates, and turn off the BDP probing pings.
-		grpc.InitialWindowSize(1 << 20),
-		grpc.InitialConnWindowSize(1 << 20),
-		// Calls run on long-lived workers, whose stacks have grown to what
-		// scoring takes, rather than each on a new goroutine growing its own.
-		grpc.ForceServerCodecV2(newCodec()),
-		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
+	opts := append(TransportOptions(g.MaxMessageBytes()),
 		grpc.KeepaliveParams(kp),
 		grpc.KeepaliveEnforcementPolicy(ep),
 		grpc.InTapHandle(g.tap),
 		grpc.ChainUnaryInterceptor(g.intercept),
-	}
+	)
 	if g.TLSCert != "" || g.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(g.TLSCert, g.TLSKey)
 		if err != nil {
@@ -168,6 +159,24 @@ func (g *GRPCServer) Open() error {
 	}()
 	g.Logger.Info("gRPC listening", "addr", lis.Addr().String(), "tls", g.TLSCert != "", "max_message_bytes", g.MaxMessageBytes())
 	return nil
+}
+
+// TransportOptions are the server options of the scorer's gRPC transport
+// (message size, flow control, codec, workers), without its policies (keys,
+// keepalive, TLS): modelbench's null gRPC server runs on the same ones, so the
+// floor it measures is this transport's.
+func TransportOptions(maxMessageBytes int) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxMessageBytes),
+		// Windows of 1 MiB let a 256-row request (40 KB) in without waiting
+		// for window updates, and turn off the BDP probing pings.
+		grpc.InitialWindowSize(1 << 20),
+		grpc.InitialConnWindowSize(1 << 20),
+		grpc.ForceServerCodecV2(newCodec()),
+		// Calls run on long-lived workers, whose stacks have grown to what
+		// scoring takes, rather than each on a new goroutine growing its own.
+		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
+	}
 }
 
 // ListenAddr is the address the server listens on.

@@ -421,7 +421,8 @@ func answer(m *scoring.Model, req *inferencepb.ModelInferRequest, out *scoring.R
 
 // rawFP32 is b's little-endian float32 values: b itself when the machine is
 // little-endian and b is aligned (the request owns b, and Score keeps nothing
-// of a request once it returns), else a copy.
+// of a request once it returns; the codec aligns the first raw contents),
+// else a copy.
 func rawFP32(b []byte) []float32 {
 	n := len(b) / 4
 	if n == 0 {
@@ -431,6 +432,10 @@ func rawFP32(b []byte) []float32 {
 		return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)
 	}
 	out := make([]float32, n)
+	if loader.NativeLittleEndian {
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), 4*n), b)
+		return out
+	}
 	for i := range out {
 		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/node"
+	"github.com/modelops/modelops/internal/predlog/logship"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/scorerapi"
 )
@@ -63,6 +64,10 @@ type Config struct {
 	// LoadTimeout bounds the load of one version (fetch, verification, golden
 	// inputs, warm-up); a load that runs out is a load error.
 	LoadTimeout time.Duration
+	// Log configures the prediction log: the share of answered rows sampled
+	// (per model), shipped to the control plane in batches. Its Node is this
+	// node's name. With ModelDir, there is no control plane and no log.
+	Log logship.Config
 }
 
 // DefaultConfig returns the defaults of `scorer`.
@@ -79,6 +84,7 @@ func DefaultConfig() Config {
 		FeedbackCapacity: 100000,
 		LoadTimeout:      30 * time.Second,
 		ReportInterval:   time.Second,
+		Log:              logship.DefaultConfig(),
 	}
 }
 
@@ -125,7 +131,12 @@ func (c Config) Validate() error {
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
-	return nil
+	for m := range c.Log.Rates {
+		if err := registry.CheckModelName(m); err != nil {
+			return fmt.Errorf("--log-sample-model: %w", err)
+		}
+	}
+	return c.Log.Validate()
 }
 
 // AllModels, as the only --model, serves every model in the registry. (With
@@ -149,6 +160,8 @@ type Node struct {
 	Server   *api.Server
 	GRPC     *scorerapi.GRPCServer
 	API      *api.Scorer
+	// Log is the prediction log (nil with ModelDir, or when every rate is 0).
+	Log      *logship.Log
 	reporter *monitor.Reporter
 
 	cache  *loader.Cache
@@ -216,6 +229,20 @@ func (s *Node) Open(ctx context.Context) error {
 	scorer.APIKeys = s.Config.APIKeys
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.runCtx, s.cancel = runCtx, cancel
+	if s.Config.ModelDir == "" && s.Config.Log.Sampling() {
+		s.Log = logship.New(s.Config.Log, s.client, s.Logger.With("component", "predlog"))
+		// A batch the control plane refuses (malformed, an unknown model, too
+		// large, no log kept there) would be refused again.
+		s.Log.Permanent = func(err error) bool {
+			switch client.StatusOf(err) {
+			case 400, 404, 413:
+				return true
+			}
+			return false
+		}
+		scorer.Log = s.Log
+		scorer.Metrics().Registry.MustRegister(s.Log.Collectors()...)
+	}
 	var names []string
 	if s.Config.ModelDir != "" {
 		// The models named, and every NAME.onnx in the directory.
@@ -273,6 +300,14 @@ func (s *Node) Open(ctx context.Context) error {
 			defer s.wg.Done()
 			s.reporter.Run(runCtx)
 		}()
+		if s.Log != nil {
+			s.Log.Config.Node = nodeName // batches come from the node the token is bound to
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.Log.Run(runCtx)
+			}()
+		}
 	}
 	if s.Config.Models[0] == AllModels || s.Config.ModelDir != "" {
 		s.wg.Add(1)
@@ -324,6 +359,10 @@ func (s *Node) addModel(name string) {
 	rec := monitor.NewRecorder()
 	served.Recorder = rec
 	served.Join = monitor.NewJoin(rec, s.Config.FeedbackCapacity)
+	if s.Log != nil {
+		served.Join.Outcomes = s.Log.Outcomes(name)
+		s.Log.SetHolder(name, served.Join.Holds)
+	}
 	n := &modelNode{served: served, recorder: rec, done: make(chan struct{})}
 	opts := loader.Options{IntraOpThreads: s.Config.IntraOpThreads}
 	var run func(context.Context)
@@ -377,6 +416,9 @@ func (s *Node) removeModel(name string) {
 		return
 	}
 	s.API.Remove(name)
+	if s.Log != nil {
+		s.Log.SetHolder(name, nil)
+	}
 	n.cancel()
 	<-n.done
 	n.served.Close()
@@ -506,6 +548,14 @@ func (s *Node) Close(ctx context.Context) error {
 	select {
 	case <-done:
 		s.closeModels()
+		if s.Log != nil {
+			// What is buffered ships now, within ctx: a stop loses nothing
+			// while the control plane answers.
+			if ferr := s.Log.Flush(ctx); ferr != nil {
+				n, _ := s.Log.Buffered()
+				s.Logger.Warn("prediction log rows unshipped at exit", "records", n, "err", ferr)
+			}
+		}
 	case <-ctx.Done():
 		s.Logger.Warn("closing before every load stopped", "err", ctx.Err())
 		if err == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/predlog/logship"
 )
 
 // Service answers score requests for a set of models. Set its fields, add
@@ -40,6 +41,8 @@ type Service struct {
 	// Recorder and Join serve models that have none of their own.
 	Recorder *monitor.Recorder
 	Join     *monitor.Join
+	// Log, when set, samples answered rows into the prediction log.
+	Log *logship.Log
 
 	models    atomic.Pointer[map[string]*Model]
 	mu        sync.Mutex // serialises Add and Remove
@@ -271,6 +274,14 @@ func (s *Service) Score(ctx context.Context, req Request) (Response, error) {
 	s.observe(m, out, &req, start, false)
 	if j := s.join(m); j != nil && out.Source == SourceModel {
 		out.RequestID = j.Remember(out.Version, out.Arm, out.Scores)
+	}
+	if s.Log != nil && out.Outputs == 1 && req.Flat != nil {
+		version := out.Version
+		if version == 0 {
+			version = out.Attempted
+		}
+		s.Log.Record(&logship.Answer{Model: m.Name, Version: version, Arm: out.Arm, Source: out.Source, Key: req.Key,
+			RequestID: out.RequestID, Flat: req.Flat, Rows: req.Rows, Scores: out.Scores})
 	}
 	return out, nil
 }
