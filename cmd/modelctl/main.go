@@ -99,7 +99,7 @@ and send the token in MODELCTL_TOKEN, else the context's token file.`,
 		&serveCmd{env: e}, &pushCmd{env: e}, &listCmd{env: e}, &showCmd{env: e},
 		&promoteCmd{env: e}, &rollbackCmd{env: e}, &historyCmd{env: e},
 		&trainCmd{env: e}, &genDataCmd{env: e}, &cardCmd{env: e}, &gcCmd{env: e},
-		&canaryCmd{env: e}, &blendCmd{env: e}, &statusCmd{env: e}, &policyCmd{env: e},
+		&canaryCmd{env: e}, &blendCmd{env: e}, &statusCmd{env: e}, &policyCmd{env: e}, &rolloutCmd{env: e},
 		&tokenCmd{env: e}, &backupCmd{env: e}, &migrateCmd{env: e}, &evalCmd{env: e}, &exportCmd{env: e}, &configCmd{env: e}, &versionCmd{env: e},
 	} {
 		root.AddCommand(v.command())

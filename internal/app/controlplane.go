@@ -319,14 +319,14 @@ func (c *ControlPlane) withMonitorLeader(next http.Handler) http.Handler {
 }
 
 // monitorRoute says whether a request is for the monitor: reports, and the
-// reads of what it holds (fleet, health, series).
+// reads of what it holds (fleet, health, series, a rollout's analysis).
 func monitorRoute(r *http.Request) bool {
 	p := r.URL.Path
 	switch {
 	case r.Method == http.MethodPost:
 		return p == "/api/v1/reports"
 	case r.Method == http.MethodGet:
-		return p == "/api/v1/fleet" || (strings.HasPrefix(p, "/api/v1/models/") && (strings.HasSuffix(p, "/health") || strings.HasSuffix(p, "/series")))
+		return p == "/api/v1/fleet" || (strings.HasPrefix(p, "/api/v1/models/") && (strings.HasSuffix(p, "/health") || strings.HasSuffix(p, "/series") || strings.HasSuffix(p, "/rollout")))
 	}
 	return false
 }

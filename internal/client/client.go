@@ -613,3 +613,51 @@ func (c *Client) RecordEvaluation(ctx context.Context, model string, ev registry
 	}
 	return &out.Evaluation, nil
 }
+
+// StartRollout starts a progressive rollout of a version.
+func (c *Client) StartRollout(ctx context.Context, model string, body api.RolloutBody) (*registry.Event, error) {
+	var out registry.Event
+	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/rollout", nil, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Rollout returns a model's rollout, its policy and the latest analysis.
+func (c *Client) Rollout(ctx context.Context, model string) (*monitor.RolloutStatus, error) {
+	var out monitor.RolloutStatus
+	if err := c.do(ctx, http.MethodGet, "/api/v1/models/"+url.PathEscape(model)+"/rollout", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RolloutAction pauses, resumes or aborts a model's rollout (action is
+// "pause", "resume" or "abort").
+func (c *Client) RolloutAction(ctx context.Context, model, action, reason string) (*registry.Event, error) {
+	var out registry.Event
+	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/rollout/"+url.PathEscape(action), nil, api.RolloutActionBody{Reason: reason}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RolloutPolicy returns a model's rollout policy.
+func (c *Client) RolloutPolicy(ctx context.Context, model string) (*registry.RolloutPolicy, error) {
+	var out registry.RolloutPolicy
+	if err := c.do(ctx, http.MethodGet, "/api/v1/models/"+url.PathEscape(model)+"/rollout-policy", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetRolloutPolicy changes some of a model's rollout policy settings.
+func (c *Client) SetRolloutPolicy(ctx context.Context, model string, body api.RolloutPolicyBody) (*registry.RolloutPolicy, error) {
+	var out struct {
+		Policy registry.RolloutPolicy `json:"policy"`
+	}
+	if err := c.do(ctx, http.MethodPut, "/api/v1/models/"+url.PathEscape(model)+"/rollout-policy", nil, body, &out); err != nil {
+		return nil, err
+	}
+	return &out.Policy, nil
+}

@@ -246,7 +246,7 @@ func (m *Monitor) checkWindow(ctx context.Context, model string, w Window) error
 	if w.Errors > w.Requests {
 		return invalid("%s: errors %d of %d requests: errors are among the requests", name, w.Errors, w.Requests)
 	}
-	for _, f := range []float64{w.OutcomeSE, w.OutcomeAE} {
+	for _, f := range []float64{w.OutcomeSE, w.OutcomeAE, w.OutcomeSE2} {
 		if !(f >= 0) || math.IsInf(f, 0) {
 			return invalid("%s: outcome errors must be finite and not negative", name)
 		}

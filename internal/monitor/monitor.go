@@ -108,6 +108,7 @@ type Monitor struct {
 	baselines map[string]*baseline         // by model, while production bakes
 	retained  int64                        // bytes of series points and node slots
 	decided   map[decisionKey]int64
+	analyses  map[string]Analysis // by model: the latest rollout analysis
 }
 
 // New returns a monitor over a registry.
@@ -800,6 +801,7 @@ func (m *Monitor) Evaluate(ctx context.Context) {
 }
 
 func (m *Monitor) evaluate(ctx context.Context, md registry.Model, judged, watched map[seriesKey]bool) {
+	defer m.stepRollout(ctx, md)
 	now := m.Now()
 	pol := md.EffectivePolicy()
 	m.mu.Lock()

@@ -277,6 +277,7 @@ func (r *Recorder) ObserveOutcomes(version int, arm string, scores []float32, ou
 		e := float64(s) - outcomes[i]
 		w.Outcomes++
 		w.OutcomeSE += e * e
+		w.OutcomeSE2 += e * e * e * e
 		if e < 0 {
 			e = -e
 		}

@@ -76,6 +76,9 @@ type Window struct {
 	Outcomes  int64   `json:"outcomes,omitempty"`
 	OutcomeSE float64 `json:"outcome_se,omitempty"`
 	OutcomeAE float64 `json:"outcome_ae,omitempty"`
+	// OutcomeSE2 sums the squared errors squared, so the variance of the
+	// per-row loss is known to the rollout's sequential test.
+	OutcomeSE2 float64 `json:"outcome_se2,omitempty"`
 	// ShadowDiff counts |challenger − champion| per row over ShadowDiffEdges, on the
 	// challenger's window in shadow mode.
 	ShadowDiff []int64 `json:"shadow_diff,omitempty"`
@@ -87,6 +90,7 @@ func (w *Window) Add(o Window) {
 	w.Outcomes += o.Outcomes
 	w.OutcomeSE += o.OutcomeSE
 	w.OutcomeAE += o.OutcomeAE
+	w.OutcomeSE2 += o.OutcomeSE2
 	w.Rows += o.Rows
 	w.Errors += o.Errors
 	if len(o.Fallbacks) > 0 && w.Fallbacks == nil {

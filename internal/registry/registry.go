@@ -48,6 +48,10 @@ type Model struct {
 	Rejected map[int]string `json:"rejected,omitempty"`
 	// Evaluation is the latest comparison of its versions on the same rows.
 	Evaluation *Evaluation `json:"evaluation,omitempty"`
+	// Rollout is the latest progressive rollout (nil: none yet).
+	Rollout *Rollout `json:"rollout,omitempty"`
+	// RolloutPolicy judges rollouts (nil: DefaultRolloutPolicy).
+	RolloutPolicy *RolloutPolicy `json:"rollout_policy,omitempty"`
 }
 
 // Version is one immutable artifact of a model.

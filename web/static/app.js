@@ -494,11 +494,12 @@ function settings(name, m, policy) {
 async function modelPage(name) {
   const enc = encodeURIComponent(name);
   const m = await api("/api/v1/models/" + enc);
-  const [health, series, events, policy] = await Promise.all([
+  const [health, series, events, policy, rollout] = await Promise.all([
     api("/api/v1/models/" + enc + "/health").catch(() => ({ arms: [] })),
     seriesOf(enc),
     api("/api/v1/events?model=" + enc + "&last=" + TIMELINE_EVENTS),
     api("/api/v1/models/" + enc + "/policy").catch(() => ({})),
+    api("/api/v1/models/" + enc + "/rollout").catch(() => ({})),
   ]);
   const wanted = new Set([m.production, m.candidate && m.candidate.version]);
   const recent = m.versions.filter((v, i) => i >= m.versions.length - SHOWN_VERSIONS || wanted.has(v.version));
@@ -590,6 +591,7 @@ async function modelPage(name) {
       " · canary ", h("strong", { id: "candidate" }, m.candidate ? `v${m.candidate.version} (${m.candidate.mode}, ${m.candidate.traffic}%)` : "none"),
       " · blend " + (m.blend === undefined || m.blend === null ? 1 : m.blend) + " · revision " + m.revision + " · ",
       h("span", { id: "model-state" }, modelState(health))), controls),
+    h("h2", {}, "Rollout"), rolloutSection(name, rollout, off),
     h("h2", {}, "Versions"), h("section", {}, h("table", { id: "versions" },
       h("thead", {}, h("tr", {}, ["Version", "sha256", "Created", "Pushed by", "Test MSE", "Rules MSE", "Status", ""].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, versionRows)),

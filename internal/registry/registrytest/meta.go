@@ -7,9 +7,11 @@ import (
 	"context"
 	"errors"
 	"math"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/modelops/modelops/internal/registry"
 )
@@ -21,6 +23,38 @@ func RunMetaStore(t *testing.T, open func(t *testing.T) registry.MetaStore) {
 	t.Run("LatestEvents", func(t *testing.T) { latestEvents(t, open(t)) })
 	t.Run("Context", func(t *testing.T) { metaContext(t, open(t)) })
 	t.Run("Retries", func(t *testing.T) { metaRetries(t, open) })
+	t.Run("RolloutKept", func(t *testing.T) { rolloutKept(t, open) })
+}
+
+// rolloutKept: a model's rollout and rollout policy are stored with it and read
+// back whole (the monitor keeps no rollout state of its own, so a restarted
+// control plane carries on from what the store holds).
+func rolloutKept(t *testing.T, open func(t *testing.T) registry.MetaStore) {
+	ctx := context.Background()
+	s := open(t)
+	at := time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
+	rp := registry.DefaultRolloutPolicy()
+	rp.LossMargin = 0.3
+	want := registry.Model{Name: "m", Latest: 2, Production: 1,
+		Candidate:     &registry.Canary{Version: 2, Traffic: 25, Mode: registry.ModeAB, Since: at},
+		Rollout:       &registry.Rollout{Version: 2, Mode: registry.ModeAB, Steps: []float64{5, 25, 100}, Step: 1, Shadow: registry.Duration(time.Minute), Interval: registry.Duration(time.Minute), Timeout: registry.Duration(time.Hour), State: registry.RolloutPaused, StartedAt: at, StepSince: at.Add(time.Minute), Analysis: "pass: …"},
+		RolloutPolicy: &rp}
+	if err := s.Update(ctx, func(tx registry.MetaTx) error { return tx.PutModel(&want) }); err != nil {
+		t.Fatal(err)
+	}
+	err := s.View(ctx, func(tx registry.MetaTx) error {
+		got, err := tx.Model("m")
+		if err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got.Rollout, want.Rollout) || !reflect.DeepEqual(got.RolloutPolicy, want.RolloutPolicy) {
+			t.Errorf("read back rollout %+v policy %+v; want %+v %+v", got.Rollout, got.RolloutPolicy, want.Rollout, want.RolloutPolicy)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func metaContract(t *testing.T, s registry.MetaStore) {
