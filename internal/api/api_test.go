@@ -21,6 +21,7 @@ import (
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 	"github.com/modelops/modelops/web"
 )
 
@@ -121,7 +122,7 @@ func TestScoreRefusesBadInput(t *testing.T) {
 			if status != tt.status {
 				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
 			}
-			var eb api.ErrorBody
+			var eb wire.ErrorBody
 			if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Code == "" {
 				t.Fatalf("error body %s is not {\"error\":{\"code\",\"message\"}}", body)
 			}
@@ -138,7 +139,7 @@ func TestScoreRows(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("status %d: %s", status, body)
 	}
-	var r api.ScoreResponse
+	var r wire.ScoreResponse
 	if err := json.Unmarshal(body, &r); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func TestScoreFallsBackWithoutModel(t *testing.T) {
 	row := testutil.Row(0.4)
 	b, _ := json.Marshal(map[string]any{"features": row})
 	status, body := post(t, url+"/v1/score", string(b))
-	var r api.ScoreResponse
+	var r wire.ScoreResponse
 	json.Unmarshal(body, &r)
 	if status != 200 || r.Source != api.SourceFallback || r.Reason != fallback.ReasonNoModel {
 		t.Fatalf("%d %s, want 200 fallback no_model", status, body)
@@ -194,16 +195,16 @@ func TestControlPlaneStatuses(t *testing.T) {
 	if err != nil || !res.Created || res.Version.Number != 1 {
 		t.Fatalf("push: %+v %v", res, err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, ExpectRevision: res.Revision}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1, ExpectRevision: res.Revision}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, ExpectRevision: res.Revision}); client.StatusOf(err) != 409 {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1, ExpectRevision: res.Revision}); client.StatusOf(err) != 409 {
 		t.Fatalf("stale expect_revision: %v, want 409", err)
 	}
-	if _, err := cl.Promote(ctx, "churn", api.AliasBody{Version: 1}); client.StatusOf(err) != 404 {
+	if _, err := cl.Promote(ctx, "churn", wire.AliasBody{Version: 1}); client.StatusOf(err) != 404 {
 		t.Fatalf("unknown model: %v, want 404", err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 7}); client.StatusOf(err) != 404 {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 7}); client.StatusOf(err) != 404 {
 		t.Fatalf("unknown version: %v, want 404", err)
 	}
 	if _, err := cl.Version(ctx, "calling-score", 1); err != nil {
@@ -251,7 +252,7 @@ func TestControlPlaneStatuses(t *testing.T) {
 			t.Errorf("%s %s %s: %d %s, want %d", tc.method, tc.path, tc.body, resp.StatusCode, b, tc.status)
 		}
 		if tc.status >= 400 && tc.method != "HEAD" { // a HEAD answer has no body
-			var eb api.ErrorBody
+			var eb wire.ErrorBody
 			if json.Unmarshal(b, &eb) != nil || eb.Error.Message == "" {
 				t.Errorf("%s %s: error body %s is not JSON {error:{code,message}}", tc.method, tc.path, b)
 			}
@@ -306,7 +307,7 @@ func TestWatchStreamResumes(t *testing.T) {
 	if e := <-got; e.Revision != 2 {
 		t.Fatalf("first event after revision 1: %+v", e)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -380,7 +381,7 @@ func TestPushTooLargeIsRefusedBeforeItsBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var eb api.ErrorBody
+	var eb wire.ErrorBody
 	json.NewDecoder(resp.Body).Decode(&eb)
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(eb.Error.Message, "larger than") {
 		t.Fatalf("push stating 2 MiB to a 1 MiB limit: %d %+v", resp.StatusCode, eb)
@@ -416,10 +417,10 @@ func TestFreeTextIsBounded(t *testing.T) {
 	long := strings.Repeat("y", 1025)
 	body := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 	for _, tc := range []struct{ method, path, body string }{
-		{"POST", "/api/v1/models/calling-score/promote", body(api.AliasBody{Version: 1, Reason: huge})},
-		{"POST", "/api/v1/models/calling-score/promote", body(api.AliasBody{Version: 1, Reason: long})},
-		{"POST", "/api/v1/models/calling-score/rollback", body(api.AliasBody{Reason: long})},
-		{"POST", "/api/v1/models/calling-score/canary", body(api.CanaryBody{Version: 1, Traffic: 0.1, Reason: long})},
+		{"POST", "/api/v1/models/calling-score/promote", body(wire.AliasBody{Version: 1, Reason: huge})},
+		{"POST", "/api/v1/models/calling-score/promote", body(wire.AliasBody{Version: 1, Reason: long})},
+		{"POST", "/api/v1/models/calling-score/rollback", body(wire.AliasBody{Reason: long})},
+		{"POST", "/api/v1/models/calling-score/canary", body(wire.CanaryBody{Version: 1, Traffic: 0.1, Reason: long})},
 		{"POST", "/api/v1/models/calling-score/blend", `{"weight":0.5,"reason":"` + long + `"}`},
 		{"DELETE", "/api/v1/models/calling-score/canary?reason=" + long, ""},
 	} {
@@ -428,7 +429,7 @@ func TestFreeTextIsBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var eb api.ErrorBody
+		var eb wire.ErrorBody
 		json.NewDecoder(resp.Body).Decode(&eb)
 		resp.Body.Close()
 		if resp.StatusCode != 400 || !strings.Contains(eb.Error.Message, `"reason"`) || !strings.Contains(eb.Error.Message, "at most 1024") {
@@ -439,7 +440,7 @@ func TestFreeTextIsBounded(t *testing.T) {
 		t.Errorf("refused requests moved the revision from %d to %d", before, after)
 	}
 	// 1024 bytes are fine.
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, Reason: long[:1024]}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1, Reason: long[:1024]}); err != nil {
 		t.Errorf("promote with a 1024-byte reason: %v", err)
 	}
 	for _, name := range []string{strings.Repeat("n", 65), "ci\x1b]0;pwned\x07", ""} {
@@ -459,11 +460,11 @@ func TestIdempotentRequestsAnswerUnchanged(t *testing.T) {
 	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: m.Path, Card: m.Card}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	w := 0.5
-	if _, err := cl.SetBlend(ctx, "calling-score", api.BlendBody{Weight: &w}); err != nil {
+	if _, err := cl.SetBlend(ctx, "calling-score", wire.BlendBody{Weight: &w}); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := reg.Events(ctx, registry.EventQuery{})

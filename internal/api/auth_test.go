@@ -28,6 +28,7 @@ import (
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func TestRolesAndTokens(t *testing.T) {
@@ -74,14 +75,14 @@ func TestRolesAndTokens(t *testing.T) {
 	if err := push(admin); err != nil {
 		t.Fatalf("admin push: %v", err)
 	}
-	ev, err := admin.Promote(ctx, "calling-score", api.AliasBody{Version: 1})
+	ev, err := admin.Promote(ctx, "calling-score", wire.AliasBody{Version: 1})
 	if err != nil || ev.Actor != "alice" {
 		t.Fatalf("promote: %+v %v; want the event to name the token", ev, err)
 	}
 	if _, err := as(viewer.Secret).Models(ctx); err != nil {
 		t.Fatalf("viewer read: %v", err)
 	}
-	if _, err := as(viewer.Secret).Rollback(ctx, "calling-score", api.AliasBody{}); client.StatusOf(err) != 403 {
+	if _, err := as(viewer.Secret).Rollback(ctx, "calling-score", wire.AliasBody{}); client.StatusOf(err) != 403 {
 		t.Fatalf("viewer rollback: %v, want 403", err)
 	}
 	if rc, _, err := as(viewer.Secret).Artifact(ctx, "calling-score", 1); client.StatusOf(err) != 403 {

@@ -21,6 +21,7 @@ import (
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // These benchmarks call the handlers directly (no network), so they show what the
@@ -49,11 +50,11 @@ func BenchmarkHandlerNullModel(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		var req api.ScoreRequest
+		var req wire.ScoreRequest
 		if err := api.DecodeScoreRequest(body, &req); err != nil || len(req.Features) != 39 {
 			return c.JSON(http.StatusBadRequest, nil)
 		}
-		return c.JSON(http.StatusOK, api.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmProduction})
+		return c.JSON(http.StatusOK, wire.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmProduction})
 	})
 	serveBench(b, e)
 }
@@ -61,7 +62,7 @@ func BenchmarkHandlerNullModel(b *testing.B) {
 func BenchmarkHandlerScorer(b *testing.B) {
 	sc := shippedScorer(b)
 	serveBench(b, sc.Handler())
-	var r api.ScoreResponse
+	var r wire.ScoreResponse
 	rec := httptest.NewRecorder()
 	sc.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/score", bytes.NewReader(benchBody)))
 	json.Unmarshal(rec.Body.Bytes(), &r)
@@ -195,7 +196,7 @@ func BenchmarkDecodeScoreRequest256(b *testing.B) {
 	b.Run("scorer", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			var r api.ScoreRequest
+			var r wire.ScoreRequest
 			if err := api.DecodeScoreRequest(body, &r); err != nil || len(r.Rows) != 256 {
 				b.Fatal(err)
 			}
@@ -205,7 +206,7 @@ func BenchmarkDecodeScoreRequest256(b *testing.B) {
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			var r api.ScoreRequest
+			var r wire.ScoreRequest
 			if err := json.Unmarshal(body, &r); err != nil || len(r.Rows) != 256 {
 				b.Fatal(err)
 			}
@@ -222,7 +223,7 @@ func BenchmarkDecodeScoreRequest256(b *testing.B) {
 // EncodeScoreResponse ./internal/api`.
 func BenchmarkEncodeScoreResponse(b *testing.B) {
 	for _, rows := range []int{1, 256} {
-		resp := api.ScoreResponse{Model: "calling-score", Source: api.SourceModel, Version: 3, Arm: api.ArmProduction, RequestID: "d7ddc33e4e000000"}
+		resp := wire.ScoreResponse{Model: "calling-score", Source: api.SourceModel, Version: 3, Arm: api.ArmProduction, RequestID: "d7ddc33e4e000000"}
 		scores := make([]float32, rows)
 		for i := range scores {
 			scores[i] = 1 / (1 + float32(math.Exp(-float64(i%97)/13)))

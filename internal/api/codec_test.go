@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // The scorer reads and writes its usual requests and answers with its own
@@ -15,16 +15,16 @@ import (
 // misread: this test fails until the codec, and this list, are brought along.
 func TestCodecsKnowEveryWireField(t *testing.T) {
 	known := map[reflect.Type][]string{
-		reflect.TypeFor[api.ScoreRequest]():          {"model", "features", "rows", "key", "budget_ms", "fallback"},
-		reflect.TypeFor[api.ScoreResponse]():         {"model", "score", "scores", "source", "version", "arm", "reason", "request_id", "shape", "outputs", "shapes"},
-		reflect.TypeFor[api.OIPInferRequest]():       {"id", "parameters", "inputs", "outputs"},
-		reflect.TypeFor[api.OIPRequestParameters]():  {"key", "binary_data_output", "timeout", "fallback"},
-		reflect.TypeFor[api.OIPInputTensor]():        {"name", "shape", "datatype", "parameters", "data"},
-		reflect.TypeFor[api.OIPTensorParameters]():   {"binary_data_size", "binary_data"},
-		reflect.TypeFor[api.OIPRequestedOutput]():    {"name", "parameters"},
-		reflect.TypeFor[api.OIPInferResponse]():      {"model_name", "model_version", "id", "parameters", "outputs"},
-		reflect.TypeFor[api.OIPResponseParameters](): {"arm", "reason", "source", "request_id"},
-		reflect.TypeFor[api.OIPOutputTensor]():       {"name", "shape", "datatype", "parameters", "data"},
+		reflect.TypeFor[wire.ScoreRequest]():          {"model", "features", "rows", "key", "budget_ms", "fallback"},
+		reflect.TypeFor[wire.ScoreResponse]():         {"model", "score", "scores", "source", "version", "arm", "reason", "request_id", "shape", "outputs", "shapes"},
+		reflect.TypeFor[wire.OIPInferRequest]():       {"id", "parameters", "inputs", "outputs"},
+		reflect.TypeFor[wire.OIPRequestParameters]():  {"key", "binary_data_output", "timeout", "fallback"},
+		reflect.TypeFor[wire.OIPInputTensor]():        {"name", "shape", "datatype", "parameters", "data"},
+		reflect.TypeFor[wire.OIPTensorParameters]():   {"binary_data_size", "binary_data"},
+		reflect.TypeFor[wire.OIPRequestedOutput]():    {"name", "parameters"},
+		reflect.TypeFor[wire.OIPInferResponse]():      {"model_name", "model_version", "id", "parameters", "outputs"},
+		reflect.TypeFor[wire.OIPResponseParameters](): {"arm", "reason", "source", "request_id"},
+		reflect.TypeFor[wire.OIPOutputTensor]():       {"name", "shape", "datatype", "parameters", "data"},
 	}
 	for typ, fields := range known {
 		var got []string

@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/fallback"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // MustServeFast serves s on fasthttp on 127.0.0.1:0 until the test ends.
@@ -212,7 +213,7 @@ func TestFastServerRefusesOversizedHeadersClearly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var body api.ErrorBody
+	var body wire.ErrorBody
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || body.Error.Code != "too_large" {
 		t.Fatalf("20 KB of headers: %d %+v (%v), want 431 too_large", resp.StatusCode, body, err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/scoring"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // The Open Inference Protocol v2 (KServe / Triton "v2" REST), for the scorer's
@@ -54,42 +55,15 @@ func oipError(x exchange, status int, msg string) error {
 	return x.json(status, map[string]string{"error": msg})
 }
 
-// OIPTensor is a tensor's metadata.
-type OIPTensor struct {
-	Name     string  `json:"name"`
-	Datatype string  `json:"datatype"`
-	Shape    []int64 `json:"shape"`
-}
-
-// OIPModelMetadata is GET /v2/models/{m}.
-type OIPModelMetadata struct {
-	Name     string      `json:"name"`
-	Versions []string    `json:"versions,omitempty"`
-	Platform string      `json:"platform"`
-	Inputs   []OIPTensor `json:"inputs"`
-	Outputs  []OIPTensor `json:"outputs"`
-}
-
 func (s *Scorer) oipServer(c echo.Context) error {
 	// Triton's binary tensor extension is the one the scorer implements whole.
 	return c.JSON(http.StatusOK, map[string]any{"name": "modelops-scorer", "version": "2", "extensions": []string{"binary_tensor_data"}})
 }
 
-// RepositoryModel is one entry of Triton's model repository index: a version
-// of a model this scorer serves (or the model, with no version, when none is
-// loaded), its state and why.
-type RepositoryModel struct {
-	Name    string `json:"name"`
-	Version string `json:"version,omitempty"`
-	// State is READY or UNAVAILABLE.
-	State  string `json:"state"`
-	Reason string `json:"reason,omitempty"`
-}
-
 // repositoryIndex is POST /v2/repository/index: every model served, with each
 // version loaded (production's, then the canary's), its state and reason.
 func (s *Scorer) repositoryIndex(c echo.Context) error {
-	out := []RepositoryModel{}
+	out := []wire.RepositoryModel{}
 	for _, m := range s.Models() {
 		reason := ""
 		if m.LoadError != nil {
@@ -97,7 +71,7 @@ func (s *Scorer) repositoryIndex(c echo.Context) error {
 		}
 		vs := m.Versions()
 		if len(vs) == 0 {
-			e := RepositoryModel{Name: m.Name, State: "UNAVAILABLE", Reason: "no version loaded yet"}
+			e := wire.RepositoryModel{Name: m.Name, State: "UNAVAILABLE", Reason: "no version loaded yet"}
 			if m.Rules != nil {
 				e.State, e.Reason = "READY", "no version loaded yet: the fallback rules answer"
 			}
@@ -108,7 +82,7 @@ func (s *Scorer) repositoryIndex(c echo.Context) error {
 			continue
 		}
 		for _, v := range vs {
-			out = append(out, RepositoryModel{Name: m.Name, Version: v, State: "READY", Reason: reason})
+			out = append(out, wire.RepositoryModel{Name: m.Name, Version: v, State: "READY", Reason: reason})
 		}
 	}
 	return c.JSON(http.StatusOK, out)
@@ -131,9 +105,9 @@ func (s *Scorer) oipMetadata(c echo.Context) error {
 	if m == nil {
 		return err
 	}
-	md := OIPModelMetadata{Name: m.Name, Platform: "onnxruntime_onnx",
-		Inputs:  []OIPTensor{{Name: "input", Datatype: "FP32", Shape: []int64{-1, int64(m.Width())}}},
-		Outputs: []OIPTensor{{Name: "output", Datatype: "FP32", Shape: []int64{-1, 1}}}}
+	md := wire.OIPModelMetadata{Name: m.Name, Platform: "onnxruntime_onnx",
+		Inputs:  []wire.OIPTensor{{Name: "input", Datatype: "FP32", Shape: []int64{-1, int64(m.Width())}}},
+		Outputs: []wire.OIPTensor{{Name: "output", Datatype: "FP32", Shape: []int64{-1, 1}}}}
 	var l *loader.Loaded
 	if v := c.Param("version"); v != "" {
 		if l, _ = servedVersion(m, v); l == nil {
@@ -148,10 +122,10 @@ func (s *Scorer) oipMetadata(c echo.Context) error {
 		sig := l.Signature()
 		md.Inputs, md.Outputs = nil, nil
 		for _, t := range sig.Ins() {
-			md.Inputs = append(md.Inputs, OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
+			md.Inputs = append(md.Inputs, wire.OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
 		}
 		for _, t := range sig.Outs() {
-			md.Outputs = append(md.Outputs, OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
+			md.Outputs = append(md.Outputs, wire.OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
 		}
 		l.Release()
 	}
@@ -195,86 +169,6 @@ func servedVersion(m *Served, v string) (*loader.Loaded, string) {
 
 // noVersion says that m has no version v here, and which it has.
 func noVersion(m *Served, v string) string { return scoring.NoVersion(m, v) }
-
-// OIPInferRequest is POST /v2/models/{m}/infer. Of the parameters the
-// protocol allows, the scorer reads the ones its types name and ignores the
-// rest; one it reads must have the type it names.
-type OIPInferRequest struct {
-	ID         string               `json:"id,omitempty"`
-	Parameters OIPRequestParameters `json:"parameters,omitzero"`
-	Inputs     []OIPInputTensor     `json:"inputs"`
-	Outputs    []OIPRequestedOutput `json:"outputs,omitempty"`
-}
-
-// OIPRequestParameters are the request parameters the scorer reads.
-type OIPRequestParameters struct {
-	// Key assigns the request to an arm, as /v1/score's key does.
-	Key string `json:"key,omitempty"`
-	// BinaryDataOutput asks for every output as binary data (the binary tensor
-	// extension), for requests that name no outputs.
-	BinaryDataOutput bool `json:"binary_data_output,omitempty"`
-	// Timeout is the request's latency budget in microseconds, as Triton's
-	// schedule-policy extension (and tritonclient's timeout argument) sends it;
-	// 0 or none is the scorer's budget.
-	Timeout *int64 `json:"timeout,omitempty"`
-	// Fallback false refuses an answer from the rules: 503 instead.
-	Fallback *bool `json:"fallback,omitempty"`
-}
-
-// OIPTensorParameters are the tensor parameters of the binary tensor
-// extension.
-type OIPTensorParameters struct {
-	// BinaryDataSize is the length of the tensor's data after the JSON header.
-	BinaryDataSize *int64 `json:"binary_data_size,omitempty"`
-	// BinaryData, on a requested output, asks for it as binary data.
-	BinaryData bool `json:"binary_data,omitempty"`
-}
-
-// OIPRequestedOutput names an output a request wants.
-type OIPRequestedOutput struct {
-	Name       string              `json:"name"`
-	Parameters OIPTensorParameters `json:"parameters,omitzero"`
-}
-
-// OIPInputTensor carries data flat (row-major) or nested.
-type OIPInputTensor struct {
-	Name       string              `json:"name"`
-	Shape      []int64             `json:"shape"`
-	Datatype   string              `json:"datatype"`
-	Parameters OIPTensorParameters `json:"parameters,omitzero"`
-	Data       json.RawMessage     `json:"data"`
-}
-
-// OIPOutputTensor is one output of an inference response.
-type OIPOutputTensor struct {
-	Name       string               `json:"name"`
-	Shape      []int64              `json:"shape"`
-	Datatype   string               `json:"datatype"`
-	Parameters *OIPTensorParameters `json:"parameters,omitempty"`
-	// Data is []float32 for FP32, and the Go slice of the datatype for the
-	// others.
-	Data any `json:"data,omitempty"`
-}
-
-// OIPInferResponse answers an inference request. Parameters say where the scores
-// came from, as /v1/score does.
-type OIPInferResponse struct {
-	ModelName    string                `json:"model_name"`
-	ModelVersion string                `json:"model_version,omitempty"`
-	ID           string                `json:"id,omitempty"`
-	Parameters   OIPResponseParameters `json:"parameters"`
-	Outputs      []OIPOutputTensor     `json:"outputs"`
-}
-
-// OIPResponseParameters say which arm answered and from what: source "model"
-// or "fallback", with the fallback's reason.
-type OIPResponseParameters struct {
-	Arm    string `json:"arm"`
-	Reason string `json:"reason,omitempty"`
-	Source string `json:"source"`
-	// RequestID names a model answer for POST /v1/feedback, as on /v1/score.
-	RequestID string `json:"request_id,omitempty"`
-}
 
 // inferKeyed is POST /v2/models/{model}[/versions/{version}]/infer: the API
 // key, then oipInfer.
@@ -351,7 +245,7 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 		}
 		body, tensorBytes = body[:n], body[n:]
 	}
-	var req OIPInferRequest
+	var req wire.OIPInferRequest
 	if err := decodeOIPHeader(body, &req); err != nil {
 		return refuse(http.StatusBadRequest, "malformed inference request: "+explainJSON(err))
 	}
@@ -425,9 +319,9 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 		}
 		return err
 	}
-	resp := OIPInferResponse{ModelName: m.Name, ID: req.ID,
-		Parameters: OIPResponseParameters{Arm: out.Arm, Reason: out.Reason, Source: out.Source, RequestID: out.RequestID},
-		Outputs:    []OIPOutputTensor{{Name: outputName, Shape: []int64{int64(n), int64(out.Outputs)}, Datatype: "FP32", Data: out.Scores}}}
+	resp := wire.OIPInferResponse{ModelName: m.Name, ID: req.ID,
+		Parameters: wire.OIPResponseParameters{Arm: out.Arm, Reason: out.Reason, Source: out.Source, RequestID: out.RequestID},
+		Outputs:    []wire.OIPOutputTensor{{Name: outputName, Shape: []int64{int64(n), int64(out.Outputs)}, Datatype: "FP32", Data: out.Scores}}}
 	if out.Version > 0 {
 		resp.ModelVersion = strconv.Itoa(out.Version)
 	}
@@ -436,7 +330,7 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	}
 	size := int64(4 * len(out.Scores))
 	resp.Outputs[0].Data = nil
-	resp.Outputs[0].Parameters = &OIPTensorParameters{BinaryDataSize: &size}
+	resp.Outputs[0].Parameters = &wire.OIPTensorParameters{BinaryDataSize: &size}
 	header, err := marshalOIPAnswerHeader(make([]byte, 0, 256+size), &resp)
 	if err != nil {
 		return err

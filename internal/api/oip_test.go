@@ -15,6 +15,7 @@ import (
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func getJSON(t *testing.T, url string, out any) int {
@@ -48,7 +49,7 @@ func TestOIPv2HealthAndMetadata(t *testing.T) {
 	if getJSON(t, url+"/v2", &server) != 200 || server.Name == "" || strings.Join(server.Extensions, ",") != "binary_tensor_data" {
 		t.Fatalf("server metadata %+v", server)
 	}
-	var md api.OIPModelMetadata
+	var md wire.OIPModelMetadata
 	if getJSON(t, url+"/v2/models/calling-score", &md) != 200 {
 		t.Fatal("metadata status")
 	}
@@ -86,7 +87,7 @@ func TestOIPv2Infer(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			var r api.OIPInferResponse
+			var r wire.OIPInferResponse
 			if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
 				t.Fatalf("%d %v", resp.StatusCode, err)
 			}
@@ -192,7 +193,7 @@ func TestOIPv2BinaryTensors(t *testing.T) {
 	if err != nil || n > len(body) {
 		t.Fatalf("response header length %q", resp.Header.Get(api.HeaderInferenceLength))
 	}
-	var r api.OIPInferResponse
+	var r wire.OIPInferResponse
 	if err := json.Unmarshal(body[:n], &r); err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func TestOIPv2Versions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var r api.OIPInferResponse
+			var r wire.OIPInferResponse
 			err = json.NewDecoder(resp.Body).Decode(&r)
 			resp.Body.Close()
 			if err != nil || resp.StatusCode != 200 || len(r.Outputs) != 1 || len(fp32(r.Outputs[0].Data)) != 1 {
@@ -302,11 +303,11 @@ func TestOIPv2Versions(t *testing.T) {
 		}
 	}
 
-	var md api.OIPModelMetadata
+	var md wire.OIPModelMetadata
 	if getJSON(t, url+"/v2/models/calling-score", &md) != 200 || strings.Join(md.Versions, ",") != "1,2" {
 		t.Fatalf("metadata lists versions %v, want [1 2]", md.Versions)
 	}
-	md = api.OIPModelMetadata{}
+	md = wire.OIPModelMetadata{}
 	if getJSON(t, url+"/v2/models/calling-score/versions/2", &md) != 200 || strings.Join(md.Versions, ",") != "2" || len(md.Inputs) != 1 || md.Inputs[0].Shape[1] != 39 {
 		t.Fatalf("version 2 metadata %+v", md)
 	}
@@ -344,7 +345,7 @@ func TestOIPv2Versions(t *testing.T) {
 func TestOIPv2TimeoutIsTheBudget(t *testing.T) {
 	url, _ := MustScorerAPI(t)
 	data, _ := json.Marshal(testutil.Row(0.4))
-	for timeout, want := range map[string]api.OIPResponseParameters{
+	for timeout, want := range map[string]wire.OIPResponseParameters{
 		"1": {Arm: api.ArmProduction, Source: api.SourceFallback, Reason: "timeout"},
 		"0": {Arm: api.ArmProduction, Source: api.SourceModel},
 	} {
@@ -353,7 +354,7 @@ func TestOIPv2TimeoutIsTheBudget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r api.OIPInferResponse
+		var r wire.OIPInferResponse
 		err = json.NewDecoder(resp.Body).Decode(&r)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 || r.Parameters != want {
@@ -372,13 +373,13 @@ func TestOIPv2AnswersCarryARequestIDForFeedback(t *testing.T) {
 
 	body := `{"inputs":[{"name":"input","shape":[2,39],"datatype":"FP32","data":` + mustJSON(t, append(testutil.Row(0.1), testutil.Row(0.9)...)) + `}]}`
 	code, raw := post(t, url+"/v2/models/calling-score/infer", body)
-	var r api.OIPInferResponse
+	var r wire.OIPInferResponse
 	if err := json.Unmarshal(raw, &r); err != nil || code != 200 || r.Parameters.RequestID == "" || r.Parameters.Source != api.SourceModel {
 		t.Fatalf("JSON answer %d %s: want a request_id in its parameters", code, raw)
 	}
 	resp, bin := binaryInfer(t, url, [][]float32{testutil.Row(0.2), testutil.Row(0.5), testutil.Row(0.8)}, nil)
 	n, _ := strconv.Atoi(resp.Header.Get(api.HeaderInferenceLength))
-	var rb api.OIPInferResponse
+	var rb wire.OIPInferResponse
 	if resp.StatusCode != 200 || n > len(bin) || json.Unmarshal(bin[:n], &rb) != nil || rb.Parameters.RequestID == "" || rb.Parameters.RequestID == r.Parameters.RequestID {
 		t.Fatalf("binary answer %d %q: want a request_id of its own", resp.StatusCode, bin[:min(n, len(bin))])
 	}
@@ -433,7 +434,7 @@ func TestFeedbackSaysWhatIsWrongInTheRequestsTerms(t *testing.T) {
 		`{"request_id":"x","outcome":1,,}`:     "malformed JSON at byte",
 	} {
 		code, raw := post(t, url+"/v1/feedback", body)
-		var eb api.ErrorBody
+		var eb wire.ErrorBody
 		json.Unmarshal(raw, &eb)
 		msg := eb.Error.Message
 		if code != 400 || !strings.Contains(msg, want) || strings.Contains(msg, "Go ") || strings.Contains(msg, "api.") {

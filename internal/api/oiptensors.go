@@ -14,6 +14,7 @@ import (
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/scoring"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // inferTensors answers an inference request for a model of any servable
@@ -21,7 +22,7 @@ import (
 // outputs), each input as JSON data or binary, each output with its true shape
 // and datatype. Models of one FP32 input and output take the rows path in
 // oipInfer instead, which the rules can answer too.
-func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Signature, req *OIPInferRequest, tensorBytes []byte, refuse func(int, string) error) error {
+func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Signature, req *wire.OIPInferRequest, tensorBytes []byte, refuse func(int, string) error) error {
 	if len(req.Inputs) == 0 {
 		return refuse(http.StatusBadRequest, fmt.Sprintf("no input tensors; the model takes %s", sig))
 	}
@@ -96,8 +97,8 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 		}
 		return err
 	}
-	resp := OIPInferResponse{ModelName: m.Name, ID: req.ID, ModelVersion: strconv.Itoa(out.Version),
-		Parameters: OIPResponseParameters{Arm: out.Arm, Reason: out.Reason, Source: out.Source, RequestID: out.RequestID}}
+	resp := wire.OIPInferResponse{ModelName: m.Name, ID: req.ID, ModelVersion: strconv.Itoa(out.Version),
+		Parameters: wire.OIPResponseParameters{Arm: out.Arm, Reason: out.Reason, Source: out.Source, RequestID: out.RequestID}}
 	// Outputs in the order asked for, else the graph's.
 	tensors := out.Tensors
 	if len(req.Outputs) > 0 {
@@ -111,11 +112,11 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 	var raw [][]byte
 	for _, t := range tensors {
 		bin := wanted[t.Name]
-		o := OIPOutputTensor{Name: t.Name, Shape: t.Shape, Datatype: artifact.ServableTypes[t.Type()], Data: t.Data}
+		o := wire.OIPOutputTensor{Name: t.Name, Shape: t.Shape, Datatype: artifact.ServableTypes[t.Type()], Data: t.Data}
 		if bin || binaryAll {
 			b := loader.EncodeLE(t.Data)
 			size := int64(len(b))
-			o.Data, o.Parameters = nil, &OIPTensorParameters{BinaryDataSize: &size}
+			o.Data, o.Parameters = nil, &wire.OIPTensorParameters{BinaryDataSize: &size}
 			raw = append(raw, b)
 		}
 		resp.Outputs = append(resp.Outputs, o)

@@ -15,6 +15,7 @@ import (
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // serveGraph serves the graph at path as model name, version 1, with card.
@@ -102,7 +103,7 @@ func TestSoftmaxAnswersEveryClass(t *testing.T) {
 		t.Fatalf("row 0 sums to %v", sum)
 	}
 	code, body := post(t, url+"/v1/score", `{"model":"classes","features":[`+row+`]}`)
-	var r api.ScoreResponse
+	var r wire.ScoreResponse
 	json.Unmarshal(body, &r)
 	if code != 200 || r.Score != nil || len(r.Scores) != 3 || len(r.Shape) != 2 || r.Shape[1] != 3 {
 		t.Fatalf("/v1/score: %d %s; want 3 scores of shape [1,3]", code, body)
@@ -114,7 +115,7 @@ func TestSoftmaxAnswersEveryClass(t *testing.T) {
 // order, outputs with their true shapes and datatypes.
 func TestAnyServableSignature(t *testing.T) {
 	url := serveGraph(t, "mixed", testutil.MixedModel(t), nil)
-	var md api.OIPModelMetadata
+	var md wire.OIPModelMetadata
 	if getJSON(t, url+"/v2/models/mixed", &md) != 200 || len(md.Inputs) != 5 || len(md.Outputs) != 3 || md.Inputs[1].Datatype != "INT64" || md.Outputs[2].Datatype != "INT64" {
 		t.Fatalf("metadata %+v", md)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // reportPlane is a control plane with auth and a monitor over a registry with
@@ -45,7 +46,7 @@ func reportPlane(t *testing.T, reportRate ...float64) (*client.Client, *monitor.
 			t.Fatal(err)
 		}
 	}
-	if _, err := admin.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := admin.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	return admin, cp.Monitor, url
@@ -138,7 +139,7 @@ func TestForgedReportsAreRefused(t *testing.T) {
 		}
 	}
 	// A token made for a node is bound from the start.
-	named, err := admin.CreateTokenFor(ctx, api.TokenBody{Name: "node-d", Role: registry.RoleScorer, Node: "d"})
+	named, err := admin.CreateTokenFor(ctx, wire.TokenBody{Name: "node-d", Role: registry.RoleScorer, Node: "d"})
 	if err != nil || named.Node != "d" {
 		t.Fatalf("token for node d: %+v %v", named, err)
 	}

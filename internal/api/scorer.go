@@ -22,6 +22,7 @@ import (
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/scoring"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // Names the scoring core gives arms and sources, as the API answers them.
@@ -108,31 +109,13 @@ func (s *Scorer) ready(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// ModelStatus is what a scorer says of one model it serves.
-type ModelStatus struct {
-	Model         string  `json:"model"`
-	Version       int     `json:"version,omitempty"`
-	Digest        string  `json:"digest,omitempty"`
-	CanaryVersion int     `json:"canary_version,omitempty"`
-	Traffic       float64 `json:"traffic,omitempty"`
-	Mode          string  `json:"mode,omitempty"`
-	Blend         float64 `json:"blend"`
-	Swaps         int64   `json:"swaps"`
-	Destroyed     int64   `json:"sessions_destroyed"`
-	Breaker       string  `json:"breaker"`
-	CanaryBreaker string  `json:"canary_breaker,omitempty"`
-	Fallback      bool    `json:"has_fallback"`
-	Ready         bool    `json:"ready"`
-	Sync          any     `json:"sync,omitempty"`
-}
-
 func (s *Scorer) status(c echo.Context) error {
-	out := []ModelStatus{}
+	out := []wire.ModelStatus{}
 	for _, m := range s.Models() {
 		v, d, _ := m.Production.Current()
 		cv, _, _ := m.Canary.Current()
 		r := m.Routing()
-		st := ModelStatus{Model: m.Name, Version: v, Digest: d, CanaryVersion: cv, Traffic: r.Traffic, Mode: r.Mode, Blend: r.Blend,
+		st := wire.ModelStatus{Model: m.Name, Version: v, Digest: d, CanaryVersion: cv, Traffic: r.Traffic, Mode: r.Mode, Blend: r.Blend,
 			Swaps: m.Production.Swaps() + m.Canary.Swaps(), Destroyed: m.Production.Destroyed() + m.Canary.Destroyed(),
 			Breaker: m.BreakerState(m.Production), Fallback: m.Rules != nil, Ready: m.Ready()}
 		if cv != 0 {
@@ -148,38 +131,6 @@ func (s *Scorer) status(c echo.Context) error {
 
 // maxBudget bounds the latency budget a request may ask for.
 const maxBudget = scoring.MaxBudget
-
-// ScoreRequest is one row in "features" or many in "rows". Key routes sticky A/B
-// traffic; BudgetMS overrides the scorer's latency budget; Fallback false
-// refuses an answer from the rules (503 instead).
-type ScoreRequest struct {
-	Model    string      `json:"model,omitempty"`
-	Features []float64   `json:"features,omitempty"`
-	Rows     [][]float64 `json:"rows,omitempty"`
-	Key      string      `json:"key,omitempty"`
-	BudgetMS *float64    `json:"budget_ms,omitempty"`
-	Fallback *bool       `json:"fallback,omitempty"`
-}
-
-// ScoreResponse answers a score request; Score for one row, Scores for many.
-type ScoreResponse struct {
-	Model   string    `json:"model"`
-	Score   *float32  `json:"score,omitempty"`
-	Scores  []float32 `json:"scores,omitempty"`
-	Source  string    `json:"source"`
-	Version int       `json:"version,omitempty"`
-	Arm     string    `json:"arm"`
-	Reason  string    `json:"reason,omitempty"`
-	// RequestID names the answer for POST /v1/feedback (model answers only).
-	RequestID string `json:"request_id,omitempty"`
-	// Shape is the shape of Scores when a row yields more than one value
-	// ([rows, values per row]).
-	Shape []int64 `json:"shape,omitempty"`
-	// Outputs, for a model of several outputs, are all of them by name, each
-	// flat (row-major) in the shape Shapes gives.
-	Outputs map[string]any     `json:"outputs,omitempty"`
-	Shapes  map[string][]int64 `json:"shapes,omitempty"`
-}
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
@@ -201,7 +152,7 @@ func (s *Scorer) score(x exchange) error {
 	}
 	arrival := s.Expect()
 	defer arrival.Abandon()
-	var req ScoreRequest
+	var req wire.ScoreRequest
 	if err := DecodeScoreRequest(body, &req); err != nil {
 		return s.rejectFor("", badRequest(explainScoreError(body, err)))
 	}
@@ -273,7 +224,7 @@ func (s *Scorer) score(x exchange) error {
 	if err != nil {
 		return scoreError(err)
 	}
-	resp := ScoreResponse{Model: m.Name, Source: out.Source, Version: out.Version, Arm: out.Arm, Reason: out.Reason, RequestID: out.RequestID}
+	resp := wire.ScoreResponse{Model: m.Name, Source: out.Source, Version: out.Version, Arm: out.Arm, Reason: out.Reason, RequestID: out.RequestID}
 	switch {
 	case single && out.Outputs == 1 && len(out.Scores) == 1:
 		resp.Score = &out.Scores[0]
@@ -310,14 +261,6 @@ func scoreError(err error) error {
 	return &requestError{status: scoring.Status(e), code: code, msg: e.Msg, retryAfter: e.RetryAfter}
 }
 
-// FeedbackRequest joins real outcomes to an earlier answer: "outcome" for a
-// one-row request, "outcomes" (one per row) for many.
-type FeedbackRequest struct {
-	RequestID string    `json:"request_id"`
-	Outcome   *float64  `json:"outcome,omitempty"`
-	Outcomes  []float64 `json:"outcomes,omitempty"`
-}
-
 func (s *Scorer) feedback(c echo.Context) error {
 	var joins []*monitor.Join
 	for _, m := range s.Models() {
@@ -335,7 +278,7 @@ func (s *Scorer) feedback(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req FeedbackRequest
+	var req wire.FeedbackRequest
 	if err := decodeStrict(body, &req); err != nil {
 		return badRequest("feedback: " + explainBody(body, err))
 	}
@@ -401,11 +344,11 @@ func rowName(single bool, i int) string {
 // object, no unknown fields, nothing after it; directly when it has the plain
 // shape (readScoreRequest), with encoding/json otherwise. (make bench's null-model handler
 // uses it too, so the two are compared on the same decoding.)
-func DecodeScoreRequest(data []byte, req *ScoreRequest) error {
+func DecodeScoreRequest(data []byte, req *wire.ScoreRequest) error {
 	if readScoreRequest(data, req) {
 		return nil
 	}
-	*req = ScoreRequest{}
+	*req = wire.ScoreRequest{}
 	return decodeStrict(data, req)
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/scoring"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // mustLoad opens a model file and wraps it for a slot.
@@ -27,13 +28,13 @@ func mustLoad(t *testing.T, m testutil.Model, version int) *loader.Loaded {
 	return loader.NewLoaded(s, version, m.Digest, nil)
 }
 
-func scoreJSON(t *testing.T, url, body string) api.ScoreResponse {
+func scoreJSON(t *testing.T, url, body string) wire.ScoreResponse {
 	t.Helper()
 	status, b := post(t, url+"/v1/score", body)
 	if status != 200 {
 		t.Fatalf("status %d: %s", status, b)
 	}
-	var r api.ScoreResponse
+	var r wire.ScoreResponse
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestBatchedRequestsEachGetTheirOwnRows(t *testing.T) {
 				}
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				var r api.ScoreResponse
+				var r wire.ScoreResponse
 				json.Unmarshal(b, &r)
 				switch {
 				case resp.StatusCode != 200 || r.Score == nil || r.Source != api.SourceModel:

@@ -25,6 +25,7 @@ import (
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // chromiumPath finds Debian's chromium: $CHROMIUM, then PATH. A missing browser
@@ -124,7 +125,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	}
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// Two unrelated test models score far apart, and a loaded machine is slow:
@@ -399,7 +400,7 @@ func TestDashboardDropsALoadErrorOnceThePageLoads(t *testing.T) {
 func TestDashboardKeepsTheCanaryControlsThroughRefreshes(t *testing.T) {
 	ctx := context.Background()
 	cp, cl := noAuthWithVersions(t, 3)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	b, problems := browser(t)
@@ -452,7 +453,7 @@ func TestDashboardHeatmapGreysTooFewRows(t *testing.T) {
 	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: "../../models/calling_score/model.onnx", Card: card}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	sc := fastScorer(t, cp.URL())
@@ -529,7 +530,7 @@ func TestDashboardShowsTheLatestHistory(t *testing.T) {
 	cp, cl := noAuthWithVersions(t, 1)
 	for i := range 210 {
 		w := float64(i%10) / 10
-		if _, err := cl.SetBlend(ctx, "calling-score", api.BlendBody{Weight: &w, Reason: fmt.Sprintf("step %d", i)}); err != nil {
+		if _, err := cl.SetBlend(ctx, "calling-score", wire.BlendBody{Weight: &w, Reason: fmt.Sprintf("step %d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -597,11 +598,11 @@ func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 	ctx := context.Background()
 	cp, cl := noAuthWithVersions(t, 3)
 	for v := 1; v <= 3; v++ {
-		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: v}); err != nil {
+		if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: v}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 10, Mode: "ab"}); err != nil {
+	if _, err := cl.SetCanary(ctx, "calling-score", wire.CanaryBody{Version: 2, Traffic: 10, Mode: "ab"}); err != nil {
 		t.Fatal(err)
 	}
 	// As the monitor does when the challenger fails.
@@ -642,7 +643,7 @@ func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 func TestDashboardVersionsPastTheLatest(t *testing.T) {
 	ctx := context.Background()
 	cp, cl := noAuthWithVersions(t, 23)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	b, problems := browser(t)
@@ -693,7 +694,7 @@ func fastMonitorKeeping(t *testing.T, retain time.Duration) (*app.ControlPlane, 
 // unrelated test models score far apart, and a loaded machine is slow.
 func lenientPolicy(t *testing.T, cl *client.Client) {
 	t.Helper()
-	if _, err := cl.SetPolicy(context.Background(), "calling-score", api.PolicyBody{MaxPredPSI: ptr(1000.0), MaxP99Ms: ptr(60000.0),
+	if _, err := cl.SetPolicy(context.Background(), "calling-score", wire.PolicyBody{MaxPredPSI: ptr(1000.0), MaxP99Ms: ptr(60000.0),
 		MaxErrorRate: ptr(1.0), MaxFallbackRate: ptr(1.0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -707,7 +708,7 @@ func TestDashboardChartsOverAWindowWithMarkers(t *testing.T) {
 	cp, cl := fastMonitorKeeping(t, 24*time.Hour)
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	lenientPolicy(t, cl)
@@ -728,10 +729,10 @@ func TestDashboardChartsOverAWindowWithMarkers(t *testing.T) {
 	})
 	close(stop)
 	wg.Wait()
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 1, Traffic: 10, Mode: "ab"}); err != nil {
+	if _, err := cl.SetCanary(ctx, "calling-score", wire.CanaryBody{Version: 1, Traffic: 10, Mode: "ab"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -848,7 +849,7 @@ func TestDashboardVersionPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, Reason: "first release"}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1, Reason: "first release"}); err != nil {
 		t.Fatal(err)
 	}
 	b, problems := browser(t)
@@ -931,7 +932,7 @@ func TestDashboardVersionPage(t *testing.T) {
 // live under it, and the refresh does not bring them back.
 func TestDashboardUnknownModelHasNoActions(t *testing.T) {
 	cp, cl := noAuthWithVersions(t, 2)
-	if _, err := cl.Promote(context.Background(), "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(context.Background(), "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	b, problems := browser(t)
@@ -967,11 +968,11 @@ func TestDashboardComparesTwoVersionsAndPromotes(t *testing.T) {
 	cp, cl := fastMonitor(t)
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	lenientPolicy(t, cl)
-	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 50, Mode: "shadow"}); err != nil {
+	if _, err := cl.SetCanary(ctx, "calling-score", wire.CanaryBody{Version: 2, Traffic: 50, Mode: "shadow"}); err != nil {
 		t.Fatal(err)
 	}
 	sc := fastScorer(t, cp.URL())
@@ -1068,7 +1069,7 @@ func TestDashboardComparesTwoVersionsAndPromotes(t *testing.T) {
 func TestDashboardBlendAndPolicyBehindTheConfirmation(t *testing.T) {
 	ctx := context.Background()
 	cp, cl := noAuthWithVersions(t, 1)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	before, err := cl.Policy(ctx, "calling-score")
@@ -1162,7 +1163,7 @@ func TestDashboardFailingIsRedAndIdleIsGrey(t *testing.T) {
 	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: failingArtifact(t)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// Thresholds at 1: the monitor never rolls it back, and only "no request
@@ -1172,7 +1173,7 @@ func TestDashboardFailingIsRedAndIdleIsGrey(t *testing.T) {
 	if _, err := cl.Push(ctx, client.PushOptions{Model: "idle-score", ArtifactPath: idle.Path}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "idle-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "idle-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	sc := fastScorer(t, cp.URL())

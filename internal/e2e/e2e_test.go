@@ -23,6 +23,7 @@ import (
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -132,7 +133,7 @@ func servingV1(t *testing.T, store ...string) (*app.ControlPlane, *client.Client
 	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(context.Background(), "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(context.Background(), "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	sc := MustScorer(t, cp.URL())
@@ -143,7 +144,7 @@ func servingV1(t *testing.T, store ...string) (*app.ControlPlane, *client.Client
 
 type scored struct {
 	status int
-	resp   api.ScoreResponse
+	resp   wire.ScoreResponse
 	err    error
 }
 
@@ -200,7 +201,7 @@ func TestPushPromoteScoreSwapRollback(t *testing.T) {
 		t.Fatalf("before promotion: %+v, want 200 fallback no_model", r)
 	}
 
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "v1 to serve", 10*time.Second, func() bool {
@@ -254,7 +255,7 @@ func TestPushPromoteScoreSwapRollback(t *testing.T) {
 		}(c)
 	}
 	waitFor(t, "load to start", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return counts[1] >= 200 })
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "v2 to serve under load", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return counts[2] >= 200 })
@@ -270,7 +271,7 @@ func TestPushPromoteScoreSwapRollback(t *testing.T) {
 		}
 	}
 
-	if _, err := cl.Rollback(ctx, "calling-score", api.AliasBody{}); err != nil {
+	if _, err := cl.Rollback(ctx, "calling-score", wire.AliasBody{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "rollback to v1", 10*time.Second, func() bool {
@@ -316,7 +317,7 @@ func TestScorerStartsBeforeTheModelExists(t *testing.T) {
 	cl := adminClient(cp.URL())
 	m := testutil.MustModel(t, 5)
 	mustPush(t, cl, m)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the scorer to switch to the model without restart", 10*time.Second, func() bool {
@@ -344,7 +345,7 @@ func TestScorerKeepsServingWhenALoadFails(t *testing.T) {
 	if err := os.WriteFile(blob, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the failed load to be recorded", 10*time.Second, func() bool { return sc.Follower.Status().FailedLoads > 0 })
@@ -365,7 +366,7 @@ func TestScorerKeepsServingWhenALoadFails(t *testing.T) {
 		e := loadError()
 		return strings.Contains(e, "v2") && strings.Contains(e, "digest")
 	})
-	if _, err := cl.Rollback(ctx, "calling-score", api.AliasBody{Reason: "v2's blob is damaged"}); err != nil {
+	if _, err := cl.Rollback(ctx, "calling-score", wire.AliasBody{Reason: "v2's blob is damaged"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the load error to clear once production is the version served", 10*time.Second, func() bool { return loadError() == "" })

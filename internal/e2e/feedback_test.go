@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
@@ -17,10 +18,10 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 	cp, cl := fastMonitor(t)
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 50, Mode: "ab"}); err != nil {
+	if _, err := cl.SetCanary(ctx, "calling-score", wire.CanaryBody{Version: 2, Traffic: 50, Mode: "ab"}); err != nil {
 		t.Fatal(err)
 	}
 	sc := fastScorer(t, cp.URL())

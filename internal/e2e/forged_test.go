@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/trainer"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // The attack of issue 23, replayed on real scorers: a stolen scorer token sends
@@ -39,17 +39,17 @@ func TestForgedReportsDoNotRollBackProduction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
+	if _, err := cl.SetPolicy(ctx, "calling-score", wire.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	s1, s2 := fastScorer(t, cp.URL()), fastScorer(t, cp.URL())
 	stop := make(chan struct{})
 	wg := traffic(t, []string{s1.URL(), s2.URL()}, stop)
 	defer func() { close(stop); wg.Wait() }()
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	var victim string

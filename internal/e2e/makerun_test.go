@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // TestMakeRunServesTheShippedModelAndStopsWithItsParent runs scripts/run.sh,
@@ -49,7 +50,7 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	go func() { cmd.Wait(); close(exited) }()
 
 	hc := &http.Client{Timeout: 10 * time.Second}
-	var got api.ScoreResponse
+	var got wire.ScoreResponse
 	for deadline := time.Now().Add(90 * time.Second); ; {
 		r := score(hc, "http://"+scorerAddr, testutil.Row(0.5))
 		if r.resp.Source == api.SourceModel {

@@ -13,20 +13,21 @@ import (
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func scoreModel(hc *http.Client, url, model string, row []float32) scored {
 	return scoreBody(hc, url, map[string]any{"model": model, "features": row, "budget_ms": 10000})
 }
 
-func repositoryIndex(t *testing.T, url string) []api.RepositoryModel {
+func repositoryIndex(t *testing.T, url string) []wire.RepositoryModel {
 	t.Helper()
 	resp, err := http.Post(url+"/v2/repository/index", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out []api.RepositoryModel
+	var out []wire.RepositoryModel
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 	push(t, cl, "alpha", a.Path)
 	push(t, cl, "beta", b.Path)
 	for _, m := range []string{"alpha", "beta"} {
-		if _, err := cl.Promote(ctx, m, api.AliasBody{Version: 1}); err != nil {
+		if _, err := cl.Promote(ctx, m, wire.AliasBody{Version: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -68,7 +69,7 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 	// A model pushed after the start is followed without a restart.
 	c := testutil.MustModel(t, 3)
 	push(t, cl, "gamma", c.Path)
-	if _, err := cl.Promote(ctx, "gamma", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "gamma", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "gamma served", 10*time.Second, func() bool { return scoreModel(hc, s.URL(), "gamma", row).resp.Version == 1 })
@@ -76,7 +77,7 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 	// A swap of beta (to a version that fails on traffic) leaves alpha and
 	// gamma alone.
 	push(t, cl, "beta", failingArtifact(t))
-	if _, err := cl.Promote(ctx, "beta", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "beta", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "beta v2", 10*time.Second, func() bool {
@@ -90,7 +91,7 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 	}
 
 	idx := repositoryIndex(t, s.URL())
-	got := map[string]api.RepositoryModel{}
+	got := map[string]wire.RepositoryModel{}
 	for _, m := range idx {
 		got[m.Name] = m
 	}
@@ -98,7 +99,7 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 		t.Fatalf("repository index %+v: want alpha v1, beta v2, gamma, all ready", idx)
 	}
 	var status struct {
-		Models []api.ModelStatus `json:"models"`
+		Models []wire.ModelStatus `json:"models"`
 	}
 	resp, err := hc.Get(s.URL() + "/v1/status")
 	if err != nil {

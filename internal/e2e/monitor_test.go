@@ -22,6 +22,7 @@ import (
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/trainer"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // fastMonitor is a control plane whose monitor looks at 3 s and decides every
@@ -107,12 +108,12 @@ func badPromotion(t *testing.T, bad, why string) {
 	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: bad}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// A p99 limit a loaded machine under -race keeps: the rollback must be for
 	// the reason each case stages, not for slow answers.
-	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
+	if _, err := cl.SetPolicy(ctx, "calling-score", wire.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
 		t.Fatal(err)
 	}
 	s1, s2 := fastScorer(t, cp.URL()), fastScorer(t, cp.URL())
@@ -127,7 +128,7 @@ func badPromotion(t *testing.T, bad, why string) {
 	time.Sleep(2 * time.Second) // traffic on v1 that the next version is compared with
 
 	promoted := time.Now()
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2, Reason: "looks fine"}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2, Reason: "looks fine"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the automatic rollback to reach every scorer", 20*time.Second, func() bool {
@@ -150,7 +151,7 @@ func badPromotion(t *testing.T, bad, why string) {
 		!strings.Contains(last.Reason, why) || !strings.Contains(last.Reason, ">") {
 		t.Fatalf("last event %+v: want auto_rollback by the monitor with the numbers", last)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); client.StatusOf(err) != 409 || !strings.Contains(err.Error(), "rejected") {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); client.StatusOf(err) != 409 || !strings.Contains(err.Error(), "rejected") {
 		t.Fatalf("promoting the rejected version again: %v, want 409 naming the rejection", err)
 	}
 	fleet, err := cl.Fleet(ctx)
@@ -192,10 +193,10 @@ func TestGoodPromotionsAreNeverRolledBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
+	if _, err := cl.SetPolicy(ctx, "calling-score", wire.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	sc := fastScorer(t, cp.URL())
@@ -204,7 +205,7 @@ func TestGoodPromotionsAreNeverRolledBack(t *testing.T) {
 	defer func() { close(stop); wg.Wait() }()
 	for i := 0; i < 6; i++ {
 		want := 2 + i%2 // 2, 3, 2, 3…
-		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: want}); err != nil {
+		if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: want}); err != nil {
 			evs, _ := cl.Events(ctx, "calling-score", 0, 0)
 			t.Fatalf("promotion %d: %v; history %+v", i, err, evs)
 		}
@@ -311,7 +312,7 @@ func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
 	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -346,7 +347,7 @@ func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cp2.Close(ctx)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the scorer to catch up with v2", 20*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 2 })
@@ -379,7 +380,7 @@ func TestScorerFollowsARegistryRestoredFromABackup(t *testing.T) {
 	}
 	promote := func(v int) {
 		t.Helper()
-		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: v}); err != nil {
+		if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: v}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,9 +12,10 @@ import (
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
-func scorerStatus(t *testing.T, url string) api.ModelStatus {
+func scorerStatus(t *testing.T, url string) wire.ModelStatus {
 	t.Helper()
 	resp, err := http.Get(url + "/v1/status")
 	if err != nil {
@@ -22,7 +23,7 @@ func scorerStatus(t *testing.T, url string) api.ModelStatus {
 	}
 	defer resp.Body.Close()
 	var out struct {
-		Models []api.ModelStatus `json:"models"`
+		Models []wire.ModelStatus `json:"models"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.Models) != 1 {
 		t.Fatalf("status: %v %+v", err, out)
@@ -49,7 +50,7 @@ func TestS3StoreEndToEnd(t *testing.T) {
 	if err := os.Remove(obj); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the failed load", 10*time.Second, func() bool { return sc.Follower.Status().FailedLoads > 0 })
@@ -71,7 +72,7 @@ func TestScorerRestartsFromCacheWithoutControlPlane(t *testing.T) {
 	cl := adminClient(cp.URL())
 	m := testutil.MustModel(t, 4)
 	mustPush(t, cl, m)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	cache := filepath.Join(t.TempDir(), "cache")
@@ -113,7 +114,7 @@ func TestScorerKilledMidDownloadServesOnlyVerifiedArtifacts(t *testing.T) {
 	cp := MustControlPlane(t)
 	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 6))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	cache := filepath.Join(t.TempDir(), "cache")
