@@ -7,20 +7,19 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
@@ -174,9 +173,12 @@ func TestVerbsFailWithTheServersMessage(t *testing.T) {
 	}
 	// Pointed at a scorer, the CLI says the server is not a control plane; a
 	// model the control plane does not have keeps its own message.
-	scorer := httptest.NewServer(api.NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), api.NewServed("calling-score", fallback.CallingScore{})).Handler())
-	defer scorer.Close()
-	if _, _, err := cli(t, scorer.URL, "list"); err == nil || !strings.Contains(err.Error(), "is it a modelops control plane?") {
+	scorer := scorerapi.NewServer("127.0.0.1:0", scorerapi.NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), scorerapi.NewServed("calling-score", fallback.CallingScore{})).Handler(), slog.New(slog.DiscardHandler))
+	if err := scorer.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer scorer.Close(context.Background())
+	if _, _, err := cli(t, scorer.URL(), "list"); err == nil || !strings.Contains(err.Error(), "is it a modelops control plane?") {
 		t.Errorf("list against a scorer: err = %v", err)
 	}
 	if _, _, err := cli(t, url, "show", "nope"); err == nil || !strings.Contains(err.Error(), `model "nope": not found`) || strings.Contains(err.Error(), "control plane?") {

@@ -16,8 +16,6 @@ import (
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/client"
-	"github.com/modelops/modelops/internal/fallback"
-	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
@@ -32,15 +30,6 @@ func TestMain(m *testing.M) {
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// newScorer is the scoring API with a generous latency budget: a loaded CI
-// machine under the race detector must not turn a slow run into a fallback in
-// tests that are about something else (the budget has tests of its own).
-func newScorer(models ...*api.Served) *api.Scorer {
-	s := api.NewScorer(discard, models...)
-	s.Budget = 10 * time.Second
-	return s
-}
-
 // MustServe serves h on 127.0.0.1:0 until the test ends.
 func MustServe(tb testing.TB, h http.Handler) string {
 	tb.Helper()
@@ -50,27 +39,6 @@ func MustServe(tb testing.TB, h http.Handler) string {
 	}
 	tb.Cleanup(func() { s.Close(context.Background()) })
 	return s.URL()
-}
-
-// MustScorerAPI serves calling-score with a loaded session of a fresh model.
-func MustScorerAPI(tb testing.TB) (string, *loader.Slot) {
-	tb.Helper()
-	served := mustServed(tb)
-	return MustServe(tb, newScorer(served).Handler()), served.Production
-}
-
-// mustServed is calling-score with a session of a fresh model loaded as v1.
-func mustServed(tb testing.TB) *api.Served {
-	tb.Helper()
-	m := testutil.MustModel(tb, 1)
-	s, err := loader.Open(m.Path, loader.DefaultOptions())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	served := api.NewServed("calling-score", fallback.CallingScore{})
-	served.Production.Swap(loader.NewLoaded(s, 1, m.Digest, nil))
-	tb.Cleanup(served.Production.Close)
-	return served
 }
 
 func post(tb testing.TB, url, body string) (int, []byte) {
@@ -86,88 +54,6 @@ func post(tb testing.TB, url, body string) (int, []byte) {
 
 func nums(n int, v string) string { return strings.TrimSuffix(strings.Repeat(v+",", n), ",") }
 
-func TestScoreRefusesBadInput(t *testing.T) {
-	url, _ := MustScorerAPI(t)
-	tests := []struct {
-		name   string
-		body   string
-		status int
-		want   string
-	}{
-		{"malformed JSON", `{"features":[1,2`, 400, "malformed JSON"},
-		{"empty body", ``, 400, "body is empty"},
-		{"not an object", `[1,2,3]`, 400, "malformed request"},
-		{"no input", `{}`, 400, "no input"},
-		{"both forms", `{"features":[` + nums(39, "0") + `],"rows":[[` + nums(39, "0") + `]]}`, 400, "not both"},
-		{"too few features", `{"features":[` + nums(38, "0.1") + `]}`, 400, "features has 38 numbers, model calling-score takes 39"},
-		{"one feature", `{"features":[0.1]}`, 400, "features has 1 number, model calling-score takes 39"},
-		{"too many in a row", `{"rows":[[` + nums(39, "0") + `],[` + nums(40, "0") + `]]}`, 400, "row 1 has 40 numbers"},
-		{"string in a row", `{"rows":[[` + nums(39, "0") + `],[0,0,0,"x",` + nums(35, "0") + `]]}`, 400, `row 1 position 3: "x" is not a finite number`},
-		{"NaN as string", `{"features":["NaN",` + nums(38, "0") + `]}`, 400, `features position 0: "NaN"`},
-		{"null feature", `{"features":[0,null,` + nums(37, "0") + `]}`, 400, "features position 1: null is not a finite number"},
-		{"null row", `{"rows":[[` + nums(39, "0") + `],null]}`, 400, "row 1 has 0 numbers"},
-		{"beyond float32", `{"features":[1e39,` + nums(38, "0") + `]}`, 400, "features position 0: 1e+39 is outside the float32 range"},
-		{"beyond float64", `{"features":[1e999,` + nums(38, "0") + `]}`, 400, "features position 0: 1e999 is not a finite number"},
-		{"unknown field", `{"feature":[1]}`, 400, "unknown field"},
-		{"an array, not an object", `[1,2]`, 400, "the body must be a JSON object, not an array"},
-		{"numeric key", `{"key":7,"features":[` + nums(39, "0") + `]}`, 400, "malformed request: key must be a string, not number"},
-		{"budget as a string", `{"budget_ms":"5","features":[` + nums(39, "0") + `]}`, 400, "budget_ms must be a number, not string"},
-		{"unknown model", `{"model":"churn","features":[1]}`, 404, `unknown model "churn"`},
-		{"trailing data", `{"features":[` + nums(39, "0") + `]} {}`, 400, "trailing data"},
-		{"oversized", `{"rows":[` + strings.Repeat("["+nums(39, "0.123456789")+"],", 3000) + `]}`, 413, "larger than"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, body := post(t, url+"/v1/score", tt.body)
-			if status != tt.status {
-				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
-			}
-			var eb wire.ErrorBody
-			if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Code == "" {
-				t.Fatalf("error body %s is not {\"error\":{\"code\",\"message\"}}", body)
-			}
-			if !strings.Contains(eb.Error.Message, tt.want) {
-				t.Fatalf("message %q, want it to contain %q", eb.Error.Message, tt.want)
-			}
-		})
-	}
-}
-
-func TestScoreRows(t *testing.T) {
-	url, _ := MustScorerAPI(t)
-	status, body := post(t, url+"/v1/score", `{"rows":[[`+nums(39, "0.2")+`],[`+nums(39, "0.9")+`]]}`)
-	if status != 200 {
-		t.Fatalf("status %d: %s", status, body)
-	}
-	var r wire.ScoreResponse
-	if err := json.Unmarshal(body, &r); err != nil {
-		t.Fatal(err)
-	}
-	if len(r.Scores) != 2 || r.Source != api.SourceModel || r.Version != 1 || r.Score != nil {
-		t.Fatalf("rows response %s", body)
-	}
-	if r.Scores[0] == r.Scores[1] {
-		t.Fatalf("two different rows scored the same: %v", r.Scores)
-	}
-}
-
-func TestScoreFallsBackWithoutModel(t *testing.T) {
-	h := newScorer(api.NewServed("calling-score", fallback.CallingScore{}))
-	url := MustServe(t, h.Handler())
-	row := testutil.Row(0.4)
-	b, _ := json.Marshal(map[string]any{"features": row})
-	status, body := post(t, url+"/v1/score", string(b))
-	var r wire.ScoreResponse
-	json.Unmarshal(body, &r)
-	if status != 200 || r.Source != api.SourceFallback || r.Reason != fallback.ReasonNoModel {
-		t.Fatalf("%d %s, want 200 fallback no_model", status, body)
-	}
-	if want := (fallback.CallingScore{}).Score(row); *r.Score != want {
-		t.Fatalf("fallback score %v, rules say %v", *r.Score, want)
-	}
-}
-
-// MustControlPlaneAPI serves the control plane API over a fresh registry.
 func MustControlPlaneAPI(tb testing.TB) (*client.Client, *registry.Registry) {
 	tb.Helper()
 	reg, _ := testutil.MustRegistry(tb)

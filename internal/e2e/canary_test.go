@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/wire"
 )
@@ -44,7 +45,7 @@ func TestCanaryThroughTheControlPlane(t *testing.T) {
 		return !loaded && sc.Served.Routing().Mode == ""
 	})
 	for i := 0; i < 50; i++ {
-		if r := scoreKey(hc, sc.URL(), fmt.Sprintf("k%d", i)); r.resp.Arm != api.ArmProduction || r.resp.Version != 1 {
+		if r := scoreKey(hc, sc.URL(), fmt.Sprintf("k%d", i)); r.resp.Arm != scorerapi.ArmProduction || r.resp.Version != 1 {
 			t.Fatalf("after clearing: %+v", r.resp)
 		}
 	}

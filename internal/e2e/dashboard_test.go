@@ -16,10 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/monitor"
@@ -145,7 +146,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 			return nil
 		}
 		for i, a := range h.Arms {
-			if a.Version == 1 && a.Arm == api.ArmProduction {
+			if a.Version == 1 && a.Arm == scorerapi.ArmProduction {
 				return &h.Arms[i]
 			}
 		}

@@ -18,7 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/registry"
@@ -197,7 +198,7 @@ func TestPushPromoteScoreSwapRollback(t *testing.T) {
 
 	// Nothing promoted: the fallback answers, and says so.
 	r := score(hc, sc.URL(), row)
-	if r.err != nil || r.status != 200 || r.resp.Source != api.SourceFallback || r.resp.Reason != "no_model" {
+	if r.err != nil || r.status != 200 || r.resp.Source != scorerapi.SourceFallback || r.resp.Reason != "no_model" {
 		t.Fatalf("before promotion: %+v, want 200 fallback no_model", r)
 	}
 
@@ -206,7 +207,7 @@ func TestPushPromoteScoreSwapRollback(t *testing.T) {
 	}
 	waitFor(t, "v1 to serve", 10*time.Second, func() bool {
 		r := score(hc, sc.URL(), row)
-		return r.status == 200 && r.resp.Source == api.SourceModel && r.resp.Version == 1
+		return r.status == 200 && r.resp.Source == scorerapi.SourceModel && r.resp.Version == 1
 	})
 	r = score(hc, sc.URL(), row)
 	if want := m1.MLP.Forward(row)[0]; math.Abs(float64(*r.resp.Score-want)) > 1e-5 {
@@ -239,7 +240,7 @@ func TestPushPromoteScoreSwapRollback(t *testing.T) {
 				switch {
 				case r.err != nil || r.status != 200:
 					failures = append(failures, fmt.Sprintf("client %d request %d: status %d err %v", c, i, r.status, r.err))
-				case r.resp.Source != api.SourceModel:
+				case r.resp.Source != scorerapi.SourceModel:
 					failures = append(failures, fmt.Sprintf("client %d request %d: source %s reason %s", c, i, r.resp.Source, r.resp.Reason))
 				case r.resp.Version != 1 && r.resp.Version != 2:
 					failures = append(failures, fmt.Sprintf("client %d request %d: version %d", c, i, r.resp.Version))
@@ -310,7 +311,7 @@ func TestScorerStartsBeforeTheModelExists(t *testing.T) {
 	}
 	resp.Body.Close()
 	r := score(hc, sc.URL(), row)
-	if r.status != 200 || r.resp.Source != api.SourceFallback || r.resp.Score == nil {
+	if r.status != 200 || r.resp.Source != scorerapi.SourceFallback || r.resp.Score == nil {
 		t.Fatalf("no model in the registry: %+v, want a fallback score", r)
 	}
 
@@ -322,7 +323,7 @@ func TestScorerStartsBeforeTheModelExists(t *testing.T) {
 	}
 	waitFor(t, "the scorer to switch to the model without restart", 10*time.Second, func() bool {
 		r := score(hc, sc.URL(), row)
-		return r.resp.Source == api.SourceModel && r.resp.Version == 1
+		return r.resp.Source == scorerapi.SourceModel && r.resp.Version == 1
 	})
 }
 
@@ -350,7 +351,7 @@ func TestScorerKeepsServingWhenALoadFails(t *testing.T) {
 	}
 	waitFor(t, "the failed load to be recorded", 10*time.Second, func() bool { return sc.Follower.Status().FailedLoads > 0 })
 	r := score(hc, sc.URL(), testutil.Row(0.1))
-	if r.status != 200 || r.resp.Source != api.SourceModel || r.resp.Version != 1 {
+	if r.status != 200 || r.resp.Source != scorerapi.SourceModel || r.resp.Version != 1 {
 		t.Fatalf("after a failed load: %+v, want v1 still serving", r)
 	}
 	// The node tells the control plane why it does not serve v2, for `status`

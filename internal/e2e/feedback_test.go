@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/wire"
 )
@@ -51,7 +52,7 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 		// The champion's outcomes match its scores; the challenger's are off by
 		// 0.5, within [0,1].
 		outcome := float64(*r.resp.Score)
-		if r.resp.Arm == api.ArmCanary {
+		if r.resp.Arm == scorerapi.ArmCanary {
 			if outcome >= 0.5 {
 				outcome -= 0.5
 			} else {
@@ -85,7 +86,7 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 			if a.Outcomes == 0 {
 				continue
 			}
-			if a.Arm == api.ArmProduction {
+			if a.Arm == scorerapi.ArmProduction {
 				champ = &h.Arms[i].OutcomeMSE
 			} else {
 				chall = &h.Arms[i].OutcomeMSE

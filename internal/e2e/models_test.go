@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/wire"
@@ -85,7 +86,7 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 		return v == 2
 	})
 	for _, name := range []string{"alpha", "gamma"} {
-		if r := scoreModel(hc, s.URL(), name, row); r.status != 200 || r.resp.Version != 1 || r.resp.Source != api.SourceModel {
+		if r := scoreModel(hc, s.URL(), name, row); r.status != 200 || r.resp.Version != 1 || r.resp.Source != scorerapi.SourceModel {
 			t.Fatalf("%s after beta's swap: %+v", name, r)
 		}
 	}
@@ -147,10 +148,10 @@ func TestDirectoryModeServesEveryModel(t *testing.T) {
 	hc := &http.Client{Timeout: 10 * time.Second}
 	row := testutil.Row(0.6)
 	for _, name := range []string{"calling-score", "churn"} {
-		if r := scoreModel(hc, s.URL(), name, row); r.resp.Source != api.SourceModel || r.resp.Version != 1 {
+		if r := scoreModel(hc, s.URL(), name, row); r.resp.Source != scorerapi.SourceModel || r.resp.Version != 1 {
 			t.Fatalf("%s: %+v", name, r)
 		}
 	}
 	put("fraud", testutil.MustModel(t, 3))
-	waitFor(t, "fraud served", 10*time.Second, func() bool { return scoreModel(hc, s.URL(), "fraud", row).resp.Source == api.SourceModel })
+	waitFor(t, "fraud served", 10*time.Second, func() bool { return scoreModel(hc, s.URL(), "fraud", row).resp.Source == scorerapi.SourceModel })
 }

@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/monitor"
@@ -265,7 +266,7 @@ func TestScorerWithARefusedTokenSaysSo(t *testing.T) {
 	if got := log.String(); !strings.Contains(got, "refuses this scorer's token") || strings.Contains(got, "cannot reach") {
 		t.Fatalf("the scorer logged %q, want that its token is refused", got)
 	}
-	if r := score(&http.Client{Timeout: 5 * time.Second}, s.URL(), make([]float32, 39)); r.resp.Source != api.SourceFallback {
+	if r := score(&http.Client{Timeout: 5 * time.Second}, s.URL(), make([]float32, 39)); r.resp.Source != scorerapi.SourceFallback {
 		t.Fatalf("a scorer with no model answered %+v, want the rules", r.resp)
 	}
 }
@@ -337,7 +338,7 @@ func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
 	waitFor(t, "retries while the control plane is away", 20*time.Second, func() bool {
 		return cannotReach("DEBUG") >= 2 && strings.Contains(log.String(), "cannot deliver reports")
 	})
-	if r := score(hc, sc.URL(), testutil.Row(0.1)); r.resp.Source != api.SourceModel || r.resp.Version != 1 {
+	if r := score(hc, sc.URL(), testutil.Row(0.1)); r.resp.Source != scorerapi.SourceModel || r.resp.Version != 1 {
 		t.Fatalf("with the control plane away the scorer answered %+v, want v1's model", r.resp)
 	}
 

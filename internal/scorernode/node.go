@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
@@ -142,13 +141,13 @@ type Node struct {
 	// Slot, Served, Follower, Dir and Recorder are the first model's (the
 	// default of requests that name none).
 	Slot     *loader.Slot
-	Served   *api.Served
+	Served   *scorerapi.Served
 	Follower *node.Follower
 	Dir      *node.DirWatcher
 	Recorder *monitor.Recorder
-	Server   *api.Server
+	Server   *scorerapi.Server
 	GRPC     *scorerapi.GRPCServer
-	API      *api.Scorer
+	API      *scorerapi.Scorer
 	reporter *monitor.Reporter
 
 	cache  *loader.Cache
@@ -162,7 +161,7 @@ type Node struct {
 
 // modelNode is one model on the node.
 type modelNode struct {
-	served   *api.Served
+	served   *scorerapi.Served
 	recorder *monitor.Recorder
 	follower *node.Follower
 	dir      *node.DirWatcher
@@ -208,7 +207,7 @@ func (s *Node) Open(ctx context.Context) error {
 	}
 	s.client = client.New(s.Config.ControlPlane)
 	s.client.Token = s.Config.Token
-	scorer := api.NewScorer(s.Logger.With("component", "api"))
+	scorer := scorerapi.NewScorer(s.Logger.With("component", "api"))
 	s.API = scorer
 	if s.Config.BatchMaxRows > 0 {
 		scorer.Batcher = loader.NewBatcher(s.Config.BatchMaxRows, s.Config.BatchMaxWait)
@@ -237,7 +236,7 @@ func (s *Node) Open(ctx context.Context) error {
 	if first := s.first(); first != nil {
 		scorer.Default = first.served.Name
 	}
-	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
+	s.Server = scorerapi.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
 	s.Server.TLSCert, s.Server.TLSKey = s.Config.TLSCert, s.Config.TLSKey
 	if err := s.Server.Open(); err != nil {
 		cancel()
@@ -320,7 +319,7 @@ func (s *Node) addModel(name string) {
 	if err != nil {
 		s.Logger.Info("no fallback rules: requests fail while no version can answer", "model", name)
 	}
-	served := api.NewServed(name, rules)
+	served := scorerapi.NewServed(name, rules)
 	rec := monitor.NewRecorder()
 	served.Recorder = rec
 	served.Join = monitor.NewJoin(rec, s.Config.FeedbackCapacity)
@@ -338,7 +337,7 @@ func (s *Node) addModel(name string) {
 		n.follower = &node.Follower{
 			Client: s.client, Model: name, Slot: served.Production, CandidateSlot: served.Canary, Cache: s.cache, Options: opts,
 			OnRouting: func(traffic float64, mode string, blend float64) {
-				served.SetRouting(api.Routing{Traffic: traffic, Mode: mode, Blend: blend})
+				served.SetRouting(scorerapi.Routing{Traffic: traffic, Mode: mode, Blend: blend})
 			},
 			OnLoad:      rec.SetReference,
 			LoadTimeout: s.Config.LoadTimeout,
@@ -473,7 +472,7 @@ func (s *Node) sources() []monitor.ModelSource {
 		out = append(out, monitor.ModelSource{Model: name, Recorder: n.recorder, LoadError: n.loadError,
 			Served: func() []monitor.Served {
 				var served []monitor.Served
-				for arm, slot := range map[string]*loader.Slot{api.ArmProduction: n.served.Production, api.ArmCanary: n.served.Canary} {
+				for arm, slot := range map[string]*loader.Slot{scorerapi.ArmProduction: n.served.Production, scorerapi.ArmCanary: n.served.Canary} {
 					if v, d, ok := slot.Current(); ok {
 						served = append(served, monitor.Served{Arm: arm, Version: v, Digest: d})
 					}

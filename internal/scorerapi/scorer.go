@@ -1,4 +1,4 @@
-package api
+package scorerapi
 
 import (
 	"bytes"
@@ -15,9 +15,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/monitor"
@@ -60,29 +57,6 @@ func NewScorer(log *slog.Logger, models ...*Served) *Scorer {
 	return &Scorer{Service: scoring.New(log, models...), MaxBodyBytes: 1 << 20}
 }
 
-// Handler returns the scorer's routes.
-func (s *Scorer) Handler() http.Handler {
-	e := newEcho(s.Logger)
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	e.GET("/readyz", s.ready)
-	e.POST("/v1/score", viaEcho(s.scoreKeyed))
-	e.POST("/v1/feedback", s.feedback, s.requireKey)
-	e.GET("/v1/status", s.status)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.Metrics().Registry, promhttp.HandlerOpts{})))
-	s.oipRoutes(e)
-	return headAsGet(e)
-}
-
-// requireKey checks the API key when the scorer has any, comparing in constant time.
-func (s *Scorer) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if !s.keyOK(&echoExchange{c: c}) {
-			return s.reject(&requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: missingKey})
-		}
-		return next(c)
-	}
-}
-
 const missingKey = "this scorer needs an API key: Authorization: Bearer KEY or X-API-Key: KEY"
 
 // keyOK reports whether the request carries one of the scorer's API keys (or the
@@ -102,14 +76,14 @@ func (s *Scorer) keyOK(x exchange) bool {
 	return key != "" && ok == 1
 }
 
-func (s *Scorer) ready(c echo.Context) error {
+func (s *Scorer) ready(x exchange) error {
 	if ok, name := s.Ready(); !ok {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "model": name})
+		return x.json(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "model": name})
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	return x.json(http.StatusOK, map[string]string{"status": "ready"})
 }
 
-func (s *Scorer) status(c echo.Context) error {
+func (s *Scorer) status(x exchange) error {
 	out := []wire.ModelStatus{}
 	for _, m := range s.Models() {
 		v, d, _ := m.Production.Current()
@@ -126,7 +100,7 @@ func (s *Scorer) status(c echo.Context) error {
 		}
 		out = append(out, st)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"models": out})
+	return x.json(http.StatusOK, map[string]any{"models": out})
 }
 
 // maxBudget bounds the latency budget a request may ask for.
@@ -168,7 +142,7 @@ func (s *Scorer) score(x exchange) error {
 		if name == "" {
 			name = s.Default
 		}
-		return s.rejectFor("", &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("unknown model %q", truncate(name, 80))})
+		return s.rejectFor("", &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("unknown model %q", clip(name, 80))})
 	}
 	budget := s.Budget
 	if req.BudgetMS != nil {
@@ -261,7 +235,16 @@ func scoreError(err error) error {
 	return &requestError{status: scoring.Status(e), code: code, msg: e.Msg, retryAfter: e.RetryAfter}
 }
 
-func (s *Scorer) feedback(c echo.Context) error {
+// feedbackKeyed is POST /v1/feedback: the API key, before the body is read,
+// then feedback.
+func (s *Scorer) feedbackKeyed(x exchange) error {
+	if !s.keyOK(x) {
+		return s.reject(&requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: missingKey})
+	}
+	return s.feedback(x)
+}
+
+func (s *Scorer) feedback(x exchange) error {
 	var joins []*monitor.Join
 	for _, m := range s.Models() {
 		if m.Join != nil {
@@ -274,7 +257,7 @@ func (s *Scorer) feedback(c echo.Context) error {
 	if len(joins) == 0 {
 		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this scorer keeps no answers for feedback"}
 	}
-	body, err := readBody(c, s.MaxBodyBytes)
+	body, err := x.body(s.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -305,11 +288,11 @@ func (s *Scorer) feedback(c echo.Context) error {
 	}
 	if err != nil {
 		if errors.Is(err, monitor.ErrUnknownRequest) {
-			return &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("request_id %q: %v", truncate(req.RequestID, 40), err)}
+			return &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("request_id %q: %v", clip(req.RequestID, 40), err)}
 		}
 		return badRequest(err.Error())
 	}
-	return c.NoContent(http.StatusNoContent)
+	return x.blob(http.StatusNoContent, "", nil)
 }
 
 // reject counts a refusal made before any model is known, and returns it.
@@ -409,11 +392,11 @@ func firstBadFeature(data []byte) (string, bool) {
 		return "", false
 	}
 	if at, v := firstNonNumber(loose.Features); at >= 0 {
-		return fmt.Sprintf("features position %d: %s is not a finite number", at, truncate(string(v), 40)), true
+		return fmt.Sprintf("features position %d: %s is not a finite number", at, clip(string(v), 40)), true
 	}
 	for i, r := range loose.Rows {
 		if at, v := firstNonNumber(r); at >= 0 {
-			return fmt.Sprintf("row %d position %d: %s is not a finite number", i, at, truncate(string(v), 40)), true
+			return fmt.Sprintf("row %d position %d: %s is not a finite number", i, at, clip(string(v), 40)), true
 		}
 	}
 	return "", false

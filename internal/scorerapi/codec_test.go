@@ -1,4 +1,4 @@
-package api_test
+package scorerapi_test
 
 import (
 	"reflect"

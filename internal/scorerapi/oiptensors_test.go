@@ -1,4 +1,4 @@
-package api_test
+package scorerapi_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/testutil"
@@ -31,7 +31,7 @@ func serveGraph(t *testing.T, name, path string, card *artifact.Card) string {
 	if err := s.WarmUp(); err != nil {
 		t.Fatal(err)
 	}
-	m := api.NewServed(name, nil)
+	m := scorerapi.NewServed(name, nil)
 	m.Production.Swap(loader.NewLoaded(s, 1, "d", card))
 	t.Cleanup(m.Close)
 	return MustServe(t, newScorer(m).Handler())
@@ -57,7 +57,7 @@ func infer(t *testing.T, url, model, body string, header int) (int, inferAnswer,
 	t.Helper()
 	req, _ := http.NewRequest("POST", url+"/v2/models/"+model+"/infer", strings.NewReader(body))
 	if header > 0 {
-		req.Header.Set(api.HeaderInferenceLength, strconv.Itoa(header))
+		req.Header.Set(scorerapi.HeaderInferenceLength, strconv.Itoa(header))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -67,7 +67,7 @@ func infer(t *testing.T, url, model, body string, header int) (int, inferAnswer,
 	b, _ := io.ReadAll(resp.Body)
 	var a inferAnswer
 	rest := b
-	if hl := resp.Header.Get(api.HeaderInferenceLength); hl != "" {
+	if hl := resp.Header.Get(scorerapi.HeaderInferenceLength); hl != "" {
 		n, _ := strconv.Atoi(hl)
 		rest = b[n:]
 		b = b[:n]

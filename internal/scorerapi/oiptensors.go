@@ -1,4 +1,4 @@
-package api
+package scorerapi
 
 import (
 	"bytes"
@@ -31,20 +31,20 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 	offset := int64(0)
 	for _, in := range req.Inputs {
 		if len(in.Shape) == 0 || in.Shape[0] < 1 || in.Shape[0] > int64(s.MaxRows) {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v: want [N,…] with 1 ≤ N ≤ %d", truncate(in.Name, 40), in.Shape, s.MaxRows))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v: want [N,…] with 1 ≤ N ≤ %d", clip(in.Name, 40), in.Shape, s.MaxRows))
 		}
 		if rows >= 0 && in.Shape[0] != rows {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q has %d rows, another %d: every input has the batch's rows", truncate(in.Name, 40), in.Shape[0], rows))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q has %d rows, another %d: every input has the batch's rows", clip(in.Name, 40), in.Shape[0], rows))
 		}
 		rows = in.Shape[0]
 		count := int64(1)
 		for _, d := range in.Shape {
 			if d < 1 || d > 1<<24 {
-				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v: every dimension from 1 to %d", truncate(in.Name, 40), in.Shape, 1<<24))
+				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v: every dimension from 1 to %d", clip(in.Name, 40), in.Shape, 1<<24))
 			}
 			count *= d
 			if count > 1<<26 {
-				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v is too large", truncate(in.Name, 40), in.Shape))
+				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v is too large", clip(in.Name, 40), in.Shape))
 			}
 		}
 		t := loader.Tensor{Name: in.Name, Shape: in.Shape}
@@ -52,10 +52,10 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 		if size := in.Parameters.BinaryDataSize; size != nil {
 			width := loader.DatatypeSize(in.Datatype)
 			if width == 0 {
-				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q datatype %q: the scorer reads FP32, FP64, INT32, INT64 and BOOL", truncate(in.Name, 40), truncate(in.Datatype, 20)))
+				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q datatype %q: the scorer reads FP32, FP64, INT32, INT64 and BOOL", clip(in.Name, 40), clip(in.Datatype, 20)))
 			}
 			if *size != count*width || offset+*size > int64(len(tensorBytes)) {
-				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q: binary_data_size %d; shape %v %s needs %d, and %d bytes follow the header", truncate(in.Name, 40), *size, in.Shape, in.Datatype, count*width, int64(len(tensorBytes))-offset))
+				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q: binary_data_size %d; shape %v %s needs %d, and %d bytes follow the header", clip(in.Name, 40), *size, in.Shape, in.Datatype, count*width, int64(len(tensorBytes))-offset))
 			}
 			t.Data, err = loader.DecodeLE(in.Datatype, tensorBytes[offset:offset+*size])
 			offset += *size
@@ -63,7 +63,7 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 			t.Data, err = decodeJSONTensor(in.Datatype, in.Data, int(count))
 		}
 		if err != nil {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q data: %v", truncate(in.Name, 40), err))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q data: %v", clip(in.Name, 40), err))
 		}
 		inputs = append(inputs, t)
 	}
@@ -74,7 +74,7 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 	wanted := map[string]bool{}
 	for _, o := range req.Outputs {
 		if !slices.ContainsFunc(sig.Outs(), func(t artifact.Tensor) bool { return t.Name == o.Name }) {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields %s", truncate(o.Name, 40), sig))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields %s", clip(o.Name, 40), sig))
 		}
 		wanted[o.Name] = o.Parameters.BinaryData
 	}

@@ -1,4 +1,4 @@
-package api
+package scorerapi
 
 import "github.com/modelops/modelops/internal/wire"
 

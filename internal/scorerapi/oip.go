@@ -1,4 +1,4 @@
-package api
+package scorerapi
 
 import (
 	"bytes"
@@ -16,8 +16,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/scoring"
@@ -28,41 +26,18 @@ import (
 // models: FP32 input "input" of shape [N, features], FP32 output "output" [N, 1].
 // Errors are {"error": "…"} as the protocol says.
 
-func (s *Scorer) oipRoutes(e *echo.Echo) {
-	e.GET("/v2", s.oipServer)
-	e.POST("/v2/repository/index", s.repositoryIndex)
-	e.GET("/v2/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]bool{"live": true}) })
-	e.GET("/v2/health/ready", func(c echo.Context) error {
-		ok, _ := s.Ready()
-		status := http.StatusOK
-		if !ok {
-			status = http.StatusServiceUnavailable
-		}
-		return c.JSON(status, map[string]bool{"ready": ok})
-	})
-	// Each model route also takes a version, /v2/models/{m}/versions/{v}/…:
-	// production's or the canary's, whichever holds it.
-	for _, prefix := range []string{"/v2/models/:model", "/v2/models/:model/versions/:version"} {
-		e.GET(prefix, s.oipMetadata)
-		e.GET(prefix+"/ready", s.oipModelReady)
-		e.POST(prefix+"/infer", func(c echo.Context) error {
-			return viaEcho(func(x exchange) error { return s.inferKeyed(x, c.Param("model"), c.Param("version")) })(c)
-		})
-	}
-}
-
 func oipError(x exchange, status int, msg string) error {
 	return x.json(status, map[string]string{"error": msg})
 }
 
-func (s *Scorer) oipServer(c echo.Context) error {
+func (s *Scorer) oipServer(x exchange) error {
 	// Triton's binary tensor extension is the one the scorer implements whole.
-	return c.JSON(http.StatusOK, map[string]any{"name": "modelops-scorer", "version": "2", "extensions": []string{"binary_tensor_data"}})
+	return x.json(http.StatusOK, map[string]any{"name": ServerName, "version": "2", "extensions": []string{"binary_tensor_data"}})
 }
 
 // repositoryIndex is POST /v2/repository/index: every model served, with each
 // version loaded (production's, then the canary's), its state and reason.
-func (s *Scorer) repositoryIndex(c echo.Context) error {
+func (s *Scorer) repositoryIndex(x exchange) error {
 	out := []wire.RepositoryModel{}
 	for _, m := range s.Models() {
 		reason := ""
@@ -85,13 +60,13 @@ func (s *Scorer) repositoryIndex(c echo.Context) error {
 			out = append(out, wire.RepositoryModel{Name: m.Name, Version: v, State: "READY", Reason: reason})
 		}
 	}
-	return c.JSON(http.StatusOK, out)
+	return x.json(http.StatusOK, out)
 }
 
 func (s *Scorer) oipModel(x exchange, name string) (*Served, error) {
 	m, ok := s.Model(name)
 	if !ok || name == "" {
-		return nil, oipError(x, http.StatusNotFound, fmt.Sprintf("unknown model %q", truncate(name, 80)))
+		return nil, oipError(x, http.StatusNotFound, fmt.Sprintf("unknown model %q", clip(name, 80)))
 	}
 	return m, nil
 }
@@ -99,9 +74,8 @@ func (s *Scorer) oipModel(x exchange, name string) (*Served, error) {
 // oipMetadata is GET /v2/models/{m}[/versions/{v}]: the versions served
 // (production's, then the canary's), or the one asked for, and the tensors of
 // production's session, or of that version's.
-func (s *Scorer) oipMetadata(c echo.Context) error {
-	x := &echoExchange{c: c}
-	m, err := s.oipModel(x, c.Param("model"))
+func (s *Scorer) oipMetadata(x exchange, model, version string) error {
+	m, err := s.oipModel(x, model)
 	if m == nil {
 		return err
 	}
@@ -109,7 +83,7 @@ func (s *Scorer) oipMetadata(c echo.Context) error {
 		Inputs:  []wire.OIPTensor{{Name: "input", Datatype: "FP32", Shape: []int64{-1, int64(m.Width())}}},
 		Outputs: []wire.OIPTensor{{Name: "output", Datatype: "FP32", Shape: []int64{-1, 1}}}}
 	var l *loader.Loaded
-	if v := c.Param("version"); v != "" {
+	if v := version; v != "" {
 		if l, _ = servedVersion(m, v); l == nil {
 			return oipError(x, http.StatusNotFound, noVersion(m, v))
 		}
@@ -129,31 +103,30 @@ func (s *Scorer) oipMetadata(c echo.Context) error {
 		}
 		l.Release()
 	}
-	return c.JSON(http.StatusOK, md)
+	return x.json(http.StatusOK, md)
 }
 
 // oipModelReady is GET /v2/models/{m}[/versions/{v}]/ready: a model is ready
 // when a session or its rules can answer, a version when it is loaded.
-func (s *Scorer) oipModelReady(c echo.Context) error {
-	x := &echoExchange{c: c}
-	m, err := s.oipModel(x, c.Param("model"))
+func (s *Scorer) oipModelReady(x exchange, model, version string) error {
+	m, err := s.oipModel(x, model)
 	if m == nil {
 		return err
 	}
-	if v := c.Param("version"); v != "" {
+	if v := version; v != "" {
 		l, _ := servedVersion(m, v)
 		if l == nil {
 			return oipError(x, http.StatusNotFound, noVersion(m, v))
 		}
 		l.Release()
-		return c.JSON(http.StatusOK, map[string]any{"name": m.Name, "version": v, "ready": true})
+		return x.json(http.StatusOK, map[string]any{"name": m.Name, "version": v, "ready": true})
 	}
 	ready := m.Ready()
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusServiceUnavailable
 	}
-	return c.JSON(status, map[string]any{"name": m.Name, "ready": ready})
+	return x.json(status, map[string]any{"name": m.Name, "ready": ready})
 }
 
 // servedVersion finds version v of m (as a path spells it: a decimal number)
@@ -241,7 +214,7 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	if hl := x.header(HeaderInferenceLength); hl != "" {
 		n, err := strconv.Atoi(hl)
 		if err != nil || n < 0 || n > len(body) {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("%s %q does not fit a %d-byte body", HeaderInferenceLength, truncate(hl, 20), len(body)))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("%s %q does not fit a %d-byte body", HeaderInferenceLength, clip(hl, 20), len(body)))
 		}
 		body, tensorBytes = body[:n], body[n:]
 	}
@@ -261,10 +234,10 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	}
 	in := req.Inputs[0]
 	if in.Name != inputName {
-		return refuse(http.StatusBadRequest, fmt.Sprintf("unexpected input %q: the model takes %q", truncate(in.Name, 40), inputName))
+		return refuse(http.StatusBadRequest, fmt.Sprintf("unexpected input %q: the model takes %q", clip(in.Name, 40), inputName))
 	}
 	if in.Datatype != "FP32" {
-		return refuse(http.StatusBadRequest, fmt.Sprintf("input datatype %q: the model takes FP32", truncate(in.Datatype, 20)))
+		return refuse(http.StatusBadRequest, fmt.Sprintf("input datatype %q: the model takes FP32", clip(in.Datatype, 20)))
 	}
 	if len(in.Shape) != 2 || in.Shape[1] != int64(width) || in.Shape[0] < 1 || in.Shape[0] > int64(s.MaxRows) {
 		return refuse(http.StatusBadRequest, fmt.Sprintf("input shape %v: want [N,%d] with 1 ≤ N ≤ %d", in.Shape, width, s.MaxRows))
@@ -276,7 +249,7 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	}
 	for _, o := range req.Outputs {
 		if o.Name != outputName {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields %q", truncate(o.Name, 40), outputName))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields %q", clip(o.Name, 40), outputName))
 		}
 		binaryOut = binaryOut || o.Parameters.BinaryData
 	}
@@ -429,39 +402,9 @@ func appendFP32(b []byte, v []float32) []byte {
 	return b
 }
 
-func readBody(c echo.Context, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := readBodyInto(c, &buf, limit); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-func bodyTooLargeMsg(limit int64) string { return fmt.Sprintf("body is larger than %d bytes", limit) }
-
 // trustedGrow is how much of a declared Content-Length a body buffer reserves
 // before the bytes arrive: a 256-row binary request fits.
 const trustedGrow = 64 << 10
-
-// readBodyInto reads the request body into buf (reset first), at most limit bytes.
-func readBodyInto(c echo.Context, buf *bytes.Buffer, limit int64) error {
-	buf.Reset()
-	// One read, no regrowth, for bodies that say their length, up to
-	// trustedGrow: past that the buffer grows with what arrives, never with
-	// what a client declares (500 clients declaring 1.3 MB and sending a byte
-	// each must not reserve 650 MB).
-	if n := c.Request().ContentLength; n > 0 && n <= limit {
-		buf.Grow(int(min(n, trustedGrow)) + 1)
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), c.Request().Body, limit)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge(limit)
-		}
-		return err
-	}
-	return nil
-}
 
 // flattenFP32 reads tensor data given flat or nested (up to maxTensorRank deep), and checks that
 // it holds exactly want finite float32 values.
