@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/fallback"
+	"github.com/modelops/modelops/internal/scorerapi"
 )
 
 // rssBytes is this process's resident set size (VmRSS in /proc/self/status).

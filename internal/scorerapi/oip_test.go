@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/wire"
 )

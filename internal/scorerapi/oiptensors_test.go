@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/wire"
 )

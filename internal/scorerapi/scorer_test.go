@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/scoring"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/wire"
