@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/scorernode"
 )
 
@@ -101,6 +102,7 @@ Flags:
 		cfg.APIKeys = append(cfg.APIKeys, v)
 		return nil
 	})
+	jsonCodec := fs.String("json-codec", scorerapi.HandCodec, "codec of the usual JSON bodies: hand (hand-written, the default) or library (goccy/go-json); make bench compares both")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -111,6 +113,9 @@ Flags:
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := scorerapi.SetJSONCodec(*jsonCodec); err != nil {
+		return fmt.Errorf("--json-codec: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	s := scorernode.New(cfg, log)

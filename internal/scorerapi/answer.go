@@ -22,6 +22,13 @@ import (
 // The scorer writes its JSON answers with it; `make bench` gives its null-model
 // handler the same writer, so that both compare alike.
 func AppendJSON(dst []byte, v any) ([]byte, error) {
+	if libraryJSON.Load() {
+		out, err := libraryAppend(dst, v)
+		if err != nil {
+			return dst, err
+		}
+		return append(out, '\n'), nil
+	}
 	out, ok := dst, false
 	switch r := v.(type) {
 	case wire.ScoreResponse:

@@ -1,6 +1,8 @@
 package scorerapi
 
 import (
+	gojson "github.com/goccy/go-json"
+
 	"encoding/json"
 	"strconv"
 
@@ -239,7 +241,11 @@ var plainByte = func() (t [256]bool) {
 // decodeOIPHeader decodes an inference request's JSON header: directly when it
 // has the plain shape, with encoding/json otherwise.
 func decodeOIPHeader(b []byte, req *wire.OIPInferRequest) error {
-	if readOIPHeader(b, req) {
+	if libraryJSON.Load() {
+		if gojson.Unmarshal(b, req) == nil {
+			return nil
+		}
+	} else if readOIPHeader(b, req) {
 		return nil
 	}
 	*req = wire.OIPInferRequest{}
@@ -248,6 +254,9 @@ func decodeOIPHeader(b []byte, req *wire.OIPInferRequest) error {
 
 // marshalOIPAnswerHeader encodes a binary answer's JSON header into dst.
 func marshalOIPAnswerHeader(dst []byte, resp *wire.OIPInferResponse) ([]byte, error) {
+	if libraryJSON.Load() {
+		return libraryAppend(dst, resp)
+	}
 	if out, ok := appendOIPAnswer(dst, resp); ok {
 		return out, nil
 	}

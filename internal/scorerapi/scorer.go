@@ -328,7 +328,11 @@ func rowName(single bool, i int) string {
 // shape (readScoreRequest), with encoding/json otherwise. (make bench's null-model handler
 // uses it too, so the two are compared on the same decoding.)
 func DecodeScoreRequest(data []byte, req *wire.ScoreRequest) error {
-	if readScoreRequest(data, req) {
+	if libraryJSON.Load() {
+		if libraryDecodeStrict(data, req) == nil {
+			return nil
+		}
+	} else if readScoreRequest(data, req) {
 		return nil
 	}
 	*req = wire.ScoreRequest{}
