@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -687,7 +689,7 @@ func (cp *ControlPlane) report(c echo.Context) error {
 		}
 		return err
 	}
-	var r monitor.Report
+	var r report.Report
 	if err := json.Unmarshal(body, &r); err != nil {
 		return badRequest("malformed report: " + err.Error())
 	}

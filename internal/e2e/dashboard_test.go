@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/scorerapi"
 
 	"github.com/chromedp/cdproto/runtime"
@@ -556,8 +558,8 @@ func TestDashboardShowsTheLatestHistory(t *testing.T) {
 // a node has fallen silent.
 func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
 	cp, _ := noAuthWithVersions(t, 1)
-	report, _ := json.Marshal(monitor.Report{Node: "n1", Address: "http://127.0.0.1:1", Ready: true, Interval: 0.2, Models: []monitor.ModelReport{{
-		Model: "calling-score", Served: []monitor.Served{{Arm: "champion", Version: 1, Digest: "ab"}}, LoadError: "fetch v2: blob not found"}}})
+	report, _ := json.Marshal(report.Report{Node: "n1", Address: "http://127.0.0.1:1", Ready: true, Interval: 0.2, Models: []report.ModelReport{{
+		Model: "calling-score", Served: []report.Served{{Arm: "champion", Version: 1, Digest: "ab"}}, LoadError: "fetch v2: blob not found"}}})
 	resp, err := http.Post(cp.URL()+"/api/v1/reports", "application/json", bytes.NewReader(report))
 	if err != nil || resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("report: %v %v", resp, err)

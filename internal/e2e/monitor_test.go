@@ -15,11 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/scorerapi"
 
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
-	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/trainer"
@@ -234,8 +235,8 @@ func TestReporterSaysWhyReportsAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log lockedBuffer
-	r := &monitor.Reporter{ControlPlane: cp.URL(), Node: "n1", Model: "calling-score", Interval: 20 * time.Millisecond,
-		Recorder: monitor.NewRecorder(), Logger: slog.New(slog.NewTextHandler(&log, nil)), Token: tok.Secret}
+	r := &report.Reporter{ControlPlane: cp.URL(), Node: "n1", Model: "calling-score", Interval: 20 * time.Millisecond,
+		Recorder: report.NewRecorder(), Logger: slog.New(slog.NewTextHandler(&log, nil)), Token: tok.Secret}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { r.Run(runCtx); close(done) }()

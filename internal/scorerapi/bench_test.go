@@ -11,12 +11,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
-	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/wire"
 )
@@ -93,9 +94,9 @@ func shippedScorer(b *testing.B) *scorerapi.Scorer {
 	served.Production.Swap(loader.NewLoaded(s, 1, "bench", card))
 	b.Cleanup(served.Production.Close)
 	sc := scorerapi.NewScorer(discard, served)
-	sc.Recorder = monitor.NewRecorder()
+	sc.Recorder = report.NewRecorder()
 	sc.Recorder.SetReference(1, card)
-	sc.Join = monitor.NewJoin(sc.Recorder, 100000)
+	sc.Join = report.NewJoin(sc.Recorder, 100000)
 	return sc
 }
 
@@ -124,7 +125,7 @@ func BenchmarkFastOIPBinary256(b *testing.B) {
 	})
 	b.Run("no-model", func(b *testing.B) {
 		sc := newScorer(scorerapi.NewServed("calling-score", constantRules{}))
-		sc.Recorder = monitor.NewRecorder()
+		sc.Recorder = report.NewRecorder()
 		serve(b, sc.Handler().Serve)
 	})
 	b.Run("null", func(b *testing.B) {

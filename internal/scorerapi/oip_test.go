@@ -12,7 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/wire"
@@ -367,8 +368,8 @@ func TestOIPv2TimeoutIsTheBudget(t *testing.T) {
 // answers do, so a Triton or KServe client can send outcomes to /v1/feedback.
 func TestOIPv2AnswersCarryARequestIDForFeedback(t *testing.T) {
 	sc := newScorer(mustServed(t))
-	sc.Recorder = monitor.NewRecorder()
-	sc.Join = monitor.NewJoin(sc.Recorder, 100)
+	sc.Recorder = report.NewRecorder()
+	sc.Join = report.NewJoin(sc.Recorder, 100)
 	url := MustServe(t, sc.Handler())
 
 	body := `{"inputs":[{"name":"input","shape":[2,39],"datatype":"FP32","data":` + mustJSON(t, append(testutil.Row(0.1), testutil.Row(0.9)...)) + `}]}`
@@ -419,8 +420,8 @@ func mustJSON(t *testing.T, v any) string {
 // A malformed feedback body is refused in the request's terms, not Go's.
 func TestFeedbackSaysWhatIsWrongInTheRequestsTerms(t *testing.T) {
 	sc := newScorer(mustServed(t))
-	sc.Recorder = monitor.NewRecorder()
-	sc.Join = monitor.NewJoin(sc.Recorder, 100)
+	sc.Recorder = report.NewRecorder()
+	sc.Join = report.NewJoin(sc.Recorder, 100)
 	url := MustServe(t, sc.Handler())
 	for body, want := range map[string]string{
 		``:                                     "body is empty",

@@ -16,8 +16,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/fallback"
-	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/scoring"
 	"github.com/modelops/modelops/internal/wire"
 )
@@ -245,7 +246,7 @@ func (s *Scorer) feedbackKeyed(x exchange) error {
 }
 
 func (s *Scorer) feedback(x exchange) error {
-	var joins []*monitor.Join
+	var joins []*report.Join
 	for _, m := range s.Models() {
 		if m.Join != nil {
 			joins = append(joins, m.Join)
@@ -282,12 +283,12 @@ func (s *Scorer) feedback(x exchange) error {
 	}
 	// A request id names an answer of one model's join: ask each.
 	for _, j := range joins {
-		if err = j.Feedback(req.RequestID, outcomes); !errors.Is(err, monitor.ErrUnknownRequest) {
+		if err = j.Feedback(req.RequestID, outcomes); !errors.Is(err, report.ErrUnknownRequest) {
 			break
 		}
 	}
 	if err != nil {
-		if errors.Is(err, monitor.ErrUnknownRequest) {
+		if errors.Is(err, report.ErrUnknownRequest) {
 			return &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("request_id %q: %v", clip(req.RequestID, 40), err)}
 		}
 		return badRequest(err.Error())

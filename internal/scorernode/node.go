@@ -16,10 +16,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
-	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/node"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/scorerapi"
@@ -117,8 +118,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--batch-max-wait %s: want 0 to 1s", c.BatchMaxWait)
 	case c.ReportInterval <= 0 || c.ReportInterval > time.Minute:
 		return fmt.Errorf("--report-interval %s: want more than 0, at most 1m", c.ReportInterval)
-	case c.FeedbackCapacity < 1 || c.FeedbackCapacity > monitor.MaxJoinCapacity:
-		return fmt.Errorf("--feedback-capacity %d: want 1 to %d", c.FeedbackCapacity, monitor.MaxJoinCapacity)
+	case c.FeedbackCapacity < 1 || c.FeedbackCapacity > report.MaxJoinCapacity:
+		return fmt.Errorf("--feedback-capacity %d: want 1 to %d", c.FeedbackCapacity, report.MaxJoinCapacity)
 	case c.LoadTimeout <= 0 || c.LoadTimeout > time.Hour:
 		return fmt.Errorf("--load-timeout %s: want more than 0, at most 1h", c.LoadTimeout)
 	case (c.TLSCert == "") != (c.TLSKey == ""):
@@ -144,11 +145,11 @@ type Node struct {
 	Served   *scorerapi.Served
 	Follower *node.Follower
 	Dir      *node.DirWatcher
-	Recorder *monitor.Recorder
+	Recorder *report.Recorder
 	Server   *scorerapi.Server
 	GRPC     *scorerapi.GRPCServer
 	API      *scorerapi.Scorer
-	reporter *monitor.Reporter
+	reporter *report.Reporter
 
 	cache  *loader.Cache
 	client *client.Client
@@ -162,7 +163,7 @@ type Node struct {
 // modelNode is one model on the node.
 type modelNode struct {
 	served   *scorerapi.Served
-	recorder *monitor.Recorder
+	recorder *report.Recorder
 	follower *node.Follower
 	dir      *node.DirWatcher
 	cancel   context.CancelFunc
@@ -261,7 +262,7 @@ func (s *Node) Open(ctx context.Context) error {
 			host, _ := os.Hostname()
 			nodeName = host + "/" + s.Server.URL()
 		}
-		s.reporter = &monitor.Reporter{
+		s.reporter = &report.Reporter{
 			ControlPlane: s.Config.ControlPlane, Node: nodeName, Address: s.Server.URL(),
 			Interval: s.Config.ReportInterval, Logger: s.Logger.With("component", "reporter"), Token: s.Config.Token,
 			Ready:  func() bool { ok, _ := scorer.Ready(); return ok },
@@ -320,9 +321,9 @@ func (s *Node) addModel(name string) {
 		s.Logger.Info("no fallback rules: requests fail while no version can answer", "model", name)
 	}
 	served := scorerapi.NewServed(name, rules)
-	rec := monitor.NewRecorder()
+	rec := report.NewRecorder()
 	served.Recorder = rec
-	served.Join = monitor.NewJoin(rec, s.Config.FeedbackCapacity)
+	served.Join = report.NewJoin(rec, s.Config.FeedbackCapacity)
 	n := &modelNode{served: served, recorder: rec, done: make(chan struct{})}
 	opts := loader.Options{IntraOpThreads: s.Config.IntraOpThreads}
 	var run func(context.Context)
@@ -464,17 +465,17 @@ func (s *Node) followCatalog(ctx context.Context) {
 }
 
 // sources are what the reporter reports: every model served.
-func (s *Node) sources() []monitor.ModelSource {
+func (s *Node) sources() []report.ModelSource {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]monitor.ModelSource, 0, len(s.models))
+	out := make([]report.ModelSource, 0, len(s.models))
 	for name, n := range s.models {
-		out = append(out, monitor.ModelSource{Model: name, Recorder: n.recorder, LoadError: n.loadError,
-			Served: func() []monitor.Served {
-				var served []monitor.Served
+		out = append(out, report.ModelSource{Model: name, Recorder: n.recorder, LoadError: n.loadError,
+			Served: func() []report.Served {
+				var served []report.Served
 				for arm, slot := range map[string]*loader.Slot{scorerapi.ArmProduction: n.served.Production, scorerapi.ArmCanary: n.served.Canary} {
 					if v, d, ok := slot.Current(); ok {
-						served = append(served, monitor.Served{Arm: arm, Version: v, Digest: d})
+						served = append(served, report.Served{Arm: arm, Version: v, Digest: d})
 					}
 				}
 				return served
