@@ -128,7 +128,12 @@ func modelRoute(path []byte) (model, version, action string, ok bool) {
 	}
 	parts := strings.Split(string(rest), "/")
 	model, parts = parts[0], parts[1:]
-	if len(parts) >= 2 && parts[0] == "versions" {
+	switch {
+	case len(parts) == 2 && parts[0] == "versions" && (parts[1] == "ready" || parts[1] == "infer"):
+		// …/versions//infer, its slashes merged by fasthttp: versions are
+		// numbers, so "infer" is the action.
+		parts = parts[1:]
+	case len(parts) >= 2 && parts[0] == "versions":
 		version, parts = parts[1], parts[2:]
 	}
 	switch {
