@@ -54,7 +54,9 @@ func TestRoutes(t *testing.T) {
 			t.Errorf("HEAD %s answered a body: %q", tc.path, b)
 		}
 		if tc.status >= 400 {
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
 				t.Errorf("%s %s: error body %q is not the scorer's error shape", tc.method, tc.path, b)
 			}
