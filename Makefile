@@ -45,11 +45,11 @@ run: ort build
 test: ort s3 lint
 	$(GO) test -race -count=1 -timeout 30m ./...
 	# RSS bounds, which the race detector's shadow memory would blur, once without it
-	$(GO) test -count=1 -run 'TestDeclaredLengthsReserveNothing' ./internal/api/
+	$(GO) test -count=1 -run 'TestDeclaredLengthsReserveNothing' ./internal/scorerapi/
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 FUZZTIME ?= 10m
-FUZZ_TARGETS := FuzzInspect:./internal/artifact FuzzParseCard:./internal/artifact FuzzNames:./internal/registry FuzzScoreRequest:./internal/api FuzzOIPData:./internal/api FuzzFP32Binary:./internal/api FuzzOIPHeader:./internal/api FuzzOIPAnswer:./internal/api FuzzScoreResponse:./internal/api FuzzBatch:./internal/predlog FuzzInferRequestCodec:./internal/scorerapi
+FUZZ_TARGETS := FuzzInspect:./internal/artifact FuzzParseCard:./internal/artifact FuzzNames:./internal/registry FuzzScoreRequest:./internal/scorerapi FuzzOIPData:./internal/scorerapi FuzzFP32Binary:./internal/scorerapi FuzzOIPHeader:./internal/scorerapi FuzzOIPAnswer:./internal/scorerapi FuzzScoreResponse:./internal/scorerapi FuzzBatch:./internal/predlog FuzzInferRequestCodec:./internal/scorerapi
 
 ## fuzz: run every fuzz target for FUZZTIME (default 10m each)
 fuzz: ort

@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -265,6 +268,9 @@ func serveNullFast(ctx context.Context, addr string) error {
 				c.SetBodyString("ok")
 				return
 			case "/v1/score":
+			case nullInferPath:
+				nullInfer(c)
+				return
 			default:
 				c.SetStatusCode(http.StatusNotFound)
 				return
@@ -296,6 +302,36 @@ func serveNullFast(ctx context.Context, addr string) error {
 	case <-ctx.Done():
 		return srv.Shutdown()
 	}
+}
+
+// nullInferPath is where the null fasthttp handler takes a 256-row OIP v2
+// binary request.
+const nullInferPath = "/v2/models/calling-score/infer"
+
+// nullBinaryAnswer is the constant binary answer to a 256-row request: the
+// JSON header the scorer writes, then 256 FP32 scores.
+var nullBinaryHeader, nullBinaryAnswer = func() (string, []byte) {
+	h := `{"model_name":"calling-score","model_version":"1","parameters":{"arm":"champion","source":"model","request_id":"0000000000000000"},"outputs":[{"name":"output","shape":[256,1],"datatype":"FP32","parameters":{"binary_data_size":1024}}]}`
+	b := append([]byte(h), make([]byte, 256*4)...)
+	for i := range 256 {
+		binary.LittleEndian.PutUint32(b[len(h)+4*i:], math.Float32bits(0.5))
+	}
+	return strconv.Itoa(len(h)), b
+}()
+
+// nullInfer is the floor of a 256-row binary request on fasthttp: read the
+// whole body, check its header length fits, answer a constant. No JSON, no
+// model: what the HTTP stack alone costs.
+func nullInfer(c *fasthttp.RequestCtx) {
+	hl, err := strconv.Atoi(string(c.Request.Header.Peek("Inference-Header-Content-Length")))
+	if body := c.PostBody(); err != nil || hl <= 0 || hl >= len(body) {
+		c.SetStatusCode(http.StatusBadRequest)
+		c.SetBodyString(`{"error":"want a binary request"}`)
+		return
+	}
+	c.SetContentType("application/octet-stream")
+	c.Response.Header.Set("Inference-Header-Content-Length", nullBinaryHeader)
+	c.SetBody(nullBinaryAnswer)
 }
 
 // rawLoopChild loads the model into one onnxruntime_go session with

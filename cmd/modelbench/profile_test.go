@@ -58,11 +58,11 @@ func TestParsePerfReport(t *testing.T) {
 
 func TestGoPackage(t *testing.T) {
 	for sym, want := range map[string]string{
-		"github.com/modelops/modelops/internal/api.(*Scorer).admit": "github.com/modelops/modelops/internal/api",
-		"encoding/json.(*decodeState).object":                       "encoding/json",
-		"syscall.Syscall6":                                          "syscall",
-		"__memmove_avx_unaligned_erms":                              "",
-		"0x000000000156811f":                                        "",
+		"github.com/modelops/modelops/internal/scorerapi.(*Scorer).admit": "github.com/modelops/modelops/internal/scorerapi",
+		"encoding/json.(*decodeState).object":                             "encoding/json",
+		"syscall.Syscall6":                                                "syscall",
+		"__memmove_avx_unaligned_erms":                                    "",
+		"0x000000000156811f":                                              "",
 	} {
 		if got := goPackage(sym); got != want {
 			t.Errorf("goPackage(%q) = %q, want %q", sym, got, want)

@@ -16,12 +16,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/trainer"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // TestKillNineDuringAStorm SIGKILLs the control plane at random moments while
@@ -167,13 +167,13 @@ func killNineStorm(t *testing.T, args []string, afterKill func(), started func(r
 						}
 						v := m.Versions[(i*7)%len(m.Versions)].Number
 						// An unchanged answer (v was production already) made no event.
-						if ev, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: v}); err == nil && !ev.Unchanged {
+						if ev, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: v}); err == nil && !ev.Unchanged {
 							mu.Lock()
 							led.events[ev.Revision] = *ev
 							mu.Unlock()
 						}
 					case 2:
-						if ev, err := cl.Rollback(ctx, "calling-score", api.AliasBody{}); err == nil {
+						if ev, err := cl.Rollback(ctx, "calling-score", wire.AliasBody{}); err == nil {
 							mu.Lock()
 							led.events[ev.Revision] = *ev
 							mu.Unlock()

@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/predlog"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/trainer"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // openControlPlane opens a control plane on dataDir (and store, if set), to
@@ -63,7 +63,7 @@ func runExport(t *testing.T, store string) {
 	}
 	admin := client.New(url)
 	admin.Token = testToken
-	tok, err := admin.CreateTokenFor(ctx, api.TokenBody{Name: "scorer-a", Role: registry.RoleScorer, Node: "node-a"})
+	tok, err := admin.CreateTokenFor(ctx, wire.TokenBody{Name: "scorer-a", Role: registry.RoleScorer, Node: "node-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func runExport(t *testing.T, store string) {
 	if _, err := scorer.Export(ctx, "calling-score", client.ExportOptions{}, func(predlog.ExportRow) error { return nil }); client.StatusOf(err) != http.StatusForbidden {
 		t.Errorf("export with a scorer token: %v, want 403", err)
 	}
-	viewerTok, err := admin.CreateTokenFor(ctx, api.TokenBody{Name: "viewer", Role: registry.RoleViewer})
+	viewerTok, err := admin.CreateTokenFor(ctx, wire.TokenBody{Name: "viewer", Role: registry.RoleViewer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,20 +7,20 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
-	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/testutil"
 )
 
@@ -174,9 +174,12 @@ func TestVerbsFailWithTheServersMessage(t *testing.T) {
 	}
 	// Pointed at a scorer, the CLI says the server is not a control plane; a
 	// model the control plane does not have keeps its own message.
-	scorer := httptest.NewServer(api.NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), api.NewServed("calling-score", fallback.CallingScore{})).Handler())
-	defer scorer.Close()
-	if _, _, err := cli(t, scorer.URL, "list"); err == nil || !strings.Contains(err.Error(), "is it a modelops control plane?") {
+	scorer := scorerapi.NewServer("127.0.0.1:0", scorerapi.NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), scorerapi.NewServed("calling-score", fallback.CallingScore{})).Handler(), slog.New(slog.DiscardHandler))
+	if err := scorer.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer scorer.Close(context.Background())
+	if _, _, err := cli(t, scorer.URL(), "list"); err == nil || !strings.Contains(err.Error(), "is it a modelops control plane?") {
 		t.Errorf("list against a scorer: err = %v", err)
 	}
 	if _, _, err := cli(t, url, "show", "nope"); err == nil || !strings.Contains(err.Error(), `model "nope": not found`) || strings.Contains(err.Error(), "control plane?") {
@@ -287,7 +290,7 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 	}
 
 	// A scorer's first report of a dozen rows: too few to grade the drift.
-	w := monitor.Window{Version: 1, Arm: "champion", Requests: 12, Rows: 12, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins)}
+	w := report.Window{Version: 1, Arm: "champion", Requests: 12, Rows: 12, Latency: make([]int64, len(report.LatencyBucketsMs)+1), Prediction: make([]int64, report.PredictionBins)}
 	w.Latency[0] = 12
 	// Its feature histograms have the bins of the card's reference.
 	raw, err := os.ReadFile(filepath.Join(dir, "card.json"))
@@ -304,11 +307,11 @@ func TestPolicyAndStatusVerbs(t *testing.T) {
 		w.Features[f][len(w.Features[f])-1] = 12
 	}
 	// And a shadow run of 5 rows, which answers no requests.
-	shadow := monitor.Window{Version: 1, Arm: "shadow", Rows: 5, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins)}
+	shadow := report.Window{Version: 1, Arm: "shadow", Rows: 5, Latency: make([]int64, len(report.LatencyBucketsMs)+1), Prediction: make([]int64, report.PredictionBins)}
 	// And 3 requests the rules answered before any version was loaded.
-	none := monitor.Window{Version: 0, Arm: "champion", Requests: 3, Rows: 3, Fallbacks: map[string]int64{"no_model": 3}, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins)}
+	none := report.Window{Version: 0, Arm: "champion", Requests: 3, Rows: 3, Fallbacks: map[string]int64{"no_model": 3}, Latency: make([]int64, len(report.LatencyBucketsMs)+1), Prediction: make([]int64, report.PredictionBins)}
 	none.Latency[0] = 3
-	report, _ := json.Marshal(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w, shadow, none},
+	report, _ := json.Marshal(report.Report{Node: "n1", Ready: true, Models: []report.ModelReport{{Model: "calling-score", Windows: []report.Window{w, shadow, none},
 		LoadError: "fetch v2: blob 3f…: not found"}}})
 	// From node n1's own scorer token, for v1 once deployed.
 	node, _, err := cli(t, url, "token", "create", "--name", "node-1", "--role", "scorer", "--node", "n1")

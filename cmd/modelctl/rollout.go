@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // parseSteps reads "5,25,50,100".
@@ -45,7 +45,7 @@ func durationFlag(dst **registry.Duration) func(string) error {
 
 type rolloutCmd struct {
 	*env
-	body api.RolloutBody
+	body wire.RolloutBody
 }
 
 func (c *rolloutCmd) command() *cobra.Command {
@@ -199,7 +199,7 @@ func mark(current bool, s string) string {
 
 type rolloutPolicyCmd struct {
 	*env
-	body api.RolloutPolicyBody
+	body wire.RolloutPolicyBody
 }
 
 func (c *rolloutPolicyCmd) command() *cobra.Command {

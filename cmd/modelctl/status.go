@@ -14,9 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 type statusCmd struct {
@@ -43,7 +43,7 @@ type statusView struct {
 	Healths []*monitor.ModelHealth `json:"models"`
 	Fleet   []monitor.NodeState    `json:"fleet"`
 	// Leader, with several replicas on etcd, says which runs the monitor.
-	Leader *api.LeaderInfo `json:"leader,omitempty"`
+	Leader *wire.LeaderInfo `json:"leader,omitempty"`
 }
 
 func (c *statusCmd) Run(ctx context.Context, args []string) error {
@@ -204,7 +204,7 @@ func (v *statusView) table(out io.Writer) {
 
 type policyCmd struct {
 	*env
-	body api.PolicyBody
+	body wire.PolicyBody
 }
 
 func (c *policyCmd) command() *cobra.Command {
@@ -271,7 +271,7 @@ func (c *policyCmd) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	var p *registry.Policy
-	if c.body == (api.PolicyBody{}) {
+	if c.body == (wire.PolicyBody{}) {
 		p, err = cl.Policy(ctx, args[0])
 	} else {
 		p, err = cl.SetPolicy(ctx, args[0], c.body)

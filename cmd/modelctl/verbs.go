@@ -13,9 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func ago(t time.Time) string {
@@ -242,7 +242,7 @@ func (c *promoteCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ev, err := cl.Promote(ctx, args[0], api.AliasBody{Version: n, ExpectRevision: c.expect, Reason: c.reason, Force: c.force})
+	ev, err := cl.Promote(ctx, args[0], wire.AliasBody{Version: n, ExpectRevision: c.expect, Reason: c.reason, Force: c.force})
 	if err != nil {
 		return err
 	}
@@ -279,7 +279,7 @@ func (c *rollbackCmd) command() *cobra.Command {
 }
 
 func (c *rollbackCmd) Run(ctx context.Context, args []string) error {
-	body := api.AliasBody{ExpectRevision: c.expect, Reason: c.reason, Force: c.force}
+	body := wire.AliasBody{ExpectRevision: c.expect, Reason: c.reason, Force: c.force}
 	if c.to != "" {
 		var err error
 		if body.Version, err = versionArg(c.to); err != nil {
@@ -396,7 +396,7 @@ func (c *gcCmd) Run(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := cl.GC(ctx, api.GCBody{Grace: c.grace.String(), Apply: c.apply})
+	res, err := cl.GC(ctx, wire.GCBody{Grace: c.grace.String(), Apply: c.apply})
 	if err != nil {
 		return err
 	}
@@ -470,7 +470,7 @@ func (c *canaryCmd) Run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		ev, err = cl.SetCanary(ctx, args[0], api.CanaryBody{Version: n, Traffic: c.traffic, Mode: c.mode, ExpectRevision: c.expect, Reason: c.reason})
+		ev, err = cl.SetCanary(ctx, args[0], wire.CanaryBody{Version: n, Traffic: c.traffic, Mode: c.mode, ExpectRevision: c.expect, Reason: c.reason})
 		if err != nil {
 			return err
 		}
@@ -518,7 +518,7 @@ func (c *blendCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ev, err := cl.SetBlend(ctx, args[0], api.BlendBody{Weight: &w, ExpectRevision: c.expect, Reason: c.reason})
+	ev, err := cl.SetBlend(ctx, args[0], wire.BlendBody{Weight: &w, ExpectRevision: c.expect, Reason: c.reason})
 	if err != nil {
 		return err
 	}
@@ -582,7 +582,7 @@ func (c *tokenCreateCmd) Run(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	t, err := cl.CreateTokenFor(ctx, api.TokenBody{Name: c.name, Role: c.role, Node: c.node})
+	t, err := cl.CreateTokenFor(ctx, wire.TokenBody{Name: c.name, Role: c.role, Node: c.node})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/scorernode"
 )
 
@@ -117,6 +118,7 @@ Flags:
 	fs.IntVar(&cfg.Log.BatchRows, "log-batch", cfg.Log.BatchRows, "rows and outcomes per prediction log shipment; a full batch ships at once (a kill -9 loses at most about one batch)")
 	fs.DurationVar(&cfg.Log.Interval, "log-interval", cfg.Log.Interval, "how often a partial prediction log batch ships")
 	fs.Int64Var(&cfg.Log.MaxBytes, "log-buffer", cfg.Log.MaxBytes, "`bytes` of prediction log kept while the control plane is away; beyond them the oldest rows are dropped (counted in modelops_predlog_dropped_total)")
+	jsonCodec := fs.String("json-codec", scorerapi.HandCodec, "codec of the usual JSON bodies: hand (hand-written, the default) or library (goccy/go-json); make bench compares both")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -127,6 +129,9 @@ Flags:
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := scorerapi.SetJSONCodec(*jsonCodec); err != nil {
+		return fmt.Errorf("--json-codec: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	s := scorernode.New(cfg, log)

@@ -16,11 +16,10 @@ import (
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/client"
-	"github.com/modelops/modelops/internal/fallback"
-	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 	"github.com/modelops/modelops/web"
 )
 
@@ -31,15 +30,6 @@ func TestMain(m *testing.M) {
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// newScorer is the scoring API with a generous latency budget: a loaded CI
-// machine under the race detector must not turn a slow run into a fallback in
-// tests that are about something else (the budget has tests of its own).
-func newScorer(models ...*api.Served) *api.Scorer {
-	s := api.NewScorer(discard, models...)
-	s.Budget = 10 * time.Second
-	return s
-}
-
 // MustServe serves h on 127.0.0.1:0 until the test ends.
 func MustServe(tb testing.TB, h http.Handler) string {
 	tb.Helper()
@@ -49,27 +39,6 @@ func MustServe(tb testing.TB, h http.Handler) string {
 	}
 	tb.Cleanup(func() { s.Close(context.Background()) })
 	return s.URL()
-}
-
-// MustScorerAPI serves calling-score with a loaded session of a fresh model.
-func MustScorerAPI(tb testing.TB) (string, *loader.Slot) {
-	tb.Helper()
-	served := mustServed(tb)
-	return MustServe(tb, newScorer(served).Handler()), served.Production
-}
-
-// mustServed is calling-score with a session of a fresh model loaded as v1.
-func mustServed(tb testing.TB) *api.Served {
-	tb.Helper()
-	m := testutil.MustModel(tb, 1)
-	s, err := loader.Open(m.Path, loader.DefaultOptions())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	served := api.NewServed("calling-score", fallback.CallingScore{})
-	served.Production.Swap(loader.NewLoaded(s, 1, m.Digest, nil))
-	tb.Cleanup(served.Production.Close)
-	return served
 }
 
 func post(tb testing.TB, url, body string) (int, []byte) {
@@ -85,88 +54,6 @@ func post(tb testing.TB, url, body string) (int, []byte) {
 
 func nums(n int, v string) string { return strings.TrimSuffix(strings.Repeat(v+",", n), ",") }
 
-func TestScoreRefusesBadInput(t *testing.T) {
-	url, _ := MustScorerAPI(t)
-	tests := []struct {
-		name   string
-		body   string
-		status int
-		want   string
-	}{
-		{"malformed JSON", `{"features":[1,2`, 400, "malformed JSON"},
-		{"empty body", ``, 400, "body is empty"},
-		{"not an object", `[1,2,3]`, 400, "malformed request"},
-		{"no input", `{}`, 400, "no input"},
-		{"both forms", `{"features":[` + nums(39, "0") + `],"rows":[[` + nums(39, "0") + `]]}`, 400, "not both"},
-		{"too few features", `{"features":[` + nums(38, "0.1") + `]}`, 400, "features has 38 numbers, model calling-score takes 39"},
-		{"one feature", `{"features":[0.1]}`, 400, "features has 1 number, model calling-score takes 39"},
-		{"too many in a row", `{"rows":[[` + nums(39, "0") + `],[` + nums(40, "0") + `]]}`, 400, "row 1 has 40 numbers"},
-		{"string in a row", `{"rows":[[` + nums(39, "0") + `],[0,0,0,"x",` + nums(35, "0") + `]]}`, 400, `row 1 position 3: "x" is not a finite number`},
-		{"NaN as string", `{"features":["NaN",` + nums(38, "0") + `]}`, 400, `features position 0: "NaN"`},
-		{"null feature", `{"features":[0,null,` + nums(37, "0") + `]}`, 400, "features position 1: null is not a finite number"},
-		{"null row", `{"rows":[[` + nums(39, "0") + `],null]}`, 400, "row 1 has 0 numbers"},
-		{"beyond float32", `{"features":[1e39,` + nums(38, "0") + `]}`, 400, "features position 0: 1e+39 is outside the float32 range"},
-		{"beyond float64", `{"features":[1e999,` + nums(38, "0") + `]}`, 400, "features position 0: 1e999 is not a finite number"},
-		{"unknown field", `{"feature":[1]}`, 400, "unknown field"},
-		{"an array, not an object", `[1,2]`, 400, "the body must be a JSON object, not an array"},
-		{"numeric key", `{"key":7,"features":[` + nums(39, "0") + `]}`, 400, "malformed request: key must be a string, not number"},
-		{"budget as a string", `{"budget_ms":"5","features":[` + nums(39, "0") + `]}`, 400, "budget_ms must be a number, not string"},
-		{"unknown model", `{"model":"churn","features":[1]}`, 404, `unknown model "churn"`},
-		{"trailing data", `{"features":[` + nums(39, "0") + `]} {}`, 400, "trailing data"},
-		{"oversized", `{"rows":[` + strings.Repeat("["+nums(39, "0.123456789")+"],", 3000) + `]}`, 413, "larger than"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, body := post(t, url+"/v1/score", tt.body)
-			if status != tt.status {
-				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
-			}
-			var eb api.ErrorBody
-			if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Code == "" {
-				t.Fatalf("error body %s is not {\"error\":{\"code\",\"message\"}}", body)
-			}
-			if !strings.Contains(eb.Error.Message, tt.want) {
-				t.Fatalf("message %q, want it to contain %q", eb.Error.Message, tt.want)
-			}
-		})
-	}
-}
-
-func TestScoreRows(t *testing.T) {
-	url, _ := MustScorerAPI(t)
-	status, body := post(t, url+"/v1/score", `{"rows":[[`+nums(39, "0.2")+`],[`+nums(39, "0.9")+`]]}`)
-	if status != 200 {
-		t.Fatalf("status %d: %s", status, body)
-	}
-	var r api.ScoreResponse
-	if err := json.Unmarshal(body, &r); err != nil {
-		t.Fatal(err)
-	}
-	if len(r.Scores) != 2 || r.Source != api.SourceModel || r.Version != 1 || r.Score != nil {
-		t.Fatalf("rows response %s", body)
-	}
-	if r.Scores[0] == r.Scores[1] {
-		t.Fatalf("two different rows scored the same: %v", r.Scores)
-	}
-}
-
-func TestScoreFallsBackWithoutModel(t *testing.T) {
-	h := newScorer(api.NewServed("calling-score", fallback.CallingScore{}))
-	url := MustServe(t, h.Handler())
-	row := testutil.Row(0.4)
-	b, _ := json.Marshal(map[string]any{"features": row})
-	status, body := post(t, url+"/v1/score", string(b))
-	var r api.ScoreResponse
-	json.Unmarshal(body, &r)
-	if status != 200 || r.Source != api.SourceFallback || r.Reason != fallback.ReasonNoModel {
-		t.Fatalf("%d %s, want 200 fallback no_model", status, body)
-	}
-	if want := (fallback.CallingScore{}).Score(row); *r.Score != want {
-		t.Fatalf("fallback score %v, rules say %v", *r.Score, want)
-	}
-}
-
-// MustControlPlaneAPI serves the control plane API over a fresh registry.
 func MustControlPlaneAPI(tb testing.TB) (*client.Client, *registry.Registry) {
 	tb.Helper()
 	reg, _ := testutil.MustRegistry(tb)
@@ -194,16 +81,16 @@ func TestControlPlaneStatuses(t *testing.T) {
 	if err != nil || !res.Created || res.Version.Number != 1 {
 		t.Fatalf("push: %+v %v", res, err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, ExpectRevision: res.Revision}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1, ExpectRevision: res.Revision}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, ExpectRevision: res.Revision}); client.StatusOf(err) != 409 {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1, ExpectRevision: res.Revision}); client.StatusOf(err) != 409 {
 		t.Fatalf("stale expect_revision: %v, want 409", err)
 	}
-	if _, err := cl.Promote(ctx, "churn", api.AliasBody{Version: 1}); client.StatusOf(err) != 404 {
+	if _, err := cl.Promote(ctx, "churn", wire.AliasBody{Version: 1}); client.StatusOf(err) != 404 {
 		t.Fatalf("unknown model: %v, want 404", err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 7}); client.StatusOf(err) != 404 {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 7}); client.StatusOf(err) != 404 {
 		t.Fatalf("unknown version: %v, want 404", err)
 	}
 	if _, err := cl.Version(ctx, "calling-score", 1); err != nil {
@@ -251,7 +138,7 @@ func TestControlPlaneStatuses(t *testing.T) {
 			t.Errorf("%s %s %s: %d %s, want %d", tc.method, tc.path, tc.body, resp.StatusCode, b, tc.status)
 		}
 		if tc.status >= 400 && tc.method != "HEAD" { // a HEAD answer has no body
-			var eb api.ErrorBody
+			var eb wire.ErrorBody
 			if json.Unmarshal(b, &eb) != nil || eb.Error.Message == "" {
 				t.Errorf("%s %s: error body %s is not JSON {error:{code,message}}", tc.method, tc.path, b)
 			}
@@ -384,7 +271,7 @@ func TestWatchStreamResumes(t *testing.T) {
 	if e := <-got; e.Revision != 2 {
 		t.Fatalf("first event after revision 1: %+v", e)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -459,7 +346,7 @@ func TestPushTooLargeIsRefusedBeforeItsBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var eb api.ErrorBody
+	var eb wire.ErrorBody
 	json.NewDecoder(resp.Body).Decode(&eb)
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(eb.Error.Message, "larger than") {
 		t.Fatalf("push stating 2 MiB to a 1 MiB limit: %d %+v", resp.StatusCode, eb)
@@ -495,10 +382,10 @@ func TestFreeTextIsBounded(t *testing.T) {
 	long := strings.Repeat("y", 1025)
 	body := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 	for _, tc := range []struct{ method, path, body string }{
-		{"POST", "/api/v1/models/calling-score/promote", body(api.AliasBody{Version: 1, Reason: huge})},
-		{"POST", "/api/v1/models/calling-score/promote", body(api.AliasBody{Version: 1, Reason: long})},
-		{"POST", "/api/v1/models/calling-score/rollback", body(api.AliasBody{Reason: long})},
-		{"POST", "/api/v1/models/calling-score/canary", body(api.CanaryBody{Version: 1, Traffic: 0.1, Reason: long})},
+		{"POST", "/api/v1/models/calling-score/promote", body(wire.AliasBody{Version: 1, Reason: huge})},
+		{"POST", "/api/v1/models/calling-score/promote", body(wire.AliasBody{Version: 1, Reason: long})},
+		{"POST", "/api/v1/models/calling-score/rollback", body(wire.AliasBody{Reason: long})},
+		{"POST", "/api/v1/models/calling-score/canary", body(wire.CanaryBody{Version: 1, Traffic: 0.1, Reason: long})},
 		{"POST", "/api/v1/models/calling-score/blend", `{"weight":0.5,"reason":"` + long + `"}`},
 		{"DELETE", "/api/v1/models/calling-score/canary?reason=" + long, ""},
 	} {
@@ -507,7 +394,7 @@ func TestFreeTextIsBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var eb api.ErrorBody
+		var eb wire.ErrorBody
 		json.NewDecoder(resp.Body).Decode(&eb)
 		resp.Body.Close()
 		if resp.StatusCode != 400 || !strings.Contains(eb.Error.Message, `"reason"`) || !strings.Contains(eb.Error.Message, "at most 1024") {
@@ -518,7 +405,7 @@ func TestFreeTextIsBounded(t *testing.T) {
 		t.Errorf("refused requests moved the revision from %d to %d", before, after)
 	}
 	// 1024 bytes are fine.
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, Reason: long[:1024]}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1, Reason: long[:1024]}); err != nil {
 		t.Errorf("promote with a 1024-byte reason: %v", err)
 	}
 	for _, name := range []string{strings.Repeat("n", 65), "ci\x1b]0;pwned\x07", ""} {
@@ -538,11 +425,11 @@ func TestIdempotentRequestsAnswerUnchanged(t *testing.T) {
 	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: m.Path, Card: m.Card}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	w := 0.5
-	if _, err := cl.SetBlend(ctx, "calling-score", api.BlendBody{Weight: &w}); err != nil {
+	if _, err := cl.SetBlend(ctx, "calling-score", wire.BlendBody{Weight: &w}); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := reg.Events(ctx, registry.EventQuery{})

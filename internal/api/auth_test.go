@@ -3,31 +3,21 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/client"
-	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func TestRolesAndTokens(t *testing.T) {
@@ -74,14 +64,14 @@ func TestRolesAndTokens(t *testing.T) {
 	if err := push(admin); err != nil {
 		t.Fatalf("admin push: %v", err)
 	}
-	ev, err := admin.Promote(ctx, "calling-score", api.AliasBody{Version: 1})
+	ev, err := admin.Promote(ctx, "calling-score", wire.AliasBody{Version: 1})
 	if err != nil || ev.Actor != "alice" {
 		t.Fatalf("promote: %+v %v; want the event to name the token", ev, err)
 	}
 	if _, err := as(viewer.Secret).Models(ctx); err != nil {
 		t.Fatalf("viewer read: %v", err)
 	}
-	if _, err := as(viewer.Secret).Rollback(ctx, "calling-score", api.AliasBody{}); client.StatusOf(err) != 403 {
+	if _, err := as(viewer.Secret).Rollback(ctx, "calling-score", wire.AliasBody{}); client.StatusOf(err) != 403 {
 		t.Fatalf("viewer rollback: %v, want 403", err)
 	}
 	if rc, _, err := as(viewer.Secret).Artifact(ctx, "calling-score", 1); client.StatusOf(err) != 403 {
@@ -137,104 +127,8 @@ func TestRolesAndTokens(t *testing.T) {
 	}
 }
 
-func TestScorerAPIKeys(t *testing.T) {
-	h := api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{}))
-	h.APIKeys = []string{"k-123"}
-	url := MustServe(t, h.Handler())
-	body := `{"features":[` + nums(39, "0.5") + `]}`
-	for _, tc := range []struct {
-		header, value string
-		want          int
-	}{{"", "", 401}, {"X-API-Key", "wrong", 401}, {"X-API-Key", "k-123", 200}, {"Authorization", "Bearer k-123", 200}} {
-		req, _ := http.NewRequest("POST", url+"/v1/score", strings.NewReader(body))
-		if tc.header != "" {
-			req.Header.Set(tc.header, tc.value)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tc.want {
-			t.Errorf("%s %q: %d, want %d", tc.header, tc.value, resp.StatusCode, tc.want)
-		}
-	}
-	if resp, err := http.Get(url + "/readyz"); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("readyz needs no key: %v", resp)
-	}
-	// OIP v2 refuses in its own error shape, so Triton and KServe clients can
-	// show the reason.
-	status, b := post(t, url+"/v2/models/calling-score/infer", `{"inputs":[]}`)
-	var oip map[string]any
-	if err := json.Unmarshal(b, &oip); status != 401 || err != nil || len(oip) != 1 || !strings.Contains(fmt.Sprint(oip["error"]), "API key") {
-		t.Fatalf("OIP infer without a key: %d %s, want 401 {\"error\": …}", status, b)
-	}
-}
-
-func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	kb, _ := x509.MarshalECPrivateKey(key)
-	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-
-	scorer := api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{}))
-	for name, s := range map[string]*api.Server{
-		"net/http": api.NewServer("127.0.0.1:0", scorer.Handler(), discard),
-		"fasthttp": api.NewFastServer("127.0.0.1:0", scorer.Fast(), discard),
-	} {
-		s.TLSCert, s.TLSKey = certPath, keyPath
-		if err := s.Open(); err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close(context.Background())
-		if !strings.HasPrefix(s.URL(), "https://") {
-			t.Fatalf("%s: URL %s", name, s.URL())
-		}
-		pool := x509.NewCertPool()
-		pool.AddCert(mustParse(t, der))
-		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-		resp, err := hc.Get(s.URL() + "/healthz")
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%s: over TLS: %v %v", name, resp, err)
-		}
-		resp.Body.Close()
-		resp, err = hc.Post(s.URL()+"/v1/score", "application/json", strings.NewReader(`{"features":[`+nums(39, "0.5")+`]}`))
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%s: scoring over TLS: %v %v", name, resp, err)
-		}
-		resp.Body.Close()
-		// Plain HTTP on the TLS port is not served, and is told why, on both
-		// servers alike.
-		resp, err = http.Get(strings.Replace(s.URL(), "https", "http", 1) + "/healthz")
-		if err != nil {
-			t.Fatalf("%s: plain HTTP on the TLS port: %v, want a 400 saying why", name, err)
-		}
-		said, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 400 || !strings.Contains(string(said), "HTTP request to an HTTPS server") {
-			t.Fatalf("%s: plain HTTP on the TLS port: %d %q", name, resp.StatusCode, said)
-		}
-	}
-}
-
-func mustParse(t *testing.T, der []byte) *x509.Certificate {
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 func TestSlowClientsCannotHoldTheServer(t *testing.T) {
-	s := api.NewServer("127.0.0.1:0", api.NewScorer(discard, api.NewServed("calling-score", fallback.CallingScore{})).Handler(), discard)
+	s := api.NewServer("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), discard)
 	s.ReadHeaderTimeout, s.ReadTimeout = 200*time.Millisecond, 400*time.Millisecond
 	if err := s.Open(); err != nil {
 		t.Fatal(err)
@@ -242,8 +136,8 @@ func TestSlowClientsCannotHoldTheServer(t *testing.T) {
 	defer s.Close(context.Background())
 	addr := strings.TrimPrefix(s.URL(), "http://")
 	for name, send := range map[string]string{
-		"headers never finish": "POST /v1/score HTTP/1.1\r\nHost: x\r\n",
-		"body never finishes":  "POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"features\":[",
+		"headers never finish": "POST /api/v1/models HTTP/1.1\r\nHost: x\r\n",
+		"body never finishes":  "POST /api/v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"features\":[",
 	} {
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {

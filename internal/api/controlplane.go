@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,6 +28,7 @@ import (
 	"github.com/modelops/modelops/internal/buildinfo"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // ControlPlane serves /api/v1 over a registry.
@@ -159,12 +162,6 @@ func strictQuery(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// ModelView is a model with its versions, as GET /models/{m} returns it.
-type ModelView struct {
-	registry.Model
-	Versions []registry.Version `json:"versions"`
-}
-
 func (cp *ControlPlane) listModels(c echo.Context) error {
 	ms, err := cp.Registry.Models(c.Request().Context())
 	if err != nil {
@@ -189,7 +186,7 @@ func (cp *ControlPlane) getModel(c echo.Context) error {
 	if vs == nil {
 		vs = []registry.Version{}
 	}
-	return c.JSON(http.StatusOK, ModelView{Model: *m, Versions: vs})
+	return c.JSON(http.StatusOK, wire.ModelView{Model: *m, Versions: vs})
 }
 
 func (cp *ControlPlane) listVersions(c echo.Context) error {
@@ -275,13 +272,6 @@ func (cp *ControlPlane) getDeployment(c echo.Context) error {
 	return c.JSON(http.StatusOK, d)
 }
 
-// PushResponse is the answer to a push.
-type PushResponse struct {
-	Version  registry.Version `json:"version"`
-	Created  bool             `json:"created"`
-	Revision uint64           `json:"revision,omitempty"`
-}
-
 // push takes multipart/form-data with an optional "card" part (JSON) followed by an
 // "artifact" part (the ONNX file), and the artifact's sha256 in the query
 // (?sha256=) or the X-Artifact-Sha256 header. The artifact streams straight into
@@ -347,7 +337,7 @@ func (cp *ControlPlane) push(c echo.Context) error {
 				return err
 			}
 			status := http.StatusOK
-			out := PushResponse{Version: *res.Version, Created: res.Created}
+			out := wire.PushResponse{Version: *res.Version, Created: res.Created}
 			if res.Created {
 				status = http.StatusCreated
 				out.Revision = res.Event.Revision
@@ -360,17 +350,8 @@ func (cp *ControlPlane) push(c echo.Context) error {
 	}
 }
 
-// AliasBody is the body of promote and rollback.
-type AliasBody struct {
-	Version        int    `json:"version"`
-	ExpectRevision uint64 `json:"expect_revision,omitempty"`
-	Reason         string `json:"reason,omitempty"`
-	// Force promotes a version the monitor rejected.
-	Force bool `json:"force,omitempty"`
-}
-
 func (cp *ControlPlane) promote(c echo.Context) error {
-	var b AliasBody
+	var b wire.AliasBody
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
@@ -390,7 +371,7 @@ func (cp *ControlPlane) promote(c echo.Context) error {
 }
 
 func (cp *ControlPlane) rollback(c echo.Context) error {
-	var b AliasBody
+	var b wire.AliasBody
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
@@ -598,16 +579,8 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// GCBody asks for garbage collection of unreferenced blobs.
-type GCBody struct {
-	// Grace is a duration such as "24h": younger blobs are kept (default 24h).
-	Grace string `json:"grace,omitempty"`
-	// Apply deletes; without it the answer only lists.
-	Apply bool `json:"apply,omitempty"`
-}
-
 func (cp *ControlPlane) gc(c echo.Context) error {
-	var b GCBody
+	var b wire.GCBody
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
@@ -629,17 +602,8 @@ func (cp *ControlPlane) gc(c echo.Context) error {
 	return c.JSON(http.StatusOK, res)
 }
 
-// CanaryBody sets the candidate alias.
-type CanaryBody struct {
-	Version        int     `json:"version"`
-	Traffic        float64 `json:"traffic"`
-	Mode           string  `json:"mode,omitempty"`
-	ExpectRevision uint64  `json:"expect_revision,omitempty"`
-	Reason         string  `json:"reason,omitempty"`
-}
-
 func (cp *ControlPlane) canary(c echo.Context) error {
-	var b CanaryBody
+	var b wire.CanaryBody
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
@@ -676,15 +640,8 @@ func (cp *ControlPlane) clearCanary(c echo.Context) error {
 	return c.JSON(http.StatusOK, ev)
 }
 
-// BlendBody sets a model's blend weight.
-type BlendBody struct {
-	Weight         *float64 `json:"weight"`
-	ExpectRevision uint64   `json:"expect_revision,omitempty"`
-	Reason         string   `json:"reason,omitempty"`
-}
-
 func (cp *ControlPlane) blend(c echo.Context) error {
-	var b BlendBody
+	var b wire.BlendBody
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
@@ -744,7 +701,7 @@ func (cp *ControlPlane) report(c echo.Context) error {
 		}
 		return err
 	}
-	var r monitor.Report
+	var r report.Report
 	if err := json.Unmarshal(body, &r); err != nil {
 		return badRequest("malformed report: " + err.Error())
 	}
@@ -854,24 +811,8 @@ func (cp *ControlPlane) getPolicy(c echo.Context) error {
 	return c.JSON(http.StatusOK, m.EffectivePolicy())
 }
 
-// PolicyBody changes some settings of a model's policy; absent ones keep their
-// current value.
-type PolicyBody struct {
-	MaxErrorRate    *float64           `json:"max_error_rate,omitempty"`
-	MaxFallbackRate *float64           `json:"max_fallback_rate,omitempty"`
-	MaxP99Ms        *float64           `json:"max_p99_ms,omitempty"`
-	MaxPredPSI      *float64           `json:"max_prediction_psi,omitempty"`
-	MinSamples      *int64             `json:"min_samples,omitempty"`
-	BakeTime        *registry.Duration `json:"bake_time,omitempty"`
-	FailureLimit    *int               `json:"failure_limit,omitempty"`
-	// CorroboratingNodes: how many nodes must each see a breach before a
-	// version served by several is rolled back.
-	CorroboratingNodes *int   `json:"corroborating_nodes,omitempty"`
-	ExpectRevision     uint64 `json:"expect_revision,omitempty"`
-}
-
 func (cp *ControlPlane) putPolicy(c echo.Context) error {
-	var b PolicyBody
+	var b wire.PolicyBody
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
@@ -909,21 +850,6 @@ func (cp *ControlPlane) putPolicy(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"policy": p, "event": ev})
 }
 
-// TokenBody creates a token.
-type TokenBody struct {
-	Name string `json:"name"`
-	Role string `json:"role"`
-	// Node binds a scorer token to the node it reports for (else its first
-	// report binds it).
-	Node string `json:"node,omitempty"`
-}
-
-// TokenCreated answers a token creation; the secret is shown this once.
-type TokenCreated struct {
-	registry.Token
-	Secret string `json:"secret"`
-}
-
 func (cp *ControlPlane) listTokens(c echo.Context) error {
 	ts, err := cp.Registry.Tokens(c.Request().Context())
 	if err != nil {
@@ -936,7 +862,7 @@ func (cp *ControlPlane) listTokens(c echo.Context) error {
 }
 
 func (cp *ControlPlane) createToken(c echo.Context) error {
-	var b TokenBody
+	var b wire.TokenBody
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
@@ -945,7 +871,7 @@ func (cp *ControlPlane) createToken(c echo.Context) error {
 		return err
 	}
 	t.Hash = ""
-	return c.JSON(http.StatusCreated, TokenCreated{Token: *t, Secret: secret})
+	return c.JSON(http.StatusCreated, wire.TokenCreated{Token: *t, Secret: secret})
 }
 
 func (cp *ControlPlane) revokeToken(c echo.Context) error {

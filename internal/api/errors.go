@@ -11,18 +11,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/wire"
 )
-
-// Error is the body of every error response: {"error":{"code","message"}}.
-type Error struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// ErrorBody wraps Error as it appears on the wire.
-type ErrorBody struct {
-	Error Error `json:"error"`
-}
 
 // requestError is a handler's own bad-input error with a status of its choosing.
 type requestError struct {
@@ -96,7 +86,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 // errorReply is how err is answered, whichever server carries the request: its
 // status, its Retry-After in seconds (0 for none) and its body. It logs internal
 // errors.
-func errorReply(log *slog.Logger, err error, method, path string) (int, int, ErrorBody) {
+func errorReply(log *slog.Logger, err error, method, path string) (int, int, wire.ErrorBody) {
 	status, code := statusOf(err)
 	msg := err.Error()
 	var he *echo.HTTPError
@@ -116,7 +106,7 @@ func errorReply(log *slog.Logger, err error, method, path string) (int, int, Err
 	if errors.As(err, &re) {
 		retryAfter = re.retryAfter
 	}
-	return status, retryAfter, ErrorBody{Error{Code: code, Message: msg}}
+	return status, retryAfter, wire.ErrorBody{Error: wire.Error{Code: code, Message: msg}}
 }
 
 func newEcho(log *slog.Logger) *echo.Echo {

@@ -11,11 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // reportPlane is a control plane with auth and a monitor over a registry with
@@ -45,7 +48,7 @@ func reportPlane(t *testing.T, reportRate ...float64) (*client.Client, *monitor.
 			t.Fatal(err)
 		}
 	}
-	if _, err := admin.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := admin.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	return admin, cp.Monitor, url
@@ -69,16 +72,16 @@ func sendReport(t *testing.T, url, token string, r any) (int, string, http.Heade
 
 // errorsWindow is a second of v on the champion arm: n requests, bad of them
 // errors.
-func errorsWindow(v int, n, bad int64) monitor.Window {
-	w := monitor.Window{Version: v, Arm: "champion", Requests: n, Rows: n, Errors: bad,
-		Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins)}
+func errorsWindow(v int, n, bad int64) report.Window {
+	w := report.Window{Version: v, Arm: "champion", Requests: n, Rows: n, Errors: bad,
+		Latency: make([]int64, len(report.LatencyBucketsMs)+1), Prediction: make([]int64, report.PredictionBins)}
 	w.Latency[2] = n
 	w.Prediction[5] = n
 	return w
 }
 
-func nodeReport(node string, ws ...monitor.Window) monitor.Report {
-	return monitor.Report{Node: node, Ready: true, Interval: 1, Models: []monitor.ModelReport{{Model: "calling-score", Windows: ws}}}
+func nodeReport(node string, ws ...report.Window) report.Report {
+	return report.Report{Node: node, Ready: true, Interval: 1, Models: []report.ModelReport{{Model: "calling-score", Windows: ws}}}
 }
 
 // A scorer token reports for one node only: bound by its first report, or
@@ -127,7 +130,7 @@ func TestForgedReportsAreRefused(t *testing.T) {
 			t.Fatalf("a report for v%d: %d %s, want 403", v, status, body)
 		}
 	}
-	if status, body, _ := sendReport(t, url, real.Secret, monitor.Report{Node: "a", Models: []monitor.ModelReport{{Model: "made-up", Windows: []monitor.Window{errorsWindow(1, 1, 1)}}}}); status != http.StatusForbidden {
+	if status, body, _ := sendReport(t, url, real.Secret, report.Report{Node: "a", Models: []report.ModelReport{{Model: "made-up", Windows: []report.Window{errorsWindow(1, 1, 1)}}}}); status != http.StatusForbidden {
 		t.Fatalf("a report for a model not in the registry: %d %s", status, body)
 	}
 	// Admin and viewer tokens do not report.
@@ -138,7 +141,7 @@ func TestForgedReportsAreRefused(t *testing.T) {
 		}
 	}
 	// A token made for a node is bound from the start.
-	named, err := admin.CreateTokenFor(ctx, api.TokenBody{Name: "node-d", Role: registry.RoleScorer, Node: "d"})
+	named, err := admin.CreateTokenFor(ctx, wire.TokenBody{Name: "node-d", Role: registry.RoleScorer, Node: "d"})
 	if err != nil || named.Node != "d" {
 		t.Fatalf("token for node d: %+v %v", named, err)
 	}
@@ -172,9 +175,9 @@ func TestReportLimits(t *testing.T) {
 	ctx := context.Background()
 	admin, mon, url := reportPlane(t)
 	node, _ := admin.CreateToken(ctx, "node-a", registry.RoleScorer)
-	many := monitor.Report{Node: "a"}
+	many := report.Report{Node: "a"}
 	for i := range monitor.MaxReportModels + 1 {
-		many.Models = append(many.Models, monitor.ModelReport{Model: fmt.Sprintf("m%d", i)})
+		many.Models = append(many.Models, report.ModelReport{Model: fmt.Sprintf("m%d", i)})
 	}
 	bins := errorsWindow(1, 10, 0)
 	bins.Latency = make([]int64, 500)
@@ -201,7 +204,7 @@ func TestReportLimits(t *testing.T) {
 	huge.Models[0].LoadError = strings.Repeat("x", 2<<20)
 	for _, c := range []struct {
 		name   string
-		r      monitor.Report
+		r      report.Report
 		status int
 		says   string
 	}{
@@ -215,7 +218,7 @@ func TestReportLimits(t *testing.T) {
 		{"long refusal", nodeReport("a", longRefusal), http.StatusBadRequest, "refusal reason"},
 		{"negative refusal", nodeReport("a", negRefusal), http.StatusBadRequest, "refusal reason"},
 		{"errors above requests", nodeReport("a", moreErrors), http.StatusBadRequest, "errors 11 of 10 requests"},
-		{"node", monitor.Report{Node: "evil\x1b[2J"}, http.StatusBadRequest, "control characters"},
+		{"node", report.Report{Node: "evil\x1b[2J"}, http.StatusBadRequest, "control characters"},
 	} {
 		status, body, _ := sendReport(t, url, node.Secret, c.r)
 		if status != c.status || !strings.Contains(body, c.says) {
@@ -276,12 +279,12 @@ func TestReportFloodStaysWithinTheBudget(t *testing.T) {
 	}
 	// The largest report the limits let through for v1: every arm, every
 	// fallback reason, the longest texts.
-	big := func(node string) monitor.Report {
+	big := func(node string) report.Report {
 		r := nodeReport(node)
 		for _, arm := range []string{"champion", "challenger", "shadow", "other"} {
 			w := errorsWindow(1, 1000, 0)
 			w.Arm = arm
-			w.ShadowDiff = make([]int64, len(monitor.ShadowDiffEdges)+1)
+			w.ShadowDiff = make([]int64, len(report.ShadowDiffEdges)+1)
 			w.Fallbacks = map[string]int64{}
 			for f := range monitor.MaxFallbackReasons {
 				w.Fallbacks[fmt.Sprintf("%02d%s", f, strings.Repeat("r", 60))] = 1

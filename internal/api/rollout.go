@@ -8,19 +8,8 @@ import (
 
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/wire"
 )
-
-// RolloutBody starts a progressive rollout; absent settings take the model's
-// rollout policy.
-type RolloutBody struct {
-	Version  int                `json:"version"`
-	Steps    []float64          `json:"steps,omitempty"`
-	Interval *registry.Duration `json:"interval,omitempty"`
-	Timeout  *registry.Duration `json:"timeout,omitempty"`
-	Mode     string             `json:"mode,omitempty"`
-	// Shadow, when set, starts with a shadow phase that long.
-	Shadow *registry.Duration `json:"shadow,omitempty"`
-}
 
 func durationOf(d *registry.Duration) time.Duration {
 	if d == nil {
@@ -30,7 +19,7 @@ func durationOf(d *registry.Duration) time.Duration {
 }
 
 func (cp *ControlPlane) startRollout(c echo.Context) error {
-	var b RolloutBody
+	var b wire.RolloutBody
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
@@ -73,13 +62,8 @@ func (cp *ControlPlane) getRollout(c echo.Context) error {
 	return c.JSON(http.StatusOK, monitor.RolloutStatus{Model: m.Name, Rollout: m.Rollout, Policy: m.EffectiveRolloutPolicy()})
 }
 
-// RolloutActionBody carries why a person paused, resumed or aborted.
-type RolloutActionBody struct {
-	Reason string `json:"reason,omitempty"`
-}
-
 func (cp *ControlPlane) rolloutAction(c echo.Context, do func(model, actor, reason string) (*registry.Event, error)) error {
-	var b RolloutActionBody
+	var b wire.RolloutActionBody
 	if c.Request().ContentLength != 0 {
 		if err := decodeJSON(c, &b); err != nil {
 			return err
@@ -121,24 +105,8 @@ func (cp *ControlPlane) getRolloutPolicy(c echo.Context) error {
 	return c.JSON(http.StatusOK, m.EffectiveRolloutPolicy())
 }
 
-// RolloutPolicyBody changes some settings of a model's rollout policy; absent
-// ones keep their current value.
-type RolloutPolicyBody struct {
-	Steps           []float64          `json:"steps,omitempty"`
-	Interval        *registry.Duration `json:"interval,omitempty"`
-	Timeout         *registry.Duration `json:"timeout,omitempty"`
-	MinRequests     *int64             `json:"min_requests,omitempty"`
-	MinScores       *int64             `json:"min_scores,omitempty"`
-	MinOutcomes     *int64             `json:"min_outcomes,omitempty"`
-	RequireOutcomes *bool              `json:"require_outcomes,omitempty"`
-	LossMargin      *float64           `json:"loss_margin,omitempty"`
-	Alpha           *float64           `json:"alpha,omitempty"`
-	MaxShadowDiff   *float64           `json:"max_shadow_diff,omitempty"`
-	ExpectRevision  uint64             `json:"expect_revision,omitempty"`
-}
-
 func (cp *ControlPlane) putRolloutPolicy(c echo.Context) error {
-	var b RolloutPolicyBody
+	var b wire.RolloutPolicyBody
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}

@@ -5,15 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/valyala/fasthttp"
 )
 
 // Server is an HTTP server with the timeouts every server here must set.
@@ -22,9 +18,7 @@ import (
 type Server struct {
 	Addr    string
 	Handler http.Handler
-	// Fast, when set instead of Handler, is served on fasthttp (NewFastServer).
-	Fast   *FastHandler
-	Logger *slog.Logger
+	Logger  *slog.Logger
 
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
@@ -40,7 +34,6 @@ type Server struct {
 	ln     net.Listener
 	scheme string
 	srv    *http.Server
-	fast   *fasthttp.Server
 	// fresh holds connections that have not sent a request yet: Shutdown would
 	// wait five seconds for each, so Close closes them at once, and closing
 	// turns away those accepted after that.
@@ -61,14 +54,6 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *Server {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-}
-
-// NewFastServer returns a server for addr that serves h on fasthttp, with the
-// same timeouts as NewServer (ReadTimeout covers the request's head too).
-func NewFastServer(addr string, h *FastHandler, log *slog.Logger) *Server {
-	s := NewServer(addr, nil, log)
-	s.Fast = h
-	return s
 }
 
 // Open binds the listener and starts serving.
@@ -98,26 +83,6 @@ func (s *Server) Open() error {
 	s.ln = ln
 	s.done = make(chan error, 1)
 	s.fresh = map[net.Conn]struct{}{}
-	if s.Fast != nil {
-		s.fast = &fasthttp.Server{
-			Handler:            s.Fast.Serve,
-			ErrorHandler:       s.Fast.Error,
-			MaxRequestBodySize: int(s.Fast.MaxBodyBytes),
-			// The request line and headers must fit in the read buffer.
-			ReadBufferSize:        16 << 10,
-			ReadTimeout:           s.ReadTimeout,
-			WriteTimeout:          s.WriteTimeout,
-			IdleTimeout:           s.IdleTimeout,
-			NoDefaultServerHeader: true,
-			CloseOnShutdown:       true,
-			Logger:                fastLogger{s.Logger},
-		}
-		// fasthttp counts a connection active before its first byte arrives, so
-		// its shutdown would wait out the read timeout for a connection that
-		// never sends one: freshListener tracks those for Close.
-		go func() { s.done <- s.fast.Serve(freshListener{ln, s}) }()
-		return nil
-	}
 	s.srv = &http.Server{
 		Handler:           s.Handler,
 		ReadHeaderTimeout: s.ReadHeaderTimeout,
@@ -159,16 +124,11 @@ func (s *Server) Done() <-chan error { return s.done }
 
 // Close stops accepting, lets requests in flight finish (up to ctx), then closes.
 func (s *Server) Close(ctx context.Context) error {
-	if s.srv == nil && s.fast == nil {
+	if s.srv == nil {
 		return nil
 	}
-	if s.srv != nil {
-		s.srv.SetKeepAlivesEnabled(false)
-	}
+	s.srv.SetKeepAlivesEnabled(false)
 	s.dropFresh()
-	if s.fast != nil {
-		return s.fast.ShutdownWithContext(ctx)
-	}
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
@@ -191,106 +151,6 @@ func (s *Server) dropFresh() {
 		c.Close()
 	}
 }
-
-// freshListener hands out connections that count as fresh, for Close to drop,
-// until their first byte arrives: what net/http calls StateNew.
-type freshListener struct {
-	net.Listener
-	s *Server
-}
-
-func (l freshListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	fc := &freshConn{Conn: c, s: l.s}
-	l.s.mu.Lock()
-	closing := l.s.closing
-	if !closing {
-		l.s.fresh[fc] = struct{}{}
-	}
-	l.s.mu.Unlock()
-	if closing {
-		c.Close() // the server reads nothing from it and lets it go
-	}
-	return fc, nil
-}
-
-type freshConn struct {
-	net.Conn
-	s    *Server
-	used atomic.Bool
-	// linger: the server answered without reading the whole request (a body
-	// too large), so Close lets the client read that answer first.
-	linger atomic.Bool
-}
-
-func (c *freshConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 && !c.used.Load() {
-		c.used.Store(true)
-		c.forget()
-	}
-	if err != nil && !c.used.Load() {
-		answerPlainHTTP(err)
-	}
-	return n, err
-}
-
-// answerPlainHTTP tells a client that sent plain HTTP to a TLS port what it did,
-// as net/http does, rather than close the connection in silence.
-func answerPlainHTTP(err error) {
-	var re tls.RecordHeaderError
-	if !errors.As(err, &re) || re.Conn == nil {
-		return
-	}
-	for _, m := range []string{"GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH"} {
-		if string(re.RecordHeader[:]) == m {
-			re.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
-			re.Conn.Close()
-			return
-		}
-	}
-}
-
-func (c *freshConn) Close() error {
-	c.forget()
-	if c.linger.Load() {
-		drainBeforeClose(c.Conn)
-	}
-	return c.Conn.Close()
-}
-
-// Lingering close, as net/http's server does it: closing a TCP connection with
-// unread data in it resets it, and a client still sending its body may then
-// lose the answer already on its way (the 413) to "connection reset by peer".
-const (
-	lingerTime  = 500 * time.Millisecond
-	lingerBytes = 8 << 20
-)
-
-// drainBeforeClose ends the sending side, then reads and drops what the client
-// still sends, until it stops, lingerTime passes or lingerBytes arrive.
-func drainBeforeClose(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	}
-	c.SetReadDeadline(time.Now().Add(lingerTime))
-	io.Copy(io.Discard, io.LimitReader(c, lingerBytes))
-}
-
-func (c *freshConn) forget() {
-	c.s.mu.Lock()
-	delete(c.s.fresh, c)
-	c.s.mu.Unlock()
-}
-
-// fastLogger passes fasthttp's complaints (connection errors, panics) to the log.
-type fastLogger struct{ log *slog.Logger }
-
-func (l fastLogger) Printf(format string, args ...any) { l.log.Warn(fmt.Sprintf(format, args...)) }
 
 // extendDeadlines lifts the server's read and write timeouts for a long stream.
 func extendDeadlines(w http.ResponseWriter, read, write time.Duration) {

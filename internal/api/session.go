@@ -318,12 +318,3 @@ func (cp *ControlPlane) sessionInfo(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, SessionInfo{Name: t.Name, Role: t.Role, CSRF: ss.csrf})
 }
-
-// LeaderInfo says which control-plane replica runs the monitor, when several
-// share an etcd registry (GET /api/v1/leader; a single control plane has no
-// such route).
-type LeaderInfo struct {
-	Monitor string `json:"monitor"`
-	Self    string `json:"self"`
-	Leading bool   `json:"leading"`
-}

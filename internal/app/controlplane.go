@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/modelops/modelops/web"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -20,11 +19,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelops/modelops/web"
+
 	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/predlog/logstore"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/wire"
+
 	// The storage drivers, each registering its URL scheme.
 	_ "github.com/modelops/modelops/internal/registry/boltmeta"
 	_ "github.com/modelops/modelops/internal/registry/etcdmeta"
@@ -296,7 +299,7 @@ func (c *ControlPlane) withMonitorLeader(next http.Handler) http.Handler {
 				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": "unavailable", "message": err.Error()}})
 				return
 			}
-			writeJSON(w, http.StatusOK, api.LeaderInfo{Monitor: leader, Self: c.self, Leading: c.leading.Load()})
+			writeJSON(w, http.StatusOK, wire.LeaderInfo{Monitor: leader, Self: c.self, Leading: c.leading.Load()})
 			return
 		case monitorRoute(r) && !c.leading.Load() && r.Header.Get(forwardedHeader) == "":
 			leader, err := c.elector.Leader(r.Context(), monitorElection)

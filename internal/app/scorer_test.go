@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/monitor/report"
 )
 
 // A setting out of range stops the start with an error naming its flag, before
@@ -33,7 +33,7 @@ func TestOutOfRangeSettingsAreRefusedByTheirFlag(t *testing.T) {
 		{"--report-interval", func(c *ScorerConfig) { c.ReportInterval = 0 }},
 		{"--load-timeout", func(c *ScorerConfig) { c.LoadTimeout = 0 }},
 		{"--feedback-capacity", func(c *ScorerConfig) { c.FeedbackCapacity = 0 }},
-		{"--feedback-capacity", func(c *ScorerConfig) { c.FeedbackCapacity = monitor.MaxJoinCapacity + 1 }},
+		{"--feedback-capacity", func(c *ScorerConfig) { c.FeedbackCapacity = report.MaxJoinCapacity + 1 }},
 		{"--tls-key", func(c *ScorerConfig) { c.TLSCert = "cert.pem" }},
 		{"--api-key", func(c *ScorerConfig) { c.APIKeys = []string{"k1", ""} }},
 		{"--api-key", func(c *ScorerConfig) { c.APIKeys = []string{" k1"} }},

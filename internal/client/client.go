@@ -20,10 +20,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/predlog"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // Error is an error answer from the server.
@@ -129,7 +129,7 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var eb api.ErrorBody
+	var eb wire.ErrorBody
 	if json.Unmarshal(raw, &eb) == nil && eb.Error.Message != "" {
 		msg := eb.Error.Message
 		if resp.StatusCode == http.StatusNotFound && msg == http.StatusText(http.StatusNotFound) {
@@ -152,8 +152,8 @@ func (c *Client) Models(ctx context.Context) ([]registry.Model, error) {
 }
 
 // Model returns a model with its versions.
-func (c *Client) Model(ctx context.Context, name string) (*api.ModelView, error) {
-	var out api.ModelView
+func (c *Client) Model(ctx context.Context, name string) (*wire.ModelView, error) {
+	var out wire.ModelView
 	if err := c.do(ctx, http.MethodGet, "/api/v1/models/"+url.PathEscape(name), nil, nil, &out); err != nil {
 		return nil, err
 	}
@@ -179,7 +179,7 @@ func (c *Client) Deployment(ctx context.Context, model string) (*registry.Deploy
 }
 
 // Promote points production at version.
-func (c *Client) Promote(ctx context.Context, model string, body api.AliasBody) (*registry.Event, error) {
+func (c *Client) Promote(ctx context.Context, model string, body wire.AliasBody) (*registry.Event, error) {
 	var out registry.Event
 	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/promote", nil, body, &out); err != nil {
 		return nil, err
@@ -188,7 +188,7 @@ func (c *Client) Promote(ctx context.Context, model string, body api.AliasBody) 
 }
 
 // Rollback moves production back (to body.Version when set).
-func (c *Client) Rollback(ctx context.Context, model string, body api.AliasBody) (*registry.Event, error) {
+func (c *Client) Rollback(ctx context.Context, model string, body wire.AliasBody) (*registry.Event, error) {
 	var out registry.Event
 	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/rollback", nil, body, &out); err != nil {
 		return nil, err
@@ -197,7 +197,7 @@ func (c *Client) Rollback(ctx context.Context, model string, body api.AliasBody)
 }
 
 // SetCanary points the candidate alias at a version.
-func (c *Client) SetCanary(ctx context.Context, model string, body api.CanaryBody) (*registry.Event, error) {
+func (c *Client) SetCanary(ctx context.Context, model string, body wire.CanaryBody) (*registry.Event, error) {
 	var out registry.Event
 	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/canary", nil, body, &out); err != nil {
 		return nil, err
@@ -222,7 +222,7 @@ func (c *Client) ClearCanary(ctx context.Context, model string, expectRevision u
 }
 
 // SetBlend sets the model's blend weight.
-func (c *Client) SetBlend(ctx context.Context, model string, body api.BlendBody) (*registry.Event, error) {
+func (c *Client) SetBlend(ctx context.Context, model string, body wire.BlendBody) (*registry.Event, error) {
 	var out registry.Event
 	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/blend", nil, body, &out); err != nil {
 		return nil, err
@@ -249,8 +249,8 @@ func (c *Client) Fleet(ctx context.Context) ([]monitor.NodeState, error) {
 }
 
 // Leader says which replica runs the monitor; nil for a single control plane.
-func (c *Client) Leader(ctx context.Context) (*api.LeaderInfo, error) {
-	var out api.LeaderInfo
+func (c *Client) Leader(ctx context.Context) (*wire.LeaderInfo, error) {
+	var out wire.LeaderInfo
 	err := c.do(ctx, http.MethodGet, "/api/v1/leader", nil, nil, &out)
 	if StatusOf(err) == http.StatusNotFound {
 		return nil, nil
@@ -271,7 +271,7 @@ func (c *Client) Policy(ctx context.Context, model string) (*registry.Policy, er
 }
 
 // SetPolicy changes some of a model's policy settings.
-func (c *Client) SetPolicy(ctx context.Context, model string, body api.PolicyBody) (*registry.Policy, error) {
+func (c *Client) SetPolicy(ctx context.Context, model string, body wire.PolicyBody) (*registry.Policy, error) {
 	var out struct {
 		Policy registry.Policy `json:"policy"`
 	}
@@ -282,14 +282,14 @@ func (c *Client) SetPolicy(ctx context.Context, model string, body api.PolicyBod
 }
 
 // CreateToken makes a token; its secret is in the answer only.
-func (c *Client) CreateToken(ctx context.Context, name, role string) (*api.TokenCreated, error) {
-	return c.CreateTokenFor(ctx, api.TokenBody{Name: name, Role: role})
+func (c *Client) CreateToken(ctx context.Context, name, role string) (*wire.TokenCreated, error) {
+	return c.CreateTokenFor(ctx, wire.TokenBody{Name: name, Role: role})
 }
 
 // CreateTokenFor makes a token as b says (a scorer token may name its node);
 // its secret is in the answer only.
-func (c *Client) CreateTokenFor(ctx context.Context, b api.TokenBody) (*api.TokenCreated, error) {
-	var out api.TokenCreated
+func (c *Client) CreateTokenFor(ctx context.Context, b wire.TokenBody) (*wire.TokenCreated, error) {
+	var out wire.TokenCreated
 	if err := c.do(ctx, http.MethodPost, "/api/v1/tokens", nil, b, &out); err != nil {
 		return nil, err
 	}
@@ -325,7 +325,7 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 }
 
 // GC lists (and with apply deletes) blobs no version references.
-func (c *Client) GC(ctx context.Context, body api.GCBody) (*registry.GCResult, error) {
+func (c *Client) GC(ctx context.Context, body wire.GCBody) (*registry.GCResult, error) {
 	var out registry.GCResult
 	if err := c.do(ctx, http.MethodPost, "/api/v1/gc", nil, body, &out); err != nil {
 		return nil, err
@@ -390,7 +390,7 @@ type PushOptions struct {
 }
 
 // Push hashes the file, then streams it with its card as multipart.
-func (c *Client) Push(ctx context.Context, o PushOptions) (*api.PushResponse, error) {
+func (c *Client) Push(ctx context.Context, o PushOptions) (*wire.PushResponse, error) {
 	digest, size, err := FileDigest(o.ArtifactPath)
 	if err != nil {
 		return nil, err
@@ -441,7 +441,7 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (*api.PushResponse, er
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var out api.PushResponse
+	var out wire.PushResponse
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return nil, fmt.Errorf("%s: push: decoding the answer: %w", c.BaseURL, err)
 	}
@@ -615,7 +615,7 @@ func (c *Client) RecordEvaluation(ctx context.Context, model string, ev registry
 }
 
 // StartRollout starts a progressive rollout of a version.
-func (c *Client) StartRollout(ctx context.Context, model string, body api.RolloutBody) (*registry.Event, error) {
+func (c *Client) StartRollout(ctx context.Context, model string, body wire.RolloutBody) (*registry.Event, error) {
 	var out registry.Event
 	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/rollout", nil, body, &out); err != nil {
 		return nil, err
@@ -636,7 +636,7 @@ func (c *Client) Rollout(ctx context.Context, model string) (*monitor.RolloutSta
 // "pause", "resume" or "abort").
 func (c *Client) RolloutAction(ctx context.Context, model, action, reason string) (*registry.Event, error) {
 	var out registry.Event
-	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/rollout/"+url.PathEscape(action), nil, api.RolloutActionBody{Reason: reason}, &out); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/models/"+url.PathEscape(model)+"/rollout/"+url.PathEscape(action), nil, wire.RolloutActionBody{Reason: reason}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -652,7 +652,7 @@ func (c *Client) RolloutPolicy(ctx context.Context, model string) (*registry.Rol
 }
 
 // SetRolloutPolicy changes some of a model's rollout policy settings.
-func (c *Client) SetRolloutPolicy(ctx context.Context, model string, body api.RolloutPolicyBody) (*registry.RolloutPolicy, error) {
+func (c *Client) SetRolloutPolicy(ctx context.Context, model string, body wire.RolloutPolicyBody) (*registry.RolloutPolicy, error) {
 	var out struct {
 		Policy registry.RolloutPolicy `json:"policy"`
 	}

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func scoreKey(hc *http.Client, url, key string) scored {
@@ -19,7 +21,7 @@ func TestCanaryThroughTheControlPlane(t *testing.T) {
 	ctx := context.Background()
 	_, cl, sc, hc := servingV1(t)
 
-	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 50, Mode: "ab"}); err != nil {
+	if _, err := cl.SetCanary(ctx, "calling-score", wire.CanaryBody{Version: 2, Traffic: 50, Mode: "ab"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the challenger to load", 10*time.Second, func() bool { return sc.Served.Routing().Mode == "ab" })
@@ -43,11 +45,11 @@ func TestCanaryThroughTheControlPlane(t *testing.T) {
 		return !loaded && sc.Served.Routing().Mode == ""
 	})
 	for i := 0; i < 50; i++ {
-		if r := scoreKey(hc, sc.URL(), fmt.Sprintf("k%d", i)); r.resp.Arm != api.ArmProduction || r.resp.Version != 1 {
+		if r := scoreKey(hc, sc.URL(), fmt.Sprintf("k%d", i)); r.resp.Arm != scorerapi.ArmProduction || r.resp.Version != 1 {
 			t.Fatalf("after clearing: %+v", r.resp)
 		}
 	}
-	if _, err := cl.SetBlend(ctx, "calling-score", api.BlendBody{Weight: ptr(0.0)}); err != nil {
+	if _, err := cl.SetBlend(ctx, "calling-score", wire.BlendBody{Weight: ptr(0.0)}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the blend", 10*time.Second, func() bool { return sc.Served.Routing().Blend == 0 })

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/trainer"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // sameScores writes m's network again under another graph name: another
@@ -50,10 +50,10 @@ func TestRollbackTargetIsNotJudgedOnTheBadVersion(t *testing.T) {
 	mustPush(t, cl, v1)
 	push(t, cl, "calling-score", sameScores(t, v1, "again"))
 	push(t, cl, "calling-score", testutil.NaNModel(t).Path)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2)}); err != nil {
+	if _, err := cl.SetPolicy(ctx, "calling-score", wire.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2)}); err != nil {
 		t.Fatal(err)
 	}
 	s := fastScorer(t, cp.URL())
@@ -65,12 +65,12 @@ func TestRollbackTargetIsNotJudgedOnTheBadVersion(t *testing.T) {
 	}
 	waitFor(t, "the scorer on v1", 10*time.Second, on(1))
 	time.Sleep(2 * time.Second)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the scorer on v2", 10*time.Second, on(2))
 	time.Sleep(2 * time.Second)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 3}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 3}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the automatic rollback of v3 to v2", 20*time.Second, func() bool {
@@ -112,10 +112,10 @@ func TestFailingVersionWithoutRulesIsRolledBack(t *testing.T) {
 	cp, cl := fastMonitor(t)
 	push(t, cl, "churn", testutil.MustModel(t, 1).Path)
 	push(t, cl, "churn", testutil.NaNModel(t).Path)
-	if _, err := cl.Promote(ctx, "churn", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "churn", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.SetPolicy(ctx, "churn", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2)}); err != nil {
+	if _, err := cl.SetPolicy(ctx, "churn", wire.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2)}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := app.DefaultScorerConfig()
@@ -132,7 +132,7 @@ func TestFailingVersionWithoutRulesIsRolledBack(t *testing.T) {
 	defer func() { close(stop); wg.Wait() }()
 	waitFor(t, "the scorer on v1", 10*time.Second, func() bool { v, _, _ := s.Slot.Current(); return v == 1 })
 	time.Sleep(2 * time.Second)
-	if _, err := cl.Promote(ctx, "churn", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "churn", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the automatic rollback to v1", 20*time.Second, func() bool {

@@ -16,15 +16,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // chromiumPath finds Debian's chromium: $CHROMIUM, then PATH. A missing browser
@@ -124,7 +128,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	}
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// Two unrelated test models score far apart, and a loaded machine is slow:
@@ -144,7 +148,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 			return nil
 		}
 		for i, a := range h.Arms {
-			if a.Version == 1 && a.Arm == api.ArmProduction {
+			if a.Version == 1 && a.Arm == scorerapi.ArmProduction {
 				return &h.Arms[i]
 			}
 		}
@@ -399,7 +403,7 @@ func TestDashboardDropsALoadErrorOnceThePageLoads(t *testing.T) {
 func TestDashboardKeepsTheCanaryControlsThroughRefreshes(t *testing.T) {
 	ctx := context.Background()
 	cp, cl := noAuthWithVersions(t, 3)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	b, problems := browser(t)
@@ -452,7 +456,7 @@ func TestDashboardHeatmapGreysTooFewRows(t *testing.T) {
 	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: "../../models/calling_score/model.onnx", Card: card}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	sc := fastScorer(t, cp.URL())
@@ -529,7 +533,7 @@ func TestDashboardShowsTheLatestHistory(t *testing.T) {
 	cp, cl := noAuthWithVersions(t, 1)
 	for i := range 210 {
 		w := float64(i%10) / 10
-		if _, err := cl.SetBlend(ctx, "calling-score", api.BlendBody{Weight: &w, Reason: fmt.Sprintf("step %d", i)}); err != nil {
+		if _, err := cl.SetBlend(ctx, "calling-score", wire.BlendBody{Weight: &w, Reason: fmt.Sprintf("step %d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -554,8 +558,8 @@ func TestDashboardShowsTheLatestHistory(t *testing.T) {
 // a node has fallen silent.
 func TestDashboardFleetShowsWhyANodeCannotLoad(t *testing.T) {
 	cp, _ := noAuthWithVersions(t, 1)
-	report, _ := json.Marshal(monitor.Report{Node: "n1", Address: "http://127.0.0.1:1", Ready: true, Interval: 0.2, Models: []monitor.ModelReport{{
-		Model: "calling-score", Served: []monitor.Served{{Arm: "champion", Version: 1, Digest: "ab"}}, LoadError: "fetch v2: blob not found"}}})
+	report, _ := json.Marshal(report.Report{Node: "n1", Address: "http://127.0.0.1:1", Ready: true, Interval: 0.2, Models: []report.ModelReport{{
+		Model: "calling-score", Served: []report.Served{{Arm: "champion", Version: 1, Digest: "ab"}}, LoadError: "fetch v2: blob not found"}}})
 	resp, err := http.Post(cp.URL()+"/api/v1/reports", "application/json", bytes.NewReader(report))
 	if err != nil || resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("report: %v %v", resp, err)
@@ -597,11 +601,11 @@ func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 	ctx := context.Background()
 	cp, cl := noAuthWithVersions(t, 3)
 	for v := 1; v <= 3; v++ {
-		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: v}); err != nil {
+		if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: v}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 10, Mode: "ab"}); err != nil {
+	if _, err := cl.SetCanary(ctx, "calling-score", wire.CanaryBody{Version: 2, Traffic: 10, Mode: "ab"}); err != nil {
 		t.Fatal(err)
 	}
 	// As the monitor does when the challenger fails.
@@ -642,7 +646,7 @@ func TestDashboardIsPlainAboutARejectedVersion(t *testing.T) {
 func TestDashboardVersionsPastTheLatest(t *testing.T) {
 	ctx := context.Background()
 	cp, cl := noAuthWithVersions(t, 23)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	b, problems := browser(t)
@@ -693,7 +697,7 @@ func fastMonitorKeeping(t *testing.T, retain time.Duration) (*app.ControlPlane, 
 // unrelated test models score far apart, and a loaded machine is slow.
 func lenientPolicy(t *testing.T, cl *client.Client) {
 	t.Helper()
-	if _, err := cl.SetPolicy(context.Background(), "calling-score", api.PolicyBody{MaxPredPSI: ptr(1000.0), MaxP99Ms: ptr(60000.0),
+	if _, err := cl.SetPolicy(context.Background(), "calling-score", wire.PolicyBody{MaxPredPSI: ptr(1000.0), MaxP99Ms: ptr(60000.0),
 		MaxErrorRate: ptr(1.0), MaxFallbackRate: ptr(1.0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -707,7 +711,7 @@ func TestDashboardChartsOverAWindowWithMarkers(t *testing.T) {
 	cp, cl := fastMonitorKeeping(t, 0) // the default: 24 hours
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	lenientPolicy(t, cl)
@@ -728,10 +732,10 @@ func TestDashboardChartsOverAWindowWithMarkers(t *testing.T) {
 	})
 	close(stop)
 	wg.Wait()
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 1, Traffic: 10, Mode: "ab"}); err != nil {
+	if _, err := cl.SetCanary(ctx, "calling-score", wire.CanaryBody{Version: 1, Traffic: 10, Mode: "ab"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -849,7 +853,7 @@ func TestDashboardVersionPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1, Reason: "first release"}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1, Reason: "first release"}); err != nil {
 		t.Fatal(err)
 	}
 	b, problems := browser(t)
@@ -933,7 +937,7 @@ func TestDashboardVersionPage(t *testing.T) {
 // live under it, and the refresh does not bring them back.
 func TestDashboardUnknownModelHasNoActions(t *testing.T) {
 	cp, cl := noAuthWithVersions(t, 2)
-	if _, err := cl.Promote(context.Background(), "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(context.Background(), "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	b, problems := browser(t)
@@ -969,11 +973,11 @@ func TestDashboardComparesTwoVersionsAndPromotes(t *testing.T) {
 	cp, cl := fastMonitor(t)
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	lenientPolicy(t, cl)
-	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 50, Mode: "shadow"}); err != nil {
+	if _, err := cl.SetCanary(ctx, "calling-score", wire.CanaryBody{Version: 2, Traffic: 50, Mode: "shadow"}); err != nil {
 		t.Fatal(err)
 	}
 	sc := fastScorer(t, cp.URL())
@@ -1089,7 +1093,7 @@ func TestDashboardComparesTwoVersionsAndPromotes(t *testing.T) {
 func TestDashboardBlendAndPolicyBehindTheConfirmation(t *testing.T) {
 	ctx := context.Background()
 	cp, cl := noAuthWithVersions(t, 1)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	before, err := cl.Policy(ctx, "calling-score")
@@ -1183,7 +1187,7 @@ func TestDashboardFailingIsRedAndIdleIsGrey(t *testing.T) {
 	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: failingArtifact(t)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// Thresholds at 1: the monitor never rolls it back, and only "no request
@@ -1193,7 +1197,7 @@ func TestDashboardFailingIsRedAndIdleIsGrey(t *testing.T) {
 	if _, err := cl.Push(ctx, client.PushOptions{Model: "idle-score", ArtifactPath: idle.Path}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "idle-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "idle-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	sc := fastScorer(t, cp.URL())

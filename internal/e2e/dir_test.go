@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/testutil"
 )
@@ -37,7 +38,7 @@ func TestDirectoryModeSwapsOnRenameAndRefusesPartialFiles(t *testing.T) {
 	t.Cleanup(func() { sc.Close(context.Background()) })
 	hc := &http.Client{Timeout: 10 * time.Second}
 	row := testutil.Row(0.25)
-	if r := score(hc, sc.URL(), row); r.resp.Source != api.SourceModel || r.resp.Version != 1 {
+	if r := score(hc, sc.URL(), row); r.resp.Source != scorerapi.SourceModel || r.resp.Version != 1 {
 		t.Fatalf("at start: %+v, want the directory's model", r.resp)
 	}
 
@@ -47,7 +48,7 @@ func TestDirectoryModeSwapsOnRenameAndRefusesPartialFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the partial file to be refused", 10*time.Second, func() bool { return sc.Dir.Status().FailedLoads > 0 })
-	if r := score(hc, sc.URL(), row); r.resp.Source != api.SourceModel || r.resp.Version != 1 {
+	if r := score(hc, sc.URL(), row); r.resp.Source != scorerapi.SourceModel || r.resp.Version != 1 {
 		t.Fatalf("after a partial file: %+v, want v1 still serving", r.resp)
 	}
 

@@ -18,11 +18,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -132,7 +134,7 @@ func servingV1(t *testing.T, store ...string) (*app.ControlPlane, *client.Client
 	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(context.Background(), "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(context.Background(), "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	sc := MustScorer(t, cp.URL())
@@ -143,7 +145,7 @@ func servingV1(t *testing.T, store ...string) (*app.ControlPlane, *client.Client
 
 type scored struct {
 	status int
-	resp   api.ScoreResponse
+	resp   wire.ScoreResponse
 	err    error
 }
 
@@ -196,16 +198,16 @@ func TestPushPromoteScoreSwapRollback(t *testing.T) {
 
 	// Nothing promoted: the fallback answers, and says so.
 	r := score(hc, sc.URL(), row)
-	if r.err != nil || r.status != 200 || r.resp.Source != api.SourceFallback || r.resp.Reason != "no_model" {
+	if r.err != nil || r.status != 200 || r.resp.Source != scorerapi.SourceFallback || r.resp.Reason != "no_model" {
 		t.Fatalf("before promotion: %+v, want 200 fallback no_model", r)
 	}
 
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "v1 to serve", 10*time.Second, func() bool {
 		r := score(hc, sc.URL(), row)
-		return r.status == 200 && r.resp.Source == api.SourceModel && r.resp.Version == 1
+		return r.status == 200 && r.resp.Source == scorerapi.SourceModel && r.resp.Version == 1
 	})
 	r = score(hc, sc.URL(), row)
 	if want := m1.MLP.Forward(row)[0]; math.Abs(float64(*r.resp.Score-want)) > 1e-5 {
@@ -238,7 +240,7 @@ func TestPushPromoteScoreSwapRollback(t *testing.T) {
 				switch {
 				case r.err != nil || r.status != 200:
 					failures = append(failures, fmt.Sprintf("client %d request %d: status %d err %v", c, i, r.status, r.err))
-				case r.resp.Source != api.SourceModel:
+				case r.resp.Source != scorerapi.SourceModel:
 					failures = append(failures, fmt.Sprintf("client %d request %d: source %s reason %s", c, i, r.resp.Source, r.resp.Reason))
 				case r.resp.Version != 1 && r.resp.Version != 2:
 					failures = append(failures, fmt.Sprintf("client %d request %d: version %d", c, i, r.resp.Version))
@@ -254,7 +256,7 @@ func TestPushPromoteScoreSwapRollback(t *testing.T) {
 		}(c)
 	}
 	waitFor(t, "load to start", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return counts[1] >= 200 })
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "v2 to serve under load", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return counts[2] >= 200 })
@@ -270,7 +272,7 @@ func TestPushPromoteScoreSwapRollback(t *testing.T) {
 		}
 	}
 
-	if _, err := cl.Rollback(ctx, "calling-score", api.AliasBody{}); err != nil {
+	if _, err := cl.Rollback(ctx, "calling-score", wire.AliasBody{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "rollback to v1", 10*time.Second, func() bool {
@@ -309,19 +311,19 @@ func TestScorerStartsBeforeTheModelExists(t *testing.T) {
 	}
 	resp.Body.Close()
 	r := score(hc, sc.URL(), row)
-	if r.status != 200 || r.resp.Source != api.SourceFallback || r.resp.Score == nil {
+	if r.status != 200 || r.resp.Source != scorerapi.SourceFallback || r.resp.Score == nil {
 		t.Fatalf("no model in the registry: %+v, want a fallback score", r)
 	}
 
 	cl := adminClient(cp.URL())
 	m := testutil.MustModel(t, 5)
 	mustPush(t, cl, m)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the scorer to switch to the model without restart", 10*time.Second, func() bool {
 		r := score(hc, sc.URL(), row)
-		return r.resp.Source == api.SourceModel && r.resp.Version == 1
+		return r.resp.Source == scorerapi.SourceModel && r.resp.Version == 1
 	})
 }
 
@@ -344,12 +346,12 @@ func TestScorerKeepsServingWhenALoadFails(t *testing.T) {
 	if err := os.WriteFile(blob, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the failed load to be recorded", 10*time.Second, func() bool { return sc.Follower.Status().FailedLoads > 0 })
 	r := score(hc, sc.URL(), testutil.Row(0.1))
-	if r.status != 200 || r.resp.Source != api.SourceModel || r.resp.Version != 1 {
+	if r.status != 200 || r.resp.Source != scorerapi.SourceModel || r.resp.Version != 1 {
 		t.Fatalf("after a failed load: %+v, want v1 still serving", r)
 	}
 	// The node tells the control plane why it does not serve v2, for `status`
@@ -365,7 +367,7 @@ func TestScorerKeepsServingWhenALoadFails(t *testing.T) {
 		e := loadError()
 		return strings.Contains(e, "v2") && strings.Contains(e, "digest")
 	})
-	if _, err := cl.Rollback(ctx, "calling-score", api.AliasBody{Reason: "v2's blob is damaged"}); err != nil {
+	if _, err := cl.Rollback(ctx, "calling-score", wire.AliasBody{Reason: "v2's blob is damaged"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the load error to clear once production is the version served", 10*time.Second, func() bool { return loadError() == "" })

@@ -14,6 +14,7 @@ import (
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // mustReplica starts a control plane on :0 whose registry is at meta (etcd)
@@ -53,14 +54,14 @@ func TestTwoControlPlanesOnEtcdAndS3(t *testing.T) {
 
 	mustPush(t, ca, testutil.MustModel(t, 1))
 	mustPush(t, ca, testutil.MustModel(t, 2))
-	if _, err := cb.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cb.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatalf("promote through the other replica: %v", err)
 	}
 	sc := MustScorer(t, b.URL())
 	hc := &http.Client{Timeout: 10 * time.Second}
 	waitFor(t, "v1 on the scorer", 20*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 1 })
 	// The scorer follows b; the promotion is made through a.
-	if _, err := ca.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := ca.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "v2 on the scorer that follows the other replica", 20*time.Second, func() bool {
@@ -86,7 +87,7 @@ func TestTwoControlPlanesOnEtcdAndS3(t *testing.T) {
 	cluster.Kill(1)
 	var err error
 	waitFor(t, "promotions to be refused without quorum", 20*time.Second, func() bool {
-		_, err = ca.Promote(ctx, "calling-score", api.AliasBody{Version: 1})
+		_, err = ca.Promote(ctx, "calling-score", wire.AliasBody{Version: 1})
 		return err != nil
 	})
 	if client.StatusOf(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "etcd") {
@@ -102,7 +103,7 @@ func TestTwoControlPlanesOnEtcdAndS3(t *testing.T) {
 	cluster.Start(0)
 	cluster.Start(1)
 	waitFor(t, "promotions to work again", 30*time.Second, func() bool {
-		_, err := cb.Promote(ctx, "calling-score", api.AliasBody{Version: 1})
+		_, err := cb.Promote(ctx, "calling-score", wire.AliasBody{Version: 1})
 		return err == nil
 	})
 	waitFor(t, "v1 on the scorer again", 20*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 1 })
@@ -168,11 +169,11 @@ func signOutOn(t *testing.T, url string, cookie *http.Cookie) {
 }
 
 // leaderOf asks a replica which replica runs the monitor.
-func leaderOf(t *testing.T, url string) api.LeaderInfo {
+func leaderOf(t *testing.T, url string) wire.LeaderInfo {
 	t.Helper()
 	li, err := adminClient(url).Leader(context.Background())
 	if err != nil || li == nil {
-		return api.LeaderInfo{}
+		return wire.LeaderInfo{}
 	}
 	return *li
 }
@@ -211,10 +212,10 @@ func TestTheMonitorRunsOnTheElectedReplica(t *testing.T) {
 	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: testutil.NaNModel(t).Path}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2)}); err != nil {
+	if _, err := cl.SetPolicy(ctx, "calling-score", wire.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2)}); err != nil {
 		t.Fatal(err)
 	}
 	// The scorer follows, and reports to, the replica that does not run the
@@ -243,7 +244,7 @@ func TestTheMonitorRunsOnTheElectedReplica(t *testing.T) {
 	waitFor(t, "reports to reach the new monitor", 20*time.Second, func() bool { return fleet(other.URL()) == 1 })
 	time.Sleep(2 * time.Second) // traffic on v1 that the next version is compared with
 
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2, Reason: "looks fine"}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2, Reason: "looks fine"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the new monitor to roll the bad version back", 20*time.Second, func() bool {

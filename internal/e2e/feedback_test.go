@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
@@ -17,10 +19,10 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 	cp, cl := fastMonitor(t)
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.SetCanary(ctx, "calling-score", api.CanaryBody{Version: 2, Traffic: 50, Mode: "ab"}); err != nil {
+	if _, err := cl.SetCanary(ctx, "calling-score", wire.CanaryBody{Version: 2, Traffic: 50, Mode: "ab"}); err != nil {
 		t.Fatal(err)
 	}
 	sc := fastScorer(t, cp.URL())
@@ -50,7 +52,7 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 		// The champion's outcomes match its scores; the challenger's are off by
 		// 0.5, within [0,1].
 		outcome := float64(*r.resp.Score)
-		if r.resp.Arm == api.ArmCanary {
+		if r.resp.Arm == scorerapi.ArmCanary {
 			if outcome >= 0.5 {
 				outcome -= 0.5
 			} else {
@@ -84,7 +86,7 @@ func TestOutcomesCompareChampionAndChallenger(t *testing.T) {
 			if a.Outcomes == 0 {
 				continue
 			}
-			if a.Arm == api.ArmProduction {
+			if a.Arm == scorerapi.ArmProduction {
 				champ = &h.Arms[i].OutcomeMSE
 			} else {
 				chall = &h.Arms[i].OutcomeMSE

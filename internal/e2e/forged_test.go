@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/client"
-	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/trainer"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // The attack of issue 23, replayed on real scorers: a stolen scorer token sends
@@ -39,17 +40,17 @@ func TestForgedReportsDoNotRollBackProduction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
+	if _, err := cl.SetPolicy(ctx, "calling-score", wire.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	s1, s2 := fastScorer(t, cp.URL()), fastScorer(t, cp.URL())
 	stop := make(chan struct{})
 	wg := traffic(t, []string{s1.URL(), s2.URL()}, stop)
 	defer func() { close(stop); wg.Wait() }()
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	var victim string
@@ -69,7 +70,7 @@ func TestForgedReportsDoNotRollBackProduction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send := func(r monitor.Report) (int, string) {
+	send := func(r report.Report) (int, string) {
 		body, _ := json.Marshal(r)
 		req, _ := http.NewRequest(http.MethodPost, cp.URL()+"/api/v1/reports", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+stolen.Secret)
@@ -81,13 +82,13 @@ func TestForgedReportsDoNotRollBackProduction(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	errors := monitor.Window{Version: 2, Arm: "champion", Requests: 1000, Rows: 1000, Errors: 1000}
+	errors := report.Window{Version: 2, Arm: "champion", Requests: 1000, Rows: 1000, Errors: 1000}
 	// Through the monitor's window three times over, evaluated every 100 ms.
 	for i := range 90 {
-		if status, body := send(monitor.Report{Node: "evil", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{errors}}}}); status != http.StatusNoContent {
+		if status, body := send(report.Report{Node: "evil", Ready: true, Models: []report.ModelReport{{Model: "calling-score", Windows: []report.Window{errors}}}}); status != http.StatusNoContent {
 			t.Fatalf("forged report %d for the attacker's own node: %d %s", i, status, body)
 		}
-		if status, body := send(monitor.Report{Node: victim, Models: []monitor.ModelReport{{Model: "calling-score", LoadError: "forged", Windows: []monitor.Window{errors}}}}); status != http.StatusForbidden {
+		if status, body := send(report.Report{Node: victim, Models: []report.ModelReport{{Model: "calling-score", LoadError: "forged", Windows: []report.Window{errors}}}}); status != http.StatusForbidden {
 			t.Fatalf("forged report as %s: %d %s, want 403", victim, status, body)
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // TestMakeRunServesTheShippedModelAndStopsWithItsParent runs scripts/run.sh,
@@ -49,10 +51,10 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	go func() { cmd.Wait(); close(exited) }()
 
 	hc := &http.Client{Timeout: 10 * time.Second}
-	var got api.ScoreResponse
+	var got wire.ScoreResponse
 	for deadline := time.Now().Add(90 * time.Second); ; {
 		r := score(hc, "http://"+scorerAddr, testutil.Row(0.5))
-		if r.resp.Source == api.SourceModel {
+		if r.resp.Source == scorerapi.SourceModel {
 			got = r.resp
 			break
 		}
@@ -116,7 +118,7 @@ func TestMakeRunServesTheShippedModelAndStopsWithItsParent(t *testing.T) {
 	if err == nil || !strings.Contains(string(said), "already listens on :"+port) {
 		t.Fatalf("a second make run with CP_ADDR=:%s: %v\n%s", port, err, said)
 	}
-	if got = score(hc, "http://"+scorerAddr, make([]float32, 39)).resp; got.Source != api.SourceModel {
+	if got = score(hc, "http://"+scorerAddr, make([]float32, 39)).resp; got.Source != scorerapi.SourceModel {
 		t.Fatalf("after the refused second run the first scorer answered %+v", got)
 	}
 

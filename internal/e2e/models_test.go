@@ -10,23 +10,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func scoreModel(hc *http.Client, url, model string, row []float32) scored {
 	return scoreBody(hc, url, map[string]any{"model": model, "features": row, "budget_ms": 10000})
 }
 
-func repositoryIndex(t *testing.T, url string) []api.RepositoryModel {
+func repositoryIndex(t *testing.T, url string) []wire.RepositoryModel {
 	t.Helper()
 	resp, err := http.Post(url+"/v2/repository/index", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out []api.RepositoryModel
+	var out []wire.RepositoryModel
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +45,7 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 	push(t, cl, "alpha", a.Path)
 	push(t, cl, "beta", b.Path)
 	for _, m := range []string{"alpha", "beta"} {
-		if _, err := cl.Promote(ctx, m, api.AliasBody{Version: 1}); err != nil {
+		if _, err := cl.Promote(ctx, m, wire.AliasBody{Version: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -68,7 +70,7 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 	// A model pushed after the start is followed without a restart.
 	c := testutil.MustModel(t, 3)
 	push(t, cl, "gamma", c.Path)
-	if _, err := cl.Promote(ctx, "gamma", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "gamma", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "gamma served", 10*time.Second, func() bool { return scoreModel(hc, s.URL(), "gamma", row).resp.Version == 1 })
@@ -76,7 +78,7 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 	// A swap of beta (to a version that fails on traffic) leaves alpha and
 	// gamma alone.
 	push(t, cl, "beta", failingArtifact(t))
-	if _, err := cl.Promote(ctx, "beta", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "beta", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "beta v2", 10*time.Second, func() bool {
@@ -84,13 +86,13 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 		return v == 2
 	})
 	for _, name := range []string{"alpha", "gamma"} {
-		if r := scoreModel(hc, s.URL(), name, row); r.status != 200 || r.resp.Version != 1 || r.resp.Source != api.SourceModel {
+		if r := scoreModel(hc, s.URL(), name, row); r.status != 200 || r.resp.Version != 1 || r.resp.Source != scorerapi.SourceModel {
 			t.Fatalf("%s after beta's swap: %+v", name, r)
 		}
 	}
 
 	idx := repositoryIndex(t, s.URL())
-	got := map[string]api.RepositoryModel{}
+	got := map[string]wire.RepositoryModel{}
 	for _, m := range idx {
 		got[m.Name] = m
 	}
@@ -98,7 +100,7 @@ func TestOneScorerServesEveryModel(t *testing.T) {
 		t.Fatalf("repository index %+v: want alpha v1, beta v2, gamma, all ready", idx)
 	}
 	var status struct {
-		Models []api.ModelStatus `json:"models"`
+		Models []wire.ModelStatus `json:"models"`
 	}
 	resp, err := hc.Get(s.URL() + "/v1/status")
 	if err != nil {
@@ -146,10 +148,10 @@ func TestDirectoryModeServesEveryModel(t *testing.T) {
 	hc := &http.Client{Timeout: 10 * time.Second}
 	row := testutil.Row(0.6)
 	for _, name := range []string{"calling-score", "churn"} {
-		if r := scoreModel(hc, s.URL(), name, row); r.resp.Source != api.SourceModel || r.resp.Version != 1 {
+		if r := scoreModel(hc, s.URL(), name, row); r.resp.Source != scorerapi.SourceModel || r.resp.Version != 1 {
 			t.Fatalf("%s: %+v", name, r)
 		}
 	}
 	put("fraud", testutil.MustModel(t, 3))
-	waitFor(t, "fraud served", 10*time.Second, func() bool { return scoreModel(hc, s.URL(), "fraud", row).resp.Source == api.SourceModel })
+	waitFor(t, "fraud served", 10*time.Second, func() bool { return scoreModel(hc, s.URL(), "fraud", row).resp.Source == scorerapi.SourceModel })
 }

@@ -15,13 +15,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/monitor/report"
+
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
-	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/testutil"
 	"github.com/modelops/modelops/internal/trainer"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // fastMonitor is a control plane whose monitor looks at 3 s and decides every
@@ -107,12 +110,12 @@ func badPromotion(t *testing.T, bad, why string) {
 	if _, err := cl.Push(ctx, client.PushOptions{Model: "calling-score", ArtifactPath: bad}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// A p99 limit a loaded machine under -race keeps: the rollback must be for
 	// the reason each case stages, not for slow answers.
-	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
+	if _, err := cl.SetPolicy(ctx, "calling-score", wire.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
 		t.Fatal(err)
 	}
 	s1, s2 := fastScorer(t, cp.URL()), fastScorer(t, cp.URL())
@@ -127,7 +130,7 @@ func badPromotion(t *testing.T, bad, why string) {
 	time.Sleep(2 * time.Second) // traffic on v1 that the next version is compared with
 
 	promoted := time.Now()
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2, Reason: "looks fine"}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2, Reason: "looks fine"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the automatic rollback to reach every scorer", 20*time.Second, func() bool {
@@ -150,7 +153,7 @@ func badPromotion(t *testing.T, bad, why string) {
 		!strings.Contains(last.Reason, why) || !strings.Contains(last.Reason, ">") {
 		t.Fatalf("last event %+v: want auto_rollback by the monitor with the numbers", last)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); client.StatusOf(err) != 409 || !strings.Contains(err.Error(), "rejected") {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); client.StatusOf(err) != 409 || !strings.Contains(err.Error(), "rejected") {
 		t.Fatalf("promoting the rejected version again: %v, want 409 naming the rejection", err)
 	}
 	fleet, err := cl.Fleet(ctx)
@@ -192,10 +195,10 @@ func TestGoodPromotionsAreNeverRolledBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := cl.SetPolicy(ctx, "calling-score", api.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
+	if _, err := cl.SetPolicy(ctx, "calling-score", wire.PolicyBody{MinSamples: ptr(int64(20)), FailureLimit: ptr(2), MaxP99Ms: ptr(1000.0)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	sc := fastScorer(t, cp.URL())
@@ -204,7 +207,7 @@ func TestGoodPromotionsAreNeverRolledBack(t *testing.T) {
 	defer func() { close(stop); wg.Wait() }()
 	for i := 0; i < 6; i++ {
 		want := 2 + i%2 // 2, 3, 2, 3…
-		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: want}); err != nil {
+		if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: want}); err != nil {
 			evs, _ := cl.Events(ctx, "calling-score", 0, 0)
 			t.Fatalf("promotion %d: %v; history %+v", i, err, evs)
 		}
@@ -232,8 +235,8 @@ func TestReporterSaysWhyReportsAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log lockedBuffer
-	r := &monitor.Reporter{ControlPlane: cp.URL(), Node: "n1", Model: "calling-score", Interval: 20 * time.Millisecond,
-		Recorder: monitor.NewRecorder(), Logger: slog.New(slog.NewTextHandler(&log, nil)), Token: tok.Secret}
+	r := &report.Reporter{ControlPlane: cp.URL(), Node: "n1", Model: "calling-score", Interval: 20 * time.Millisecond,
+		Recorder: report.NewRecorder(), Logger: slog.New(slog.NewTextHandler(&log, nil)), Token: tok.Secret}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { r.Run(runCtx); close(done) }()
@@ -264,7 +267,7 @@ func TestScorerWithARefusedTokenSaysSo(t *testing.T) {
 	if got := log.String(); !strings.Contains(got, "refuses this scorer's token") || strings.Contains(got, "cannot reach") {
 		t.Fatalf("the scorer logged %q, want that its token is refused", got)
 	}
-	if r := score(&http.Client{Timeout: 5 * time.Second}, s.URL(), make([]float32, 39)); r.resp.Source != api.SourceFallback {
+	if r := score(&http.Client{Timeout: 5 * time.Second}, s.URL(), make([]float32, 39)); r.resp.Source != scorerapi.SourceFallback {
 		t.Fatalf("a scorer with no model answered %+v, want the rules", r.resp)
 	}
 }
@@ -311,7 +314,7 @@ func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
 	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -336,7 +339,7 @@ func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
 	waitFor(t, "retries while the control plane is away", 20*time.Second, func() bool {
 		return cannotReach("DEBUG") >= 2 && strings.Contains(log.String(), "cannot deliver reports")
 	})
-	if r := score(hc, sc.URL(), testutil.Row(0.1)); r.resp.Source != api.SourceModel || r.resp.Version != 1 {
+	if r := score(hc, sc.URL(), testutil.Row(0.1)); r.resp.Source != scorerapi.SourceModel || r.resp.Version != 1 {
 		t.Fatalf("with the control plane away the scorer answered %+v, want v1's model", r.resp)
 	}
 
@@ -346,7 +349,7 @@ func TestScorerRidesOutAControlPlaneOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cp2.Close(ctx)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the scorer to catch up with v2", 20*time.Second, func() bool { return score(hc, sc.URL(), testutil.Row(0.1)).resp.Version == 2 })
@@ -379,7 +382,7 @@ func TestScorerFollowsARegistryRestoredFromABackup(t *testing.T) {
 	}
 	promote := func(v int) {
 		t.Helper()
-		if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: v}); err != nil {
+		if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: v}); err != nil {
 			t.Fatal(err)
 		}
 	}

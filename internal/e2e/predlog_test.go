@@ -18,11 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/predlog"
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // logScorer starts a scorer node on :0 following cpURL that logs as set says
@@ -89,7 +90,7 @@ func TestPredictionLogRowsAndOutcomesReachTheBlobStore(t *testing.T) {
 	cl := adminClient(cp.URL())
 	m := testutil.MustModel(t, 1)
 	mustPush(t, cl, m)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// A join of 4 answers forgets the first requests long before their
@@ -144,7 +145,7 @@ func TestPredictionLogRowsAndOutcomesReachTheBlobStore(t *testing.T) {
 		switch {
 		case !ok:
 			t.Fatalf("request %d (%s) not in the log", i, id)
-		case r.Model != "calling-score" || r.Version != 1 || r.Arm != api.ArmProduction || r.Source != "model" || r.RoutingKey != a.key:
+		case r.Model != "calling-score" || r.Version != 1 || r.Arm != scorerapi.ArmProduction || r.Source != "model" || r.RoutingKey != a.key:
 			t.Errorf("request %d logged as %+v", i, r.Row)
 		case !slices.Equal(r.Features, a.row) || float32(r.Answer) != a.score:
 			t.Errorf("request %d: features or answer differ: %v %v, sent %v %v", i, r.Features, r.Answer, a.row, a.score)
@@ -182,7 +183,7 @@ func TestPredictionLogAtZeroLogsNothing(t *testing.T) {
 	cp := MustControlPlane(t)
 	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// Every model at 1 but this one, at 0.
@@ -211,7 +212,7 @@ func TestPredictionLogOutlivesAnOutageWithinItsBound(t *testing.T) {
 	cfg.Listen = strings.TrimPrefix(cp.URL(), "http://")
 	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	sc := logScorer(t, cp.URL(), func(c *app.ScorerConfig) { c.Log.MaxBytes = 1 << 20 })
@@ -283,7 +284,7 @@ func TestPredictionLogKilledScorerLosesAtMostOneBatch(t *testing.T) {
 	cp := MustControlPlane(t)
 	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 1))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "scorer")

@@ -8,8 +8,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // The model page shows a running rollout's steps and the monitor's analysis,
@@ -17,10 +17,10 @@ import (
 func TestDashboardRolloutStepsAnalysisAndButtons(t *testing.T) {
 	ctx := context.Background()
 	cp, cl := noAuthWithVersions(t, 2)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.StartRollout(ctx, "calling-score", api.RolloutBody{Version: 2, Steps: []float64{10, 40, 100}}); err != nil {
+	if _, err := cl.StartRollout(ctx, "calling-score", wire.RolloutBody{Version: 2, Steps: []float64{10, 40, 100}}); err != nil {
 		t.Fatal(err)
 	}
 	b, problems := browser(t)

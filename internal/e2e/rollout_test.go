@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/registry"
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // rolloutSetup starts a control plane with a fast monitor and short rollout
@@ -24,12 +25,12 @@ func rolloutSetup(t *testing.T, timeout time.Duration) (*client.Client, string) 
 	mustPush(t, cl, testutil.MustModel(t, 1))
 	mustPush(t, cl, testutil.MustModel(t, 2))
 	ctx := context.Background()
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	lenientPolicy(t, cl) // two unrelated test models score far apart
 	iv, to := registry.Duration(300*time.Millisecond), registry.Duration(timeout)
-	if _, err := cl.SetRolloutPolicy(ctx, "calling-score", api.RolloutPolicyBody{Steps: []float64{20, 50, 100}, Interval: &iv, Timeout: &to,
+	if _, err := cl.SetRolloutPolicy(ctx, "calling-score", wire.RolloutPolicyBody{Steps: []float64{20, 50, 100}, Interval: &iv, Timeout: &to,
 		MinRequests: ptr(int64(20)), MinScores: ptr(int64(20)), MinOutcomes: ptr(int64(40)), LossMargin: ptr(0.5)}); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func sendTraffic(t *testing.T, url string, canaryOff bool, stop chan struct{}) *
 			}
 			s := float64(*r.resp.Score)
 			outcome := min(1, max(0, s+(rng.Float64()-0.5)*0.1))
-			if canaryOff && r.resp.Arm == api.ArmCanary {
+			if canaryOff && r.resp.Arm == scorerapi.ArmCanary {
 				if outcome = s + 0.5; outcome > 1 {
 					outcome = s - 0.5
 				}
@@ -84,7 +85,7 @@ func rolloutState(t *testing.T, cl *client.Client) *registry.Rollout {
 func TestRolloutPromotesThroughItsSteps(t *testing.T) {
 	ctx := context.Background()
 	cl, url := rolloutSetup(t, time.Minute)
-	if _, err := cl.StartRollout(ctx, "calling-score", api.RolloutBody{Version: 2}); err != nil {
+	if _, err := cl.StartRollout(ctx, "calling-score", wire.RolloutBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
@@ -120,7 +121,7 @@ func TestRolloutPromotesThroughItsSteps(t *testing.T) {
 func TestRolloutOfAWorseVersionFailsAndRejectsIt(t *testing.T) {
 	ctx := context.Background()
 	cl, url := rolloutSetup(t, time.Minute)
-	if _, err := cl.StartRollout(ctx, "calling-score", api.RolloutBody{Version: 2}); err != nil {
+	if _, err := cl.StartRollout(ctx, "calling-score", wire.RolloutBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
@@ -143,7 +144,7 @@ func TestRolloutOfAWorseVersionFailsAndRejectsIt(t *testing.T) {
 func TestRolloutWithoutTrafficTimesOutAndPauseResumeAbort(t *testing.T) {
 	ctx := context.Background()
 	cl, _ := rolloutSetup(t, 2*time.Second)
-	if _, err := cl.StartRollout(ctx, "calling-score", api.RolloutBody{Version: 2}); err != nil {
+	if _, err := cl.StartRollout(ctx, "calling-score", wire.RolloutBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	// No traffic: every step is inconclusive, and past the timeout the
@@ -162,7 +163,7 @@ func TestRolloutWithoutTrafficTimesOutAndPauseResumeAbort(t *testing.T) {
 
 	// Paused, a rollout outlives its timeout; resumed, it runs; aborted, its
 	// canary goes.
-	if _, err := cl.StartRollout(ctx, "calling-score", api.RolloutBody{Version: 2, Steps: []float64{30}}); err != nil {
+	if _, err := cl.StartRollout(ctx, "calling-score", wire.RolloutBody{Version: 2, Steps: []float64{30}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cl.RolloutAction(ctx, "calling-score", "pause", ""); err != nil {

@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
-func scorerStatus(t *testing.T, url string) api.ModelStatus {
+func scorerStatus(t *testing.T, url string) wire.ModelStatus {
 	t.Helper()
 	resp, err := http.Get(url + "/v1/status")
 	if err != nil {
@@ -22,7 +24,7 @@ func scorerStatus(t *testing.T, url string) api.ModelStatus {
 	}
 	defer resp.Body.Close()
 	var out struct {
-		Models []api.ModelStatus `json:"models"`
+		Models []wire.ModelStatus `json:"models"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.Models) != 1 {
 		t.Fatalf("status: %v %+v", err, out)
@@ -49,11 +51,11 @@ func TestS3StoreEndToEnd(t *testing.T) {
 	if err := os.Remove(obj); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 2}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the failed load", 10*time.Second, func() bool { return sc.Follower.Status().FailedLoads > 0 })
-	if r := score(hc, sc.URL(), testutil.Row(0.2)); r.resp.Version != 1 || r.resp.Source != api.SourceModel {
+	if r := score(hc, sc.URL(), testutil.Row(0.2)); r.resp.Version != 1 || r.resp.Source != scorerapi.SourceModel {
 		t.Fatalf("after a missing blob: %+v, want v1 still serving", r)
 	}
 	st := scorerStatus(t, sc.URL())
@@ -71,7 +73,7 @@ func TestScorerRestartsFromCacheWithoutControlPlane(t *testing.T) {
 	cl := adminClient(cp.URL())
 	m := testutil.MustModel(t, 4)
 	mustPush(t, cl, m)
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	cache := filepath.Join(t.TempDir(), "cache")
@@ -88,7 +90,7 @@ func TestScorerRestartsFromCacheWithoutControlPlane(t *testing.T) {
 	}
 	again := MustScorer(t, cpURL, cache)
 	r := score(hc, again.URL(), testutil.Row(0.6))
-	if r.status != 200 || r.resp.Source != api.SourceModel || r.resp.Version != 1 {
+	if r.status != 200 || r.resp.Source != scorerapi.SourceModel || r.resp.Version != 1 {
 		t.Fatalf("first request after a restart without control plane: %+v, want the cached v1", r)
 	}
 	if want := m.MLP.Forward(testutil.Row(0.6))[0]; *r.resp.Score != want && abs32(*r.resp.Score-want) > 1e-5 {
@@ -113,7 +115,7 @@ func TestScorerKilledMidDownloadServesOnlyVerifiedArtifacts(t *testing.T) {
 	cp := MustControlPlane(t)
 	cl := adminClient(cp.URL())
 	mustPush(t, cl, testutil.MustModel(t, 6))
-	if _, err := cl.Promote(ctx, "calling-score", api.AliasBody{Version: 1}); err != nil {
+	if _, err := cl.Promote(ctx, "calling-score", wire.AliasBody{Version: 1}); err != nil {
 		t.Fatal(err)
 	}
 	cache := filepath.Join(t.TempDir(), "cache")
@@ -132,7 +134,7 @@ func TestScorerKilledMidDownloadServesOnlyVerifiedArtifacts(t *testing.T) {
 	os.WriteFile(final, data[:len(data)/2], 0o644)
 
 	again := MustScorer(t, "http://127.0.0.1:1", cache) // no control plane
-	if r := score(hc, again.URL(), testutil.Row(0.3)); r.resp.Source != api.SourceFallback {
+	if r := score(hc, again.URL(), testutil.Row(0.3)); r.resp.Source != scorerapi.SourceFallback {
 		t.Fatalf("with a damaged cache and no control plane: %+v, want the rules", r.resp)
 	}
 	if _, err := os.Stat(final); !os.IsNotExist(err) {
@@ -143,6 +145,6 @@ func TestScorerKilledMidDownloadServesOnlyVerifiedArtifacts(t *testing.T) {
 	healed := MustScorer(t, cp.URL(), cache)
 	waitFor(t, "the verified download", 10*time.Second, func() bool {
 		r := score(hc, healed.URL(), testutil.Row(0.3))
-		return r.resp.Source == api.SourceModel && r.resp.Version == 1
+		return r.resp.Source == scorerapi.SourceModel && r.resp.Version == 1
 	})
 }

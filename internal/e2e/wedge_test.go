@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/scorerapi"
+
 	"github.com/modelops/modelops/internal/app"
 	"github.com/modelops/modelops/internal/testutil"
 )
@@ -74,7 +75,7 @@ func TestALoadThatNeverEndsIsALoadError(t *testing.T) {
 	put(testutil.LoopingModel(t))
 	waitFor(t, "the looping load to start", 10*time.Second, func() bool {
 		r := score(&http.Client{Timeout: 10 * time.Second}, s2.URL(), testutil.Row(0.1))
-		return r.status == 200 && r.resp.Source == api.SourceModel
+		return r.status == 200 && r.resp.Source == scorerapi.SourceModel
 	})
 	time.Sleep(time.Second) // the settle time has passed: the loop is running
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/modelops/modelops/internal/monitor/report"
 	"math"
 	"regexp"
 	"time"
@@ -92,7 +93,7 @@ func (e *limitError) Unwrap() error { return e.kind }
 // node that says it cannot load the deployment may go on reporting an earlier
 // production version, which it still serves). It changes nothing of the
 // monitor's counts.
-func (m *Monitor) Admit(ctx context.Context, r Report) error {
+func (m *Monitor) Admit(ctx context.Context, r report.Report) error {
 	if err := registry.CheckNodeName(r.Node); err != nil {
 		return err
 	}
@@ -230,7 +231,7 @@ func (m *Monitor) deployedVersions(md *registry.Model, loadError bool) map[int]b
 
 // checkWindow checks a window's counts and the shape of its histograms: the
 // monitor's own bins, and the card's reference for drift.
-func (m *Monitor) checkWindow(ctx context.Context, model string, w Window) error {
+func (m *Monitor) checkWindow(ctx context.Context, model string, w report.Window) error {
 	name := fmt.Sprintf("%s v%d %s", model, w.Version, truncate(w.Arm, 40))
 	if !armRE.MatchString(w.Arm) {
 		return invalid("%s: arm must be 1 to 32 lower-case letters or underscores", name)
@@ -286,13 +287,13 @@ func (m *Monitor) checkWindow(ctx context.Context, model string, w Window) error
 		}
 		return nil
 	}
-	if err := hist("latency", w.Latency, len(LatencyBucketsMs)+1); err != nil {
+	if err := hist("latency", w.Latency, len(report.LatencyBucketsMs)+1); err != nil {
 		return err
 	}
-	if err := hist("prediction", w.Prediction, PredictionBins); err != nil {
+	if err := hist("prediction", w.Prediction, report.PredictionBins); err != nil {
 		return err
 	}
-	if err := hist("shadow_diff", w.ShadowDiff, len(ShadowDiffEdges)+1); err != nil {
+	if err := hist("shadow_diff", w.ShadowDiff, len(report.ShadowDiffEdges)+1); err != nil {
 		return err
 	}
 	if len(w.Features) > MaxFeatures {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/modelops/modelops/internal/monitor/report"
 	"github.com/modelops/modelops/internal/registry"
 )
 
@@ -44,7 +45,7 @@ type LossTest struct {
 
 // CompareLoss runs the loss test on the outcomes of two windows; with fewer
 // than minOutcomes on either arm it is inconclusive.
-func CompareLoss(canary, production Window, margin, alpha float64, minOutcomes int64) LossTest {
+func CompareLoss(canary, production report.Window, margin, alpha float64, minOutcomes int64) LossTest {
 	t := LossTest{CanaryOutcomes: canary.Outcomes, ProductionOutcomes: production.Outcomes, Margin: margin, Alpha: alpha, Verdict: Inconclusive}
 	if canary.Outcomes > 0 {
 		t.CanaryMSE = canary.OutcomeSE / float64(canary.Outcomes)
@@ -134,7 +135,7 @@ func (a Analysis) String() string {
 // "shadow" arm's). Rate and latency checks fail only past the rollback
 // policy's limit and production's own figure; the prediction drift fails past
 // the policy's PSI, once both histograms hold enough rows.
-func Analyze(canary, production, canaryAll, productionAll Window, shadow bool, pol registry.Policy, rp registry.RolloutPolicy) Analysis {
+func Analyze(canary, production, canaryAll, productionAll report.Window, shadow bool, pol registry.Policy, rp registry.RolloutPolicy) Analysis {
 	a := Analysis{Version: canary.Version, Phase: registry.ModeAB, Requests: canary.Requests, Verdict: Pass}
 	if shadow {
 		a.Phase = registry.ModeShadow
@@ -218,8 +219,8 @@ func Analyze(canary, production, canaryAll, productionAll Window, shadow bool, p
 				seen += c
 				if seen*2 >= n {
 					ch.Canary = 1
-					if i < len(ShadowDiffEdges) {
-						ch.Canary = ShadowDiffEdges[i]
+					if i < len(report.ShadowDiffEdges) {
+						ch.Canary = report.ShadowDiffEdges[i]
 					}
 					break
 				}

@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/monitor/report"
 	"github.com/modelops/modelops/internal/registry"
 )
 
 // outcomes adds n rows of outcome loss to w, each the squared error of a
 // normal error of variance mse.
-func outcomes(rng *rand.Rand, w *monitor.Window, n int, mse float64) {
+func outcomes(rng *rand.Rand, w *report.Window, n int, mse float64) {
 	sd := math.Sqrt(mse)
 	for range n {
 		e := rng.NormFloat64() * sd
@@ -30,7 +31,7 @@ func simulate(seed uint64, runs, looks, perLook int, prodMSE, canaryMSE float64,
 	rng := rand.New(rand.NewPCG(seed, seed+1))
 	var p, f int
 	for range runs {
-		var c, pr monitor.Window
+		var c, pr report.Window
 		for look := 1; look <= looks; look++ {
 			outcomes(rng, &c, perLook, canaryMSE)
 			outcomes(rng, &pr, perLook, prodMSE)
@@ -99,8 +100,8 @@ func TestLossTestErrorRates(t *testing.T) {
 // TestLossTestWaitsOnFewOutcomes: below the policy's outcomes the test says
 // nothing, whatever the figures.
 func TestLossTestWaitsOnFewOutcomes(t *testing.T) {
-	c := monitor.Window{Outcomes: 199, OutcomeSE: 199 * 10, OutcomeSE2: 199 * 100}
-	p := monitor.Window{Outcomes: 5000, OutcomeSE: 50, OutcomeSE2: 0.05}
+	c := report.Window{Outcomes: 199, OutcomeSE: 199 * 10, OutcomeSE2: 199 * 100}
+	p := report.Window{Outcomes: 5000, OutcomeSE: 50, OutcomeSE2: 0.05}
 	if v := monitor.CompareLoss(c, p, 0.1, 0.05, 200).Verdict; v != monitor.Inconclusive {
 		t.Fatalf("199 outcomes gave %s; want inconclusive", v)
 	}

@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/registry"
 )
 
-func ingestFrom(mon *monitor.Monitor, node string, ws ...monitor.Window) {
-	mon.Ingest(monitor.Report{Node: node, Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: ws}}})
+func ingestFrom(mon *monitor.Monitor, node string, ws ...report.Window) {
+	mon.Ingest(report.Report{Node: node, Ready: true, Models: []report.ModelReport{{Model: "calling-score", Windows: ws}}})
 }
 
 // A version served by two nodes is not rolled back on one node's word, however
@@ -85,8 +87,8 @@ func TestAdmitTakesOnlyDeployedVersions(t *testing.T) {
 		if v == 0 { // the rules count no features: there is no card
 			w.Features, w.RefPrediction = nil, nil
 		}
-		return mon.Admit(ctx, monitor.Report{Node: "n1", Models: []monitor.ModelReport{{Model: "calling-score", LoadError: loadError,
-			Windows: []monitor.Window{w}}}})
+		return mon.Admit(ctx, report.Report{Node: "n1", Models: []report.ModelReport{{Model: "calling-score", LoadError: loadError,
+			Windows: []report.Window{w}}}})
 	}
 	if err := admit(1, ""); err != nil {
 		t.Fatalf("production v1: %v", err)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelops/modelops/internal/artifact"
@@ -60,9 +62,9 @@ func setup(t *testing.T) (*registry.Registry, *monitor.Monitor, *time.Time) {
 
 // window is one second of traffic on (version, arm): uniform features, or the
 // first feature pushed up by shift; predictions uniform over [lo, lo+0.5).
-func window(rng *rand.Rand, version int, arm string, rows int, shift float64, lo float64, fallbacks int64) monitor.Window {
-	w := monitor.Window{Version: version, Arm: arm, Requests: int64(rows), Rows: int64(rows),
-		Latency: make([]int64, len(monitor.LatencyBucketsMs)+1), Prediction: make([]int64, monitor.PredictionBins), RefPrediction: make([]int64, 2)}
+func window(rng *rand.Rand, version int, arm string, rows int, shift float64, lo float64, fallbacks int64) report.Window {
+	w := report.Window{Version: version, Arm: arm, Requests: int64(rows), Rows: int64(rows),
+		Latency: make([]int64, len(report.LatencyBucketsMs)+1), Prediction: make([]int64, report.PredictionBins), RefPrediction: make([]int64, 2)}
 	w.Latency[3] = int64(rows)
 	if fallbacks > 0 {
 		w.Fallbacks = map[string]int64{"invalid_output": fallbacks}
@@ -80,7 +82,7 @@ func window(rng *rand.Rand, version int, arm string, rows int, shift float64, lo
 			w.Features[f][int(v*10)]++
 		}
 		p := lo + rng.Float64()*0.5
-		w.Prediction[int(p*monitor.PredictionBins)]++
+		w.Prediction[int(p*report.PredictionBins)]++
 		if p > .5 {
 			w.RefPrediction[1]++
 		} else {
@@ -100,8 +102,8 @@ func badSeconds(mon *monitor.Monitor, now *time.Time, rng *rand.Rand, n int, arm
 	}
 }
 
-func ingest(mon *monitor.Monitor, w monitor.Window) {
-	mon.Ingest(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{w}}}})
+func ingest(mon *monitor.Monitor, w report.Window) {
+	mon.Ingest(report.Report{Node: "n1", Ready: true, Models: []report.ModelReport{{Model: "calling-score", Windows: []report.Window{w}}}})
 }
 
 func kinds(t *testing.T, reg *registry.Registry) map[string]int {
@@ -232,8 +234,8 @@ func TestShadowDriftIsThePredictionsOwn(t *testing.T) {
 	shadow := func(low, high int64) monitor.ArmHealth {
 		t.Helper()
 		*now = now.Add(time.Hour) // a fresh window
-		w := monitor.Window{Version: 2, Arm: "shadow", Rows: low + high, Latency: make([]int64, len(monitor.LatencyBucketsMs)+1),
-			Prediction: make([]int64, monitor.PredictionBins), RefPrediction: []int64{low, high}}
+		w := report.Window{Version: 2, Arm: "shadow", Rows: low + high, Latency: make([]int64, len(report.LatencyBucketsMs)+1),
+			Prediction: make([]int64, report.PredictionBins), RefPrediction: []int64{low, high}}
 		ingest(mon, w)
 		h, err := mon.Health(ctx, "calling-score")
 		if err != nil || len(h.Arms) != 1 {
@@ -263,9 +265,9 @@ func TestSilentNodesLeaveTheFleet(t *testing.T) {
 		}
 		return strings.Join(out, ",")
 	}
-	mon.Ingest(monitor.Report{Node: "pod-a", Ready: true})
+	mon.Ingest(report.Report{Node: "pod-a", Ready: true})
 	*now = now.Add(10 * time.Minute)
-	mon.Ingest(monitor.Report{Node: "pod-b", Ready: true})
+	mon.Ingest(report.Report{Node: "pod-b", Ready: true})
 	if got := names(); got != "pod-a,pod-b" {
 		t.Fatalf("fleet %q, want both pods", got)
 	}
@@ -286,8 +288,8 @@ func TestNodesThatStopReportingAreSilent(t *testing.T) {
 		}
 		return out
 	}
-	mon.Ingest(monitor.Report{Node: "every-second", Ready: true, Interval: 1})
-	mon.Ingest(monitor.Report{Node: "every-ten", Ready: true, Interval: 10})
+	mon.Ingest(report.Report{Node: "every-second", Ready: true, Interval: 1})
+	mon.Ingest(report.Report{Node: "every-ten", Ready: true, Interval: 10})
 	*now = now.Add(4 * time.Second)
 	if s := silent(); s["every-second"] || s["every-ten"] {
 		t.Fatalf("after 4 s: %v, want neither silent", s)
@@ -296,7 +298,7 @@ func TestNodesThatStopReportingAreSilent(t *testing.T) {
 	if s := silent(); !s["every-second"] || s["every-ten"] {
 		t.Fatalf("after 6 s: %v, want only the node that reports every second silent", s)
 	}
-	mon.Ingest(monitor.Report{Node: "every-second", Ready: true, Interval: 1})
+	mon.Ingest(report.Report{Node: "every-second", Ready: true, Interval: 1})
 	if s := silent(); s["every-second"] {
 		t.Fatalf("after a new report: %v, want it heard again", s)
 	}
@@ -438,7 +440,7 @@ func TestMetricsCountNodesThatCannotLoad(t *testing.T) {
 		t.Fatalf("before any report: %v %v, want a series at 0", v, ok)
 	}
 	report := func(node, loadErr string) {
-		mon.Ingest(monitor.Report{Node: node, Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", LoadError: loadErr}}})
+		mon.Ingest(report.Report{Node: node, Ready: true, Models: []report.ModelReport{{Model: "calling-score", LoadError: loadErr}}})
 	}
 	report("n1", "fetch v2: not found")
 	report("n2", "")

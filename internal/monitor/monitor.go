@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/modelops/modelops/internal/monitor/report"
 	"log/slog"
 	"slices"
 	"sort"
@@ -23,7 +24,7 @@ type seriesKey struct {
 
 type point struct {
 	t    time.Time
-	w    Window
+	w    report.Window
 	size int64
 	// thinned is set on a point that merges a minute of older points (see
 	// thinLocked); thinned points come first in a series.
@@ -40,7 +41,7 @@ const FineFor = 15 * time.Minute
 type nodeSlot struct {
 	t                                        time.Time
 	requests, errors, fallbacks, timed, fast int64
-	prediction                               [PredictionBins]int64
+	prediction                               [report.PredictionBins]int64
 }
 
 // nodeSlotBytes is what one nodeSlot costs, for the budget.
@@ -60,7 +61,7 @@ type NodeState struct {
 	LastReport time.Time `json:"last_report"`
 	Served     []struct {
 		Model string `json:"model"`
-		Served
+		report.Served
 	} `json:"served"`
 	// LoadErrors are the node's reasons for not serving a model's deployment, by
 	// model.
@@ -147,7 +148,7 @@ func (m *Monitor) Usage() Usage {
 }
 
 // windowBytes estimates what a window's counts cost in memory.
-func windowBytes(w Window) int64 {
+func windowBytes(w report.Window) int64 {
 	n := int64(200) // the struct, its slice headers and the point around it
 	n += 8 * int64(len(w.Latency)+len(w.Prediction)+len(w.RefPrediction)+len(w.ShadowDiff))
 	for _, f := range w.Features {
@@ -161,14 +162,14 @@ func windowBytes(w Window) int64 {
 
 // clone copies a window's counts, so that merging into it leaves the
 // reported one alone.
-func clone(w Window) Window {
-	c := Window{Version: w.Version, Arm: w.Arm}
+func clone(w report.Window) report.Window {
+	c := report.Window{Version: w.Version, Arm: w.Arm}
 	c.Add(w)
 	return c
 }
 
 // Ingest stores a report as it is; Admit it first (the API does).
-func (m *Monitor) Ingest(r Report) {
+func (m *Monitor) Ingest(r report.Report) {
 	now := m.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -183,7 +184,7 @@ func (m *Monitor) Ingest(r Report) {
 		for _, s := range mr.Served {
 			ns.Served = append(ns.Served, struct {
 				Model string `json:"model"`
-				Served
+				report.Served
 			}{mr.Model, s})
 		}
 		for _, w := range mr.Windows {
@@ -271,7 +272,7 @@ func (m *Monitor) slotStep() time.Duration {
 // addPointLocked merges w into its series: into the last point when that is
 // of the same second (so that a series holds a point a second, however many
 // nodes report), else as a new point.
-func (m *Monitor) addPointLocked(k seriesKey, now time.Time, w Window) {
+func (m *Monitor) addPointLocked(k seriesKey, now time.Time, w report.Window) {
 	ps, ok := m.series[k]
 	if n := len(ps); n > 0 && ps[n-1].t.Unix() == now.Unix() {
 		p := &ps[n-1]
@@ -292,7 +293,7 @@ func (m *Monitor) addPointLocked(k seriesKey, now time.Time, w Window) {
 }
 
 // addNodeSlotLocked adds w to the node's own counts of a judged series.
-func (m *Monitor) addNodeSlotLocked(k seriesKey, node string, now time.Time, w Window) {
+func (m *Monitor) addNodeSlotLocked(k seriesKey, node string, now time.Time, w report.Window) {
 	byNode := m.perNode[k]
 	if byNode == nil {
 		byNode = map[string][]nodeSlot{}
@@ -319,7 +320,7 @@ func (m *Monitor) addNodeSlotLocked(k seriesKey, node string, now time.Time, w W
 	s.fallbacks += w.FallbackCount()
 	s.timed += timed
 	s.fast += fast
-	if len(w.Prediction) == PredictionBins {
+	if len(w.Prediction) == report.PredictionBins {
 		for i, c := range w.Prediction {
 			s.prediction[i] += c
 		}
@@ -341,7 +342,7 @@ func (m *Monitor) p99Limit(model string) float64 {
 func fastCount(latency []int64, limitMs float64) int64 {
 	var n int64
 	for i, c := range latency {
-		if i < len(LatencyBucketsMs) && LatencyBucketsMs[i] <= limitMs {
+		if i < len(report.LatencyBucketsMs) && report.LatencyBucketsMs[i] <= limitMs {
 			n += c
 		}
 	}
@@ -432,10 +433,10 @@ func (m *Monitor) forgetNodesLocked(cutoff time.Time) {
 }
 
 // window merges the points of a series between from and to.
-func (m *Monitor) window(k seriesKey, from, to time.Time) Window {
+func (m *Monitor) window(k seriesKey, from, to time.Time) report.Window {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	w := Window{Version: k.version, Arm: k.arm}
+	w := report.Window{Version: k.version, Arm: k.arm}
 	for _, p := range m.series[k] {
 		if p.t.After(from) && !p.t.After(to) {
 			w.Add(p.w)
@@ -532,7 +533,7 @@ type ModelHealth struct {
 	Arms       []ArmHealth     `json:"arms"`
 }
 
-func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span time.Duration) ArmHealth {
+func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w report.Window, span time.Duration) ArmHealth {
 	// Drift stays "" (unknown) unless the version's card has a reference.
 	h := ArmHealth{Version: k.version, Arm: k.arm, Requests: w.Requests, Rows: w.Rows, Fallbacks: w.Fallbacks,
 		P50Ms: w.QuantileMs(.5), P99Ms: w.QuantileMs(.99)}
@@ -549,8 +550,8 @@ func (m *Monitor) armHealth(ctx context.Context, k seriesKey, w Window, span tim
 			seen += c
 			if seen*2 >= n {
 				h.ShadowP50AbsDiff = 1
-				if i < len(ShadowDiffEdges) {
-					h.ShadowP50AbsDiff = ShadowDiffEdges[i]
+				if i < len(report.ShadowDiffEdges) {
+					h.ShadowP50AbsDiff = report.ShadowDiffEdges[i]
 				}
 				break
 			}
@@ -703,11 +704,11 @@ func (m *Monitor) Series(ctx context.Context, model string, span, step time.Dura
 		for t := now.Add(-span); t.Before(now); t = t.Add(step) {
 			times = append(times, t)
 		}
-		ws := make([]Window, len(times))
+		ws := make([]report.Window, len(times))
 		m.mu.Lock()
 		ps := m.series[k]
 		for i, t := range times {
-			ws[i] = Window{Version: k.version, Arm: k.arm}
+			ws[i] = report.Window{Version: k.version, Arm: k.arm}
 			// Points are in time order: those in (t, t+step].
 			j := sort.Search(len(ps), func(j int) bool { return ps[j].t.After(t) })
 			for ; j < len(ps) && !ps[j].t.After(t.Add(step)); j++ {
@@ -846,7 +847,7 @@ func (m *Monitor) evaluate(ctx context.Context, md registry.Model, judged, watch
 // it does not (or has too few samples to say). A breach of the error, fallback
 // or latency limit must be seen by enough nodes on their own traffic (see
 // corroborate).
-func (m *Monitor) breach(ctx context.Context, md registry.Model, k seriesKey, w Window, pol registry.Policy, from, promotedAt time.Time) string {
+func (m *Monitor) breach(ctx context.Context, md registry.Model, k seriesKey, w report.Window, pol registry.Policy, from, promotedAt time.Time) string {
 	if w.Requests < pol.MinSamples {
 		return ""
 	}
@@ -868,7 +869,7 @@ func (m *Monitor) breach(ctx context.Context, md registry.Model, k seriesKey, w 
 type baseline struct {
 	promotedAt time.Time
 	version    int
-	byNode     map[string][PredictionBins]int64
+	byNode     map[string][report.PredictionBins]int64
 }
 
 // takeBaseline notes, once per promotion, the baseline of md's production
@@ -883,10 +884,10 @@ func (m *Monitor) takeBaseline(md registry.Model) {
 	if b := m.baselines[md.Name]; b != nil && b.promotedAt.Equal(md.PromotedAt) && b.version == prev {
 		return
 	}
-	b := &baseline{promotedAt: md.PromotedAt, version: prev, byNode: map[string][PredictionBins]int64{}}
+	b := &baseline{promotedAt: md.PromotedAt, version: prev, byNode: map[string][report.PredictionBins]int64{}}
 	from := md.PromotedAt.Add(-m.Window)
 	for node, sl := range m.perNode[seriesKey{md.Name, prev, "champion"}] {
-		var counts [PredictionBins]int64
+		var counts [report.PredictionBins]int64
 		for _, s := range sl {
 			if s.t.After(from) && !s.t.After(md.PromotedAt) {
 				for i, c := range s.prediction {
@@ -904,11 +905,11 @@ func (m *Monitor) takeBaseline(md registry.Model) {
 // it must each see it, comparing their own predictions before and after.
 func (m *Monitor) corroboratePSI(md registry.Model, k seriesKey, pol registry.Policy, from, promotedAt time.Time) string {
 	prev := md.Previous[len(md.Previous)-1]
-	n := minPSIRows(PredictionBins, pol)
+	n := minPSIRows(report.PredictionBins, pol)
 	tallies := m.tallies(k, from)
 	m.mu.Lock()
 	b := m.baselines[md.Name]
-	var base map[string][PredictionBins]int64
+	var base map[string][report.PredictionBins]int64
 	if b != nil && b.promotedAt.Equal(promotedAt) && b.version == prev {
 		base = b.byNode
 	}
@@ -917,10 +918,10 @@ func (m *Monitor) corroboratePSI(md registry.Model, k seriesKey, pol registry.Po
 	// Each node's share of the rows a pooled PSI would need, but no fewer than
 	// 10 a bin: below that a PSI is mostly noise.
 	if len(tallies) > 0 {
-		n = max(n/int64(len(tallies)), 10*PredictionBins)
+		n = max(n/int64(len(tallies)), 10*report.PredictionBins)
 	}
 	var names []string
-	var before, after [PredictionBins]int64
+	var before, after [report.PredictionBins]int64
 	for _, t := range tallies {
 		own, old := t.prediction, base[t.node]
 		if total(own[:]) < n || total(old[:]) < n || PSICounts(old[:], own[:]) <= pol.MaxPredPSI {
@@ -960,7 +961,7 @@ func nodeList(names []string) string {
 type nodeTally struct {
 	node                                     string
 	requests, errors, fallbacks, timed, fast int64
-	prediction                               [PredictionBins]int64
+	prediction                               [report.PredictionBins]int64
 }
 
 // tallies are the nodes' own counts of the series k since from, by node name.
@@ -996,7 +997,7 @@ func (m *Monitor) tallies(k seriesKey, from time.Time) []nodeTally {
 // each see the breach on their own traffic: one node, or one stolen scorer
 // token, cannot roll back what others serve well. The reason gives the
 // numbers of the nodes in breach, and names them.
-func (m *Monitor) corroborate(k seriesKey, w Window, pol registry.Policy, from time.Time) string {
+func (m *Monitor) corroborate(k seriesKey, w report.Window, pol registry.Policy, from time.Time) string {
 	tallies := m.tallies(k, from)
 	if len(tallies) == 0 {
 		// Counts without a node's own (none reported since): the pooled ones.
@@ -1082,7 +1083,7 @@ func (m *Monitor) decide(ctx context.Context, k seriesKey, reason string, pol re
 
 // driftAlert raises one drift_alert event when a settled version's input drifts
 // past PSIAct, and re-arms once it falls below PSIWarn.
-func (m *Monitor) driftAlert(ctx context.Context, md registry.Model, k seriesKey, w Window, pol registry.Policy) {
+func (m *Monitor) driftAlert(ctx context.Context, md registry.Model, k seriesKey, w report.Window, pol registry.Policy) {
 	if w.Rows < minPSIRows(11, pol) {
 		return
 	}

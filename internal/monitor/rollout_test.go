@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/monitor/report"
 	"github.com/modelops/modelops/internal/registry"
 )
 
@@ -30,13 +31,13 @@ func traffic(mon *monitor.Monitor, now *time.Time, rng *rand.Rand, arm string, p
 	c := window(rng, 2, arm, canaryRows, 0, 0.2, 0)
 	if arm == "shadow" {
 		c.Requests, c.Latency = 0, nil
-		c.ShadowDiff = make([]int64, len(monitor.ShadowDiffEdges)+1)
+		c.ShadowDiff = make([]int64, len(report.ShadowDiffEdges)+1)
 		c.ShadowDiff[1] = int64(canaryRows)
 	} else {
 		outcomes(rng, &c, canaryRows/3, canaryMSE)
 	}
 	outcomes(rng, &p, prodRows/3, prodMSE)
-	mon.Ingest(monitor.Report{Node: "n1", Ready: true, Models: []monitor.ModelReport{{Model: "calling-score", Windows: []monitor.Window{p, c}}}})
+	mon.Ingest(report.Report{Node: "n1", Ready: true, Models: []report.ModelReport{{Model: "calling-score", Windows: []report.Window{p, c}}}})
 	mon.Evaluate(context.Background())
 }
 

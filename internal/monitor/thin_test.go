@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/modelops/modelops/internal/monitor/report"
 )
 
 // Points older than FineFor are thinned to one a minute: each thinned point
@@ -19,9 +21,9 @@ func TestThinningKeepsEveryCountInItsMinute(t *testing.T) {
 	k := seriesKey{"m", 1, "champion"}
 	for i := range seconds {
 		now = start.Add(time.Duration(i) * time.Second)
-		w := Window{Version: 1, Arm: "champion", Requests: int64(i + 1), Errors: int64(i % 3), Latency: make([]int64, len(LatencyBucketsMs)+1)}
+		w := report.Window{Version: 1, Arm: "champion", Requests: int64(i + 1), Errors: int64(i % 3), Latency: make([]int64, len(report.LatencyBucketsMs)+1)}
 		w.Latency[i%len(w.Latency)] = int64(i + 1)
-		m.Ingest(Report{Node: "n1", Ready: true, Models: []ModelReport{{Model: "m", Windows: []Window{w}}}})
+		m.Ingest(report.Report{Node: "n1", Ready: true, Models: []report.ModelReport{{Model: "m", Windows: []report.Window{w}}}})
 	}
 	ps := m.series[k]
 	horizon := now.Add(-FineFor)
@@ -37,7 +39,7 @@ func TestThinningKeepsEveryCountInItsMinute(t *testing.T) {
 		if wantLat[key] == nil {
 			wantLat[key] = map[int]int64{}
 		}
-		wantLat[key][i%(len(LatencyBucketsMs)+1)] += int64(i + 1)
+		wantLat[key][i%(len(report.LatencyBucketsMs)+1)] += int64(i + 1)
 	}
 	if len(ps) != len(wantReq) {
 		t.Fatalf("%d points, want %d (a minute each before %s, a second each after)", len(ps), len(wantReq), horizon)
@@ -85,7 +87,7 @@ func TestThinningKeepsEveryCountInItsMinute(t *testing.T) {
 	// Past Retain, even thinned points go.
 	m.Retain = 30 * time.Minute
 	now = now.Add(time.Second)
-	m.Ingest(Report{Node: "n1", Ready: true})
+	m.Ingest(report.Report{Node: "n1", Ready: true})
 	if first := m.series[k][0].t; first.Before(now.Add(-m.Retain)) {
 		t.Fatalf("a point of %s is kept past Retain (%s)", first, now.Add(-m.Retain))
 	}

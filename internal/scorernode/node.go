@@ -16,11 +16,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/client"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
-	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/node"
 	"github.com/modelops/modelops/internal/predlog/logship"
 	"github.com/modelops/modelops/internal/registry"
@@ -124,8 +124,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--batch-max-wait %s: want 0 to 1s", c.BatchMaxWait)
 	case c.ReportInterval <= 0 || c.ReportInterval > time.Minute:
 		return fmt.Errorf("--report-interval %s: want more than 0, at most 1m", c.ReportInterval)
-	case c.FeedbackCapacity < 1 || c.FeedbackCapacity > monitor.MaxJoinCapacity:
-		return fmt.Errorf("--feedback-capacity %d: want 1 to %d", c.FeedbackCapacity, monitor.MaxJoinCapacity)
+	case c.FeedbackCapacity < 1 || c.FeedbackCapacity > report.MaxJoinCapacity:
+		return fmt.Errorf("--feedback-capacity %d: want 1 to %d", c.FeedbackCapacity, report.MaxJoinCapacity)
 	case c.LoadTimeout <= 0 || c.LoadTimeout > time.Hour:
 		return fmt.Errorf("--load-timeout %s: want more than 0, at most 1h", c.LoadTimeout)
 	case (c.TLSCert == "") != (c.TLSKey == ""):
@@ -153,16 +153,16 @@ type Node struct {
 	// Slot, Served, Follower, Dir and Recorder are the first model's (the
 	// default of requests that name none).
 	Slot     *loader.Slot
-	Served   *api.Served
+	Served   *scorerapi.Served
 	Follower *node.Follower
 	Dir      *node.DirWatcher
-	Recorder *monitor.Recorder
-	Server   *api.Server
+	Recorder *report.Recorder
+	Server   *scorerapi.Server
 	GRPC     *scorerapi.GRPCServer
-	API      *api.Scorer
+	API      *scorerapi.Scorer
 	// Log is the prediction log (nil with ModelDir, or when every rate is 0).
 	Log      *logship.Log
-	reporter *monitor.Reporter
+	reporter *report.Reporter
 
 	cache  *loader.Cache
 	client *client.Client
@@ -175,8 +175,8 @@ type Node struct {
 
 // modelNode is one model on the node.
 type modelNode struct {
-	served   *api.Served
-	recorder *monitor.Recorder
+	served   *scorerapi.Served
+	recorder *report.Recorder
 	follower *node.Follower
 	dir      *node.DirWatcher
 	cancel   context.CancelFunc
@@ -221,7 +221,7 @@ func (s *Node) Open(ctx context.Context) error {
 	}
 	s.client = client.New(s.Config.ControlPlane)
 	s.client.Token = s.Config.Token
-	scorer := api.NewScorer(s.Logger.With("component", "api"))
+	scorer := scorerapi.NewScorer(s.Logger.With("component", "api"))
 	s.API = scorer
 	if s.Config.BatchMaxRows > 0 {
 		scorer.Batcher = loader.NewBatcher(s.Config.BatchMaxRows, s.Config.BatchMaxWait)
@@ -264,7 +264,7 @@ func (s *Node) Open(ctx context.Context) error {
 	if first := s.first(); first != nil {
 		scorer.Default = first.served.Name
 	}
-	s.Server = api.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
+	s.Server = scorerapi.NewServer(s.Config.Listen, scorer.Handler(), s.Logger)
 	s.Server.TLSCert, s.Server.TLSKey = s.Config.TLSCert, s.Config.TLSKey
 	if err := s.Server.Open(); err != nil {
 		cancel()
@@ -289,7 +289,7 @@ func (s *Node) Open(ctx context.Context) error {
 			host, _ := os.Hostname()
 			nodeName = host + "/" + s.Server.URL()
 		}
-		s.reporter = &monitor.Reporter{
+		s.reporter = &report.Reporter{
 			ControlPlane: s.Config.ControlPlane, Node: nodeName, Address: s.Server.URL(),
 			Interval: s.Config.ReportInterval, Logger: s.Logger.With("component", "reporter"), Token: s.Config.Token,
 			Ready:  func() bool { ok, _ := scorer.Ready(); return ok },
@@ -355,10 +355,10 @@ func (s *Node) addModel(name string) {
 	if err != nil {
 		s.Logger.Info("no fallback rules: requests fail while no version can answer", "model", name)
 	}
-	served := api.NewServed(name, rules)
-	rec := monitor.NewRecorder()
+	served := scorerapi.NewServed(name, rules)
+	rec := report.NewRecorder()
 	served.Recorder = rec
-	served.Join = monitor.NewJoin(rec, s.Config.FeedbackCapacity)
+	served.Join = report.NewJoin(rec, s.Config.FeedbackCapacity)
 	if s.Log != nil {
 		served.Join.Outcomes = s.Log.Outcomes(name)
 		s.Log.SetHolder(name, served.Join.Holds)
@@ -377,7 +377,7 @@ func (s *Node) addModel(name string) {
 		n.follower = &node.Follower{
 			Client: s.client, Model: name, Slot: served.Production, CandidateSlot: served.Canary, Cache: s.cache, Options: opts,
 			OnRouting: func(traffic float64, mode string, blend float64) {
-				served.SetRouting(api.Routing{Traffic: traffic, Mode: mode, Blend: blend})
+				served.SetRouting(scorerapi.Routing{Traffic: traffic, Mode: mode, Blend: blend})
 			},
 			OnLoad:      rec.SetReference,
 			LoadTimeout: s.Config.LoadTimeout,
@@ -507,17 +507,17 @@ func (s *Node) followCatalog(ctx context.Context) {
 }
 
 // sources are what the reporter reports: every model served.
-func (s *Node) sources() []monitor.ModelSource {
+func (s *Node) sources() []report.ModelSource {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]monitor.ModelSource, 0, len(s.models))
+	out := make([]report.ModelSource, 0, len(s.models))
 	for name, n := range s.models {
-		out = append(out, monitor.ModelSource{Model: name, Recorder: n.recorder, LoadError: n.loadError,
-			Served: func() []monitor.Served {
-				var served []monitor.Served
-				for arm, slot := range map[string]*loader.Slot{api.ArmProduction: n.served.Production, api.ArmCanary: n.served.Canary} {
+		out = append(out, report.ModelSource{Model: name, Recorder: n.recorder, LoadError: n.loadError,
+			Served: func() []report.Served {
+				var served []report.Served
+				for arm, slot := range map[string]*loader.Slot{scorerapi.ArmProduction: n.served.Production, scorerapi.ArmCanary: n.served.Canary} {
 					if v, d, ok := slot.Current(); ok {
-						served = append(served, monitor.Served{Arm: arm, Version: v, Digest: d})
+						served = append(served, report.Served{Arm: arm, Version: v, Digest: d})
 					}
 				}
 				return served

@@ -6,10 +6,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
-	"github.com/modelops/modelops/internal/monitor"
 )
 
 // Routing is how a model's traffic is split and blended right now.
@@ -41,8 +42,8 @@ type Model struct {
 	Rules      fallback.Rules
 	// Recorder, when set, counts this model's answers for the monitor (else
 	// the service's). Join, likewise, remembers answers for feedback.
-	Recorder *monitor.Recorder
-	Join     *monitor.Join
+	Recorder *report.Recorder
+	Join     *report.Join
 	// Status, when set, reports how the node keeps the slots up to date.
 	Status func() any
 	// FailedLoads, when set, counts versions that failed to load.

@@ -17,7 +17,7 @@ import (
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
-	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/monitor/report"
 	"github.com/modelops/modelops/internal/predlog/logship"
 )
 
@@ -39,8 +39,8 @@ type Service struct {
 	// its MaxRows rows into shared session runs (micro-batching).
 	Batcher *loader.Batcher
 	// Recorder and Join serve models that have none of their own.
-	Recorder *monitor.Recorder
-	Join     *monitor.Join
+	Recorder *report.Recorder
+	Join     *report.Join
 	// Log, when set, samples answered rows into the prediction log.
 	Log *logship.Log
 
@@ -199,14 +199,14 @@ func (s *Service) Refused(model string, status int, reason string) {
 	s.refuse(m, 0, "", status, reason)
 }
 
-func (s *Service) recorder(m *Model) *monitor.Recorder {
+func (s *Service) recorder(m *Model) *report.Recorder {
 	if m.Recorder != nil {
 		return m.Recorder
 	}
 	return s.Recorder
 }
 
-func (s *Service) join(m *Model) *monitor.Join {
+func (s *Service) join(m *Model) *report.Join {
 	if m.Join != nil {
 		return m.Join
 	}
@@ -502,7 +502,7 @@ func (s *Service) score(m *Model, req *Request, budget time.Duration, pin *loade
 func (s *Service) observe(m *Model, out Response, req *Request, start time.Time, unanswered bool) {
 	latency := time.Since(start)
 	if rec := s.recorder(m); rec != nil {
-		o := monitor.Observation{Version: out.Attempted, Arm: out.Arm, Rows: req.Rows, Flat: req.Flat, Latency: latency,
+		o := report.Observation{Version: out.Attempted, Arm: out.Arm, Rows: req.Rows, Flat: req.Flat, Latency: latency,
 			Error: out.Reason == fallback.ReasonModelError || (unanswered && out.Reason != "" && out.Reason != fallback.ReasonNoModel)}
 		switch {
 		case out.Source == SourceModel:

@@ -7,10 +7,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
-	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/scoring"
 	"github.com/modelops/modelops/internal/testutil"
 )
@@ -51,7 +52,7 @@ func TestNaNCanaryLeavesProductionToTheModel(t *testing.T) {
 	m.Production.Swap(mustLoad(t, testutil.MustModel(t, 1).Path, 1, nil))
 	m.Canary.Swap(mustLoad(t, testutil.NaNModel(t).Path, 2, nil))
 	m.SetRouting(scoring.Routing{Traffic: 60, Mode: "ab", Blend: 1})
-	rec := monitor.NewRecorder()
+	rec := report.NewRecorder()
 	s := newService(t, m)
 	s.Recorder = rec
 
@@ -130,7 +131,7 @@ func TestSwappedInVersionStartsWithAClosedBreaker(t *testing.T) {
 func TestFailureWithoutRulesIsCountedAgainstTheVersion(t *testing.T) {
 	m := scoring.NewModel("churn", nil)
 	m.Production.Swap(mustLoad(t, testutil.NaNModel(t).Path, 4, nil))
-	rec := monitor.NewRecorder()
+	rec := report.NewRecorder()
 	m.Recorder = rec
 	s := newService(t, m)
 	_, err := s.Score(context.Background(), scoring.Request{Model: "churn", Flat: row(2, 0.1), Rows: 2})

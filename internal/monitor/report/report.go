@@ -3,7 +3,7 @@
 // control plane every second. On the control plane, the Monitor keeps sliding
 // windows, measures error and fallback rates, latency and drift against each card's
 // reference, and rolls back a freshly promoted version that breaks its policy.
-package monitor
+package report
 
 import (
 	"time"

@@ -1,4 +1,4 @@
-package api
+package scorerapi
 
 import (
 	"context"
@@ -153,7 +153,7 @@ func TestShadowScoresTheRowsItWasGiven(t *testing.T) {
 func TestCloseLetsQueuedRequestsFinish(t *testing.T) {
 	s := NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), NewServed("calling-score", fallback.CallingScore{}))
 	s.MaxInFlight, s.Budget = 1, 30*time.Second
-	srv := NewFastServer("127.0.0.1:0", s.Fast(), s.Logger)
+	srv := NewServer("127.0.0.1:0", s.Handler(), s.Logger)
 	if err := srv.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestCloseLetsQueuedRequestsFinish(t *testing.T) {
 // Close has dropped the fresh ones, before the shutdown closes the listener,
 // is let go at once rather than kept until its read timeout.
 func TestConnectionsAcceptedWhileClosingAreDropped(t *testing.T) {
-	s := NewFastServer("127.0.0.1:0", NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), NewServed("calling-score", fallback.CallingScore{})).Fast(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := NewServer("127.0.0.1:0", NewScorer(slog.New(slog.NewTextHandler(io.Discard, nil)), NewServed("calling-score", fallback.CallingScore{})).Handler(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	s.ReadTimeout = time.Minute
 	if err := s.Open(); err != nil {
 		t.Fatal(err)

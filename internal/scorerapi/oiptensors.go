@@ -1,4 +1,4 @@
-package api
+package scorerapi
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/scoring"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // inferTensors answers an inference request for a model of any servable
@@ -21,7 +22,7 @@ import (
 // outputs), each input as JSON data or binary, each output with its true shape
 // and datatype. Models of one FP32 input and output take the rows path in
 // oipInfer instead, which the rules can answer too.
-func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Signature, req *OIPInferRequest, tensorBytes []byte, refuse func(int, string) error) error {
+func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Signature, req *wire.OIPInferRequest, tensorBytes []byte, refuse func(int, string) error) error {
 	if len(req.Inputs) == 0 {
 		return refuse(http.StatusBadRequest, fmt.Sprintf("no input tensors; the model takes %s", sig))
 	}
@@ -30,20 +31,20 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 	offset := int64(0)
 	for _, in := range req.Inputs {
 		if len(in.Shape) == 0 || in.Shape[0] < 1 || in.Shape[0] > int64(s.MaxRows) {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v: want [N,…] with 1 ≤ N ≤ %d", truncate(in.Name, 40), in.Shape, s.MaxRows))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v: want [N,…] with 1 ≤ N ≤ %d", clip(in.Name, 40), in.Shape, s.MaxRows))
 		}
 		if rows >= 0 && in.Shape[0] != rows {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q has %d rows, another %d: every input has the batch's rows", truncate(in.Name, 40), in.Shape[0], rows))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q has %d rows, another %d: every input has the batch's rows", clip(in.Name, 40), in.Shape[0], rows))
 		}
 		rows = in.Shape[0]
 		count := int64(1)
 		for _, d := range in.Shape {
 			if d < 1 || d > 1<<24 {
-				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v: every dimension from 1 to %d", truncate(in.Name, 40), in.Shape, 1<<24))
+				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v: every dimension from 1 to %d", clip(in.Name, 40), in.Shape, 1<<24))
 			}
 			count *= d
 			if count > 1<<26 {
-				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v is too large", truncate(in.Name, 40), in.Shape))
+				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q shape %v is too large", clip(in.Name, 40), in.Shape))
 			}
 		}
 		t := loader.Tensor{Name: in.Name, Shape: in.Shape}
@@ -51,10 +52,10 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 		if size := in.Parameters.BinaryDataSize; size != nil {
 			width := loader.DatatypeSize(in.Datatype)
 			if width == 0 {
-				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q datatype %q: the scorer reads FP32, FP64, INT32, INT64 and BOOL", truncate(in.Name, 40), truncate(in.Datatype, 20)))
+				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q datatype %q: the scorer reads FP32, FP64, INT32, INT64 and BOOL", clip(in.Name, 40), clip(in.Datatype, 20)))
 			}
 			if *size != count*width || offset+*size > int64(len(tensorBytes)) {
-				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q: binary_data_size %d; shape %v %s needs %d, and %d bytes follow the header", truncate(in.Name, 40), *size, in.Shape, in.Datatype, count*width, int64(len(tensorBytes))-offset))
+				return refuse(http.StatusBadRequest, fmt.Sprintf("input %q: binary_data_size %d; shape %v %s needs %d, and %d bytes follow the header", clip(in.Name, 40), *size, in.Shape, in.Datatype, count*width, int64(len(tensorBytes))-offset))
 			}
 			t.Data, err = loader.DecodeLE(in.Datatype, tensorBytes[offset:offset+*size])
 			offset += *size
@@ -62,7 +63,7 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 			t.Data, err = decodeJSONTensor(in.Datatype, in.Data, int(count))
 		}
 		if err != nil {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q data: %v", truncate(in.Name, 40), err))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("input %q data: %v", clip(in.Name, 40), err))
 		}
 		inputs = append(inputs, t)
 	}
@@ -73,7 +74,7 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 	wanted := map[string]bool{}
 	for _, o := range req.Outputs {
 		if !slices.ContainsFunc(sig.Outs(), func(t artifact.Tensor) bool { return t.Name == o.Name }) {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields %s", truncate(o.Name, 40), sig))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields %s", clip(o.Name, 40), sig))
 		}
 		wanted[o.Name] = o.Parameters.BinaryData
 	}
@@ -96,8 +97,8 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 		}
 		return err
 	}
-	resp := OIPInferResponse{ModelName: m.Name, ID: req.ID, ModelVersion: strconv.Itoa(out.Version),
-		Parameters: OIPResponseParameters{Arm: out.Arm, Reason: out.Reason, Source: out.Source, RequestID: out.RequestID}}
+	resp := wire.OIPInferResponse{ModelName: m.Name, ID: req.ID, ModelVersion: strconv.Itoa(out.Version),
+		Parameters: wire.OIPResponseParameters{Arm: out.Arm, Reason: out.Reason, Source: out.Source, RequestID: out.RequestID}}
 	// Outputs in the order asked for, else the graph's.
 	tensors := out.Tensors
 	if len(req.Outputs) > 0 {
@@ -111,11 +112,11 @@ func (s *Scorer) inferTensors(x exchange, m *Served, pinned int, sig artifact.Si
 	var raw [][]byte
 	for _, t := range tensors {
 		bin := wanted[t.Name]
-		o := OIPOutputTensor{Name: t.Name, Shape: t.Shape, Datatype: artifact.ServableTypes[t.Type()], Data: t.Data}
+		o := wire.OIPOutputTensor{Name: t.Name, Shape: t.Shape, Datatype: artifact.ServableTypes[t.Type()], Data: t.Data}
 		if bin || binaryAll {
 			b := loader.EncodeLE(t.Data)
 			size := int64(len(b))
-			o.Data, o.Parameters = nil, &OIPTensorParameters{BinaryDataSize: &size}
+			o.Data, o.Parameters = nil, &wire.OIPTensorParameters{BinaryDataSize: &size}
 			raw = append(raw, b)
 		}
 		resp.Outputs = append(resp.Outputs, o)

@@ -1,12 +1,14 @@
-package api
+package scorerapi
+
+import "github.com/modelops/modelops/internal/wire"
 
 // readScoreRequest decodes b into req when b is a /v1/score body of the plain
-// shape: the fields of ScoreRequest spelt as their tags spell them, each at
+// shape: the fields of wire.ScoreRequest spelt as their tags spell them, each at
 // most once; strings of printable ASCII without escapes; numbers only where
 // numbers go; no nulls. It reports false for anything else, leaving req in an
 // unspecified state. encoding/json takes about 300 ns a number and this about
 // 33 (BenchmarkDecodeScoreRequest256): for a 256-row request, 3 ms against 0.3.
-func readScoreRequest(b []byte, req *ScoreRequest) bool {
+func readScoreRequest(b []byte, req *wire.ScoreRequest) bool {
 	s := jsonScan{b: b}
 	var seen uint8
 	ok := s.object(func(key []byte) bool {

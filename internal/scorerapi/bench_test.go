@@ -1,71 +1,75 @@
-package api_test
+package scorerapi_test
 
 import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/labstack/echo/v4"
+	"github.com/modelops/modelops/internal/monitor/report"
+
 	"github.com/valyala/fasthttp"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
-	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/scorerapi"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // These benchmarks call the handlers directly (no network), so they show what the
 // scorer adds per request over a handler that decodes the same JSON and answers a
-// constant: `go test -run '^$' -bench Handler ./internal/api`.
+// constant: `go test -run '^$' -bench Handler ./internal/scorerapi`.
 
 var benchBody = []byte(`{"features":[` + strings.TrimSuffix(strings.Repeat("0.4321,", 39), ",") + `]}`)
 
-func serveBench(b *testing.B, h http.Handler) {
+// serveFast runs h on one request of body to path, b.N times, and returns the
+// last answer.
+func serveFast(b *testing.B, h fasthttp.RequestHandler, path string, body []byte, header map[string]string) []byte {
+	var ctx fasthttp.RequestCtx
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodPost, "/v1/score", bytes.NewReader(benchBody))
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != 200 {
-			b.Fatalf("status %d: %s", rec.Code, rec.Body)
+		ctx.Request.Reset()
+		ctx.Response.Reset()
+		ctx.Request.Header.SetMethod(http.MethodPost)
+		ctx.Request.SetRequestURI(path)
+		for k, v := range header {
+			ctx.Request.Header.Set(k, v)
+		}
+		ctx.Request.SetBody(body)
+		h(&ctx)
+		if ctx.Response.StatusCode() != 200 {
+			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 	}
+	return append([]byte(nil), ctx.Response.Body()...)
 }
 
 func BenchmarkHandlerNullModel(b *testing.B) {
-	e := echo.New()
 	score := float32(0.5)
-	e.POST("/v1/score", func(c echo.Context) error {
-		body, err := io.ReadAll(c.Request().Body)
-		if err != nil {
-			return err
+	serveFast(b, func(ctx *fasthttp.RequestCtx) {
+		var req wire.ScoreRequest
+		if err := json.Unmarshal(ctx.Request.Body(), &req); err != nil || len(req.Features) != 39 {
+			ctx.SetStatusCode(http.StatusBadRequest)
+			return
 		}
-		var req api.ScoreRequest
-		if err := api.DecodeScoreRequest(body, &req); err != nil || len(req.Features) != 39 {
-			return c.JSON(http.StatusBadRequest, nil)
-		}
-		return c.JSON(http.StatusOK, api.ScoreResponse{Model: "null", Score: &score, Source: api.SourceModel, Version: 1, Arm: api.ArmProduction})
-	})
-	serveBench(b, e)
+		out, _ := json.Marshal(wire.ScoreResponse{Model: "null", Score: &score, Source: scorerapi.SourceModel, Version: 1, Arm: scorerapi.ArmProduction})
+		ctx.SetContentType("application/json")
+		ctx.SetBody(out)
+	}, "/v1/score", benchBody, nil)
 }
 
 func BenchmarkHandlerScorer(b *testing.B) {
 	sc := shippedScorer(b)
-	serveBench(b, sc.Handler())
-	var r api.ScoreResponse
-	rec := httptest.NewRecorder()
-	sc.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/score", bytes.NewReader(benchBody)))
-	json.Unmarshal(rec.Body.Bytes(), &r)
-	if r.Source != api.SourceModel {
+	answer := serveFast(b, sc.Handler().Serve, "/v1/score", benchBody, nil)
+	var r wire.ScoreResponse
+	json.Unmarshal(answer, &r)
+	if r.Source != scorerapi.SourceModel {
 		b.Fatalf("benchmark answered from %s", r.Source)
 	}
 }
@@ -73,7 +77,7 @@ func BenchmarkHandlerScorer(b *testing.B) {
 // shippedScorer serves the shipped calling-score model as a scorer node does:
 // monitoring on, the card's reference binning every row, answers remembered for
 // feedback.
-func shippedScorer(b *testing.B) *api.Scorer {
+func shippedScorer(b *testing.B) *scorerapi.Scorer {
 	raw, err := os.ReadFile("../../models/calling_score/card.json")
 	if err != nil {
 		b.Fatal(err)
@@ -86,13 +90,13 @@ func shippedScorer(b *testing.B) *api.Scorer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	served := api.NewServed("calling-score", fallback.CallingScore{})
+	served := scorerapi.NewServed("calling-score", fallback.CallingScore{})
 	served.Production.Swap(loader.NewLoaded(s, 1, "bench", card))
 	b.Cleanup(served.Production.Close)
-	sc := api.NewScorer(discard, served)
-	sc.Recorder = monitor.NewRecorder()
+	sc := scorerapi.NewScorer(discard, served)
+	sc.Recorder = report.NewRecorder()
 	sc.Recorder.SetReference(1, card)
-	sc.Join = monitor.NewJoin(sc.Recorder, 100000)
+	sc.Join = report.NewJoin(sc.Recorder, 100000)
 	return sc
 }
 
@@ -101,7 +105,7 @@ func shippedScorer(b *testing.B) *api.Scorer {
 // scorer's CPU beyond the network. Beside it, in the same run, the baselines:
 // "null" only reads the body and answers the scorer's bytes, "no-model" is the
 // scorer with constant rules (everything but ONNX Runtime), "raw" is the bare
-// session run: `go test -run '^$' -bench FastOIP ./internal/api`.
+// session run: `go test -run '^$' -bench FastOIP ./internal/scorerapi`.
 func BenchmarkFastOIPBinary256(b *testing.B) {
 	data := make([]byte, 0, 256*39*4)
 	for i := range 256 * 39 {
@@ -110,33 +114,19 @@ func BenchmarkFastOIPBinary256(b *testing.B) {
 	header := fmt.Sprintf(`{"inputs":[{"name":"input","shape":[256,39],"datatype":"FP32","parameters":{"binary_data_size":%d}}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]}`, len(data))
 	body := append([]byte(header), data...)
 	serve := func(b *testing.B, h fasthttp.RequestHandler) []byte {
-		var ctx fasthttp.RequestCtx
-		b.ReportAllocs()
-		for b.Loop() {
-			ctx.Request.Reset()
-			ctx.Response.Reset()
-			ctx.Request.Header.SetMethod(http.MethodPost)
-			ctx.Request.SetRequestURI("/v2/models/calling-score/infer")
-			ctx.Request.Header.Set(api.HeaderInferenceLength, fmt.Sprint(len(header)))
-			ctx.Request.SetBody(body)
-			h(&ctx)
-			if ctx.Response.StatusCode() != 200 {
-				b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
-			}
-		}
-		return append([]byte(nil), ctx.Response.Body()...)
+		return serveFast(b, h, "/v2/models/calling-score/infer", body, map[string]string{scorerapi.HeaderInferenceLength: fmt.Sprint(len(header))})
 	}
 	withModel := shippedScorer(b)
 	var answer []byte
 	var scorerNs float64
 	b.Run("scorer", func(b *testing.B) {
-		answer = serve(b, withModel.Fast().Serve)
+		answer = serve(b, withModel.Handler().Serve)
 		scorerNs = perOp(b)
 	})
 	b.Run("no-model", func(b *testing.B) {
-		sc := newScorer(api.NewServed("calling-score", constantRules{}))
-		sc.Recorder = monitor.NewRecorder()
-		serve(b, sc.Fast().Serve)
+		sc := newScorer(scorerapi.NewServed("calling-score", constantRules{}))
+		sc.Recorder = report.NewRecorder()
+		serve(b, sc.Handler().Serve)
 	})
 	b.Run("null", func(b *testing.B) {
 		serve(b, func(ctx *fasthttp.RequestCtx) {
@@ -144,7 +134,7 @@ func BenchmarkFastOIPBinary256(b *testing.B) {
 				ctx.SetStatusCode(http.StatusBadRequest)
 				return
 			}
-			ctx.Response.Header.Set(api.HeaderInferenceLength, "200")
+			ctx.Response.Header.Set(scorerapi.HeaderInferenceLength, "200")
 			ctx.SetBody(answer)
 		})
 	})
@@ -178,7 +168,7 @@ func (constantRules) Score([]float32) float32 { return 0.5 }
 
 // BenchmarkDecodeScoreRequest256 decodes a 256-row /v1/score body (9,984
 // numbers) with the scorer's decoder and, as the baseline in the same run, with
-// encoding/json: `go test -run '^$' -bench DecodeScoreRequest ./internal/api`.
+// encoding/json: `go test -run '^$' -bench DecodeScoreRequest ./internal/scorerapi`.
 func BenchmarkDecodeScoreRequest256(b *testing.B) {
 	rows := make([][]float32, 256)
 	for i := range rows {
@@ -195,8 +185,8 @@ func BenchmarkDecodeScoreRequest256(b *testing.B) {
 	b.Run("scorer", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			var r api.ScoreRequest
-			if err := api.DecodeScoreRequest(body, &r); err != nil || len(r.Rows) != 256 {
+			var r wire.ScoreRequest
+			if err := scorerapi.DecodeScoreRequest(body, &r); err != nil || len(r.Rows) != 256 {
 				b.Fatal(err)
 			}
 		}
@@ -205,7 +195,7 @@ func BenchmarkDecodeScoreRequest256(b *testing.B) {
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			var r api.ScoreRequest
+			var r wire.ScoreRequest
 			if err := json.Unmarshal(body, &r); err != nil || len(r.Rows) != 256 {
 				b.Fatal(err)
 			}
@@ -219,10 +209,10 @@ func BenchmarkDecodeScoreRequest256(b *testing.B) {
 // BenchmarkEncodeScoreResponse writes /v1/score answers of one and of 256 rows
 // with the scorer's writer and, as the baseline in the same run, with
 // encoding/json's Encoder, which it replaces: `go test -run '^$' -bench
-// EncodeScoreResponse ./internal/api`.
+// EncodeScoreResponse ./internal/scorerapi`.
 func BenchmarkEncodeScoreResponse(b *testing.B) {
 	for _, rows := range []int{1, 256} {
-		resp := api.ScoreResponse{Model: "calling-score", Source: api.SourceModel, Version: 3, Arm: api.ArmProduction, RequestID: "d7ddc33e4e000000"}
+		resp := wire.ScoreResponse{Model: "calling-score", Source: scorerapi.SourceModel, Version: 3, Arm: scorerapi.ArmProduction, RequestID: "d7ddc33e4e000000"}
 		scores := make([]float32, rows)
 		for i := range scores {
 			scores[i] = 1 / (1 + float32(math.Exp(-float64(i%97)/13)))
@@ -238,7 +228,7 @@ func BenchmarkEncodeScoreResponse(b *testing.B) {
 			buf := make([]byte, 0, 8<<10)
 			for b.Loop() {
 				var err error
-				if buf, err = api.AppendJSON(buf[:0], resp); err != nil {
+				if buf, err = scorerapi.AppendJSON(buf[:0], resp); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,4 +1,4 @@
-package api
+package scorerapi
 
 import (
 	"bytes"
@@ -16,80 +16,29 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
 	"github.com/modelops/modelops/internal/scoring"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // The Open Inference Protocol v2 (KServe / Triton "v2" REST), for the scorer's
 // models: FP32 input "input" of shape [N, features], FP32 output "output" [N, 1].
 // Errors are {"error": "…"} as the protocol says.
 
-func (s *Scorer) oipRoutes(e *echo.Echo) {
-	e.GET("/v2", s.oipServer)
-	e.POST("/v2/repository/index", s.repositoryIndex)
-	e.GET("/v2/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]bool{"live": true}) })
-	e.GET("/v2/health/ready", func(c echo.Context) error {
-		ok, _ := s.Ready()
-		status := http.StatusOK
-		if !ok {
-			status = http.StatusServiceUnavailable
-		}
-		return c.JSON(status, map[string]bool{"ready": ok})
-	})
-	// Each model route also takes a version, /v2/models/{m}/versions/{v}/…:
-	// production's or the canary's, whichever holds it.
-	for _, prefix := range []string{"/v2/models/:model", "/v2/models/:model/versions/:version"} {
-		e.GET(prefix, s.oipMetadata)
-		e.GET(prefix+"/ready", s.oipModelReady)
-		e.POST(prefix+"/infer", func(c echo.Context) error {
-			return viaEcho(func(x exchange) error { return s.inferKeyed(x, c.Param("model"), c.Param("version")) })(c)
-		})
-	}
-}
-
 func oipError(x exchange, status int, msg string) error {
 	return x.json(status, map[string]string{"error": msg})
 }
 
-// OIPTensor is a tensor's metadata.
-type OIPTensor struct {
-	Name     string  `json:"name"`
-	Datatype string  `json:"datatype"`
-	Shape    []int64 `json:"shape"`
-}
-
-// OIPModelMetadata is GET /v2/models/{m}.
-type OIPModelMetadata struct {
-	Name     string      `json:"name"`
-	Versions []string    `json:"versions,omitempty"`
-	Platform string      `json:"platform"`
-	Inputs   []OIPTensor `json:"inputs"`
-	Outputs  []OIPTensor `json:"outputs"`
-}
-
-func (s *Scorer) oipServer(c echo.Context) error {
+func (s *Scorer) oipServer(x exchange) error {
 	// Triton's binary tensor extension is the one the scorer implements whole.
-	return c.JSON(http.StatusOK, map[string]any{"name": "modelops-scorer", "version": "2", "extensions": []string{"binary_tensor_data"}})
-}
-
-// RepositoryModel is one entry of Triton's model repository index: a version
-// of a model this scorer serves (or the model, with no version, when none is
-// loaded), its state and why.
-type RepositoryModel struct {
-	Name    string `json:"name"`
-	Version string `json:"version,omitempty"`
-	// State is READY or UNAVAILABLE.
-	State  string `json:"state"`
-	Reason string `json:"reason,omitempty"`
+	return x.json(http.StatusOK, map[string]any{"name": ServerName, "version": "2", "extensions": []string{"binary_tensor_data"}})
 }
 
 // repositoryIndex is POST /v2/repository/index: every model served, with each
 // version loaded (production's, then the canary's), its state and reason.
-func (s *Scorer) repositoryIndex(c echo.Context) error {
-	out := []RepositoryModel{}
+func (s *Scorer) repositoryIndex(x exchange) error {
+	out := []wire.RepositoryModel{}
 	for _, m := range s.Models() {
 		reason := ""
 		if m.LoadError != nil {
@@ -97,7 +46,7 @@ func (s *Scorer) repositoryIndex(c echo.Context) error {
 		}
 		vs := m.Versions()
 		if len(vs) == 0 {
-			e := RepositoryModel{Name: m.Name, State: "UNAVAILABLE", Reason: "no version loaded yet"}
+			e := wire.RepositoryModel{Name: m.Name, State: "UNAVAILABLE", Reason: "no version loaded yet"}
 			if m.Rules != nil {
 				e.State, e.Reason = "READY", "no version loaded yet: the fallback rules answer"
 			}
@@ -108,16 +57,16 @@ func (s *Scorer) repositoryIndex(c echo.Context) error {
 			continue
 		}
 		for _, v := range vs {
-			out = append(out, RepositoryModel{Name: m.Name, Version: v, State: "READY", Reason: reason})
+			out = append(out, wire.RepositoryModel{Name: m.Name, Version: v, State: "READY", Reason: reason})
 		}
 	}
-	return c.JSON(http.StatusOK, out)
+	return x.json(http.StatusOK, out)
 }
 
 func (s *Scorer) oipModel(x exchange, name string) (*Served, error) {
 	m, ok := s.Model(name)
 	if !ok || name == "" {
-		return nil, oipError(x, http.StatusNotFound, fmt.Sprintf("unknown model %q", truncate(name, 80)))
+		return nil, oipError(x, http.StatusNotFound, fmt.Sprintf("unknown model %q", clip(name, 80)))
 	}
 	return m, nil
 }
@@ -125,17 +74,16 @@ func (s *Scorer) oipModel(x exchange, name string) (*Served, error) {
 // oipMetadata is GET /v2/models/{m}[/versions/{v}]: the versions served
 // (production's, then the canary's), or the one asked for, and the tensors of
 // production's session, or of that version's.
-func (s *Scorer) oipMetadata(c echo.Context) error {
-	x := &echoExchange{c: c}
-	m, err := s.oipModel(x, c.Param("model"))
+func (s *Scorer) oipMetadata(x exchange, model, version string) error {
+	m, err := s.oipModel(x, model)
 	if m == nil {
 		return err
 	}
-	md := OIPModelMetadata{Name: m.Name, Platform: "onnxruntime_onnx",
-		Inputs:  []OIPTensor{{Name: "input", Datatype: "FP32", Shape: []int64{-1, int64(m.Width())}}},
-		Outputs: []OIPTensor{{Name: "output", Datatype: "FP32", Shape: []int64{-1, 1}}}}
+	md := wire.OIPModelMetadata{Name: m.Name, Platform: "onnxruntime_onnx",
+		Inputs:  []wire.OIPTensor{{Name: "input", Datatype: "FP32", Shape: []int64{-1, int64(m.Width())}}},
+		Outputs: []wire.OIPTensor{{Name: "output", Datatype: "FP32", Shape: []int64{-1, 1}}}}
 	var l *loader.Loaded
-	if v := c.Param("version"); v != "" {
+	if v := version; v != "" {
 		if l, _ = servedVersion(m, v); l == nil {
 			return oipError(x, http.StatusNotFound, noVersion(m, v))
 		}
@@ -148,38 +96,37 @@ func (s *Scorer) oipMetadata(c echo.Context) error {
 		sig := l.Signature()
 		md.Inputs, md.Outputs = nil, nil
 		for _, t := range sig.Ins() {
-			md.Inputs = append(md.Inputs, OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
+			md.Inputs = append(md.Inputs, wire.OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
 		}
 		for _, t := range sig.Outs() {
-			md.Outputs = append(md.Outputs, OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
+			md.Outputs = append(md.Outputs, wire.OIPTensor{Name: t.Name, Datatype: artifact.ServableTypes[t.Type], Shape: t.Shape})
 		}
 		l.Release()
 	}
-	return c.JSON(http.StatusOK, md)
+	return x.json(http.StatusOK, md)
 }
 
 // oipModelReady is GET /v2/models/{m}[/versions/{v}]/ready: a model is ready
 // when a session or its rules can answer, a version when it is loaded.
-func (s *Scorer) oipModelReady(c echo.Context) error {
-	x := &echoExchange{c: c}
-	m, err := s.oipModel(x, c.Param("model"))
+func (s *Scorer) oipModelReady(x exchange, model, version string) error {
+	m, err := s.oipModel(x, model)
 	if m == nil {
 		return err
 	}
-	if v := c.Param("version"); v != "" {
+	if v := version; v != "" {
 		l, _ := servedVersion(m, v)
 		if l == nil {
 			return oipError(x, http.StatusNotFound, noVersion(m, v))
 		}
 		l.Release()
-		return c.JSON(http.StatusOK, map[string]any{"name": m.Name, "version": v, "ready": true})
+		return x.json(http.StatusOK, map[string]any{"name": m.Name, "version": v, "ready": true})
 	}
 	ready := m.Ready()
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusServiceUnavailable
 	}
-	return c.JSON(status, map[string]any{"name": m.Name, "ready": ready})
+	return x.json(status, map[string]any{"name": m.Name, "ready": ready})
 }
 
 // servedVersion finds version v of m (as a path spells it: a decimal number)
@@ -195,86 +142,6 @@ func servedVersion(m *Served, v string) (*loader.Loaded, string) {
 
 // noVersion says that m has no version v here, and which it has.
 func noVersion(m *Served, v string) string { return scoring.NoVersion(m, v) }
-
-// OIPInferRequest is POST /v2/models/{m}/infer. Of the parameters the
-// protocol allows, the scorer reads the ones its types name and ignores the
-// rest; one it reads must have the type it names.
-type OIPInferRequest struct {
-	ID         string               `json:"id,omitempty"`
-	Parameters OIPRequestParameters `json:"parameters,omitzero"`
-	Inputs     []OIPInputTensor     `json:"inputs"`
-	Outputs    []OIPRequestedOutput `json:"outputs,omitempty"`
-}
-
-// OIPRequestParameters are the request parameters the scorer reads.
-type OIPRequestParameters struct {
-	// Key assigns the request to an arm, as /v1/score's key does.
-	Key string `json:"key,omitempty"`
-	// BinaryDataOutput asks for every output as binary data (the binary tensor
-	// extension), for requests that name no outputs.
-	BinaryDataOutput bool `json:"binary_data_output,omitempty"`
-	// Timeout is the request's latency budget in microseconds, as Triton's
-	// schedule-policy extension (and tritonclient's timeout argument) sends it;
-	// 0 or none is the scorer's budget.
-	Timeout *int64 `json:"timeout,omitempty"`
-	// Fallback false refuses an answer from the rules: 503 instead.
-	Fallback *bool `json:"fallback,omitempty"`
-}
-
-// OIPTensorParameters are the tensor parameters of the binary tensor
-// extension.
-type OIPTensorParameters struct {
-	// BinaryDataSize is the length of the tensor's data after the JSON header.
-	BinaryDataSize *int64 `json:"binary_data_size,omitempty"`
-	// BinaryData, on a requested output, asks for it as binary data.
-	BinaryData bool `json:"binary_data,omitempty"`
-}
-
-// OIPRequestedOutput names an output a request wants.
-type OIPRequestedOutput struct {
-	Name       string              `json:"name"`
-	Parameters OIPTensorParameters `json:"parameters,omitzero"`
-}
-
-// OIPInputTensor carries data flat (row-major) or nested.
-type OIPInputTensor struct {
-	Name       string              `json:"name"`
-	Shape      []int64             `json:"shape"`
-	Datatype   string              `json:"datatype"`
-	Parameters OIPTensorParameters `json:"parameters,omitzero"`
-	Data       json.RawMessage     `json:"data"`
-}
-
-// OIPOutputTensor is one output of an inference response.
-type OIPOutputTensor struct {
-	Name       string               `json:"name"`
-	Shape      []int64              `json:"shape"`
-	Datatype   string               `json:"datatype"`
-	Parameters *OIPTensorParameters `json:"parameters,omitempty"`
-	// Data is []float32 for FP32, and the Go slice of the datatype for the
-	// others.
-	Data any `json:"data,omitempty"`
-}
-
-// OIPInferResponse answers an inference request. Parameters say where the scores
-// came from, as /v1/score does.
-type OIPInferResponse struct {
-	ModelName    string                `json:"model_name"`
-	ModelVersion string                `json:"model_version,omitempty"`
-	ID           string                `json:"id,omitempty"`
-	Parameters   OIPResponseParameters `json:"parameters"`
-	Outputs      []OIPOutputTensor     `json:"outputs"`
-}
-
-// OIPResponseParameters say which arm answered and from what: source "model"
-// or "fallback", with the fallback's reason.
-type OIPResponseParameters struct {
-	Arm    string `json:"arm"`
-	Reason string `json:"reason,omitempty"`
-	Source string `json:"source"`
-	// RequestID names a model answer for POST /v1/feedback, as on /v1/score.
-	RequestID string `json:"request_id,omitempty"`
-}
 
 // inferKeyed is POST /v2/models/{model}[/versions/{version}]/infer: the API
 // key, then oipInfer.
@@ -347,11 +214,11 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	if hl := x.header(HeaderInferenceLength); hl != "" {
 		n, err := strconv.Atoi(hl)
 		if err != nil || n < 0 || n > len(body) {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("%s %q does not fit a %d-byte body", HeaderInferenceLength, truncate(hl, 20), len(body)))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("%s %q does not fit a %d-byte body", HeaderInferenceLength, clip(hl, 20), len(body)))
 		}
 		body, tensorBytes = body[:n], body[n:]
 	}
-	var req OIPInferRequest
+	var req wire.OIPInferRequest
 	if err := decodeOIPHeader(body, &req); err != nil {
 		return refuse(http.StatusBadRequest, "malformed inference request: "+explainJSON(err))
 	}
@@ -367,10 +234,10 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	}
 	in := req.Inputs[0]
 	if in.Name != inputName {
-		return refuse(http.StatusBadRequest, fmt.Sprintf("unexpected input %q: the model takes %q", truncate(in.Name, 40), inputName))
+		return refuse(http.StatusBadRequest, fmt.Sprintf("unexpected input %q: the model takes %q", clip(in.Name, 40), inputName))
 	}
 	if in.Datatype != "FP32" {
-		return refuse(http.StatusBadRequest, fmt.Sprintf("input datatype %q: the model takes FP32", truncate(in.Datatype, 20)))
+		return refuse(http.StatusBadRequest, fmt.Sprintf("input datatype %q: the model takes FP32", clip(in.Datatype, 20)))
 	}
 	if len(in.Shape) != 2 || in.Shape[1] != int64(width) || in.Shape[0] < 1 || in.Shape[0] > int64(s.MaxRows) {
 		return refuse(http.StatusBadRequest, fmt.Sprintf("input shape %v: want [N,%d] with 1 ≤ N ≤ %d", in.Shape, width, s.MaxRows))
@@ -382,7 +249,7 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	}
 	for _, o := range req.Outputs {
 		if o.Name != outputName {
-			return refuse(http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields %q", truncate(o.Name, 40), outputName))
+			return refuse(http.StatusBadRequest, fmt.Sprintf("unknown output %q: the model yields %q", clip(o.Name, 40), outputName))
 		}
 		binaryOut = binaryOut || o.Parameters.BinaryData
 	}
@@ -425,9 +292,9 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 		}
 		return err
 	}
-	resp := OIPInferResponse{ModelName: m.Name, ID: req.ID,
-		Parameters: OIPResponseParameters{Arm: out.Arm, Reason: out.Reason, Source: out.Source, RequestID: out.RequestID},
-		Outputs:    []OIPOutputTensor{{Name: outputName, Shape: []int64{int64(n), int64(out.Outputs)}, Datatype: "FP32", Data: out.Scores}}}
+	resp := wire.OIPInferResponse{ModelName: m.Name, ID: req.ID,
+		Parameters: wire.OIPResponseParameters{Arm: out.Arm, Reason: out.Reason, Source: out.Source, RequestID: out.RequestID},
+		Outputs:    []wire.OIPOutputTensor{{Name: outputName, Shape: []int64{int64(n), int64(out.Outputs)}, Datatype: "FP32", Data: out.Scores}}}
 	if out.Version > 0 {
 		resp.ModelVersion = strconv.Itoa(out.Version)
 	}
@@ -436,7 +303,7 @@ func (s *Scorer) oipInfer(x exchange, model, version string) error {
 	}
 	size := int64(4 * len(out.Scores))
 	resp.Outputs[0].Data = nil
-	resp.Outputs[0].Parameters = &OIPTensorParameters{BinaryDataSize: &size}
+	resp.Outputs[0].Parameters = &wire.OIPTensorParameters{BinaryDataSize: &size}
 	header, err := marshalOIPAnswerHeader(make([]byte, 0, 256+size), &resp)
 	if err != nil {
 		return err
@@ -535,39 +402,9 @@ func appendFP32(b []byte, v []float32) []byte {
 	return b
 }
 
-func readBody(c echo.Context, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := readBodyInto(c, &buf, limit); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-func bodyTooLargeMsg(limit int64) string { return fmt.Sprintf("body is larger than %d bytes", limit) }
-
 // trustedGrow is how much of a declared Content-Length a body buffer reserves
 // before the bytes arrive: a 256-row binary request fits.
 const trustedGrow = 64 << 10
-
-// readBodyInto reads the request body into buf (reset first), at most limit bytes.
-func readBodyInto(c echo.Context, buf *bytes.Buffer, limit int64) error {
-	buf.Reset()
-	// One read, no regrowth, for bodies that say their length, up to
-	// trustedGrow: past that the buffer grows with what arrives, never with
-	// what a client declares (500 clients declaring 1.3 MB and sending a byte
-	// each must not reserve 650 MB).
-	if n := c.Request().ContentLength; n > 0 && n <= limit {
-		buf.Grow(int(min(n, trustedGrow)) + 1)
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), c.Request().Body, limit)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge(limit)
-		}
-		return err
-	}
-	return nil
-}
 
 // flattenFP32 reads tensor data given flat or nested (up to maxTensorRank deep), and checks that
 // it holds exactly want finite float32 values.

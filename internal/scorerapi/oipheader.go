@@ -1,8 +1,12 @@
-package api
+package scorerapi
 
 import (
+	gojson "github.com/goccy/go-json"
+
 	"encoding/json"
 	"strconv"
+
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // An inference request's JSON header costs encoding/json about as much as the
@@ -16,12 +20,12 @@ import (
 // too: see AppendJSON.)
 
 // readOIPHeader decodes b into req when b is an inference request of the plain
-// shape: the fields of OIPInferRequest spelt as their tags spell them, each at
+// shape: the fields of wire.OIPInferRequest spelt as their tags spell them, each at
 // most once; strings of printable ASCII without escapes; integers without a
 // fraction or exponent; data as flattenFP32 takes it; no nulls and no
 // parameters the scorer does not read. It reports false for anything else,
 // leaving req in an unspecified state.
-func readOIPHeader(b []byte, req *OIPInferRequest) bool {
+func readOIPHeader(b []byte, req *wire.OIPInferRequest) bool {
 	s := jsonScan{b: b}
 	var seen uint8
 	ok := s.object(func(key []byte) bool {
@@ -50,15 +54,15 @@ func readOIPHeader(b []byte, req *OIPInferRequest) bool {
 				return false
 			})
 		case "inputs":
-			req.Inputs = make([]OIPInputTensor, 0, 1)
+			req.Inputs = make([]wire.OIPInputTensor, 0, 1)
 			return once(&seen, 4) && s.array(func() bool {
-				req.Inputs = append(req.Inputs, OIPInputTensor{})
+				req.Inputs = append(req.Inputs, wire.OIPInputTensor{})
 				return s.inputTensor(&req.Inputs[len(req.Inputs)-1])
 			})
 		case "outputs":
-			req.Outputs = make([]OIPRequestedOutput, 0, 1)
+			req.Outputs = make([]wire.OIPRequestedOutput, 0, 1)
 			return once(&seen, 8) && s.array(func() bool {
-				req.Outputs = append(req.Outputs, OIPRequestedOutput{})
+				req.Outputs = append(req.Outputs, wire.OIPRequestedOutput{})
 				o := &req.Outputs[len(req.Outputs)-1]
 				var seenO uint8
 				return s.object(func(key []byte) bool {
@@ -79,7 +83,7 @@ func readOIPHeader(b []byte, req *OIPInferRequest) bool {
 	return ok && s.end()
 }
 
-func (s *jsonScan) inputTensor(t *OIPInputTensor) bool {
+func (s *jsonScan) inputTensor(t *wire.OIPInputTensor) bool {
 	var seen uint8
 	return s.object(func(key []byte) bool {
 		switch string(key) {
@@ -114,7 +118,7 @@ func (s *jsonScan) inputTensor(t *OIPInputTensor) bool {
 	})
 }
 
-func (s *jsonScan) tensorParameters(p *OIPTensorParameters) bool {
+func (s *jsonScan) tensorParameters(p *wire.OIPTensorParameters) bool {
 	var seen uint8
 	return s.object(func(key []byte) bool {
 		switch string(key) {
@@ -146,7 +150,7 @@ func tensorName(v []byte) string {
 // makes of resp, when resp is the scorer's usual answer: one output, its data
 // either in the JSON (finite numbers) or binary after it, and strings that need
 // no escaping. It reports false otherwise, appending nothing.
-func appendOIPAnswer(dst []byte, resp *OIPInferResponse) ([]byte, bool) {
+func appendOIPAnswer(dst []byte, resp *wire.OIPInferResponse) ([]byte, bool) {
 	if len(resp.Outputs) != 1 {
 		return dst, false
 	}
@@ -236,16 +240,23 @@ var plainByte = func() (t [256]bool) {
 
 // decodeOIPHeader decodes an inference request's JSON header: directly when it
 // has the plain shape, with encoding/json otherwise.
-func decodeOIPHeader(b []byte, req *OIPInferRequest) error {
-	if readOIPHeader(b, req) {
+func decodeOIPHeader(b []byte, req *wire.OIPInferRequest) error {
+	if libraryJSON.Load() {
+		if gojson.Unmarshal(b, req) == nil {
+			return nil
+		}
+	} else if readOIPHeader(b, req) {
 		return nil
 	}
-	*req = OIPInferRequest{}
+	*req = wire.OIPInferRequest{}
 	return json.Unmarshal(b, req)
 }
 
 // marshalOIPAnswerHeader encodes a binary answer's JSON header into dst.
-func marshalOIPAnswerHeader(dst []byte, resp *OIPInferResponse) ([]byte, error) {
+func marshalOIPAnswerHeader(dst []byte, resp *wire.OIPInferResponse) ([]byte, error) {
+	if libraryJSON.Load() {
+		return libraryAppend(dst, resp)
+	}
 	if out, ok := appendOIPAnswer(dst, resp); ok {
 		return out, nil
 	}

@@ -1,4 +1,4 @@
-package api_test
+package scorerapi_test
 
 import (
 	"bytes"
@@ -12,9 +12,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelops/modelops/internal/api"
-	"github.com/modelops/modelops/internal/monitor"
+	"github.com/modelops/modelops/internal/monitor/report"
+
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func getJSON(t *testing.T, url string, out any) int {
@@ -48,7 +50,7 @@ func TestOIPv2HealthAndMetadata(t *testing.T) {
 	if getJSON(t, url+"/v2", &server) != 200 || server.Name == "" || strings.Join(server.Extensions, ",") != "binary_tensor_data" {
 		t.Fatalf("server metadata %+v", server)
 	}
-	var md api.OIPModelMetadata
+	var md wire.OIPModelMetadata
 	if getJSON(t, url+"/v2/models/calling-score", &md) != 200 {
 		t.Fatal("metadata status")
 	}
@@ -86,7 +88,7 @@ func TestOIPv2Infer(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			var r api.OIPInferResponse
+			var r wire.OIPInferResponse
 			if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
 				t.Fatalf("%d %v", resp.StatusCode, err)
 			}
@@ -167,7 +169,7 @@ func binaryInfer(t *testing.T, url string, rows [][]float32, tamper func(header 
 	}
 	req, _ := http.NewRequest("POST", url+"/v2/models/calling-score/infer", bytes.NewReader(append(header, data...)))
 	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set(api.HeaderInferenceLength, strconv.Itoa(len(header)))
+	req.Header.Set(scorerapi.HeaderInferenceLength, strconv.Itoa(len(header)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -188,11 +190,11 @@ func TestOIPv2BinaryTensors(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	n, err := strconv.Atoi(resp.Header.Get(api.HeaderInferenceLength))
+	n, err := strconv.Atoi(resp.Header.Get(scorerapi.HeaderInferenceLength))
 	if err != nil || n > len(body) {
-		t.Fatalf("response header length %q", resp.Header.Get(api.HeaderInferenceLength))
+		t.Fatalf("response header length %q", resp.Header.Get(scorerapi.HeaderInferenceLength))
 	}
-	var r api.OIPInferResponse
+	var r wire.OIPInferResponse
 	if err := json.Unmarshal(body[:n], &r); err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +214,7 @@ func TestOIPv2BinaryTensors(t *testing.T) {
 		resp, body := binaryInfer(t, url, rows, func(h, d []byte) ([]byte, []byte) {
 			return append(h, strings.Repeat(" ", pad)...), d
 		})
-		n, _ := strconv.Atoi(resp.Header.Get(api.HeaderInferenceLength))
+		n, _ := strconv.Atoi(resp.Header.Get(scorerapi.HeaderInferenceLength))
 		if resp.StatusCode != 200 || n == 0 || len(body) != n+12 {
 			t.Fatalf("pad %d: %d %s", pad, resp.StatusCode, body)
 		}
@@ -242,7 +244,7 @@ func TestOIPv2BinaryTensors(t *testing.T) {
 		resp, body := binaryInfer(t, url, rows, func(h, d []byte) ([]byte, []byte) {
 			return bytes.Replace(h, []byte(tt.from), []byte(tt.to), 1), d
 		})
-		hl := resp.Header.Get(api.HeaderInferenceLength)
+		hl := resp.Header.Get(scorerapi.HeaderInferenceLength)
 		if resp.StatusCode != 200 || (hl != "") != tt.binary {
 			t.Fatalf("%s: %d, header length %q, %s; want binary %v", tt.to, resp.StatusCode, hl, body, tt.binary)
 		}
@@ -267,7 +269,7 @@ func TestOIPv2BinaryTensors(t *testing.T) {
 // the key), and a version the scorer does not serve is a 404 that says which
 // it serves, on every versioned route.
 func TestOIPv2Versions(t *testing.T) {
-	url, _, m1, m2 := twoArms(t, api.Routing{Traffic: 50, Mode: "ab", Blend: 1})
+	url, _, m1, m2 := twoArms(t, scorerapi.Routing{Traffic: 50, Mode: "ab", Blend: 1})
 	row := testutil.Row(0.37)
 	want := map[string]float32{}
 	for v, m := range map[string]testutil.Model{"1": m1, "2": m2} {
@@ -283,30 +285,30 @@ func TestOIPv2Versions(t *testing.T) {
 		t.Fatal("the two versions score the row alike; the test could not tell them apart")
 	}
 	data, _ := json.Marshal(row)
-	for v, arm := range map[string]string{"1": api.ArmProduction, "2": api.ArmCanary} {
+	for v, arm := range map[string]string{"1": scorerapi.ArmProduction, "2": scorerapi.ArmCanary} {
 		for i := range 20 {
 			body := fmt.Sprintf(`{"parameters":{"key":"user-%d"},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":%s}]}`, i, data)
 			resp, err := http.Post(url+"/v2/models/calling-score/versions/"+v+"/infer", "application/json", strings.NewReader(body))
 			if err != nil {
 				t.Fatal(err)
 			}
-			var r api.OIPInferResponse
+			var r wire.OIPInferResponse
 			err = json.NewDecoder(resp.Body).Decode(&r)
 			resp.Body.Close()
 			if err != nil || resp.StatusCode != 200 || len(r.Outputs) != 1 || len(fp32(r.Outputs[0].Data)) != 1 {
 				t.Fatalf("version %s: %d %+v %v", v, resp.StatusCode, r, err)
 			}
-			if r.ModelVersion != v || r.Parameters.Arm != arm || r.Parameters.Source != api.SourceModel || fp32(r.Outputs[0].Data)[0] != want[v] {
+			if r.ModelVersion != v || r.Parameters.Arm != arm || r.Parameters.Source != scorerapi.SourceModel || fp32(r.Outputs[0].Data)[0] != want[v] {
 				t.Fatalf("asked for version %s (key user-%d): answered %+v with %v; v%s scores the row %v", v, i, r, r.Outputs[0].Data, v, want[v])
 			}
 		}
 	}
 
-	var md api.OIPModelMetadata
+	var md wire.OIPModelMetadata
 	if getJSON(t, url+"/v2/models/calling-score", &md) != 200 || strings.Join(md.Versions, ",") != "1,2" {
 		t.Fatalf("metadata lists versions %v, want [1 2]", md.Versions)
 	}
-	md = api.OIPModelMetadata{}
+	md = wire.OIPModelMetadata{}
 	if getJSON(t, url+"/v2/models/calling-score/versions/2", &md) != 200 || strings.Join(md.Versions, ",") != "2" || len(md.Inputs) != 1 || md.Inputs[0].Shape[1] != 39 {
 		t.Fatalf("version 2 metadata %+v", md)
 	}
@@ -344,16 +346,16 @@ func TestOIPv2Versions(t *testing.T) {
 func TestOIPv2TimeoutIsTheBudget(t *testing.T) {
 	url, _ := MustScorerAPI(t)
 	data, _ := json.Marshal(testutil.Row(0.4))
-	for timeout, want := range map[string]api.OIPResponseParameters{
-		"1": {Arm: api.ArmProduction, Source: api.SourceFallback, Reason: "timeout"},
-		"0": {Arm: api.ArmProduction, Source: api.SourceModel},
+	for timeout, want := range map[string]wire.OIPResponseParameters{
+		"1": {Arm: scorerapi.ArmProduction, Source: scorerapi.SourceFallback, Reason: "timeout"},
+		"0": {Arm: scorerapi.ArmProduction, Source: scorerapi.SourceModel},
 	} {
 		body := `{"parameters":{"timeout":` + timeout + `},"inputs":[{"name":"input","shape":[1,39],"datatype":"FP32","data":` + string(data) + `}]}`
 		resp, err := http.Post(url+"/v2/models/calling-score/infer", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r api.OIPInferResponse
+		var r wire.OIPInferResponse
 		err = json.NewDecoder(resp.Body).Decode(&r)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 || r.Parameters != want {
@@ -366,19 +368,19 @@ func TestOIPv2TimeoutIsTheBudget(t *testing.T) {
 // answers do, so a Triton or KServe client can send outcomes to /v1/feedback.
 func TestOIPv2AnswersCarryARequestIDForFeedback(t *testing.T) {
 	sc := newScorer(mustServed(t))
-	sc.Recorder = monitor.NewRecorder()
-	sc.Join = monitor.NewJoin(sc.Recorder, 100)
+	sc.Recorder = report.NewRecorder()
+	sc.Join = report.NewJoin(sc.Recorder, 100)
 	url := MustServe(t, sc.Handler())
 
 	body := `{"inputs":[{"name":"input","shape":[2,39],"datatype":"FP32","data":` + mustJSON(t, append(testutil.Row(0.1), testutil.Row(0.9)...)) + `}]}`
 	code, raw := post(t, url+"/v2/models/calling-score/infer", body)
-	var r api.OIPInferResponse
-	if err := json.Unmarshal(raw, &r); err != nil || code != 200 || r.Parameters.RequestID == "" || r.Parameters.Source != api.SourceModel {
+	var r wire.OIPInferResponse
+	if err := json.Unmarshal(raw, &r); err != nil || code != 200 || r.Parameters.RequestID == "" || r.Parameters.Source != scorerapi.SourceModel {
 		t.Fatalf("JSON answer %d %s: want a request_id in its parameters", code, raw)
 	}
 	resp, bin := binaryInfer(t, url, [][]float32{testutil.Row(0.2), testutil.Row(0.5), testutil.Row(0.8)}, nil)
-	n, _ := strconv.Atoi(resp.Header.Get(api.HeaderInferenceLength))
-	var rb api.OIPInferResponse
+	n, _ := strconv.Atoi(resp.Header.Get(scorerapi.HeaderInferenceLength))
+	var rb wire.OIPInferResponse
 	if resp.StatusCode != 200 || n > len(bin) || json.Unmarshal(bin[:n], &rb) != nil || rb.Parameters.RequestID == "" || rb.Parameters.RequestID == r.Parameters.RequestID {
 		t.Fatalf("binary answer %d %q: want a request_id of its own", resp.StatusCode, bin[:min(n, len(bin))])
 	}
@@ -418,8 +420,8 @@ func mustJSON(t *testing.T, v any) string {
 // A malformed feedback body is refused in the request's terms, not Go's.
 func TestFeedbackSaysWhatIsWrongInTheRequestsTerms(t *testing.T) {
 	sc := newScorer(mustServed(t))
-	sc.Recorder = monitor.NewRecorder()
-	sc.Join = monitor.NewJoin(sc.Recorder, 100)
+	sc.Recorder = report.NewRecorder()
+	sc.Join = report.NewJoin(sc.Recorder, 100)
 	url := MustServe(t, sc.Handler())
 	for body, want := range map[string]string{
 		``:                                     "body is empty",
@@ -433,10 +435,10 @@ func TestFeedbackSaysWhatIsWrongInTheRequestsTerms(t *testing.T) {
 		`{"request_id":"x","outcome":1,,}`:     "malformed JSON at byte",
 	} {
 		code, raw := post(t, url+"/v1/feedback", body)
-		var eb api.ErrorBody
+		var eb wire.ErrorBody
 		json.Unmarshal(raw, &eb)
 		msg := eb.Error.Message
-		if code != 400 || !strings.Contains(msg, want) || strings.Contains(msg, "Go ") || strings.Contains(msg, "api.") {
+		if code != 400 || !strings.Contains(msg, want) || strings.Contains(msg, "Go ") || strings.Contains(msg, "scorerapi.") {
 			t.Errorf("feedback %q: %d %s, want 400 saying %q", body, code, raw, want)
 		}
 	}

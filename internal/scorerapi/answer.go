@@ -1,9 +1,11 @@
-package api
+package scorerapi
 
 import (
 	"encoding/json"
 	"math"
 	"strconv"
+
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // A single-row answer costs encoding/json about a microsecond, as much as the
@@ -15,22 +17,29 @@ import (
 // escaping or a number JSON cannot carry, goes to encoding/json.
 
 // AppendJSON appends v as json.NewEncoder's Encode writes it, newline included:
-// directly when v is a ScoreResponse or an OIPInferResponse of the usual shape,
+// directly when v is a wire.ScoreResponse or a wire.OIPInferResponse of the usual shape,
 // with encoding/json otherwise, whose error it returns (dst is then unchanged).
 // The scorer writes its JSON answers with it; `make bench` gives its null-model
 // handler the same writer, so that both compare alike.
 func AppendJSON(dst []byte, v any) ([]byte, error) {
+	if libraryJSON.Load() {
+		out, err := libraryAppend(dst, v)
+		if err != nil {
+			return dst, err
+		}
+		return append(out, '\n'), nil
+	}
 	out, ok := dst, false
 	switch r := v.(type) {
-	case ScoreResponse:
+	case wire.ScoreResponse:
 		out, ok = appendScoreResponse(dst, &r)
-	case *ScoreResponse:
+	case *wire.ScoreResponse:
 		if r != nil {
 			out, ok = appendScoreResponse(dst, r)
 		}
-	case OIPInferResponse:
+	case wire.OIPInferResponse:
 		out, ok = appendOIPAnswer(dst, &r)
-	case *OIPInferResponse:
+	case *wire.OIPInferResponse:
 		if r != nil {
 			out, ok = appendOIPAnswer(dst, r)
 		}
@@ -47,7 +56,7 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 
 // appendScoreResponse appends r as json.Marshal writes it when its strings are
 // plain and its scores finite; otherwise it reports false, appending nothing.
-func appendScoreResponse(dst []byte, r *ScoreResponse) ([]byte, bool) {
+func appendScoreResponse(dst []byte, r *wire.ScoreResponse) ([]byte, bool) {
 	if !plain(r.Model) || !plain(r.Source) || !plain(r.Arm) || !plain(r.Reason) || !plain(r.RequestID) || r.Shape != nil || r.Outputs != nil || r.Shapes != nil {
 		return dst, false
 	}

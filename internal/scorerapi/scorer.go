@@ -1,4 +1,4 @@
-package api
+package scorerapi
 
 import (
 	"bytes"
@@ -16,12 +16,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/modelops/modelops/internal/monitor/report"
 
 	"github.com/modelops/modelops/internal/fallback"
-	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/scoring"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // Names the scoring core gives arms and sources, as the API answers them.
@@ -59,29 +58,6 @@ func NewScorer(log *slog.Logger, models ...*Served) *Scorer {
 	return &Scorer{Service: scoring.New(log, models...), MaxBodyBytes: 1 << 20}
 }
 
-// Handler returns the scorer's routes.
-func (s *Scorer) Handler() http.Handler {
-	e := newEcho(s.Logger)
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	e.GET("/readyz", s.ready)
-	e.POST("/v1/score", viaEcho(s.scoreKeyed))
-	e.POST("/v1/feedback", s.feedback, s.requireKey)
-	e.GET("/v1/status", s.status)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.Metrics().Registry, promhttp.HandlerOpts{})))
-	s.oipRoutes(e)
-	return headAsGet(e)
-}
-
-// requireKey checks the API key when the scorer has any, comparing in constant time.
-func (s *Scorer) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if !s.keyOK(&echoExchange{c: c}) {
-			return s.reject(&requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: missingKey})
-		}
-		return next(c)
-	}
-}
-
 const missingKey = "this scorer needs an API key: Authorization: Bearer KEY or X-API-Key: KEY"
 
 // keyOK reports whether the request carries one of the scorer's API keys (or the
@@ -101,38 +77,20 @@ func (s *Scorer) keyOK(x exchange) bool {
 	return key != "" && ok == 1
 }
 
-func (s *Scorer) ready(c echo.Context) error {
+func (s *Scorer) ready(x exchange) error {
 	if ok, name := s.Ready(); !ok {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "model": name})
+		return x.json(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "model": name})
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	return x.json(http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// ModelStatus is what a scorer says of one model it serves.
-type ModelStatus struct {
-	Model         string  `json:"model"`
-	Version       int     `json:"version,omitempty"`
-	Digest        string  `json:"digest,omitempty"`
-	CanaryVersion int     `json:"canary_version,omitempty"`
-	Traffic       float64 `json:"traffic,omitempty"`
-	Mode          string  `json:"mode,omitempty"`
-	Blend         float64 `json:"blend"`
-	Swaps         int64   `json:"swaps"`
-	Destroyed     int64   `json:"sessions_destroyed"`
-	Breaker       string  `json:"breaker"`
-	CanaryBreaker string  `json:"canary_breaker,omitempty"`
-	Fallback      bool    `json:"has_fallback"`
-	Ready         bool    `json:"ready"`
-	Sync          any     `json:"sync,omitempty"`
-}
-
-func (s *Scorer) status(c echo.Context) error {
-	out := []ModelStatus{}
+func (s *Scorer) status(x exchange) error {
+	out := []wire.ModelStatus{}
 	for _, m := range s.Models() {
 		v, d, _ := m.Production.Current()
 		cv, _, _ := m.Canary.Current()
 		r := m.Routing()
-		st := ModelStatus{Model: m.Name, Version: v, Digest: d, CanaryVersion: cv, Traffic: r.Traffic, Mode: r.Mode, Blend: r.Blend,
+		st := wire.ModelStatus{Model: m.Name, Version: v, Digest: d, CanaryVersion: cv, Traffic: r.Traffic, Mode: r.Mode, Blend: r.Blend,
 			Swaps: m.Production.Swaps() + m.Canary.Swaps(), Destroyed: m.Production.Destroyed() + m.Canary.Destroyed(),
 			Breaker: m.BreakerState(m.Production), Fallback: m.Rules != nil, Ready: m.Ready()}
 		if cv != 0 {
@@ -143,43 +101,11 @@ func (s *Scorer) status(c echo.Context) error {
 		}
 		out = append(out, st)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"models": out})
+	return x.json(http.StatusOK, map[string]any{"models": out})
 }
 
 // maxBudget bounds the latency budget a request may ask for.
 const maxBudget = scoring.MaxBudget
-
-// ScoreRequest is one row in "features" or many in "rows". Key routes sticky A/B
-// traffic; BudgetMS overrides the scorer's latency budget; Fallback false
-// refuses an answer from the rules (503 instead).
-type ScoreRequest struct {
-	Model    string      `json:"model,omitempty"`
-	Features []float64   `json:"features,omitempty"`
-	Rows     [][]float64 `json:"rows,omitempty"`
-	Key      string      `json:"key,omitempty"`
-	BudgetMS *float64    `json:"budget_ms,omitempty"`
-	Fallback *bool       `json:"fallback,omitempty"`
-}
-
-// ScoreResponse answers a score request; Score for one row, Scores for many.
-type ScoreResponse struct {
-	Model   string    `json:"model"`
-	Score   *float32  `json:"score,omitempty"`
-	Scores  []float32 `json:"scores,omitempty"`
-	Source  string    `json:"source"`
-	Version int       `json:"version,omitempty"`
-	Arm     string    `json:"arm"`
-	Reason  string    `json:"reason,omitempty"`
-	// RequestID names the answer for POST /v1/feedback (model answers only).
-	RequestID string `json:"request_id,omitempty"`
-	// Shape is the shape of Scores when a row yields more than one value
-	// ([rows, values per row]).
-	Shape []int64 `json:"shape,omitempty"`
-	// Outputs, for a model of several outputs, are all of them by name, each
-	// flat (row-major) in the shape Shapes gives.
-	Outputs map[string]any     `json:"outputs,omitempty"`
-	Shapes  map[string][]int64 `json:"shapes,omitempty"`
-}
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
@@ -201,7 +127,7 @@ func (s *Scorer) score(x exchange) error {
 	}
 	arrival := s.Expect()
 	defer arrival.Abandon()
-	var req ScoreRequest
+	var req wire.ScoreRequest
 	if err := DecodeScoreRequest(body, &req); err != nil {
 		return s.rejectFor("", badRequest(explainScoreError(body, err)))
 	}
@@ -217,7 +143,7 @@ func (s *Scorer) score(x exchange) error {
 		if name == "" {
 			name = s.Default
 		}
-		return s.rejectFor("", &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("unknown model %q", truncate(name, 80))})
+		return s.rejectFor("", &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("unknown model %q", clip(name, 80))})
 	}
 	budget := s.Budget
 	if req.BudgetMS != nil {
@@ -273,7 +199,7 @@ func (s *Scorer) score(x exchange) error {
 	if err != nil {
 		return scoreError(err)
 	}
-	resp := ScoreResponse{Model: m.Name, Source: out.Source, Version: out.Version, Arm: out.Arm, Reason: out.Reason, RequestID: out.RequestID}
+	resp := wire.ScoreResponse{Model: m.Name, Source: out.Source, Version: out.Version, Arm: out.Arm, Reason: out.Reason, RequestID: out.RequestID}
 	switch {
 	case single && out.Outputs == 1 && len(out.Scores) == 1:
 		resp.Score = &out.Scores[0]
@@ -310,16 +236,17 @@ func scoreError(err error) error {
 	return &requestError{status: scoring.Status(e), code: code, msg: e.Msg, retryAfter: e.RetryAfter}
 }
 
-// FeedbackRequest joins real outcomes to an earlier answer: "outcome" for a
-// one-row request, "outcomes" (one per row) for many.
-type FeedbackRequest struct {
-	RequestID string    `json:"request_id"`
-	Outcome   *float64  `json:"outcome,omitempty"`
-	Outcomes  []float64 `json:"outcomes,omitempty"`
+// feedbackKeyed is POST /v1/feedback: the API key, before the body is read,
+// then feedback.
+func (s *Scorer) feedbackKeyed(x exchange) error {
+	if !s.keyOK(x) {
+		return s.reject(&requestError{status: http.StatusUnauthorized, code: "unauthenticated", msg: missingKey})
+	}
+	return s.feedback(x)
 }
 
-func (s *Scorer) feedback(c echo.Context) error {
-	var joins []*monitor.Join
+func (s *Scorer) feedback(x exchange) error {
+	var joins []*report.Join
 	for _, m := range s.Models() {
 		if m.Join != nil {
 			joins = append(joins, m.Join)
@@ -331,11 +258,11 @@ func (s *Scorer) feedback(c echo.Context) error {
 	if len(joins) == 0 {
 		return &requestError{status: http.StatusNotFound, code: "not_found", msg: "this scorer keeps no answers for feedback"}
 	}
-	body, err := readBody(c, s.MaxBodyBytes)
+	body, err := x.body(s.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
-	var req FeedbackRequest
+	var req wire.FeedbackRequest
 	if err := decodeStrict(body, &req); err != nil {
 		return badRequest("feedback: " + explainBody(body, err))
 	}
@@ -356,17 +283,17 @@ func (s *Scorer) feedback(c echo.Context) error {
 	}
 	// A request id names an answer of one model's join: ask each.
 	for _, j := range joins {
-		if err = j.Feedback(req.RequestID, outcomes); !errors.Is(err, monitor.ErrUnknownRequest) {
+		if err = j.Feedback(req.RequestID, outcomes); !errors.Is(err, report.ErrUnknownRequest) {
 			break
 		}
 	}
 	if err != nil {
-		if errors.Is(err, monitor.ErrUnknownRequest) {
-			return &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("request_id %q: %v", truncate(req.RequestID, 40), err)}
+		if errors.Is(err, report.ErrUnknownRequest) {
+			return &requestError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("request_id %q: %v", clip(req.RequestID, 40), err)}
 		}
 		return badRequest(err.Error())
 	}
-	return c.NoContent(http.StatusNoContent)
+	return x.blob(http.StatusNoContent, "", nil)
 }
 
 // reject counts a refusal made before any model is known, and returns it.
@@ -401,11 +328,15 @@ func rowName(single bool, i int) string {
 // object, no unknown fields, nothing after it; directly when it has the plain
 // shape (readScoreRequest), with encoding/json otherwise. (make bench's null-model handler
 // uses it too, so the two are compared on the same decoding.)
-func DecodeScoreRequest(data []byte, req *ScoreRequest) error {
-	if readScoreRequest(data, req) {
+func DecodeScoreRequest(data []byte, req *wire.ScoreRequest) error {
+	if libraryJSON.Load() {
+		if libraryDecodeStrict(data, req) == nil {
+			return nil
+		}
+	} else if readScoreRequest(data, req) {
 		return nil
 	}
-	*req = ScoreRequest{}
+	*req = wire.ScoreRequest{}
 	return decodeStrict(data, req)
 }
 
@@ -466,11 +397,11 @@ func firstBadFeature(data []byte) (string, bool) {
 		return "", false
 	}
 	if at, v := firstNonNumber(loose.Features); at >= 0 {
-		return fmt.Sprintf("features position %d: %s is not a finite number", at, truncate(string(v), 40)), true
+		return fmt.Sprintf("features position %d: %s is not a finite number", at, clip(string(v), 40)), true
 	}
 	for i, r := range loose.Rows {
 		if at, v := firstNonNumber(r); at >= 0 {
-			return fmt.Sprintf("row %d position %d: %s is not a finite number", i, at, truncate(string(v), 40)), true
+			return fmt.Sprintf("row %d position %d: %s is not a finite number", i, at, clip(string(v), 40)), true
 		}
 	}
 	return "", false

@@ -1,4 +1,4 @@
-package api
+package scorerapi
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/modelops/modelops/internal/wire"
 )
 
 func FuzzScoreRequest(f *testing.F) {
@@ -22,10 +24,10 @@ func FuzzScoreRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var req ScoreRequest
+		var req wire.ScoreRequest
 		err := decodeStrict(data, &req)
 		// Whatever the direct reader reads, encoding/json reads alike.
-		var direct ScoreRequest
+		var direct wire.ScoreRequest
 		if readScoreRequest(data, &direct) && (err != nil || !reflect.DeepEqual(direct, req)) {
 			t.Fatalf("%q: read %+v, encoding/json reads %+v (%v)", data, direct, req, err)
 		}
@@ -120,7 +122,7 @@ var scoreBodies = []string{
 // read without encoding/json, and read as encoding/json reads them; and that
 // what the reader must not read goes to encoding/json.
 func TestScoreBodiesTakeTheDirectReader(t *testing.T) {
-	checkDirect(t, readScoreRequest, func(b []byte, r *ScoreRequest) error { return decodeStrict(b, r) }, scoreBodies, []string{
+	checkDirect(t, readScoreRequest, func(b []byte, r *wire.ScoreRequest) error { return decodeStrict(b, r) }, scoreBodies, []string{
 		`{"features":[null]}`, `{"features":[1e999]}`, `{"features":[01]}`, `{"features":[1.]}`, `{"features":[.5]}`, `{"features":[1e]}`,
 		`{"features":[+1]}`, `{"features":[NaN]}`, `{"features":[Infinity]}`, `{"features":[0x10]}`, `{"features":["1"]}`, `{"Features":[1]}`, `{"extra":1}`,
 		`{"features":[1]} {}`, `{"features":[1],"features":[2]}`, `{"model":"caf\u00e9"}`, `{"rows":[[1],null]}`, `{"budget_ms":null}`})
@@ -164,7 +166,7 @@ var clientHeaders = []string{
 // TestClientHeadersTakeTheDirectReader checks that the headers clients send are
 // read without encoding/json, and read as encoding/json reads them.
 func TestClientHeadersTakeTheDirectReader(t *testing.T) {
-	checkDirect(t, readOIPHeader, func(b []byte, r *OIPInferRequest) error { return json.Unmarshal(b, r) }, clientHeaders, []string{
+	checkDirect(t, readOIPHeader, func(b []byte, r *wire.OIPInferRequest) error { return json.Unmarshal(b, r) }, clientHeaders, []string{
 		`{"Inputs":[]}`, `{"id":"a\"b"}`, `{"id":null}`, `{"inputs":[{"shape":[1.0]}]}`, `{"inputs":[{"shape":[1e2]}]}`,
 		`{"inputs":[{"data":[1,null]}]}`, `{"inputs":[{"data":[1,[2]]}]}`, `{"inputs":[{"data":"x"}]}`,
 		`{"inputs":[{"data":` + strings.Repeat("[", maxTensorRank+1) + "1" + strings.Repeat("]", maxTensorRank+1) + `}]}`,
@@ -181,11 +183,11 @@ func FuzzOIPHeader(f *testing.F) {
 		f.Add([]byte(h))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var got OIPInferRequest
+		var got wire.OIPInferRequest
 		if !readOIPHeader(data, &got) {
 			return
 		}
-		var want OIPInferRequest
+		var want wire.OIPInferRequest
 		if err := json.Unmarshal(data, &want); err != nil {
 			t.Fatalf("read %q, which encoding/json refuses: %v", data, err)
 		}
@@ -205,12 +207,12 @@ func FuzzOIPAnswer(f *testing.F) {
 	f.Add("calling-score", "1", "r", "champion", "", "model", "1", int64(2), false, float32Bytes(0.8507455, 1e-7))
 	f.Add("calling-score", "1", "", "champion", "", "model", "", int64(1), false, float32Bytes(float32(math.NaN())))
 	f.Fuzz(func(t *testing.T, model, version, id, arm, reason, source, requestID string, rows int64, nilShape bool, data []byte) {
-		resp := OIPInferResponse{ModelName: model, ModelVersion: version, ID: id,
-			Parameters: OIPResponseParameters{Arm: arm, Reason: reason, Source: source, RequestID: requestID},
-			Outputs:    []OIPOutputTensor{{Name: "output", Shape: []int64{rows, 1}, Datatype: "FP32"}}}
+		resp := wire.OIPInferResponse{ModelName: model, ModelVersion: version, ID: id,
+			Parameters: wire.OIPResponseParameters{Arm: arm, Reason: reason, Source: source, RequestID: requestID},
+			Outputs:    []wire.OIPOutputTensor{{Name: "output", Shape: []int64{rows, 1}, Datatype: "FP32"}}}
 		if data == nil {
 			size := 4 * rows
-			resp.Outputs[0].Parameters = &OIPTensorParameters{BinaryDataSize: &size}
+			resp.Outputs[0].Parameters = &wire.OIPTensorParameters{BinaryDataSize: &size}
 		} else {
 			resp.Outputs[0].Data = float32sOf(data)
 		}
@@ -230,7 +232,7 @@ func FuzzScoreResponse(f *testing.F) {
 	f.Add("m<é>", "model", "champion", "", "", 1, true, float32Bytes(float32(math.Inf(1))))
 	f.Add("calling-score", "model", "champion", "", "", 1, false, []byte{})
 	f.Fuzz(func(t *testing.T, model, source, arm, reason, requestID string, version int, single bool, data []byte) {
-		resp := ScoreResponse{Model: model, Source: source, Arm: arm, Reason: reason, RequestID: requestID, Version: version}
+		resp := wire.ScoreResponse{Model: model, Source: source, Arm: arm, Reason: reason, RequestID: requestID, Version: version}
 		if scores := float32sOf(data); single && len(scores) > 0 {
 			resp.Score = &scores[0]
 		} else {
@@ -292,7 +294,7 @@ func float32Bytes(v ...float32) []byte { return appendFP32(nil, v) }
 // nothing appended).
 func TestAppendJSONWritesWhatEncoderWrites(t *testing.T) {
 	nan := float32(math.NaN())
-	for _, v := range []any{(*ScoreResponse)(nil), (*OIPInferResponse)(nil), map[string]string{"error": "<bad>"}, nil, ScoreResponse{Model: "m", Score: &nan}} {
+	for _, v := range []any{(*wire.ScoreResponse)(nil), (*wire.OIPInferResponse)(nil), map[string]string{"error": "<bad>"}, nil, wire.ScoreResponse{Model: "m", Score: &nan}} {
 		var enc bytes.Buffer
 		encErr := json.NewEncoder(&enc).Encode(v)
 		got, err := AppendJSON([]byte("x"), v)

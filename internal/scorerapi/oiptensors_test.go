@@ -1,4 +1,4 @@
-package api_test
+package scorerapi_test
 
 import (
 	"bytes"
@@ -11,10 +11,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/artifact"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // serveGraph serves the graph at path as model name, version 1, with card.
@@ -30,7 +31,7 @@ func serveGraph(t *testing.T, name, path string, card *artifact.Card) string {
 	if err := s.WarmUp(); err != nil {
 		t.Fatal(err)
 	}
-	m := api.NewServed(name, nil)
+	m := scorerapi.NewServed(name, nil)
 	m.Production.Swap(loader.NewLoaded(s, 1, "d", card))
 	t.Cleanup(m.Close)
 	return MustServe(t, newScorer(m).Handler())
@@ -56,7 +57,7 @@ func infer(t *testing.T, url, model, body string, header int) (int, inferAnswer,
 	t.Helper()
 	req, _ := http.NewRequest("POST", url+"/v2/models/"+model+"/infer", strings.NewReader(body))
 	if header > 0 {
-		req.Header.Set(api.HeaderInferenceLength, strconv.Itoa(header))
+		req.Header.Set(scorerapi.HeaderInferenceLength, strconv.Itoa(header))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -66,7 +67,7 @@ func infer(t *testing.T, url, model, body string, header int) (int, inferAnswer,
 	b, _ := io.ReadAll(resp.Body)
 	var a inferAnswer
 	rest := b
-	if hl := resp.Header.Get(api.HeaderInferenceLength); hl != "" {
+	if hl := resp.Header.Get(scorerapi.HeaderInferenceLength); hl != "" {
 		n, _ := strconv.Atoi(hl)
 		rest = b[n:]
 		b = b[:n]
@@ -102,7 +103,7 @@ func TestSoftmaxAnswersEveryClass(t *testing.T) {
 		t.Fatalf("row 0 sums to %v", sum)
 	}
 	code, body := post(t, url+"/v1/score", `{"model":"classes","features":[`+row+`]}`)
-	var r api.ScoreResponse
+	var r wire.ScoreResponse
 	json.Unmarshal(body, &r)
 	if code != 200 || r.Score != nil || len(r.Scores) != 3 || len(r.Shape) != 2 || r.Shape[1] != 3 {
 		t.Fatalf("/v1/score: %d %s; want 3 scores of shape [1,3]", code, body)
@@ -114,7 +115,7 @@ func TestSoftmaxAnswersEveryClass(t *testing.T) {
 // order, outputs with their true shapes and datatypes.
 func TestAnyServableSignature(t *testing.T) {
 	url := serveGraph(t, "mixed", testutil.MixedModel(t), nil)
-	var md api.OIPModelMetadata
+	var md wire.OIPModelMetadata
 	if getJSON(t, url+"/v2/models/mixed", &md) != 200 || len(md.Inputs) != 5 || len(md.Outputs) != 3 || md.Inputs[1].Datatype != "INT64" || md.Outputs[2].Datatype != "INT64" {
 		t.Fatalf("metadata %+v", md)
 	}

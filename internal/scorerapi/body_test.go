@@ -1,4 +1,4 @@
-package api_test
+package scorerapi_test
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/fallback"
+	"github.com/modelops/modelops/internal/scorerapi"
 )
 
 // rssBytes is this process's resident set size (VmRSS in /proc/self/status).
@@ -43,8 +43,8 @@ func rssBytes(t *testing.T) int64 {
 // not backed with pages yet (untouched, zero) is not in the RSS until it is
 // written, but it is memory the server has promised away.
 func TestDeclaredLengthsReserveNothing(t *testing.T) {
-	s := newScorer(api.NewServed("calling-score", fallback.CallingScore{}))
-	srv := api.NewServer("127.0.0.1:0", s.Handler(), s.Logger)
+	s := newScorer(scorerapi.NewServed("calling-score", fallback.CallingScore{}))
+	srv := scorerapi.NewServer("127.0.0.1:0", s.Handler(), s.Logger)
 	srv.ReadTimeout = time.Minute
 	if err := srv.Open(); err != nil {
 		t.Fatal(err)

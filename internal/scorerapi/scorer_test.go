@@ -1,4 +1,4 @@
-package api_test
+package scorerapi_test
 
 import (
 	"encoding/json"
@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelops/modelops/internal/api"
 	"github.com/modelops/modelops/internal/fallback"
 	"github.com/modelops/modelops/internal/loader"
+	"github.com/modelops/modelops/internal/scorerapi"
 	"github.com/modelops/modelops/internal/scoring"
 	"github.com/modelops/modelops/internal/testutil"
+	"github.com/modelops/modelops/internal/wire"
 )
 
 // mustLoad opens a model file and wraps it for a slot.
@@ -27,13 +28,13 @@ func mustLoad(t *testing.T, m testutil.Model, version int) *loader.Loaded {
 	return loader.NewLoaded(s, version, m.Digest, nil)
 }
 
-func scoreJSON(t *testing.T, url, body string) api.ScoreResponse {
+func scoreJSON(t *testing.T, url, body string) wire.ScoreResponse {
 	t.Helper()
 	status, b := post(t, url+"/v1/score", body)
 	if status != 200 {
 		t.Fatalf("status %d: %s", status, b)
 	}
-	var r api.ScoreResponse
+	var r wire.ScoreResponse
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +47,10 @@ func rowBody(key string, v float32) string {
 }
 
 // twoArms serves v1 as champion and v2 as challenger with the given routing.
-func twoArms(t *testing.T, r api.Routing) (string, *api.Served, testutil.Model, testutil.Model) {
+func twoArms(t *testing.T, r scorerapi.Routing) (string, *scorerapi.Served, testutil.Model, testutil.Model) {
 	t.Helper()
 	m1, m2 := testutil.MustModel(t, 1), testutil.MustModel(t, 2)
-	served := api.NewServed("calling-score", fallback.CallingScore{})
+	served := scorerapi.NewServed("calling-score", fallback.CallingScore{})
 	served.Production.Swap(mustLoad(t, m1, 1))
 	served.Canary.Swap(mustLoad(t, m2, 2))
 	t.Cleanup(func() { served.Production.Close(); served.Canary.Close() })
@@ -58,7 +59,7 @@ func twoArms(t *testing.T, r api.Routing) (string, *api.Served, testutil.Model, 
 }
 
 func TestABArmsAreStickyAndNamed(t *testing.T) {
-	url, _, _, _ := twoArms(t, api.Routing{Traffic: 50, Mode: "ab", Blend: 1})
+	url, _, _, _ := twoArms(t, scorerapi.Routing{Traffic: 50, Mode: "ab", Blend: 1})
 	arms := map[string]int{}
 	for i := 0; i < 60; i++ {
 		key := fmt.Sprintf("user-%d", i)
@@ -68,23 +69,23 @@ func TestABArmsAreStickyAndNamed(t *testing.T) {
 				t.Fatalf("key %s: arm %s then %s", key, first.Arm, again.Arm)
 			}
 		}
-		if (first.Arm == api.ArmCanary) != (first.Version == 2) {
+		if (first.Arm == scorerapi.ArmCanary) != (first.Version == 2) {
 			t.Fatalf("arm %s answered by v%d", first.Arm, first.Version)
 		}
 		arms[first.Arm]++
 	}
-	if arms[api.ArmProduction] == 0 || arms[api.ArmCanary] == 0 {
+	if arms[scorerapi.ArmProduction] == 0 || arms[scorerapi.ArmCanary] == 0 {
 		t.Fatalf("arms over 60 keys at 50%%: %v", arms)
 	}
 }
 
 func TestShadowNeverChangesTheAnswer(t *testing.T) {
-	url, _, m1, _ := twoArms(t, api.Routing{Traffic: 100, Mode: "shadow", Blend: 1})
+	url, _, m1, _ := twoArms(t, scorerapi.Routing{Traffic: 100, Mode: "shadow", Blend: 1})
 	for i := 0; i < 20; i++ {
 		v := float32(i) / 20
 		r := scoreJSON(t, url, rowBody("", v))
 		want := m1.MLP.Forward(testutil.Row(v))[0]
-		if r.Arm != api.ArmProduction || r.Version != 1 || math.Abs(float64(*r.Score-want)) > 1e-5 {
+		if r.Arm != scorerapi.ArmProduction || r.Version != 1 || math.Abs(float64(*r.Score-want)) > 1e-5 {
 			t.Fatalf("shadow mode answered %+v (score %v), want the champion's %v", r, *r.Score, want)
 		}
 	}
@@ -111,24 +112,24 @@ func waitMetric(t *testing.T, url, name string) {
 }
 
 func TestBlendMixesModelAndRules(t *testing.T) {
-	url, served, m1, _ := twoArms(t, api.Routing{Blend: 0.25})
+	url, served, m1, _ := twoArms(t, scorerapi.Routing{Blend: 0.25})
 	row := testutil.Row(0.8)
 	r := scoreJSON(t, url, rowBody("", 0.8))
 	want := 0.25*m1.MLP.Forward(row)[0] + 0.75*served.Rules.Score(row)
-	if math.Abs(float64(*r.Score-want)) > 1e-5 || r.Source != api.SourceModel {
+	if math.Abs(float64(*r.Score-want)) > 1e-5 || r.Source != scorerapi.SourceModel {
 		t.Fatalf("blended score %v (%s), want %v", *r.Score, r.Source, want)
 	}
 }
 
 func TestNaNOutputFallsBackAndOpensTheBreaker(t *testing.T) {
-	served := api.NewServed("calling-score", fallback.CallingScore{})
+	served := scorerapi.NewServed("calling-score", fallback.CallingScore{})
 	served.Production.Swap(mustLoad(t, testutil.NaNModel(t), 1))
 	t.Cleanup(served.Production.Close)
 	url := MustServe(t, newScorer(served).Handler())
 	row := testutil.Row(0.5)
 	for i := 0; i < scoring.BreakerThreshold; i++ {
 		r := scoreJSON(t, url, rowBody("", 0.5))
-		if r.Source != api.SourceFallback || r.Reason != fallback.ReasonInvalidOutput || *r.Score != served.Rules.Score(row) {
+		if r.Source != scorerapi.SourceFallback || r.Reason != fallback.ReasonInvalidOutput || *r.Score != served.Rules.Score(row) {
 			t.Fatalf("NaN output answered %+v, want the rules with reason invalid_output", r)
 		}
 	}
@@ -141,13 +142,13 @@ func TestNaNOutputFallsBackAndOpensTheBreaker(t *testing.T) {
 func TestTimeoutFallsBack(t *testing.T) {
 	url, _ := MustScorerAPI(t)
 	r := scoreJSON(t, url, `{"rows":[`+strings.TrimSuffix(strings.Repeat("["+nums(39, "0.5")+"],", 4000), ",")+`],"budget_ms":0.001}`)
-	if r.Source != api.SourceFallback || r.Reason != fallback.ReasonTimeout || len(r.Scores) != 4000 {
+	if r.Source != scorerapi.SourceFallback || r.Reason != fallback.ReasonTimeout || len(r.Scores) != 4000 {
 		t.Fatalf("a 1 µs budget: source %s reason %s, %d scores; want fallback timeout", r.Source, r.Reason, len(r.Scores))
 	}
 }
 
 func TestMetricsCountRequestsAndFallbacks(t *testing.T) {
-	h := newScorer(api.NewServed("calling-score", fallback.CallingScore{}))
+	h := newScorer(scorerapi.NewServed("calling-score", fallback.CallingScore{}))
 	url := MustServe(t, h.Handler())
 	scoreJSON(t, url, rowBody("", 0.1))
 	post(t, url+"/v1/score", `{"features":[1]}`)
@@ -172,7 +173,7 @@ func TestMetricsCountRequestsAndFallbacks(t *testing.T) {
 
 func TestBatchedRequestsEachGetTheirOwnRows(t *testing.T) {
 	m1, m2 := testutil.MustModel(t, 1), testutil.MustModel(t, 2)
-	served := api.NewServed("calling-score", fallback.CallingScore{})
+	served := scorerapi.NewServed("calling-score", fallback.CallingScore{})
 	first := mustLoad(t, m1, 1)
 	served.Production.Swap(first)
 	t.Cleanup(served.Production.Close)
@@ -211,10 +212,10 @@ func TestBatchedRequestsEachGetTheirOwnRows(t *testing.T) {
 				}
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				var r api.ScoreResponse
+				var r wire.ScoreResponse
 				json.Unmarshal(b, &r)
 				switch {
-				case resp.StatusCode != 200 || r.Score == nil || r.Source != api.SourceModel:
+				case resp.StatusCode != 200 || r.Score == nil || r.Source != scorerapi.SourceModel:
 					errs <- fmt.Errorf("request %d: %d %s", i, resp.StatusCode, b)
 				case *r.Score != solo[r.Version][i]:
 					errs <- fmt.Errorf("request %d got %v from v%d, its row scores %v there", i, *r.Score, r.Version, solo[r.Version][i])

@@ -1,0 +1,5 @@
+//go:build !race
+
+package scorerapi_test
+
+const raceDetector = false
