@@ -38,6 +38,10 @@ type options struct {
 	swaps                int
 	swapEvery            time.Duration
 	skipSwaps, noProfile bool
+	// fleet, when set, runs the fleet simulation only, for these node counts.
+	fleet           string
+	fleetWindow     time.Duration
+	fleetPromotions int
 }
 
 func main() {
@@ -61,7 +65,21 @@ func main() {
 	flag.DurationVar(&o.swapEvery, "swap-every", 150*time.Millisecond, "time between promotions in the hot-swap run")
 	flag.BoolVar(&o.skipSwaps, "skip-swaps", false, "measure the costs only: no hot-swap or rollback run")
 	flag.BoolVar(&o.noProfile, "no-profile", false, "do not profile the scorer with perf")
+	flag.StringVar(&o.fleet, "fleet", "", "simulate fleets of these many scorer nodes (comma-separated, e.g. 100,1000,5000) against one control plane, and nothing else")
+	flag.DurationVar(&o.fleetWindow, "fleet-window", 10*time.Second, "how long the fleet's steady reporting is measured")
+	flag.IntVar(&o.fleetPromotions, "fleet-promotions", 5, "promotions timed to every watcher in a fleet run")
 	flag.Parse()
+	if o.fleet != "" {
+		sizes, err := fleetSizes(o.fleet)
+		if err == nil {
+			err = runFleet(o, sizes)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "modelbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "modelbench:", err)
 		os.Exit(1)
