@@ -78,6 +78,7 @@ model: ort
 ## bench: CPU cost of the scorer against its baselines (raw onnxruntime_go loop, null-model handlers), hot swap, rollback, monitoring, training
 bench: ort build
 	$(GO) run ./cmd/modelbench -scorer $(BIN)/scorer -modelctl $(BIN)/modelctl
+	$(GO) run ./cmd/modelbench -modelctl $(BIN)/modelctl -fleet 1000
 	$(GO) test -run '^$$' -bench . -count=1 ./internal/monitor/
 	$(GO) test -run '^$$' -bench . -count=1 ./internal/predlog/logship/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./internal/trainer/

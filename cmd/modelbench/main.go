@@ -40,6 +40,10 @@ type options struct {
 	skipSwaps, noProfile bool
 	rssModels            string
 	rssOnly, grpcOnly    bool
+	// fleet, when set, runs the fleet simulation only, for these node counts.
+	fleet           string
+	fleetWindow     time.Duration
+	fleetPromotions int
 }
 
 func main() {
@@ -66,7 +70,21 @@ func main() {
 	flag.StringVar(&o.rssModels, "rss-models", "1,10,50", "measure the scorer's RSS serving each of these counts of models (empty: skip)")
 	flag.BoolVar(&o.rssOnly, "rss-only", false, "measure the scorer's RSS for -rss-models only")
 	flag.BoolVar(&o.grpcOnly, "grpc-only", false, "measure the gRPC contenders only (scorer, null gRPC server, raw loops), then profile the scorer on gRPC")
+	flag.StringVar(&o.fleet, "fleet", "", "simulate fleets of these many scorer nodes (comma-separated, e.g. 100,1000,5000) against one control plane, and nothing else")
+	flag.DurationVar(&o.fleetWindow, "fleet-window", 10*time.Second, "how long the fleet's steady reporting is measured")
+	flag.IntVar(&o.fleetPromotions, "fleet-promotions", 5, "promotions timed to every watcher in a fleet run")
 	flag.Parse()
+	if o.fleet != "" {
+		sizes, err := fleetSizes(o.fleet)
+		if err == nil {
+			err = runFleet(o, sizes)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "modelbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "modelbench:", err)
 		os.Exit(1)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -146,7 +147,7 @@ func (e *env) client() (*client.Client, error) {
 	c.Token = strings.TrimSpace(e.getenv("MODELCTL_TOKEN"))
 	// A context's token goes only to the context's own server, never to one
 	// a flag or the environment named instead.
-	if c.Token == "" && ctx != nil && ctx.TokenFile != "" && strings.TrimRight(ctx.Server, "/") == c.BaseURL {
+	if c.Token == "" && ctx != nil && ctx.TokenFile != "" && slices.Equal(client.New(ctx.Server).URLs(), c.URLs()) {
 		b, err := os.ReadFile(ctx.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("context %q: token file: %w", ctx.Name, err)

@@ -75,7 +75,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane URL (env MODELCTL_SERVER)")
+	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane URL, or a comma-separated list of its replicas, tried in turn when one is out of reach (env MODELCTL_SERVER)")
 	modelsGiven := false
 	fs.Func("model", "model to serve (repeatable; '*' for every model in the registry; --model-dir serves these and every NAME.onnx in it; default calling-score)", func(v string) error {
 		if !modelsGiven {

@@ -13,11 +13,13 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/modelops/modelops/internal/monitor"
@@ -52,32 +54,96 @@ func StatusOf(err error) int {
 	return 0
 }
 
-// Client talks to one control plane.
+// Client talks to a control plane: one, or several replicas of it (a list of
+// URLs), in which case a request that cannot reach one goes to the next.
 type Client struct {
+	// BaseURL is the first control plane of the list.
 	BaseURL string
 	HTTP    *http.Client
 	// Token is the bearer token sent with every request (MODELCTL_TOKEN).
 	Token string
+
+	mu sync.Mutex
+	// urls are the control planes in order, cur the one requests go to: it
+	// stays there until that one cannot be reached.
+	urls []string
+	cur  int
 }
 
-// CheckBaseURL returns an error unless raw is an http or https URL with a host:
-// "localhost:8080" parses as a URL of scheme "localhost", and would fail only
-// when first used, with "unsupported protocol scheme".
+// CheckBaseURL returns an error unless raw is an http or https URL with a host,
+// or a comma-separated list of them: "localhost:8080" parses as a URL of
+// scheme "localhost", and would fail only when first used, with "unsupported
+// protocol scheme".
 func CheckBaseURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q: want an http:// or https:// URL, such as http://127.0.0.1:8080", raw)
+	for _, one := range strings.Split(raw, ",") {
+		one = strings.TrimSpace(one)
+		u, err := url.Parse(one)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%q: want an http:// or https:// URL, such as http://127.0.0.1:8080, or a comma-separated list of them", one)
+		}
 	}
 	return nil
 }
 
-// New returns a client for baseURL (e.g. http://127.0.0.1:8080).
+// New returns a client for baseURL (e.g. http://127.0.0.1:8080), or for a
+// comma-separated list of replicas of one control plane
+// (http://cp1:8080,http://cp2:8080): requests go to the first that answers
+// and stay there until it cannot be reached.
 func New(baseURL string) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: &http.Client{}}
+	var urls []string
+	for _, one := range strings.Split(baseURL, ",") {
+		if one = strings.TrimRight(strings.TrimSpace(one), "/"); one != "" {
+			urls = append(urls, one)
+		}
+	}
+	if len(urls) == 0 {
+		urls = []string{""}
+	}
+	return &Client{BaseURL: urls[0], HTTP: &http.Client{}, urls: urls}
 }
 
+// URLs returns the control planes of the client, in order.
+func (c *Client) URLs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.urls) == 0 {
+		return []string{c.BaseURL}
+	}
+	return append([]string(nil), c.urls...)
+}
+
+// Current returns the control plane requests go to now.
+func (c *Client) Current() string {
+	base, _, _ := c.current()
+	return base
+}
+
+// current returns the base URL requests go to, its place in the list and the
+// list's length.
+func (c *Client) current() (string, int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.urls) == 0 {
+		return c.BaseURL, 0, 1
+	}
+	return c.urls[c.cur], c.cur, len(c.urls)
+}
+
+// failed moves requests on from the control plane at place i, unless another
+// request moved them already.
+func (c *Client) failed(i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.urls) > 1 && c.cur == i {
+		c.cur = (i + 1) % len(c.urls)
+	}
+}
+
+// url is path on the control plane requests go to now; send moves a request
+// to another one when it cannot reach this one.
 func (c *Client) url(path string, q url.Values) string {
-	u := c.BaseURL + path
+	base, _, _ := c.current()
+	u := base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
@@ -110,20 +176,78 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s: %s %s: decoding the answer: %w", c.BaseURL, method, path, err)
+		return fmt.Errorf("%s: %s %s: decoding the answer: %w", c.Current(), method, path, err)
 	}
 	return nil
 }
 
-// send performs req and turns non-2xx answers into *Error.
+// retryable tells whether a request that failed with err may go to another
+// control plane: one never sent (the connection was refused) always may, a
+// read whatever broke; a change that may have reached the server may not (the
+// caller sees the error, and the next request goes to the next one).
+func retryable(req *http.Request, err error) bool {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return false // a stream that cannot be sent twice
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return req.Method == http.MethodGet || req.Method == http.MethodHead
+}
+
+// moved returns req sent to base instead of from.
+func moved(req *http.Request, from, base string) (*http.Request, error) {
+	rest, ok := strings.CutPrefix(req.URL.String(), from)
+	if !ok {
+		return nil, fmt.Errorf("request %s is not on %s", req.URL, from)
+	}
+	u, err := url.Parse(base + rest)
+	if err != nil {
+		return nil, err
+	}
+	r := req.Clone(req.Context())
+	r.URL, r.Host = u, ""
+	if req.GetBody != nil {
+		if r.Body, err = req.GetBody(); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// send performs req and turns non-2xx answers into *Error. A control plane
+// out of reach passes the request to the next of the list, when it is safe to
+// send it again, each at most once.
 func (c *Client) send(req *http.Request) (*http.Response, error) {
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("control plane at %s: %w", c.BaseURL, err)
+	base, i, n := c.current()
+	var resp *http.Response
+	var err error
+	for tried := 1; ; tried++ {
+		resp, err = c.HTTP.Do(req)
+		if err == nil {
+			break
+		}
+		err = fmt.Errorf("control plane at %s: %w", base, err)
+		c.failed(i)
+		if tried >= n || req.Context().Err() != nil || !retryable(req, err) {
+			return nil, err
+		}
+		next, j, _ := c.current()
+		r, merr := moved(req, base, next)
+		if merr != nil {
+			return nil, err
+		}
+		req, base, i = r, next, j
 	}
+	return c.answer(req, resp, base)
+}
+
+// answer turns a non-2xx answer from base into *Error.
+func (c *Client) answer(req *http.Request, resp *http.Response, base string) (*http.Response, error) {
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp, nil
 	}
@@ -137,9 +261,9 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 			// is most likely not a control plane (a scorer's, say).
 			msg = fmt.Sprintf("no %s %s here: is it a modelops control plane? (a scorer listens on :8081 by default, the control plane on :8080)", req.Method, req.URL.Path)
 		}
-		return nil, &Error{Server: c.BaseURL, Status: resp.StatusCode, Code: eb.Error.Code, Message: msg}
+		return nil, &Error{Server: base, Status: resp.StatusCode, Code: eb.Error.Code, Message: msg}
 	}
-	return nil, &Error{Server: c.BaseURL, Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(raw))}
+	return nil, &Error{Server: base, Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(raw))}
 }
 
 // Models lists every model.
@@ -443,7 +567,7 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (*wire.PushResponse, e
 	defer resp.Body.Close()
 	var out wire.PushResponse
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("%s: push: decoding the answer: %w", c.BaseURL, err)
+		return nil, fmt.Errorf("%s: push: decoding the answer: %w", c.Current(), err)
 	}
 	return &out, nil
 }
@@ -548,6 +672,22 @@ func (c *Client) ShipLog(ctx context.Context, b *predlog.Batch) (*predlog.Stored
 	return &out, nil
 }
 
+// Report posts a scorer's report (monitor.Report as JSON) to
+// /api/v1/reports: the replica that takes it forwards it to the monitor's.
+func (c *Client) Report(ctx context.Context, report []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("/api/v1/reports", nil), bytes.NewReader(report))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
+}
+
 // ExportOptions select the rows of an export.
 type ExportOptions struct {
 	Since, Until     time.Time
@@ -588,11 +728,11 @@ func (c *Client) Export(ctx context.Context, model string, o ExportOptions, fn f
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, fmt.Errorf("%s: export %s: %w (the export is incomplete)", c.BaseURL, model, err)
+			return nil, fmt.Errorf("%s: export %s: %w (the export is incomplete)", c.Current(), model, err)
 		}
 		switch {
 		case line.Error != "":
-			return nil, fmt.Errorf("%s: export %s stopped: %s", c.BaseURL, model, line.Error)
+			return nil, fmt.Errorf("%s: export %s stopped: %s", c.Current(), model, line.Error)
 		case line.End != nil:
 			return line.End, nil
 		case line.ExportRow != nil:

@@ -144,6 +144,8 @@ type Registry struct {
 
 	// pushMu keeps GC from running between a push's blob upload and its commit.
 	pushMu sync.RWMutex
+	// tail is the last read of the watch streams, shared among them.
+	tail watchTail
 }
 
 // New returns a registry for the bbolt file at path over blobs.

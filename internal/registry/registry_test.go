@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -501,4 +503,50 @@ func randomBlob(t *testing.T, n int) ([]byte, string) {
 	b := make([]byte, n)
 	rand.Read(b)
 	return b, testutil.MustDigest(t, b)
+}
+
+// Many watch streams from different revisions share the reads after each
+// commit; every one still gets every event after its revision, in order, with
+// no gap and no repeat, while promotions commit.
+func TestManyWatchersEachGetEveryEventInOrder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, _ := MustOpen(t)
+	mustPush(t, r, "calling-score", testutil.MustModel(t, 1))
+	mustPush(t, r, "calling-score", testutil.MustModel(t, 2))
+	const watchers, promotions = 40, 30
+	var wg sync.WaitGroup
+	errs := make(chan error, watchers)
+	for w := 0; w < watchers; w++ {
+		since := uint64(w % 3) // some from the start, some after the pushes
+		events := r.Watch(ctx, since)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := since + 1
+			for want <= 2+promotions {
+				select {
+				case e := <-events:
+					if e.Revision != want {
+						errs <- fmt.Errorf("watcher from %d: event %d, want %d", since, e.Revision, want)
+						return
+					}
+					want++
+				case <-ctx.Done():
+					errs <- fmt.Errorf("watcher from %d: stuck before revision %d", since, want)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < promotions; i++ {
+		if _, err := r.Promote(ctx, registry.AliasRequest{Model: "calling-score", Version: 1 + i%2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"sync"
 )
 
 // EventQuery selects history.
@@ -50,7 +51,7 @@ func (r *Registry) Watch(ctx context.Context, since uint64) <-chan Event {
 			// Take the wake-up channel before reading, so a commit between the read
 			// and the wait is not missed.
 			wake := r.Meta.Changed()
-			evs, err := r.Events(ctx, EventQuery{Since: since, Limit: 256})
+			evs, err := r.tail.read(ctx, r, wake, since, 256)
 			if err != nil {
 				r.Logger.Error("watch: read events", "err", err)
 				return
@@ -74,4 +75,47 @@ func (r *Registry) Watch(ctx context.Context, since uint64) <-chan Event {
 		}
 	}()
 	return ch
+}
+
+// watchTail lets the watch streams woken by one commit share one read of the
+// store instead of each reading it: with a thousand streams, a commit cost a
+// thousand reads (of etcd, with several control planes) before every stream
+// had sent its event.
+type watchTail struct {
+	mu sync.Mutex
+	// wake is the change channel taken before the read of events: while it
+	// is the current one, nothing committed since the read.
+	wake <-chan struct{}
+	// from is the revision the read started after; events are every event
+	// after it (the read was not cut at its limit).
+	from   uint64
+	events []Event
+}
+
+// read returns the events after since, at most limit: from the last read
+// when that read was made under the same change channel wake (taken before
+// it, so it saw every commit wake stands for) and covers since; from the
+// store otherwise, kept for the next stream.
+func (t *watchTail) read(ctx context.Context, r *Registry, wake <-chan struct{}, since uint64, limit int) ([]Event, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.wake == wake && t.from <= since {
+		var out []Event
+		for _, e := range t.events {
+			if e.Revision > since {
+				out = append(out, e)
+			}
+		}
+		if len(out) <= limit {
+			return out, nil
+		}
+	}
+	evs, err := r.Events(ctx, EventQuery{Since: since, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	if len(evs) < limit {
+		t.wake, t.from, t.events = wake, since, evs
+	}
+	return evs, nil
 }

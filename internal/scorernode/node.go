@@ -294,6 +294,9 @@ func (s *Node) Open(ctx context.Context) error {
 			Interval: s.Config.ReportInterval, Logger: s.Logger.With("component", "reporter"), Token: s.Config.Token,
 			Ready:  func() bool { ok, _ := scorer.Ready(); return ok },
 			Models: s.sources,
+			// Reports go where the client goes: with several control
+			// planes, to the next when one is out of reach.
+			Deliver: s.client.Report,
 		}
 		s.wg.Add(1)
 		go func() {

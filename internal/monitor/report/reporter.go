@@ -34,6 +34,9 @@ type Reporter struct {
 	// Models, when set, are the models reported (Model, Recorder, Served and
 	// LoadError describe one model otherwise).
 	Models func() []ModelSource
+	// Deliver, when set, sends the report (JSON) instead of a POST to
+	// ControlPlane: a client that follows a list of control planes.
+	Deliver func(ctx context.Context, report []byte) error
 }
 
 // ModelSource is where a report finds one model's counts and state.
@@ -100,6 +103,15 @@ func (r *Reporter) send(ctx context.Context) error {
 	body, err := json.Marshal(rep)
 	if err != nil {
 		return err
+	}
+	if r.Deliver != nil {
+		timeout := r.HTTP.Timeout
+		if timeout <= 0 {
+			timeout = 2 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return r.Deliver(ctx, body)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(r.ControlPlane, "/")+"/api/v1/reports", bytes.NewReader(body))
 	if err != nil {
