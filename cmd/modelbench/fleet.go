@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/modelops/modelops/internal/client"
+	"github.com/modelops/modelops/internal/monitor"
 	"github.com/modelops/modelops/internal/monitor/report"
 	"github.com/modelops/modelops/internal/registry"
 	"github.com/modelops/modelops/internal/wire"
@@ -181,7 +182,7 @@ func runFleet(o options, sizes []int) error {
 func (b *bench) fleet(n int, window time.Duration, promotions int) (fleetResult, error) {
 	res := fleetResult{nodes: n, window: window, load: loadAverage()}
 	name := fmt.Sprintf("control-plane-fleet-%d", n)
-	cp, err := b.controlPlane(name)
+	cp, err := b.controlPlane(name, "--max-nodes", strconv.Itoa(max(n, monitor.DefaultMaxNodes))) // every simulated node followed
 	if err != nil {
 		return res, err
 	}

@@ -540,9 +540,10 @@ func us(d time.Duration) string {
 	return fmt.Sprintf("%.1f ms", float64(d)/1e6)
 }
 
-// controlPlane starts `modelctl serve` with the bench's admin token.
-func (b *bench) controlPlane(name string) (*proc, error) {
-	p, err := startServer(b.dir, name, b.o.modelctl, []string{"serve", "--data", filepath.Join(b.dir, name), "--listen", "ADDR"},
+// controlPlane starts `modelctl serve` with the bench's admin token and any
+// extra flags.
+func (b *bench) controlPlane(name string, flags ...string) (*proc, error) {
+	p, err := startServer(b.dir, name, b.o.modelctl, append([]string{"serve", "--data", filepath.Join(b.dir, name), "--listen", "ADDR"}, flags...),
 		[]string{"MODELOPS_ADMIN_TOKEN=" + b.token, "ONNXRUNTIME_LIB=" + b.o.lib}, "/healthz")
 	if err != nil {
 		return nil, err

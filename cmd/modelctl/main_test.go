@@ -482,6 +482,7 @@ func TestServeSaysWhatIsWrongWithItsSettings(t *testing.T) {
 		{[]string{"--eval-interval", "0s"}, "--eval-interval 0s: want more than 0"},
 		{[]string{"--max-conns-per-addr", "-1"}, "--max-conns-per-addr -1: want 0 (no bound) or more"},
 		{[]string{"--max-watch-streams-per-token", "-5"}, "--max-watch-streams-per-token -5: want 1 or more"},
+		{[]string{"--max-nodes", "-1"}, "--max-nodes -1: want 1 or more"},
 	} {
 		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0"}, tc.args...)
 		_, _, err := cli(t, "http://127.0.0.1:1", args...)

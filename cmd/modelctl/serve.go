@@ -105,6 +105,7 @@ Flags:
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "connections held at once, in all (0: no bound)")
 	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", cfg.MaxConnsPerAddr, "connections held at once from one address (0: no bound; a load balancer in front is one address)")
 	fs.IntVar(&cfg.MaxWatchStreamsPerToken, "max-watch-streams-per-token", cfg.MaxWatchStreamsPerToken, "watch streams one token may hold open (a scorer holds one a model it serves)")
+	fs.IntVar(&cfg.MaxNodes, "max-nodes", cfg.MaxNodes, "scorer nodes the monitor follows at once (each costs memory; past it a new node's reports get 503 until a silent one is forgotten)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

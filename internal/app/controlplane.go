@@ -81,6 +81,8 @@ type ControlPlaneConfig struct {
 	MaxConns, MaxConnsPerAddr int
 	// MaxWatchStreamsPerToken bounds the watch streams one token holds open.
 	MaxWatchStreamsPerToken int
+	// MaxNodes bounds the scorer nodes the monitor follows at once.
+	MaxNodes int
 	// Advertise is the URL other replicas reach this one at (reports are
 	// forwarded to the monitor's replica); default: the listener's URL.
 	Advertise string
@@ -90,7 +92,7 @@ type ControlPlaneConfig struct {
 func DefaultControlPlaneConfig() ControlPlaneConfig {
 	return ControlPlaneConfig{DataDir: ".data", Listen: "127.0.0.1:8080", MaxArtifactBytes: 1 << 30, MonitorWindow: 30 * time.Second, EvalInterval: time.Second,
 		VerifyCPUTime: time.Minute, VerifyMemory: 4 << 30, VerifyTimeout: 2 * time.Minute, VerifyConcurrency: 2,
-		MaxConns: 16384, MaxConnsPerAddr: 4096, MaxWatchStreamsPerToken: api.DefaultMaxWatchStreamsPerToken}
+		MaxConns: 16384, MaxConnsPerAddr: 4096, MaxWatchStreamsPerToken: api.DefaultMaxWatchStreamsPerToken, MaxNodes: monitor.DefaultMaxNodes}
 }
 
 // Validate says which setting is out of range, by its flag's name, before
@@ -99,6 +101,8 @@ func (c ControlPlaneConfig) Validate() error {
 	switch {
 	case c.MaxConns < 0 || c.MaxConnsPerAddr < 0:
 		return fmt.Errorf("--max-conns %d, --max-conns-per-addr %d: want 0 (no bound) or more", c.MaxConns, c.MaxConnsPerAddr)
+	case c.MaxNodes < 0:
+		return fmt.Errorf("--max-nodes %d: want 1 or more (0: the default, %d)", c.MaxNodes, monitor.DefaultMaxNodes)
 	case c.MaxWatchStreamsPerToken < 0:
 		return fmt.Errorf("--max-watch-streams-per-token %d: want 1 or more", c.MaxWatchStreamsPerToken)
 	case c.MaxArtifactBytes < 1:
@@ -234,6 +238,7 @@ func (c *ControlPlane) Open(ctx context.Context) error {
 	c.api = cp
 	c.Monitor = monitor.New(reg, c.Logger.With("component", "monitor"))
 	c.Monitor.Window = c.Config.MonitorWindow
+	c.Monitor.MaxNodes = c.Config.MaxNodes
 	if c.Config.MonitorRetain > 0 {
 		c.Monitor.Retain = c.Config.MonitorRetain
 	}

@@ -17,9 +17,10 @@ import (
 // report past a per-report limit is refused whole (the API answers 400 or 413
 // naming the limit); the retained state is capped in nodes, series and bytes.
 const (
-	// MaxNodes is how many scorer nodes the monitor follows at once; a new
-	// node's report past it is refused (503) until a silent one is forgotten.
-	MaxNodes = 1000
+	// DefaultMaxNodes is how many scorer nodes the monitor follows at once
+	// unless Monitor.MaxNodes says otherwise; a new node's report past it is
+	// refused (503) until a silent one is forgotten.
+	DefaultMaxNodes = 1000
 	// MaxReportModels bounds the models one report covers.
 	MaxReportModels = 50
 	// MaxReportModelVersions bounds the (model, version) pairs of one report:
@@ -63,8 +64,6 @@ var (
 	// ErrNotDeployed refuses a report for a model or version the control plane
 	// does not deploy.
 	ErrNotDeployed error = &limitError{kind: registry.ErrForbidden, msg: "not deployed"}
-	// ErrFull refuses a new node while MaxNodes are followed.
-	ErrFull error = &limitError{kind: registry.ErrUnavailable, msg: fmt.Sprintf("the monitor follows at most %d nodes; a new one is taken once a silent one is forgotten", MaxNodes)}
 )
 
 var armRE = regexp.MustCompile(`^[a-z][a-z_]{0,31}$`)
@@ -169,10 +168,10 @@ func (m *Monitor) Admit(ctx context.Context, r report.Report) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, known := m.nodes[r.Node]; !known && len(m.nodes) >= MaxNodes {
+	if _, known := m.nodes[r.Node]; !known && len(m.nodes) >= m.maxNodes() {
 		m.forgetNodesLocked(m.Now().Add(-m.nodeMemory()))
-		if len(m.nodes) >= MaxNodes {
-			return ErrFull
+		if len(m.nodes) >= m.maxNodes() {
+			return &limitError{kind: registry.ErrUnavailable, msg: fmt.Sprintf("the monitor follows at most %d nodes (serve --max-nodes); a new one is taken once a silent one is forgotten", m.maxNodes())}
 		}
 	}
 	return nil

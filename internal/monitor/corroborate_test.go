@@ -179,3 +179,41 @@ func TestOneNodeCannotSkewThePredictions(t *testing.T) {
 		t.Fatalf("with both honest nodes' predictions moved: production v%d, rejected %q", m.Production, m.Rejected[2])
 	}
 }
+
+// The monitor follows at most MaxNodes nodes: a new node past it is refused
+// with 503 naming the flag, a node already followed is still taken, and a new
+// one is taken again once a silent node is forgotten.
+func TestMaxNodesBoundsTheNodesFollowed(t *testing.T) {
+	_, mon, now := setup(t)
+	mon.MaxNodes = 2
+	rng := rand.New(rand.NewPCG(11, 11))
+	ctx := context.Background()
+	send := func(node string) error {
+		r := report.Report{Node: node, Ready: true, Models: []report.ModelReport{{Model: "calling-score",
+			Windows: []report.Window{window(rng, 1, "champion", 10, 0, 0.2, 0)}}}}
+		if err := mon.Admit(ctx, r); err != nil {
+			return err
+		}
+		mon.Ingest(r)
+		return nil
+	}
+	for _, n := range []string{"n1", "n2"} {
+		if err := send(n); err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+	}
+	err := send("n3")
+	if !errors.Is(err, registry.ErrUnavailable) || !strings.Contains(err.Error(), "at most 2 nodes (serve --max-nodes)") {
+		t.Fatalf("a third node past MaxNodes 2: %v, want unavailable naming --max-nodes", err)
+	}
+	if err := send("n1"); err != nil {
+		t.Fatalf("a node already followed: %v", err)
+	}
+	if got := mon.Usage().Nodes; got != 2 {
+		t.Fatalf("nodes followed: %d, want 2", got)
+	}
+	*now = now.Add(time.Hour) // n1 and n2 fall silent and are forgotten
+	if err := send("n3"); err != nil {
+		t.Fatalf("a new node once the silent ones are forgotten: %v", err)
+	}
+}

@@ -77,7 +77,7 @@ type NodeState struct {
 const silentAfter = 5
 
 // Monitor keeps sliding windows of reports and makes the rollback decisions.
-// What it keeps is bounded whatever is reported (see MaxNodes, MaxSeries,
+// What it keeps is bounded whatever is reported (see Monitor.MaxNodes, MaxSeries,
 // MaxBytes): the points of a series are merged per second across nodes, and
 // each node's own counts are kept only for the judged arms over the decision
 // window, to corroborate a breach.
@@ -96,6 +96,9 @@ type Monitor struct {
 	// Grace is how long a version that left a deployment is still taken in
 	// reports (default DefaultGrace).
 	Grace time.Duration
+	// MaxNodes bounds the scorer nodes followed at once (default
+	// DefaultMaxNodes).
+	MaxNodes int
 
 	mu        sync.Mutex
 	series    map[seriesKey][]point
@@ -119,6 +122,13 @@ func New(reg *registry.Registry, log *slog.Logger) *Monitor {
 		series: map[seriesKey][]point{}, perNode: map[seriesKey]map[string][]nodeSlot{}, nodes: map[string]*NodeState{},
 		fails: map[seriesKey]int{}, alerted: map[seriesKey]bool{}, cards: map[seriesKey]*artifact.Card{},
 		deployed: map[string]map[int]time.Time{}, limits: map[string]float64{}, baselines: map[string]*baseline{}}
+}
+
+func (m *Monitor) maxNodes() int {
+	if m.MaxNodes > 0 {
+		return m.MaxNodes
+	}
+	return DefaultMaxNodes
 }
 
 // Usage is what the monitor holds: nodes, series, chart points, node slots,
@@ -195,7 +205,7 @@ func (m *Monitor) Ingest(r report.Report) {
 			}
 		}
 	}
-	if _, known := m.nodes[r.Node]; !known && len(m.nodes) >= MaxNodes {
+	if _, known := m.nodes[r.Node]; !known && len(m.nodes) >= m.maxNodes() {
 		m.forgetNodesLocked(now.Add(-m.nodeMemory()))
 		m.dropStalestNodeLocked()
 	}
